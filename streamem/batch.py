@@ -1,0 +1,549 @@
+"""``GaussianMixture``: batch EM over the chunks of a dask array, one pass per iteration.
+
+The estimator is a thin loop over the functional core: each iteration is one
+:meth:`~streamem.reduce.ChunkedData.map_reduce` of :func:`~streamem.stats.chunk_stats`
+(the E-step of every chunk, for every candidate) followed by
+:func:`~streamem.params.m_step` on the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from numbers import Integral, Real
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from . import io
+from .covariance import COVARIANCE_TYPES, get_covariance
+from .init import INIT_METHODS, initialise
+from .params import MixtureParams, log_resp_inplace, m_step
+from .reduce import ChunkedData, apply_blocks
+from .stats import BLOCK_ROWS, add_lists, check_finite, chunk_stats
+
+__all__ = ["GaussianMixture", "load"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One candidate (restart) of a fit."""
+
+    params: MixtureParams
+    lower_bound: float = -np.inf
+    converged: bool = False
+    n_iter: int = 0
+    history: list = dataclasses.field(default_factory=list)
+
+
+def _blockwise(X, params: MixtureParams, what: str):
+    """Row-wise outputs of a fitted mixture on one chunk: labels, resp or log p(x)."""
+    check_finite(X)
+    shift = params.weights @ params.means
+    kernel = params.kernel(shift, X.dtype)
+    parts = []
+    for start in range(0, len(X), BLOCK_ROWS):
+        weighted = kernel.weighted_log_prob(X[start : start + BLOCK_ROWS] - kernel.shift)
+        if what == "predict":
+            parts.append(weighted.argmax(axis=1))
+            continue
+        log_lik = log_resp_inplace(weighted)
+        parts.append(weighted if what == "predict_proba" else log_lik)
+    if not parts:
+        shape = {"predict_proba": (0, params.n_components)}.get(what, (0,))
+        return np.empty(shape, dtype=np.int64 if what == "predict" else X.dtype)
+    return np.concatenate(parts)
+
+
+@contextlib.contextmanager
+def _blas_per_task(n_chunks: int):
+    """On the local threaded scheduler, give each concurrent chunk task its share of BLAS threads.
+
+    Several tasks each running a multi-threaded GEMM oversubscribe the cores; one BLAS
+    thread per task is markedly faster. Other schedulers (a distributed cluster) run the
+    tasks in other processes and are left alone.
+    """
+    if dask.base.get_scheduler() is not dask.threaded.get:
+        yield
+        return
+    n_cores = os.cpu_count() or 1
+    with threadpool_limits(limits=max(1, n_cores // max(n_chunks, 1)), user_api="blas"):
+        yield
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM over the chunks of a dask array.
+
+    Each EM iteration is one pass over the data: every row-chunk yields the E-step
+    sufficient statistics of every component (sum of responsibilities, of
+    responsibility-weighted ``x`` and of ``x x^T``, and the log-likelihood), a tree
+    reduction adds them, and the M-step on the client turns the totals into the new
+    parameters. Memory stays bounded by the chunk size, whatever the data size.
+
+    Given the same initial parameters, the fit equals
+    :class:`sklearn.mixture.GaussianMixture`'s.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood per sample.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+        Number of EM iterations (passes over the data) at most.
+    n_init : int, default=1
+        Number of candidates (restarts); all are fitted in the same passes over the data
+        and the one with the highest log-likelihood is kept.
+    init_params : {"k-means||", "k-means++", "random", "random_from_data", "kmeans"}, default="k-means||"
+        How the candidates are initialised; ``"kmeans"`` (scikit-learn's name) is
+        ``"k-means||"``.
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        Shapes as ``precisions_`` for the covariance type.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current parameters.
+    verbose : int, default=0
+        1 logs a line per fit, 2 a line per iteration (at INFO level, through
+        ``logging.getLogger("streamem")``).
+    verbose_interval : int, default=10
+        Iterations between the lines logged when ``verbose >= 2``.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample at the last iteration's E-step.
+    n_features_in_ : int
+    history_ : list of dict
+        One dict per iteration: ``iteration``, ``log_likelihood`` (mean per sample),
+        ``change``, ``seconds``, and ``reseeded`` (components re-seeded at this
+        iteration) when any was.
+
+    Examples
+    --------
+    >>> import numpy as np, streamem
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (500, 2)), rng.normal(5, 1, (500, 2))])
+    >>> gm = streamem.GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> sorted(np.round(gm.means_[:, 0]).astype(int).tolist())
+    [-5, 5]
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(INIT_METHODS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="k-means||",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------ input
+
+    def _validate_X(self, X, reset: bool) -> tuple[da.Array, bool]:
+        """X as a dask array with all features in a chunk, and whether to return lazily."""
+        lazy_X, lazy = io.as_dask_array(X)
+        if not lazy:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1)
+            return io.from_numpy(X), False
+        lazy_X = io.check_dask_array(lazy_X)
+        n_features = lazy_X.shape[1]
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if lazy_X.numblocks[1] != 1:
+            lazy_X = lazy_X.rechunk({1: -1})
+        return lazy_X, True
+
+    def _validate_sample_weight(self, sample_weight, X: da.Array, lazy: bool):
+        if sample_weight is None:
+            return None
+        if isinstance(sample_weight, da.Array):
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(f"expected sample_weight of shape ({X.shape[0]},), got {sample_weight.shape}")
+            return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+        sample_weight = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True)
+        if sample_weight.sum() <= 0:
+            raise ValueError("expected sample_weight with a positive sum, got weights summing to 0")
+        return da.from_array(sample_weight, chunks=(X.chunks[0],))
+
+    def _check_initial_parameters(self, n_features: int):
+        K, D = self.n_components, n_features
+        covariance = get_covariance(self.covariance_type)
+        weights = means = precisions_chol = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,):
+                raise ValueError(f"expected weights_init of shape ({K},), got {weights.shape}")
+            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+                raise ValueError(f"expected weights_init non-negative and summing to 1, got sum {weights.sum()}")
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+            if means.shape != (K, D):
+                raise ValueError(f"expected means_init of shape ({K}, {D}), got {means.shape}")
+            check_finite(means)
+        if self.precisions_init is not None:
+            precisions = np.asarray(self.precisions_init, dtype=np.float64)
+            shape = covariance.covariance_shape(K, D)
+            if precisions.shape != shape:
+                raise ValueError(f"expected precisions_init of shape {shape} for {self.covariance_type!r}, got {precisions.shape}")
+            if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
+                raise ValueError("expected precisions_init positive, got non-positive values")
+            precisions_chol = covariance.precisions_chol_from_precisions(precisions)
+        return weights, means, precisions_chol
+
+    # ---------------------------------------------------------------------- fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the mixture by EM, one pass over the chunks of X per iteration.
+
+        Parameters
+        ----------
+        X : array-like, dask array, zarr array or path to a zarr array, of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight counts as that many copies of the row.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        data, _ = self._validate_X(X, reset=True)
+        n_samples = data.shape[0]
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components "
+                f"but got n_components = {self.n_components}, n_samples = {n_samples}"
+            )
+        weights = self._validate_sample_weight(sample_weight, data, lazy=True)
+        chunked = ChunkedData(data, weights)
+        given = self._check_initial_parameters(data.shape[1])
+        random_state = check_random_state(self.random_state)
+
+        with _blas_per_task(chunked.n_chunks):
+            runs, shift = self._initial_runs(chunked, given, random_state)
+            self._em(chunked, runs, shift)
+
+        best = max(runs, key=lambda run: run.lower_bound)
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_params(best.params)
+        self.converged_ = best.converged
+        self.n_iter_ = best.n_iter
+        self.lower_bound_ = float(best.lower_bound)
+        self.history_ = best.history
+        if self.verbose:
+            logger.info("fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged)
+        return self
+
+    def _initial_runs(self, chunked: ChunkedData, given, random_state) -> tuple[list[_Run], np.ndarray]:
+        if self.warm_start and hasattr(self, "converged_"):
+            params = self._params()
+            return [_Run(params, lower_bound=self.lower_bound_)], params.weights @ params.means
+        weights, means, precisions_chol = given
+        if weights is not None and means is not None and precisions_chol is not None:
+            params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
+            return [_Run(params)], weights @ means
+        method = "k-means||" if self.init_params == "kmeans" else self.init_params
+        random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init)]
+        params_list, shift = initialise(
+            chunked, method, self.n_components, self.covariance_type, self.reg_covar, random_states, means
+        )
+        runs = []
+        for params in params_list:
+            if means is not None or weights is not None:
+                params = dataclasses.replace(
+                    params,
+                    weights=params.weights if weights is None else weights,
+                    means=params.means if means is None else means,
+                )
+            if precisions_chol is not None:
+                params = MixtureParams.from_precisions_chol(params.weights, params.means, precisions_chol, self.covariance_type)
+            runs.append(_Run(params))
+        return runs, shift
+
+    def _em(self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray) -> None:
+        """EM iterations for every candidate, all candidates in the same passes."""
+        active = list(runs)
+        for n_iter in range(1, self.max_iter + 1):
+            if not active:
+                break
+            start = time.perf_counter()
+            stats = chunked.map_reduce(chunk_stats, [run.params for run in active], shift, combine=add_lists)
+            seconds = time.perf_counter() - start
+            for index, (run, total) in enumerate(zip(active, stats)):
+                log_likelihood = total.loglik / total.weight
+                run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar)
+                change = log_likelihood - run.lower_bound
+                run.lower_bound, run.n_iter = log_likelihood, n_iter
+                record = {"iteration": n_iter, "log_likelihood": log_likelihood, "change": change, "seconds": seconds}
+                if reseeded:
+                    record["reseeded"] = reseeded
+                    logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded)
+                run.history.append(record)
+                if abs(change) < self.tol:
+                    run.converged = True
+                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                    logger.info("candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs", index, n_iter, log_likelihood, change, seconds)
+            active = [run for run in active if not run.converged]
+
+    # ---------------------------------------------------------------- params
+
+    def _set_params(self, params: MixtureParams) -> None:
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_chol
+        self.precisions_ = params.precisions
+
+    def _params(self) -> MixtureParams:
+        check_is_fitted(self, "precisions_cholesky_")
+        return MixtureParams(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type)
+
+    # -------------------------------------------------------------- predict
+
+    def _apply(self, X, what: str):
+        params = self._params()
+        data, lazy = self._validate_X(X, reset=False)
+        if what == "predict":
+            out = apply_blocks(data, _blockwise, params, what, dtype=np.int64)
+        elif what == "predict_proba":
+            out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype, n_columns=params.n_components)
+        else:
+            out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype)
+        return out if lazy else out.compute()
+
+    def predict(self, X):
+        """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""
+        return self._apply(X, "predict")
+
+    def predict_proba(self, X):
+        """Responsibilities, array of shape (n_samples, n_components)."""
+        return self._apply(X, "predict_proba")
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample, array of shape (n_samples,)."""
+        return self._apply(X, "score_samples")
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (a float)."""
+        return float(np.asarray(self.score_samples(X).mean()))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then the labels of X under the fitted model."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _n_parameters(self) -> int:
+        return self._params().n_parameters()
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        n_samples = self._n_samples(X)
+        return float(-2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples))
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        return float(-2 * self.score(X) * self._n_samples(X) + 2 * self._n_parameters())
+
+    def _n_samples(self, X) -> int:
+        data, _ = io.as_dask_array(X)
+        return int(data.shape[0]) if data is not None else len(X)
+
+    def sample(self, n_samples=1):
+        """Draw samples: ``(X, y)`` of shapes (n_samples, n_features) and (n_samples,)."""
+        params = self._params()
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        covariance = params.covariance
+        X = np.vstack([
+            rng.multivariate_normal(mean, covariance.component_covariance(params.covariances, k, params.n_features), int(count))
+            for k, (mean, count) in enumerate(zip(params.means, counts))
+        ])  # fmt: skip
+        y = np.repeat(np.arange(params.n_components), counts)
+        return X, y
+
+    # ---------------------------------------------------------- persistence
+
+    def save(self, path) -> None:
+        """Save the fitted model as a zarr group at ``path`` (atomically; no pickle)."""
+        params = self._params()
+        hyper = {k: io._json_safe(v) for k, v in self.get_params().items() if not k.endswith("_init")}
+        arrays = {
+            "weights": params.weights,
+            "means": params.means,
+            "covariances": params.covariances,
+            "precisions_cholesky": params.precisions_chol,
+        }
+        attrs = {
+            "format": io.FORMAT,
+            "format_version": io.FORMAT_VERSION,
+            "params": hyper,
+            "fitted": {
+                "converged": bool(self.converged_),
+                "n_iter": int(self.n_iter_),
+                "lower_bound": float(self.lower_bound_) if np.isfinite(self.lower_bound_) else None,
+                "n_features_in": int(self.n_features_in_),
+            },
+            "history": self.history_,
+        }
+        io.write_model(path, arrays, attrs)
+
+    @classmethod
+    def load(cls, path) -> GaussianMixture:
+        """Load a model saved with :meth:`save`."""
+        arrays, attrs = io.read_model(path)
+        try:
+            model = cls(**attrs["params"])
+            fitted = attrs["fitted"]
+            covariance = get_covariance(model.covariance_type)
+            K, D = arrays["means"].shape
+            if model.n_components != K or fitted["n_features_in"] != D:
+                raise ValueError("parameter shapes do not match the hyper-parameters")
+            for name in ("covariances", "precisions_cholesky"):
+                if arrays[name].shape != covariance.covariance_shape(K, D):
+                    raise ValueError(f"{name} has shape {arrays[name].shape}")
+            if arrays["weights"].shape != (K,):
+                raise ValueError(f"weights has shape {arrays['weights'].shape}")
+            params = MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"], arrays["precisions_cholesky"], model.covariance_type)
+            model._set_params(params)
+            model.converged_ = bool(fitted["converged"])
+            model.n_iter_ = int(fitted["n_iter"])
+            model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
+            model.n_features_in_ = int(D)
+            model.history_ = list(attrs.get("history", []))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
+        return model
+
+    # --------------------------------------------------------------- sklearn
+
+    def to_sklearn(self):
+        """An equivalent fitted :class:`sklearn.mixture.GaussianMixture`."""
+        from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+        params = self._params()
+        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
+        model = SkGaussianMixture(
+            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
+            random_state=self.random_state, warm_start=self.warm_start,
+        )  # fmt: skip
+        model.weights_ = params.weights.copy()
+        model.means_ = params.means.copy()
+        model.covariances_ = params.covariances.copy()
+        model.precisions_cholesky_ = params.precisions_chol.copy()
+        model.precisions_ = params.precisions
+        model.converged_ = self.converged_
+        model.n_iter_ = self.n_iter_
+        model.lower_bound_ = self.lower_bound_
+        model.n_features_in_ = self.n_features_in_
+        return model
+
+    @classmethod
+    def from_sklearn(cls, model) -> GaussianMixture:
+        """A streamem model equivalent to a fitted :class:`sklearn.mixture.GaussianMixture`."""
+        check_is_fitted(model, "precisions_cholesky_")
+        init = "k-means||" if model.init_params == "kmeans" else model.init_params
+        out = cls(
+            n_components=model.n_components, covariance_type=model.covariance_type, tol=model.tol,
+            reg_covar=model.reg_covar, max_iter=model.max_iter, n_init=model.n_init, init_params=init,
+            random_state=model.random_state, warm_start=model.warm_start,
+        )  # fmt: skip
+        params = MixtureParams(
+            np.asarray(model.weights_, dtype=np.float64),
+            np.asarray(model.means_, dtype=np.float64),
+            np.asarray(model.covariances_, dtype=np.float64),
+            np.asarray(model.precisions_cholesky_, dtype=np.float64),
+            model.covariance_type,
+        )
+        out._set_params(params)
+        out.converged_ = bool(model.converged_)
+        out.n_iter_ = int(model.n_iter_)
+        out.lower_bound_ = float(model.lower_bound_)
+        out.n_features_in_ = int(model.n_features_in_)
+        out.history_ = []
+        return out
+
+
+def load(path) -> GaussianMixture:
+    """Load a model saved with :meth:`GaussianMixture.save`."""
+    return GaussianMixture.load(path)

@@ -1,0 +1,269 @@
+"""Initialisers by name, each a few passes over the chunks, for several candidates at once.
+
+Every pass reads each chunk once and serves all candidates (restarts) together.
+
+``"k-means||"``
+    Scalable k-means++ (Bahmani et al., 2012, "Scalable K-Means++"): a first centre drawn
+    at random, then ``rounds`` passes that each add ``oversampling * K`` rows drawn with
+    probability proportional to ``w d^2`` (weighted sampling without replacement through
+    exponential keys, which merge exactly across chunks), a pass that weights the drawn
+    rows by the mass nearest to them, k-means++ with Lloyd iterations on those few
+    weighted rows on the client, and then Lloyd passes over the data.
+``"k-means++"``
+    Exact k-means++ seeding (Arthur & Vassilvitskii, 2007): one pass per centre, then the
+    partition of the data by the nearest centre.
+``"random"``
+    Random responsibilities, as in scikit-learn.
+``"random_from_data"``
+    ``K`` distinct rows drawn at random as centres, then the partition by the nearest one.
+
+Each returns a :class:`~streamem.params.MixtureParams` per candidate: the M-step of the
+statistics of its final partition (hard responsibilities), as scikit-learn does for
+``init_params="kmeans"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+
+from .params import MixtureParams, m_step
+from .reduce import ChunkedData
+from .stats import (
+    Accumulator,
+    Smallest,
+    SufficientStats,
+    totals,
+    add_lists,
+    check_finite,
+    hard_stats,
+    iter_blocks,
+    nearest,
+)
+
+__all__ = ["INIT_METHODS", "initialise", "summarise"]
+
+INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
+KMEANS_PARALLEL_ROUNDS = 5
+OVERSAMPLING = 2
+LLOYD_PASSES = 5
+LLOYD_TOL = 1e-4
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Summary:
+    """Totals of a first pass: weight, rows, weighted sum of X, and random picks."""
+
+    weight: float
+    count: int
+    sum_x: np.ndarray
+    picks: list[Smallest]
+
+    def __add__(self, other: Summary) -> Summary:
+        return Summary(
+            self.weight + other.weight,
+            self.count + other.count,
+            self.sum_x + other.sum_x,
+            add_lists(self.picks, other.picks),
+        )
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.sum_x / self.weight
+
+
+def _race_scores(rng, weight):
+    """Exponential keys ``-log(u) / weight``: the ``m`` smallest are a weighted sample
+    of ``m`` rows without replacement, and the smallest of a union is the smallest of
+    the smallest (Efraimidis & Spirakis, 2006)."""
+    u = rng.random(len(weight))
+    with np.errstate(divide="ignore"):
+        return -np.log(u) / weight
+
+
+def _rng(seed, index):
+    return np.random.default_rng([seed, index])
+
+
+def _summary_chunk(X, sample_weight, index, seeds, n_picks):
+    check_finite(X)
+    if sample_weight is None:
+        weight = np.ones(len(X))
+        sum_x = X.sum(axis=0, dtype=np.float64)
+    else:
+        weight = sample_weight.astype(np.float64)
+        sum_x = weight @ X.astype(np.float64)
+    picks = []
+    for seed in seeds:
+        scores = _race_scores(_rng(seed, index), weight)
+        picks.append(Smallest.select(scores, X, 0.0, n_picks))
+    return Summary(float(weight.sum()), len(X), sum_x, picks)
+
+
+def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
+    """One pass: totals, the data's centre, and ``n_picks`` weighted random rows per seed."""
+    return data.map_reduce(_summary_chunk, seeds, n_picks, with_index=True)
+
+
+def _d2_race_chunk(X, sample_weight, index, centres_list, shift, seeds, n_picks):
+    picks = []
+    centres_c = [(c - shift).astype(X.dtype) for c in centres_list]
+    for centres, seed in zip(centres_c, seeds):
+        rng = _rng(seed, index)
+        total = Smallest.empty(X.shape[1], n_picks)
+        for xc, w in iter_blocks(X, sample_weight, shift):
+            d2 = nearest(xc, centres)[1].astype(np.float64)
+            scores = _race_scores(rng, d2 if w is None else d2 * w)
+            total = total + Smallest.select(scores, xc, shift, n_picks)
+        picks.append(total)
+    return picks
+
+
+def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
+    out = []
+    for centres in centres_list:
+        centres_c = (centres - shift).astype(X.dtype)
+        mass = np.zeros(len(centres))
+        for xc, w in iter_blocks(X, sample_weight, shift):
+            labels = nearest(xc, centres_c)[0]
+            mass += np.bincount(labels, weights=w, minlength=len(centres))
+        out.append(mass)
+    return out
+
+
+def _random_resp_chunk(X, sample_weight, index, seeds, n_components, shift, covariance_type):
+    out = []
+    for seed in seeds:
+        rng = _rng(seed, index)
+        acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
+        for xc, w in iter_blocks(X, sample_weight, shift):
+            resp = rng.random((len(xc), n_components))
+            resp /= resp.sum(axis=1, keepdims=True)
+            if w is not None:
+                resp *= w[:, None]
+            resp = resp.astype(X.dtype)
+            acc.add(xc, resp, w, np.zeros(len(xc)), shift, track_worst=False)
+        out.append(acc.result(*totals(X, sample_weight)))
+    return out
+
+
+def _seeds(random_states):
+    return [int(rs.randint(np.iinfo(np.int32).max)) for rs in random_states]
+
+
+def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes):
+    """Lloyd passes from ``centres_list``; the M-step of the last partition of each."""
+    stats: list[SufficientStats] = []
+    active = list(range(len(centres_list)))
+    centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
+    final: dict[int, SufficientStats] = {}
+    previous_cost = {i: np.inf for i in active}
+    for n_pass in range(max(1, lloyd_passes)):
+        stats = data.map_reduce(
+            hard_stats, [centres_list[i] for i in active], shift, covariance_type, combine=add_lists
+        )
+        still = []
+        for i, s in zip(active, stats):
+            final[i] = s
+            cost = -s.loglik
+            moved = s.nk > 0
+            centres_list[i][moved] = s.s1[moved] / s.nk[moved, None] + shift
+            if n_pass + 1 < lloyd_passes and previous_cost[i] - cost > LLOYD_TOL * max(cost, 1e-300):
+                still.append(i)
+            previous_cost[i] = cost
+        active = still
+        if not active:
+            break
+    return [m_step(final[i], covariance_type, reg_covar)[0] for i in range(len(centres_list))]
+
+
+def _recluster(candidates, mass, n_components, seed):
+    """Weighted k-means on the few drawn rows, on the client."""
+    keep = mass > 0
+    candidates, mass = candidates[keep], mass[keep]
+    if len(candidates) <= n_components:
+        reps = -(-n_components // max(len(candidates), 1))
+        return np.tile(candidates, (reps, 1))[:n_components]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        km = KMeans(n_components, init="k-means++", n_init=1, random_state=seed)
+        return km.fit(candidates, sample_weight=mass).cluster_centers_
+
+
+def _kmeans_parallel_centres(data, summary, shift, random_states, n_components):
+    centres = [p.points[:1] for p in summary.picks]
+    n_picks = OVERSAMPLING * n_components
+    for _ in range(KMEANS_PARALLEL_ROUNDS):
+        picks = data.map_reduce(
+            _d2_race_chunk, centres, shift, _seeds(random_states), n_picks, combine=add_lists, with_index=True
+        )
+        centres = [np.vstack([c, p.points]) for c, p in zip(centres, picks)]
+    mass = data.map_reduce(_nearest_mass_chunk, centres, shift, combine=add_lists)
+    return [
+        _recluster(c, m, n_components, seed)
+        for c, m, seed in zip(centres, mass, _seeds(random_states))
+    ]
+
+
+def _kmeans_plusplus_centres(data, summary, shift, random_states, n_components):
+    centres = [p.points[:1] for p in summary.picks]
+    for _ in range(n_components - 1):
+        picks = data.map_reduce(
+            _d2_race_chunk, centres, shift, _seeds(random_states), 1, combine=add_lists, with_index=True
+        )
+        # a draw is empty only when every row already is a centre: repeat one
+        centres = [np.vstack([c, p.points if len(p.points) else c[-1:]]) for c, p in zip(centres, picks)]
+    return centres
+
+
+def initialise(
+    data: ChunkedData,
+    method: str,
+    n_components: int,
+    covariance_type: str,
+    reg_covar: float,
+    random_states: list[np.random.RandomState],
+    means_init=None,
+) -> tuple[list[MixtureParams], np.ndarray]:
+    """Initial parameters for each candidate, and the data's centre (the pass shift).
+
+    Parameters
+    ----------
+    data : ChunkedData
+    method : one of :data:`INIT_METHODS`
+    n_components : int
+    covariance_type : str
+    reg_covar : float
+    random_states : list of numpy RandomState, one per candidate
+    means_init : ndarray of shape (n_components, n_features), optional
+        When given, every candidate starts from the partition by these centres.
+    """
+    n_picks = n_components if method == "random_from_data" else 1
+    summary = summarise(data, _seeds(random_states), n_picks)
+    shift = summary.mean
+    if means_init is not None:
+        centres = [np.asarray(means_init, dtype=np.float64)] * len(random_states)
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+    if method == "random":
+        stats = data.map_reduce(
+            _random_resp_chunk, _seeds(random_states), n_components, shift, covariance_type,
+            combine=add_lists, with_index=True,
+        )  # fmt: skip
+        return [m_step(s, covariance_type, reg_covar)[0] for s in stats], shift
+    if method == "random_from_data":
+        centres = [p.points for p in summary.picks]
+        if any(len(c) < n_components for c in centres):
+            raise ValueError(
+                f"expected at least n_components={n_components} rows with positive weight, "
+                f"got {min(len(c) for c in centres)}"
+            )
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+    if method == "k-means++":
+        centres = _kmeans_plusplus_centres(data, summary, shift, random_states, n_components)
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+    centres = _kmeans_parallel_centres(data, summary, shift, random_states, n_components)
+    return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES), shift

@@ -1,0 +1,110 @@
+"""The only module that builds dask graphs for statistics: one pass, a tree reduction.
+
+A pass applies a chunk function to every row-chunk of the data (all features in one
+chunk) and adds the results pairwise in a tree of fan-in ``split_every``; only the small
+per-chunk results travel, and the client receives the total.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import uuid
+from functools import reduce as _fold
+
+import dask
+import dask.array as da
+import numpy as np
+
+__all__ = ["ChunkedData", "apply_blocks", "tree_reduce"]
+
+SPLIT_EVERY = 8
+
+
+def _combine(combine, *parts):
+    return _fold(combine, parts)
+
+
+def _call(func, X, sample_weight, index, shared):
+    if index is None:
+        return func(X, sample_weight, *shared)
+    return func(X, sample_weight, index, *shared)
+
+
+class ChunkedData:
+    """A 2-D dask array split by rows, with optional per-row weights aligned to it.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+    """
+
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None):
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        if sample_weight is not None:
+            sample_weight = sample_weight.rechunk((X.chunks[0],))
+        self.X = X
+        self.sample_weight = sample_weight
+        self.x_blocks = X.to_delayed().ravel().tolist()
+        if sample_weight is None:
+            self.w_blocks = [None] * len(self.x_blocks)
+        else:
+            self.w_blocks = sample_weight.to_delayed().ravel().tolist()
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.x_blocks)
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def map_reduce(self, func, *shared, combine=operator.add, with_index=False, split_every: int = SPLIT_EVERY):
+        """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
+
+        With ``with_index``, the chunk's position is passed after ``w_chunk`` (for
+        per-chunk random streams). ``shared`` is sent once per pass, not once per chunk.
+        """
+        shared_key = dask.delayed(shared, name=f"streamem-shared-{uuid.uuid4().hex}", traverse=False)
+        call = dask.delayed(_call, pure=False)
+        parts = [
+            call(func, xb, wb, index if with_index else None, shared_key)
+            for index, (xb, wb) in enumerate(zip(self.x_blocks, self.w_blocks))
+        ]
+        return tree_reduce(parts, combine, split_every)
+
+
+def tree_reduce(parts, combine, split_every: int = SPLIT_EVERY):
+    """Compute the ``combine``-total of delayed ``parts`` through a tree reduction."""
+    node = dask.delayed(_combine, pure=False)
+    while len(parts) > 1:
+        parts = [node(combine, *parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
+    (total,) = dask.compute(parts[0])
+    return total
+
+
+def apply_blocks(X: da.Array, func, *args, dtype, n_columns: int | None = None) -> da.Array:
+    """Lazily apply a row-wise ``func(chunk, *args)`` to every row-chunk of ``X``.
+
+    The result has one entry per row, or ``n_columns`` columns per row when given.
+    """
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    if n_columns is None:
+        return X.map_blocks(func, *args, dtype=dtype, drop_axis=1, meta=np.empty((0,), dtype=dtype))
+    chunks = (X.chunks[0], (n_columns,))
+    return X.map_blocks(func, *args, dtype=dtype, chunks=chunks, meta=np.empty((0, 0), dtype=dtype))
+
+
+def default_chunk_rows(n_samples: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk for in-memory arrays: a few chunks per core, at most ~64 MiB each."""
+    n_cores = os.cpu_count() or 1
+    max_rows = max(1, (64 << 20) // max(1, n_features * itemsize))
+    rows = -(-n_samples // (2 * n_cores))
+    return int(max(min(rows, max_rows), min(n_samples, 8192), 1))

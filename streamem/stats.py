@@ -1,0 +1,274 @@
+"""Sufficient statistics of the E-step, and the per-chunk kernels that compute them.
+
+Every function here works on one in-memory chunk (numpy) and returns a small object that
+adds with ``+``: statistics of a split array added together equal those of the whole.
+Nothing of size ``n_samples x n_components`` outlives a block of :data:`BLOCK_ROWS` rows.
+
+Second moments are accumulated about a shift ``c`` fixed for the pass (the data's centre),
+never about the origin, in float64 whatever the data's dtype.
+
+The numerical core imports only numpy and scipy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .covariance import get_covariance
+from .params import MixtureParams, log_resp_inplace
+
+__all__ = [
+    "BLOCK_ROWS",
+    "Smallest",
+    "SufficientStats",
+    "check_finite",
+    "chunk_stats",
+    "hard_stats",
+    "iter_blocks",
+    "Accumulator",
+    "add_lists",
+    "totals",
+    "nearest",
+]
+
+BLOCK_ROWS = 4096
+
+
+def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray):
+    """Yield ``(xc, w)``: blocks of ``X - shift`` in X's dtype and their weights."""
+    shift = np.asarray(shift, dtype=X.dtype)
+    for start in range(0, len(X), BLOCK_ROWS):
+        stop = start + BLOCK_ROWS
+        w = None if sample_weight is None else sample_weight[start:stop]
+        yield X[start:stop] - shift, w
+
+
+def check_finite(X: np.ndarray) -> None:
+    """Raise ValueError naming the problem if ``X`` holds NaN or infinity."""
+    if not np.isfinite(X).all():
+        what = "NaN" if np.isnan(X).any() else "infinity"
+        raise ValueError(f"Input X contains {what}; expected finite values only")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Smallest:
+    """The ``size`` rows with the smallest scores seen so far, smallest first.
+
+    Adds like the statistics: the rows of two parts with the smallest scores are the
+    smallest of the union. Used for the worst-explained rows of a pass (re-seeding) and
+    for weighted random picks (scores ``-log(u) / weight``).
+    """
+
+    scores: np.ndarray
+    points: np.ndarray
+    size: int
+
+    @classmethod
+    def empty(cls, n_features: int, size: int) -> Smallest:
+        return cls(np.empty(0), np.empty((0, n_features)), size)
+
+    @classmethod
+    def of(cls, scores, points, size: int) -> Smallest:
+        scores = np.asarray(scores, dtype=np.float64)
+        keep = np.isfinite(scores)
+        scores, points = scores[keep], points[keep]
+        if len(scores) > size:
+            part = np.argpartition(scores, size - 1)[:size]
+            scores, points = scores[part], points[part]
+        order = np.argsort(scores, kind="stable")
+        return cls(scores[order], np.asarray(points, dtype=np.float64)[order], size)
+
+    @classmethod
+    def select(cls, scores, xc, shift, size: int) -> Smallest:
+        """The rows of ``xc + shift`` with the ``size`` smallest scores."""
+        rows = np.argpartition(scores, size - 1)[:size] if len(scores) > size else slice(None)
+        return cls.of(scores[rows], xc[rows] + shift, size)
+
+    def __add__(self, other: Smallest) -> Smallest:
+        return Smallest.of(
+            np.concatenate([self.scores, other.scores]),
+            np.concatenate([self.points, other.points]),
+            self.size,
+        )
+
+
+def add_lists(a: list, b: list) -> list:
+    """Add two lists of statistics element by element (one element per candidate)."""
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SufficientStats:
+    """E-step sufficient statistics of a mixture over some rows, about ``shift``.
+
+    Attributes
+    ----------
+    nk : ndarray of shape (n_components,)
+        Sum of (weighted) responsibilities.
+    s1 : ndarray of shape (n_components, n_features)
+        Sum of responsibility-weighted ``x - shift``.
+    s2 : ndarray
+        Second moments about ``shift``; the shape depends on the covariance type.
+    loglik : float
+        Sum of weighted per-row log-likelihoods.
+    weight : float
+        Sum of sample weights.
+    count : int
+        Number of rows.
+    shift : ndarray of shape (n_features,)
+    worst : Smallest
+        The worst-explained rows (lowest log-likelihood), used to re-seed components
+        that lose their mass.
+    """
+
+    nk: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    loglik: float
+    weight: float
+    count: int
+    shift: np.ndarray
+    worst: Smallest
+
+    @classmethod
+    def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
+        shape = get_covariance(covariance_type).second_moment_shape(n_components, n_features)
+        return cls(
+            np.zeros(n_components),
+            np.zeros((n_components, n_features)),
+            np.zeros(shape),
+            0.0,
+            0.0,
+            0,
+            np.asarray(shift, dtype=np.float64),
+            Smallest.empty(n_features, n_components),
+        )
+
+    def __add__(self, other: SufficientStats) -> SufficientStats:
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("expected statistics about the same shift, got two different shifts")
+        return SufficientStats(
+            self.nk + other.nk,
+            self.s1 + other.s1,
+            self.s2 + other.s2,
+            self.loglik + other.loglik,
+            self.weight + other.weight,
+            self.count + other.count,
+            self.shift,
+            self.worst + other.worst,
+        )
+
+    def __mul__(self, factor: float) -> SufficientStats:
+        return dataclasses.replace(
+            self,
+            nk=self.nk * factor,
+            s1=self.s1 * factor,
+            s2=self.s2 * factor,
+            loglik=self.loglik * factor,
+            weight=self.weight * factor,
+        )
+
+    __rmul__ = __mul__
+
+    @property
+    def mean_loglik(self) -> float:
+        return self.loglik / self.weight
+
+
+class Accumulator:
+    """Float64 running sums of one candidate's statistics over the blocks of a chunk."""
+
+    def __init__(self, n_components, n_features, covariance_type, shift):
+        self.covariance = get_covariance(covariance_type)
+        self.zero = SufficientStats.zero(n_components, n_features, covariance_type, shift)
+        self.nk = np.zeros(n_components)
+        self.s1 = np.zeros((n_components, n_features))
+        self.s2 = np.zeros_like(self.zero.s2)
+        self.loglik = 0.0
+        self.worst = Smallest.empty(n_features, n_components)
+
+    def add(self, xc, resp, w, log_lik, shift, track_worst=True):
+        self.nk += resp.sum(axis=0, dtype=np.float64)
+        self.s1 += resp.T @ xc
+        self.s2 += self.covariance.second_moment(xc, resp, w)
+        if w is None:
+            self.loglik += float(log_lik.sum(dtype=np.float64))
+            scores = log_lik
+        else:
+            self.loglik += float(np.dot(log_lik.astype(np.float64), w))
+            scores = np.where(w > 0, log_lik, np.inf)
+        if track_worst:
+            self.worst = self.worst + Smallest.select(scores, xc, shift, self.worst.size)
+
+    def result(self, weight, count) -> SufficientStats:
+        return dataclasses.replace(
+            self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
+            weight=weight, count=count, worst=self.worst,
+        )  # fmt: skip
+
+
+def totals(X, sample_weight):
+    count = len(X)
+    weight = float(count if sample_weight is None else sample_weight.sum(dtype=np.float64))
+    return weight, count
+
+
+def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> list[SufficientStats]:
+    """E-step of one chunk for every candidate in ``params_list``, from one read of X.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features), float32 or float64
+    sample_weight : ndarray of shape (n_rows,) or None
+    params_list : list of MixtureParams
+    shift : ndarray of shape (n_features,)
+
+    Returns
+    -------
+    list of SufficientStats, one per candidate, in float64.
+    """
+    check_finite(X)
+    dtype = X.dtype
+    kernels = [p.kernel(shift, dtype) for p in params_list]
+    sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
+    for xc, w in iter_blocks(X, sample_weight, shift):
+        wd = None if w is None else w.astype(dtype, copy=False)
+        for kernel, acc in zip(kernels, sums):
+            resp = kernel.weighted_log_prob(xc)
+            log_lik = log_resp_inplace(resp)
+            if wd is not None:
+                resp *= wd[:, None]
+            acc.add(xc, resp, wd, log_lik, shift)
+    weight, count = totals(X, sample_weight)
+    return [acc.result(weight, count) for acc in sums]
+
+
+def nearest(xc: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre and the squared distance to it, for each row."""
+    d2 = (xc * xc).sum(axis=1)[:, None] - 2.0 * (xc @ centres_c.T) + (centres_c * centres_c).sum(axis=1)
+    labels = d2.argmin(axis=1)
+    return labels, np.maximum(d2[np.arange(len(xc)), labels], 0.0)
+
+
+def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> list[SufficientStats]:
+    """Statistics of hard assignments to the nearest centre, for each centre set.
+
+    ``loglik`` holds minus the weighted sum of squared distances (the k-means cost).
+    These are the statistics of a Lloyd pass; their M-step is a mixture with the
+    k-means partition as responsibilities.
+    """
+    check_finite(X)
+    dtype = X.dtype
+    sums = [Accumulator(len(c), X.shape[1], covariance_type, shift) for c in centres_list]
+    centres_c = [(np.asarray(c) - shift).astype(dtype) for c in centres_list]
+    for xc, w in iter_blocks(X, sample_weight, shift):
+        wd = None if w is None else w.astype(dtype, copy=False)
+        for centres, acc in zip(centres_c, sums):
+            labels, d2 = nearest(xc, centres)
+            resp = np.zeros((len(xc), len(centres)), dtype=dtype)
+            resp[np.arange(len(xc)), labels] = 1.0 if wd is None else wd
+            acc.add(xc, resp, wd, -d2, shift, track_worst=False)
+    weight, count = totals(X, sample_weight)
+    return [acc.result(weight, count) for acc in sums]
