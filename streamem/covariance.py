@@ -174,7 +174,9 @@ class Full(Covariance):
 
 
 def _covariance_of_chol(precision_chol):
-    inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=True)
+    """``(P P^T)^-1`` for a triangular ``P``: upper from the M-step, lower from a given precision."""
+    lower = not np.any(np.triu(precision_chol, 1))
+    inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=lower)
     return inverse.T @ inverse
 
 

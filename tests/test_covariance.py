@@ -1,0 +1,69 @@
+"""Each covariance type's log-density against a direct scipy computation."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from streamem.params import MixtureParams, log_resp_inplace
+
+from .conftest import COVARIANCE_TYPES
+
+
+def random_covariances(covariance_type, n_components, n_features, rng):
+    if covariance_type == "full":
+        a = rng.normal(size=(n_components, n_features, n_features))
+        return a @ a.transpose(0, 2, 1) + n_features * np.eye(n_features)
+    if covariance_type == "tied":
+        a = rng.normal(size=(n_features, n_features))
+        return a @ a.T + n_features * np.eye(n_features)
+    if covariance_type == "diag":
+        return rng.uniform(0.5, 2.0, size=(n_components, n_features))
+    return rng.uniform(0.5, 2.0, size=n_components)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("shift", [0.0, 3.0])
+def test_log_density_matches_scipy(covariance_type, shift):
+    rng = np.random.default_rng(0)
+    K, D = 4, 3
+    covariances = random_covariances(covariance_type, K, D, rng)
+    weights = rng.dirichlet(np.ones(K))
+    means = rng.normal(size=(K, D)) * 3
+    params = MixtureParams.from_covariances(weights, means, covariances, covariance_type)
+    X = rng.normal(size=(50, D)) * 3
+    c = np.full(D, shift)
+    weighted = params.kernel(c, np.float64).weighted_log_prob(X - c)
+    expected = np.column_stack([
+        np.log(weights[k]) + multivariate_normal(means[k], params.covariance.component_covariance(covariances, k, D))
+        .logpdf(X)
+        for k in range(K)
+    ])  # fmt: skip
+    np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-10)
+    log_lik = log_resp_inplace(weighted.copy())
+    np.testing.assert_allclose(log_lik, np.logaddexp.reduce(expected, axis=1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precision_cholesky_round_trip(covariance_type):
+    rng = np.random.default_rng(1)
+    covariances = random_covariances(covariance_type, 3, 4, rng)
+    params = MixtureParams.from_covariances(np.full(3, 1 / 3), np.zeros((3, 4)), covariances, covariance_type)
+    cov = params.covariance
+    np.testing.assert_allclose(cov.covariances_from_precisions_chol(params.precisions_chol), covariances, rtol=1e-10)
+    again = cov.precisions_chol_from_precisions(params.precisions)  # a lower factor, as scikit-learn's
+    np.testing.assert_allclose(cov.precisions(again), params.precisions, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(cov.covariances_from_precisions_chol(again), covariances, rtol=1e-10)
+
+
+def test_singular_covariance_names_the_remedy():
+    with pytest.raises(ValueError, match="increase reg_covar"):
+        MixtureParams.from_covariances(np.ones(1), np.zeros((1, 2)), np.zeros((1, 2, 2)), "full")
+    with pytest.raises(ValueError, match="increase reg_covar"):
+        MixtureParams.from_covariances(np.ones(1), np.zeros((1, 2)), np.zeros((1, 2)), "diag")
+
+
+def test_unknown_covariance_type():
+    from streamem.covariance import get_covariance
+
+    with pytest.raises(ValueError, match="expected covariance_type"):
+        get_covariance("banana")
