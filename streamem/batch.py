@@ -31,7 +31,7 @@ from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
 from .reduce import ChunkedData, apply_blocks
-from .stats import BLOCK_ROWS, add_lists, check_finite, chunk_stats
+from .stats import BLOCK_ROWS, add_lists, check_finite, check_total_weight, chunk_stats
 
 __all__ = ["GaussianMixture", "load"]
 
@@ -226,16 +226,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             lazy_X = lazy_X.rechunk({1: -1})
         return lazy_X, True
 
-    def _validate_sample_weight(self, sample_weight, X: da.Array, lazy: bool):
+    def _validate_sample_weight(self, sample_weight, X: da.Array):
         if sample_weight is None:
             return None
         if isinstance(sample_weight, da.Array):
             if sample_weight.shape != (X.shape[0],):
                 raise ValueError(f"expected sample_weight of shape ({X.shape[0]},), got {sample_weight.shape}")
             return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
-        sample_weight = _check_sample_weight(sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True)
-        if sample_weight.sum() <= 0:
-            raise ValueError("expected sample_weight with a positive sum, got weights summing to 0")
+        sample_weight = _check_sample_weight(
+            sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
+        )
         return da.from_array(sample_weight, chunks=(X.chunks[0],))
 
     def _check_initial_parameters(self, n_features: int):
@@ -257,7 +257,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             precisions = np.asarray(self.precisions_init, dtype=np.float64)
             shape = covariance.covariance_shape(K, D)
             if precisions.shape != shape:
-                raise ValueError(f"expected precisions_init of shape {shape} for {self.covariance_type!r}, got {precisions.shape}")
+                raise ValueError(
+                    f"expected precisions_init of shape {shape} for {self.covariance_type!r}, got {precisions.shape}"
+                )
             if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
                 raise ValueError("expected precisions_init positive, got non-positive values")
             precisions_chol = covariance.precisions_chol_from_precisions(precisions)
@@ -287,7 +289,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "Expected n_samples >= n_components "
                 f"but got n_components = {self.n_components}, n_samples = {n_samples}"
             )
-        weights = self._validate_sample_weight(sample_weight, data, lazy=True)
+        weights = self._validate_sample_weight(sample_weight, data)
         chunked = ChunkedData(data, weights)
         given = self._check_initial_parameters(data.shape[1])
         random_state = check_random_state(self.random_state)
@@ -310,7 +312,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = float(best.lower_bound)
         self.history_ = best.history
         if self.verbose:
-            logger.info("fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged)
+            logger.info(
+                "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
+            )
         return self
 
     def _initial_runs(self, chunked: ChunkedData, given, random_state) -> tuple[list[_Run], np.ndarray]:
@@ -322,7 +326,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
             return [_Run(params)], weights @ means
         method = "k-means||" if self.init_params == "kmeans" else self.init_params
-        random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init)]
+        random_states = [
+            np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init)
+        ]
         params_list, shift = initialise(
             chunked, method, self.n_components, self.covariance_type, self.reg_covar, random_states, means
         )
@@ -335,7 +341,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     means=params.means if means is None else means,
                 )
             if precisions_chol is not None:
-                params = MixtureParams.from_precisions_chol(params.weights, params.means, precisions_chol, self.covariance_type)
+                params = MixtureParams.from_precisions_chol(
+                    params.weights, params.means, precisions_chol, self.covariance_type
+                )
             runs.append(_Run(params))
         return runs, shift
 
@@ -349,6 +357,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             stats = chunked.map_reduce(chunk_stats, [run.params for run in active], shift, combine=add_lists)
             seconds = time.perf_counter() - start
             for index, (run, total) in enumerate(zip(active, stats)):
+                check_total_weight(total.weight)
                 log_likelihood = total.loglik / total.weight
                 run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar)
                 change = log_likelihood - run.lower_bound
@@ -356,12 +365,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 record = {"iteration": n_iter, "log_likelihood": log_likelihood, "change": change, "seconds": seconds}
                 if reseeded:
                     record["reseeded"] = reseeded
-                    logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded)
+                    logger.warning(
+                        "iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded
+                    )
                 run.history.append(record)
                 if abs(change) < self.tol:
                     run.converged = True
                 if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    logger.info("candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs", index, n_iter, log_likelihood, change, seconds)
+                    logger.info(
+                        "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs",
+                        index,
+                        n_iter,
+                        log_likelihood,
+                        change,
+                        seconds,
+                    )
             active = [run for run in active if not run.converged]
 
     # ---------------------------------------------------------------- params
@@ -375,7 +393,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _params(self) -> MixtureParams:
         check_is_fitted(self, "precisions_cholesky_")
-        return MixtureParams(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type)
+        return MixtureParams(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
 
     # -------------------------------------------------------------- predict
 
@@ -433,9 +453,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, params.weights)
-        covariance = params.covariance
+        full = params.covariance.component_covariance
         X = np.vstack([
-            rng.multivariate_normal(mean, covariance.component_covariance(params.covariances, k, params.n_features), int(count))
+            rng.multivariate_normal(mean, full(params.covariances, k, params.n_features), int(count))
             for k, (mean, count) in enumerate(zip(params.means, counts))
         ])  # fmt: skip
         y = np.repeat(np.arange(params.n_components), counts)
@@ -483,7 +503,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     raise ValueError(f"{name} has shape {arrays[name].shape}")
             if arrays["weights"].shape != (K,):
                 raise ValueError(f"weights has shape {arrays['weights'].shape}")
-            params = MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"], arrays["precisions_cholesky"], model.covariance_type)
+            params = MixtureParams(
+                arrays["weights"],
+                arrays["means"],
+                arrays["covariances"],
+                arrays["precisions_cholesky"],
+                model.covariance_type,
+            )
             model._set_params(params)
             model.converged_ = bool(fitted["converged"])
             model.n_iter_ = int(fitted["n_iter"])

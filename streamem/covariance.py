@@ -347,6 +347,4 @@ def get_covariance(covariance_type: str) -> Covariance:
     try:
         return _REGISTRY[covariance_type]
     except KeyError:
-        raise ValueError(
-            f"expected covariance_type in {COVARIANCE_TYPES}, got {covariance_type!r}"
-        ) from None
+        raise ValueError(f"expected covariance_type in {COVARIANCE_TYPES}, got {covariance_type!r}") from None

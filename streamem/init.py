@@ -37,12 +37,13 @@ from .stats import (
     Accumulator,
     Smallest,
     SufficientStats,
-    totals,
     add_lists,
     check_finite,
+    check_total_weight,
     hard_stats,
     iter_blocks,
     nearest,
+    totals,
 )
 
 __all__ = ["INIT_METHODS", "initialise", "summarise"]
@@ -90,7 +91,7 @@ def _rng(seed, index):
 
 
 def _summary_chunk(X, sample_weight, index, seeds, n_picks):
-    check_finite(X)
+    check_finite(X, sample_weight)
     if sample_weight is None:
         weight = np.ones(len(X))
         sum_x = X.sum(axis=0, dtype=np.float64)
@@ -203,10 +204,7 @@ def _kmeans_parallel_centres(data, summary, shift, random_states, n_components):
         )
         centres = [np.vstack([c, p.points]) for c, p in zip(centres, picks)]
     mass = data.map_reduce(_nearest_mass_chunk, centres, shift, combine=add_lists)
-    return [
-        _recluster(c, m, n_components, seed)
-        for c, m, seed in zip(centres, mass, _seeds(random_states))
-    ]
+    return [_recluster(c, m, n_components, seed) for c, m, seed in zip(centres, mass, _seeds(random_states))]
 
 
 def _kmeans_plusplus_centres(data, summary, shift, random_states, n_components):
@@ -244,6 +242,7 @@ def initialise(
     """
     n_picks = n_components if method == "random_from_data" else 1
     summary = summarise(data, _seeds(random_states), n_picks)
+    check_total_weight(summary.weight)
     shift = summary.mean
     if means_init is not None:
         centres = [np.asarray(means_init, dtype=np.float64)] * len(random_states)

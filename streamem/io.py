@@ -127,7 +127,9 @@ def read_model(path) -> tuple[dict, dict]:
     except Exception as exc:
         raise ValueError(f"{str(path)!r} is not a streamem model: cannot open it as a zarr group ({exc})") from None
     if attrs.get("format") != FORMAT:
-        raise ValueError(f"{str(path)!r} is not a streamem model: expected format {FORMAT!r}, got {attrs.get('format')!r}")
+        raise ValueError(
+            f"{str(path)!r} is not a streamem model: expected format {FORMAT!r}, got {attrs.get('format')!r}"
+        )
     version = attrs.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(

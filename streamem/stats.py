@@ -24,6 +24,7 @@ __all__ = [
     "Smallest",
     "SufficientStats",
     "check_finite",
+    "check_total_weight",
     "chunk_stats",
     "hard_stats",
     "iter_blocks",
@@ -45,11 +46,19 @@ def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarr
         yield X[start:stop] - shift, w
 
 
-def check_finite(X: np.ndarray) -> None:
-    """Raise ValueError naming the problem if ``X`` holds NaN or infinity."""
+def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+    """Raise ValueError naming the problem if ``X`` holds NaN or infinity, or a weight is
+    negative or not finite."""
     if not np.isfinite(X).all():
         what = "NaN" if np.isnan(X).any() else "infinity"
         raise ValueError(f"Input X contains {what}; expected finite values only")
+    if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
+        raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
+
+
+def check_total_weight(weight: float) -> None:
+    if not weight > 0:
+        raise ValueError(f"expected sample_weight with a positive sum, got a sum of {weight}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -229,7 +238,7 @@ def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> li
     -------
     list of SufficientStats, one per candidate, in float64.
     """
-    check_finite(X)
+    check_finite(X, sample_weight)
     dtype = X.dtype
     kernels = [p.kernel(shift, dtype) for p in params_list]
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
@@ -259,7 +268,7 @@ def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> l
     These are the statistics of a Lloyd pass; their M-step is a mixture with the
     k-means partition as responsibilities.
     """
-    check_finite(X)
+    check_finite(X, sample_weight)
     dtype = X.dtype
     sums = [Accumulator(len(c), X.shape[1], covariance_type, shift) for c in centres_list]
     centres_c = [(np.asarray(c) - shift).astype(dtype) for c in centres_list]

@@ -66,7 +66,9 @@ def test_chunking_does_not_change_the_result(covariance_type):
         data = da.from_array(X, chunks=(chunks, 3))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            fits.append(streamem.GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0, **start).fit(data))
+            fits.append(
+                streamem.GaussianMixture(3, covariance_type=covariance_type, max_iter=15, tol=0, **start).fit(data)
+            )
     assert fits[1].n_iter_ == 15
     for name in ("weights_", "means_", "covariances_"):
         assert rel_err(getattr(fits[1], name), getattr(fits[0], name)) < 1e-10, name

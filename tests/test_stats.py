@@ -82,7 +82,9 @@ def test_far_from_origin_gives_the_same_covariances(covariance_type):
     params = params_for(X, covariance_type)
     results = []
     for offset in (0.0, 1e7):
-        moved = MixtureParams.from_covariances(params.weights, params.means + offset, params.covariances, covariance_type)
+        moved = MixtureParams.from_covariances(
+            params.weights, params.means + offset, params.covariances, covariance_type
+        )
         (stats,) = chunk_stats(X + offset, None, [moved], (X + offset).mean(axis=0))
         new, _ = m_step(stats, covariance_type, 1e-6)
         results.append(new)

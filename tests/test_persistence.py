@@ -1,0 +1,103 @@
+"""Models saved as zarr groups, and conversion to and from scikit-learn."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import zarr
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+import streamem
+
+from .conftest import COVARIANCE_TYPES
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_round_trip(tmp_path, blobs, covariance_type):
+    X, _ = blobs
+    gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    path = tmp_path / "model.zarr"
+    gm.save(path)
+    loaded = streamem.load(path)
+    assert loaded.get_params() == gm.get_params()
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(gm, name))
+    assert loaded.history_ == gm.history_
+    assert (loaded.converged_, loaded.n_iter_, loaded.lower_bound_, loaded.n_features_in_) == (
+        gm.converged_, gm.n_iter_, gm.lower_bound_, gm.n_features_in_,
+    )  # fmt: skip
+    np.testing.assert_array_equal(loaded.predict_proba(X), gm.predict_proba(X))
+
+
+def test_saved_group_holds_arrays_and_json(tmp_path, blobs):
+    gm = streamem.GaussianMixture(3, random_state=0).fit(blobs[0])
+    gm.save(tmp_path / "m.zarr")
+    group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
+    assert sorted(group.array_keys()) == ["covariances", "means", "precisions_cholesky", "weights"]
+    assert group.attrs["format"] == "streamem.GaussianMixture"
+    assert group.attrs["format_version"] == 1
+    json.dumps(dict(group.attrs))
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_save_replaces_an_existing_model(tmp_path, blobs):
+    X, _ = blobs
+    path = tmp_path / "m.zarr"
+    streamem.GaussianMixture(2, random_state=0).fit(X).save(path)
+    streamem.GaussianMixture(3, random_state=0).fit(X).save(path)
+    assert streamem.load(path).n_components == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zarr"]
+
+
+def test_failed_save_leaves_nothing(tmp_path, blobs):
+    gm = streamem.GaussianMixture(3, random_state=0).fit(blobs[0])
+    with pytest.raises(ValueError, match="existing directory"):
+        gm.save(tmp_path / "missing" / "m.zarr")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_and_corrupt_stores(tmp_path, blobs):
+    with pytest.raises(ValueError, match="not a streamem model"):
+        streamem.load(tmp_path / "nothing.zarr")
+    foreign = zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    foreign.attrs["format"] = "something else"
+    with pytest.raises(ValueError, match="not a streamem model"):
+        streamem.load(tmp_path / "foreign.zarr")
+    future = tmp_path / "future.zarr"
+    streamem.GaussianMixture(3, random_state=0).fit(blobs[0]).save(future)
+    zarr.open_group(str(future), mode="r+").attrs["format_version"] = 99
+    with pytest.raises(ValueError, match="format version 99"):
+        streamem.load(future)
+    broken = tmp_path / "broken.zarr"
+    streamem.GaussianMixture(3, random_state=0).fit(blobs[0]).save(broken)
+    group = zarr.open_group(str(broken), mode="r+")
+    del group["means"]
+    with pytest.raises(ValueError, match="corrupt"):
+        streamem.load(broken)
+    wrong = tmp_path / "wrong.zarr"
+    streamem.GaussianMixture(3, random_state=0).fit(blobs[0]).save(wrong)
+    zarr.open_group(str(wrong), mode="r+").attrs["params"] = {"n_components": 3, "covariance_type": "diag"}
+    with pytest.raises(ValueError, match="corrupt"):
+        streamem.load(wrong)
+    (tmp_path / "text.zarr").write_text("not a store")
+    with pytest.raises(ValueError, match="not a streamem model"):
+        streamem.load(tmp_path / "text.zarr")
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_to_and_from_sklearn(blobs, covariance_type):
+    X, _ = blobs
+    gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    sk = gm.to_sklearn()
+    assert isinstance(sk, SkGaussianMixture)
+    np.testing.assert_allclose(sk.score_samples(X), gm.score_samples(X), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(sk.predict(X), gm.predict(X))
+    back = streamem.GaussianMixture.from_sklearn(sk)
+    np.testing.assert_allclose(back.score_samples(X), gm.score_samples(X), rtol=1e-10, atol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    mine = streamem.GaussianMixture.from_sklearn(fitted)
+    np.testing.assert_allclose(mine.score_samples(X), fitted.score_samples(X), rtol=1e-10, atol=1e-10)
+    assert mine.bic(X) == pytest.approx(fitted.bic(X), rel=1e-12)
