@@ -31,7 +31,7 @@ from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
 from .reduce import ChunkedData, apply_blocks
-from .stats import BLOCK_ROWS, add_lists, check_finite, check_total_weight, chunk_stats
+from .stats import add_lists, block_rows, check_finite, check_total_weight, chunk_stats
 
 __all__ = ["GaussianMixture", "load"]
 
@@ -55,13 +55,14 @@ def _blockwise(X, params: MixtureParams, what: str):
     shift = params.weights @ params.means
     kernel = params.kernel(shift, X.dtype)
     parts = []
-    for start in range(0, len(X), BLOCK_ROWS):
-        weighted = kernel.weighted_log_prob(X[start : start + BLOCK_ROWS] - kernel.shift)
+    rows = block_rows([params])
+    for start in range(0, len(X), rows):
+        weighted = kernel.weighted_log_prob(kernel.covariance.features(X[start : start + rows] - kernel.shift))
         if what == "predict":
-            parts.append(weighted.argmax(axis=1))
+            parts.append(weighted.argmax(axis=0))
             continue
         log_lik = log_resp_inplace(weighted)
-        parts.append(weighted if what == "predict_proba" else log_lik)
+        parts.append(weighted.T if what == "predict_proba" else log_lik)
     if not parts:
         shape = {"predict_proba": (0, params.n_components)}.get(what, (0,))
         return np.empty(shape, dtype=np.int64 if what == "predict" else X.dtype)
@@ -76,7 +77,7 @@ def _blas_per_task(n_chunks: int):
     thread per task is markedly faster. Other schedulers (a distributed cluster) run the
     tasks in other processes and are left alone.
     """
-    if dask.base.get_scheduler() is not dask.threaded.get:
+    if dask.base.get_scheduler() not in (None, dask.threaded.get):
         yield
         return
     n_cores = os.cpu_count() or 1

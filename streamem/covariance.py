@@ -10,11 +10,15 @@ Shapes, with ``K = n_components`` and ``D = n_features``:
 ============  ======================  =====================  ==================
 type          covariances             precisions_chol        second moment
 ============  ======================  =====================  ==================
-full          (K, D, D)               (K, D, D)              (K, D (D + 1) / 2)
+full          (K, D, D)               (K, D, D)              (K, D, D)
 tied          (D, D)                  (D, D)                 (D, D)
 diag          (K, D)                  (K, D)                 (K, D)
 spherical     (K,)                    (K,)                   (K,)
 ============  ======================  =====================  ==================
+
+Kernels work components-first: responsibilities and log-densities of a block of ``B``
+rows are arrays of shape (K, B), so that the reductions over components (max, sum) run
+along contiguous rows, several times faster than across short rows of a (B, K) array.
 
 The numerical core imports only numpy and scipy.
 """
@@ -37,8 +41,10 @@ _ILL_DEFINED = (
 class Covariance:
     """Interface of a covariance type; the subclasses below implement it.
 
-    ``xc`` is always a block of data minus the pass's shift, of shape
-    (n_rows, n_features), and ``means_c`` the component means minus the same shift.
+    Per block of rows, :meth:`features` computes once what both the E-step
+    (:meth:`mahalanobis`) and the statistics (:meth:`second_moment`) need, from ``xc``,
+    the block minus the pass's shift, of shape (n_rows, n_features); ``means_c`` are
+    the component means minus the same shift.
     """
 
     name: str = ""
@@ -49,12 +55,23 @@ class Covariance:
     def second_moment_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def block_width(self, n_components: int, n_features: int) -> int:
+        """Elements per row of a block's largest temporaries (to size blocks)."""
+        return 2 * n_components + 2 * n_features
+
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free parameters of the covariances."""
         raise NotImplementedError
 
-    def second_moment(self, xc, resp, sample_weight):
-        """Second-moment statistic of one block, about the shift, in the block's dtype."""
+    def features(self, xc):
+        """Per-block quantities shared by :meth:`mahalanobis` and :meth:`second_moment`."""
+        raise NotImplementedError
+
+    def second_moment(self, features, resp, sample_weight):
+        """Second-moment statistic of one block about the shift, in the block's dtype.
+
+        ``resp`` has shape (n_components, n_rows) and already includes the weights.
+        """
         raise NotImplementedError
 
     def covariances(self, nk, means_c, s2, reg_covar):
@@ -82,13 +99,44 @@ class Covariance:
         """Per-pass constants for :meth:`mahalanobis`, cast to the data's dtype."""
         raise NotImplementedError
 
-    def mahalanobis(self, xc, prepared):
-        """Squared Mahalanobis distances of shape (n_rows, n_components)."""
+    def mahalanobis(self, features, prepared):
+        """Squared Mahalanobis distances, array of shape (n_components, n_rows)."""
         raise NotImplementedError
 
     def component_covariance(self, covariances, k: int, n_features: int):
         """Full (D, D) covariance matrix of component ``k``."""
         raise NotImplementedError
+
+
+def _packed_outer(xc):
+    """Upper triangles of the outer products of the rows, array of shape (D (D + 1) / 2, n).
+
+    Row ``p`` holds ``x_i x_j`` for the ``p``-th pair ``i <= j`` of ``np.triu_indices(D)``.
+    """
+    xct = np.ascontiguousarray(xc.T)
+    n_features, n_rows = xct.shape
+    out = np.empty((n_features * (n_features + 1) // 2, n_rows), dtype=xc.dtype)
+    start = 0
+    for i in range(n_features):
+        np.multiply(xct[i], xct[i:], out=out[start : start + n_features - i])
+        start += n_features - i
+    return xct, out
+
+
+def _pack_quadratic(matrices):
+    """Symmetric (..., D, D) as (..., D (D + 1) / 2) so that ``packed @ _packed_outer`` is ``x^T A x``."""
+    n_features = matrices.shape[-1]
+    rows, cols = np.triu_indices(n_features)
+    return matrices[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
+
+
+def _unpack_symmetric(packed, n_features):
+    """(..., D (D + 1) / 2) upper triangles back to symmetric (..., D, D)."""
+    rows, cols = np.triu_indices(n_features)
+    out = np.empty(packed.shape[:-1] + (n_features, n_features))
+    out[..., rows, cols] = packed
+    out[..., cols, rows] = packed
+    return out
 
 
 def _check_positive(values) -> None:
@@ -114,6 +162,17 @@ def _cholesky_of_precision(precision):
 
 
 class Full(Covariance):
+    r"""One covariance per component.
+
+    The E-step and the statistics share the packed outer products ``z = vec(x x^T)``
+    of each block: ``x^T \Lambda_k x`` is one GEMM of the packed precisions with ``z``, and
+    ``sum_i r_ik x_i x_i^T`` one GEMM of the responsibilities with ``z``, both with a
+    long inner dimension.
+
+    .. math::
+        \|L_k^T (x - \mu_k)\|^2 = x^T \Lambda_k x - 2 (\Lambda_k \mu_k)^T x + \mu_k^T \Lambda_k \mu_k
+    """
+
     name = "full"
 
     def covariance_shape(self, n_components, n_features):
@@ -122,21 +181,21 @@ class Full(Covariance):
     def second_moment_shape(self, n_components, n_features):
         return (n_components, n_features * (n_features + 1) // 2)
 
+    def block_width(self, n_components, n_features):
+        return n_features * (n_features + 1) // 2 + 2 * n_components + n_features
+
     def n_parameters(self, n_components, n_features):
         return n_components * n_features * (n_features + 1) // 2
 
-    def second_moment(self, xc, resp, sample_weight):
-        # One GEMM for every component: resp^T (n, K) times the packed upper triangle
-        # of x x^T (n, D (D + 1) / 2).
-        rows, cols = np.triu_indices(xc.shape[1])
-        return resp.T @ (xc[:, rows] * xc[:, cols])
+    def features(self, xc):
+        return _packed_outer(xc)
+
+    def second_moment(self, features, resp, sample_weight):
+        return resp @ features[1].T
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
-        rows, cols = np.triu_indices(n_features)
-        second = np.empty((len(nk), n_features, n_features))
-        second[:, rows, cols] = s2
-        second[:, cols, rows] = s2
+        second = _unpack_symmetric(s2, n_features)
         covariances = second / nk[:, None, None] - means_c[:, :, None] * means_c[:, None, :]
         covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
         return covariances
@@ -157,17 +216,21 @@ class Full(Covariance):
         return np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)
 
     def prepare(self, means_c, precisions_chol, dtype):
-        n_components, n_features, _ = precisions_chol.shape
-        # All components in one GEMM: (n, D) @ (D, K D).
-        stacked = precisions_chol.transpose(1, 0, 2).reshape(n_features, -1)
-        centres = np.einsum("kd,kde->ke", means_c, precisions_chol)
-        return stacked.astype(dtype), centres.astype(dtype)
+        precisions = self.precisions(precisions_chol)
+        weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
+        return (
+            _pack_quadratic(precisions).astype(dtype),
+            (-2.0 * weighted_means).astype(dtype),
+            np.einsum("kd,kd->k", weighted_means, means_c).astype(dtype)[:, None],
+        )
 
-    def mahalanobis(self, xc, prepared):
-        stacked, centres = prepared
-        y = (xc @ stacked).reshape(len(xc), *centres.shape)
-        y -= centres
-        return np.einsum("nkd,nkd->nk", y, y)
+    def mahalanobis(self, features, prepared):
+        xct, outer = features
+        quadratic, cross, constant = prepared
+        maha = quadratic @ outer
+        maha += cross @ xct
+        maha += constant
+        return maha
 
     def component_covariance(self, covariances, k, n_features):
         return covariances[k]
@@ -181,24 +244,33 @@ def _covariance_of_chol(precision_chol):
 
 
 class Tied(Covariance):
+    """One covariance shared by all components; the same packed products as :class:`Full`."""
+
     name = "tied"
 
     def covariance_shape(self, n_components, n_features):
         return (n_features, n_features)
 
     def second_moment_shape(self, n_components, n_features):
-        return (n_features, n_features)
+        return (n_features * (n_features + 1) // 2,)
+
+    def block_width(self, n_components, n_features):
+        return n_features * (n_features + 1) // 2 + 2 * n_components + n_features
 
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) // 2
 
-    def second_moment(self, xc, resp, sample_weight):
-        # sum_k sum_n r_nk x x^T = sum_n w_n x x^T: responsibilities are not needed.
-        weighted = xc if sample_weight is None else xc * sample_weight[:, None]
-        return xc.T @ weighted
+    def features(self, xc):
+        return _packed_outer(xc)
+
+    def second_moment(self, features, resp, sample_weight):
+        # sum_k sum_i r_ik x x^T = sum_i w_i x x^T: the responsibilities are not needed.
+        outer = features[1]
+        return outer.sum(axis=1) if sample_weight is None else outer @ sample_weight
 
     def covariances(self, nk, means_c, s2, reg_covar):
-        covariance = (s2 - (nk[:, None] * means_c).T @ means_c) / nk.sum()
+        second = _unpack_symmetric(s2, means_c.shape[1])
+        covariance = (second - (nk[:, None] * means_c).T @ means_c) / nk.sum()
         covariance.flat[:: len(covariance) + 1] += reg_covar
         return covariance
 
@@ -218,13 +290,21 @@ class Tied(Covariance):
         return np.log(np.diag(precisions_chol)).sum()
 
     def prepare(self, means_c, precisions_chol, dtype):
-        return precisions_chol.astype(dtype), (means_c @ precisions_chol).astype(dtype)
+        precision = self.precisions(precisions_chol)
+        weighted_means = means_c @ precision
+        return (
+            _pack_quadratic(precision).astype(dtype),
+            (-2.0 * weighted_means).astype(dtype),
+            np.einsum("kd,kd->k", weighted_means, means_c).astype(dtype)[:, None],
+        )
 
-    def mahalanobis(self, xc, prepared):
-        precisions_chol, centres = prepared
-        y = xc @ precisions_chol
-        diff = y[:, None, :] - centres[None, :, :]
-        return np.einsum("nkd,nkd->nk", diff, diff)
+    def mahalanobis(self, features, prepared):
+        xct, outer = features
+        quadratic, cross, constant = prepared
+        maha = cross @ xct
+        maha += quadratic @ outer
+        maha += constant
+        return maha
 
     def component_covariance(self, covariances, k, n_features):
         return covariances
@@ -242,8 +322,12 @@ class Diag(Covariance):
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
 
-    def second_moment(self, xc, resp, sample_weight):
-        return resp.T @ (xc * xc)
+    def features(self, xc):
+        xct = np.ascontiguousarray(xc.T)
+        return xct, xct * xct
+
+    def second_moment(self, features, resp, sample_weight):
+        return resp @ features[1].T
 
     def covariances(self, nk, means_c, s2, reg_covar):
         return s2 / nk[:, None] - means_c * means_c + reg_covar
@@ -267,15 +351,16 @@ class Diag(Covariance):
     def prepare(self, means_c, precisions_chol, dtype):
         precisions = precisions_chol**2
         return (
-            np.ascontiguousarray(precisions.T, dtype=dtype),
-            np.ascontiguousarray((-2.0 * means_c * precisions).T, dtype=dtype),
-            (means_c * means_c * precisions).sum(axis=1).astype(dtype),
+            precisions.astype(dtype),
+            (-2.0 * means_c * precisions).astype(dtype),
+            (means_c * means_c * precisions).sum(axis=1).astype(dtype)[:, None],
         )
 
-    def mahalanobis(self, xc, prepared):
-        precisions_t, cross_t, constant = prepared
-        maha = (xc * xc) @ precisions_t
-        maha += xc @ cross_t
+    def mahalanobis(self, features, prepared):
+        xct, squares = features
+        precisions, cross, constant = prepared
+        maha = precisions @ squares
+        maha += cross @ xct
         maha += constant
         return maha
 
@@ -295,8 +380,12 @@ class Spherical(Covariance):
     def n_parameters(self, n_components, n_features):
         return n_components
 
-    def second_moment(self, xc, resp, sample_weight):
-        return resp.T @ np.einsum("nd,nd->n", xc, xc)
+    def features(self, xc):
+        xct = np.ascontiguousarray(xc.T)
+        return xct, np.einsum("dn,dn->n", xct, xct)
+
+    def second_moment(self, features, resp, sample_weight):
+        return resp @ features[1]
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
@@ -321,15 +410,16 @@ class Spherical(Covariance):
     def prepare(self, means_c, precisions_chol, dtype):
         precisions = precisions_chol**2
         return (
-            precisions.astype(dtype),
-            np.ascontiguousarray(-2.0 * means_c.T, dtype=dtype),
-            (means_c * means_c).sum(axis=1).astype(dtype),
+            precisions.astype(dtype)[:, None],
+            (-2.0 * means_c).astype(dtype),
+            (means_c * means_c).sum(axis=1).astype(dtype)[:, None],
         )
 
-    def mahalanobis(self, xc, prepared):
-        precisions, cross_t, constant = prepared
-        maha = xc @ cross_t
-        maha += np.einsum("nd,nd->n", xc, xc)[:, None]
+    def mahalanobis(self, features, prepared):
+        xct, squares = features
+        precisions, cross, constant = prepared
+        maha = cross @ xct
+        maha += squares
         maha += constant
         maha *= precisions
         return maha

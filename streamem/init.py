@@ -142,12 +142,13 @@ def _random_resp_chunk(X, sample_weight, index, seeds, n_components, shift, cova
         rng = _rng(seed, index)
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
         for xc, w in iter_blocks(X, sample_weight, shift):
-            resp = rng.random((len(xc), n_components))
-            resp /= resp.sum(axis=1, keepdims=True)
+            features = acc.covariance.features(xc)
+            resp = rng.random((n_components, len(xc)))
+            resp /= resp.sum(axis=0)
             if w is not None:
-                resp *= w[:, None]
+                resp *= w
             resp = resp.astype(X.dtype)
-            acc.add(xc, resp, w, np.zeros(len(xc)), shift, track_worst=False)
+            acc.add(xc, features, resp, w, np.zeros(len(xc)), shift, track_worst=False)
         out.append(acc.result(*totals(X, sample_weight)))
     return out
 

@@ -109,28 +109,32 @@ class LogProbKernel:
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
         log_det = covariance.log_det_chol(params.precisions_chol, params.n_features)
-        self.constant = (log_weights + log_det - 0.5 * params.n_features * LOG_2PI).astype(dtype)
+        self.constant = (log_weights + log_det - 0.5 * params.n_features * LOG_2PI).astype(dtype)[:, None]
 
-    def weighted_log_prob(self, xc: np.ndarray) -> np.ndarray:
-        """Array of shape (n_rows, n_components) for centred rows ``xc``."""
-        log_prob = self.covariance.mahalanobis(xc, self.prepared)
+    def weighted_log_prob(self, features) -> np.ndarray:
+        """Array of shape (n_components, n_rows), from the block's ``covariance.features``."""
+        log_prob = self.covariance.mahalanobis(features, self.prepared)
         log_prob *= -0.5
         log_prob += self.constant
         return log_prob
 
 
 def log_resp_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
-    """Turn weighted log-densities into responsibilities, in place; return log p(x).
+    """Turn weighted log-densities of shape (n_components, n_rows) into responsibilities,
+    in place; return log p(x) of shape (n_rows,).
 
     A log-sum-exp over components that keeps the exponentials it computes, since the
-    responsibilities are exactly those exponentials normalised.
+    responsibilities are exactly those exponentials normalised (``scipy.special.logsumexp``
+    would compute them and throw them away).
     """
-    top = weighted_log_prob.max(axis=1, keepdims=True)
+    top = weighted_log_prob.max(axis=0)
     weighted_log_prob -= top
     np.exp(weighted_log_prob, out=weighted_log_prob)
-    total = weighted_log_prob.sum(axis=1, keepdims=True)
+    total = weighted_log_prob.sum(axis=0)
     weighted_log_prob /= total
-    return (top + np.log(total))[:, 0]
+    np.log(total, out=total)
+    total += top
+    return total
 
 
 def m_step(stats, covariance_type: str, reg_covar: float) -> tuple[MixtureParams, list[int]]:

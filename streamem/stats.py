@@ -21,6 +21,7 @@ from .params import MixtureParams, log_resp_inplace
 
 __all__ = [
     "BLOCK_ROWS",
+    "block_rows",
     "Smallest",
     "SufficientStats",
     "check_finite",
@@ -35,13 +36,20 @@ __all__ = [
 ]
 
 BLOCK_ROWS = 4096
+_BLOCK_ELEMENTS = 1 << 18  # temporaries of a block stay within a few MiB, in cache
 
 
-def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray):
-    """Yield ``(xc, w)``: blocks of ``X - shift`` in X's dtype and their weights."""
+def block_rows(params_list) -> int:
+    """Rows per block, so that a block's temporaries hold about ``_BLOCK_ELEMENTS`` values."""
+    width = sum(p.covariance.block_width(p.n_components, p.n_features) for p in params_list)
+    return int(np.clip(_BLOCK_ELEMENTS // width, 256, 16384))
+
+
+def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray, rows: int = BLOCK_ROWS):
+    """Yield ``(xc, w)``: blocks of ``rows`` rows of ``X - shift`` in X's dtype, and their weights."""
     shift = np.asarray(shift, dtype=X.dtype)
-    for start in range(0, len(X), BLOCK_ROWS):
-        stop = start + BLOCK_ROWS
+    for start in range(0, len(X), rows):
+        stop = start + rows
         w = None if sample_weight is None else sample_weight[start:stop]
         yield X[start:stop] - shift, w
 
@@ -198,10 +206,12 @@ class Accumulator:
         self.loglik = 0.0
         self.worst = Smallest.empty(n_features, n_components)
 
-    def add(self, xc, resp, w, log_lik, shift, track_worst=True):
-        self.nk += resp.sum(axis=0, dtype=np.float64)
-        self.s1 += resp.T @ xc
-        self.s2 += self.covariance.second_moment(xc, resp, w)
+    def add(self, xc, features, resp, w, log_lik, shift, track_worst=True):
+        """Add a block: centred rows (n, D), their ``covariance.features``, and
+        responsibilities (K, n) that include the weights."""
+        self.nk += resp.sum(axis=1, dtype=np.float64)
+        self.s1 += resp @ xc
+        self.s2 += self.covariance.second_moment(features, resp, w)
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
             scores = log_lik
@@ -242,23 +252,29 @@ def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> li
     dtype = X.dtype
     kernels = [p.kernel(shift, dtype) for p in params_list]
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
-    for xc, w in iter_blocks(X, sample_weight, shift):
+    for xc, w in iter_blocks(X, sample_weight, shift, block_rows(params_list)):
         wd = None if w is None else w.astype(dtype, copy=False)
+        features = {}  # one per covariance type, shared by the candidates
         for kernel, acc in zip(kernels, sums):
-            resp = kernel.weighted_log_prob(xc)
+            covariance = kernel.covariance
+            if covariance.name not in features:
+                features[covariance.name] = covariance.features(xc)
+            resp = kernel.weighted_log_prob(features[covariance.name])
             log_lik = log_resp_inplace(resp)
             if wd is not None:
-                resp *= wd[:, None]
-            acc.add(xc, resp, wd, log_lik, shift)
+                resp *= wd
+            acc.add(xc, features[covariance.name], resp, wd, log_lik, shift)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 
 
 def nearest(xc: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre and the squared distance to it, for each row."""
-    d2 = (xc * xc).sum(axis=1)[:, None] - 2.0 * (xc @ centres_c.T) + (centres_c * centres_c).sum(axis=1)
-    labels = d2.argmin(axis=1)
-    return labels, np.maximum(d2[np.arange(len(xc)), labels], 0.0)
+    d2 = centres_c @ (-2.0 * xc.T)
+    d2 += (centres_c * centres_c).sum(axis=1)[:, None]
+    labels = d2.argmin(axis=0)
+    d2 = d2[labels, np.arange(len(xc))] + np.einsum("nd,nd->n", xc, xc)
+    return labels, np.maximum(d2, 0.0)
 
 
 def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> list[SufficientStats]:
@@ -272,12 +288,14 @@ def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> l
     dtype = X.dtype
     sums = [Accumulator(len(c), X.shape[1], covariance_type, shift) for c in centres_list]
     centres_c = [(np.asarray(c) - shift).astype(dtype) for c in centres_list]
+    covariance = get_covariance(covariance_type)
     for xc, w in iter_blocks(X, sample_weight, shift):
         wd = None if w is None else w.astype(dtype, copy=False)
+        features = covariance.features(xc)
         for centres, acc in zip(centres_c, sums):
             labels, d2 = nearest(xc, centres)
-            resp = np.zeros((len(xc), len(centres)), dtype=dtype)
-            resp[np.arange(len(xc)), labels] = 1.0 if wd is None else wd
-            acc.add(xc, resp, wd, -d2, shift, track_worst=False)
+            resp = np.zeros((len(centres), len(xc)), dtype=dtype)
+            resp[labels, np.arange(len(xc))] = 1.0 if wd is None else wd
+            acc.add(xc, features, resp, wd, -d2, shift, track_worst=False)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]

@@ -32,14 +32,14 @@ def test_log_density_matches_scipy(covariance_type, shift):
     params = MixtureParams.from_covariances(weights, means, covariances, covariance_type)
     X = rng.normal(size=(50, D)) * 3
     c = np.full(D, shift)
-    weighted = params.kernel(c, np.float64).weighted_log_prob(X - c)
+    weighted = params.kernel(c, np.float64).weighted_log_prob(params.covariance.features(X - c)).T
     expected = np.column_stack([
         np.log(weights[k]) + multivariate_normal(means[k], params.covariance.component_covariance(covariances, k, D))
         .logpdf(X)
         for k in range(K)
     ])  # fmt: skip
     np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-10)
-    log_lik = log_resp_inplace(weighted.copy())
+    log_lik = log_resp_inplace(weighted.T.copy())
     np.testing.assert_allclose(log_lik, np.logaddexp.reduce(expected, axis=1), rtol=1e-12)
 
 

@@ -100,4 +100,4 @@ def test_to_and_from_sklearn(blobs, covariance_type):
         fitted = SkGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     mine = streamem.GaussianMixture.from_sklearn(fitted)
     np.testing.assert_allclose(mine.score_samples(X), fitted.score_samples(X), rtol=1e-10, atol=1e-10)
-    assert mine.bic(X) == pytest.approx(fitted.bic(X), rel=1e-12)
+    assert mine.bic(X) == pytest.approx(fitted.bic(X), rel=1e-10)
