@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-__all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance"]
+__all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance", "products"]
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined "
@@ -64,7 +64,8 @@ class Covariance:
         raise NotImplementedError
 
     def features(self, xc):
-        """Per-block quantities shared by :meth:`mahalanobis` and :meth:`second_moment`."""
+        """Per-block quantities shared by :meth:`mahalanobis` and :meth:`second_moment`;
+        the first is always ``xc.T`` as a contiguous (n_features, n_rows) array."""
         raise NotImplementedError
 
     def second_moment(self, features, resp, sample_weight):
@@ -106,6 +107,17 @@ class Covariance:
     def component_covariance(self, covariances, k: int, n_features: int):
         """Full (D, D) covariance matrix of component ``k``."""
         raise NotImplementedError
+
+
+def products(a, b):
+    """``a @ b.T`` for ``a`` (K, n) and ``b`` (P, n) with a long inner dimension ``n``.
+
+    BLAS GEMM is slow when the output is tiny: for a few rows of ``b``, one matrix-vector
+    product per row is several times faster.
+    """
+    if len(b) <= 8:
+        return np.stack([a @ row for row in b], axis=1)
+    return a @ b.T
 
 
 def _packed_outer(xc):
@@ -191,7 +203,7 @@ class Full(Covariance):
         return _packed_outer(xc)
 
     def second_moment(self, features, resp, sample_weight):
-        return resp @ features[1].T
+        return products(resp, features[1])
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
@@ -327,7 +339,7 @@ class Diag(Covariance):
         return xct, xct * xct
 
     def second_moment(self, features, resp, sample_weight):
-        return resp @ features[1].T
+        return products(resp, features[1])
 
     def covariances(self, nk, means_c, s2, reg_covar):
         return s2 / nk[:, None] - means_c * means_c + reg_covar

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from .covariance import get_covariance
+from .covariance import get_covariance, products
 from .params import MixtureParams, log_resp_inplace
 
 __all__ = [
@@ -36,13 +36,13 @@ __all__ = [
 ]
 
 BLOCK_ROWS = 4096
-_BLOCK_ELEMENTS = 1 << 18  # temporaries of a block stay within a few MiB, in cache
+_BLOCK_ELEMENTS = 1 << 20  # temporaries of a block: a few MiB (fewer, larger numpy calls between threads)
 
 
 def block_rows(params_list) -> int:
     """Rows per block, so that a block's temporaries hold about ``_BLOCK_ELEMENTS`` values."""
     width = sum(p.covariance.block_width(p.n_components, p.n_features) for p in params_list)
-    return int(np.clip(_BLOCK_ELEMENTS // width, 256, 16384))
+    return int(np.clip(_BLOCK_ELEMENTS // width, 256, 65536))
 
 
 def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray, rows: int = BLOCK_ROWS):
@@ -100,7 +100,12 @@ class Smallest:
     @classmethod
     def select(cls, scores, xc, shift, size: int) -> Smallest:
         """The rows of ``xc + shift`` with the ``size`` smallest scores."""
-        rows = np.argpartition(scores, size - 1)[:size] if len(scores) > size else slice(None)
+        if len(scores) <= size:
+            rows = slice(None)
+        elif size == 1:
+            rows = [int(np.argmin(scores))]
+        else:
+            rows = np.argpartition(scores, size - 1)[:size]
         return cls.of(scores[rows], xc[rows] + shift, size)
 
     def __add__(self, other: Smallest) -> Smallest:
@@ -209,8 +214,8 @@ class Accumulator:
     def add(self, xc, features, resp, w, log_lik, shift, track_worst=True):
         """Add a block: centred rows (n, D), their ``covariance.features``, and
         responsibilities (K, n) that include the weights."""
-        self.nk += resp.sum(axis=1, dtype=np.float64)
-        self.s1 += resp @ xc
+        self.nk += resp.sum(axis=1)
+        self.s1 += products(resp, features[0])
         self.s2 += self.covariance.second_moment(features, resp, w)
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
@@ -218,8 +223,8 @@ class Accumulator:
         else:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
-        if track_worst:
-            self.worst = self.worst + Smallest.select(scores, xc, shift, self.worst.size)
+        if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
+            self.worst = self.worst + Smallest.select(scores, xc, shift, 1)
 
     def result(self, weight, count) -> SufficientStats:
         return dataclasses.replace(
