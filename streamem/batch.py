@@ -31,7 +31,7 @@ from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
 from .reduce import ChunkedData, apply_blocks
-from .stats import add_lists, block_rows, check_finite, check_total_weight, chunk_stats
+from .stats import add_lists, block_rows, check_finite, check_total_weight, chunk_stats, iter_blocks
 
 __all__ = ["GaussianMixture", "load"]
 
@@ -55,9 +55,8 @@ def _blockwise(X, params: MixtureParams, what: str):
     shift = params.weights @ params.means
     kernel = params.kernel(shift, X.dtype)
     parts = []
-    rows = block_rows([params])
-    for start in range(0, len(X), rows):
-        weighted = kernel.weighted_log_prob(kernel.covariance.features(X[start : start + rows] - kernel.shift))
+    for xct, _ in iter_blocks(X, None, shift, block_rows([params])):
+        weighted = kernel.weighted_log_prob(kernel.covariance.features(xct))
         if what == "predict":
             parts.append(weighted.argmax(axis=0))
             continue

@@ -1,24 +1,33 @@
-"""One small strategy object per covariance type.
+r"""One small strategy object per covariance type.
 
 Everything that depends on the covariance type lives here, keyed by the user's string
-(``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``): the shape of the second-moment
-statistic, the M-step for the covariances, the Cholesky factor of the precisions, its
-log-determinant, the squared Mahalanobis distances, the parameter count and sampling.
+(``"full"``, ``"tied"``, ``"diag"``, ``"spherical"``): the per-row features of a block,
+the shape of the second-moment statistic, the M-step for the covariances, the Cholesky
+factor of the precisions, its log-determinant, the squared Mahalanobis distances and
+the parameter count.
 
-Shapes, with ``K = n_components`` and ``D = n_features``:
+Shapes, with ``K = n_components``, ``D = n_features`` and ``P = D (D + 1) / 2``:
 
-============  ======================  =====================  ==================
-type          covariances             precisions_chol        second moment
-============  ======================  =====================  ==================
-full          (K, D, D)               (K, D, D)              (K, D, D)
-tied          (D, D)                  (D, D)                 (D, D)
-diag          (K, D)                  (K, D)                 (K, D)
-spherical     (K,)                    (K,)                   (K,)
-============  ======================  =====================  ==================
+============  ==========  ===============  =============  ===========================
+type          covariances precisions_chol  second moment  features of a row (F rows)
+============  ==========  ===============  =============  ===========================
+full          (K, D, D)   (K, D, D)        (K, P)         ``x`` and packed ``x x^T``
+tied          (D, D)      (D, D)           (P,)           ``x`` and packed ``x x^T``
+diag          (K, D)      (K, D)           (K, D)         ``x`` and ``x * x``
+spherical     (K,)        (K,)             (K,)           ``x`` and ``x^T x``
+============  ==========  ===============  =============  ===========================
 
-Kernels work components-first: responsibilities and log-densities of a block of ``B``
-rows are arrays of shape (K, B), so that the reductions over components (max, sum) run
-along contiguous rows, several times faster than across short rows of a (B, K) array.
+One kernel serves all four. A block of ``n`` centred rows becomes its features ``F``, an
+array of shape (F, n) whose first ``D`` rows are ``x^T``. The squared Mahalanobis
+distances are affine in the features, one GEMM for every component,
+
+.. math::
+    \|L_k^T (x - \mu_k)\|^2 = x^T \Lambda_k x - 2 (\Lambda_k \mu_k)^T x + \mu_k^T \Lambda_k \mu_k
+    = a_k^T f(x) + b_k,
+
+and the statistics are one more GEMM, ``resp @ F^T``: its first ``D`` columns are the
+sums of ``r x``, the others the second moments. Responsibilities and log-densities are
+(K, n) arrays, so that the reductions over components run along contiguous rows.
 
 The numerical core imports only numpy and scipy.
 """
@@ -38,13 +47,67 @@ _ILL_DEFINED = (
 )
 
 
+def products(a, b):
+    """``a @ b.T`` for ``a`` (K, n) and ``b`` (F, n) with a long inner dimension ``n``.
+
+    BLAS GEMM is slow when the output is tiny: for a few rows of ``b``, one matrix-vector
+    product per row is several times faster.
+    """
+    if len(b) <= 8:
+        return np.stack([a @ row for row in b], axis=1)
+    return a @ b.T
+
+
+def _check_positive(values) -> None:
+    if np.any(np.less_equal(values, 0.0)) or not np.all(np.isfinite(values)):
+        raise ValueError(_ILL_DEFINED)
+
+
+def _cholesky_precision(covariance):
+    """Precision Cholesky factor of one (D, D) covariance (upper triangular)."""
+    try:
+        cov_chol = linalg.cholesky(covariance, lower=True)
+    except (linalg.LinAlgError, ValueError):
+        raise ValueError(_ILL_DEFINED) from None
+    eye = np.eye(covariance.shape[0])
+    return linalg.solve_triangular(cov_chol, eye, lower=True).T
+
+
+def _cholesky_of_precision(precision):
+    try:
+        return linalg.cholesky(precision, lower=True)
+    except (linalg.LinAlgError, ValueError):
+        raise ValueError("expected symmetric, positive-definite precisions, got a matrix that is not") from None
+
+
+def _covariance_of_chol(precision_chol):
+    """``(P P^T)^-1`` for a triangular ``P``: upper from the M-step, lower from a given precision."""
+    lower = not np.any(np.triu(precision_chol, 1))
+    inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=lower)
+    return inverse.T @ inverse
+
+
+def _pack_quadratic(matrices):
+    """Symmetric (..., D, D) as (..., P), so that its product with packed ``x x^T`` is ``x^T A x``."""
+    n_features = matrices.shape[-1]
+    rows, cols = np.triu_indices(n_features)
+    return matrices[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
+
+
+def _unpack_symmetric(packed, n_features):
+    """(..., P) upper triangles in ``np.triu_indices`` order back to symmetric (..., D, D)."""
+    rows, cols = np.triu_indices(n_features)
+    out = np.empty(packed.shape[:-1] + (n_features, n_features))
+    out[..., rows, cols] = packed
+    out[..., cols, rows] = packed
+    return out
+
+
 class Covariance:
     """Interface of a covariance type; the subclasses below implement it.
 
-    Per block of rows, :meth:`features` computes once what both the E-step
-    (:meth:`mahalanobis`) and the statistics (:meth:`second_moment`) need, from ``xc``,
-    the block minus the pass's shift, of shape (n_rows, n_features); ``means_c`` are
-    the component means minus the same shift.
+    ``xct`` is a block of rows minus the pass's shift, transposed: shape (n_features,
+    n_rows); ``means_c`` are the component means minus the same shift.
     """
 
     name: str = ""
@@ -55,25 +118,46 @@ class Covariance:
     def second_moment_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         raise NotImplementedError
 
-    def block_width(self, n_components: int, n_features: int) -> int:
-        """Elements per row of a block's largest temporaries (to size blocks)."""
-        return 2 * n_components + 2 * n_features
+    def n_extra(self, n_features: int) -> int:
+        """Number of feature rows after the first ``D`` (those of ``x`` itself)."""
+        raise NotImplementedError
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free parameters of the covariances."""
         raise NotImplementedError
 
-    def features(self, xc):
-        """Per-block quantities shared by :meth:`mahalanobis` and :meth:`second_moment`;
-        the first is always ``xc.T`` as a contiguous (n_features, n_rows) array."""
+    def block_width(self, n_components: int, n_features: int) -> int:
+        """Values per row held by a block's temporaries (to size blocks)."""
+        return n_features + self.n_extra(n_features) + 2 * n_components
+
+    def features(self, xct):
+        """Features of a block, array of shape (D + n_extra, n_rows); the first D rows are ``xct``."""
+        n_features, n_rows = xct.shape
+        out = np.empty((n_features + self.n_extra(n_features), n_rows), dtype=xct.dtype)
+        out[:n_features] = xct
+        self._extra(xct, out[n_features:])
+        return out
+
+    def _extra(self, xct, out) -> None:
         raise NotImplementedError
 
-    def second_moment(self, features, resp, sample_weight):
-        """Second-moment statistic of one block about the shift, in the block's dtype.
-
-        ``resp`` has shape (n_components, n_rows) and already includes the weights.
-        """
+    def prepare(self, means_c, precisions_chol, dtype):
+        """Per-pass constants of the kernel: ``(a, b, scale)`` with squared Mahalanobis
+        distances ``(a @ F + b) * scale``, ``a`` of shape (K, F), ``b`` (K, 1)."""
         raise NotImplementedError
+
+    def mahalanobis(self, features, prepared):
+        """Squared Mahalanobis distances, array of shape (n_components, n_rows)."""
+        a, b, scale = prepared
+        maha = a @ features
+        maha += b
+        if scale is not None:
+            maha *= scale
+        return maha
+
+    def second_moment(self, extra_moments):
+        """Second-moment statistic from ``resp @ F[D:]^T`` of a block."""
+        return extra_moments
 
     def covariances(self, nk, means_c, s2, reg_covar):
         """M-step: covariances from the totals (``nk`` includes the ``10 eps`` guard)."""
@@ -96,94 +180,34 @@ class Covariance:
         """Log-determinant of the precision Cholesky factor, per component."""
         raise NotImplementedError
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        """Per-pass constants for :meth:`mahalanobis`, cast to the data's dtype."""
-        raise NotImplementedError
-
-    def mahalanobis(self, features, prepared):
-        """Squared Mahalanobis distances, array of shape (n_components, n_rows)."""
-        raise NotImplementedError
-
     def component_covariance(self, covariances, k: int, n_features: int):
         """Full (D, D) covariance matrix of component ``k``."""
         raise NotImplementedError
 
 
-def products(a, b):
-    """``a @ b.T`` for ``a`` (K, n) and ``b`` (P, n) with a long inner dimension ``n``.
+class _Packed(Covariance):
+    """Features ``x`` and the upper triangle of ``x x^T``: full and tied covariances."""
 
-    BLAS GEMM is slow when the output is tiny: for a few rows of ``b``, one matrix-vector
-    product per row is several times faster.
-    """
-    if len(b) <= 8:
-        return np.stack([a @ row for row in b], axis=1)
-    return a @ b.T
+    def n_extra(self, n_features):
+        return n_features * (n_features + 1) // 2
 
+    def _extra(self, xct, out):
+        n_features = len(xct)
+        start = 0
+        for i in range(n_features):
+            np.multiply(xct[i], xct[i:], out=out[start : start + n_features - i])
+            start += n_features - i
 
-def _packed_outer(xc):
-    """Upper triangles of the outer products of the rows, array of shape (D (D + 1) / 2, n).
-
-    Row ``p`` holds ``x_i x_j`` for the ``p``-th pair ``i <= j`` of ``np.triu_indices(D)``.
-    """
-    xct = np.ascontiguousarray(xc.T)
-    n_features, n_rows = xct.shape
-    out = np.empty((n_features * (n_features + 1) // 2, n_rows), dtype=xc.dtype)
-    start = 0
-    for i in range(n_features):
-        np.multiply(xct[i], xct[i:], out=out[start : start + n_features - i])
-        start += n_features - i
-    return xct, out
+    def _prepare_precisions(self, means_c, precisions, dtype):
+        """``precisions`` of shape (K, D, D), one per component (repeated when tied)."""
+        weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
+        a = np.concatenate([-2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
+        b = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
+        return a.astype(dtype), b.astype(dtype), None
 
 
-def _pack_quadratic(matrices):
-    """Symmetric (..., D, D) as (..., D (D + 1) / 2) so that ``packed @ _packed_outer`` is ``x^T A x``."""
-    n_features = matrices.shape[-1]
-    rows, cols = np.triu_indices(n_features)
-    return matrices[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
-
-
-def _unpack_symmetric(packed, n_features):
-    """(..., D (D + 1) / 2) upper triangles back to symmetric (..., D, D)."""
-    rows, cols = np.triu_indices(n_features)
-    out = np.empty(packed.shape[:-1] + (n_features, n_features))
-    out[..., rows, cols] = packed
-    out[..., cols, rows] = packed
-    return out
-
-
-def _check_positive(values) -> None:
-    if np.any(np.less_equal(values, 0.0)) or not np.all(np.isfinite(values)):
-        raise ValueError(_ILL_DEFINED)
-
-
-def _cholesky_precision(covariance):
-    """Precision Cholesky factor of one (D, D) covariance."""
-    try:
-        cov_chol = linalg.cholesky(covariance, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError(_ILL_DEFINED) from None
-    eye = np.eye(covariance.shape[0])
-    return linalg.solve_triangular(cov_chol, eye, lower=True).T
-
-
-def _cholesky_of_precision(precision):
-    try:
-        return linalg.cholesky(precision, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError("expected symmetric, positive-definite precisions, got a matrix that is not") from None
-
-
-class Full(Covariance):
-    r"""One covariance per component.
-
-    The E-step and the statistics share the packed outer products ``z = vec(x x^T)``
-    of each block: ``x^T \Lambda_k x`` is one GEMM of the packed precisions with ``z``, and
-    ``sum_i r_ik x_i x_i^T`` one GEMM of the responsibilities with ``z``, both with a
-    long inner dimension.
-
-    .. math::
-        \|L_k^T (x - \mu_k)\|^2 = x^T \Lambda_k x - 2 (\Lambda_k \mu_k)^T x + \mu_k^T \Lambda_k \mu_k
-    """
+class Full(_Packed):
+    """One covariance per component."""
 
     name = "full"
 
@@ -193,17 +217,11 @@ class Full(Covariance):
     def second_moment_shape(self, n_components, n_features):
         return (n_components, n_features * (n_features + 1) // 2)
 
-    def block_width(self, n_components, n_features):
-        return n_features * (n_features + 1) // 2 + 2 * n_components + n_features
-
     def n_parameters(self, n_components, n_features):
         return n_components * n_features * (n_features + 1) // 2
 
-    def features(self, xc):
-        return _packed_outer(xc)
-
-    def second_moment(self, features, resp, sample_weight):
-        return products(resp, features[1])
+    def prepare(self, means_c, precisions_chol, dtype):
+        return self._prepare_precisions(means_c, self.precisions(precisions_chol), dtype)
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
@@ -227,36 +245,12 @@ class Full(Covariance):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        precisions = self.precisions(precisions_chol)
-        weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
-        return (
-            _pack_quadratic(precisions).astype(dtype),
-            (-2.0 * weighted_means).astype(dtype),
-            np.einsum("kd,kd->k", weighted_means, means_c).astype(dtype)[:, None],
-        )
-
-    def mahalanobis(self, features, prepared):
-        xct, outer = features
-        quadratic, cross, constant = prepared
-        maha = quadratic @ outer
-        maha += cross @ xct
-        maha += constant
-        return maha
-
     def component_covariance(self, covariances, k, n_features):
         return covariances[k]
 
 
-def _covariance_of_chol(precision_chol):
-    """``(P P^T)^-1`` for a triangular ``P``: upper from the M-step, lower from a given precision."""
-    lower = not np.any(np.triu(precision_chol, 1))
-    inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=lower)
-    return inverse.T @ inverse
-
-
-class Tied(Covariance):
-    """One covariance shared by all components; the same packed products as :class:`Full`."""
+class Tied(_Packed):
+    """One covariance shared by all components."""
 
     name = "tied"
 
@@ -266,19 +260,16 @@ class Tied(Covariance):
     def second_moment_shape(self, n_components, n_features):
         return (n_features * (n_features + 1) // 2,)
 
-    def block_width(self, n_components, n_features):
-        return n_features * (n_features + 1) // 2 + 2 * n_components + n_features
-
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) // 2
 
-    def features(self, xc):
-        return _packed_outer(xc)
+    def prepare(self, means_c, precisions_chol, dtype):
+        precisions = np.broadcast_to(self.precisions(precisions_chol), (len(means_c),) + precisions_chol.shape)
+        return self._prepare_precisions(means_c, precisions, dtype)
 
-    def second_moment(self, features, resp, sample_weight):
-        # sum_k sum_i r_ik x x^T = sum_i w_i x x^T: the responsibilities are not needed.
-        outer = features[1]
-        return outer.sum(axis=1) if sample_weight is None else outer @ sample_weight
+    def second_moment(self, extra_moments):
+        # sum_k sum_i r_ik x x^T = sum_i w_i x x^T
+        return extra_moments.sum(axis=0)
 
     def covariances(self, nk, means_c, s2, reg_covar):
         second = _unpack_symmetric(s2, means_c.shape[1])
@@ -301,28 +292,30 @@ class Tied(Covariance):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diag(precisions_chol)).sum()
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        precision = self.precisions(precisions_chol)
-        weighted_means = means_c @ precision
-        return (
-            _pack_quadratic(precision).astype(dtype),
-            (-2.0 * weighted_means).astype(dtype),
-            np.einsum("kd,kd->k", weighted_means, means_c).astype(dtype)[:, None],
-        )
-
-    def mahalanobis(self, features, prepared):
-        xct, outer = features
-        quadratic, cross, constant = prepared
-        maha = cross @ xct
-        maha += quadratic @ outer
-        maha += constant
-        return maha
-
     def component_covariance(self, covariances, k, n_features):
         return covariances
 
 
-class Diag(Covariance):
+class _Scalar(Covariance):
+    """Precisions given per component and feature (diag) or per component (spherical)."""
+
+    def precisions_chol(self, covariances):
+        _check_positive(covariances)
+        return 1.0 / np.sqrt(covariances)
+
+    def precisions_chol_from_precisions(self, precisions):
+        return np.sqrt(precisions)
+
+    def precisions(self, precisions_chol):
+        return precisions_chol**2
+
+    def covariances_from_precisions_chol(self, precisions_chol):
+        return 1.0 / precisions_chol**2
+
+
+class Diag(_Scalar):
+    """A diagonal covariance per component."""
+
     name = "diag"
 
     def covariance_shape(self, n_components, n_features):
@@ -331,56 +324,34 @@ class Diag(Covariance):
     def second_moment_shape(self, n_components, n_features):
         return (n_components, n_features)
 
+    def n_extra(self, n_features):
+        return n_features
+
     def n_parameters(self, n_components, n_features):
         return n_components * n_features
 
-    def features(self, xc):
-        xct = np.ascontiguousarray(xc.T)
-        return xct, xct * xct
+    def _extra(self, xct, out):
+        np.multiply(xct, xct, out=out)
 
-    def second_moment(self, features, resp, sample_weight):
-        return products(resp, features[1])
+    def prepare(self, means_c, precisions_chol, dtype):
+        precisions = precisions_chol**2
+        a = np.concatenate([-2.0 * means_c * precisions, precisions], axis=1)
+        b = (means_c * means_c * precisions).sum(axis=1)[:, None]
+        return a.astype(dtype), b.astype(dtype), None
 
     def covariances(self, nk, means_c, s2, reg_covar):
         return s2 / nk[:, None] - means_c * means_c + reg_covar
 
-    def precisions_chol(self, covariances):
-        _check_positive(covariances)
-        return 1.0 / np.sqrt(covariances)
-
-    def precisions_chol_from_precisions(self, precisions):
-        return np.sqrt(precisions)
-
-    def precisions(self, precisions_chol):
-        return precisions_chol**2
-
-    def covariances_from_precisions_chol(self, precisions_chol):
-        return 1.0 / precisions_chol**2
-
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(precisions_chol).sum(axis=1)
-
-    def prepare(self, means_c, precisions_chol, dtype):
-        precisions = precisions_chol**2
-        return (
-            precisions.astype(dtype),
-            (-2.0 * means_c * precisions).astype(dtype),
-            (means_c * means_c * precisions).sum(axis=1).astype(dtype)[:, None],
-        )
-
-    def mahalanobis(self, features, prepared):
-        xct, squares = features
-        precisions, cross, constant = prepared
-        maha = precisions @ squares
-        maha += cross @ xct
-        maha += constant
-        return maha
 
     def component_covariance(self, covariances, k, n_features):
         return np.diag(covariances[k])
 
 
-class Spherical(Covariance):
+class Spherical(_Scalar):
+    """A multiple of the identity per component."""
+
     name = "spherical"
 
     def covariance_shape(self, n_components, n_features):
@@ -389,52 +360,30 @@ class Spherical(Covariance):
     def second_moment_shape(self, n_components, n_features):
         return (n_components,)
 
+    def n_extra(self, n_features):
+        return 1
+
     def n_parameters(self, n_components, n_features):
         return n_components
 
-    def features(self, xc):
-        xct = np.ascontiguousarray(xc.T)
-        return xct, np.einsum("dn,dn->n", xct, xct)
+    def _extra(self, xct, out):
+        np.einsum("dn,dn->n", xct, xct, out=out[0])
 
-    def second_moment(self, features, resp, sample_weight):
-        return resp @ features[1]
+    def prepare(self, means_c, precisions_chol, dtype):
+        ones = np.ones((len(means_c), 1))
+        a = np.concatenate([-2.0 * means_c, ones], axis=1)
+        b = (means_c * means_c).sum(axis=1)[:, None]
+        return a.astype(dtype), b.astype(dtype), (precisions_chol**2)[:, None].astype(dtype)
+
+    def second_moment(self, extra_moments):
+        return extra_moments[:, 0]
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
         return (s2 / nk - (means_c * means_c).sum(axis=1)) / n_features + reg_covar
 
-    def precisions_chol(self, covariances):
-        _check_positive(covariances)
-        return 1.0 / np.sqrt(covariances)
-
-    def precisions_chol_from_precisions(self, precisions):
-        return np.sqrt(precisions)
-
-    def precisions(self, precisions_chol):
-        return precisions_chol**2
-
-    def covariances_from_precisions_chol(self, precisions_chol):
-        return 1.0 / precisions_chol**2
-
     def log_det_chol(self, precisions_chol, n_features):
         return n_features * np.log(precisions_chol)
-
-    def prepare(self, means_c, precisions_chol, dtype):
-        precisions = precisions_chol**2
-        return (
-            precisions.astype(dtype)[:, None],
-            (-2.0 * means_c).astype(dtype),
-            (means_c * means_c).sum(axis=1).astype(dtype)[:, None],
-        )
-
-    def mahalanobis(self, features, prepared):
-        xct, squares = features
-        precisions, cross, constant = prepared
-        maha = cross @ xct
-        maha += squares
-        maha += constant
-        maha *= precisions
-        return maha
 
     def component_covariance(self, covariances, k, n_features):
         return covariances[k] * np.eye(n_features)

@@ -101,7 +101,7 @@ def _summary_chunk(X, sample_weight, index, seeds, n_picks):
     picks = []
     for seed in seeds:
         scores = _race_scores(_rng(seed, index), weight)
-        picks.append(Smallest.select(scores, X, 0.0, n_picks))
+        picks.append(Smallest.select(scores, X.T, 0.0, n_picks))
     return Summary(float(weight.sum()), len(X), sum_x, picks)
 
 
@@ -116,10 +116,10 @@ def _d2_race_chunk(X, sample_weight, index, centres_list, shift, seeds, n_picks)
     for centres, seed in zip(centres_c, seeds):
         rng = _rng(seed, index)
         total = Smallest.empty(X.shape[1], n_picks)
-        for xc, w in iter_blocks(X, sample_weight, shift):
-            d2 = nearest(xc, centres)[1].astype(np.float64)
+        for xct, w in iter_blocks(X, sample_weight, shift):
+            d2 = nearest(xct, centres)[1].astype(np.float64)
             scores = _race_scores(rng, d2 if w is None else d2 * w)
-            total = total + Smallest.select(scores, xc, shift, n_picks)
+            total = total + Smallest.select(scores, xct, shift, n_picks)
         picks.append(total)
     return picks
 
@@ -129,8 +129,8 @@ def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
     for centres in centres_list:
         centres_c = (centres - shift).astype(X.dtype)
         mass = np.zeros(len(centres))
-        for xc, w in iter_blocks(X, sample_weight, shift):
-            labels = nearest(xc, centres_c)[0]
+        for xct, w in iter_blocks(X, sample_weight, shift):
+            labels = nearest(xct, centres_c)[0]
             mass += np.bincount(labels, weights=w, minlength=len(centres))
         out.append(mass)
     return out
@@ -141,14 +141,14 @@ def _random_resp_chunk(X, sample_weight, index, seeds, n_components, shift, cova
     for seed in seeds:
         rng = _rng(seed, index)
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
-        for xc, w in iter_blocks(X, sample_weight, shift):
-            features = acc.covariance.features(xc)
-            resp = rng.random((n_components, len(xc)))
+        for xct, w in iter_blocks(X, sample_weight, shift):
+            features = acc.covariance.features(xct)
+            resp = rng.random((n_components, xct.shape[1]))
             resp /= resp.sum(axis=0)
             if w is not None:
                 resp *= w
             resp = resp.astype(X.dtype)
-            acc.add(xc, features, resp, w, np.zeros(len(xc)), shift, track_worst=False)
+            acc.add(features, resp, w, np.zeros(xct.shape[1]), shift, track_worst=False)
         out.append(acc.result(*totals(X, sample_weight)))
     return out
 

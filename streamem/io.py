@@ -58,7 +58,7 @@ def as_dask_array(X) -> tuple[da.Array, bool]:
 def from_numpy(X: np.ndarray) -> da.Array:
     """A dask view of an in-memory array, a few chunks per core."""
     rows = default_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
-    return da.from_array(X, chunks=(rows, X.shape[1]), asarray=False)
+    return da.from_array(X, chunks=(rows, X.shape[1]), asarray=False, name=False)
 
 
 def check_dask_array(X: da.Array) -> da.Array:

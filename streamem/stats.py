@@ -46,12 +46,15 @@ def block_rows(params_list) -> int:
 
 
 def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray, rows: int = BLOCK_ROWS):
-    """Yield ``(xc, w)``: blocks of ``rows`` rows of ``X - shift`` in X's dtype, and their weights."""
-    shift = np.asarray(shift, dtype=X.dtype)
+    """Yield ``(xct, w)``: blocks of ``rows`` rows of ``X - shift``, transposed to contiguous
+    arrays of shape (n_features, n_rows) in X's dtype, and their weights."""
+    shift = np.asarray(shift, dtype=X.dtype)[:, None]
     for start in range(0, len(X), rows):
-        stop = start + rows
-        w = None if sample_weight is None else sample_weight[start:stop]
-        yield X[start:stop] - shift, w
+        block = X[start : start + rows]
+        xct = np.empty((X.shape[1], len(block)), dtype=X.dtype)
+        np.subtract(block.T, shift, out=xct)
+        w = None if sample_weight is None else sample_weight[start : start + rows]
+        yield xct, w
 
 
 def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
@@ -98,15 +101,16 @@ class Smallest:
         return cls(scores[order], np.asarray(points, dtype=np.float64)[order], size)
 
     @classmethod
-    def select(cls, scores, xc, shift, size: int) -> Smallest:
-        """The rows of ``xc + shift`` with the ``size`` smallest scores."""
+    def select(cls, scores, xct, shift, size: int) -> Smallest:
+        """The columns of ``xct`` (rows of the data, minus ``shift``) with the ``size``
+        smallest scores, as rows of the data."""
         if len(scores) <= size:
             rows = slice(None)
         elif size == 1:
             rows = [int(np.argmin(scores))]
         else:
             rows = np.argpartition(scores, size - 1)[:size]
-        return cls.of(scores[rows], xc[rows] + shift, size)
+        return cls.of(scores[rows], xct[:, rows].T + shift, size)
 
     def __add__(self, other: Smallest) -> Smallest:
         return Smallest.of(
@@ -211,12 +215,14 @@ class Accumulator:
         self.loglik = 0.0
         self.worst = Smallest.empty(n_features, n_components)
 
-    def add(self, xc, features, resp, w, log_lik, shift, track_worst=True):
-        """Add a block: centred rows (n, D), their ``covariance.features``, and
-        responsibilities (K, n) that include the weights."""
+    def add(self, features, resp, w, log_lik, shift, track_worst=True):
+        """Add a block: its ``covariance.features`` (F, n), whose first D rows are the
+        centred rows, and responsibilities (K, n) that include the weights."""
+        n_features = len(shift)
         self.nk += resp.sum(axis=1)
-        self.s1 += products(resp, features[0])
-        self.s2 += self.covariance.second_moment(features, resp, w)
+        moments = products(resp, features)
+        self.s1 += moments[:, :n_features]
+        self.s2 += self.covariance.second_moment(moments[:, n_features:])
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
             scores = log_lik
@@ -224,7 +230,7 @@ class Accumulator:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
         if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
-            self.worst = self.worst + Smallest.select(scores, xc, shift, 1)
+            self.worst = self.worst + Smallest.select(scores, features[:n_features], shift, 1)
 
     def result(self, weight, count) -> SufficientStats:
         return dataclasses.replace(
@@ -257,28 +263,29 @@ def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> li
     dtype = X.dtype
     kernels = [p.kernel(shift, dtype) for p in params_list]
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
-    for xc, w in iter_blocks(X, sample_weight, shift, block_rows(params_list)):
+    for xct, w in iter_blocks(X, sample_weight, shift, block_rows(params_list)):
         wd = None if w is None else w.astype(dtype, copy=False)
         features = {}  # one per covariance type, shared by the candidates
         for kernel, acc in zip(kernels, sums):
             covariance = kernel.covariance
             if covariance.name not in features:
-                features[covariance.name] = covariance.features(xc)
+                features[covariance.name] = covariance.features(xct)
             resp = kernel.weighted_log_prob(features[covariance.name])
             log_lik = log_resp_inplace(resp)
             if wd is not None:
                 resp *= wd
-            acc.add(xc, features[covariance.name], resp, wd, log_lik, shift)
+            acc.add(features[covariance.name], resp, wd, log_lik, shift)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 
 
-def nearest(xc: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest centre and the squared distance to it, for each row."""
-    d2 = centres_c @ (-2.0 * xc.T)
+def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre and the squared distance to it, for each column of
+    ``xct`` (rows of the data, transposed, of shape (n_features, n_rows))."""
+    d2 = (-2.0 * centres_c) @ xct
     d2 += (centres_c * centres_c).sum(axis=1)[:, None]
     labels = d2.argmin(axis=0)
-    d2 = d2[labels, np.arange(len(xc))] + np.einsum("nd,nd->n", xc, xc)
+    d2 = d2[labels, np.arange(xct.shape[1])] + np.einsum("dn,dn->n", xct, xct)
     return labels, np.maximum(d2, 0.0)
 
 
@@ -294,13 +301,13 @@ def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> l
     sums = [Accumulator(len(c), X.shape[1], covariance_type, shift) for c in centres_list]
     centres_c = [(np.asarray(c) - shift).astype(dtype) for c in centres_list]
     covariance = get_covariance(covariance_type)
-    for xc, w in iter_blocks(X, sample_weight, shift):
+    for xct, w in iter_blocks(X, sample_weight, shift):
         wd = None if w is None else w.astype(dtype, copy=False)
-        features = covariance.features(xc)
+        features = covariance.features(xct)
         for centres, acc in zip(centres_c, sums):
-            labels, d2 = nearest(xc, centres)
-            resp = np.zeros((len(centres), len(xc)), dtype=dtype)
-            resp[labels, np.arange(len(xc))] = 1.0 if wd is None else wd
-            acc.add(xc, features, resp, wd, -d2, shift, track_worst=False)
+            labels, d2 = nearest(xct, centres)
+            resp = np.zeros((len(centres), xct.shape[1]), dtype=dtype)
+            resp[labels, np.arange(xct.shape[1])] = 1.0 if wd is None else wd
+            acc.add(features, resp, wd, -d2, shift, track_worst=False)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]

@@ -32,7 +32,7 @@ def test_log_density_matches_scipy(covariance_type, shift):
     params = MixtureParams.from_covariances(weights, means, covariances, covariance_type)
     X = rng.normal(size=(50, D)) * 3
     c = np.full(D, shift)
-    weighted = params.kernel(c, np.float64).weighted_log_prob(params.covariance.features(X - c)).T
+    weighted = params.kernel(c, np.float64).weighted_log_prob(params.covariance.features((X - c).T)).T
     expected = np.column_stack([
         np.log(weights[k]) + multivariate_normal(means[k], params.covariance.component_covariance(covariances, k, D))
         .logpdf(X)
