@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import time
 import warnings
 from numbers import Integral, Real
@@ -76,7 +77,8 @@ def _blas_per_task(n_chunks: int):
     thread per task is markedly faster. Other schedulers (a distributed cluster) run the
     tasks in other processes and are left alone.
     """
-    if dask.base.get_scheduler() not in (None, dask.threaded.get):
+    local = dask.config.get("scheduler", None) is None and "distributed" not in sys.modules
+    if not local and dask.base.get_scheduler() not in (None, dask.threaded.get):
         yield
         return
     n_cores = os.cpu_count() or 1
