@@ -81,8 +81,9 @@ def time_sklearn(X, spec, start, iterations):
 
 
 def time_streamem(X, spec, start, iterations):
-    import streamem
     from sklearn.exceptions import ConvergenceWarning
+
+    import streamem
 
     gm = streamem.GaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"], max_iter=iterations,
                                   tol=0, **start)  # fmt: skip
@@ -134,9 +135,8 @@ def in_memory(args):
         print(f"{name}: scikit-learn {sk_time:.3f} s/it, streamem {ours_time:.3f} s/it, float32 {f32_time:.3f} s/it",
               file=sys.stderr, flush=True)  # fmt: skip
     print(f"\n{args.iterations} EM iterations from the same start; seconds per iteration; {os.cpu_count()} cores\n")
-    print(
-        "| workload | scikit-learn | streamem float64 | ratio | streamem float32 | float64/float32 | max rel. diff of means |"
-    )
+    columns = ["workload", "scikit-learn", "streamem float64", "ratio", "streamem float32", "float64/float32"]
+    print("| " + " | ".join(columns + ["max rel. diff of means"]) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, spec, sk_time, ours_time, f32_time, diff in rows:
         shape = (
