@@ -34,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .params import MixtureParams, m_step
 from .reduce import ChunkedData
 from .stats import (
+    BLOCK_ROWS,
     Accumulator,
     Smallest,
     SufficientStats,
@@ -46,7 +47,7 @@ from .stats import (
     totals,
 )
 
-__all__ = ["INIT_METHODS", "initialise", "summarise"]
+__all__ = ["INIT_METHODS", "initialise", "row_uniforms", "summarise"]
 
 INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
 KMEANS_PARALLEL_ROUNDS = 5
@@ -77,20 +78,29 @@ class Summary:
         return self.sum_x / self.weight
 
 
-def _race_scores(rng, weight):
+def _race_scores(u, weight):
     """Exponential keys ``-log(u) / weight``: the ``m`` smallest are a weighted sample
     of ``m`` rows without replacement, and the smallest of a union is the smallest of
     the smallest (Efraimidis & Spirakis, 2006)."""
-    u = rng.random(len(weight))
     with np.errstate(divide="ignore"):
         return -np.log(u) / weight
 
 
-def _rng(seed, index):
-    return np.random.default_rng([seed, index])
+def row_uniforms(seed: int, start: int, n_rows: int, per_row: int = 1) -> np.ndarray:
+    """Uniform draws in [0, 1), ``per_row`` for each of the rows ``start .. start + n_rows``.
+
+    Row ``i`` always gets the draws at positions ``i * per_row ...`` of one Philox stream
+    keyed by ``seed`` (a counter-based generator that jumps ahead for free), so the draws,
+    and the fit, do not depend on how the rows are split into chunks and blocks.
+    """
+    first = start * per_row
+    bitgen = np.random.Philox(key=seed)
+    bitgen.advance(first // 4)  # one counter step is four 64-bit outputs
+    raw = bitgen.random_raw(n_rows * per_row + first % 4)[first % 4 :]
+    return ((raw >> np.uint64(11)) * (1.0 / (1 << 53))).reshape(n_rows, per_row)
 
 
-def _summary_chunk(X, sample_weight, index, seeds, n_picks):
+def _summary_chunk(X, sample_weight, start, seeds, n_picks):
     check_finite(X, sample_weight)
     if sample_weight is None:
         weight = np.ones(len(X))
@@ -100,7 +110,7 @@ def _summary_chunk(X, sample_weight, index, seeds, n_picks):
         sum_x = weight @ X.astype(np.float64)
     picks = []
     for seed in seeds:
-        scores = _race_scores(_rng(seed, index), weight)
+        scores = _race_scores(row_uniforms(seed, start, len(X))[:, 0], weight)
         picks.append(Smallest.select(scores, X.T, 0.0, n_picks))
     return Summary(float(weight.sum()), len(X), sum_x, picks)
 
@@ -110,15 +120,15 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
     return data.map_reduce(_summary_chunk, seeds, n_picks, with_index=True)
 
 
-def _d2_race_chunk(X, sample_weight, index, centres_list, shift, seeds, n_picks):
+def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks):
     picks = []
     centres_c = [(c - shift).astype(X.dtype) for c in centres_list]
     for centres, seed in zip(centres_c, seeds):
-        rng = _rng(seed, index)
+        u = row_uniforms(seed, start, len(X))[:, 0]
         total = Smallest.empty(X.shape[1], n_picks)
-        for xct, w in iter_blocks(X, sample_weight, shift):
+        for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
             d2 = nearest(xct, centres)[1].astype(np.float64)
-            scores = _race_scores(rng, d2 if w is None else d2 * w)
+            scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
             total = total + Smallest.select(scores, xct, shift, n_picks)
         picks.append(total)
     return picks
@@ -136,14 +146,13 @@ def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
     return out
 
 
-def _random_resp_chunk(X, sample_weight, index, seeds, n_components, shift, covariance_type):
+def _random_resp_chunk(X, sample_weight, start, seeds, n_components, shift, covariance_type):
     out = []
     for seed in seeds:
-        rng = _rng(seed, index)
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
-        for xct, w in iter_blocks(X, sample_weight, shift):
+        for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
             features = acc.covariance.features(xct)
-            resp = rng.random((n_components, xct.shape[1]))
+            resp = row_uniforms(seed, start + offset, xct.shape[1], n_components).T.copy()
             resp /= resp.sum(axis=0)
             if w is not None:
                 resp *= w

@@ -68,14 +68,15 @@ class ChunkedData:
     def map_reduce(self, func, *shared, combine=operator.add, with_index=False, split_every: int = SPLIT_EVERY):
         """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
 
-        With ``with_index``, the chunk's position is passed after ``w_chunk`` (for
-        per-chunk random streams). ``shared`` is sent once per pass, not once per chunk.
+        With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
+        draws keyed by the row). ``shared`` is sent once per pass, not once per chunk.
         """
         shared_key = dask.delayed(shared, name=f"streamem-shared-{uuid.uuid4().hex}", traverse=False)
         call = dask.delayed(_call, pure=False)
+        starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
         parts = [
-            call(func, xb, wb, index if with_index else None, shared_key)
-            for index, (xb, wb) in enumerate(zip(self.x_blocks, self.w_blocks))
+            call(func, xb, wb, start if with_index else None, shared_key)
+            for start, xb, wb in zip(starts, self.x_blocks, self.w_blocks)
         ]
         return tree_reduce(parts, combine, split_every)
 

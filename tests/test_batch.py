@@ -179,9 +179,10 @@ def test_far_from_origin(blobs):
     np.testing.assert_allclose(c.covariances_, d.covariances_, rtol=1e-5, atol=1e-8)
 
 
-# "random" starts every component near the global mean, as scikit-learn's does, and is
-# tested for monotone likelihood and pass counts instead.
-@pytest.mark.parametrize("init_params", ["k-means||", "k-means++", "random_from_data", "kmeans"])
+# "random" starts every component near the global mean and "random_from_data" at K random
+# rows, as scikit-learn's do: they may miss clusters, and are tested for validity,
+# monotone likelihood, chunk invariance and pass counts instead.
+@pytest.mark.parametrize("init_params", ["k-means||", "k-means++", "kmeans"])
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_every_initialiser_finds_separated_clusters(init_params, covariance_type):
     X, labels = mixture_data(n_samples=4000, n_components=4, seed=21, spread=12)
@@ -192,6 +193,34 @@ def test_every_initialiser_finds_separated_clusters(init_params, covariance_type
     distance = np.abs(gm.means_[:, None] - true_means[None]).sum(axis=2)
     assert np.all(distance.min(axis=0) < 0.3)
     assert gm.converged_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("init_params", ["k-means||", "k-means++", "random", "random_from_data"])
+def test_random_initialisation_does_not_depend_on_chunking(init_params):
+    X, _ = mixture_data(n_samples=5000, n_components=4, seed=22)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    fits = []
+    for chunks in ((5000,), uneven_chunks(5000, 37, seed=3)):
+        gm = streamem.GaussianMixture(4, init_params=init_params, n_init=2, random_state=5, tol=1e-6, max_iter=300)
+        fits.append(gm.fit(da.from_array(X, chunks=(chunks, 3)), sample_weight=w))
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    for name in ("weights_", "means_", "covariances_"):
+        assert rel_err(getattr(fits[1], name), getattr(fits[0], name)) < 1e-10, name
+
+
+@pytest.mark.parametrize("init_params", ["k-means||", "k-means++", "random", "random_from_data"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_initial_parameters_are_valid(init_params, covariance_type, blobs):
+    X, _ = blobs
+    gm = streamem.GaussianMixture(3, covariance_type=covariance_type, init_params=init_params, max_iter=0,
+                                  random_state=0).fit(X)  # fmt: skip
+    assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf
+    assert gm.weights_.sum() == pytest.approx(1.0) and np.all(gm.weights_ > 0)
+    assert np.all(gm.means_ >= X.min(axis=0)) and np.all(gm.means_ <= X.max(axis=0))
+    assert len({tuple(m) for m in gm.means_.round(8)}) == 3
+    for value in (gm.covariances_, gm.precisions_cholesky_):
+        assert np.all(np.isfinite(value))
 
 
 def test_same_random_state_same_fit(blobs):
