@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .batch import GaussianMixture, load
 
-__all__ = ["GaussianMixture", "__version__", "load"]
+__all__ = ["GaussianMixture", "__version__", "from_sklearn", "load"]
+
+from_sklearn = GaussianMixture.from_sklearn
 
 __version__ = "0.1.0"

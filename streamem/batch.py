@@ -475,6 +475,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             "covariances": params.covariances,
             "precisions_cholesky": params.precisions_chol,
         }
+        # the history as arrays: its first change is infinite, which JSON cannot hold
+        for key in _HISTORY_KEYS:
+            arrays[f"history_{key}"] = np.array([h[key] for h in self.history_], dtype=np.float64)
         attrs = {
             "format": io.FORMAT,
             "format_version": io.FORMAT_VERSION,
@@ -485,7 +488,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "lower_bound": float(self.lower_bound_) if np.isfinite(self.lower_bound_) else None,
                 "n_features_in": int(self.n_features_in_),
             },
-            "history": self.history_,
+            "reseeded": {str(h["iteration"]): h["reseeded"] for h in self.history_ if "reseeded" in h},
         }
         io.write_model(path, arrays, attrs)
 
@@ -517,7 +520,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.n_iter_ = int(fitted["n_iter"])
             model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
             model.n_features_in_ = int(D)
-            model.history_ = list(attrs.get("history", []))
+            model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
         return model
@@ -570,6 +573,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out.n_features_in_ = int(model.n_features_in_)
         out.history_ = []
         return out
+
+
+_HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds")
+
+
+def _history_from(arrays: dict, reseeded: dict) -> list[dict]:
+    columns = [arrays[f"history_{key}"].tolist() for key in _HISTORY_KEYS]
+    history = []
+    for values in zip(*columns, strict=True):
+        record = dict(zip(_HISTORY_KEYS, values))
+        record["iteration"] = int(record["iteration"])
+        if str(record["iteration"]) in reseeded:
+            record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
+        history.append(record)
+    return history
 
 
 def load(path) -> GaussianMixture:

@@ -300,6 +300,48 @@ def test_empty_component_is_reseeded(caplog):
     assert np.min(np.abs(gm.means_ - 20).sum(axis=1)) < 2.5
 
 
+def test_reseeded_history_survives_save(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (1000, 2)), rng.normal(20, 1, (5, 2))])
+    means = np.array([[0.0, 0.0], [0.5, 0.5], [1e4, 1e4]])
+    gm = streamem.GaussianMixture(
+        3, weights_init=np.full(3, 1 / 3), means_init=means, precisions_init=np.ones((3, 2)),
+        covariance_type="diag", max_iter=50,
+    ).fit(X)  # fmt: skip
+    gm.save(tmp_path / "m.zarr")
+    assert streamem.load(tmp_path / "m.zarr").history_ == gm.history_
+
+
+def test_verbose_logs_iterations(blobs, caplog):
+    X, _ = blobs
+    with caplog.at_level("INFO", logger="streamem"):
+        streamem.GaussianMixture(3, verbose=2, verbose_interval=1, random_state=0).fit(X)
+    lines = [r.message for r in caplog.records]
+    assert any("iteration 1:" in line and "log-likelihood" in line for line in lines)
+    assert any(line.startswith("fit done") for line in lines)
+
+
+def test_runs_unchanged_on_a_distributed_cluster(blobs):
+    from distributed import Client, LocalCluster
+
+    X, _ = blobs
+    data = da.from_array(X, chunks=(700, 3))
+    start = sklearn_start(X, 3, "full")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = streamem.GaussianMixture(3, max_iter=10, tol=0, **start).fit(data)
+        seeded_local = streamem.GaussianMixture(3, random_state=0).fit(data)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+            remote = streamem.GaussianMixture(3, max_iter=10, tol=0, **start).fit(data)
+            seeded_remote = streamem.GaussianMixture(3, random_state=0).fit(data)
+            labels = remote.predict(data).compute()
+    assert rel_err(remote.means_, local.means_) < 1e-10
+    assert rel_err(remote.covariances_, local.covariances_) < 1e-10
+    assert rel_err(seeded_remote.means_, seeded_local.means_) < 1e-10
+    np.testing.assert_array_equal(labels, local.predict(X))
+
+
 def test_convergence_warning(blobs):
     X, _ = blobs
     with pytest.warns(ConvergenceWarning):

@@ -34,10 +34,14 @@ def test_saved_group_holds_arrays_and_json(tmp_path, blobs):
     gm = streamem.GaussianMixture(3, random_state=0).fit(blobs[0])
     gm.save(tmp_path / "m.zarr")
     group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
-    assert sorted(group.array_keys()) == ["covariances", "means", "precisions_cholesky", "weights"]
+    params = ["covariances", "means", "precisions_cholesky", "weights"]
+    history = ["history_change", "history_iteration", "history_log_likelihood", "history_seconds"]
+    assert sorted(group.array_keys()) == sorted(params + history)
     assert group.attrs["format"] == "streamem.GaussianMixture"
     assert group.attrs["format_version"] == 1
-    json.dumps(dict(group.attrs))
+    json.dumps(dict(group.attrs), allow_nan=False)  # standard JSON only
+    metadata = (tmp_path / "m.zarr" / "zarr.json").read_text()
+    json.loads(metadata, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
 
 
