@@ -360,7 +360,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             seconds = time.perf_counter() - start
             for index, (run, total) in enumerate(zip(active, stats)):
                 check_total_weight(total.weight)
-                log_likelihood = total.loglik / total.weight
+                log_likelihood = total.mean_loglik
                 run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar)
                 change = log_likelihood - run.lower_bound
                 run.lower_bound, run.n_iter = log_likelihood, n_iter
@@ -410,7 +410,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype, n_columns=params.n_components)
         else:
             out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype)
-        return out if lazy else out.compute()
+        if lazy:
+            return out
+        with _blas_per_task(out.numblocks[0]):
+            return out.compute()
 
     def predict(self, X):
         """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""

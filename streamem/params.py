@@ -104,7 +104,6 @@ class LogProbKernel:
     def __init__(self, params: MixtureParams, shift: np.ndarray, dtype):
         covariance = params.covariance
         self.covariance = covariance
-        self.shift = np.asarray(shift, dtype=dtype)
         self.prepared = covariance.prepare(params.means - shift, params.precisions_chol, dtype)
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)

@@ -2,7 +2,7 @@
 
 Every function here works on one in-memory chunk (numpy) and returns a small object that
 adds with ``+``: statistics of a split array added together equal those of the whole.
-Nothing of size ``n_samples x n_components`` outlives a block of :data:`BLOCK_ROWS` rows.
+Nothing of size ``n_samples x n_components`` outlives a block of rows (:func:`block_rows`).
 
 Second moments are accumulated about a shift ``c`` fixed for the pass (the data's centre),
 never about the origin, in float64 whatever the data's dtype.
