@@ -18,15 +18,16 @@ spherical     (K,)        (K,)             (K,)           ``x`` and ``x^T x``
 ============  ==========  ===============  =============  ===========================
 
 One kernel serves all four. A block of ``n`` centred rows becomes its features ``F``, an
-array of shape (F, n) whose first ``D`` rows are ``x^T``. The squared Mahalanobis
-distances are affine in the features, one GEMM for every component,
+array of shape (F, n): a row of ones, then ``x^T`` (D rows), then the type's extra rows.
+The squared Mahalanobis distances are linear in the features, and so are the weighted
+log-densities: one GEMM gives those of every component,
 
 .. math::
-    \|L_k^T (x - \mu_k)\|^2 = x^T \Lambda_k x - 2 (\Lambda_k \mu_k)^T x + \mu_k^T \Lambda_k \mu_k
-    = a_k^T f(x) + b_k,
+    \|L_k^T (x - \mu_k)\|^2 = \mu_k^T \Lambda_k \mu_k - 2 (\Lambda_k \mu_k)^T x + x^T \Lambda_k x
+    = a_k^T f(x),
 
-and the statistics are one more GEMM, ``resp @ F^T``: its first ``D`` columns are the
-sums of ``r x``, the others the second moments. Responsibilities and log-densities are
+and the statistics are one more GEMM, ``resp @ F^T``: its first column is the sum of
+responsibilities, the next ``D`` the sums of ``r x``, the others the second moments. Responsibilities and log-densities are
 (K, n) arrays, so that the reductions over components run along contiguous rows.
 
 The numerical core imports only numpy and scipy.
@@ -107,7 +108,8 @@ class Covariance:
     """Interface of a covariance type; the subclasses below implement it.
 
     ``xct`` is a block of rows minus the pass's shift, transposed: shape (n_features,
-    n_rows); ``means_c`` are the component means minus the same shift.
+    n_rows); ``means_c`` are the component means minus the same shift. Features have
+    ``1 + D + n_extra`` rows: ones, ``xct``, then the extra rows.
     """
 
     name: str = ""
@@ -119,7 +121,7 @@ class Covariance:
         raise NotImplementedError
 
     def n_extra(self, n_features: int) -> int:
-        """Number of feature rows after the first ``D`` (those of ``x`` itself)."""
+        """Number of feature rows after those of ones and of ``x`` itself."""
         raise NotImplementedError
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
@@ -128,35 +130,27 @@ class Covariance:
 
     def block_width(self, n_components: int, n_features: int) -> int:
         """Values per row held by a block's temporaries (to size blocks)."""
-        return n_features + self.n_extra(n_features) + 2 * n_components
+        return 1 + n_features + self.n_extra(n_features) + 2 * n_components
 
     def features(self, xct):
-        """Features of a block, array of shape (D + n_extra, n_rows); the first D rows are ``xct``."""
+        """Features of a block, array of shape (1 + D + n_extra, n_rows): ones, ``xct``, extras."""
         n_features, n_rows = xct.shape
-        out = np.empty((n_features + self.n_extra(n_features), n_rows), dtype=xct.dtype)
-        out[:n_features] = xct
-        self._extra(xct, out[n_features:])
+        out = np.empty((1 + n_features + self.n_extra(n_features), n_rows), dtype=xct.dtype)
+        out[0] = 1
+        out[1 : 1 + n_features] = xct
+        self._extra(xct, out[1 + n_features :])
         return out
 
     def _extra(self, xct, out) -> None:
         raise NotImplementedError
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        """Per-pass constants of the kernel: ``(a, b, scale)`` with squared Mahalanobis
-        distances ``(a @ F + b) * scale``, ``a`` of shape (K, F), ``b`` (K, 1)."""
+    def mahalanobis_form(self, means_c, precisions_chol):
+        """The linear form ``a`` of shape (K, F), in float64: squared Mahalanobis distances
+        of a block are ``a @ features``."""
         raise NotImplementedError
 
-    def mahalanobis(self, features, prepared):
-        """Squared Mahalanobis distances, array of shape (n_components, n_rows)."""
-        a, b, scale = prepared
-        maha = a @ features
-        maha += b
-        if scale is not None:
-            maha *= scale
-        return maha
-
     def second_moment(self, extra_moments):
-        """Second-moment statistic from ``resp @ F[D:]^T`` of a block."""
+        """Second-moment statistic from the extra columns of ``resp @ F^T`` of a block."""
         return extra_moments
 
     def covariances(self, nk, means_c, s2, reg_covar):
@@ -198,12 +192,11 @@ class _Packed(Covariance):
             np.multiply(xct[i], xct[i:], out=out[start : start + n_features - i])
             start += n_features - i
 
-    def _prepare_precisions(self, means_c, precisions, dtype):
+    def _form(self, means_c, precisions):
         """``precisions`` of shape (K, D, D), one per component (repeated when tied)."""
         weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
-        a = np.concatenate([-2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
-        b = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
-        return a.astype(dtype), b.astype(dtype), None
+        constant = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
+        return np.concatenate([constant, -2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
 
 
 class Full(_Packed):
@@ -220,8 +213,8 @@ class Full(_Packed):
     def n_parameters(self, n_components, n_features):
         return n_components * n_features * (n_features + 1) // 2
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        return self._prepare_precisions(means_c, self.precisions(precisions_chol), dtype)
+    def mahalanobis_form(self, means_c, precisions_chol):
+        return self._form(means_c, self.precisions(precisions_chol))
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
@@ -263,9 +256,9 @@ class Tied(_Packed):
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) // 2
 
-    def prepare(self, means_c, precisions_chol, dtype):
+    def mahalanobis_form(self, means_c, precisions_chol):
         precisions = np.broadcast_to(self.precisions(precisions_chol), (len(means_c),) + precisions_chol.shape)
-        return self._prepare_precisions(means_c, precisions, dtype)
+        return self._form(means_c, precisions)
 
     def second_moment(self, extra_moments):
         # sum_k sum_i r_ik x x^T = sum_i w_i x x^T
@@ -333,11 +326,10 @@ class Diag(_Scalar):
     def _extra(self, xct, out):
         np.multiply(xct, xct, out=out)
 
-    def prepare(self, means_c, precisions_chol, dtype):
+    def mahalanobis_form(self, means_c, precisions_chol):
         precisions = precisions_chol**2
-        a = np.concatenate([-2.0 * means_c * precisions, precisions], axis=1)
-        b = (means_c * means_c * precisions).sum(axis=1)[:, None]
-        return a.astype(dtype), b.astype(dtype), None
+        constant = (means_c * means_c * precisions).sum(axis=1)[:, None]
+        return np.concatenate([constant, -2.0 * means_c * precisions, precisions], axis=1)
 
     def covariances(self, nk, means_c, s2, reg_covar):
         return s2 / nk[:, None] - means_c * means_c + reg_covar
@@ -369,11 +361,10 @@ class Spherical(_Scalar):
     def _extra(self, xct, out):
         np.einsum("dn,dn->n", xct, xct, out=out[0])
 
-    def prepare(self, means_c, precisions_chol, dtype):
-        ones = np.ones((len(means_c), 1))
-        a = np.concatenate([-2.0 * means_c, ones], axis=1)
-        b = (means_c * means_c).sum(axis=1)[:, None]
-        return a.astype(dtype), b.astype(dtype), (precisions_chol**2)[:, None].astype(dtype)
+    def mahalanobis_form(self, means_c, precisions_chol):
+        constant = (means_c * means_c).sum(axis=1)[:, None]
+        a = np.concatenate([constant, -2.0 * means_c, np.ones((len(means_c), 1))], axis=1)
+        return a * (precisions_chol**2)[:, None]
 
     def second_moment(self, extra_moments):
         return extra_moments[:, 0]

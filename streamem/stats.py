@@ -216,13 +216,13 @@ class Accumulator:
         self.worst = Smallest.empty(n_features, n_components)
 
     def add(self, features, resp, w, log_lik, shift, track_worst=True):
-        """Add a block: its ``covariance.features`` (F, n), whose first D rows are the
-        centred rows, and responsibilities (K, n) that include the weights."""
+        """Add a block: its ``covariance.features`` (F, n) (ones, the centred rows, extras)
+        and responsibilities (K, n) that include the weights."""
         n_features = len(shift)
-        self.nk += resp.sum(axis=1)
         moments = products(resp, features)
-        self.s1 += moments[:, :n_features]
-        self.s2 += self.covariance.second_moment(moments[:, n_features:])
+        self.nk += moments[:, 0]
+        self.s1 += moments[:, 1 : 1 + n_features]
+        self.s2 += self.covariance.second_moment(moments[:, 1 + n_features :])
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
             scores = log_lik
@@ -230,7 +230,7 @@ class Accumulator:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
         if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
-            self.worst = self.worst + Smallest.select(scores, features[:n_features], shift, 1)
+            self.worst = self.worst + Smallest.select(scores, features[1 : 1 + n_features], shift, 1)
 
     def result(self, weight, count) -> SufficientStats:
         return dataclasses.replace(
