@@ -27,8 +27,9 @@ log-densities: one GEMM gives those of every component,
     = a_k^T f(x),
 
 and the statistics are one more GEMM, ``resp @ F^T``: its first column is the sum of
-responsibilities, the next ``D`` the sums of ``r x``, the others the second moments. Responsibilities and log-densities are
-(K, n) arrays, so that the reductions over components run along contiguous rows.
+responsibilities, the next ``D`` the sums of ``r x``, the others the second moments.
+Responsibilities and log-densities are (K, n) arrays, so that the reductions over
+components run along contiguous rows.
 
 The numerical core imports only numpy and scipy.
 """
