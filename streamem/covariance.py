@@ -8,14 +8,14 @@ the parameter count.
 
 Shapes, with ``K = n_components``, ``D = n_features`` and ``P = D (D + 1) / 2``:
 
-============  ==========  ===============  =============  ===========================
-type          covariances precisions_chol  second moment  features of a row (F rows)
-============  ==========  ===============  =============  ===========================
-full          (K, D, D)   (K, D, D)        (K, P)         ``x`` and packed ``x x^T``
-tied          (D, D)      (D, D)           (P,)           ``x`` and packed ``x x^T``
-diag          (K, D)      (K, D)           (K, D)         ``x`` and ``x * x``
-spherical     (K,)        (K,)             (K,)           ``x`` and ``x^T x``
-============  ==========  ===============  =============  ===========================
+============  ==========  ===============  =============  ===============================
+type          covariances precisions_chol  second moment  features of a row (F values)
+============  ==========  ===============  =============  ===============================
+full          (K, D, D)   (K, D, D)        (K, P)         ``1``, ``x``, packed ``x x^T``
+tied          (D, D)      (D, D)           (P,)           ``1``, ``x``, packed ``x x^T``
+diag          (K, D)      (K, D)           (K, D)         ``1``, ``x``, ``x * x``
+spherical     (K,)        (K,)             (K,)           ``1``, ``x``, ``x^T x``
+============  ==========  ===============  =============  ===============================
 
 One kernel serves all four. A block of ``n`` centred rows becomes its features ``F``, an
 array of shape (F, n): a row of ones, then ``x^T`` (D rows), then the type's extra rows.
