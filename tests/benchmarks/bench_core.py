@@ -237,7 +237,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each timing; the fastest is reported")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timing; the fastest is reported")
     parser.add_argument("--out-of-core", type=float, default=0.0, metavar="GB", help="also fit a zarr array of GB")
     parser.add_argument("--iterations-ooc", type=int, default=3)
     parser.add_argument("--tmp", default=None, help="directory for the out-of-core array")
