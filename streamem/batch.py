@@ -139,6 +139,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     n_iter_ : int
     lower_bound_ : float
         Mean log-likelihood per sample at the last iteration's E-step.
+    lower_bounds_ : list of float
+        ``lower_bound_`` at every iteration, as in scikit-learn.
     n_features_in_ : int
     history_ : list of dict
         One dict per iteration: ``iteration``, ``log_likelihood`` (mean per sample),
@@ -313,6 +315,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.lower_bound)
         self.history_ = best.history
+        self.lower_bounds_ = [h["log_likelihood"] for h in best.history]
         if self.verbose:
             logger.info(
                 "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
@@ -524,6 +527,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
             model.n_features_in_ = int(D)
             model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
+            model.lower_bounds_ = [h["log_likelihood"] for h in model.history_]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
         return model
@@ -549,6 +553,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         model.converged_ = self.converged_
         model.n_iter_ = self.n_iter_
         model.lower_bound_ = self.lower_bound_
+        model.lower_bounds_ = list(self.lower_bounds_)
         model.n_features_in_ = self.n_features_in_
         return model
 
@@ -574,6 +579,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out.n_iter_ = int(model.n_iter_)
         out.lower_bound_ = float(model.lower_bound_)
         out.n_features_in_ = int(model.n_features_in_)
+        out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         out.history_ = []
         return out
 

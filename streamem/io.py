@@ -99,6 +99,11 @@ def write_model(path, arrays: dict, attrs: dict) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ValueError(f"expected an existing directory to save into, got {str(parent)!r}")
+    if path.exists():
+        try:
+            read_model(path)
+        except ValueError:
+            raise ValueError(f"refusing to overwrite {str(path)!r}: it exists and is not a streamem model") from None
     tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
         group = zarr.open_group(str(tmp), mode="w")

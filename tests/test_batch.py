@@ -40,6 +40,7 @@ def test_equals_sklearn_from_the_same_start(covariance_type):
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         assert rel_err(getattr(ours, name), getattr(sk, name)) < 1e-8, name
     assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-8)
+    np.testing.assert_allclose(ours.lower_bounds_, sk.lower_bounds_, rtol=1e-8)
     np.testing.assert_allclose(ours.score_samples(X), sk.score_samples(X), rtol=1e-8)
     np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-8)
     assert ours.bic(X) == pytest.approx(sk.bic(X), rel=1e-8)
@@ -83,6 +84,7 @@ def test_history_and_monotone_likelihood(blobs):
     lls = np.array([h["log_likelihood"] for h in gm.history_])
     assert np.all(np.diff(lls) >= -1e-10)
     assert gm.history_[-1]["log_likelihood"] == gm.lower_bound_
+    assert gm.lower_bounds_ == list(lls)
     assert all(h["seconds"] >= 0 for h in gm.history_)
     np.testing.assert_allclose([h["change"] for h in gm.history_[1:]], np.diff(lls))
 

@@ -54,6 +54,16 @@ def test_save_replaces_an_existing_model(tmp_path, blobs):
     assert [p.name for p in tmp_path.iterdir()] == ["m.zarr"]
 
 
+def test_save_never_overwrites_other_data(tmp_path, blobs):
+    data = tmp_path / "points.zarr"
+    z = zarr.create_array(str(data), shape=(3, 2), dtype="f8")
+    z[...] = 1.0
+    gm = streamem.GaussianMixture(3, random_state=0).fit(blobs[0])
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        gm.save(data)
+    np.testing.assert_array_equal(zarr.open_array(str(data), mode="r")[...], np.ones((3, 2)))
+
+
 def test_failed_save_leaves_nothing(tmp_path, blobs):
     gm = streamem.GaussianMixture(3, random_state=0).fit(blobs[0])
     with pytest.raises(ValueError, match="existing directory"):
