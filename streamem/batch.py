@@ -48,6 +48,7 @@ class _Run:
     converged: bool = False
     n_iter: int = 0
     history: list = dataclasses.field(default_factory=list)
+    means: list = dataclasses.field(default_factory=list)
 
 
 def _blockwise(X, params: MixtureParams, what: str):
@@ -141,6 +142,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Mean log-likelihood per sample at the last iteration's E-step.
     lower_bounds_ : list of float
         ``lower_bound_`` at every iteration, as in scikit-learn.
+    means_history_ : ndarray of shape (n_iter + 1, n_components, n_features)
+        The means before the first iteration and after each one.
     n_features_in_ : int
     history_ : list of dict
         One dict per iteration: ``iteration``, ``log_likelihood`` (mean per sample),
@@ -316,6 +319,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = float(best.lower_bound)
         self.history_ = best.history
         self.lower_bounds_ = [h["log_likelihood"] for h in best.history]
+        self.means_history_ = np.stack(best.means)
         if self.verbose:
             logger.info(
                 "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
@@ -355,6 +359,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _em(self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray) -> None:
         """EM iterations for every candidate, all candidates in the same passes."""
         active = list(runs)
+        for run in runs:
+            run.means.append(run.params.means)
         for n_iter in range(1, self.max_iter + 1):
             if not active:
                 break
@@ -374,17 +380,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                         "iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded
                     )
                 run.history.append(record)
+                run.means.append(run.params.means)
                 if abs(change) < self.tol:
                     run.converged = True
                 if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
                     logger.info(
-                        "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs",
-                        index,
-                        n_iter,
-                        log_likelihood,
-                        change,
-                        seconds,
-                    )
+                        "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs, %d chunks",
+                        index, n_iter, log_likelihood, change, seconds, chunked.n_chunks,
+                        extra={"streamem": dict(record, candidate=index, chunks=chunked.n_chunks)},
+                    )  # fmt: skip
             active = [run for run in active if not run.converged]
 
     # ---------------------------------------------------------------- params
@@ -481,6 +485,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             "covariances": params.covariances,
             "precisions_cholesky": params.precisions_chol,
         }
+        arrays["means_history"] = self.means_history_
         # the history as arrays: its first change is infinite, which JSON cannot hold
         for key in _HISTORY_KEYS:
             arrays[f"history_{key}"] = np.array([h[key] for h in self.history_], dtype=np.float64)
@@ -528,6 +533,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.n_features_in_ = int(D)
             model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
             model.lower_bounds_ = [h["log_likelihood"] for h in model.history_]
+            model.means_history_ = arrays["means_history"]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
         return model
@@ -581,6 +587,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out.n_features_in_ = int(model.n_features_in_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         out.history_ = []
+        out.means_history_ = params.means[None].copy()
         return out
 
 

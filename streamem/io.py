@@ -21,7 +21,7 @@ import zarr
 
 from .reduce import default_chunk_rows
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "as_dask_array", "read_model", "write_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "as_dask_array", "make_data", "read_data", "read_model", "write_model"]
 
 FORMAT = "streamem.GaussianMixture"
 FORMAT_VERSION = 1
@@ -34,10 +34,107 @@ def _open_zarr_array(path) -> da.Array:
         raise ValueError(f"expected a zarr array at {str(path)!r}, could not open it: {exc}") from None
     if not isinstance(node, zarr.Array):
         arrays = sorted(node.array_keys())
+        if "X" in arrays:  # a data set written by make_data: X and its labels
+            arrays = ["X"]
         if len(arrays) != 1:
             raise ValueError(f"expected a zarr array at {str(path)!r}, got a group with arrays {arrays}")
         node = node[arrays[0]]
     return da.from_zarr(node)
+
+
+def read_data(path, columns: list[str] | None = None) -> da.Array:
+    """A data file as a lazy 2-D dask array, read chunk by chunk.
+
+    ``.npy`` files are memory-mapped; ``.csv`` and ``.parquet`` files (or a directory of
+    Parquet files) are read through ``dask.dataframe``, keeping ``columns`` (default: all
+    numeric columns); anything else is opened as a zarr array, or as the ``X`` array of a
+    zarr group.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no such file or directory: {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot read {str(path)!r} as a .npy file: {exc}") from None
+        if array.ndim != 2:
+            raise ValueError(f"expected a 2-D array in {str(path)!r}, got shape {array.shape}")
+        rows = default_chunk_rows(array.shape[0], array.shape[1], array.dtype.itemsize)
+        return da.from_array(array, chunks=(rows, -1))
+    if suffix in (".csv", ".parquet", ".pq") or (path.is_dir() and any(path.glob("*.parquet"))):
+        return _read_frame(path, suffix, columns)
+    return _open_zarr_array(path)
+
+
+def _read_frame(path: Path, suffix: str, columns) -> da.Array:
+    import dask.dataframe as dd
+
+    try:
+        frame = dd.read_csv(str(path)) if suffix == ".csv" else dd.read_parquet(str(path))
+    except Exception as exc:  # the readers raise many types for unreadable files
+        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns {missing} not in {str(path)!r}; it has {list(frame.columns)}")
+        frame = frame[columns]
+    else:
+        frame = frame.select_dtypes("number")
+        if len(frame.columns) == 0:
+            raise ValueError(f"expected numeric columns in {str(path)!r}, found none")
+    non_numeric = [c for c, t in frame.dtypes.items() if not np.issubdtype(t, np.number)]
+    if non_numeric:
+        raise ValueError(f"expected numeric columns, got non-numeric {non_numeric} in {str(path)!r}")
+    return frame.to_dask_array(lengths=True).astype(np.float64)
+
+
+def _mixture_block(block_id, chunk_rows, n_features, means, scales, weights, seed, labels):
+    index = block_id[0]
+    rng = np.random.default_rng([seed, index])
+    n_rows = chunk_rows[index]
+    y = rng.choice(len(weights), size=n_rows, p=weights)
+    if labels:
+        return y.astype(np.int32)
+    noise = rng.standard_normal((n_rows, n_features))
+    return means[y] + np.einsum("nd,nde->ne", noise, scales[y])
+
+
+def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0):
+    """Write a generated Gaussian mixture to a zarr group ``out``: ``X`` and ``labels``.
+
+    Chunks are generated and written one at a time (in parallel), so data larger than
+    memory can be made on any machine; each chunk's rows depend only on ``seed`` and the
+    chunk's position. The true weights, means and covariances are in the group's
+    attributes. Written to a temporary name, then renamed.
+    """
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{str(out)!r} already exists; choose another output path")
+    rng = np.random.default_rng(seed)
+    weights = rng.dirichlet(np.full(n_components, 5.0))
+    means = rng.uniform(-10.0, 10.0, size=(n_components, n_features))
+    scales = rng.uniform(-0.6, 0.6, size=(n_components, n_features, n_features)) / np.sqrt(n_features)
+    scales += np.eye(n_features) * rng.uniform(0.5, 1.5, size=(n_components, 1, 1))
+    chunk_rows = da.core.normalize_chunks((chunk_size,), (n_samples,))[0]
+    common = dict(chunk_rows=chunk_rows, n_features=n_features, means=means, scales=scales, weights=weights, seed=seed)
+    X = da.map_blocks(_mixture_block, chunks=(chunk_rows, (n_features,)), dtype=np.float64, labels=False, **common)
+    y = da.map_blocks(_mixture_block, chunks=(chunk_rows,), dtype=np.int32, labels=True, **common)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        zx = group.create_array("X", shape=X.shape, chunks=(chunk_size, n_features), dtype="f8")
+        zy = group.create_array("labels", shape=y.shape, chunks=(chunk_size,), dtype="i4")
+        covariances = scales.transpose(0, 2, 1) @ scales
+        group.attrs.update({"weights": weights.tolist(), "means": means.tolist(), "covariances": covariances.tolist(),
+                            "seed": seed, "generator": "streamem.make_data"})  # fmt: skip
+        da.store([X, y], [zx, zy], lock=False)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def as_dask_array(X) -> tuple[da.Array, bool]:

@@ -85,6 +85,8 @@ def test_history_and_monotone_likelihood(blobs):
     assert np.all(np.diff(lls) >= -1e-10)
     assert gm.history_[-1]["log_likelihood"] == gm.lower_bound_
     assert gm.lower_bounds_ == list(lls)
+    assert gm.means_history_.shape == (gm.n_iter_ + 1, 3, 3)
+    np.testing.assert_array_equal(gm.means_history_[-1], gm.means_)
     assert all(h["seconds"] >= 0 for h in gm.history_)
     np.testing.assert_allclose([h["change"] for h in gm.history_[1:]], np.diff(lls))
 

@@ -24,6 +24,7 @@ def test_round_trip(tmp_path, blobs, covariance_type):
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(gm, name))
     assert loaded.history_ == gm.history_
+    np.testing.assert_array_equal(loaded.means_history_, gm.means_history_)
     assert (loaded.converged_, loaded.n_iter_, loaded.lower_bound_, loaded.n_features_in_) == (
         gm.converged_, gm.n_iter_, gm.lower_bound_, gm.n_features_in_,
     )  # fmt: skip
@@ -35,7 +36,7 @@ def test_saved_group_holds_arrays_and_json(tmp_path, blobs):
     gm.save(tmp_path / "m.zarr")
     group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
     params = ["covariances", "means", "precisions_cholesky", "weights"]
-    history = ["history_change", "history_iteration", "history_log_likelihood", "history_seconds"]
+    history = ["history_change", "history_iteration", "history_log_likelihood", "history_seconds", "means_history"]
     assert sorted(group.array_keys()) == sorted(params + history)
     assert group.attrs["format"] == "streamem.GaussianMixture"
     assert group.attrs["format_version"] == 1
