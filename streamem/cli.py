@@ -1,64 +1,387 @@
-"""The ``streamem`` command line (the edge: nothing in the core imports it)."""
+"""The ``streamem`` command line (the edge: nothing in the core imports it).
+
+Exit codes: 0 on success, 2 for a usage error, 1 for bad data or any other failure, with one
+line on stderr (the traceback too with ``--debug``). Outputs are written to a temporary
+name and renamed, so a failed command leaves nothing half-written.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
+import os
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import click
 import numpy as np
 
 __all__ = ["main"]
 
+COVARIANCE_CHOICES = ["full", "tied", "diag", "spherical"]
+INIT_CHOICES = ["k-means||", "k-means++", "random", "random_from_data", "kmeans"]
 
-def _show_log(quiet: bool) -> None:
+
+class _JsonLines(logging.Handler):
+    """Iteration records as JSON lines on stdout."""
+
+    def emit(self, record):
+        data = getattr(record, "streamem", None)
+        if data is not None:
+            click.echo(json.dumps({"event": "iteration", **_jsonable(data)}))
+
+
+def _jsonable(data: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in data.items()}
+
+
+def _setup_logging(quiet: bool, log_json: bool) -> None:
+    logger = logging.getLogger("streamem")
+    logger.handlers[:] = []
+    logger.propagate = False
+    if log_json:
+        logger.addHandler(_JsonLines())
+        logger.setLevel(logging.INFO)
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger("streamem")
-    logger.handlers[:] = [handler]
+    logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _command(func):
+    """Common options, logging, and the error policy of every command."""
+
+    @click.option("--quiet", is_flag=True, help="Only errors and the final result.")
+    @click.option("--log-json", is_flag=True, help="Progress as JSON lines on stdout.")
+    @click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+    @functools.wraps(func)
+    def wrapper(*args, quiet, log_json, debug, **kwargs):
+        _setup_logging(quiet, log_json)
+        try:
+            return func(*args, quiet=quiet, log_json=log_json, **kwargs)
+        except (ValueError, TypeError, OSError, ImportError) as exc:
+            if debug:
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            click.echo(f"error: {message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None, workers: int | None, quiet: bool):
+    """Run inside a dask.distributed client when asked; otherwise the local threads."""
+    if address and workers:
+        raise click.UsageError("give either --scheduler or --workers, not both")
+    if not address and not workers:
+        yield
+        return
+    from distributed import Client, LocalCluster
+
+    if address:
+        client = Client(address, timeout="30s")
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        )
+        client = Client(cluster)
+    try:
+        if not quiet:
+            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+        yield
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _progress_bar(enabled: bool):
+    """A bar over the chunks of each pass, on a terminal and the local scheduler."""
+    if not enabled or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(out=sys.stderr, minimum=1.0)
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamem")
 def main() -> None:
-    """Gaussian mixtures fitted by EM on data larger than memory, on Dask."""
+    """Gaussian mixtures fitted by EM on data larger than memory, on Dask.
+
+    \b
+    streamem make-data points.zarr --n-samples 1000000 --n-features 8 --n-components 5
+    streamem fit points.zarr --n-components 5 --out model.zarr
+    streamem predict model.zarr points.zarr --out labels.zarr
+    streamem plot model.zarr points.zarr --out model.png
+    """
+
+
+@main.command("make-data")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--n-samples", required=True, type=click.IntRange(min=1), help="Rows to generate.")
+@click.option("--n-features", required=True, type=click.IntRange(min=1), help="Columns.")
+@click.option("--n-components", required=True, type=click.IntRange(min=1), help="True mixture components.")
+@click.option("--chunk-size", default=100_000, show_default=True, type=click.IntRange(min=1), help="Rows per chunk.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@_command
+def make_data(out, n_samples, n_features, n_components, chunk_size, seed, quiet, log_json):
+    """Write a generated Gaussian mixture (X and its true labels) to a zarr store, chunk by chunk."""
+    from .io import make_data as write
+
+    start = time.perf_counter()
+    with _progress_bar(not quiet and not log_json):
+        write(out, n_samples, n_features, n_components, chunk_size, seed)
+    _report(log_json, f"wrote {n_samples} x {n_features} to {out} in {time.perf_counter() - start:.1f} s",
+            {"event": "done", "out": str(out), "n_samples": n_samples, "n_features": n_features})  # fmt: skip
+
+
+def _report(log_json: bool, text: str, data: dict) -> None:
+    click.echo(json.dumps(_jsonable(data)) if log_json else text)
+
+
+def _parse_columns(columns: str | None):
+    return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--n-components", required=True, type=click.IntRange(min=1), help="Number of components K.")
+@click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
+@click.option("--max-iter", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option("--reg-covar", default=1e-6, show_default=True, type=click.FloatRange(min=0))
+@click.option(
+    "--n-init", default=1, show_default=True, type=click.IntRange(min=1), help="Restarts, in the same passes."
+)
+@click.option("--init", "init_params", default="k-means||", show_default=True, type=click.Choice(INIT_CHOICES))
+@click.option("--seed", default=None, type=int, help="Random seed (default: not reproducible).")
+@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", help="A dask scheduler, tcp://HOST:PORT.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Start a local cluster of N processes.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to save the model (zarr).")
+@_command
+def fit(data, n_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed, columns,
+        scheduler, workers, out, quiet, log_json):  # fmt: skip
+    """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out."""
+    from .batch import GaussianMixture
+    from .io import check_model_path, read_data
+
+    check_model_path(out)
+    X = read_data(data, _parse_columns(columns))
+    gm = GaussianMixture(
+        n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+        n_init=n_init, init_params=init_params, random_state=seed, verbose=2, verbose_interval=1,
+    )  # fmt: skip
+    start = time.perf_counter()
+    with (
+        _scheduler(scheduler, workers, quiet),
+        _progress_bar(not quiet and not log_json and not scheduler and not workers),
+    ):
+        gm.fit(X)
+    seconds = time.perf_counter() - start
+    gm.save(out)
+    _report(
+        log_json,
+        f"fitted K={n_components} {covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
+        f"in {seconds:.1f} s, converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}; saved {out}",
+        {"event": "done", "n_iter": gm.n_iter_, "converged": bool(gm.converged_), "lower_bound": gm.lower_bound_,
+         "seconds": seconds, "out": str(out)},
+    )  # fmt: skip
+
+
+def _load_and_read(model_path, data_path, columns):
+    from .batch import load
+    from .io import read_data
+
+    gm = load(model_path)
+    X = read_data(data_path, _parse_columns(columns))
+    if X.shape[1] != gm.n_features_in_:
+        raise ValueError(f"{data_path} has {X.shape[1]} features, but the model expects {gm.n_features_in_}")
+    return gm, X
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Labels file: .zarr or .npy.")
+@click.option("--proba", is_flag=True, help="Write responsibilities (n_samples x K) instead of labels.")
+@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_command
+def predict(model, data, out, proba, columns, quiet, log_json):
+    """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk."""
+    import dask.array as da
+
+    gm, X = _load_and_read(model, data, columns)
+    result = gm.predict_proba(X) if proba else gm.predict(X)
+    if out.suffix.lower() not in (".npy", ".zarr"):
+        raise ValueError(f"expected --out to end in .npy or .zarr, got {str(out)!r}")
+    if out.exists():
+        raise ValueError(f"{str(out)!r} already exists; choose another output path")
+    tmp = _temporary_sibling(out)
+    try:
+        with _progress_bar(not quiet and not log_json):
+            if out.suffix.lower() == ".npy":
+                target = np.lib.format.open_memmap(tmp, mode="w+", dtype=result.dtype, shape=result.shape)
+                da.store(result, target, lock=False)
+                target.flush()
+                del target
+            else:
+                result.to_zarr(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        _remove(tmp)
+    what = "responsibilities" if proba else "labels"
+    _report(log_json, f"wrote {what} of {result.shape[0]} rows to {out}",
+            {"event": "done", "out": str(out), "rows": int(result.shape[0]), "what": what})  # fmt: skip
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_command
+def score(model, data, columns, quiet, log_json):
+    """Mean log-likelihood, BIC and AIC of DATA under MODEL (one pass)."""
+    gm, X = _load_and_read(model, data, columns)
+    n_samples = X.shape[0]
+    with _progress_bar(not quiet and not log_json):
+        mean = float(gm.score_samples(X).mean().compute())
+    n_parameters = gm._n_parameters()
+    bic = -2 * mean * n_samples + n_parameters * np.log(n_samples)
+    aic = -2 * mean * n_samples + 2 * n_parameters
+    _report(log_json, f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
+            {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples})  # fmt: skip
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
+@_command
+def info(model, as_json, quiet, log_json):
+    """A readable summary of a saved MODEL."""
+    from .batch import load
+
+    gm = load(model)
+    summary = {
+        "path": str(model),
+        "covariance_type": gm.covariance_type,
+        "n_components": gm.n_components,
+        "n_features": gm.n_features_in_,
+        "n_parameters": gm._n_parameters(),
+        "converged": bool(gm.converged_),
+        "n_iter": gm.n_iter_,
+        "lower_bound": gm.lower_bound_,
+        "weights": gm.weights_.tolist(),
+        "means": gm.means_.tolist(),
+    }
+    if as_json or log_json:
+        click.echo(json.dumps(_jsonable(summary)))
+        return
+    lines = [
+        f"streamem GaussianMixture at {model}",
+        f"  {gm.n_components} components, {gm.n_features_in_} features, {gm.covariance_type} covariances "
+        f"({summary['n_parameters']} free parameters)",
+        f"  {gm.n_iter_} iterations, converged: {gm.converged_}, mean log-likelihood: {gm.lower_bound_:.6f}",
+        "  component  weight    mean",
+    ]
+    with np.printoptions(precision=4, suppress=True, threshold=8, edgeitems=3):
+        for k, (weight, mean) in enumerate(zip(gm.weights_, gm.means_)):
+            lines.append(f"  {k:>9}  {weight:.4f}    {mean}")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", required=False, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Image file (.png).")
+@click.option(
+    "--projection",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "first", "pca"]),
+    help="2-D view of the data: the first two features, or a PCA projection (auto: PCA above 2 features).",
+)
+@click.option(
+    "--sample",
+    "n_points",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Points drawn from DATA for the 2-D view.",
+)
+@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_command
+def plot(model, data, out, projection, n_points, columns, quiet, log_json):  # fmt: skip
+    """Plot the convergence curve, the trajectory of the means and, with DATA, a 2-D view."""
+    from . import plot as plots
+    from .batch import load
+
+    if data is not None:
+        gm, X = _load_and_read(model, data, columns)
+        points = plots.sample_rows(X, n_points, seed=0)
+    else:
+        gm, points = load(model), None
+    tmp = _temporary_sibling(out).with_suffix(out.suffix or ".png")
+    try:
+        plots.model_figure(gm, points, projection=projection).savefig(tmp, dpi=110)
+        os.replace(tmp, out)
+    finally:
+        _remove(tmp)
+    _report(log_json, f"wrote {out}", {"event": "done", "out": str(out)})
 
 
 @main.command()
 @click.option("--n-samples", default=200_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--n-features", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--n-components", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option(
-    "--covariance-type", default="full", show_default=True, type=click.Choice(["full", "tied", "diag", "spherical"])
-)
-@click.option(
-    "--chunk-size", default=25_000, show_default=True, type=click.IntRange(min=1), help="Rows per dask chunk."
-)
+@click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
+@click.option("--chunk-size", default=25_000, show_default=True, type=click.IntRange(min=1), help="Rows per chunk.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--quiet", is_flag=True, help="Only the final summary.")
-def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed, quiet) -> None:
+@_command
+def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed, quiet, log_json):
     """Fit a mixture to generated data on the local scheduler (no server, no download)."""
     import dask.array as da
 
     from .batch import GaussianMixture
 
-    _show_log(quiet)
     rng = np.random.default_rng(seed)
     true_means = rng.uniform(-10, 10, size=(n_components, n_features))
     labels = rng.integers(n_components, size=n_samples)
     X = true_means[labels] + rng.normal(size=(n_samples, n_features))
     data = da.from_array(X, chunks=(chunk_size, n_features))
-    click.echo(f"data: {n_samples} x {n_features} in {data.numblocks[0]} chunks, {n_components} true components")
+    if not quiet and not log_json:
+        click.echo(f"data: {n_samples} x {n_features} in {data.numblocks[0]} chunks, {n_components} true components")
     start = time.perf_counter()
-    gm = GaussianMixture(
-        n_components, covariance_type=covariance_type, random_state=seed, verbose=2, verbose_interval=1
-    ).fit(data)
+    gm = GaussianMixture(n_components, covariance_type=covariance_type, random_state=seed, verbose=2,
+                         verbose_interval=1).fit(data)  # fmt: skip
     seconds = time.perf_counter() - start
     nearest = np.abs(gm.means_[:, None, :] - true_means[None]).max(axis=2).min(axis=1)
-    click.echo(
+    _report(
+        log_json,
         f"streamem: {gm.n_iter_} iterations in {seconds:.2f} s, converged={gm.converged_}, "
-        f"mean log-likelihood {gm.lower_bound_:.6f}"
-    )
-    click.echo(f"largest distance from a fitted mean to its true mean: {nearest.max():.3f}")
+        f"mean log-likelihood {gm.lower_bound_:.6f}\n"
+        f"largest distance from a fitted mean to its true mean: {nearest.max():.3f}",
+        {"event": "done", "n_iter": gm.n_iter_, "converged": bool(gm.converged_), "lower_bound": gm.lower_bound_,
+         "seconds": seconds, "max_mean_error": float(nearest.max())},
+    )  # fmt: skip

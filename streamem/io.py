@@ -80,13 +80,13 @@ def _read_frame(path: Path, suffix: str, columns) -> da.Array:
         if missing:
             raise ValueError(f"columns {missing} not in {str(path)!r}; it has {list(frame.columns)}")
         frame = frame[columns]
-    else:
-        frame = frame.select_dtypes("number")
-        if len(frame.columns) == 0:
-            raise ValueError(f"expected numeric columns in {str(path)!r}, found none")
-    non_numeric = [c for c, t in frame.dtypes.items() if not np.issubdtype(t, np.number)]
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    non_numeric = [str(c) for c, t in frame.dtypes.items() if not is_numeric_dtype(t) or is_bool_dtype(t)]
     if non_numeric:
-        raise ValueError(f"expected numeric columns, got non-numeric {non_numeric} in {str(path)!r}")
+        raise ValueError(
+            f"expected numeric columns, got non-numeric {non_numeric} in {str(path)!r}; pick columns with --columns"
+        )
     return frame.to_dask_array(lengths=True).astype(np.float64)
 
 
@@ -190,8 +190,8 @@ def _json_safe(value):
     return None
 
 
-def write_model(path, arrays: dict, attrs: dict) -> None:
-    """Write a model group to ``path`` atomically (temporary name, then rename)."""
+def check_model_path(path) -> None:
+    """Raise ValueError unless a model can be saved at ``path`` (checked before long work)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -201,6 +201,13 @@ def write_model(path, arrays: dict, attrs: dict) -> None:
             read_model(path)
         except ValueError:
             raise ValueError(f"refusing to overwrite {str(path)!r}: it exists and is not a streamem model") from None
+
+
+def write_model(path, arrays: dict, attrs: dict) -> None:
+    """Write a model group to ``path`` atomically (temporary name, then rename)."""
+    check_model_path(path)
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
     tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
         group = zarr.open_group(str(tmp), mode="w")
