@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .batch import GaussianMixture, load
+from .io import make_data, read_data
 
-__all__ = ["GaussianMixture", "__version__", "from_sklearn", "load"]
+__all__ = ["GaussianMixture", "__version__", "from_sklearn", "load", "make_data", "read_data"]
 
 from_sklearn = GaussianMixture.from_sklearn
 

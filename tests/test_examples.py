@@ -1,0 +1,36 @@
+"""Every example runs, at a small size, as a user would run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(script, *args, cwd):
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], capture_output=True,
+                            text=True, timeout=600, cwd=cwd)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_larger_than_memory(tmp_path):
+    out = run("larger_than_memory.py", "--gigabytes", 0.01, "--n-components", 4, "--workdir", tmp_path, cwd=tmp_path)
+    assert "converged=True" in out
+    for name in ("points.zarr", "model.zarr", "labels.zarr", "model.png"):
+        assert (tmp_path / name).exists(), name
+
+
+def test_choose_k_by_bic(tmp_path):
+    out = run("choose_k_by_bic.py", "--n-samples", 6000, "--max-k", 7, "--out", tmp_path / "bic.png", cwd=tmp_path)
+    assert "lowest BIC at K=5" in out
+    assert (tmp_path / "bic.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_real_data_versus_sklearn(tmp_path):
+    out = run("real_data_versus_sklearn.py", "--n-init", 1, cwd=tmp_path)
+    difference = float(out.split("relative difference of the means")[1].split(",")[0])
+    assert difference < 1e-8
+    assert "streamem" in out and "scikit-learn" in out
