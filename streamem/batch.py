@@ -305,13 +305,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             runs, shift = self._initial_runs(chunked, given, random_state)
             self._em(chunked, runs, shift)
 
-        best = max(runs, key=lambda run: run.lower_bound)
+        self._finish(max(runs, key=lambda run: run.lower_bound))
+        return self
+
+    def _finish(self, best: _Run) -> None:
+        """Fitted attributes from the best candidate; warn when it did not converge."""
         if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._set_params(best.params)
         self.converged_ = best.converged
@@ -324,9 +328,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             logger.info(
                 "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
             )
-        return self
 
-    def _initial_runs(self, chunked: ChunkedData, given, random_state) -> tuple[list[_Run], np.ndarray]:
+    def _initial_runs(self, chunked: ChunkedData, given, random_state, ks=None) -> tuple[list[_Run], np.ndarray]:
+        """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "converged_"):
             params = self._params()
             return [_Run(params, lower_bound=self.lower_bound_)], params.weights @ params.means
@@ -335,12 +339,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
             return [_Run(params)], weights @ means
         method = "k-means||" if self.init_params == "kmeans" else self.init_params
-        random_states = [
-            np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init)
-        ]
-        params_list, shift = initialise(
-            chunked, method, self.n_components, self.covariance_type, self.reg_covar, random_states, means
-        )
+        ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
+        random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
+        params_list, shift = initialise(chunked, method, ks, self.covariance_type, self.reg_covar, random_states, means)
         runs = []
         for params in params_list:
             if means is not None or weights is not None:
@@ -501,6 +502,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             },
             "reseeded": {str(h["iteration"]): h["reseeded"] for h in self.history_ if "reseeded" in h},
         }
+        if hasattr(self, "selection_"):
+            attrs["selection"] = self.selection_
         io.write_model(path, arrays, attrs)
 
     @classmethod
@@ -534,6 +537,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
             model.lower_bounds_ = [h["log_likelihood"] for h in model.history_]
             model.means_history_ = arrays["means_history"]
+            if "selection" in attrs:
+                model.selection_ = [dict(row) for row in attrs["selection"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
         return model

@@ -111,6 +111,27 @@ def _progress_bar(enabled: bool):
     return ProgressBar(out=sys.stderr, minimum=1.0)
 
 
+class _ComponentsType(click.ParamType):
+    """``K``, ``A:B`` (A to B inclusive) or ``A,B,C``, as a sorted list of integers >= 1."""
+
+    name = "K|A:B|A,B,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            if ":" in value:
+                low, high = (int(part) for part in value.split(":"))
+                ks = list(range(low, high + 1))
+            else:
+                ks = [int(part) for part in value.split(",")]
+        except ValueError:
+            self.fail(f"expected K, A:B or A,B,C with integers, got {value!r}", param, ctx)
+        if not ks or min(ks) < 1:
+            self.fail(f"expected numbers of components >= 1, got {value!r}", param, ctx)
+        return sorted(set(ks))
+
+
 def _temporary_sibling(path: Path) -> Path:
     return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
 
@@ -166,7 +187,10 @@ def _parse_columns(columns: str | None):
 
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--n-components", required=True, type=click.IntRange(min=1), help="Number of components K.")
+@click.option("--n-components", required=True, type=_ComponentsType(),
+              help="K, or several to choose from by BIC: A:B (A to B) or A,B,C.")  # fmt: skip
+@click.option("--criterion", default="bic", show_default=True, type=click.Choice(["bic", "aic"]),
+              help="How several K are compared (lower is better).")  # fmt: skip
 @click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
 @click.option("--max-iter", default=100, show_default=True, type=click.IntRange(min=0))
 @click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0))
@@ -181,32 +205,42 @@ def _parse_columns(columns: str | None):
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Start a local cluster of N processes.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to save the model (zarr).")
 @_command
-def fit(data, n_components, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed, columns,
-        scheduler, workers, out, quiet, log_json):  # fmt: skip
-    """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out."""
+def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
+        columns, scheduler, workers, out, quiet, log_json):  # fmt: skip
+    """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
+
+    With several values of --n-components, every K is fitted in the same passes over the
+    data and the one with the lowest --criterion is saved, with the table of all."""
     from .batch import GaussianMixture
     from .io import check_model_path, read_data
+    from .select import select_n_components
 
     check_model_path(out)
     X = read_data(data, _parse_columns(columns))
-    gm = GaussianMixture(
-        n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-        n_init=n_init, init_params=init_params, random_state=seed, verbose=2, verbose_interval=1,
-    )  # fmt: skip
+    params = dict(covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
+                  init_params=init_params, random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
     start = time.perf_counter()
-    with (
-        _scheduler(scheduler, workers, quiet),
-        _progress_bar(not quiet and not log_json and not scheduler and not workers),
-    ):
-        gm.fit(X)
+    local = not scheduler and not workers  # dask's bar shows nothing under a distributed client
+    with _scheduler(scheduler, workers, quiet), _progress_bar(local and not quiet and not log_json):
+        if len(n_components) == 1:
+            gm = GaussianMixture(n_components[0], **params).fit(X)
+        else:
+            gm = select_n_components(X, n_components, criterion, **params)
     seconds = time.perf_counter() - start
     gm.save(out)
+    if len(n_components) > 1 and not log_json:
+        click.echo("    K          BIC          AIC   log-lik  iterations")
+        for row in gm.selection_:
+            mark = " <" if row["n_components"] == gm.n_components else ""
+            click.echo(f"{row['n_components']:>5} {row['bic']:>12.1f} {row['aic']:>12.1f} {row['log_likelihood']:>9.4f}"
+                       f" {row['n_iter']:>11}{mark}")  # fmt: skip
     _report(
         log_json,
-        f"fitted K={n_components} {covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
+        f"fitted K={gm.n_components} {covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
         f"in {seconds:.1f} s, converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}; saved {out}",
-        {"event": "done", "n_iter": gm.n_iter_, "converged": bool(gm.converged_), "lower_bound": gm.lower_bound_,
-         "seconds": seconds, "out": str(out)},
+        {"event": "done", "n_components": gm.n_components, "n_iter": gm.n_iter_, "converged": bool(gm.converged_),
+         "lower_bound": gm.lower_bound_, "seconds": seconds, "out": str(out),
+         "selection": getattr(gm, "selection_", None)},
     )  # fmt: skip
 
 

@@ -120,10 +120,10 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
     return data.map_reduce(_summary_chunk, seeds, n_picks, with_index=True)
 
 
-def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks):
+def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list):
     picks = []
     centres_c = [(c - shift).astype(X.dtype) for c in centres_list]
-    for centres, seed in zip(centres_c, seeds):
+    for centres, seed, n_picks in zip(centres_c, seeds, n_picks_list):
         u = row_uniforms(seed, start, len(X))[:, 0]
         total = Smallest.empty(X.shape[1], n_picks)
         for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
@@ -146,9 +146,9 @@ def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
     return out
 
 
-def _random_resp_chunk(X, sample_weight, start, seeds, n_components, shift, covariance_type):
+def _random_resp_chunk(X, sample_weight, start, seeds, ks, shift, covariance_type):
     out = []
-    for seed in seeds:
+    for seed, n_components in zip(seeds, ks):
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
         for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
             features = acc.covariance.features(xct)
@@ -205,33 +205,37 @@ def _recluster(candidates, mass, n_components, seed):
         return km.fit(candidates, sample_weight=mass).cluster_centers_
 
 
-def _kmeans_parallel_centres(data, summary, shift, random_states, n_components):
+def _kmeans_parallel_centres(data, summary, shift, random_states, ks):
     centres = [p.points[:1] for p in summary.picks]
-    n_picks = OVERSAMPLING * n_components
+    n_picks = [OVERSAMPLING * k for k in ks]
     for _ in range(KMEANS_PARALLEL_ROUNDS):
         picks = data.map_reduce(
             _d2_race_chunk, centres, shift, _seeds(random_states), n_picks, combine=add_lists, with_index=True
         )
         centres = [np.vstack([c, p.points]) for c, p in zip(centres, picks)]
     mass = data.map_reduce(_nearest_mass_chunk, centres, shift, combine=add_lists)
-    return [_recluster(c, m, n_components, seed) for c, m, seed in zip(centres, mass, _seeds(random_states))]
+    return [_recluster(c, m, k, seed) for c, m, k, seed in zip(centres, mass, ks, _seeds(random_states))]
 
 
-def _kmeans_plusplus_centres(data, summary, shift, random_states, n_components):
+def _kmeans_plusplus_centres(data, summary, shift, random_states, ks):
+    """One pass per centre; a candidate with fewer components stops growing earlier."""
     centres = [p.points[:1] for p in summary.picks]
-    for _ in range(n_components - 1):
+    for n_pass in range(1, max(ks)):
+        growing = [i for i, k in enumerate(ks) if k > n_pass]
         picks = data.map_reduce(
-            _d2_race_chunk, centres, shift, _seeds(random_states), 1, combine=add_lists, with_index=True
-        )
-        # a draw is empty only when every row already is a centre: repeat one
-        centres = [np.vstack([c, p.points if len(p.points) else c[-1:]]) for c, p in zip(centres, picks)]
+            _d2_race_chunk, [centres[i] for i in growing], shift, _seeds([random_states[i] for i in growing]),
+            [1] * len(growing), combine=add_lists, with_index=True,
+        )  # fmt: skip
+        for i, p in zip(growing, picks):
+            # a draw is empty only when every row already is a centre: repeat one
+            centres[i] = np.vstack([centres[i], p.points if len(p.points) else centres[i][-1:]])
     return centres
 
 
 def initialise(
     data: ChunkedData,
     method: str,
-    n_components: int,
+    n_components: int | list[int],
     covariance_type: str,
     reg_covar: float,
     random_states: list[np.random.RandomState],
@@ -243,14 +247,16 @@ def initialise(
     ----------
     data : ChunkedData
     method : one of :data:`INIT_METHODS`
-    n_components : int
+    n_components : int, or list of int (one per candidate)
+        Candidates may have different numbers of components: they share every pass.
     covariance_type : str
     reg_covar : float
     random_states : list of numpy RandomState, one per candidate
     means_init : ndarray of shape (n_components, n_features), optional
         When given, every candidate starts from the partition by these centres.
     """
-    n_picks = n_components if method == "random_from_data" else 1
+    ks = [n_components] * len(random_states) if np.isscalar(n_components) else list(n_components)
+    n_picks = max(ks) if method == "random_from_data" else 1
     summary = summarise(data, _seeds(random_states), n_picks)
     check_total_weight(summary.weight)
     shift = summary.mean
@@ -259,20 +265,20 @@ def initialise(
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
     if method == "random":
         stats = data.map_reduce(
-            _random_resp_chunk, _seeds(random_states), n_components, shift, covariance_type,
+            _random_resp_chunk, _seeds(random_states), ks, shift, covariance_type,
             combine=add_lists, with_index=True,
         )  # fmt: skip
         return [m_step(s, covariance_type, reg_covar)[0] for s in stats], shift
     if method == "random_from_data":
-        centres = [p.points for p in summary.picks]
-        if any(len(c) < n_components for c in centres):
+        centres = [p.points[:k] for p, k in zip(summary.picks, ks)]
+        if any(len(c) < k for c, k in zip(centres, ks)):
             raise ValueError(
-                f"expected at least n_components={n_components} rows with positive weight, "
+                f"expected at least n_components={max(ks)} rows with positive weight, "
                 f"got {min(len(c) for c in centres)}"
             )
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
     if method == "k-means++":
-        centres = _kmeans_plusplus_centres(data, summary, shift, random_states, n_components)
+        centres = _kmeans_plusplus_centres(data, summary, shift, random_states, ks)
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
-    centres = _kmeans_parallel_centres(data, summary, shift, random_states, n_components)
+    centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
     return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES), shift

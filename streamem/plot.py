@@ -82,8 +82,10 @@ def _ellipse(ax, centre, covariance, color):
 
 
 def model_figure(gm, points: np.ndarray | None = None, projection: str = "auto"):
-    """Convergence curve, means trajectory and (with ``points``) a 2-D view with ellipses."""
-    figure, axes = _figure(3 if points is not None else 2)
+    """Convergence curve, means trajectory, (with ``points``) a 2-D view with ellipses, and
+    (for a model chosen among several K) BIC against K."""
+    selection = getattr(gm, "selection_", None)
+    figure, axes = _figure(2 + (points is not None) + (selection is not None))
     colors = [f"C{k % 10}" for k in range(gm.n_components)]
     history = gm.history_
     ax = axes[0]
@@ -112,12 +114,19 @@ def model_figure(gm, points: np.ndarray | None = None, projection: str = "auto")
             _ellipse(ax, gm.means_[k] @ matrix, matrix.T @ full @ matrix, colors[k])
         ax.set(title=f"Data ({len(points)} points) and 95% ellipses", xlabel=labels[0], ylabel=labels[1])
         ax.autoscale_view()
+    if selection is not None:
+        _draw_bic(axes[-1], selection)
     return figure
 
 
 def bic_figure(table: list[dict]):
     """BIC (and AIC) against the number of components, one row of ``table`` per candidate."""
     figure, (ax,) = _figure(1, width=6.0)
+    _draw_bic(ax, table)
+    return figure
+
+
+def _draw_bic(ax, table: list[dict]) -> None:
     rows = sorted(table, key=lambda row: row["n_components"])
     ks = [row["n_components"] for row in rows]
     ax.plot(ks, [row["bic"] for row in rows], marker="o", label="BIC")
@@ -128,4 +137,3 @@ def bic_figure(table: list[dict]):
     ax.set(title=f"Choosing K: lowest BIC at K={best['n_components']}", xlabel="n_components", ylabel="criterion")
     ax.legend()
     ax.grid(alpha=0.3)
-    return figure

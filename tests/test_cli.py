@@ -132,6 +132,20 @@ def test_plot_renders_png(workdir, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_fit_chooses_k_and_plot_shows_bic(workdir, tmp_path):
+    result = ok("fit", workdir / "points.zarr", "--n-components", "1:5", "--seed", 0, "--out", tmp_path / "m.zarr")
+    assert "fitted K=3" in result.stdout and " 3 " in result.stdout and "<" in result.stdout
+    gm = streamem.load(tmp_path / "m.zarr")
+    assert gm.n_components == 3 and [row["n_components"] for row in gm.selection_] == [1, 2, 3, 4, 5]
+    ok("plot", tmp_path / "m.zarr", workdir / "points.zarr", "--out", tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    record = json.loads(ok("fit", workdir / "points.zarr", "--n-components", "2,3", "--criterion", "aic", "--seed", 0,
+                           "--quiet", "--log-json", "--out", tmp_path / "n.zarr").stdout.splitlines()[-1])  # fmt: skip
+    assert record["n_components"] == 3 and len(record["selection"]) == 2
+    fails(2, "fit", workdir / "points.zarr", "--n-components", "3:x", "--out", tmp_path / "o.zarr")
+    fails(2, "fit", workdir / "points.zarr", "--n-components", "0:3", "--out", tmp_path / "o.zarr")
+
+
 def test_progress_lines_quiet_and_json(workdir, tmp_path):
     loud = ok("fit", workdir / "points.zarr", "--n-components", 2, "--init", "random", "--max-iter", 3, "--tol", 0,
               "--seed", 0, "--out", tmp_path / "a.zarr")  # fmt: skip
