@@ -31,6 +31,7 @@ from . import io
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
+from .prior import Prior
 from .reduce import ChunkedData, apply_blocks
 from .stats import add_lists, block_rows, check_finite, check_total_weight, chunk_stats, iter_blocks
 
@@ -128,6 +129,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         ``logging.getLogger("streamem")``).
     verbose_interval : int, default=10
         Iterations between the lines logged when ``verbose >= 2``.
+    weight_concentration_prior : float >= 1, default=None
+        Concentration of a symmetric Dirichlet prior on the weights (MAP estimation).
+    mean_prior : array-like of shape (n_features,), default=None
+        Mean of the Normal prior on the means; default: the data's centre.
+    mean_precision_prior : float > 0, default=None
+        The Normal prior on each mean has covariance ``covariance_k / mean_precision_prior``;
+        None puts no prior on the means.
+    covariance_prior : float or array-like, default=None
+        Scale matrix of the inverse-Wishart prior on the covariances, in the covariance
+        type's shape: (D, D) for full and tied, (D,) for diag, a float for spherical.
+    degrees_of_freedom_prior : float > n_features - 1, default=None
+        Degrees of freedom of that prior; default n_features. With any prior the M-step
+        returns the posterior mode (see :mod:`streamem.prior`), still in one pass, and
+        ``lower_bound_`` includes the log-prior per sample.
 
     Attributes
     ----------
@@ -175,6 +190,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "weight_concentration_prior": [Interval(Real, 1.0, None, closed="left"), None],
+        "mean_prior": ["array-like", None],
+        "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
+        "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -194,6 +214,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        weight_concentration_prior=None,
+        mean_prior=None,
+        mean_precision_prior=None,
+        covariance_prior=None,
+        degrees_of_freedom_prior=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -209,6 +234,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_prior = mean_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.covariance_prior = covariance_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
 
     # ------------------------------------------------------------------ input
 
@@ -303,7 +333,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         with _blas_per_task(chunked.n_chunks):
             runs, shift = self._initial_runs(chunked, given, random_state)
-            self._em(chunked, runs, shift)
+            self._em(chunked, runs, shift, self._prior(data.shape[1], shift))
 
         self._finish(max(runs, key=lambda run: run.lower_bound))
         return self
@@ -322,7 +352,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = best.n_iter
         self.lower_bound_ = float(best.lower_bound)
         self.history_ = best.history
-        self.lower_bounds_ = [h["log_likelihood"] for h in best.history]
+        self.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in best.history]
         self.means_history_ = np.stack(best.means)
         if self.verbose:
             logger.info(
@@ -357,8 +387,39 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             runs.append(_Run(params))
         return runs, shift
 
-    def _em(self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray) -> None:
-        """EM iterations for every candidate, all candidates in the same passes."""
+    def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
+        """The conjugate prior of the hyper-parameters, or None for maximum likelihood."""
+        names = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior", "degrees_of_freedom_prior")
+        if all(getattr(self, name) is None for name in names):
+            return None
+        if self.degrees_of_freedom_prior is not None and self.covariance_prior is None:
+            raise ValueError("degrees_of_freedom_prior needs covariance_prior, the scale of the inverse-Wishart prior")
+        mean = shift if self.mean_prior is None else np.asarray(self.mean_prior, dtype=np.float64)
+        if mean.shape != (n_features,):
+            raise ValueError(f"expected mean_prior of shape ({n_features},), got {mean.shape}")
+        psi = None
+        if self.covariance_prior is not None:
+            psi = np.asarray(self.covariance_prior, dtype=np.float64)
+            shape = {"full": (n_features, n_features), "tied": (n_features, n_features), "diag": (n_features,),
+                     "spherical": ()}[self.covariance_type]  # fmt: skip
+            if psi.shape != shape:
+                raise ValueError(
+                    f"expected covariance_prior of shape {shape} for {self.covariance_type!r}, got {psi.shape}"
+                )
+            if psi.ndim == 2:
+                if not np.allclose(psi, psi.T):
+                    raise ValueError("expected a symmetric covariance_prior, got an asymmetric matrix")
+                get_covariance("tied").precisions_chol(psi)  # raises for a matrix that is not positive definite
+            elif np.any(psi <= 0):
+                raise ValueError("expected a positive covariance_prior, got non-positive values")
+        nu = float(n_features if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior)
+        if nu <= n_features - 1:
+            raise ValueError(f"expected degrees_of_freedom_prior > n_features - 1 = {n_features - 1}, got {nu}")
+        return Prior(self.weight_concentration_prior, mean, self.mean_precision_prior, psi, nu, self.covariance_type)
+
+    def _em(self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray, prior: Prior | None = None) -> None:
+        """EM iterations for every candidate, all candidates in the same passes (MAP-EM
+        with a ``prior``: the objective is then the log-likelihood plus the log-prior)."""
         active = list(runs)
         for run in runs:
             run.means.append(run.params.means)
@@ -371,10 +432,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             for index, (run, total) in enumerate(zip(active, stats)):
                 check_total_weight(total.weight)
                 log_likelihood = total.mean_loglik
-                run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar)
-                change = log_likelihood - run.lower_bound
-                run.lower_bound, run.n_iter = log_likelihood, n_iter
+                objective = log_likelihood
+                if prior is not None:
+                    objective += prior.log_density(run.params) / total.weight
+                run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar, prior)
+                change = objective - run.lower_bound
+                run.lower_bound, run.n_iter = objective, n_iter
                 record = {"iteration": n_iter, "log_likelihood": log_likelihood, "change": change, "seconds": seconds}
+                if prior is not None:
+                    record["objective"] = objective
                 if reseeded:
                     record["reseeded"] = reseeded
                     logger.warning(
@@ -479,17 +545,25 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def save(self, path) -> None:
         """Save the fitted model as a zarr group at ``path`` (atomically; no pickle)."""
         params = self._params()
-        hyper = {k: io._json_safe(v) for k, v in self.get_params().items() if not k.endswith("_init")}
         arrays = {
             "weights": params.weights,
             "means": params.means,
             "covariances": params.covariances,
             "precisions_cholesky": params.precisions_chol,
         }
+        hyper = {}
+        for name, value in self.get_params().items():
+            if isinstance(value, (np.ndarray, list, tuple)):  # initial parameters, priors
+                arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
+                hyper[name] = {"array": f"param_{name}"}
+            else:
+                hyper[name] = io._json_safe(value)  # a RandomState instance is not kept
         arrays["means_history"] = self.means_history_
         # the history as arrays: its first change is infinite, which JSON cannot hold
         for key in _HISTORY_KEYS:
             arrays[f"history_{key}"] = np.array([h[key] for h in self.history_], dtype=np.float64)
+        if any("objective" in h for h in self.history_):
+            arrays["history_objective"] = np.array([h["objective"] for h in self.history_], dtype=np.float64)
         attrs = {
             "format": io.FORMAT,
             "format_version": io.FORMAT_VERSION,
@@ -511,7 +585,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Load a model saved with :meth:`save`."""
         arrays, attrs = io.read_model(path)
         try:
-            model = cls(**attrs["params"])
+            hyper = {
+                name: arrays[value["array"]] if isinstance(value, dict) else value
+                for name, value in attrs["params"].items()
+            }
+            model = cls(**hyper)
             fitted = attrs["fitted"]
             covariance = get_covariance(model.covariance_type)
             K, D = arrays["means"].shape
@@ -535,7 +613,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
             model.n_features_in_ = int(D)
             model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
-            model.lower_bounds_ = [h["log_likelihood"] for h in model.history_]
+            model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
             model.means_history_ = arrays["means_history"]
             if "selection" in attrs:
                 model.selection_ = [dict(row) for row in attrs["selection"]]
@@ -600,10 +678,11 @@ _HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds")
 
 
 def _history_from(arrays: dict, reseeded: dict) -> list[dict]:
-    columns = [arrays[f"history_{key}"].tolist() for key in _HISTORY_KEYS]
+    keys = _HISTORY_KEYS + (("objective",) if "history_objective" in arrays else ())
+    columns = [arrays[f"history_{key}"].tolist() for key in keys]
     history = []
     for values in zip(*columns, strict=True):
-        record = dict(zip(_HISTORY_KEYS, values))
+        record = dict(zip(keys, values))
         record["iteration"] = int(record["iteration"])
         if str(record["iteration"]) in reseeded:
             record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]

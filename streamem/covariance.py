@@ -158,6 +158,10 @@ class Covariance:
         """M-step: covariances from the totals (``nk`` includes the ``10 eps`` guard)."""
         raise NotImplementedError
 
+    def add_to_diagonal(self, covariances, value: float):
+        """``covariances`` plus ``value`` times the identity (a new array)."""
+        raise NotImplementedError
+
     def precisions_chol(self, covariances):
         """Cholesky factor of the precisions, ``P`` with ``P P^T = covariance^-1``."""
         raise NotImplementedError
@@ -221,8 +225,13 @@ class Full(_Packed):
         n_features = means_c.shape[1]
         second = _unpack_symmetric(s2, n_features)
         covariances = second / nk[:, None, None] - means_c[:, :, None] * means_c[:, None, :]
-        covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
-        return covariances
+        return self.add_to_diagonal(covariances, reg_covar)
+
+    def add_to_diagonal(self, covariances, value):
+        out = np.array(covariances, dtype=np.float64)
+        index = np.arange(out.shape[-1])
+        out[:, index, index] += value
+        return out
 
     def precisions_chol(self, covariances):
         return np.stack([_cholesky_precision(c) for c in covariances])
@@ -268,8 +277,10 @@ class Tied(_Packed):
     def covariances(self, nk, means_c, s2, reg_covar):
         second = _unpack_symmetric(s2, means_c.shape[1])
         covariance = (second - (nk[:, None] * means_c).T @ means_c) / nk.sum()
-        covariance.flat[:: len(covariance) + 1] += reg_covar
-        return covariance
+        return self.add_to_diagonal(covariance, reg_covar)
+
+    def add_to_diagonal(self, covariances, value):
+        return covariances + value * np.eye(len(covariances))
 
     def precisions_chol(self, covariances):
         return _cholesky_precision(covariances)
@@ -292,6 +303,9 @@ class Tied(_Packed):
 
 class _Scalar(Covariance):
     """Precisions given per component and feature (diag) or per component (spherical)."""
+
+    def add_to_diagonal(self, covariances, value):
+        return covariances + value
 
     def precisions_chol(self, covariances):
         _check_positive(covariances)

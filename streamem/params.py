@@ -135,7 +135,7 @@ def log_resp_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
     return total
 
 
-def m_step(stats, covariance_type: str, reg_covar: float) -> tuple[MixtureParams, list[int]]:
+def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[MixtureParams, list[int]]:
     """New parameters from reduced sufficient statistics.
 
     .. math::
@@ -143,9 +143,10 @@ def m_step(stats, covariance_type: str, reg_covar: float) -> tuple[MixtureParams
         \\Sigma_k = \\frac{1}{n_k}\\sum_i w_i r_{ik}(x_i - c)(x_i - c)^T - (\\mu_k - c)(\\mu_k - c)^T
         + \\lambda I
 
-    with :math:`c` the shift of the pass and :math:`\\lambda` = ``reg_covar``. A component
-    whose mass vanished is re-seeded at the worst-explained point of the pass, with the
-    average covariance of the others; its index is returned.
+    with :math:`c` the shift of the pass and :math:`\\lambda` = ``reg_covar``; with a
+    :class:`~streamem.prior.Prior`, the posterior mode instead (MAP). A component whose
+    mass vanished is re-seeded at the worst-explained point of the pass, with the average
+    covariance of the others; its index is returned.
     """
     covariance = get_covariance(covariance_type)
     empty = stats.nk <= 1e-8 * stats.weight / max(stats.count, 1)
@@ -153,8 +154,13 @@ def m_step(stats, covariance_type: str, reg_covar: float) -> tuple[MixtureParams
     reseeded = [int(k) for k in np.flatnonzero(empty)][: len(outliers)]
     nk = stats.nk + 10 * EPS
     means_c = stats.s1 / nk[:, None]
-    covariances = covariance.covariances(nk, means_c, stats.s2, reg_covar)
-    weights = nk / nk.sum()
+    if prior is None:
+        covariances = covariance.covariances(nk, means_c, stats.s2, reg_covar)
+        weights = nk / nk.sum()
+    else:
+        ml_covariances = covariance.covariances(nk, means_c, stats.s2, 0.0)
+        weights, means_c, covariances = prior.posterior_mode(nk, means_c, ml_covariances, stats.shift)
+        covariances = covariance.add_to_diagonal(covariances, reg_covar)
     if reseeded:
         alive = ~empty
         if covariance_type != "tied" and alive.any():
