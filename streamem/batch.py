@@ -52,10 +52,17 @@ class _Run:
     means: list = dataclasses.field(default_factory=list)
 
 
-def _blockwise(X, params: MixtureParams, what: str):
-    """Row-wise outputs of a fitted mixture on one chunk: labels, resp or log p(x)."""
-    check_finite(X)
+def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
+    """Row-wise outputs of a fitted mixture on one chunk: labels, resp, log p(x), or the
+    rows with their missing values imputed. With ``missing``, rows with NaN get the
+    marginal density of their observed values."""
+    check_finite(X, allow_nan=missing)
     shift = params.weights @ params.means
+    nan_rows = np.isnan(X).any(axis=1) if missing or what == "impute" else None
+    if nan_rows is not None and nan_rows.any():
+        return _blockwise_missing(X, params, what, shift, nan_rows)
+    if what == "impute":
+        return X
     kernel = params.kernel(shift, X.dtype)
     parts = []
     for xct, _ in iter_blocks(X, None, shift, block_rows([params])):
@@ -69,6 +76,28 @@ def _blockwise(X, params: MixtureParams, what: str):
         shape = {"predict_proba": (0, params.n_components)}.get(what, (0,))
         return np.empty(shape, dtype=np.int64 if what == "predict" else X.dtype)
     return np.concatenate(parts)
+
+
+def _blockwise_missing(X, params, what, shift, nan_rows):
+    from .missing import incomplete_estep
+
+    complete = ~nan_rows
+    out_complete = _blockwise(X[complete], params, what) if what != "impute" else X[complete]
+    log_lik, resp, xhat, _ = incomplete_estep(X[nan_rows], params, shift)
+    if what == "predict":
+        partial = resp.argmax(axis=1)
+    elif what == "predict_proba":
+        partial = resp.astype(X.dtype)
+    elif what == "score_samples":
+        partial = log_lik.astype(X.dtype)
+    else:  # observed values are kept exactly; missing ones get their conditional expectation
+        partial = X[nan_rows].copy()
+        holes = np.isnan(partial)
+        partial[holes] = (np.einsum("nk,nkd->nd", resp, xhat) + shift)[holes]
+    out = np.empty((len(X),) + out_complete.shape[1:], dtype=out_complete.dtype)
+    out[complete] = out_complete
+    out[nan_rows] = partial
+    return out
 
 
 @contextlib.contextmanager
@@ -143,6 +172,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Degrees of freedom of that prior; default n_features. With any prior the M-step
         returns the posterior mode (see :mod:`streamem.prior`), still in one pass, and
         ``lower_bound_`` includes the log-prior per sample.
+    missing : {"error", "marginalize"}, default="error"
+        What NaN values mean. ``"error"`` rejects them; ``"marginalize"`` treats them as
+        missing: the E-step uses each row's observed values only and the statistics the
+        conditional expectations of the missing ones (exact EM for the observed-data
+        likelihood, :mod:`streamem.missing`). Rows with every value missing are ignored
+        and counted in ``n_rows_ignored_``. Initialisation uses the complete rows.
 
     Attributes
     ----------
@@ -195,6 +230,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "missing": [StrOptions({"error", "marginalize"})],
     }
 
     def __init__(
@@ -219,6 +255,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         mean_precision_prior=None,
         covariance_prior=None,
         degrees_of_freedom_prior=None,
+        missing="error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -239,14 +276,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.mean_precision_prior = mean_precision_prior
         self.covariance_prior = covariance_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.missing = missing
 
     # ------------------------------------------------------------------ input
 
-    def _validate_X(self, X, reset: bool) -> tuple[da.Array, bool]:
+    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None) -> tuple[da.Array, bool]:
         """X as a dask array with all features in a chunk, and whether to return lazily."""
+        if allow_nan is None:
+            allow_nan = self.missing == "marginalize"
         lazy_X, lazy = io.as_dask_array(X)
         if not lazy:
-            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1)
+            X = validate_data(
+                self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
+                ensure_all_finite="allow-nan" if allow_nan else True,
+            )  # fmt: skip
             return io.from_numpy(X), False
         lazy_X = io.check_dask_array(lazy_X)
         n_features = lazy_X.shape[1]
@@ -371,7 +414,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         method = "k-means||" if self.init_params == "kmeans" else self.init_params
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
         random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
-        params_list, shift = initialise(chunked, method, ks, self.covariance_type, self.reg_covar, random_states, means)
+        source = chunked.complete_rows() if self.missing == "marginalize" else chunked
+        params_list, shift = initialise(source, method, ks, self.covariance_type, self.reg_covar, random_states, means)
         runs = []
         for params in params_list:
             if means is not None or weights is not None:
@@ -427,10 +471,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             if not active:
                 break
             start = time.perf_counter()
-            stats = chunked.map_reduce(chunk_stats, [run.params for run in active], shift, combine=add_lists)
+            stats = chunked.map_reduce(
+                chunk_stats, [run.params for run in active], shift, self.missing == "marginalize", combine=add_lists
+            )
             seconds = time.perf_counter() - start
             for index, (run, total) in enumerate(zip(active, stats)):
                 check_total_weight(total.weight)
+                self.n_rows_ignored_ = total.ignored
                 log_likelihood = total.mean_loglik
                 objective = log_likelihood
                 if prior is not None:
@@ -477,13 +524,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _apply(self, X, what: str):
         params = self._params()
-        data, lazy = self._validate_X(X, reset=False)
+        missing = self.missing == "marginalize"
+        data, lazy = self._validate_X(X, reset=False, allow_nan=missing or what == "impute")
         if what == "predict":
-            out = apply_blocks(data, _blockwise, params, what, dtype=np.int64)
-        elif what == "predict_proba":
-            out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype, n_columns=params.n_components)
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=np.int64)
+        elif what in ("predict_proba", "impute"):
+            n_columns = params.n_components if what == "predict_proba" else params.n_features
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype, n_columns=n_columns)
         else:
-            out = apply_blocks(data, _blockwise, params, what, dtype=data.dtype)
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype)
         if lazy:
             return out
         with _blas_per_task(out.numblocks[0]):
@@ -492,6 +541,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def predict(self, X):
         """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""
         return self._apply(X, "predict")
+
+    def impute(self, X):
+        """X with each missing value (NaN) replaced by its conditional expectation under the
+        fitted mixture, :math:`\\sum_k p(k \\mid x_O)\\, E[x_M \\mid x_O, k]`; rows without
+        NaN are unchanged. Lazy for dask or zarr input."""
+        return self._apply(X, "impute")
 
     def predict_proba(self, X):
         """Responsibilities, array of shape (n_samples, n_components)."""

@@ -154,6 +154,10 @@ class Covariance:
         """Second-moment statistic from the extra columns of ``resp @ F^T`` of a block."""
         return extra_moments
 
+    def second_moment_from_full(self, second):
+        """Second-moment statistic from full per-component sums of ``r x x^T`` (K, D, D)."""
+        raise NotImplementedError
+
     def covariances(self, nk, means_c, s2, reg_covar):
         """M-step: covariances from the totals (``nk`` includes the ``10 eps`` guard)."""
         raise NotImplementedError
@@ -221,6 +225,10 @@ class Full(_Packed):
     def mahalanobis_form(self, means_c, precisions_chol):
         return self._form(means_c, self.precisions(precisions_chol))
 
+    def second_moment_from_full(self, second):
+        rows, cols = np.triu_indices(second.shape[-1])
+        return second[:, rows, cols]
+
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
         second = _unpack_symmetric(s2, n_features)
@@ -273,6 +281,10 @@ class Tied(_Packed):
     def second_moment(self, extra_moments):
         # sum_k sum_i r_ik x x^T = sum_i w_i x x^T
         return extra_moments.sum(axis=0)
+
+    def second_moment_from_full(self, second):
+        rows, cols = np.triu_indices(second.shape[-1])
+        return second.sum(axis=0)[rows, cols]
 
     def covariances(self, nk, means_c, s2, reg_covar):
         second = _unpack_symmetric(s2, means_c.shape[1])
@@ -346,6 +358,9 @@ class Diag(_Scalar):
         constant = (means_c * means_c * precisions).sum(axis=1)[:, None]
         return np.concatenate([constant, -2.0 * means_c * precisions, precisions], axis=1)
 
+    def second_moment_from_full(self, second):
+        return np.diagonal(second, axis1=1, axis2=2).copy()
+
     def covariances(self, nk, means_c, s2, reg_covar):
         return s2 / nk[:, None] - means_c * means_c + reg_covar
 
@@ -383,6 +398,9 @@ class Spherical(_Scalar):
 
     def second_moment(self, extra_moments):
         return extra_moments[:, 0]
+
+    def second_moment_from_full(self, second):
+        return np.trace(second, axis1=1, axis2=2)
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]

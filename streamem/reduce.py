@@ -7,6 +7,7 @@ per-chunk results travel, and the client receives the total.
 
 from __future__ import annotations
 
+import copy
 import operator
 import os
 import uuid
@@ -25,7 +26,18 @@ def _combine(combine, *parts):
     return _fold(combine, parts)
 
 
-def _call(func, X, sample_weight, index, shared):
+def _complete_only(X, sample_weight):
+    """Rows with a NaN get weight zero (and zeros for values), for initialisation passes."""
+    nan = np.isnan(X).any(axis=1)
+    if not nan.any():
+        return X, sample_weight
+    weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return np.where(np.isnan(X), 0, X), np.where(nan, 0.0, weight)
+
+
+def _call(func, X, sample_weight, index, shared, complete_only=False):
+    if complete_only:
+        X, sample_weight = _complete_only(X, sample_weight)
     if index is None:
         return func(X, sample_weight, *shared)
     return func(X, sample_weight, index, *shared)
@@ -47,11 +59,18 @@ class ChunkedData:
             sample_weight = sample_weight.rechunk((X.chunks[0],))
         self.X = X
         self.sample_weight = sample_weight
+        self.complete_only = False
         self.x_blocks = X.to_delayed().ravel().tolist()
         if sample_weight is None:
             self.w_blocks = [None] * len(self.x_blocks)
         else:
             self.w_blocks = sample_weight.to_delayed().ravel().tolist()
+
+    def complete_rows(self) -> ChunkedData:
+        """The same chunks, where rows with a missing value (NaN) weigh nothing."""
+        view = copy.copy(self)
+        view.complete_only = True
+        return view
 
     @property
     def n_chunks(self) -> int:
@@ -75,7 +94,7 @@ class ChunkedData:
         call = dask.delayed(_call, pure=False)
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
         parts = [
-            call(func, xb, wb, start if with_index else None, shared_key)
+            call(func, xb, wb, start if with_index else None, shared_key, self.complete_only)
             for start, xb, wb in zip(starts, self.x_blocks, self.w_blocks)
         ]
         return tree_reduce(parts, combine, split_every)

@@ -78,7 +78,8 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
         runs, shift = template._initial_runs(chunked, (None, None, None), random_state, ks=ks)
         template._em(chunked, runs, shift, template._prior(data.shape[1], shift))
         best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.lower_bound) for k in ks}
-        totals = chunked.map_reduce(chunk_stats, [best[k].params for k in ks], shift, combine=add_lists)
+        missing = template.missing == "marginalize"
+        totals = chunked.map_reduce(chunk_stats, [best[k].params for k in ks], shift, missing, combine=add_lists)
 
     table = []
     for k, total in zip(ks, totals):

@@ -57,12 +57,17 @@ def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarr
         yield xct, w
 
 
-def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
-    """Raise ValueError naming the problem if ``X`` holds NaN or infinity, or a weight is
-    negative or not finite."""
+def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
+    """Raise ValueError naming the problem if ``X`` holds NaN (unless ``allow_nan``: missing
+    values) or infinity, or a weight is negative or not finite."""
     if not np.isfinite(X).all():
-        what = "NaN" if np.isnan(X).any() else "infinity"
-        raise ValueError(f"Input X contains {what}; expected finite values only")
+        if np.isinf(X).any():
+            raise ValueError("Input X contains infinity; expected finite values only")
+        if not allow_nan:
+            raise ValueError(
+                "Input X contains NaN; expected finite values only "
+                "(missing='marginalize' fits data with missing values)"
+            )
     if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
         raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
 
@@ -142,7 +147,7 @@ class SufficientStats:
     weight : float
         Sum of sample weights.
     count : int
-        Number of rows.
+        Number of rows (rows with every value missing are not counted).
     shift : ndarray of shape (n_features,)
     worst : Smallest
         The worst-explained rows (lowest log-likelihood), used to re-seed components
@@ -157,6 +162,7 @@ class SufficientStats:
     count: int
     shift: np.ndarray
     worst: Smallest
+    ignored: int = 0
 
     @classmethod
     def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
@@ -184,6 +190,7 @@ class SufficientStats:
             self.count + other.count,
             self.shift,
             self.worst + other.worst,
+            self.ignored + other.ignored,
         )
 
     def __mul__(self, factor: float) -> SufficientStats:
@@ -232,10 +239,25 @@ class Accumulator:
         if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
             self.worst = self.worst + Smallest.select(scores, features[1 : 1 + n_features], shift, 1)
 
-    def result(self, weight, count) -> SufficientStats:
+    def add_incomplete(self, X, w, params, shift):
+        """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`."""
+        from .missing import incomplete_estep, incomplete_moments
+
+        log_lik, resp, xhat, conditional = incomplete_estep(X, params, shift)
+        resp_w = resp if w is None else resp * w[:, None]
+        s1, second = incomplete_moments(resp_w, xhat, conditional)
+        self.nk += resp_w.sum(axis=0)
+        self.s1 += s1
+        self.s2 += self.covariance.second_moment_from_full(second)
+        self.loglik += float(log_lik.sum() if w is None else log_lik @ w)
+        scores = log_lik if w is None else np.where(w > 0, log_lik, np.inf)
+        completed = np.einsum("nk,nkd->dn", resp, xhat)  # the rows' conditional expectations, transposed
+        self.worst = self.worst + Smallest.select(scores, completed, shift, 1)
+
+    def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
             self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
-            weight=weight, count=count, worst=self.worst,
+            weight=weight, count=count, worst=self.worst, ignored=ignored,
         )  # fmt: skip
 
 
@@ -245,7 +267,9 @@ def totals(X, sample_weight):
     return weight, count
 
 
-def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> list[SufficientStats]:
+def chunk_stats(
+    X, sample_weight, params_list: list[MixtureParams], shift, missing: bool = False
+) -> list[SufficientStats]:
     """E-step of one chunk for every candidate in ``params_list``, from one read of X.
 
     Parameters
@@ -254,12 +278,39 @@ def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> li
     sample_weight : ndarray of shape (n_rows,) or None
     params_list : list of MixtureParams
     shift : ndarray of shape (n_features,)
+    missing : bool
+        Rows with NaN are missing those values: their E-step marginalises them. Rows with
+        every value missing are ignored and counted.
 
     Returns
     -------
     list of SufficientStats, one per candidate, in float64.
     """
-    check_finite(X, sample_weight)
+    check_finite(X, sample_weight, allow_nan=missing)
+    if missing:
+        nan = np.isnan(X)
+        if nan.any():
+            return _stats_with_missing(X, sample_weight, params_list, shift, nan)
+    sums = _complete_stats(X, sample_weight, params_list, shift)
+    weight, count = totals(X, sample_weight)
+    return [acc.result(weight, count) for acc in sums]
+
+
+def _stats_with_missing(X, sample_weight, params_list, shift, nan):
+    any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
+    complete, partial = ~any_nan, any_nan & ~all_nan
+    w_of = (lambda rows: None) if sample_weight is None else (lambda rows: sample_weight[rows])  # noqa: E731
+    sums = _complete_stats(X[complete], w_of(complete), params_list, shift)
+    if partial.any():
+        w = w_of(partial)
+        for params, acc in zip(params_list, sums):
+            acc.add_incomplete(X[partial], None if w is None else w.astype(np.float64), params, shift)
+    kept = ~all_nan
+    weight, count = totals(X[kept], w_of(kept))
+    return [acc.result(weight, count, ignored=int(all_nan.sum())) for acc in sums]
+
+
+def _complete_stats(X, sample_weight, params_list, shift) -> list[Accumulator]:
     dtype = X.dtype
     kernels = [p.kernel(shift, dtype) for p in params_list]
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
@@ -275,8 +326,7 @@ def chunk_stats(X, sample_weight, params_list: list[MixtureParams], shift) -> li
             if wd is not None:
                 resp *= wd
             acc.add(features[covariance.name], resp, wd, log_lik, shift)
-    weight, count = totals(X, sample_weight)
-    return [acc.result(weight, count) for acc in sums]
+    return sums
 
 
 def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
