@@ -41,6 +41,22 @@ def _full_precisions(params: MixtureParams) -> np.ndarray:
     return precisions[:, None, None] * np.eye(D)
 
 
+def _small_inverse(matrices):
+    """Inverses and log-determinants of a batch (..., m, m) of small positive-definite
+    matrices: closed forms for m = 1 and 2 (most rows miss one or two values), LAPACK
+    through numpy for larger ones."""
+    m = matrices.shape[-1]
+    if m == 1:
+        return 1.0 / matrices, np.log(matrices[..., 0, 0])
+    if m == 2:
+        a, b, d = matrices[..., 0, 0], matrices[..., 0, 1], matrices[..., 1, 1]
+        det = a * d - b * b
+        inverse = np.stack([np.stack([d, -b], axis=-1), np.stack([-b, a], axis=-1)], axis=-2) / det[..., None, None]
+        return inverse, np.log(det)
+    chol = np.linalg.cholesky(matrices)
+    return np.linalg.inv(matrices), 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+
+
 def incomplete_estep(X: np.ndarray, params: MixtureParams, shift: np.ndarray):
     """E-step of rows that each miss some (not all) values.
 
@@ -89,14 +105,14 @@ def incomplete_estep(X: np.ndarray, params: MixtureParams, shift: np.ndarray):
         if m:
             k_index = np.arange(K)[None, :, None, None]
             lam_mm = precisions[k_index, cols[:, None, :, None], cols[:, None, None, :]]  # (r, K, m, m)
-            chol = np.linalg.cholesky(lam_mm)
+            inverse, lam_log_det = _small_inverse(lam_mm)
             g_m = np.take_along_axis(g, np.broadcast_to(cols[:, None, :], (len(rows), K, m)), axis=2)
-            delta = np.linalg.solve(lam_mm, g_m[..., None])[..., 0]  # Lambda_MM^-1 Lambda_MO e_O
+            delta = np.einsum("rkij,rkj->rki", inverse, g_m)  # Lambda_MM^-1 Lambda_MO e_O
             maha -= np.einsum("rkm,rkm->rk", g_m, delta)
-            log_det += 2.0 * np.log(np.diagonal(chol, axis1=2, axis2=3)).sum(axis=2)
+            log_det += lam_log_det
             index = np.broadcast_to(cols[:, None, :], (len(rows), K, m))
             np.put_along_axis(block, index, np.take_along_axis(block, index, axis=2) - delta, axis=2)
-            conditional.append((rows, cols, np.linalg.inv(lam_mm)))
+            conditional.append((rows, cols, inverse))
         weighted = log_weights - 0.5 * ((D - m) * LOG_2PI + log_det + maha)
         top = weighted.max(axis=1, keepdims=True)
         total = np.exp(weighted - top).sum(axis=1, keepdims=True)
@@ -112,11 +128,12 @@ def incomplete_moments(resp_w, xhat, conditional):
     s1 = np.einsum("nk,nkd->kd", resp_w, xhat)
     weighted = xhat * resp_w[:, :, None]
     second = np.matmul(weighted.transpose(1, 2, 0), xhat.transpose(1, 0, 2))  # (K, D, D)
-    K = resp_w.shape[1]
+    K, D = second.shape[0], second.shape[1]
     for rows, cols, inverse in conditional:
         values = resp_w[rows][:, :, None, None] * inverse  # (r, K, m, m)
-        k_index = np.broadcast_to(np.arange(K)[None, :, None, None], values.shape)
-        i_index = np.broadcast_to(cols[:, None, :, None], values.shape)
-        j_index = np.broadcast_to(cols[:, None, None, :], values.shape)
-        np.add.at(second, (k_index, i_index, j_index), values)
+        flat = (
+            np.arange(K)[None, :, None, None] * (D * D) + cols[:, None, :, None] * D + cols[:, None, None, :]
+        )  # index into the flattened (K, D, D) sums
+        flat = np.broadcast_to(flat, values.shape)
+        second += np.bincount(flat.ravel(), weights=values.ravel(), minlength=K * D * D).reshape(K, D, D)
     return s1, second

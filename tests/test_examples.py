@@ -34,3 +34,10 @@ def test_real_data_versus_sklearn(tmp_path):
     difference = float(out.split("relative difference of the means")[1].split(",")[0])
     assert difference < 1e-8
     assert "streamem" in out and "scikit-learn" in out
+
+
+def test_impute_missing_values(tmp_path):
+    out = run("impute_missing_values.py", "--missing", 0.1, cwd=tmp_path)
+    errors = out.split("imputation error (RMSE, standardised units): mixture ")[1]
+    mixture, means = float(errors.split(",")[0]), float(errors.split("column means ")[1].split()[0])
+    assert mixture < means
