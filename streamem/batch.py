@@ -28,6 +28,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from threadpoolctl import threadpool_limits
 
 from . import io
+from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
@@ -178,6 +179,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         conditional expectations of the missing ones (exact EM for the observed-data
         likelihood, :mod:`streamem.missing`). Rows with every value missing are ignored
         and counted in ``n_rows_ignored_``. Initialisation uses the complete rows.
+    checkpoint : str or path, default=None
+        A directory where the fit saves its state (every candidate's parameters, iteration
+        and history) after initialisation and after every iteration, atomically. Fitting
+        again with the same checkpoint, data and parameters resumes from the last saved
+        iteration and ends with the result of an uninterrupted fit (for jobs that get
+        pre-empted). A finished fit's checkpoint gives its result at once.
 
     Attributes
     ----------
@@ -231,6 +238,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "missing": [StrOptions({"error", "marginalize"})],
+        "checkpoint": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -256,6 +264,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         covariance_prior=None,
         degrees_of_freedom_prior=None,
         missing="error",
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -277,6 +286,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.covariance_prior = covariance_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.missing = missing
+        self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ input
 
@@ -374,9 +384,21 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         given = self._check_initial_parameters(data.shape[1])
         random_state = check_random_state(self.random_state)
 
+        fingerprint = self._fingerprint(data, weights is not None)
+        state = load_state(self.checkpoint) if self.checkpoint is not None else None
         with _blas_per_task(chunked.n_chunks):
-            runs, shift = self._initial_runs(chunked, given, random_state)
-            self._em(chunked, runs, shift, self._prior(data.shape[1], shift))
+            if state is not None:
+                if state[1].get("fingerprint") != fingerprint:
+                    raise ValueError(
+                        f"the checkpoint in {str(self.checkpoint)!r} belongs to another fit (other data or "
+                        "parameters); remove it or choose another checkpoint directory"
+                    )
+                runs, shift = state_to_runs(*state, _Run, MixtureParams)
+                logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
+            else:
+                runs, shift = self._initial_runs(chunked, given, random_state)
+                self._save_checkpoint(runs, shift, 0, fingerprint)
+            self._em(chunked, runs, shift, self._prior(data.shape[1], shift), fingerprint)
 
         self._finish(max(runs, key=lambda run: run.lower_bound))
         return self
@@ -461,13 +483,33 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(f"expected degrees_of_freedom_prior > n_features - 1 = {n_features - 1}, got {nu}")
         return Prior(self.weight_concentration_prior, mean, self.mean_precision_prior, psi, nu, self.covariance_type)
 
-    def _em(self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray, prior: Prior | None = None) -> None:
+    def _fingerprint(self, data: da.Array, weighted: bool) -> dict:
+        """What a checkpoint must match to be resumed: the data's shape and the parameters
+        that shape the fit (not ``max_iter``, which may grow, nor ``verbose``)."""
+        params = {
+            name: io._json_safe(value)
+            for name, value in self.get_params().items()
+            if name not in ("max_iter", "verbose", "verbose_interval", "checkpoint", "warm_start")
+            and not isinstance(value, (np.ndarray, list, tuple))
+        }
+        return {"shape": list(data.shape), "dtype": str(data.dtype), "weighted": weighted, "params": params}
+
+    def _save_checkpoint(self, runs, shift, step, fingerprint) -> None:
+        if self.checkpoint is not None and fingerprint is not None:
+            arrays, attrs = runs_to_state(runs, shift)
+            save_state(self.checkpoint, step, arrays, {**attrs, "fingerprint": fingerprint})
+
+    def _em(
+        self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray, prior: Prior | None = None, fingerprint=None
+    ) -> None:
         """EM iterations for every candidate, all candidates in the same passes (MAP-EM
         with a ``prior``: the objective is then the log-likelihood plus the log-prior)."""
-        active = list(runs)
+        active = [run for run in runs if not run.converged]
         for run in runs:
-            run.means.append(run.params.means)
-        for n_iter in range(1, self.max_iter + 1):
+            if not run.means:
+                run.means.append(run.params.means)
+        done = max((run.n_iter for run in active), default=0)  # > 0 when resuming from a checkpoint
+        for n_iter in range(done + 1, self.max_iter + 1):
             if not active:
                 break
             start = time.perf_counter()
@@ -504,6 +546,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                         extra={"streamem": dict(record, candidate=index, chunks=chunked.n_chunks)},
                     )  # fmt: skip
             active = [run for run in active if not run.converged]
+            self._save_checkpoint(runs, shift, n_iter, fingerprint)
 
     # ---------------------------------------------------------------- params
 

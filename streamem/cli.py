@@ -203,10 +203,16 @@ def _parse_columns(columns: str | None):
 @click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
 @click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", help="A dask scheduler, tcp://HOST:PORT.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Start a local cluster of N processes.")
+@click.option(
+    "--checkpoint",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Directory to save the fit's state after every iteration; the same command resumes from it.",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to save the model (zarr).")
 @_command
 def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
-        columns, scheduler, workers, out, quiet, log_json):  # fmt: skip
+        columns, scheduler, workers, checkpoint, out, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
 
     With several values of --n-components, every K is fitted in the same passes over the
@@ -223,7 +229,9 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     local = not scheduler and not workers  # dask's bar shows nothing under a distributed client
     with _scheduler(scheduler, workers, quiet), _progress_bar(local and not quiet and not log_json):
         if len(n_components) == 1:
-            gm = GaussianMixture(n_components[0], **params).fit(X)
+            gm = GaussianMixture(n_components[0], checkpoint=checkpoint, **params).fit(X)
+        elif checkpoint is not None:
+            raise click.UsageError("--checkpoint works with one --n-components")
         else:
             gm = select_n_components(X, n_components, criterion, **params)
     seconds = time.perf_counter() - start

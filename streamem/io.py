@@ -210,11 +210,7 @@ def write_model(path, arrays: dict, attrs: dict) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
-        group = zarr.open_group(str(tmp), mode="w")
-        for name, value in arrays.items():
-            value = np.asarray(value)
-            group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=value.shape or (1,))[...] = value
-        group.attrs.update(json.loads(json.dumps(attrs)))
+        write_group(tmp, arrays, attrs)
         if path.exists():
             old = parent / f".{path.name}.old-{uuid.uuid4().hex}"
             os.replace(path, old)
@@ -225,6 +221,20 @@ def write_model(path, arrays: dict, attrs: dict) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_group(path, arrays: dict, attrs: dict) -> None:
+    """A new zarr group at ``path``: numpy arrays, and attributes as standard JSON."""
+    group = zarr.open_group(str(path), mode="w")
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=value.shape or (1,))[...] = value
+    group.attrs.update(json.loads(json.dumps(attrs, allow_nan=False)))
+
+
+def read_group(path) -> tuple[dict, dict]:
+    group = zarr.open_group(str(path), mode="r")
+    return {name: np.asarray(group[name][...]) for name in group.array_keys()}, dict(group.attrs)
 
 
 def read_model(path) -> tuple[dict, dict]:
