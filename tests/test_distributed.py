@@ -1,0 +1,70 @@
+"""A fit on a real multi-process cluster survives the loss of a worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import streamem
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+class _IterationWatch(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.reached = threading.Event()
+        self.last = 0
+
+    def emit(self, record):
+        data = getattr(record, "streamem", None)
+        if data is not None:
+            self.last = data["iteration"]
+            if data["iteration"] >= 2:
+                self.reached.set()
+
+
+def test_worker_killed_mid_fit(tmp_path):
+    from distributed import Client, LocalCluster
+
+    data = tmp_path / "points.zarr"
+    streamem.make_data(data, 300_000, 6, 5, chunk_size=20_000, seed=4)
+    params = dict(init_params="random", max_iter=25, tol=0, random_state=1, verbose=2, verbose_interval=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = streamem.GaussianMixture(5, **params).fit(str(data))
+
+    watch = _IterationWatch()
+    logger = logging.getLogger("streamem")
+    logger.addHandler(watch)
+    logger.setLevel(logging.INFO)
+    killed = []
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+
+            def kill_one_worker():
+                if watch.reached.wait(timeout=120):
+                    pid = next(iter(client.run(os.getpid).values()))
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(watch.last)
+
+            killer = threading.Thread(target=kill_one_worker)
+            killer.start()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model = streamem.GaussianMixture(5, **params).fit(str(data))
+            killer.join()
+    finally:
+        logger.removeHandler(watch)
+    assert killed and killed[0] < 20, f"no worker was killed in the middle of the fit: {killed}"
+    assert model.n_iter_ == reference.n_iter_ == 25
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(model, name), getattr(reference, name), rtol=1e-10, atol=1e-12)
