@@ -102,6 +102,27 @@ def _blockwise_missing(X, params, what, shift, nan_rows):
 
 
 @contextlib.contextmanager
+def _connected(address: str | None):
+    """Run inside a client of the scheduler at ``address`` (or of dask's ``scheduler-address``
+    setting) unless a client is already active; otherwise leave the scheduler alone."""
+    address = address or dask.config.get("scheduler-address", None)
+    if not address:
+        yield
+        return
+    from distributed import Client, default_client
+
+    try:
+        default_client()
+    except ValueError:
+        pass
+    else:  # a client is active: it runs the fit
+        yield
+        return
+    with Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), set_as_default=True):
+        yield
+
+
+@contextlib.contextmanager
 def _blas_per_task(n_chunks: int):
     """On the local threaded scheduler, give each concurrent chunk task its share of BLAS threads.
 
@@ -185,6 +206,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         again with the same checkpoint, data and parameters resumes from the last saved
         iteration and ends with the result of an uninterrupted fit (for jobs that get
         pre-empted). A finished fit's checkpoint gives its result at once.
+    scheduler_address : str, default=None
+        A dask scheduler, ``tcp://HOST:PORT``, to run the fit on (connected for the fit's
+        duration). Without it, a ``distributed.Client`` already active is used, then
+        dask's ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``), then the local
+        threads.
 
     Attributes
     ----------
@@ -239,6 +265,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "missing": [StrOptions({"error", "marginalize"})],
         "checkpoint": [str, os.PathLike, None],
+        "scheduler_address": [str, None],
     }
 
     def __init__(
@@ -265,6 +292,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         degrees_of_freedom_prior=None,
         missing="error",
         checkpoint=None,
+        scheduler_address=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -287,6 +315,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.missing = missing
         self.checkpoint = checkpoint
+        self.scheduler_address = scheduler_address
 
     # ------------------------------------------------------------------ input
 
@@ -386,7 +415,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         fingerprint = self._fingerprint(data, weights is not None)
         state = load_state(self.checkpoint) if self.checkpoint is not None else None
-        with _blas_per_task(chunked.n_chunks):
+        with _connected(self.scheduler_address), _blas_per_task(chunked.n_chunks):
             if state is not None:
                 if state[1].get("fingerprint") != fingerprint:
                     raise ValueError(
@@ -489,7 +518,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         params = {
             name: io._json_safe(value)
             for name, value in self.get_params().items()
-            if name not in ("max_iter", "verbose", "verbose_interval", "checkpoint", "warm_start")
+            if name not in ("max_iter", "verbose", "verbose_interval", "checkpoint", "warm_start", "scheduler_address")
             and not isinstance(value, (np.ndarray, list, tuple))
         }
         return {"shape": list(data.shape), "dtype": str(data.dtype), "weighted": weighted, "params": params}

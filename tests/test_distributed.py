@@ -31,6 +31,20 @@ class _IterationWatch(logging.Handler):
                 self.reached.set()
 
 
+def test_scheduler_address_runs_the_fit_there(tmp_path, blobs):
+    from distributed import LocalCluster
+
+    X, _ = blobs
+    local = streamem.GaussianMixture(3, random_state=0).fit(X)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        before = cluster.scheduler.transition_counter
+        remote = streamem.GaussianMixture(3, random_state=0, scheduler_address=cluster.scheduler_address).fit(X)
+        assert cluster.scheduler.transition_counter > before + 20  # the passes ran on that cluster
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10)
+
+
 def test_worker_killed_mid_fit(tmp_path):
     from distributed import Client, LocalCluster
 
