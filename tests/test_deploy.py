@@ -8,10 +8,10 @@ import shlex
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
-import tomllib
 import yaml
 
 import streamem
