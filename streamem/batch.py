@@ -101,6 +101,22 @@ def _blockwise_missing(X, params, what, shift, nan_rows):
     return out
 
 
+def _memory_capacity() -> float:
+    """Bytes of memory the chunks could be kept in: the workers' limits on a distributed
+    cluster, the available memory on the local scheduler."""
+    if "distributed" in sys.modules:
+        from distributed import default_client
+
+        try:
+            workers = default_client().scheduler_info()["workers"].values()
+            return float(sum(w.get("memory_limit") or 0 for w in workers))
+        except ValueError:
+            pass
+    import psutil
+
+    return float(psutil.virtual_memory().available)
+
+
 @contextlib.contextmanager
 def _connected(address: str | None):
     """Run inside a client of the scheduler at ``address`` (or of dask's ``scheduler-address``
@@ -211,6 +227,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         duration). Without it, a ``distributed.Client`` already active is used, then
         dask's ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``), then the local
         threads.
+    persist : bool or "auto", default=False
+        Keep dask or zarr input in (worker) memory for the iterations: never (False: every
+        pass re-reads the chunks, so memory stays bounded whatever the data size), always
+        (True), or when the data fits within ``persist_fraction`` of the memory ("auto":
+        the workers' memory limits on a cluster, the available memory locally).
+    persist_fraction : float in (0, 1], default=0.5
 
     Attributes
     ----------
@@ -266,6 +288,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "missing": [StrOptions({"error", "marginalize"})],
         "checkpoint": [str, os.PathLike, None],
         "scheduler_address": [str, None],
+        "persist": [StrOptions({"auto"}), "boolean"],
+        "persist_fraction": [Interval(Real, 0.0, 1.0, closed="right")],
     }
 
     def __init__(
@@ -293,6 +317,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         missing="error",
         checkpoint=None,
         scheduler_address=None,
+        persist=False,
+        persist_fraction=0.5,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -316,6 +342,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.missing = missing
         self.checkpoint = checkpoint
         self.scheduler_address = scheduler_address
+        self.persist = persist
+        self.persist_fraction = persist_fraction
 
     # ------------------------------------------------------------------ input
 
@@ -401,7 +429,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self
         """
         self._validate_params()
-        data, _ = self._validate_X(X, reset=True)
+        data, lazy = self._validate_X(X, reset=True)
         n_samples = data.shape[0]
         if n_samples < self.n_components:
             raise ValueError(
@@ -409,13 +437,35 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"but got n_components = {self.n_components}, n_samples = {n_samples}"
             )
         weights = self._validate_sample_weight(sample_weight, data)
-        chunked = ChunkedData(data, weights)
         given = self._check_initial_parameters(data.shape[1])
         random_state = check_random_state(self.random_state)
 
         fingerprint = self._fingerprint(data, weights is not None)
         state = load_state(self.checkpoint) if self.checkpoint is not None else None
-        with _connected(self.scheduler_address), _blas_per_task(chunked.n_chunks):
+        with _connected(self.scheduler_address):
+            chunked = ChunkedData(self._maybe_persist(data, lazy), weights)
+            runs, shift = self._fit_chunks(chunked, given, random_state, state, fingerprint)
+        self._finish(max(runs, key=lambda run: run.lower_bound))
+        return self
+
+    def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
+        """Keep the chunks in (worker) memory when asked and, for ``"auto"``, when the data
+        fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them."""
+        if self.persist is False or not lazy:
+            return data
+        capacity = _memory_capacity()
+        if self.persist == "auto" and data.nbytes > self.persist_fraction * capacity:
+            logger.info(
+                "data of %.3g GB does not fit in %.0f%% of %.3g GB of memory: read at every pass",
+                data.nbytes / 1e9, 100 * self.persist_fraction, capacity / 1e9,
+            )  # fmt: skip
+            return data
+        logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
+        return data.persist()
+
+    def _fit_chunks(self, chunked, given, random_state, state, fingerprint):
+        """Initialise (or resume from a checkpoint) and run EM; the candidates and the shift."""
+        with _blas_per_task(chunked.n_chunks):
             if state is not None:
                 if state[1].get("fingerprint") != fingerprint:
                     raise ValueError(
@@ -427,10 +477,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             else:
                 runs, shift = self._initial_runs(chunked, given, random_state)
                 self._save_checkpoint(runs, shift, 0, fingerprint)
-            self._em(chunked, runs, shift, self._prior(data.shape[1], shift), fingerprint)
-
-        self._finish(max(runs, key=lambda run: run.lower_bound))
-        return self
+            self._em(chunked, runs, shift, self._prior(chunked.n_features, shift), fingerprint)
+        return runs, shift
 
     def _finish(self, best: _Run) -> None:
         """Fitted attributes from the best candidate; warn when it did not converge."""
@@ -518,7 +566,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         params = {
             name: io._json_safe(value)
             for name, value in self.get_params().items()
-            if name not in ("max_iter", "verbose", "verbose_interval", "checkpoint", "warm_start", "scheduler_address")
+            if name
+            not in (
+                "max_iter",
+                "verbose",
+                "verbose_interval",
+                "checkpoint",
+                "warm_start",
+                "scheduler_address",
+                "persist",
+            )
             and not isinstance(value, (np.ndarray, list, tuple))
         }
         return {"shape": list(data.shape), "dtype": str(data.dtype), "weighted": weighted, "params": params}

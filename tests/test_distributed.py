@@ -82,3 +82,26 @@ def test_worker_killed_mid_fit(tmp_path):
     assert model.n_iter_ == reference.n_iter_ == 25
     for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(model, name), getattr(reference, name), rtol=1e-10, atol=1e-12)
+
+
+def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
+    from distributed import Client, LocalCluster
+
+    data = tmp_path / "big.zarr"
+    streamem.make_data(data, 8_000_000, 8, 4, chunk_size=250_000, seed=1)  # 512 MB of float64
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", memory_limit="400MB",
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        workers_before = set(client.scheduler_info()["workers"])
+        with caplog.at_level("INFO", logger="streamem"):
+            gm = streamem.GaussianMixture(4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto")
+            gm.fit(str(data))
+        assert any("does not fit" in r.message for r in caplog.records)
+        assert set(client.scheduler_info()["workers"]) == workers_before  # no worker restarted
+        spilled = client.run(lambda dask_worker: dask_worker.data.spilled_total.disk)
+        assert all(v == 0 for v in spilled.values()), spilled
+        caplog.clear()
+        small = streamem.make_data(tmp_path / "small.zarr", 20_000, 8, 4, chunk_size=5_000, seed=2)
+        with caplog.at_level("INFO", logger="streamem"):
+            streamem.GaussianMixture(4, max_iter=3, random_state=0, persist="auto").fit(str(small))
+        assert any("keeping" in r.message for r in caplog.records)
+    assert gm.n_iter_ == 3 and np.all(np.isfinite(gm.means_))
