@@ -134,7 +134,8 @@ def _connected(address: str | None):
     else:  # a client is active: it runs the fit
         yield
         return
-    with Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), set_as_default=True):
+    with Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), set_as_default=True) as c:
+        logger.info("dask dashboard: %s", c.dashboard_link)
         yield
 
 
@@ -233,6 +234,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         (True), or when the data fits within ``persist_fraction`` of the memory ("auto":
         the workers' memory limits on a cluster, the available memory locally).
     persist_fraction : float in (0, 1], default=0.5
+    timeout : float, default=None
+        On a distributed cluster, seconds one pass over the data may take before the fit
+        raises ``TimeoutError`` (None: no limit). Losing the scheduler raises
+        ``ConnectionError`` at once; with a ``checkpoint`` the fit resumes when run again.
 
     Attributes
     ----------
@@ -290,6 +295,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "scheduler_address": [str, None],
         "persist": [StrOptions({"auto"}), "boolean"],
         "persist_fraction": [Interval(Real, 0.0, 1.0, closed="right")],
+        "timeout": [Interval(Real, 0.0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -319,6 +325,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         scheduler_address=None,
         persist=False,
         persist_fraction=0.5,
+        timeout=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -344,6 +351,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.scheduler_address = scheduler_address
         self.persist = persist
         self.persist_fraction = persist_fraction
+        self.timeout = timeout
 
     # ------------------------------------------------------------------ input
 
@@ -443,15 +451,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         fingerprint = self._fingerprint(data, weights is not None)
         state = load_state(self.checkpoint) if self.checkpoint is not None else None
         with _connected(self.scheduler_address):
-            chunked = ChunkedData(self._maybe_persist(data, lazy), weights)
+            chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout)
             runs, shift = self._fit_chunks(chunked, given, random_state, state, fingerprint)
         self._finish(max(runs, key=lambda run: run.lower_bound))
         return self
 
     def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
         """Keep the chunks in (worker) memory when asked and, for ``"auto"``, when the data
-        fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them."""
-        if self.persist is False or not lazy:
+        fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them.
+        In-memory input sent to a distributed cluster goes to the workers once, not at every pass."""
+        if not lazy:
+            from .reduce import _distributed_client
+
+            return data.persist() if _distributed_client() is not None else data
+        if self.persist is False:
             return data
         capacity = _memory_capacity()
         if self.persist == "auto" and data.nbytes > self.persist_fraction * capacity:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import operator
 import os
+import sys
 import uuid
 from functools import reduce as _fold
 
@@ -52,7 +53,7 @@ class ChunkedData:
     sample_weight : dask.array.Array of shape (n_samples,) or None
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None):
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         if sample_weight is not None:
@@ -60,6 +61,7 @@ class ChunkedData:
         self.X = X
         self.sample_weight = sample_weight
         self.complete_only = False
+        self.timeout = timeout
         self.x_blocks = X.to_delayed().ravel().tolist()
         if sample_weight is None:
             self.w_blocks = [None] * len(self.x_blocks)
@@ -97,16 +99,56 @@ class ChunkedData:
             call(func, xb, wb, start if with_index else None, shared_key, self.complete_only)
             for start, xb, wb in zip(starts, self.x_blocks, self.w_blocks)
         ]
-        return tree_reduce(parts, combine, split_every)
+        return tree_reduce(parts, combine, split_every, self.timeout)
 
 
-def tree_reduce(parts, combine, split_every: int = SPLIT_EVERY):
-    """Compute the ``combine``-total of delayed ``parts`` through a tree reduction."""
+def redact(address: str) -> str:
+    """An address without any user or password in it, for messages and logs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.username is None and parts.password is None:
+        return address
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+def _distributed_client():
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def tree_reduce(parts, combine, split_every: int = SPLIT_EVERY, timeout: float | None = None):
+    """Compute the ``combine``-total of delayed ``parts`` through a tree reduction.
+
+    On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
+    raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
+    never hangs on an unreachable cluster.
+    """
     node = dask.delayed(_combine, pure=False)
     while len(parts) > 1:
         parts = [node(combine, *parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
-    (total,) = dask.compute(parts[0])
-    return total
+    client = _distributed_client()
+    if client is None:
+        (total,) = dask.compute(parts[0])
+        return total
+    from distributed.client import FutureCancelledError
+
+    future = client.compute(parts[0])
+    try:
+        return future.result(timeout=timeout)
+    except TimeoutError:
+        raise TimeoutError(
+            f"a pass over the data took longer than timeout={timeout} s: the dask scheduler at "
+            f"{redact(client.scheduler.address)} may be unreachable"
+        ) from None
+    except FutureCancelledError as exc:
+        raise ConnectionError(f"lost the connection to the dask scheduler during a pass: {exc}") from None
 
 
 def apply_blocks(X: da.Array, func, *args, dtype, n_columns: int | None = None) -> da.Array:

@@ -105,3 +105,57 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
             streamem.GaussianMixture(4, max_iter=3, random_state=0, persist="auto").fit(str(small))
         assert any("keeping" in r.message for r in caplog.records)
     assert gm.n_iter_ == 3 and np.all(np.isfinite(gm.means_))
+
+
+def _start_cluster(tmp_path):
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115
+    scheduler = subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                  "--dashboard-address", "127.0.0.1:0"], stdout=log, stderr=log)  # fmt: skip
+    worker = subprocess.Popen(["dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                               "--dashboard-address", "127.0.0.1:0"], stdout=log, stderr=log)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while "Starting established connection" not in (tmp_path / "cluster.log").read_text():
+        assert time.monotonic() < deadline, (tmp_path / "cluster.log").read_text()
+        time.sleep(0.1)
+    return address, scheduler, worker
+
+
+@pytest.mark.parametrize(("how", "error"), [("stop", TimeoutError), ("kill", ConnectionError)])
+def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
+    address, scheduler, worker = _start_cluster(tmp_path)
+    streamem.make_data(tmp_path / "points.zarr", 1_000_000, 8, 4, chunk_size=50_000, seed=0)
+    watch = _IterationWatch()
+    logger = logging.getLogger("streamem")
+    logger.addHandler(watch)
+    logger.setLevel(logging.INFO)
+    outcome = {}
+
+    def fit():
+        gm = streamem.GaussianMixture(4, init_params="random", max_iter=500, tol=0, timeout=4.0, verbose=2,
+                                      verbose_interval=1, scheduler_address=address)  # fmt: skip
+        try:
+            gm.fit(str(tmp_path / "points.zarr"))
+        except Exception as exc:  # the outcome is checked below
+            outcome["error"] = exc
+
+    try:
+        thread = threading.Thread(target=fit)
+        thread.start()
+        assert watch.reached.wait(timeout=120), outcome
+        os.kill(scheduler.pid, signal.SIGSTOP if how == "stop" else signal.SIGKILL)
+        thread.join(timeout=90)
+        assert not thread.is_alive(), "the fit hangs"
+        assert isinstance(outcome.get("error"), error), outcome
+    finally:
+        logger.removeHandler(watch)
+        for process in (scheduler, worker):
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
