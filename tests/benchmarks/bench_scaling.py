@@ -1,0 +1,93 @@
+"""Scaling on a dask.distributed cluster: worker processes and per-pass overhead.
+
+Run by hand::
+
+    python tests/benchmarks/bench_scaling.py
+
+1. Seconds per EM iteration with 1 and 2 worker processes (one thread each) on the same
+   compute-bound data (2,000,000 x 16 float64 in memory, sent to the workers once, K=16
+   full, 16 chunks), and the speed-up.
+2. Client-side overhead of one pass: a pass over 10, 100 and 1,000 chunks whose tasks do
+   almost nothing, on the local threaded scheduler and on a 2-process cluster. That time
+   is graph building, scheduling and the reduction: what a pass costs beyond the chunk
+   tasks themselves.
+Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import dask.array as da
+import numpy as np
+
+import streamem
+from streamem.reduce import ChunkedData
+
+
+def _trivial(X, sample_weight):
+    return 1
+
+
+def pass_overhead(n_chunks: int, repeat: int = 5) -> float:
+    X = da.zeros((n_chunks * 8, 2), chunks=(8, 2))
+    data = ChunkedData(X)
+    data.map_reduce(_trivial)
+    best = np.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        data.map_reduce(_trivial)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def seconds_per_iteration(X, start, iterations=5) -> float:
+    gm = streamem.GaussianMixture(16, max_iter=iterations, tol=0, **start)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gm.fit(X)
+    return (time.perf_counter() - t0) / iterations
+
+
+def main():
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-6, 6, (16, 16))
+    X = centres[rng.integers(16, size=2_000_000)] + rng.normal(size=(2_000_000, 16))
+    start = {
+        "weights_init": np.full(16, 1 / 16),
+        "means_init": X[:16],
+        "precisions_init": np.tile(np.eye(16), (16, 1, 1)),
+    }
+    data = da.from_array(X, chunks=(125_000, 16))
+    timings = {}
+    for workers in (1, 2):
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+            persisted = data.persist()
+            seconds_per_iteration(persisted, start, 1)  # warm up
+            timings[workers] = min(seconds_per_iteration(persisted, start) for _ in range(2))
+    print("| worker processes | s per iteration | speed-up |")
+    print("|---:|---:|---:|")
+    for workers, seconds in timings.items():
+        print(f"| {workers} | {seconds:.3f} | {timings[1] / seconds:.2f}x |")
+
+    overhead = {"threads": {}, "2 processes": {}}
+    for n in (10, 100, 1000):
+        overhead["threads"][n] = pass_overhead(n)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+        for n in (10, 100, 1000):
+            overhead["2 processes"][n] = pass_overhead(n)
+    print("\n| chunks per pass | threaded scheduler ms | 2-process cluster ms | per 100 chunks (cluster) ms |")
+    print("|---:|---:|---:|---:|")
+    for n in (10, 100, 1000):
+        local, remote = overhead["threads"][n] * 1e3, overhead["2 processes"][n] * 1e3
+        print(f"| {n} | {local:.1f} | {remote:.1f} | {remote * 100 / n:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
