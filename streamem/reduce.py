@@ -18,7 +18,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-__all__ = ["ChunkedData", "apply_blocks", "tree_reduce"]
+__all__ = ["ChunkedData", "apply_blocks", "compute_key"]
 
 SPLIT_EVERY = 8
 
@@ -36,7 +36,15 @@ def _complete_only(X, sample_weight):
     return np.where(np.isnan(X), 0, X), np.where(nan, 0.0, weight)
 
 
+class _Shared:
+    """Arguments sent once per pass and shared by its chunk tasks (opaque to dask)."""
+
+    def __init__(self, values):
+        self.values = values
+
+
 def _call(func, X, sample_weight, index, shared, complete_only=False):
+    shared = shared.values if isinstance(shared, _Shared) else shared
     if complete_only:
         X, sample_weight = _complete_only(X, sample_weight)
     if index is None:
@@ -62,11 +70,21 @@ class ChunkedData:
         self.sample_weight = sample_weight
         self.complete_only = False
         self.timeout = timeout
-        self.x_blocks = X.to_delayed().ravel().tolist()
+        # the chunks' own graph, optimised and materialised once; each pass adds its tasks
+        originals = [X] if sample_weight is None else [X, sample_weight]
+        collections = dask.optimize(*originals)
+        self._graph = {}
+        for original, collection in zip(originals, collections):
+            self._graph.update(dict(collection.__dask_graph__()))
+            if "distributed" in sys.modules:  # chunks persisted on a cluster are futures
+                from distributed import futures_of
+
+                self._graph.update({future.key: future for future in futures_of(original)})
+        self.x_keys = list(dask.core.flatten(collections[0].__dask_keys__()))
         if sample_weight is None:
-            self.w_blocks = [None] * len(self.x_blocks)
+            self.w_keys = [None] * len(self.x_keys)
         else:
-            self.w_blocks = sample_weight.to_delayed().ravel().tolist()
+            self.w_keys = list(dask.core.flatten(collections[1].__dask_keys__()))
 
     def complete_rows(self) -> ChunkedData:
         """The same chunks, where rows with a missing value (NaN) weigh nothing."""
@@ -76,7 +94,7 @@ class ChunkedData:
 
     @property
     def n_chunks(self) -> int:
-        return len(self.x_blocks)
+        return len(self.x_keys)
 
     @property
     def n_samples(self) -> int:
@@ -92,14 +110,26 @@ class ChunkedData:
         With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
         draws keyed by the row). ``shared`` is sent once per pass, not once per chunk.
         """
-        shared_key = dask.delayed(shared, name=f"streamem-shared-{uuid.uuid4().hex}", traverse=False)
-        call = dask.delayed(_call, pure=False)
+        token = uuid.uuid4().hex
+        shared_key = f"streamem-shared-{token}"
+        graph = dict(self._graph)
+        graph[shared_key] = _Shared(shared)
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
-        parts = [
-            call(func, xb, wb, start if with_index else None, shared_key, self.complete_only)
-            for start, xb, wb in zip(starts, self.x_blocks, self.w_blocks)
-        ]
-        return tree_reduce(parts, combine, split_every, self.timeout)
+        parts = []
+        for i, (start, x_key, w_key) in enumerate(zip(starts, self.x_keys, self.w_keys)):
+            key = (f"streamem-chunk-{token}", i)
+            graph[key] = (_call, func, x_key, w_key, start if with_index else None, shared_key, self.complete_only)
+            parts.append(key)
+        level = 0
+        while len(parts) > 1:
+            grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
+            parts = []
+            for j, group in enumerate(grouped):
+                key = (f"streamem-combine-{token}-{level}", j)
+                graph[key] = (_combine, combine, *group)
+                parts.append(key)
+            level += 1
+        return compute_key(graph, parts[0], self.timeout)
 
 
 def redact(address: str) -> str:
@@ -123,23 +153,20 @@ def _distributed_client():
         return None
 
 
-def tree_reduce(parts, combine, split_every: int = SPLIT_EVERY, timeout: float | None = None):
-    """Compute the ``combine``-total of delayed ``parts`` through a tree reduction.
+def compute_key(graph: dict, key, timeout: float | None = None):
+    """Compute one key of a task graph, on the distributed client if one is active.
 
     On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
     raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
     never hangs on an unreachable cluster.
     """
-    node = dask.delayed(_combine, pure=False)
-    while len(parts) > 1:
-        parts = [node(combine, *parts[i : i + split_every]) for i in range(0, len(parts), split_every)]
     client = _distributed_client()
     if client is None:
-        (total,) = dask.compute(parts[0])
-        return total
+        get = dask.base.get_scheduler() or dask.threaded.get
+        return get(graph, key)
     from distributed.client import FutureCancelledError
 
-    future = client.compute(parts[0])
+    future = client.get(graph, key, sync=False)
     try:
         return future.result(timeout=timeout)
     except TimeoutError:
