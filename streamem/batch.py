@@ -28,12 +28,12 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from threadpoolctl import threadpool_limits
 
 from . import io
-from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
+from .checkpoint import history_from_arrays, history_to_arrays, load_state, runs_to_state, save_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS, initialise
 from .params import MixtureParams, log_resp_inplace, m_step
 from .prior import Prior
-from .reduce import ChunkedData, apply_blocks
+from .reduce import ChunkedData, apply_blocks, distributed_client
 from .stats import add_lists, block_rows, check_finite, check_total_weight, chunk_stats, iter_blocks
 
 __all__ = ["GaussianMixture", "load"]
@@ -104,14 +104,10 @@ def _blockwise_missing(X, params, what, shift, nan_rows):
 def _memory_capacity() -> float:
     """Bytes of memory the chunks could be kept in: the workers' limits on a distributed
     cluster, the available memory on the local scheduler."""
-    if "distributed" in sys.modules:
-        from distributed import default_client
-
-        try:
-            workers = default_client().scheduler_info()["workers"].values()
-            return float(sum(w.get("memory_limit") or 0 for w in workers))
-        except ValueError:
-            pass
+    client = distributed_client()
+    if client is not None:
+        workers = client.scheduler_info()["workers"].values()
+        return float(sum(w.get("memory_limit") or 0 for w in workers))
     import psutil
 
     return float(psutil.virtual_memory().available)
@@ -125,15 +121,11 @@ def _connected(address: str | None):
     if not address:
         yield
         return
-    from distributed import Client, default_client
-
-    try:
-        default_client()
-    except ValueError:
-        pass
-    else:  # a client is active: it runs the fit
+    if distributed_client() is not None:  # a client is active: it runs the fit
         yield
         return
+    from distributed import Client
+
     with Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), set_as_default=True) as c:
         logger.info("dask dashboard: %s", c.dashboard_link)
         yield
@@ -461,9 +453,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them.
         In-memory input sent to a distributed cluster goes to the workers once, not at every pass."""
         if not lazy:
-            from .reduce import _distributed_client
-
-            return data.persist() if _distributed_client() is not None else data
+            return data.persist() if distributed_client() is not None else data
         if self.persist is False:
             return data
         capacity = _memory_capacity()
@@ -712,11 +702,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return float(-2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples))
+        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[0]
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better)."""
-        return float(-2 * self.score(X) * self._n_samples(X) + 2 * self._n_parameters())
+        n_samples = self._n_samples(X)
+        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[1]
 
     def _n_samples(self, X) -> int:
         data, _ = io.as_dask_array(X)
@@ -756,11 +747,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             else:
                 hyper[name] = io._json_safe(value)  # a RandomState instance is not kept
         arrays["means_history"] = self.means_history_
-        # the history as arrays: its first change is infinite, which JSON cannot hold
-        for key in _HISTORY_KEYS:
-            arrays[f"history_{key}"] = np.array([h[key] for h in self.history_], dtype=np.float64)
-        if any("objective" in h for h in self.history_):
-            arrays["history_objective"] = np.array([h["objective"] for h in self.history_], dtype=np.float64)
+        history, reseeded = history_to_arrays(self.history_, "history_")
+        arrays.update(history)
         attrs = {
             "format": io.FORMAT,
             "format_version": io.FORMAT_VERSION,
@@ -771,7 +759,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "lower_bound": float(self.lower_bound_) if np.isfinite(self.lower_bound_) else None,
                 "n_features_in": int(self.n_features_in_),
             },
-            "reseeded": {str(h["iteration"]): h["reseeded"] for h in self.history_ if "reseeded" in h},
+            "reseeded": reseeded,
         }
         if hasattr(self, "selection_"):
             attrs["selection"] = self.selection_
@@ -809,7 +797,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.n_iter_ = int(fitted["n_iter"])
             model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
             model.n_features_in_ = int(D)
-            model.history_ = _history_from(arrays, attrs.get("reseeded", {}))
+            model.history_ = history_from_arrays(arrays, "history_", attrs.get("reseeded", {}))
             model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
             model.means_history_ = arrays["means_history"]
             if "selection" in attrs:
@@ -869,22 +857,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         out.history_ = []
         out.means_history_ = params.means[None].copy()
         return out
-
-
-_HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds")
-
-
-def _history_from(arrays: dict, reseeded: dict) -> list[dict]:
-    keys = _HISTORY_KEYS + (("objective",) if "history_objective" in arrays else ())
-    columns = [arrays[f"history_{key}"].tolist() for key in keys]
-    history = []
-    for values in zip(*columns, strict=True):
-        record = dict(zip(keys, values))
-        record["iteration"] = int(record["iteration"])
-        if str(record["iteration"]) in reseeded:
-            record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
-        history.append(record)
-    return history
 
 
 def load(path) -> GaussianMixture:

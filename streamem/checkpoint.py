@@ -20,7 +20,15 @@ import numpy as np
 
 from . import io
 
-__all__ = ["CHECKPOINT_FORMAT", "load_state", "runs_to_state", "save_state", "state_to_runs"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "history_from_arrays",
+    "history_to_arrays",
+    "load_state",
+    "runs_to_state",
+    "save_state",
+    "state_to_runs",
+]
 
 CHECKPOINT_FORMAT = "streamem.checkpoint"
 _LATEST = "LATEST"
@@ -59,6 +67,34 @@ def load_state(directory) -> tuple[dict, dict] | None:
     return arrays, attrs
 
 
+HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective")
+
+
+def history_to_arrays(history: list[dict], prefix: str) -> tuple[dict, dict]:
+    """A fit's history as float arrays named ``prefix + key`` (its first change is infinite,
+    which JSON cannot hold), and its re-seeded components as JSON."""
+    arrays = {
+        f"{prefix}{key}": np.array([h[key] for h in history], dtype=np.float64)
+        for key in HISTORY_KEYS
+        if all(key in h for h in history) and (history or key != "objective")
+    }
+    reseeded = {str(h["iteration"]): h["reseeded"] for h in history if "reseeded" in h}
+    return arrays, reseeded
+
+
+def history_from_arrays(arrays: dict, prefix: str, reseeded: dict) -> list[dict]:
+    """The history back from :func:`history_to_arrays`."""
+    keys = [key for key in HISTORY_KEYS if f"{prefix}{key}" in arrays]
+    history = []
+    for values in zip(*(arrays[f"{prefix}{key}"].tolist() for key in keys), strict=True):
+        record = dict(zip(keys, values))
+        record["iteration"] = int(record["iteration"])
+        if str(record["iteration"]) in reseeded:
+            record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
+        history.append(record)
+    return history
+
+
 def runs_to_state(runs, shift) -> tuple[dict, dict]:
     """Arrays and JSON attributes for the candidates of a fit."""
     arrays = {"shift": np.asarray(shift)}
@@ -70,15 +106,14 @@ def runs_to_state(runs, shift) -> tuple[dict, dict]:
         arrays[f"run{i}_covariances"] = p.covariances
         arrays[f"run{i}_precisions_cholesky"] = p.precisions_chol
         arrays[f"run{i}_means_history"] = np.stack(run.means) if run.means else p.means[None]
-        for key in ("log_likelihood", "change", "seconds", "objective"):
-            if all(key in h for h in run.history) and (run.history or key != "objective"):
-                arrays[f"run{i}_history_{key}"] = np.array([h[key] for h in run.history], dtype=np.float64)
+        history, reseeded = history_to_arrays(run.history, f"run{i}_history_")
+        arrays.update(history)
         meta.append({
             "covariance_type": p.covariance_type,
             "lower_bound": None if not np.isfinite(run.lower_bound) else float(run.lower_bound),
             "converged": bool(run.converged),
             "n_iter": int(run.n_iter),
-            "reseeded": {str(h["iteration"]): h["reseeded"] for h in run.history if "reseeded" in h},
+            "reseeded": reseeded,
         })  # fmt: skip
     return arrays, {"runs": meta}
 
@@ -91,17 +126,9 @@ def state_to_runs(arrays: dict, attrs: dict, make_run, make_params):
             arrays[f"run{i}_weights"], arrays[f"run{i}_means"], arrays[f"run{i}_covariances"],
             arrays[f"run{i}_precisions_cholesky"], meta["covariance_type"],
         )  # fmt: skip
-        history = []
-        n = meta["n_iter"]
-        for j in range(n):
-            record = {"iteration": j + 1}
-            for key in ("log_likelihood", "change", "seconds", "objective"):
-                if f"run{i}_history_{key}" in arrays:
-                    record[key] = float(arrays[f"run{i}_history_{key}"][j])
-            if str(j + 1) in meta["reseeded"]:
-                record["reseeded"] = [int(k) for k in meta["reseeded"][str(j + 1)]]
-            history.append(record)
+        history = history_from_arrays(arrays, f"run{i}_history_", meta["reseeded"])
         lower_bound = -np.inf if meta["lower_bound"] is None else meta["lower_bound"]
-        run = make_run(params, lower_bound, meta["converged"], n, history, list(arrays[f"run{i}_means_history"]))
+        means = list(arrays[f"run{i}_means_history"])
+        run = make_run(params, lower_bound, meta["converged"], meta["n_iter"], history, means)
         runs.append(run)
     return runs, arrays["shift"]

@@ -309,9 +309,7 @@ def score(model, data, columns, quiet, log_json):
     n_samples = X.shape[0]
     with _progress_bar(not quiet and not log_json):
         mean = float(gm.score_samples(X).mean().compute())
-    n_parameters = gm._n_parameters()
-    bic = -2 * mean * n_samples + n_parameters * np.log(n_samples)
-    aic = -2 * mean * n_samples + 2 * n_parameters
+    bic, aic = gm._params().information_criteria(mean * n_samples, n_samples)
     _report(log_json, f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
             {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples})  # fmt: skip
 

@@ -168,7 +168,6 @@ def _seeds(random_states):
 
 def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes):
     """Lloyd passes from ``centres_list``; the M-step of the last partition of each."""
-    stats: list[SufficientStats] = []
     active = list(range(len(centres_list)))
     centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
     final: dict[int, SufficientStats] = {}

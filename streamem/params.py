@@ -87,6 +87,14 @@ class MixtureParams:
         cov_params = self.covariance.n_parameters(n_components, n_features)
         return int(cov_params + n_components * n_features + n_components - 1)
 
+    def information_criteria(self, log_likelihood: float, n_samples: float) -> tuple[float, float]:
+        """BIC and AIC from a total log-likelihood over ``n_samples`` (lower is better)."""
+        n_parameters = self.n_parameters()
+        return (
+            float(-2 * log_likelihood + n_parameters * np.log(n_samples)),
+            float(-2 * log_likelihood + 2 * n_parameters),
+        )
+
     def kernel(self, shift: np.ndarray, dtype) -> LogProbKernel:
         """Constants for evaluating log-densities of data minus ``shift`` in ``dtype``."""
         return LogProbKernel(self, shift, dtype)

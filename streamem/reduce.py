@@ -18,7 +18,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-__all__ = ["ChunkedData", "apply_blocks", "compute_key"]
+__all__ = ["ChunkedData", "apply_blocks", "compute_key", "distributed_client"]
 
 SPLIT_EVERY = 8
 
@@ -142,7 +142,8 @@ def redact(address: str) -> str:
     return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
 
 
-def _distributed_client():
+def distributed_client():
+    """The active ``dask.distributed`` client, or None (without importing distributed)."""
     if "distributed" not in sys.modules:
         return None
     from distributed import default_client
@@ -160,7 +161,7 @@ def compute_key(graph: dict, key, timeout: float | None = None):
     raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
     never hangs on an unreachable cluster.
     """
-    client = _distributed_client()
+    client = distributed_client()
     if client is None:
         get = dask.base.get_scheduler() or dask.threaded.get
         return get(graph, key)

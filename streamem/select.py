@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from numbers import Integral
 
-import numpy as np
 from sklearn.utils import check_random_state
 
 from .batch import GaussianMixture, _blas_per_task
@@ -83,12 +82,11 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
 
     table = []
     for k, total in zip(ks, totals):
-        n_parameters = best[k].params.n_parameters()
-        log_likelihood = total.loglik
+        bic, aic = best[k].params.information_criteria(total.loglik, total.weight)
         table.append({
             "n_components": k,
-            "bic": float(-2 * log_likelihood + n_parameters * np.log(total.weight)),
-            "aic": float(-2 * log_likelihood + 2 * n_parameters),
+            "bic": bic,
+            "aic": aic,
             "lower_bound": float(best[k].lower_bound),
             "log_likelihood": float(total.mean_loglik),
             "n_iter": best[k].n_iter,
