@@ -88,8 +88,8 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     from distributed import Client, LocalCluster
 
     data = tmp_path / "big.zarr"
-    streamem.make_data(data, 10_000_000, 8, 4, chunk_size=250_000, seed=1)  # 640 MB of float64
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", memory_limit="600MB",
+    streamem.make_data(data, 17_000_000, 8, 4, chunk_size=250_000, seed=1)  # 1.09 GB of float64
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", memory_limit="1GB",
                       dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
         workers_before = set(client.scheduler_info()["workers"])
         with caplog.at_level("INFO", logger="streamem"):
