@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from .batch import GaussianMixture, load
 from .io import make_data, read_data
+from .online import OnlineGaussianMixture
 from .select import select_n_components
 
-__all__ = ["GaussianMixture", "__version__", "from_sklearn", "load", "make_data", "read_data", "select_n_components"]
+__all__ = [
+    "GaussianMixture",
+    "OnlineGaussianMixture",
+    "__version__",
+    "from_sklearn",
+    "load",
+    "make_data",
+    "read_data",
+    "select_n_components",
+]
 
 from_sklearn = GaussianMixture.from_sklearn
 

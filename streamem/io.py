@@ -238,8 +238,9 @@ def read_group(path) -> tuple[dict, dict]:
 
 
 def read_model(path) -> tuple[dict, dict]:
-    """Arrays and attributes of a saved model; ValueError for anything else."""
-    path = Path(path)
+    """Arrays and attributes of a saved model; ValueError for anything else. A published
+    model (a link replaced atomically, :func:`publish_model`) is read from one version."""
+    path = Path(path).resolve()
     try:
         group = zarr.open_group(str(path), mode="r")
         attrs = dict(group.attrs)

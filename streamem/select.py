@@ -6,7 +6,8 @@ from numbers import Integral
 
 from sklearn.utils import check_random_state
 
-from .batch import GaussianMixture, _blas_per_task
+from .base import blas_per_task
+from .batch import GaussianMixture
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 
@@ -73,7 +74,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     chunked = ChunkedData(data, template._validate_sample_weight(sample_weight, data))
     random_state = check_random_state(template.random_state)
 
-    with _blas_per_task(chunked.n_chunks):
+    with blas_per_task(chunked.n_chunks):
         runs, shift = template._initial_runs(chunked, (None, None, None), random_state, ks=ks)
         template._em(chunked, runs, shift, template._prior(data.shape[1], shift))
         best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.lower_bound) for k in ks}

@@ -205,9 +205,51 @@ class SufficientStats:
 
     __rmul__ = __mul__
 
+    def __sub__(self, other: SufficientStats) -> SufficientStats:
+        """These statistics without ``other``'s rows (incremental EM swaps a chunk's old
+        statistics for new ones). The worst-explained rows stay ``self``'s."""
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("expected statistics about the same shift, got two different shifts")
+        return dataclasses.replace(
+            self,
+            nk=self.nk - other.nk,
+            s1=self.s1 - other.s1,
+            s2=self.s2 - other.s2,
+            loglik=self.loglik - other.loglik,
+            weight=self.weight - other.weight,
+            count=self.count - other.count,
+            ignored=self.ignored - other.ignored,
+        )
+
     @property
     def mean_loglik(self) -> float:
         return self.loglik / self.weight
+
+    def normalized(self) -> SufficientStats:
+        """The statistics per unit of weight (weight 1, count 1): the M-step gives the same
+        parameters, and statistics of batches of any size mix as averages."""
+        return dataclasses.replace(self * (1.0 / self.weight), weight=1.0, count=1, ignored=0)
+
+    def step(self, batch: SufficientStats, step_size: float) -> SufficientStats:
+        """Stepwise EM's running average, :math:`(1 - \\eta)\\, s + \\eta\\, \\hat s(\\text{batch})`,
+        both per unit of weight; the worst-explained rows are the batch's (re-seeding uses
+        rows of the current parameters)."""
+        mixed = self.normalized() * (1.0 - step_size) + batch.normalized() * step_size
+        return dataclasses.replace(mixed, weight=1.0, count=1, worst=batch.worst)
+
+    @classmethod
+    def implied(cls, params: MixtureParams, shift, reg_covar: float) -> SufficientStats:
+        """Statistics per unit of weight whose M-step (with ``reg_covar``) gives back
+        ``params``: a starting point that stepwise EM mixes away."""
+        covariance = params.covariance
+        K, D = params.means.shape
+        means_c = params.means - shift
+        full = np.stack([covariance.component_covariance(params.covariances, k, D) for k in range(K)])
+        full = full - reg_covar * np.eye(D) + means_c[:, :, None] * means_c[:, None, :]
+        second = covariance.second_moment_from_full(params.weights[:, None, None] * full)
+        zero = cls.zero(K, D, params.covariance_type, shift)
+        return dataclasses.replace(zero, nk=params.weights.copy(), s1=params.weights[:, None] * means_c, s2=second,
+                                   weight=1.0, count=1)  # fmt: skip
 
 
 class Accumulator:

@@ -1,0 +1,253 @@
+"""What the batch and the online estimators share: input validation, the fitted
+parameters, and predictions over the chunks of a dask array (lazy for lazy input)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from numbers import Integral
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from . import io
+from .covariance import get_covariance
+from .params import MixtureParams, log_resp_inplace
+from .reduce import apply_blocks
+from .stats import block_rows, check_finite, iter_blocks
+
+__all__ = ["MixtureBase", "blas_per_task"]
+
+
+def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
+    """Row-wise outputs of a fitted mixture on one chunk: labels, resp, log p(x), or the
+    rows with their missing values imputed. With ``missing``, rows with NaN get the
+    marginal density of their observed values."""
+    check_finite(X, allow_nan=missing)
+    shift = params.weights @ params.means
+    nan_rows = np.isnan(X).any(axis=1) if missing or what == "impute" else None
+    if nan_rows is not None and nan_rows.any():
+        return _blockwise_missing(X, params, what, shift, nan_rows)
+    if what == "impute":
+        return X
+    kernel = params.kernel(shift, X.dtype)
+    parts = []
+    for xct, _ in iter_blocks(X, None, shift, block_rows([params])):
+        weighted = kernel.weighted_log_prob(kernel.covariance.features(xct))
+        if what == "predict":
+            parts.append(weighted.argmax(axis=0))
+            continue
+        log_lik = log_resp_inplace(weighted)
+        parts.append(weighted.T if what == "predict_proba" else log_lik)
+    if not parts:
+        shape = {"predict_proba": (0, params.n_components)}.get(what, (0,))
+        return np.empty(shape, dtype=np.int64 if what == "predict" else X.dtype)
+    return np.concatenate(parts)
+
+
+def _blockwise_missing(X, params, what, shift, nan_rows):
+    from .missing import incomplete_estep
+
+    complete = ~nan_rows
+    out_complete = _blockwise(X[complete], params, what) if what != "impute" else X[complete]
+    log_lik, resp, xhat, _ = incomplete_estep(X[nan_rows], params, shift)
+    if what == "predict":
+        partial = resp.argmax(axis=1)
+    elif what == "predict_proba":
+        partial = resp.astype(X.dtype)
+    elif what == "score_samples":
+        partial = log_lik.astype(X.dtype)
+    else:  # observed values are kept exactly; missing ones get their conditional expectation
+        partial = X[nan_rows].copy()
+        holes = np.isnan(partial)
+        partial[holes] = (np.einsum("nk,nkd->nd", resp, xhat) + shift)[holes]
+    out = np.empty((len(X),) + out_complete.shape[1:], dtype=out_complete.dtype)
+    out[complete] = out_complete
+    out[nan_rows] = partial
+    return out
+
+
+@contextlib.contextmanager
+def blas_per_task(n_chunks: int):
+    """On the local threaded scheduler, give each concurrent chunk task its share of BLAS threads.
+
+    Several tasks each running a multi-threaded GEMM oversubscribe the cores; one BLAS
+    thread per task is markedly faster. Other schedulers (a distributed cluster) run the
+    tasks in other processes and are left alone.
+    """
+    local = dask.config.get("scheduler", None) is None and "distributed" not in sys.modules
+    if not local and dask.base.get_scheduler() not in (None, dask.threaded.get):
+        yield
+        return
+    n_cores = os.cpu_count() or 1
+    with threadpool_limits(limits=max(1, n_cores // max(n_chunks, 1)), user_api="blas"):
+        yield
+
+
+class MixtureBase(DensityMixin, BaseEstimator):
+    """A Gaussian mixture's fitted parameters and what is computed from them: labels,
+    responsibilities, log-likelihoods, imputations, information criteria and samples.
+    Subclasses fit; they set ``covariance_type``, ``missing`` and ``random_state``."""
+
+    # ------------------------------------------------------------------ input
+    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None) -> tuple[da.Array, bool]:
+        """X as a dask array with all features in a chunk, and whether to return lazily."""
+        if allow_nan is None:
+            allow_nan = self.missing == "marginalize"
+        lazy_X, lazy = io.as_dask_array(X)
+        if not lazy:
+            X = validate_data(
+                self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
+                ensure_all_finite="allow-nan" if allow_nan else True,
+            )  # fmt: skip
+            return io.from_numpy(X), False
+        lazy_X = io.check_dask_array(lazy_X)
+        n_features = lazy_X.shape[1]
+        if reset:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        if lazy_X.numblocks[1] != 1:
+            lazy_X = lazy_X.rechunk({1: -1})
+        return lazy_X, True
+
+    def _validate_sample_weight(self, sample_weight, X: da.Array):
+        if sample_weight is None:
+            return None
+        if isinstance(sample_weight, da.Array):
+            if sample_weight.shape != (X.shape[0],):
+                raise ValueError(f"expected sample_weight of shape ({X.shape[0]},), got {sample_weight.shape}")
+            return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+        sample_weight = _check_sample_weight(
+            sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
+        )
+        return da.from_array(sample_weight, chunks=(X.chunks[0],))
+
+    def _check_initial_parameters(self, n_features: int):
+        K, D = self.n_components, n_features
+        covariance = get_covariance(self.covariance_type)
+        weights = means = precisions_chol = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,):
+                raise ValueError(f"expected weights_init of shape ({K},), got {weights.shape}")
+            if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+                raise ValueError(f"expected weights_init non-negative and summing to 1, got sum {weights.sum()}")
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+            if means.shape != (K, D):
+                raise ValueError(f"expected means_init of shape ({K}, {D}), got {means.shape}")
+            check_finite(means)
+        if self.precisions_init is not None:
+            precisions = np.asarray(self.precisions_init, dtype=np.float64)
+            shape = covariance.covariance_shape(K, D)
+            if precisions.shape != shape:
+                raise ValueError(
+                    f"expected precisions_init of shape {shape} for {self.covariance_type!r}, got {precisions.shape}"
+                )
+            if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
+                raise ValueError("expected precisions_init positive, got non-positive values")
+            precisions_chol = covariance.precisions_chol_from_precisions(precisions)
+        return weights, means, precisions_chol
+
+    # ---------------------------------------------------------------- params
+
+    def _set_params(self, params: MixtureParams) -> None:
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_chol
+        self.precisions_ = params.precisions
+
+    def _params(self) -> MixtureParams:
+        check_is_fitted(self, "precisions_cholesky_")
+        return MixtureParams(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    # -------------------------------------------------------------- predict
+
+    def _apply(self, X, what: str):
+        params = self._params()
+        missing = self.missing == "marginalize"
+        data, lazy = self._validate_X(X, reset=False, allow_nan=missing or what == "impute")
+        if what == "predict":
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=np.int64)
+        elif what in ("predict_proba", "impute"):
+            n_columns = params.n_components if what == "predict_proba" else params.n_features
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype, n_columns=n_columns)
+        else:
+            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype)
+        if lazy:
+            return out
+        with blas_per_task(out.numblocks[0]):
+            return out.compute()
+
+    def predict(self, X):
+        """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""
+        return self._apply(X, "predict")
+
+    def impute(self, X):
+        """X with each missing value (NaN) replaced by its conditional expectation under the
+        fitted mixture, :math:`\\sum_k p(k \\mid x_O)\\, E[x_M \\mid x_O, k]`; rows without
+        NaN are unchanged. Lazy for dask or zarr input."""
+        return self._apply(X, "impute")
+
+    def predict_proba(self, X):
+        """Responsibilities, array of shape (n_samples, n_components)."""
+        return self._apply(X, "predict_proba")
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample, array of shape (n_samples,)."""
+        return self._apply(X, "score_samples")
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (a float)."""
+        return float(np.asarray(self.score_samples(X).mean()))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then the labels of X under the fitted model."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def _n_parameters(self) -> int:
+        return self._params().n_parameters()
+
+    def bic(self, X):
+        """Bayesian information criterion on X (lower is better)."""
+        n_samples = self._n_samples(X)
+        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[0]
+
+    def aic(self, X):
+        """Akaike information criterion on X (lower is better)."""
+        n_samples = self._n_samples(X)
+        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[1]
+
+    def _n_samples(self, X) -> int:
+        data, _ = io.as_dask_array(X)
+        return int(data.shape[0]) if data is not None else len(X)
+
+    def sample(self, n_samples=1):
+        """Draw samples: ``(X, y)`` of shapes (n_samples, n_features) and (n_samples,)."""
+        params = self._params()
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        full = params.covariance.component_covariance
+        X = np.vstack([
+            rng.multivariate_normal(mean, full(params.covariances, k, params.n_features), int(count))
+            for k, (mean, count) in enumerate(zip(params.means, counts))
+        ])  # fmt: skip
+        y = np.repeat(np.arange(params.n_components), counts)
+        return X, y

@@ -1,0 +1,633 @@
+"""``OnlineGaussianMixture``: stepwise (online) EM over mini-batches, for streams that never end.
+
+The same E-step statistics as the batch estimator (:func:`~streamem.stats.chunk_stats`),
+combined differently: each mini-batch's statistics, per unit of weight, are mixed into
+running statistics with a decreasing step, and an M-step follows every batch
+(Cappé & Moulines 2009; Liang & Klein 2009):
+
+.. math::
+    s_t = (1 - \\eta_t)\\, s_{t-1} + \\eta_t\\, \\hat s(\\text{batch}_t), \\qquad
+    \\eta_t = \\max\\big((t + t_0)^{-\\kappa},\\ \\eta_{\\min}\\big), \\qquad
+    \\theta_t = \\text{M-step}(s_t)
+
+with :math:`\\kappa` = ``step_exponent`` in (0.5, 1], :math:`t_0` = ``step_offset`` and
+:math:`\\eta_{\\min}` = ``forgetting`` (a constant floor that keeps tracking a drifting stream).
+
+For a finite array, ``fit`` makes passes of mini-batches; with ``algorithm="incremental"``
+it runs incremental EM instead (Neal & Hinton 1998): each batch's latest statistics are
+kept, swapped into the totals when the batch is revisited, and an M-step follows every batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+import warnings
+from numbers import Integral, Real
+
+import dask.array as da
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from threadpoolctl import ThreadpoolController
+
+from . import io
+from .base import MixtureBase
+from .checkpoint import history_from_arrays, history_to_arrays
+from .covariance import COVARIANCE_TYPES, get_covariance
+from .init import INIT_METHODS
+from .params import MixtureParams, m_step
+from .stats import SufficientStats, check_total_weight, chunk_stats
+
+__all__ = ["OnlineGaussianMixture"]
+
+logger = logging.getLogger(__name__)
+
+ESTIMATOR = "OnlineGaussianMixture"
+WARM_UP_ITER = 100  # EM iterations on the warm-up rows
+WARM_UP_ROWS_PER_COMPONENT = 250
+
+
+def _average(mean: MixtureParams, new: MixtureParams, n: int) -> MixtureParams:
+    """Running (Polyak–Ruppert) average of the parameters over ``n`` iterates, ``new`` the last."""
+    if n == 1:
+        return new
+    weights = mean.weights + (new.weights - mean.weights) / n
+    means = mean.means + (new.means - mean.means) / n
+    covariances = mean.covariances + (new.covariances - mean.covariances) / n
+    return MixtureParams.from_covariances(weights, means, covariances, new.covariance_type)
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread():
+    """One BLAS thread for the small products of a mini-batch: waking other BLAS threads
+    for them costs more than they save (several times slower with two)."""
+    return _blas().limit(limits=1, user_api="blas")
+
+
+def _reseeded_stats(stats: SufficientStats, params: MixtureParams, reseeded, reg_covar) -> SufficientStats:
+    """Running statistics in which re-seeded components hold the statistics their new
+    parameters imply, so that the next M-step keeps them instead of emptying them again."""
+    implied = SufficientStats.implied(params, stats.shift, reg_covar)
+    nk, s1, s2 = stats.nk.copy(), stats.s1.copy(), stats.s2.copy()
+    nk[reseeded], s1[reseeded] = implied.nk[reseeded], implied.s1[reseeded]
+    if params.covariance_type != "tied":
+        s2[reseeded] = implied.s2[reseeded]
+    return dataclasses.replace(stats, nk=nk, s1=s1, s2=s2)
+
+
+class OnlineGaussianMixture(MixtureBase):
+    """Gaussian mixture fitted by stepwise (online) EM over mini-batches.
+
+    ``partial_fit(batch)`` updates the model with one batch; ``fit(X)`` makes passes of
+    mini-batches over a finite array (numpy, dask or zarr). The first rows (``warm_up``)
+    initialise the model (k-means++ seeding with Lloyd passes, then EM, on those rows);
+    until then the model is not fitted.
+    Parameter names, covariance types and prediction methods are those of
+    :class:`~streamem.GaussianMixture`.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        ``fit`` stops when the mean log-likelihood of a pass changes by less than this.
+    reg_covar : float, default=1e-6
+    max_iter : int, default=10
+        Passes over the data in ``fit`` at most.
+    batch_size : int, default=1000
+        Rows per mini-batch in ``fit``.
+    algorithm : {"stepwise", "incremental"}, default="stepwise"
+        How ``fit`` combines the batches; ``partial_fit`` is always stepwise. Incremental
+        EM keeps the statistics of every batch of the array (n_batches x the size of one
+        set of statistics) and usually converges in fewer passes than batch EM.
+    step_exponent : float in (0.5, 1], default=0.6
+        :math:`\\kappa`: the step of batch :math:`t` is :math:`(t + t_0)^{-\\kappa}`.
+    step_offset : float >= 0, default=1.0
+        :math:`t_0`; larger values damp the first steps.
+    forgetting : float in (0, 1], default=None
+        A floor on the step: a constant step forgets old batches geometrically, so the
+        model follows a stream whose components drift.
+    average_after : int, default=None
+        Polyak–Ruppert averaging: after this many batches (the burn-in), the fitted
+        parameters are the running average of the iterates (the E-step keeps using the
+        iterates themselves).
+    warm_up : int, default=None
+        Rows buffered before initialising; default ``max(batch_size, 250 * n_components)``.
+        The buffered batches are then used in order, none is lost.
+    n_init : int, default=1
+        Initial candidates on the warm-up rows; the best is kept.
+    init_params : {"k-means||", "k-means++", "random", "random_from_data", "kmeans"}, default="k-means||"
+        How the warm-up rows are clustered first: k-means|| (k-means++ seeding with
+        oversampling, then Lloyd passes) is the default because k-means++ seeding alone
+        leaves one pass of stepwise EM in a poor optimum far more often. A few EM
+        iterations on the warm-up rows follow.
+    weights_init, means_init, precisions_init : array-like, default=None
+        As in :class:`~streamem.GaussianMixture`.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        ``fit`` continues from the current state instead of starting again.
+    verbose : int, default=0
+        2 logs a line per pass of ``fit``.
+    verbose_interval : int, default=10
+    missing : {"error", "marginalize"}, default="error"
+        As in :class:`~streamem.GaussianMixture`: NaN is rejected, or treated as missing.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        As in :class:`~streamem.GaussianMixture` (the averages, with ``average_after``).
+    n_batches_ : int
+        Batches the model has been updated with (the step counter :math:`t`).
+    n_samples_seen_ : int
+        Rows the model has been updated with.
+    lower_bound_ : float
+        The running (step-weighted) mean log-likelihood per sample of the recent batches.
+    n_iter_ : int
+        Passes made by the last ``fit``.
+    converged_ : bool
+    history_ : list of dict
+        One record per pass of ``fit``: ``iteration``, ``log_likelihood`` (mean per sample
+        over the pass, each batch under the parameters of its E-step), ``change``, ``seconds``.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np, streamem
+    >>> rng = np.random.default_rng(0)
+    >>> model = streamem.OnlineGaussianMixture(n_components=2, random_state=0)
+    >>> for _ in range(20):
+    ...     batch = np.concatenate([rng.normal(-5, 1, (500, 2)), rng.normal(5, 1, (500, 2))])
+    ...     model = model.partial_fit(batch)
+    >>> sorted(np.round(model.means_[:, 0]).astype(int).tolist())
+    [-5, 5]
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "algorithm": [StrOptions({"stepwise", "incremental"})],
+        "step_exponent": [Interval(Real, 0.5, 1.0, closed="right")],
+        "step_offset": [Interval(Real, 0.0, None, closed="left")],
+        "forgetting": [Interval(Real, 0.0, 1.0, closed="right"), None],
+        "average_after": [Interval(Integral, 0, None, closed="left"), None],
+        "warm_up": [Interval(Integral, 1, None, closed="left"), None],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(INIT_METHODS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "missing": [StrOptions({"error", "marginalize"})],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=10,
+        batch_size=1000,
+        algorithm="stepwise",
+        step_exponent=0.6,
+        step_offset=1.0,
+        forgetting=None,
+        average_after=None,
+        warm_up=None,
+        n_init=1,
+        init_params="k-means||",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        missing="error",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.algorithm = algorithm
+        self.step_exponent = step_exponent
+        self.step_offset = step_offset
+        self.forgetting = forgetting
+        self.average_after = average_after
+        self.warm_up = warm_up
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.missing = missing
+
+    # ------------------------------------------------------------------ input
+
+    def _check_batch(self, X, sample_weight):
+        """One batch as a 2-D float array and its weights, or a ValueError naming the problem."""
+        if X is None:
+            raise ValueError("expected a batch of shape (n_rows, n_features), got None")
+        if isinstance(X, da.Array):
+            X = X.compute()
+        X = np.asarray(X) if not hasattr(X, "__array__") else X
+        if getattr(X, "ndim", 2) == 2 and 0 in getattr(X, "shape", ()):
+            raise ValueError(f"expected a non-empty batch, got an empty one of shape {X.shape}")
+        X = check_array(
+            X, dtype=[np.float64, np.float32], ensure_min_samples=1,
+            ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
+        )  # fmt: skip
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is not None and X.shape[1] != n_features:
+            raise ValueError(f"expected batches of {n_features} features, got a batch of {X.shape[1]}")
+        if len(X) < self.n_components:
+            raise ValueError(f"expected batches of at least n_components={self.n_components} rows, got {len(X)} rows")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        return X, sample_weight
+
+    # ------------------------------------------------------------ partial_fit
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one mini-batch (stepwise EM); return self.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features), n_rows >= n_components
+        y : ignored
+        sample_weight : array-like of shape (n_rows,), default=None
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "n_batches_"):
+            self._validate_params()
+            self._reset()
+        X, sample_weight = self._check_batch(X, sample_weight)
+        with _one_blas_thread():
+            if self._stats is None:
+                self._warm(X, sample_weight)
+            else:
+                self._step(X, sample_weight)
+        return self
+
+    def _reset(self) -> None:
+        for name in [*vars(self)]:
+            if name.endswith("_") and not name.startswith("__"):
+                delattr(self, name)
+        self.n_batches_ = 0
+        self.n_samples_seen_ = 0
+        self._stats = None
+        self._shift = None
+        self._iterate = None
+        self._buffer = []
+        self.history_ = []
+        self.n_iter_ = 0
+        self.converged_ = False
+
+    def _warm(self, X, sample_weight) -> None:
+        """Buffer a batch; once ``warm_up`` rows are in, initialise and use the buffered batches."""
+        if not self._buffer:
+            self.n_features_in_ = X.shape[1]
+        self._buffer.append((X, sample_weight))
+        rows = sum(len(b[0]) for b in self._buffer)
+        if rows < self._warm_up_rows():
+            return
+        buffered, self._buffer = self._buffer, []
+        self._initialise(buffered)
+        for batch, w in buffered:
+            self._step(batch, w)
+
+    def _warm_up_rows(self) -> int:
+        if self.warm_up is not None:
+            return max(self.warm_up, self.n_components)
+        return max(self.batch_size, WARM_UP_ROWS_PER_COMPONENT * self.n_components)
+
+    def _initialise(self, batches) -> None:
+        """Initial parameters from the rows of ``batches`` (by ``init_params``, or as given)."""
+        data = np.concatenate([x.astype(np.float64, copy=False) for x, _ in batches])
+        weights = None
+        if any(w is not None for _, w in batches):
+            weights = np.concatenate([np.ones(len(x)) if w is None else w for x, w in batches])
+        self.n_features_in_ = data.shape[1]
+        params, shift = self._initial_params(data, weights)
+        self._shift = shift
+        self._iterate = params
+        self._stats = SufficientStats.implied(params, shift, self.reg_covar)
+        self._set_params(params)
+
+    def _initial_params(self, data, weights) -> tuple[MixtureParams, np.ndarray]:
+        """Initial parameters: as given, or batch EM on the warm-up rows from ``init_params``
+        (``n_init`` candidates, the best kept), so that the stream starts near a good optimum."""
+        from .batch import GaussianMixture
+
+        complete = ~np.isnan(data).any(axis=1)
+        w = np.ones(len(data)) if weights is None else weights
+        shift = (w[complete] @ data[complete]) / max(w[complete].sum(), np.finfo(float).tiny)
+        weights_init, means_init, precisions_chol = self._check_initial_parameters(data.shape[1])
+        if weights_init is not None and means_init is not None and precisions_chol is not None:
+            params = MixtureParams.from_precisions_chol(weights_init, means_init, precisions_chol, self.covariance_type)
+            return params, shift
+        model = GaussianMixture(
+            self.n_components, covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
+            max_iter=WARM_UP_ITER, n_init=self.n_init, init_params=self.init_params, weights_init=self.weights_init,
+            means_init=self.means_init, precisions_init=self.precisions_init, random_state=self.random_state,
+            missing=self.missing,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(data, sample_weight=weights)
+        return model._params(), shift
+
+    def step_size(self, t: int) -> float:
+        """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""
+        eta = min(1.0, (t + self.step_offset) ** -self.step_exponent)
+        return max(eta, self.forgetting or 0.0)
+
+    def _batch_stats(self, X, sample_weight) -> SufficientStats:
+        stats = chunk_stats(X, sample_weight, [self._iterate], self._shift, self.missing == "marginalize")[0]
+        check_total_weight(stats.weight)
+        return stats
+
+    def _step(self, X, sample_weight) -> SufficientStats:
+        """One stepwise-EM update; nothing changes unless it succeeds."""
+        batch = self._batch_stats(X, sample_weight)
+        t = self.n_batches_ + 1
+        stats = self._stats.step(batch, self.step_size(t))
+        params, reseeded = m_step(stats, self.covariance_type, self.reg_covar)
+        if reseeded:
+            logger.warning("batch %d: re-seeded empty components %s at the worst-explained rows", t, reseeded)
+            stats = _reseeded_stats(stats, params, reseeded, self.reg_covar)
+        self._commit(stats, params, t, batch.count)
+        return batch
+
+    def _commit(self, stats: SufficientStats, params: MixtureParams, t: int, rows: int) -> None:
+        self._stats, self._iterate = stats, params
+        self.n_batches_ = t
+        self.n_samples_seen_ += int(rows)
+        self.lower_bound_ = float(stats.loglik)
+        burn_in = self.average_after
+        if burn_in is not None and t > burn_in:
+            n = t - burn_in
+            self._set_params(_average(self._params() if n > 1 else params, params, n))
+        else:
+            self._set_params(params)
+
+    # -------------------------------------------------------------------- fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Passes of mini-batches of ``batch_size`` rows over a finite array (numpy, dask,
+        zarr or a path to a zarr array), until the mean log-likelihood of a pass changes
+        by less than ``tol`` or after ``max_iter`` passes.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        data, lazy = io.as_dask_array(X)
+        if lazy:
+            data = io.check_dask_array(data)
+            n_samples = data.shape[0]
+        else:
+            X = check_array(
+                X, dtype=[np.float64, np.float32], ensure_min_samples=1,
+                ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
+            )  # fmt: skip
+            n_samples = len(X)
+        if n_samples < self.n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}"
+            )
+        if sample_weight is not None and not isinstance(sample_weight, da.Array):
+            sample_weight = _check_sample_weight(
+                sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
+            )
+        source = data if lazy else X
+        batches = lambda: _batches(source, sample_weight, self.batch_size, self.n_components)  # noqa: E731
+        if not (self.warm_start and getattr(self, "_stats", None) is not None):
+            self._reset()
+            head, rows = [], 0
+            for batch in batches():  # the first rows initialise the model
+                head.append(self._check_batch(*batch))
+                rows += len(batch[0])
+                if rows >= self._warm_up_rows():
+                    break
+            self._initialise(head)
+        with _one_blas_thread():
+            self._passes(batches)
+        return self
+
+    def _passes(self, batches) -> None:
+        incremental = self.algorithm == "incremental"
+        per_batch: list[SufficientStats] = []
+        total = None
+        previous = self.lower_bound_ if self.warm_start and hasattr(self, "lower_bound_") else -np.inf
+        self.converged_ = False
+        for n_pass in range(1, self.max_iter + 1):
+            start = time.perf_counter()
+            loglik = weight = 0.0
+            if per_batch:  # the totals again from the parts, so rounding never accumulates
+                total = sum(per_batch[1:], per_batch[0])
+            for index, (batch, w) in enumerate(batches()):
+                batch, w = self._check_batch(batch, w)
+                if not incremental:
+                    stats = self._step(batch, w)
+                else:
+                    stats = self._batch_stats(batch, w)
+                    if index < len(per_batch):
+                        total = total - per_batch[index] + stats
+                        per_batch[index] = stats
+                    else:
+                        total = stats if total is None else total + stats
+                        per_batch.append(stats)
+                    totals = dataclasses.replace(total, worst=stats.worst)
+                    params, reseeded = m_step(totals, self.covariance_type, self.reg_covar)
+                    if reseeded:
+                        logger.warning("re-seeded empty components %s at the worst-explained rows", reseeded)
+                    self._commit(totals.normalized(), params, self.n_batches_ + 1, stats.count)
+                loglik += stats.loglik
+                weight += stats.weight
+            mean = loglik / weight if weight else -np.inf
+            change = mean - previous
+            previous = mean
+            self.n_iter_ = n_pass
+            self.history_.append(
+                {"iteration": n_pass, "log_likelihood": mean, "change": change, "seconds": time.perf_counter() - start}
+            )
+            if self.verbose >= 2 and n_pass % self.verbose_interval == 0:
+                logger.info("pass %d: log-likelihood %.8g, change %.3g", n_pass, mean, change)
+            if abs(change) < self.tol:
+                self.converged_ = True
+                break
+
+    # ---------------------------------------------------------- persistence
+
+    def state(self) -> tuple[dict, dict]:
+        """Everything needed to continue exactly: parameters, the running statistics and the
+        step counter, as arrays and JSON."""
+        check_is_fitted(self, "_stats")
+        if self._stats is None:
+            raise ValueError("the model is still warming up: no parameters to save yet")
+        fitted = self._params()
+        s, it = self._stats, self._iterate
+        arrays = {
+            "weights": fitted.weights, "means": fitted.means, "covariances": fitted.covariances,
+            "precisions_cholesky": fitted.precisions_chol,
+            "iterate_weights": it.weights, "iterate_means": it.means, "iterate_covariances": it.covariances,
+            "iterate_precisions_cholesky": it.precisions_chol,
+            "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
+            "shift": self._shift,
+            "worst_scores": s.worst.scores, "worst_points": s.worst.points,
+        }  # fmt: skip
+        hyper = {}
+        for name, value in self.get_params().items():
+            if isinstance(value, (np.ndarray, list, tuple)):
+                arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
+                hyper[name] = {"array": f"param_{name}"}
+            else:
+                hyper[name] = io._json_safe(value)
+        history, _ = history_to_arrays(self.history_, "history_")
+        arrays.update(history)
+        attrs = {
+            "format": io.FORMAT,
+            "format_version": io.FORMAT_VERSION,
+            "estimator": ESTIMATOR,
+            "params": hyper,
+            "fitted": {
+                "n_batches": int(self.n_batches_),
+                "n_samples_seen": int(self.n_samples_seen_),
+                "n_iter": int(self.n_iter_),
+                "converged": bool(self.converged_),
+                "lower_bound": float(self.lower_bound_),
+                "n_features_in": int(self.n_features_in_),
+            },
+        }
+        return arrays, attrs
+
+    def save(self, path) -> None:
+        """Save the model and its online state as a zarr group (atomically; no pickle).
+        :func:`streamem.load` gives it back, ready to continue with ``partial_fit``."""
+        io.write_model(path, *self.state())
+
+    @classmethod
+    def load(cls, path) -> OnlineGaussianMixture:
+        """Load a model saved with :meth:`save`."""
+        arrays, attrs = io.read_model(path)
+        if attrs.get("estimator") != ESTIMATOR:
+            raise ValueError(f"{str(path)!r} holds a {attrs.get('estimator', 'GaussianMixture')}, not a {ESTIMATOR}")
+        return cls.from_state(arrays, attrs, str(path))
+
+    @classmethod
+    def from_state(cls, arrays: dict, attrs: dict, where: str = "the state") -> OnlineGaussianMixture:
+        """The model back from :meth:`state`'s arrays and attributes."""
+        try:
+            return cls._from_state(arrays, attrs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where!r} is a corrupt streamem model: {exc}") from None
+
+    @classmethod
+    def _from_state(cls, arrays: dict, attrs: dict) -> OnlineGaussianMixture:
+        hyper = {
+            name: arrays[value["array"]] if isinstance(value, dict) else value
+            for name, value in attrs["params"].items()
+        }
+        model = cls(**hyper)
+        fitted = attrs["fitted"]
+        K, D = arrays["means"].shape
+        covariance = get_covariance(model.covariance_type)
+        if model.n_components != K or fitted["n_features_in"] != D:
+            raise ValueError("parameter shapes do not match the hyper-parameters")
+        for name in ("covariances", "precisions_cholesky", "iterate_covariances"):
+            if arrays[name].shape != covariance.covariance_shape(K, D):
+                raise ValueError(f"{name} has shape {arrays[name].shape}")
+        model._reset()
+        model.n_features_in_ = D
+        model._set_params(MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"],
+                                        arrays["precisions_cholesky"], model.covariance_type))  # fmt: skip
+        model._iterate = MixtureParams(
+            arrays["iterate_weights"], arrays["iterate_means"], arrays["iterate_covariances"],
+            arrays["iterate_precisions_cholesky"], model.covariance_type,
+        )  # fmt: skip
+        model._shift = arrays["shift"]
+        zero = SufficientStats.zero(K, D, model.covariance_type, model._shift)
+        worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
+        model._stats = dataclasses.replace(
+            zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],
+            loglik=float(arrays["stats_loglik"][0]), weight=1.0, count=1, worst=worst,
+        )  # fmt: skip
+        model.n_batches_ = int(fitted["n_batches"])
+        model.n_samples_seen_ = int(fitted["n_samples_seen"])
+        model.n_iter_ = int(fitted["n_iter"])
+        model.converged_ = bool(fitted["converged"])
+        model.lower_bound_ = float(fitted["lower_bound"])
+        model.history_ = history_from_arrays(arrays, "history_", {})
+        return model
+
+
+def _batches(X, sample_weight, batch_size: int, min_rows: int):
+    """``(batch, weights)`` of ``batch_size`` rows over an in-memory or dask array, reading a
+    dask array one chunk at a time; a last batch of fewer than ``min_rows`` rows joins the
+    one before it."""
+    held = None
+    for batch in _slices(X, sample_weight, batch_size):
+        if held is not None and len(batch[0]) < min_rows:
+            x, w = held
+            held = (np.concatenate([x, batch[0]]), None if w is None else np.concatenate([w, batch[1]]))
+            continue
+        if held is not None:
+            yield held
+        held = batch
+    if held is not None:
+        yield held
+
+
+def _slices(X, sample_weight, batch_size: int):
+    if isinstance(X, da.Array):
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        w_parts = None
+        if sample_weight is not None:
+            w = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(sample_weight)
+            w_parts = w.astype(np.float64).rechunk((X.chunks[0],)).to_delayed()
+        chunks = (
+            (x.compute(), None if w_parts is None else w_parts[i].compute()) for i, x in enumerate(X.to_delayed()[:, 0])
+        )
+    else:
+        chunks = iter([(X, sample_weight)])
+    rest_x = rest_w = None
+    for x, w in chunks:
+        if rest_x is not None and len(rest_x):
+            x = np.concatenate([rest_x, x])
+            w = None if w is None else np.concatenate([rest_w, w])
+        n_full = len(x) // batch_size * batch_size
+        for start in range(0, n_full, batch_size):
+            yield x[start : start + batch_size], None if w is None else w[start : start + batch_size]
+        rest_x, rest_w = x[n_full:], None if w is None else w[n_full:]
+    if rest_x is not None and len(rest_x):
+        yield rest_x, rest_w
