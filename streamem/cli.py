@@ -425,3 +425,56 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
         {"event": "done", "n_iter": gm.n_iter_, "converged": bool(gm.converged_), "lower_bound": gm.lower_bound_,
          "seconds": seconds, "max_mean_error": float(nearest.max())},
     )  # fmt: skip
+
+
+@main.command()
+@click.argument("source")
+@click.option("--n-features", required=True, type=click.IntRange(min=1), help="Values per row of a record.")
+@click.option("--n-components", required=True, type=click.IntRange(min=1))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint directory (resumed).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The current model, published (zarr).")
+@click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1), help="Rows per update.")
+@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Batches between checkpoints.")  # fmt: skip
+@click.option("--checkpoint-interval", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds between checkpoints at most.")  # fmt: skip
+@click.option("--stop-after-idle", default=None, type=click.FloatRange(min=0),
+              help="Stop when no record came for this many seconds (default: run until signalled).")  # fmt: skip
+@click.option("--max-batches", default=None, type=click.IntRange(min=1), help="Stop after this many batches.")
+@click.option("--labels", default=None, type=click.Path(path_type=Path),
+              help="Write each row's label to this zarr array, at the row's index in the stream.")  # fmt: skip
+@click.option("--step-exponent", default=0.6, show_default=True, type=click.FloatRange(0.5, 1, min_open=True))
+@click.option("--forgetting", default=None, type=click.FloatRange(0, 1, min_open=True),
+              help="A constant floor on the step, for drifting streams.")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, type=int)
+@_command
+def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
+           checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, seed, quiet,
+           log_json):  # fmt: skip
+    """Fit an online mixture to a stream, with checkpoints; run again to resume.
+
+    SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
+    kafka://BROKER/TOPIC?group=G, zarr:PATH or dir:PATH. A record carries rows of
+    little-endian float64 values. SIGTERM or Ctrl-C checkpoint and stop.
+    """
+    from .online import OnlineGaussianMixture
+    from .sources import open_source
+    from .stream import run
+
+    model = OnlineGaussianMixture(n_components, covariance_type=covariance_type, batch_size=batch_size,
+                                  step_exponent=step_exponent, forgetting=forgetting, random_state=seed)  # fmt: skip
+    try:
+        opened = open_source(source, n_features)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SOURCE") from None
+    result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                 checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,
+                 labels=labels)  # fmt: skip
+    _report(
+        log_json,
+        f"streamem stream: stopped ({result.stopped}) after {result.batches} batches; {result.rows} rows in the "
+        f"model, {result.rejected} malformed records sent to the dead letters, {result.checkpoints} checkpoints",
+        {"event": "done", "stopped": result.stopped, "batches": result.batches, "rows": result.rows,
+         "rejected": result.rejected, "checkpoints": result.checkpoints, "position": result.position},
+    )  # fmt: skip

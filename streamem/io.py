@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -221,6 +222,35 @@ def write_model(path, arrays: dict, attrs: dict) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+PUBLISHED_VERSIONS = 3
+
+
+def publish_model(path, arrays: dict, attrs: dict) -> None:
+    """Publish a model at ``path`` for readers in other processes: each version is a new
+    group beside it, and ``path`` is a symbolic link switched atomically to the newest, so
+    a reader (:func:`read_model` resolves the link once) always reads one whole version.
+    The last few versions are kept for readers still reading them."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    versions = parent / f".{path.name}.versions"
+    versions.mkdir(exist_ok=True)
+    if path.exists() and not path.is_symlink():
+        check_model_path(path)  # a model saved before: it becomes the oldest version
+        os.replace(path, versions / f"model-0-{uuid.uuid4().hex}.zarr")
+    name = f"model-{time.time_ns()}-{uuid.uuid4().hex[:8]}.zarr"
+    tmp = versions / f".{name}.tmp"
+    write_group(tmp, arrays, attrs)
+    os.replace(tmp, versions / name)
+    link = parent / f".{path.name}.link-{uuid.uuid4().hex}"
+    os.symlink(Path(versions.name) / name, link)
+    os.replace(link, path)
+    old = sorted(
+        (p for p in versions.iterdir() if p.name.startswith("model-")), key=lambda p: int(p.name.split("-")[1])
+    )
+    for stale in old[:-PUBLISHED_VERSIONS]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def write_group(path, arrays: dict, attrs: dict) -> None:

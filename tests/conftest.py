@@ -32,3 +32,56 @@ def sklearn_start(X, n_components, covariance_type, seed=1):
 @pytest.fixture
 def blobs():
     return mixture_data()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process, name: str, seconds: float = 15.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not listen on port {port} within {seconds} s")
+
+
+def _server(command: list[str], port: int, name: str):
+    import subprocess
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port, process, name)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def redis_server():
+    """A real redis-server on a free loopback port, without persistence; yields the port."""
+    port = free_port()
+    yield from _server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                        "--appendonly", "no"], port, "redis-server")  # fmt: skip
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A real nats-server with JetStream on a free loopback port; yields the port."""
+    port = free_port()
+    store = tmp_path / "jetstream"
+    yield from _server(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)], port,
+                       "nats-server")  # fmt: skip

@@ -1,0 +1,190 @@
+"""File sources: a zarr array that keeps growing, and a folder where files land."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from . import Batch, Rejects
+
+__all__ = ["DirectorySource", "ZarrTailSource"]
+
+logger = logging.getLogger(__name__)
+
+
+def _open_array(path):
+    node = zarr.open(str(path), mode="r")
+    if isinstance(node, zarr.Group):
+        if "X" not in node:
+            raise ValueError(f"expected a zarr array or a group with an array 'X' at {str(path)!r}")
+        node = node["X"]
+    return node
+
+
+class ZarrTailSource:
+    """Rows of a 2-D zarr array that another process appends to (``zarr.Array.append``),
+    read as they arrive; the position is the number of rows read.
+
+    Appending grows the array's shape before the new rows are written (chunk by chunk, in
+    any order); create the array with ``fill_value=nan`` so that rows not written yet (all
+    NaN) are waited for rather than read. A row still all NaN after ``blank_grace`` seconds,
+    and rows with some NaN or infinity, are rejected and counted.
+    """
+
+    def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0):
+        self.path = Path(path)
+        self.n_features = n_features
+        self.position = 0
+        self.blank_grace = blank_grace
+        self._blank_since = None
+        self.poll_interval = poll_interval
+        self._rejects = Rejects(f"zarr:{path}")
+
+    @property
+    def rejected(self) -> int:
+        return self._rejects.rejected
+
+    def seek(self, position) -> None:
+        self.position = int(position or 0)
+
+    def _available(self):
+        try:
+            array = _open_array(self.path)
+        except FileNotFoundError:
+            return None, 0
+        if array.ndim != 2 or array.shape[1] != self.n_features:
+            raise ValueError(
+                f"expected an array of shape (n, {self.n_features}) at {str(self.path)!r}, got {array.shape}"
+            )
+        return array, array.shape[0]
+
+    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            array, n_rows = self._available()
+            if array is not None and n_rows > self.position:
+                X = np.asarray(array[self.position : min(n_rows, self.position + max_rows)], dtype=np.float64)
+                blank = np.flatnonzero(np.isnan(X).all(axis=1))
+                written = len(X) if not len(blank) else int(blank[0])
+                if written == 0 and self._still_blank(time.monotonic()):
+                    written = 1  # never written: a row of NaN, rejected below
+                X = X[:written]
+                if written:
+                    start = self.position
+                    self.position += written
+                    self._blank_since = None
+                    bad = ~np.isfinite(X).all(axis=1)
+                    for row in np.flatnonzero(bad):
+                        self._rejects.note(start + int(row), "expected finite values, got NaN or infinity")
+                    return Batch(X[~bad], self.position, int(bad.sum()))
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
+
+    def _still_blank(self, now: float) -> bool:
+        """A row of fill value (NaN) is a row not written yet, for ``blank_grace`` seconds."""
+        if self._blank_since is None or self._blank_since[0] != self.position:
+            self._blank_since = (self.position, now)
+        return now - self._blank_since[1] >= self.blank_grace
+
+    def ack(self, position) -> None:
+        """The checkpoint holds the position; nothing to tell the array."""
+
+    def close(self) -> None:
+        pass
+
+
+class DirectorySource:
+    """Rows of the ``.npy`` files and ``.zarr`` arrays that land in a folder, in name order;
+    the position is ``[file name, rows read from it]``.
+
+    Files must land whole: write under a name starting with ``.`` (ignored), then rename.
+    A file that cannot be read, has the wrong width or holds NaN or infinity is moved to
+    the ``dlq`` sub-folder with a ``.reason`` file beside it.
+    """
+
+    SUFFIXES = (".npy", ".zarr")
+
+    def __init__(self, path, n_features: int, poll_interval: float = 0.05):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ValueError(f"expected an existing folder for the dir: source, got {str(self.path)!r}")
+        self.n_features = n_features
+        self.poll_interval = poll_interval
+        self.position = ["", 0]
+        self._rejects = Rejects(f"dir:{path}")
+        self._current = None  # (name, rows) of the file being read
+
+    @property
+    def rejected(self) -> int:
+        return self._rejects.rejected
+
+    def seek(self, position) -> None:
+        self.position = ["", 0] if position is None else [str(position[0]), int(position[1])]
+        self._current = None
+
+    def _pending(self) -> list[str]:
+        name, _ = self.position
+        names = sorted(p.name for p in self.path.iterdir() if p.suffix in self.SUFFIXES and not p.name.startswith("."))
+        return [n for n in names if n >= name]
+
+    def _load(self, name: str) -> np.ndarray:
+        path = self.path / name
+        X = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _open_array(path)[...]
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected shape (n, {self.n_features}), got {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("expected finite values, got NaN or infinity")
+        return X
+
+    def _reject(self, name: str, reason: str) -> None:
+        dlq = self.path / "dlq"
+        dlq.mkdir(exist_ok=True)
+        os.replace(self.path / name, dlq / name)
+        (dlq / f"{name}.reason").write_text(json.dumps({"file": name, "reason": reason}) + "\n")
+        self._rejects.note(name, reason)
+
+    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows, n_rows, rejected = [], 0, 0
+            for name in self._pending():
+                if self._current is None or self._current[0] != name:
+                    try:
+                        self._current = (name, self._load(name))
+                    except Exception as exc:  # any unreadable file goes to the dead letters
+                        self._reject(name, str(exc))
+                        self.position = [name, 0]
+                        rejected += 1
+                        continue
+                    if self.position[0] != name:
+                        self.position = [name, 0]
+                X = self._current[1]
+                start = self.position[1]
+                take = X[start : start + max_rows - n_rows]
+                if not len(take):
+                    continue
+                rows.append(take)
+                n_rows += len(take)
+                self.position = [name, start + len(take)]
+                if n_rows >= max_rows:
+                    break
+            if rows or rejected:
+                X = np.concatenate(rows) if rows else np.empty((0, self.n_features))
+                return Batch(X, list(self.position), rejected)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
+
+    def ack(self, position) -> None:
+        """The checkpoint holds the position; files are left where they are."""
+
+    def close(self) -> None:
+        pass

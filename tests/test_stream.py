@@ -1,0 +1,265 @@
+"""The stream runner and ``streamem stream``: checkpoint, SIGKILL and resume exactly once
+against real Redis and NATS servers, SIGTERM, the published model, labels, file sources."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+import streamem
+from streamem.cli import main
+from streamem.sources import encode_rows
+from streamem.sources.memory import MemorySource
+from streamem.stream import run
+
+from .conftest import free_port
+
+D, K = 3, 2
+ROWS_PER_RECORD = 10
+
+
+def _data(n=30_000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(-4, 1, (n // 2, D)), rng.normal(4, 1, (n - n // 2, D))])
+    return X[rng.permutation(n)]
+
+
+def _records(X):
+    return [X[i : i + ROWS_PER_RECORD] for i in range(0, len(X), ROWS_PER_RECORD)]
+
+
+def _cli(url, tmp_path, name, *extra):
+    return [sys.executable, "-m", "streamem", "stream", url, "--n-features", str(D), "--n-components", str(K),
+            "--checkpoint", str(tmp_path / f"{name}.ckpt"), "--out", str(tmp_path / f"{name}.zarr"),
+            "--batch-size", "200", "--checkpoint-every", "3", "--stop-after-idle", "1.5", "--seed", "0", *extra]  # fmt: skip
+
+
+def _assert_same_model(a, b):
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=0, atol=1e-12)
+    assert a.n_batches_ == b.n_batches_ and a.n_samples_seen_ == b.n_samples_seen_
+
+
+def _kill_and_resume(command, checkpoint, rng, kills=3):
+    """Run ``command`` to its end, killing it with SIGKILL ``kills`` times at random moments
+    after its first checkpoint; the number of kills that landed mid-run."""
+    landed = 0
+    for _ in range(kills + 20):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if landed < kills:
+            deadline = time.monotonic() + 60
+            while not (checkpoint / "LATEST").exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.6))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                landed += 1
+                continue
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()
+        return landed, out.decode()
+    raise AssertionError("the run never finished")
+
+
+def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
+    import redis
+
+    client = redis.Redis(port=redis_server)
+    X = _data()
+    for record in _records(X):
+        client.xadd("points", {"x": encode_rows(record)})
+    client.xadd("points", {"x": b"broken"})
+    url = f"redis://127.0.0.1:{redis_server}/points?group="
+    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()
+    landed, out = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
+                                   np.random.default_rng(0))  # fmt: skip
+    assert landed >= 2
+    a, b = streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
+    _assert_same_model(a, b)
+    assert a.n_samples_seen_ == len(X)  # none lost, none twice
+    assert client.xpending("points", "killed")["pending"] == 0  # everything acknowledged in the end
+    assert client.xlen("points:dlq") >= 2  # the malformed entry, once per group (never looped)
+
+
+def test_sigkill_and_resume_exactly_once_with_nats(nats_server, tmp_path):
+    import nats
+
+    X = _data(20_000, seed=1)
+
+    async def publish():
+        nc = await nats.connect(f"nats://127.0.0.1:{nats_server}")
+        js = nc.jetstream()
+        await js.add_stream(name="points", subjects=["points"])
+        for record in _records(X):
+            await js.publish("points", encode_rows(record))
+        await nc.drain()
+
+    asyncio.run(publish())
+    url = f"nats://127.0.0.1:{nats_server}/points?durable="
+    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()
+    landed, _ = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
+                                 np.random.default_rng(1))  # fmt: skip
+    assert landed >= 2
+    a, b = streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
+    _assert_same_model(a, b)
+    assert a.n_samples_seen_ == len(X)
+
+
+def test_sigterm_checkpoints_and_stops(redis_server, tmp_path):
+    import redis
+
+    client = redis.Redis(port=redis_server)
+    X = _data(10_000)
+    for record in _records(X):
+        client.xadd("points", {"x": encode_rows(record)})
+    command = _cli(f"redis://127.0.0.1:{redis_server}/points?group=g", tmp_path, "m")[:-4]  # no idle stop
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until everything is in a published model: it then waits for more
+        time.sleep(0.1)
+        try:
+            if streamem.load(tmp_path / "m.zarr").n_samples_seen_ == len(X):
+                break
+        except ValueError:
+            pass
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert "stopped (signal)" in out.decode()
+    model = streamem.load(tmp_path / "m.zarr")
+    assert model.n_samples_seen_ == len(X)
+    assert client.xpending("points", "g")["pending"] == 0
+
+
+def test_published_model_is_always_whole_while_the_runner_writes(tmp_path):
+    X = _data(40_000)
+    out = tmp_path / "model.zarr"
+    failures, loads = [], [0]
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            if out.exists():
+                try:
+                    assert streamem.load(out).means_.shape == (K, D)
+                    loads[0] += 1
+                except Exception as exc:  # any failure to read is what this test looks for
+                    failures.append(exc)
+
+    def slow_records():  # a stream that takes about 3 s
+        for record in _records(X):
+            time.sleep(0.00075)
+            yield record
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        result = run(MemorySource(slow_records(), D), streamem.OnlineGaussianMixture(K, random_state=0),
+                     tmp_path / "ckpt", out, batch_size=100, checkpoint_every=1, stop_after_idle=0.0,
+                     poll_timeout=0.01)  # fmt: skip
+    finally:
+        done.set()
+        thread.join()
+    assert result.checkpoints >= 10 and loads[0] >= 10
+    assert failures == []
+    assert len(list((tmp_path / ".model.zarr.versions").iterdir())) <= 3  # old versions are removed
+
+
+def test_checkpoint_resume_equals_uninterrupted_in_process(tmp_path):
+    X = _data(20_000)
+    records = _records(X)
+    whole = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "a",
+                batch_size=300, stop_after_idle=0.0, poll_timeout=0.01).model  # fmt: skip
+    first = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "b",
+                batch_size=300, max_batches=25, poll_timeout=0.01)  # fmt: skip
+    assert first.stopped == "max_batches" and first.position == 25 * 30
+    second = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "b",
+                 batch_size=300, stop_after_idle=0.0, poll_timeout=0.01)  # fmt: skip
+    assert second.resumed and second.rows == len(X)
+    _assert_same_model(whole, second.model)
+    with pytest.raises(ValueError, match="n_components=2"):
+        run(MemorySource(records, D), streamem.OnlineGaussianMixture(3), tmp_path / "b", stop_after_idle=0.0)
+
+
+def test_labels_written_at_stream_indices(tmp_path):
+    X = _data(6000)
+    result = run(MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0, warm_up=1000),
+                 tmp_path / "ckpt", labels=tmp_path / "labels.zarr", batch_size=500, stop_after_idle=0.0,
+                 poll_timeout=0.01)  # fmt: skip
+    labels = zarr.open_array(str(tmp_path / "labels.zarr"))[...]
+    assert len(labels) == result.rows == len(X)
+    truth = X[:, 0] > 0
+    agreement = np.mean((labels == labels[truth][0]) == truth)
+    assert agreement > 0.99
+
+
+def test_zarr_source_appended_while_the_runner_reads(tmp_path):
+    path = tmp_path / "x.zarr"
+    array = zarr.create_array(str(path), shape=(0, D), chunks=(1000, D), dtype="f8", fill_value=np.nan)
+    X = _data(12_000)
+
+    def writer():
+        for start in range(0, len(X), 1500):
+            array.append(X[start : start + 1500])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    result = run(f"zarr:{path}", streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "ckpt",
+                 n_features=D, batch_size=1000, stop_after_idle=1.0, poll_timeout=0.05)  # fmt: skip
+    thread.join()
+    assert result.rows == len(X) and result.position == len(X)
+
+
+def test_dir_source_files_landing_and_a_corrupt_one(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    X = _data(8000)
+
+    def writer():
+        for i, start in enumerate(range(0, len(X), 2000)):
+            np.save(folder / f".part-{i}.npy", X[start : start + 2000])
+            os.replace(folder / f".part-{i}.npy", folder / f"part-{i}.npy")
+            time.sleep(0.05)
+        (folder / "part-9.npy").write_bytes(b"garbage")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    result = run(f"dir:{folder}", streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "ckpt",
+                 n_features=D, batch_size=1000, stop_after_idle=1.0, poll_timeout=0.05)  # fmt: skip
+    thread.join()
+    assert result.rows == len(X) and result.rejected == 1
+    assert (folder / "dlq" / "part-9.npy").exists() and (folder / "dlq" / "part-9.npy.reason").exists()
+
+
+def test_cli_stream_errors(tmp_path):
+    runner = CliRunner()
+    base = ["stream", "--n-features", "3", "--n-components", "2", "--checkpoint", str(tmp_path / "c"),
+            "--out", str(tmp_path / "m.zarr")]  # fmt: skip
+    result = runner.invoke(main, [*base[:1], "ftp://nowhere/x", *base[1:]])
+    assert result.exit_code == 2 and "expected a source URL" in result.output
+    result = runner.invoke(main, [*base[:1], f"redis://127.0.0.1:{free_port()}/x?group=g", *base[1:]])
+    assert result.exit_code == 1
+    assert (
+        result.output.strip().startswith("error: cannot read redis://") and len(result.output.strip().splitlines()) == 1
+    )
+    result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--batch-size", "0"])
+    assert result.exit_code == 2
+
+
+def test_python_m_streamem_stream_help():
+    result = subprocess.run([sys.executable, "-m", "streamem", "stream", "--help"], capture_output=True, timeout=60)
+    assert result.returncode == 0 and b"--checkpoint-every" in result.stdout
