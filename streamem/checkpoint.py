@@ -34,13 +34,13 @@ CHECKPOINT_FORMAT = "streamem.checkpoint"
 _LATEST = "LATEST"
 
 
-def save_state(directory, step: int, arrays: dict, attrs: dict) -> None:
+def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = False) -> None:
     """Save one state of a fit as the checkpoint's latest, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"state-{step:06d}-{uuid.uuid4().hex[:8]}.zarr"
     tmp = directory / f".{name}.tmp"
-    io.write_group(tmp, arrays, {"format": CHECKPOINT_FORMAT, **attrs})
+    io.write_group(tmp, arrays, {"format": CHECKPOINT_FORMAT, **attrs}, pack)
     os.replace(tmp, directory / name)
     pointer = directory / f".{_LATEST}.tmp-{uuid.uuid4().hex}"
     pointer.write_text(json.dumps({"state": name}))

@@ -204,14 +204,14 @@ def check_model_path(path) -> None:
             raise ValueError(f"refusing to overwrite {str(path)!r}: it exists and is not a streamem model") from None
 
 
-def write_model(path, arrays: dict, attrs: dict) -> None:
+def write_model(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
     """Write a model group to ``path`` atomically (temporary name, then rename)."""
     check_model_path(path)
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
-        write_group(tmp, arrays, attrs)
+        write_group(tmp, arrays, attrs, pack)
         if path.exists():
             old = parent / f".{path.name}.old-{uuid.uuid4().hex}"
             os.replace(path, old)
@@ -241,7 +241,7 @@ def publish_model(path, arrays: dict, attrs: dict) -> None:
         os.replace(path, versions / f"model-0-{uuid.uuid4().hex}.zarr")
     name = f"model-{time.time_ns()}-{uuid.uuid4().hex[:8]}.zarr"
     tmp = versions / f".{name}.tmp"
-    write_group(tmp, arrays, attrs)
+    write_group(tmp, arrays, attrs, pack=True)
     os.replace(tmp, versions / name)
     link = parent / f".{path.name}.link-{uuid.uuid4().hex}"
     os.symlink(Path(versions.name) / name, link)
@@ -253,18 +253,46 @@ def publish_model(path, arrays: dict, attrs: dict) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def write_group(path, arrays: dict, attrs: dict) -> None:
-    """A new zarr group at ``path``: numpy arrays, and attributes as standard JSON."""
+PACKED = "packed"
+
+
+def write_group(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
+    """A new zarr group at ``path``: numpy arrays, and attributes as standard JSON.
+
+    With ``pack``, the (float64) arrays are stored end to end in one array ``packed`` and
+    their places in the attribute ``packed``: a few files instead of two per array, for
+    states written every second (:func:`read_group` unpacks them)."""
     group = zarr.open_group(str(path), mode="w")
+    attrs = dict(attrs)
+    if pack:
+        places, parts, offset = {}, [], 0
+        for name, value in arrays.items():
+            value = np.asarray(value, dtype=np.float64)
+            places[name] = [offset, list(value.shape)]
+            parts.append(value.ravel())
+            offset += value.size
+        arrays = {PACKED: np.concatenate(parts) if parts else np.empty(0)}
+        attrs[PACKED] = places
     for name, value in arrays.items():
         value = np.asarray(value)
         group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=value.shape or (1,))[...] = value
     group.attrs.update(json.loads(json.dumps(attrs, allow_nan=False)))
 
 
+def _group_arrays(group) -> tuple[dict, dict]:
+    attrs = dict(group.attrs)
+    arrays = {name: np.asarray(group[name][...]) for name in group.array_keys()}
+    places = attrs.pop(PACKED, None)
+    if places is not None:
+        flat = arrays.pop(PACKED)
+        for name, (offset, shape) in places.items():
+            size = int(np.prod(shape, dtype=np.int64))
+            arrays[name] = flat[offset : offset + size].reshape(shape)
+    return arrays, attrs
+
+
 def read_group(path) -> tuple[dict, dict]:
-    group = zarr.open_group(str(path), mode="r")
-    return {name: np.asarray(group[name][...]) for name in group.array_keys()}, dict(group.attrs)
+    return _group_arrays(zarr.open_group(str(path), mode="r"))
 
 
 def read_model(path) -> tuple[dict, dict]:
@@ -286,7 +314,7 @@ def read_model(path) -> tuple[dict, dict]:
             f"{str(path)!r} has format version {version!r}; this streamem reads versions up to {FORMAT_VERSION}"
         )
     try:
-        arrays = {name: np.asarray(group[name][...]) for name in group.array_keys()}
+        arrays, attrs = _group_arrays(group)
     except Exception as exc:
         raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
     return arrays, attrs

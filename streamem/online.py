@@ -533,7 +533,7 @@ class OnlineGaussianMixture(MixtureBase):
     def save(self, path) -> None:
         """Save the model and its online state as a zarr group (atomically; no pickle).
         :func:`streamem.load` gives it back, ready to continue with ``partial_fit``."""
-        io.write_model(path, *self.state())
+        io.write_model(path, *self.state(), pack=True)
 
     @classmethod
     def load(cls, path) -> OnlineGaussianMixture:

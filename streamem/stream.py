@@ -302,7 +302,7 @@ class _Runner:
 
     def _write(self, step, arrays, attrs, stream) -> None:
         if self.checkpoint_dir is not None:
-            save_state(self.checkpoint_dir, step, arrays, {"stream": stream})
+            save_state(self.checkpoint_dir, step, arrays, {"stream": stream}, pack=True)
         if self.out is not None:
             io.publish_model(self.out, arrays, attrs)
 
