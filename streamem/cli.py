@@ -334,15 +334,24 @@ def info(model, as_json, quiet, log_json):
         "lower_bound": gm.lower_bound_,
         "weights": gm.weights_.tolist(),
         "means": gm.means_.tolist(),
+        "estimator": type(gm).__name__,
     }
+    online = hasattr(gm, "n_batches_")
+    if online:
+        summary.update(n_batches=gm.n_batches_, n_samples_seen=gm.n_samples_seen_)
     if as_json or log_json:
         click.echo(json.dumps(_jsonable(summary)))
         return
+    progress = (
+        f"  {gm.n_batches_} batches, {gm.n_samples_seen_} rows seen, running mean log-likelihood: {gm.lower_bound_:.6f}"
+        if online
+        else f"  {gm.n_iter_} iterations, converged: {gm.converged_}, mean log-likelihood: {gm.lower_bound_:.6f}"
+    )
     lines = [
-        f"streamem GaussianMixture at {model}",
+        f"streamem {summary['estimator']} at {model}",
         f"  {gm.n_components} components, {gm.n_features_in_} features, {gm.covariance_type} covariances "
         f"({summary['n_parameters']} free parameters)",
-        f"  {gm.n_iter_} iterations, converged: {gm.converged_}, mean log-likelihood: {gm.lower_bound_:.6f}",
+        progress,
         "  component  weight    mean",
     ]
     with np.printoptions(precision=4, suppress=True, threshold=8, edgeitems=3):

@@ -41,3 +41,11 @@ def test_impute_missing_values(tmp_path):
     errors = out.split("imputation error (RMSE, standardised units): mixture ")[1]
     mixture, means = float(errors.split(",")[0]), float(errors.split("column means ")[1].split()[0])
     assert mixture < means
+
+
+def test_ingest_redis_stream(tmp_path):
+    out = run("ingest_redis_stream.py", "--records", 1500, "--workdir", tmp_path, cwd=tmp_path)
+    assert "rows in the model: 30,000 of 30,000 sent; dead letters: 1" in out
+    assert "live model:" in out
+    error = float(out.split("to the model's: ")[1].split()[0])
+    assert error < 0.5

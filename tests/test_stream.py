@@ -263,3 +263,37 @@ def test_cli_stream_errors(tmp_path):
 def test_python_m_streamem_stream_help():
     result = subprocess.run([sys.executable, "-m", "streamem", "stream", "--help"], capture_output=True, timeout=60)
     assert result.returncode == 0 and b"--checkpoint-every" in result.stdout
+
+
+def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
+    X = _data(5000)
+    zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(1000, D), dtype="f8")[...] = X
+    runner = CliRunner()
+    args = [
+        "stream",
+        f"zarr:{tmp_path / 'x.zarr'}",
+        "--n-features",
+        "3",
+        "--n-components",
+        "2",
+        "--checkpoint",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "m.zarr"),
+        "--stop-after-idle",
+        "0.3",
+        "--batch-size",
+        "500",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "stopped (idle) after 10 batches; 5000 rows in the model" in result.output
+    again = runner.invoke(main, args)  # resumes: nothing new to read
+    assert again.exit_code == 0 and "after 0 batches; 5000 rows in the model" in again.output
+    info = runner.invoke(main, ["info", str(tmp_path / "m.zarr")])
+    assert info.exit_code == 0 and "OnlineGaussianMixture" in info.output and "5000 rows seen" in info.output
+    predicted = runner.invoke(main, ["predict", str(tmp_path / "m.zarr"), str(tmp_path / "x.zarr"), "--out",
+                                     str(tmp_path / "labels.npy")])  # fmt: skip
+    assert predicted.exit_code == 0, predicted.output
+    labels = np.load(tmp_path / "labels.npy")
+    assert len(labels) == len(X) and set(np.unique(labels)) == {0, 1}

@@ -9,7 +9,7 @@ Run by hand (needs ``redis-server`` on the PATH for the Redis rows)::
    stream (entries of 100 rows, read through a consumer group), best of 3 runs. For scale,
    scikit-learn's batch EM in the same run: rows per second of one EM iteration.
 2. Checkpoint overhead: the same in-memory run (10,000-row batches, ~15 s) with a
-   checkpoint and a published model every second, against none.
+   checkpoint and a published model every second, against none (alternated, best of 3).
 3. Passes over a finite array to converge (change of the mean log-likelihood < 1e-4) from
    the same start: batch EM, incremental EM, stepwise EM.
 """
@@ -135,10 +135,13 @@ def throughput(X, start):
 
 def checkpoint_overhead(X, start):
     n_rows = 30_000_000
-    with tempfile.TemporaryDirectory() as tmp:
-        plain, _ = in_memory(X, 10_000, n_rows, start)
-        saved, result = in_memory(X, 10_000, n_rows, start, checkpoint=Path(tmp) / "ckpt", out=Path(tmp) / "m.zarr",
-                                  checkpoint_every=10**9, checkpoint_interval=1.0)  # fmt: skip
+    plain = saved = 0.0
+    for _ in range(3):  # alternated, best of 3 each: the machine is shared
+        plain = max(plain, in_memory(X, 10_000, n_rows, start)[0])
+        with tempfile.TemporaryDirectory() as tmp:
+            rate, result = in_memory(X, 10_000, n_rows, start, checkpoint=Path(tmp) / "ckpt",
+                                     out=Path(tmp) / "m.zarr", checkpoint_every=10**9, checkpoint_interval=1.0)  # fmt: skip
+        saved = max(saved, rate)
     seconds = n_rows / saved
     print(f"\n| run (10,000-row batches, {n_rows:,} rows) | records/s | checkpoints |")
     print("|---|---:|---:|")
