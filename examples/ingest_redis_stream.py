@@ -93,7 +93,7 @@ def main(argv=None):
         command = [sys.executable, "-m", "streamem", "stream", f"redis://{host}:{port}/{stream}?group=clusters",
                    "--n-features", str(D), "--n-components", str(K), "--checkpoint", str(workdir / "checkpoint"),
                    "--out", str(workdir / "model.zarr"), "--batch-size", "500", "--checkpoint-interval", "0.5",
-                   "--forgetting", "0.05", "--stop-after-idle", "2", "--seed", str(args.seed)]  # fmt: skip
+                   "--forgetting", "0.3", "--stop-after-idle", "2", "--seed", str(args.seed)]  # fmt: skip
         print("$", " ".join(command[1:]))
         runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while runner.poll() is None:  # the published model can be read at any time
