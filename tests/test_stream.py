@@ -297,3 +297,24 @@ def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
     assert predicted.exit_code == 0, predicted.output
     labels = np.load(tmp_path / "labels.npy")
     assert len(labels) == len(X) and set(np.unique(labels)) == {0, 1}
+
+
+def test_stream_bad_input_exit_codes_as_a_subprocess(tmp_path):
+    def stream(*args):
+        command = [sys.executable, "-m", "streamem", "stream", *args, "--n-features", "3", "--n-components", "2",
+                   "--checkpoint", str(tmp_path / "c"), "--out", str(tmp_path / "m.zarr")]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    usage = stream("ftp://nowhere/x")
+    assert usage.returncode == 2 and "expected a source URL" in usage.stderr
+    unreachable = stream(f"redis://127.0.0.1:{free_port()}/x?group=g")
+    assert unreachable.returncode == 1
+    assert (
+        unreachable.stderr.strip().startswith("error: cannot read")
+        and len(unreachable.stderr.strip().splitlines()) == 1
+    )
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "junk.txt").write_text("not a checkpoint")
+    foreign = stream(f"dir:{tmp_path}")
+    assert foreign.returncode == 1 and "is not a streamem checkpoint" in foreign.stderr
+    assert not (tmp_path / "m.zarr").exists()
