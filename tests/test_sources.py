@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -143,6 +145,7 @@ class Harness:
             for i, X in enumerate(GOOD):
                 np.save(tmp_path / "in" / f"part-{i:04d}.npy", X)
             (tmp_path / "in" / "part-0007b.npy").write_bytes(b"not a numpy file")
+            os.utime(tmp_path / "in" / "part-0007b.npy", (time.time() - 60, time.time() - 60))  # not being written
             np.save(tmp_path / "in" / "part-0019b.npy", np.ones((2, D + 1)))
 
     async def _publish_nats(self):
@@ -311,3 +314,15 @@ def test_unreachable_broker_is_a_connection_error():
 
     with pytest.raises(ConnectionError, match="cannot read"):
         open_source(f"redis://127.0.0.1:{free_port()}/points?group=g", D)
+
+
+def test_dir_source_waits_for_a_file_still_being_written(tmp_path):
+    X = np.arange(30.0).reshape(10, D)
+    np.save(tmp_path / "whole.npy", X)
+    data = (tmp_path / "whole.npy").read_bytes()
+    (tmp_path / "whole.npy").unlink()
+    (tmp_path / "part-1.npy").write_bytes(data[: len(data) // 2])  # landing without a rename, half written
+    source = DirectorySource(tmp_path, D)
+    assert source.read(100, timeout=0.1) is None and source.rejected == 0
+    (tmp_path / "part-1.npy").write_bytes(data)
+    np.testing.assert_array_equal(source.read(100, timeout=0.1).X, X)

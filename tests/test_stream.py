@@ -235,6 +235,7 @@ def test_dir_source_files_landing_and_a_corrupt_one(tmp_path):
             os.replace(folder / f".part-{i}.npy", folder / f"part-{i}.npy")
             time.sleep(0.05)
         (folder / "part-9.npy").write_bytes(b"garbage")
+        os.utime(folder / "part-9.npy", (time.time() - 60, time.time() - 60))  # old: not being written
 
     thread = threading.Thread(target=writer)
     thread.start()

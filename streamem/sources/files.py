@@ -27,6 +27,10 @@ def _open_array(path):
     return node
 
 
+class _Malformed(ValueError):
+    """A file read whole whose contents are not rows of the stream."""
+
+
 class ZarrTailSource:
     """Rows of a 2-D zarr array that another process appends to (``zarr.Array.append``),
     read as they arrive; the position is the number of rows read.
@@ -104,15 +108,18 @@ class DirectorySource:
     """Rows of the ``.npy`` files and ``.zarr`` arrays that land in a folder, in name order;
     the position is ``[file name, rows read from it]``.
 
-    Files must land whole: write under a name starting with ``.`` (ignored), then rename.
-    A file that cannot be read, has the wrong width or holds NaN or infinity is moved to
-    the ``dlq`` sub-folder with a ``.reason`` file beside it.
+    Files should land whole: write under a name starting with ``.`` (ignored), then rename.
+    A file that cannot be read is retried while it was modified less than ``write_grace``
+    seconds ago (it may still be being written); after that, or when it has the wrong
+    width or holds NaN or infinity, it is moved to the ``dlq`` sub-folder with a
+    ``.reason`` file beside it.
     """
 
     SUFFIXES = (".npy", ".zarr")
 
-    def __init__(self, path, n_features: int, poll_interval: float = 0.05):
+    def __init__(self, path, n_features: int, poll_interval: float = 0.05, write_grace: float = 2.0):
         self.path = Path(path)
+        self.write_grace = write_grace
         if not self.path.is_dir():
             raise ValueError(f"expected an existing folder for the dir: source, got {str(self.path)!r}")
         self.n_features = n_features
@@ -139,10 +146,16 @@ class DirectorySource:
         X = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _open_array(path)[...]
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected shape (n, {self.n_features}), got {X.shape}")
+            raise _Malformed(f"expected shape (n, {self.n_features}), got {X.shape}")
         if not np.isfinite(X).all():
-            raise ValueError("expected finite values, got NaN or infinity")
+            raise _Malformed("expected finite values, got NaN or infinity")
         return X
+
+    def _maybe_being_written(self, name: str) -> bool:
+        try:
+            return time.time() - (self.path / name).stat().st_mtime < self.write_grace
+        except FileNotFoundError:
+            return False
 
     def _reject(self, name: str, reason: str) -> None:
         dlq = self.path / "dlq"
@@ -159,7 +172,9 @@ class DirectorySource:
                 if self._current is None or self._current[0] != name:
                     try:
                         self._current = (name, self._load(name))
-                    except Exception as exc:  # any unreadable file goes to the dead letters
+                    except Exception as exc:  # an unreadable file goes to the dead letters...
+                        if not isinstance(exc, _Malformed) and self._maybe_being_written(name):
+                            break  # ...unless it may still be being written: read it (and those after) later
                         self._reject(name, str(exc))
                         self.position = [name, 0]
                         rejected += 1
