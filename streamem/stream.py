@@ -137,6 +137,9 @@ def run(
     n_features : int, default=None
     batch_size : int, default=1000
         Rows per update; whole records are never split, so a batch can end a record early.
+        A batch is fed when it is full, whatever the pace of the stream (so a restarted run
+        forms the same batches as an uninterrupted one); the rows left when the run stops
+        for idleness form a last, smaller batch.
     checkpoint_every : int, default=100
         Batches between checkpoints.
     checkpoint_interval : float, default=10.0
@@ -237,9 +240,9 @@ class _Runner:
             got = self.source.read(batch_size - self.pending_rows, timeout=poll)
             now = time.monotonic()
             if got is None:
-                if self.pending_rows >= self.model.n_components:
-                    self.feed()  # the stream paused: what has come is a batch
                 if stop_after_idle is not None and now - idle_since >= stop_after_idle:
+                    if self.pending_rows >= self.model.n_components:
+                        self.feed()  # the last rows, fewer than a batch
                     result.stopped = "idle"
                     return
             else:
