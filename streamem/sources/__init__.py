@@ -72,6 +72,35 @@ def decode_rows(payload, n_features: int) -> tuple[np.ndarray | None, str | None
     return X, None
 
 
+def take_records(held, max_rows: int, n_features: int, decode, taken, dead_letter):
+    """Whole records from the front of ``held`` (a deque), up to ``max_rows`` rows; a record
+    larger than that comes alone.
+
+    ``decode(record)`` gives ``(rows, None)`` or ``(None, reason)``. Every record taken is
+    passed to ``taken(record)`` (the source moves its position past it), and a malformed one
+    to ``dead_letter(record, reason)`` instead of giving rows. Returns the rows (possibly
+    none) and the number of malformed records, or None when nothing was taken.
+    """
+    rows, n_rows, rejected = [], 0, 0
+    while held:
+        X, reason = decode(held[0])
+        if X is not None and rows and n_rows + len(X) > max_rows:
+            break
+        record = held.popleft()
+        taken(record)
+        if X is None:
+            dead_letter(record, reason)
+            rejected += 1
+            continue
+        rows.append(X)
+        n_rows += len(X)
+        if n_rows >= max_rows:
+            break
+    if not rows and not rejected:
+        return None
+    return (np.concatenate(rows) if rows else np.empty((0, n_features))), rejected
+
+
 class Rejects:
     """Counting and logging of malformed records, shared by the sources."""
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 
-import numpy as np
-
-from . import Batch, Rejects, decode_rows
+from . import Batch, Rejects, decode_rows, take_records
 
 __all__ = ["KafkaSource"]
 
@@ -71,28 +69,19 @@ class KafkaSource:
                     self._held.append(msg)
                 elif getattr(msg.error(), "fatal", lambda: False)():
                     raise ConnectionError(f"kafka: {msg.error()}")
-        rows, n_rows, rejected = [], 0, 0
-        while self._held:
-            msg = self._held[0]
-            X, reason = decode_rows(msg.value(), self.n_features)
-            if X is not None and rows and n_rows + len(X) > max_rows:
-                break
-            self._held.popleft()
-            self.position[str(msg.partition())] = msg.offset() + 1
-            if X is None:
-                headers = [("reason", reason.encode()), ("offset", str(msg.offset()).encode())]
-                self.producer.produce(self.dead_letters, value=msg.value(), headers=headers)
-                self._rejects.note(f"{msg.partition()}:{msg.offset()}", reason)
-                rejected += 1
-                continue
-            rows.append(X)
-            n_rows += len(X)
-            if n_rows >= max_rows:
-                break
-        if not rows and not rejected:
-            return None
-        X = np.concatenate(rows) if rows else np.empty((0, self.n_features))
-        return Batch(X, dict(self.position), rejected)
+        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
+        return None if got is None else Batch(got[0], dict(self.position), got[1])
+
+    def _decode(self, msg):
+        return decode_rows(msg.value(), self.n_features)
+
+    def _taken(self, msg) -> None:
+        self.position[str(msg.partition())] = msg.offset() + 1
+
+    def _dead_letter(self, msg, reason: str) -> None:
+        headers = [("reason", reason.encode()), ("offset", str(msg.offset()).encode())]
+        self.producer.produce(self.dead_letters, value=msg.value(), headers=headers)
+        self._rejects.note(f"{msg.partition()}:{msg.offset()}", reason)
 
     def ack(self, position) -> None:
         """Commit the offsets of ``position`` (after the dead letters are flushed)."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import numpy as np
 
-from . import Batch, Rejects
+from . import Batch, Rejects, take_records
 
 __all__ = ["MemorySource"]
 
@@ -22,7 +23,7 @@ class MemorySource:
         self.n_features = n_features
         self.position = 0
         self._rejects = Rejects("memory source")
-        self._held = None
+        self._held = collections.deque()
 
     @property
     def rejected(self) -> int:
@@ -32,40 +33,27 @@ class MemorySource:
         position = int(position or 0)
         self._iterator = itertools.islice(iter(self._records), position, None)
         self.position = position
-        self._held = None
-
-    def _next(self):
-        if self._held is not None:
-            record, self._held = self._held, None
-            return record
-        return next(self._iterator, None)
+        self._held.clear()
 
     def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
-        rows, rejected, n_rows = [], 0, 0
-        while True:
-            record = self._next()
-            if record is None:
-                break
-            X = np.asarray(record, dtype=np.float64)
-            if X.ndim == 1:
-                X = X.reshape(1, -1)
-            if X.ndim != 2 or X.shape[1] != self.n_features or not np.isfinite(X).all() or not len(X):
-                self.position += 1
-                rejected += 1
-                self._rejects.note(self.position - 1, f"expected finite rows of {self.n_features} values")
-                continue
-            if rows and n_rows + len(X) > max_rows:
-                self._held = record
-                break
-            rows.append(X)
-            n_rows += len(X)
-            self.position += 1
-            if n_rows >= max_rows:
-                break
-        if not rows and not rejected:
-            return None
-        X = np.concatenate(rows) if rows else np.empty((0, self.n_features))
-        return Batch(X, self.position, rejected)
+        if not self._held:  # each record has a row at least
+            self._held.extend(itertools.islice(self._iterator, max(max_rows, 1)))
+        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
+        return None if got is None else Batch(got[0], self.position, got[1])
+
+    def _decode(self, record):
+        X = np.asarray(record, dtype=np.float64)
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if X.ndim != 2 or X.shape[1] != self.n_features or not len(X) or not np.isfinite(X).all():
+            return None, f"expected finite rows of {self.n_features} values"
+        return X, None
+
+    def _taken(self, record) -> None:
+        self.position += 1
+
+    def _dead_letter(self, record, reason: str) -> None:
+        self._rejects.note(self.position - 1, reason)
 
     def ack(self, position) -> None:
         """Nothing to tell an in-memory iterable."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-import numpy as np
-
-from . import Batch, Rejects, decode_rows
+from . import Batch, Rejects, decode_rows, take_records
 
 __all__ = ["NatsSource"]
 
@@ -86,29 +84,20 @@ class NatsSource:
             self.seek(None)
         if not self._held:
             self._held.extend(self._run(self._fetch(max(max_rows, 1), timeout)))
-        rows, n_rows, rejected = [], 0, 0
-        while self._held:
-            msg = self._held[0]
-            X, reason = decode_rows(msg.data, self.n_features)
-            if X is not None and rows and n_rows + len(X) > max_rows:
-                break
-            self._held.popleft()
-            self._returned.append(msg)
-            self.position = int(msg.metadata.sequence.stream)
-            if X is None:
-                headers = {"reason": reason, "sequence": str(self.position), "subject": msg.subject}
-                self._run(self._nc.publish(self.dead_letters, msg.data, headers=headers))
-                self._rejects.note(self.position, reason)
-                rejected += 1
-                continue
-            rows.append(X)
-            n_rows += len(X)
-            if n_rows >= max_rows:
-                break
-        if not rows and not rejected:
-            return None
-        X = np.concatenate(rows) if rows else np.empty((0, self.n_features))
-        return Batch(X, self.position, rejected)
+        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
+        return None if got is None else Batch(got[0], self.position, got[1])
+
+    def _decode(self, msg):
+        return decode_rows(msg.data, self.n_features)
+
+    def _taken(self, msg) -> None:
+        self._returned.append(msg)
+        self.position = int(msg.metadata.sequence.stream)
+
+    def _dead_letter(self, msg, reason: str) -> None:
+        headers = {"reason": reason, "sequence": str(self.position), "subject": msg.subject}
+        self._run(self._nc.publish(self.dead_letters, msg.data, headers=headers))
+        self._rejects.note(self.position, reason)
 
     def ack(self, position) -> None:
         """Acknowledge every message up to ``position`` (one cumulative acknowledgement)."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import collections
 
-import numpy as np
-
-from . import Batch, Rejects, decode_rows
+from . import Batch, Rejects, decode_rows, take_records
 
 __all__ = ["RedisSource"]
 
@@ -87,34 +85,29 @@ class RedisSource:
     def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
         if not self._held:
             self._fetch(max(max_rows, 1), timeout)
-        rows, n_rows, rejected = [], 0, 0
-        while self._held:
-            entry_id, fields = self._held[0]
-            payload = (fields or {}).get(self.field)
-            X, reason = decode_rows(payload, self.n_features)
-            if X is not None and rows and n_rows + len(X) > max_rows:
-                break
-            self._held.popleft()
-            self._unacked.append(entry_id)
-            self.position = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            if X is None:
-                if not fields:
-                    reason = "entry deleted from the stream"
-                elif payload is None:
-                    names = sorted(k.decode() for k in fields)
-                    reason = f"expected a field {self.field.decode()!r}, got fields {names}"
-                self.client.xadd(self.dead_letters, {"id": entry_id, "reason": reason, "x": payload or b""})
-                self._rejects.note(self.position, reason)
-                rejected += 1
-                continue
-            rows.append(X)
-            n_rows += len(X)
-            if n_rows >= max_rows:
-                break
-        if not rows and not rejected:
-            return None
-        X = np.concatenate(rows) if rows else np.empty((0, self.n_features))
-        return Batch(X, self.position, rejected)
+        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
+        return None if got is None else Batch(got[0], self.position, got[1])
+
+    def _decode(self, entry):
+        fields = entry[1]
+        if not fields:
+            return None, "entry deleted from the stream"
+        if self.field not in fields:
+            names = sorted(k.decode() for k in fields)
+            return None, f"expected a field {self.field.decode()!r}, got fields {names}"
+        return decode_rows(fields[self.field], self.n_features)
+
+    def _taken(self, entry) -> None:
+        entry_id = entry[0]
+        self._unacked.append(entry_id)
+        self.position = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    def _dead_letter(self, entry, reason: str) -> None:
+        entry_id, fields = entry
+        self.client.xadd(
+            self.dead_letters, {"id": entry_id, "reason": reason, "x": (fields or {}).get(self.field, b"")}
+        )
+        self._rejects.note(self.position, reason)
 
     def ack(self, position) -> None:
         """Acknowledge every entry read up to ``position``."""
