@@ -6,18 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from numbers import Integral
+from numbers import Integral, Real
 
 import dask
 import dask.array as da
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from . import io
-from .covariance import get_covariance
+from .covariance import COVARIANCE_TYPES, get_covariance
+from .init import INIT_METHODS
 from .params import MixtureParams, log_resp_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, check_finite, iter_blocks
@@ -95,6 +97,75 @@ class MixtureBase(DensityMixin, BaseEstimator):
     responsibilities, log-likelihoods, imputations, information criteria and samples.
     Subclasses fit; they set ``covariance_type``, ``missing`` and ``random_state``."""
 
+    #: constraints of the hyper-parameters both estimators have (each adds its own)
+    _shared_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_params": [StrOptions(set(INIT_METHODS))],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+        "missing": [StrOptions({"error", "marginalize"})],
+    }
+
+    # ----------------------------------------------------------- persistence
+
+    def _hyper_parameters(self, arrays: dict) -> dict:
+        """The hyper-parameters as JSON for a saved model; array values (initial parameters,
+        priors) go into ``arrays`` as ``param_NAME`` and are named in the JSON."""
+        hyper = {}
+        for name, value in self.get_params().items():
+            if isinstance(value, (np.ndarray, list, tuple)):
+                arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
+                hyper[name] = {"array": f"param_{name}"}
+            else:
+                hyper[name] = io._json_safe(value)  # a RandomState instance is not kept
+        return hyper
+
+    @classmethod
+    def load(cls, path):
+        """Load a model saved with ``save`` by this class (:func:`streamem.load` takes either)."""
+        arrays, attrs = io.read_model(path)
+        estimator = attrs.get("estimator", "GaussianMixture")
+        if estimator != cls.__name__:
+            raise ValueError(f"{str(path)!r} holds a {estimator}, not a {cls.__name__}: load it with streamem.load")
+        return cls.from_state(arrays, attrs, str(path))
+
+    @classmethod
+    def from_state(cls, arrays: dict, attrs: dict, where: str = "the state"):
+        """The model back from the arrays and attributes it was saved as."""
+        try:
+            return cls._from_state(arrays, attrs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where!r} is a corrupt streamem model: {exc}") from None
+
+    @classmethod
+    def _from_saved(cls, arrays: dict, attrs: dict, covariance_names=("covariances", "precisions_cholesky")):
+        """A model with the saved hyper-parameters, after checking the saved parameters'
+        shapes against them; the model and its ``(n_components, n_features)``."""
+        hyper = {
+            name: arrays[value["array"]] if isinstance(value, dict) else value
+            for name, value in attrs["params"].items()
+        }
+        model = cls(**hyper)
+        K, D = arrays["means"].shape
+        if model.n_components != K or attrs["fitted"]["n_features_in"] != D:
+            raise ValueError("parameter shapes do not match the hyper-parameters")
+        covariance = get_covariance(model.covariance_type)
+        for name in covariance_names:
+            if arrays[name].shape != covariance.covariance_shape(K, D):
+                raise ValueError(f"{name} has shape {arrays[name].shape}")
+        if arrays["weights"].shape != (K,):
+            raise ValueError(f"weights has shape {arrays['weights'].shape}")
+        return model, K, D
+
     # ------------------------------------------------------------------ input
     def _validate_X(self, X, reset: bool, allow_nan: bool | None = None) -> tuple[da.Array, bool]:
         """X as a dask array with all features in a chunk, and whether to return lazily."""
@@ -133,6 +204,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
             sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
         )
         return da.from_array(sample_weight, chunks=(X.chunks[0],))
+
+    def _check_n_samples(self, n_samples: int, n_components: int | None = None) -> None:
+        n_components = self.n_components if n_components is None else n_components
+        if n_samples < n_components:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {n_samples}"
+            )
 
     def _check_initial_parameters(self, n_features: int):
         K, D = self.n_components, n_features

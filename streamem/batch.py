@@ -27,8 +27,8 @@ from sklearn.utils.validation import check_is_fitted
 from . import io
 from .base import MixtureBase, blas_per_task
 from .checkpoint import history_from_arrays, history_to_arrays, load_state, runs_to_state, save_state, state_to_runs
-from .covariance import COVARIANCE_TYPES, get_covariance
-from .init import INIT_METHODS, initialise
+from .covariance import get_covariance
+from .init import initialise
 from .params import MixtureParams, m_step
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
@@ -196,26 +196,13 @@ class GaussianMixture(MixtureBase):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        **MixtureBase._shared_constraints,
         "max_iter": [Interval(Integral, 0, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions(set(INIT_METHODS))],
-        "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
-        "precisions_init": ["array-like", None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "weight_concentration_prior": [Interval(Real, 1.0, None, closed="left"), None],
         "mean_prior": ["array-like", None],
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
-        "missing": [StrOptions({"error", "marginalize"})],
         "checkpoint": [str, os.PathLike, None],
         "scheduler_address": [str, None],
         "persist": [StrOptions({"auto"}), "boolean"],
@@ -299,11 +286,7 @@ class GaussianMixture(MixtureBase):
         self._validate_params()
         data, lazy = self._validate_X(X, reset=True)
         n_samples = data.shape[0]
-        if n_samples < self.n_components:
-            raise ValueError(
-                "Expected n_samples >= n_components "
-                f"but got n_components = {self.n_components}, n_samples = {n_samples}"
-            )
+        self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
         given = self._check_initial_parameters(data.shape[1])
         random_state = check_random_state(self.random_state)
@@ -516,13 +499,7 @@ class GaussianMixture(MixtureBase):
             "covariances": params.covariances,
             "precisions_cholesky": params.precisions_chol,
         }
-        hyper = {}
-        for name, value in self.get_params().items():
-            if isinstance(value, (np.ndarray, list, tuple)):  # initial parameters, priors
-                arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
-                hyper[name] = {"array": f"param_{name}"}
-            else:
-                hyper[name] = io._json_safe(value)  # a RandomState instance is not kept
+        hyper = self._hyper_parameters(arrays)
         arrays["means_history"] = self.means_history_
         history, reseeded = history_to_arrays(self.history_, "history_")
         arrays.update(history)
@@ -543,47 +520,23 @@ class GaussianMixture(MixtureBase):
         io.write_model(path, arrays, attrs)
 
     @classmethod
-    def load(cls, path) -> GaussianMixture:
-        """Load a model saved with :meth:`save`."""
-        arrays, attrs = io.read_model(path)
-        estimator = attrs.get("estimator", "GaussianMixture")
-        if estimator != cls.__name__:
-            raise ValueError(f"{str(path)!r} holds a {estimator}, not a {cls.__name__}: load it with streamem.load")
-        try:
-            hyper = {
-                name: arrays[value["array"]] if isinstance(value, dict) else value
-                for name, value in attrs["params"].items()
-            }
-            model = cls(**hyper)
-            fitted = attrs["fitted"]
-            covariance = get_covariance(model.covariance_type)
-            K, D = arrays["means"].shape
-            if model.n_components != K or fitted["n_features_in"] != D:
-                raise ValueError("parameter shapes do not match the hyper-parameters")
-            for name in ("covariances", "precisions_cholesky"):
-                if arrays[name].shape != covariance.covariance_shape(K, D):
-                    raise ValueError(f"{name} has shape {arrays[name].shape}")
-            if arrays["weights"].shape != (K,):
-                raise ValueError(f"weights has shape {arrays['weights'].shape}")
-            params = MixtureParams(
-                arrays["weights"],
-                arrays["means"],
-                arrays["covariances"],
-                arrays["precisions_cholesky"],
-                model.covariance_type,
-            )
-            model._set_params(params)
-            model.converged_ = bool(fitted["converged"])
-            model.n_iter_ = int(fitted["n_iter"])
-            model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
-            model.n_features_in_ = int(D)
-            model.history_ = history_from_arrays(arrays, "history_", attrs.get("reseeded", {}))
-            model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
-            model.means_history_ = arrays["means_history"]
-            if "selection" in attrs:
-                model.selection_ = [dict(row) for row in attrs["selection"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
+    def _from_state(cls, arrays: dict, attrs: dict) -> GaussianMixture:
+        model, K, D = cls._from_saved(arrays, attrs)
+        fitted = attrs["fitted"]
+        params = MixtureParams(
+            arrays["weights"], arrays["means"], arrays["covariances"], arrays["precisions_cholesky"],
+            model.covariance_type,
+        )  # fmt: skip
+        model._set_params(params)
+        model.converged_ = bool(fitted["converged"])
+        model.n_iter_ = int(fitted["n_iter"])
+        model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
+        model.n_features_in_ = int(D)
+        model.history_ = history_from_arrays(arrays, "history_", attrs.get("reseeded", {}))
+        model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
+        model.means_history_ = arrays["means_history"]
+        if "selection" in attrs:
+            model.selection_ = [dict(row) for row in attrs["selection"]]
         return model
 
     # --------------------------------------------------------------- sklearn
@@ -645,6 +598,5 @@ def load(path):
     from .online import OnlineGaussianMixture
 
     arrays, attrs = io.read_model(path)
-    if attrs.get("estimator") == OnlineGaussianMixture.__name__:
-        return OnlineGaussianMixture.load(path)
-    return GaussianMixture.load(path)
+    cls = OnlineGaussianMixture if attrs.get("estimator") == OnlineGaussianMixture.__name__ else GaussianMixture
+    return cls.from_state(arrays, attrs, str(path))

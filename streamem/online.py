@@ -38,8 +38,6 @@ from threadpoolctl import ThreadpoolController
 from . import io
 from .base import MixtureBase
 from .checkpoint import history_from_arrays, history_to_arrays
-from .covariance import COVARIANCE_TYPES, get_covariance
-from .init import INIT_METHODS
 from .params import MixtureParams, m_step
 from .stats import SufficientStats, check_total_weight, chunk_stats
 
@@ -47,7 +45,6 @@ __all__ = ["OnlineGaussianMixture"]
 
 logger = logging.getLogger(__name__)
 
-ESTIMATOR = "OnlineGaussianMixture"
 WARM_UP_ITER = 100  # EM iterations on the warm-up rows
 WARM_UP_ROWS_PER_COMPONENT = 250
 
@@ -172,10 +169,7 @@ class OnlineGaussianMixture(MixtureBase):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
-        "tol": [Interval(Real, 0.0, None, closed="left")],
-        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        **MixtureBase._shared_constraints,
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "algorithm": [StrOptions({"stepwise", "incremental"})],
@@ -184,16 +178,6 @@ class OnlineGaussianMixture(MixtureBase):
         "forgetting": [Interval(Real, 0.0, 1.0, closed="right"), None],
         "average_after": [Interval(Integral, 0, None, closed="left"), None],
         "warm_up": [Interval(Integral, 1, None, closed="left"), None],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_params": [StrOptions(set(INIT_METHODS))],
-        "weights_init": ["array-like", None],
-        "means_init": ["array-like", None],
-        "precisions_init": ["array-like", None],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
-        "verbose": ["verbose"],
-        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
-        "missing": [StrOptions({"error", "marginalize"})],
     }
 
     def __init__(
@@ -393,7 +377,7 @@ class OnlineGaussianMixture(MixtureBase):
         burn_in = self.average_after
         if burn_in is not None and t > burn_in:
             n = t - burn_in
-            self._set_params(_average(self._params() if n > 1 else params, params, n))
+            self._set_params(_average(self._params(), params, n))
         else:
             self._set_params(params)
 
@@ -409,28 +393,12 @@ class OnlineGaussianMixture(MixtureBase):
         self
         """
         self._validate_params()
-        data, lazy = io.as_dask_array(X)
-        if lazy:
-            data = io.check_dask_array(data)
-            n_samples = data.shape[0]
-        else:
-            X = check_array(
-                X, dtype=[np.float64, np.float32], ensure_min_samples=1,
-                ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
-            )  # fmt: skip
-            n_samples = len(X)
-        if n_samples < self.n_components:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {n_samples}"
-            )
-        if sample_weight is not None and not isinstance(sample_weight, da.Array):
-            sample_weight = _check_sample_weight(
-                sample_weight, np.empty((n_samples, 0)), dtype=np.float64, ensure_non_negative=True
-            )
-        source = data if lazy else X
-        batches = lambda: _batches(source, sample_weight, self.batch_size, self.n_components)  # noqa: E731
-        if not (self.warm_start and getattr(self, "_stats", None) is not None):
+        continuing = self.warm_start and getattr(self, "_stats", None) is not None
+        data, _ = self._validate_X(X, reset=not continuing)
+        self._check_n_samples(data.shape[0])
+        weights = self._validate_sample_weight(sample_weight, data)
+        batches = lambda: _batches(data, weights, self.batch_size, self.n_components)  # noqa: E731
+        if not continuing:
             self._reset()
             head, rows = [], 0
             for batch in batches():  # the first rows initialise the model
@@ -505,19 +473,13 @@ class OnlineGaussianMixture(MixtureBase):
             "shift": self._shift,
             "worst_scores": s.worst.scores, "worst_points": s.worst.points,
         }  # fmt: skip
-        hyper = {}
-        for name, value in self.get_params().items():
-            if isinstance(value, (np.ndarray, list, tuple)):
-                arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
-                hyper[name] = {"array": f"param_{name}"}
-            else:
-                hyper[name] = io._json_safe(value)
+        hyper = self._hyper_parameters(arrays)
         history, _ = history_to_arrays(self.history_, "history_")
         arrays.update(history)
         attrs = {
             "format": io.FORMAT,
             "format_version": io.FORMAT_VERSION,
-            "estimator": ESTIMATOR,
+            "estimator": type(self).__name__,
             "params": hyper,
             "fitted": {
                 "n_batches": int(self.n_batches_),
@@ -536,36 +498,9 @@ class OnlineGaussianMixture(MixtureBase):
         io.write_model(path, *self.state(), pack=True)
 
     @classmethod
-    def load(cls, path) -> OnlineGaussianMixture:
-        """Load a model saved with :meth:`save`."""
-        arrays, attrs = io.read_model(path)
-        if attrs.get("estimator") != ESTIMATOR:
-            raise ValueError(f"{str(path)!r} holds a {attrs.get('estimator', 'GaussianMixture')}, not a {ESTIMATOR}")
-        return cls.from_state(arrays, attrs, str(path))
-
-    @classmethod
-    def from_state(cls, arrays: dict, attrs: dict, where: str = "the state") -> OnlineGaussianMixture:
-        """The model back from :meth:`state`'s arrays and attributes."""
-        try:
-            return cls._from_state(arrays, attrs)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{where!r} is a corrupt streamem model: {exc}") from None
-
-    @classmethod
     def _from_state(cls, arrays: dict, attrs: dict) -> OnlineGaussianMixture:
-        hyper = {
-            name: arrays[value["array"]] if isinstance(value, dict) else value
-            for name, value in attrs["params"].items()
-        }
-        model = cls(**hyper)
+        model, K, D = cls._from_saved(arrays, attrs, ("covariances", "precisions_cholesky", "iterate_covariances"))
         fitted = attrs["fitted"]
-        K, D = arrays["means"].shape
-        covariance = get_covariance(model.covariance_type)
-        if model.n_components != K or fitted["n_features_in"] != D:
-            raise ValueError("parameter shapes do not match the hyper-parameters")
-        for name in ("covariances", "precisions_cholesky", "iterate_covariances"):
-            if arrays[name].shape != covariance.covariance_shape(K, D):
-                raise ValueError(f"{name} has shape {arrays[name].shape}")
         model._reset()
         model.n_features_in_ = D
         model._set_params(MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"],
@@ -591,9 +526,9 @@ class OnlineGaussianMixture(MixtureBase):
 
 
 def _batches(X, sample_weight, batch_size: int, min_rows: int):
-    """``(batch, weights)`` of ``batch_size`` rows over an in-memory or dask array, reading a
-    dask array one chunk at a time; a last batch of fewer than ``min_rows`` rows joins the
-    one before it."""
+    """``(batch, weights)`` of ``batch_size`` rows over a dask array (columns in one chunk,
+    as :meth:`_validate_X` gives it), reading one chunk at a time; a last batch of fewer
+    than ``min_rows`` rows joins the one before it."""
     held = None
     for batch in _slices(X, sample_weight, batch_size):
         if held is not None and len(batch[0]) < min_rows:
@@ -607,21 +542,14 @@ def _batches(X, sample_weight, batch_size: int, min_rows: int):
         yield held
 
 
-def _slices(X, sample_weight, batch_size: int):
-    if isinstance(X, da.Array):
-        if X.numblocks[1] != 1:
-            X = X.rechunk({1: -1})
-        w_parts = None
-        if sample_weight is not None:
-            w = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(sample_weight)
-            w_parts = w.astype(np.float64).rechunk((X.chunks[0],)).to_delayed()
-        chunks = (
-            (x.compute(), None if w_parts is None else w_parts[i].compute()) for i, x in enumerate(X.to_delayed()[:, 0])
-        )
-    else:
-        chunks = iter([(X, sample_weight)])
+def _slices(X: da.Array, sample_weight: da.Array | None, batch_size: int):
+    """Slices of ``batch_size`` rows, one chunk of X computed at a time (a remainder is
+    carried into the next chunk)."""
+    w_parts = None if sample_weight is None else sample_weight.rechunk((X.chunks[0],)).to_delayed()
     rest_x = rest_w = None
-    for x, w in chunks:
+    for i, part in enumerate(X.to_delayed()[:, 0]):
+        x = part.compute()
+        w = None if w_parts is None else w_parts[i].compute()
         if rest_x is not None and len(rest_x):
             x = np.concatenate([rest_x, x])
             w = None if w is None else np.concatenate([rest_w, w])

@@ -67,10 +67,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     template = GaussianMixture(n_components=max(ks), **params)
     template._validate_params()
     data, _ = template._validate_X(X, reset=True)
-    if data.shape[0] < max(ks):
-        raise ValueError(
-            f"Expected n_samples >= n_components but got n_components = {max(ks)}, n_samples = {data.shape[0]}"
-        )
+    template._check_n_samples(data.shape[0], max(ks))
     chunked = ChunkedData(data, template._validate_sample_weight(sample_weight, data))
     random_state = check_random_state(template.random_state)
 
