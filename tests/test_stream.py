@@ -66,10 +66,21 @@ def _kill_and_resume(command, checkpoint, rng, kills=3):
                 process.wait()
                 landed += 1
                 continue
-        out, err = process.communicate(timeout=120)
+        _, err = process.communicate(timeout=120)
         assert process.returncode == 0, err.decode()
-        return landed, out.decode()
+        return landed
     raise AssertionError("the run never finished")
+
+
+def _uninterrupted_and_killed(url, tmp_path, seed):
+    """The model of an uninterrupted run (``url`` + "reference") and of one killed with SIGKILL
+    at least twice and resumed (``url`` + "killed"), over the same records."""
+    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()
+    landed = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
+                                 np.random.default_rng(seed))  # fmt: skip
+    assert landed >= 2
+    return streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
 
 
 def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
@@ -80,13 +91,7 @@ def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
     for record in _records(X):
         client.xadd("points", {"x": encode_rows(record)})
     client.xadd("points", {"x": b"broken"})
-    url = f"redis://127.0.0.1:{redis_server}/points?group="
-    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
-    assert reference.returncode == 0, reference.stderr.decode()
-    landed, out = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
-                                   np.random.default_rng(0))  # fmt: skip
-    assert landed >= 2
-    a, b = streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
+    a, b = _uninterrupted_and_killed(f"redis://127.0.0.1:{redis_server}/points?group=", tmp_path, 0)
     _assert_same_model(a, b)
     assert a.n_samples_seen_ == len(X)  # none lost, none twice
     assert client.xpending("points", "killed")["pending"] == 0  # everything acknowledged in the end
@@ -107,13 +112,7 @@ def test_sigkill_and_resume_exactly_once_with_nats(nats_server, tmp_path):
         await nc.drain()
 
     asyncio.run(publish())
-    url = f"nats://127.0.0.1:{nats_server}/points?durable="
-    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
-    assert reference.returncode == 0, reference.stderr.decode()
-    landed, _ = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
-                                 np.random.default_rng(1))  # fmt: skip
-    assert landed >= 2
-    a, b = streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
+    a, b = _uninterrupted_and_killed(f"nats://127.0.0.1:{nats_server}/points?durable=", tmp_path, 1)
     _assert_same_model(a, b)
     assert a.n_samples_seen_ == len(X)
 
