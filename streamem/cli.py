@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import click
@@ -53,6 +54,14 @@ def _setup_logging(quiet: bool, log_json: bool) -> None:
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
+def _show_warning(log_json, message, category, *args, **kwargs):
+    """A warning as one line on stderr (or a JSON line with ``--log-json``), without source lines."""
+    if log_json:
+        click.echo(json.dumps({"event": "warning", "category": category.__name__, "message": str(message)}))
+    else:
+        click.echo(f"warning: {message}", err=True)
+
+
 def _command(func):
     """Common options, logging, and the error policy of every command."""
 
@@ -63,7 +72,12 @@ def _command(func):
     def wrapper(*args, quiet, log_json, debug, **kwargs):
         _setup_logging(quiet, log_json)
         try:
-            return func(*args, quiet=quiet, log_json=log_json, **kwargs)
+            with warnings.catch_warnings():
+                if quiet:
+                    warnings.simplefilter("ignore")
+                elif not debug:
+                    warnings.showwarning = functools.partial(_show_warning, log_json)
+                return func(*args, quiet=quiet, log_json=log_json, **kwargs)
         except (ValueError, TypeError, OSError, ImportError) as exc:
             if debug:
                 raise
@@ -103,12 +117,51 @@ def _scheduler(address: str | None, workers: int | None, quiet: bool):
 
 
 def _progress_bar(enabled: bool):
-    """A bar over the chunks of each pass, on a terminal and the local scheduler."""
+    """A bar over the tasks of a computation, on a terminal and the local scheduler."""
     if not enabled or not sys.stderr.isatty():
         return contextlib.nullcontext()
     from dask.diagnostics import ProgressBar
 
     return ProgressBar(out=sys.stderr, minimum=1.0)
+
+
+class _PassBar:
+    """A bar over the chunks of one pass, drawn once the pass has lasted ``minimum`` seconds
+    (by default the dask configuration's ``streamem.progress-delay``, 1 s)."""
+
+    def __init__(self, n_chunks: int, minimum: float | None = None):
+        import dask
+
+        self.n_chunks = n_chunks
+        self.minimum = float(dask.config.get("streamem.progress-delay", 1.0)) if minimum is None else minimum
+        self.done = 0
+        self.bar = None
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif time.perf_counter() - self.start >= self.minimum:
+            self.bar = click.progressbar(length=self.n_chunks, label="chunks", file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+            self.bar.update(self.done)
+
+    def __exit__(self, *exc_info):
+        if self.bar is not None:
+            self.bar.__exit__(*exc_info)
+
+
+def _pass_bars(enabled: bool):
+    """A bar over the chunks of each pass of a fit, on a terminal, whatever the scheduler."""
+    if not enabled or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from .reduce import chunk_progress
+
+    return chunk_progress(_PassBar)
 
 
 class _ComponentsType(click.ParamType):
@@ -226,8 +279,7 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     params = dict(covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
                   init_params=init_params, random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
     start = time.perf_counter()
-    local = not scheduler and not workers  # dask's bar shows nothing under a distributed client
-    with _scheduler(scheduler, workers, quiet), _progress_bar(local and not quiet and not log_json):
+    with _scheduler(scheduler, workers, quiet), _pass_bars(not quiet and not log_json):
         if len(n_components) == 1:
             gm = GaussianMixture(n_components[0], checkpoint=checkpoint, **params).fit(X)
         elif checkpoint is not None:

@@ -7,6 +7,7 @@ per-chunk results travel, and the client receives the total.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import operator
 import os
@@ -16,11 +17,30 @@ from functools import reduce as _fold
 
 import dask
 import dask.array as da
+import dask.callbacks
 import numpy as np
 
-__all__ = ["ChunkedData", "apply_blocks", "compute_key", "distributed_client"]
+__all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client"]
 
 SPLIT_EVERY = 8
+
+_progress_bars = []  # the factories installed by chunk_progress, innermost last
+
+
+@contextlib.contextmanager
+def chunk_progress(make_bar):
+    """While active, each pass reports its chunks as they finish, on any scheduler.
+
+    ``make_bar(n_chunks)`` is called at the start of a pass and returns a context manager
+    with ``update(n)`` (such as ``click.progressbar(length=n_chunks)``), entered for the
+    pass. On a distributed client the chunks are followed from the client, each released
+    as soon as it is counted, so the workers keep no more than without a bar.
+    """
+    _progress_bars.append(make_bar)
+    try:
+        yield
+    finally:
+        _progress_bars.remove(make_bar)
 
 
 def _combine(combine, *parts):
@@ -120,6 +140,7 @@ class ChunkedData:
             key = (f"streamem-chunk-{token}", i)
             graph[key] = (_call, func, x_key, w_key, start if with_index else None, shared_key, self.complete_only)
             parts.append(key)
+        chunk_keys = list(parts)
         level = 0
         while len(parts) > 1:
             grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
@@ -129,7 +150,7 @@ class ChunkedData:
                 graph[key] = (_combine, combine, *group)
                 parts.append(key)
             level += 1
-        return compute_key(graph, parts[0], self.timeout)
+        return compute_key(graph, parts[0], self.timeout, chunk_keys=chunk_keys)
 
 
 def redact(address: str) -> str:
@@ -154,21 +175,40 @@ def distributed_client():
         return None
 
 
-def compute_key(graph: dict, key, timeout: float | None = None):
+def compute_key(graph: dict, key, timeout: float | None = None, chunk_keys=()):
     """Compute one key of a task graph, on the distributed client if one is active.
 
     On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
     raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
-    never hangs on an unreachable cluster.
+    never hangs on an unreachable cluster. Under :func:`chunk_progress`, the tasks named
+    by ``chunk_keys`` are counted on the bar as they finish.
     """
+    bar = _progress_bars[-1](len(chunk_keys)) if _progress_bars and chunk_keys else contextlib.nullcontext()
     client = distributed_client()
     if client is None:
         get = dask.base.get_scheduler() or dask.threaded.get
+        if not isinstance(bar, contextlib.nullcontext):
+            counted = set(chunk_keys)
+
+            def posttask(done, result, dsk, state, worker_id):
+                if done in counted:
+                    progress.update(1)
+
+            with bar as progress, dask.callbacks.Callback(posttask=posttask):
+                return get(graph, key)
         return get(graph, key)
+    from distributed import as_completed
     from distributed.client import FutureCancelledError
 
-    future = client.get(graph, key, sync=False)
     try:
+        if isinstance(bar, contextlib.nullcontext):
+            return client.get(graph, key, sync=False).result(timeout=timeout)
+        future, *chunks = client.get(graph, [key, *chunk_keys], sync=False)
+        finished = as_completed(chunks, timeout=timeout)
+        del chunks  # each chunk is released once counted
+        with bar as progress:
+            for _ in finished:
+                progress.update(1)
         return future.result(timeout=timeout)
     except TimeoutError:
         raise TimeoutError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -169,6 +170,53 @@ def test_fit_on_local_worker_processes(workdir, tmp_path):
     here = streamem.load(workdir / "model.zarr")
     there = streamem.load(tmp_path / "m.zarr")
     np.testing.assert_allclose(there.means_, here.means_, rtol=1e-10)
+
+
+def run_on_terminal(*args, env=None, timeout=300):
+    """Run the CLI with its stderr on a pseudo-terminal; return the exit code and what it drew."""
+    main, secondary = os.openpty()
+    try:
+        result = subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=secondary, timeout=timeout, env=env)  # fmt: skip
+    finally:
+        os.close(secondary)
+    drawn = b""
+    while True:
+        try:
+            data = os.read(main, 1 << 16)
+        except OSError:  # the terminal's other end is closed
+            break
+        if not data:
+            break
+        drawn += data
+    os.close(main)
+    return result.returncode, drawn.decode()
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["threads", "two-worker-processes"])
+def test_fit_draws_a_bar_over_the_chunks_of_each_pass_on_a_terminal(workdir, tmp_path, workers):
+    env = dict(os.environ, DASK_STREAMEM__PROGRESS_DELAY="0")  # draw from the first chunk of every pass
+    extra = ["--workers", workers] if workers else []
+    code, drawn = run_on_terminal("fit", workdir / "points.zarr", "--n-components", 3, "--init", "random",
+                                  "--max-iter", 2, "--tol", 0, "--seed", 0, "--out", tmp_path / "m.zarr", *extra,
+                                  env=env)  # fmt: skip
+    assert code == 0, drawn
+    n_chunks = 5  # 30,000 rows in chunks of 7,000
+    assert drawn.count(f"{n_chunks}/{n_chunks}") >= 3, drawn  # the initial pass and two iterations
+    assert f"1/{n_chunks}" in drawn and "iteration 2: log-likelihood" in drawn
+    code, drawn = run_on_terminal("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 2, "--seed", 0,
+                                  "--quiet", "--out", tmp_path / "q.zarr", *extra, env=env)  # fmt: skip
+    assert code == 0 and f"/{n_chunks}" not in drawn and "iteration" not in drawn, drawn
+
+
+def test_warnings_are_one_line(workdir, tmp_path):
+    result = ok("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 1, "--tol", 0, "--seed", 0,
+                "--out", tmp_path / "m.zarr")  # fmt: skip
+    assert "warning: Best performing initialization did not converge" in result.stderr
+    assert "cli.py" not in result.stderr and "ConvergenceWarning" not in result.stderr
+    lines = ok("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 1, "--tol", 0, "--seed", 0,
+               "--log-json", "--out", tmp_path / "n.zarr").stdout.splitlines()  # fmt: skip
+    assert {"event": "warning", "category": "ConvergenceWarning"}.items() <= json.loads(lines[-2]).items()
 
 
 def test_bad_inputs_exit_1_with_one_line(workdir, tmp_path):
