@@ -58,17 +58,17 @@ def _blockwise_missing(X, params, what, shift, nan_rows):
 
     complete = ~nan_rows
     out_complete = _blockwise(X[complete], params, what) if what != "impute" else X[complete]
-    log_lik, resp, xhat, _ = incomplete_estep(X[nan_rows], params, shift)
+    estep = incomplete_estep(X[nan_rows], params, shift)
     if what == "predict":
-        partial = resp.argmax(axis=1)
+        partial = estep.resp.argmax(axis=1)
     elif what == "predict_proba":
-        partial = resp.astype(X.dtype)
+        partial = estep.resp.astype(X.dtype)
     elif what == "score_samples":
-        partial = log_lik.astype(X.dtype)
+        partial = estep.log_lik.astype(X.dtype)
     else:  # observed values are kept exactly; missing ones get their conditional expectation
         partial = X[nan_rows].copy()
         holes = np.isnan(partial)
-        partial[holes] = (np.einsum("nk,nkd->nd", resp, xhat) + shift)[holes]
+        partial[holes] = (estep.completed + shift)[holes]
     out = np.empty((len(X),) + out_complete.shape[1:], dtype=out_complete.dtype)
     out[complete] = out_complete
     out[nan_rows] = partial

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-__all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance", "products"]
+__all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance", "products", "quadratic_form"]
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined "
@@ -188,6 +188,14 @@ class Covariance:
         raise NotImplementedError
 
 
+def quadratic_form(means_c, precisions):
+    """The linear form (K, F) of ``(x - mu_k)^T Lambda_k (x - mu_k)`` over the packed features
+    (ones, ``x``, upper triangle of ``x x^T``), for precisions of shape (K, D, D)."""
+    weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
+    constant = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
+    return np.concatenate([constant, -2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
+
+
 class _Packed(Covariance):
     """Features ``x`` and the upper triangle of ``x x^T``: full and tied covariances."""
 
@@ -200,12 +208,6 @@ class _Packed(Covariance):
         for i in range(n_features):
             np.multiply(xct[i], xct[i:], out=out[start : start + n_features - i])
             start += n_features - i
-
-    def _form(self, means_c, precisions):
-        """``precisions`` of shape (K, D, D), one per component (repeated when tied)."""
-        weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
-        constant = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
-        return np.concatenate([constant, -2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
 
 
 class Full(_Packed):
@@ -223,7 +225,7 @@ class Full(_Packed):
         return n_components * n_features * (n_features + 1) // 2
 
     def mahalanobis_form(self, means_c, precisions_chol):
-        return self._form(means_c, self.precisions(precisions_chol))
+        return quadratic_form(means_c, self.precisions(precisions_chol))
 
     def second_moment_from_full(self, second):
         rows, cols = np.triu_indices(second.shape[-1])
@@ -276,7 +278,7 @@ class Tied(_Packed):
 
     def mahalanobis_form(self, means_c, precisions_chol):
         precisions = np.broadcast_to(self.precisions(precisions_chol), (len(means_c),) + precisions_chol.shape)
-        return self._form(means_c, precisions)
+        return quadratic_form(means_c, precisions)
 
     def second_moment(self, extra_moments):
         # sum_k sum_i r_ik x x^T = sum_i w_i x x^T

@@ -1,139 +1,389 @@
 r"""The E-step for rows with missing values (NaN): exact EM for the observed-data likelihood.
 
 For a row with observed coordinates :math:`O` and missing :math:`M`, and component
-:math:`k` with precision :math:`\Lambda_k = \Sigma_k^{-1}` (Ghahramani & Jordan 1994):
+:math:`k` with mean :math:`\mu` and precision :math:`\Lambda = \Sigma^{-1}` (Ghahramani &
+Jordan 1994), write :math:`x_0` for the row with zeros in its holes, :math:`e = x_0 - \mu
+\circ o` (zero where missing) and :math:`g_M = (\Lambda e)_M`. Then
 
 .. math::
-    \log p_k(x_O) = -\tfrac12\big(|O| \log 2\pi + \log|\Sigma_k| + \log|\Lambda_{k,MM}|
-                    + (\hat x_k - \mu_k)^T \Lambda_k (\hat x_k - \mu_k)\big),
+    \log p_k(x_O) = -\tfrac12\big(|O| \log 2\pi + \log|\Sigma| + \log|\Lambda_{MM}|
+                    + e^T \Lambda e - g_M^T \Lambda_{MM}^{-1} g_M\big),
 
-    \hat x_{k,M} = \mu_{k,M} - \Lambda_{k,MM}^{-1} \Lambda_{k,MO} (x_O - \mu_{k,O}),\qquad
-    E[x x^T \mid x_O, k] = \hat x_k \hat x_k^T + \begin{pmatrix} 0 & 0 \\ 0 & \Lambda_{k,MM}^{-1}\end{pmatrix},
+    \hat x_M = \mu_M - \Lambda_{MM}^{-1} g_M,\qquad
+    E[x x^T \mid x_O, k] = \hat x \hat x^T + \begin{pmatrix} 0 & 0 \\ 0 & \Lambda_{MM}^{-1}\end{pmatrix}.
 
-so only the small blocks :math:`\Lambda_{k,MM}` (as many rows as missing values) are
-factorised. Rows are grouped by their number of missing values, and each group is one
-batch of small Cholesky factorisations and matrix products over all its rows and
-components: no Python loop over rows or patterns.
+Everything that depends on the missingness pattern alone — :math:`\Lambda_{MM}`, its
+factorisation and inverse, :math:`\mu^T\Lambda\mu` restricted to the observed part — is
+computed once per distinct pattern of a chunk (patterns grouped by their number of holes),
+not once per row. Per row, the work is one matrix product for :math:`\Lambda x_0` over all
+components, a few gathers of the ``m`` missing coordinates, and the moments
+:math:`\sum_n r_{nk} \hat x_{nk} \hat x_{nk}^T` as one matrix product per component: the
+same kind of work as the complete-data E-step, a small factor more of it.
 
 The numerical core imports only numpy and scipy.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .params import LOG_2PI, MixtureParams
+from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
+from .params import LOG_2PI, MixtureParams, log_resp_inplace
 
-__all__ = ["incomplete_estep", "incomplete_moments"]
+__all__ = ["MarginalEstep", "incomplete_estep"]
+
+_BLOCK_ELEMENTS = 1 << 20  # values in a block's (components, features, rows) temporaries
+# a pattern with at least this many rows per feature in a chunk is fitted as a marginal
+# mixture (its own work per component grows as D^2, a row's as D)
+FREQUENT_PATTERN_ROWS = 16
 
 
 def _full_precisions(params: MixtureParams) -> np.ndarray:
-    """Every component's precision as a (K, D, D) matrix, whatever the covariance type."""
+    """Every component's precision as a contiguous (K, D, D) matrix, whatever the covariance type."""
     K, D = params.means.shape
     precisions = params.precisions
     kind = params.covariance_type
     if kind == "full":
-        return precisions
+        return np.ascontiguousarray(precisions)
     if kind == "tied":
-        return np.broadcast_to(precisions, (K, D, D))
+        return np.ascontiguousarray(np.broadcast_to(precisions, (K, D, D)))
     if kind == "diag":
         return precisions[:, :, None] * np.eye(D)
     return precisions[:, None, None] * np.eye(D)
 
 
-def _small_inverse(matrices):
-    """Inverses and log-determinants of a batch (..., m, m) of small positive-definite
-    matrices: closed forms for m = 1 and 2 (most rows miss one or two values), LAPACK
-    through numpy for larger ones."""
-    m = matrices.shape[-1]
-    if m == 1:
-        return 1.0 / matrices, np.log(matrices[..., 0, 0])
-    if m == 2:
-        a, b, d = matrices[..., 0, 0], matrices[..., 0, 1], matrices[..., 1, 1]
-        det = a * d - b * b
-        inverse = np.stack([np.stack([d, -b], axis=-1), np.stack([-b, a], axis=-1)], axis=-2) / det[..., None, None]
-        return inverse, np.log(det)
-    chol = np.linalg.cholesky(matrices)
-    return np.linalg.inv(matrices), 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(axis=-1)
+@dataclasses.dataclass
+class MarginalEstep:
+    """The E-step of rows with holes.
 
-
-def incomplete_estep(X: np.ndarray, params: MixtureParams, shift: np.ndarray):
-    """E-step of rows that each miss some (not all) values.
-
-    Parameters
+    Attributes
     ----------
-    X : ndarray of shape (n, D) with NaN for the missing values
-    params : MixtureParams
-    shift : ndarray of shape (D,)
-
-    Returns
-    -------
     log_lik : ndarray of shape (n,)
         Marginal log-likelihood of each row's observed values.
     resp : ndarray of shape (n, K)
-    xhat : ndarray of shape (n, K, D)
-        Conditional expectation of each row given the component, minus ``shift``.
-    conditional : list of (rows, columns, covariances)
-        Per group of rows with the same number ``m`` of missing values: their indices, the
-        missing columns (r, m), and the conditional covariances of those (r, K, m, m).
+    completed : ndarray of shape (n, D)
+        Each row's conditional expectation under the mixture, :math:`\\sum_k r_k \\hat x_k`,
+        minus ``shift``.
+    nk, s1, s2 : ndarrays of shapes (K,), (K, D), (K, D, D)
+        Sums over rows of ``w r``, ``w r x_hat`` and ``w r E[x x^T | x_O]`` (about ``shift``).
+    """
+
+    log_lik: np.ndarray
+    resp: np.ndarray
+    completed: np.ndarray
+    nk: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+
+
+def _inverse_and_log_det(matrices):
+    """Inverses and log-determinants of a batch of small symmetric positive definite
+    matrices laid out (m, m, ...batch), by Gauss-Jordan elimination vectorised over the
+    batch (m steps; no pivoting is needed for such matrices). LAPACK through
+    ``numpy.linalg`` costs a call per matrix, which dominates for the thousands of 2x2 to
+    5x5 blocks of a chunk."""
+    a = np.array(matrices, dtype=np.float64, order="C")
+    log_det = np.zeros(a.shape[2:])
+    for i in range(len(a)):
+        pivot = a[i, i].copy()
+        if not np.all(pivot > 0):
+            raise ValueError("a component's precision is not positive definite")
+        log_det += np.log(pivot)
+        row = a[i] / pivot
+        column = a[:, i].copy()
+        a -= column[:, None] * row[None, :]
+        a[i] = row
+        a[:, i] = -column / pivot
+        a[i, i] = 1.0 / pivot
+    return a, log_det
+
+
+def _matvec(a, v):
+    """``a @ v`` for matrices (m, m, ...batch) and vectors (m, ...batch)."""
+    out = np.empty_like(v)
+    for i in range(len(v)):
+        out[i] = a[i, 0] * v[0]
+        for j in range(1, len(v)):
+            out[i] += a[i, j] * v[j]
+    return out
+
+
+class _Patterns:
+    """What the rows with the same ``m`` missing coordinates share, per distinct pattern;
+    arrays are laid out (slot, component, pattern) to be gathered by the rows' patterns."""
+
+    def __init__(self, columns, precisions, means_c, h, constant):
+        K, D = means_c.shape
+        P, m = columns.shape
+        k = np.arange(K)[:, None]
+        self.columns = columns  # (P, m)
+        holes = columns.T[:, None, :]  # (m, 1, P)
+        self.mu_m = np.take(means_c, k * D + holes)  # (m, K, P)
+        lam_mm = np.take(precisions, (k * D + holes[:, None]) * D + holes[None, :])  # (m, m, K, P)
+        self.inverse, log_det = _inverse_and_log_det(lam_mm)  # the holes' conditional covariance, log|Lambda_MM|
+        lam_mu = _matvec(lam_mm, self.mu_m)
+        self.t_m = np.take(h, k * D + holes) - lam_mu  # (Lambda (mu o observed))_M
+        # (mu o observed)^T Lambda (mu o observed) - mu^T Lambda mu + 2 t_M mu_M (see _Kernel.block)
+        self.marginal_constant = constant[:, None] - 0.5 * ((D - m) * LOG_2PI + log_det)  # (K, P)
+        self.constant = self.marginal_constant + 0.5 * (self.mu_m * lam_mu).sum(axis=0)
+        self.mass = np.zeros((K, P))  # sums of w r per pattern, for the conditional covariances
+        self.outer = np.zeros((m, m, K, P))  # sums of w r u u^T per pattern (u: the holes' x_hat), lower half
+
+    def add_to(self, s2):
+        """Add the patterns' sums of ``w r (u u^T + Lambda_MM^-1)`` to ``s2`` (K, D, D)."""
+        K, D = s2.shape[:2]
+        P, m = self.columns.shape
+        if not m:
+            return
+        i, j = np.triu_indices(m, 1)
+        self.outer[i, j] = self.outer[j, i]  # the lower triangle was summed
+        values = self.outer + self.inverse * self.mass
+        rows = self.columns.T[:, None, None, :]  # (m, 1, 1, P)
+        cols = self.columns.T[None, :, None, :]
+        flat = np.arange(K)[None, None, :, None] * (D * D) + rows * D + cols
+        s2 += np.bincount(flat.ravel(), weights=values.ravel(), minlength=K * D * D).reshape(K, D, D)
+
+
+class _HolesByColumn:
+    """The holes of a block, column by column: for each column ``c`` with holes, the slots
+    and the rows (positions in the block) where ``c`` is missing."""
+
+    def __init__(self, holes, n_features):
+        m, nb = holes.shape
+        flat = holes.ravel()
+        order = np.argsort(flat, kind="stable")
+        counts = np.bincount(flat, minlength=n_features)
+        self.columns = np.flatnonzero(counts)
+        self.parts = np.split(order, np.cumsum(counts)[:-1])
+        self.nb = nb
+
+    def __iter__(self):
+        for c in self.columns:
+            slot, row = np.divmod(self.parts[c], self.nb)
+            yield c, slot, row
+
+
+def _pattern_groups(missing: np.ndarray):
+    """Per number of holes ``m``: the rows, ordered by pattern, their pattern index, and the
+    patterns' columns (P, m)."""
+    n_missing = missing.sum(axis=1)
+    bits = np.packbits(missing, axis=1, bitorder="little")
+    if bits.shape[1] <= 8:  # the pattern as the bits of an integer
+        keys = np.pad(bits, ((0, 0), (0, 8 - bits.shape[1]))).view("<u8")[:, 0]
+    else:
+        keys = np.ascontiguousarray(bits).view(np.dtype((np.void, bits.shape[1])))[:, 0]
+    order = np.lexsort((keys, n_missing))  # one sort: by number of holes, then by pattern
+    keys, n_missing = keys[order], n_missing[order]
+    new_pattern = np.ones(len(order), dtype=bool)
+    new_pattern[1:] = keys[1:] != keys[:-1]
+    group_starts = np.flatnonzero(np.diff(n_missing, prepend=-1))
+    for start, stop in zip(group_starts, [*group_starts[1:], len(order)]):
+        rows = order[start:stop]
+        pattern = np.cumsum(new_pattern[start:stop]) - 1
+        first = rows[np.flatnonzero(new_pattern[start:stop])]
+        m = int(n_missing[start])
+        yield m, rows, pattern, np.nonzero(missing[first])[1].reshape(len(first), m)
+
+
+def incomplete_estep(
+    X: np.ndarray, params: MixtureParams, shift: np.ndarray, sample_weight=None, per_row: bool = True
+) -> MarginalEstep:
+    """E-step of rows with missing values (NaN), exact for the observed values.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+        Rows with NaN where values are missing (a row with every value missing has
+        log-likelihood 0 and the weights as responsibilities).
+    params : MixtureParams
+    shift : ndarray of shape (D,)
+        The centre the moments are taken about.
+    sample_weight : ndarray of shape (n,) or None
+    per_row : bool
+        Whether to keep each row's responsibilities and completion (``resp`` and
+        ``completed`` are None otherwise: the statistics alone need neither).
+
+    Returns
+    -------
+    MarginalEstep
     """
     X = np.asarray(X, dtype=np.float64)
     n, D = X.shape
     K = params.n_components
     means_c = params.means - shift
     precisions = _full_precisions(params)
+    h = np.einsum("kij,kj->ki", precisions, means_c)  # Lambda mu
     log_det_sigma = -2.0 * params.covariance.log_det_chol(params.precisions_chol, D) * np.ones(K)
     with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
+        constant = np.log(params.weights) - 0.5 * log_det_sigma
+    kernel = _Kernel(precisions, means_c)
     missing = np.isnan(X)
-    n_missing = missing.sum(axis=1)
-    log_lik = np.empty(n)
-    resp = np.empty((n, K))
-    xhat = np.empty((n, K, D))
-    conditional = []  # (rows, columns M, inverse of Lambda_MM) per group
-    xz = np.where(missing, 0.0, X - shift)
-    for m in np.unique(n_missing):
-        rows = np.flatnonzero(n_missing == m)
-        cols = np.nonzero(missing[rows])[1].reshape(len(rows), m)
-        observed = ~missing[rows]
-        e = (xz[rows, None, :] - means_c[None]) * observed[:, None, :]  # (r, K, D), zero where missing
-        g = np.matmul(e.transpose(1, 0, 2), precisions).transpose(1, 0, 2)  # Lambda_k e, (r, K, D)
-        maha = np.einsum("rkd,rkd->rk", e, g)
-        log_det = log_det_sigma[None, :].repeat(len(rows), axis=0)
-        block = np.broadcast_to(xz[rows, None, :] * observed[:, None, :] + means_c[None] * ~observed[:, None, :],
-                                (len(rows), K, D)).copy()  # fmt: skip
+    x0 = np.where(missing, 0.0, X - shift)
+    result = MarginalEstep(np.empty(n), np.empty((n, K)) if per_row else None, np.empty((n, D)) if per_row else None,
+                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)))  # fmt: skip
+    packed = np.zeros((K, kernel.form.shape[1]))  # sums of w r over the features of x0
+    block = max(64, _BLOCK_ELEMENTS // (K * D))
+    for m, rows, pattern, columns in _pattern_groups(missing):
+        shared = _Patterns(columns, precisions, means_c, h, constant)
+        frequent = np.bincount(pattern) >= FREQUENT_PATTERN_ROWS * D
+        by_pattern = frequent[pattern]
+        if by_pattern.any():
+            kernel.frequent(x0, rows[by_pattern], pattern[by_pattern], shared, m, result, packed, sample_weight)
+        rows, pattern = rows[~by_pattern], pattern[~by_pattern]
+        for start in range(0, len(rows), block):
+            these = rows[start : start + block]
+            w = None if sample_weight is None else sample_weight[these]
+            kernel.block(x0[these].T.copy(), pattern[start : start + block], w, shared, m, result, these, packed)
+        shared.add_to(result.s2)
+    result.nk += packed[:, 0]
+    result.s1 += packed[:, 1 : 1 + D]
+    result.s2 += _unpack_symmetric(packed[:, 1 + D :], D)
+    return result
+
+
+class _Kernel:
+    """Per block of rows with the same number of holes: log-likelihoods, responsibilities
+    and moments, mostly as matrix products over all components at once."""
+
+    def __init__(self, precisions, means_c):
+        K, D = means_c.shape
+        self.K, self.D = K, D
+        self.precisions, self.means_c = precisions, means_c
+        self.stacked_rows = np.ascontiguousarray(precisions.transpose(1, 0, 2))  # (D, K, D): row c of every Lambda_k
+        self.form = -0.5 * quadratic_form(means_c, precisions)  # -(x0 - mu)^T Lambda (x0 - mu) / 2
+        self.features = get_covariance("full").features
+
+    def block(self, x0t, p, w, shared, m, result, rows, packed):
+        """Add one block (``x0t``: rows with zeros in their holes, transposed; ``p``: their
+        patterns, sorted) to ``result``, ``packed`` and the patterns' sums."""
+        K, D = self.K, self.D
+        nb = x0t.shape[1]
+        starts = np.flatnonzero(np.diff(p, prepend=-1))  # the block's rows are ordered by pattern
+        patterns = p[starts]
+        runs = np.diff(starts, append=nb)
+
+        def per_row(values):  # per-pattern values (..., P) repeated for the block's rows (..., nb)
+            if 4 * len(patterns) > nb:  # mostly patterns of a row or two
+                return np.take(values, p, axis=-1)
+            return np.repeat(np.take(values, patterns, axis=-1), runs, axis=-1)
+
+        features = self.features(x0t)
+        weighted = self.form @ features
+        weighted += per_row(shared.constant)
         if m:
-            k_index = np.arange(K)[None, :, None, None]
-            lam_mm = precisions[k_index, cols[:, None, :, None], cols[:, None, None, :]]  # (r, K, m, m)
-            inverse, lam_log_det = _small_inverse(lam_mm)
-            g_m = np.take_along_axis(g, np.broadcast_to(cols[:, None, :], (len(rows), K, m)), axis=2)
-            delta = np.einsum("rkij,rkj->rki", inverse, g_m)  # Lambda_MM^-1 Lambda_MO e_O
-            maha -= np.einsum("rkm,rkm->rk", g_m, delta)
-            log_det += lam_log_det
-            index = np.broadcast_to(cols[:, None, :], (len(rows), K, m))
-            np.put_along_axis(block, index, np.take_along_axis(block, index, axis=2) - delta, axis=2)
-            conditional.append((rows, cols, inverse))
-        weighted = log_weights - 0.5 * ((D - m) * LOG_2PI + log_det + maha)
-        top = weighted.max(axis=1, keepdims=True)
-        total = np.exp(weighted - top).sum(axis=1, keepdims=True)
-        log_lik[rows] = (top + np.log(total))[:, 0]
-        resp[rows] = np.exp(weighted - log_lik[rows, None])
-        xhat[rows] = block
-    return log_lik, resp, xhat, conditional
+            holes = per_row(shared.columns.T)  # (m, nb)
+            by_column = _HolesByColumn(holes, D)
+            y_m = np.empty((m, K, nb))  # (Lambda x0)_M, one matrix product per column over its rows
+            for c, slot, row in by_column:
+                y_m[slot, :, row] = (self.stacked_rows[c] @ x0t[:, row]).T
+            mu_m = per_row(shared.mu_m)
+            g_m = y_m - per_row(shared.t_m)  # (Lambda e)_M
+            delta = _matvec(per_row(shared.inverse), g_m)  # Lambda_MM^-1 g_M
+            weighted += np.einsum("ikn,ikn->kn", g_m, 0.5 * delta - mu_m)  # -y_M mu_M: t_M mu_M is in the constant
+        log_lik = log_resp_inplace(weighted)
+        resp = weighted  # normalised in place
+        rw = resp if w is None else resp * w
+        result.log_lik[rows] = log_lik
+        if result.resp is not None:
+            result.resp[rows] = resp.T
+        packed += products(rw, features)
+        if not m:
+            if result.completed is not None:
+                result.completed[rows] = x0t.T
+            return
+        # x_hat = x0 + u, u = mu_M - delta in the holes: the moments of x0 are in ``packed``;
+        # here the cross terms w r (x0 u^T + u x0^T), and per pattern w r u u^T
+        u = mu_m - delta
+        ru = u * rw
+        for c, slot, row in by_column:
+            values = ru[slot, :, row]  # (rows, K)
+            result.s1[:, c] += values.sum(axis=0)
+            cross = x0t[:, row] @ values  # sum w r x0 u_c, (D, K)
+            result.s2[:, c, :] += cross.T
+            result.s2[:, :, c] += cross.T
+        shared.mass[:, patterns] += np.add.reduceat(rw, starts, axis=1)
+        for i in range(m):
+            for j in range(i + 1):
+                shared.outer[i, j][:, patterns] += np.add.reduceat(ru[i] * u[j], starts, axis=1)
+        if result.completed is not None:
+            completed = x0t.copy()
+            np.put(completed, holes * nb + np.arange(nb), np.einsum("ikn,kn->in", u, resp))
+            result.completed[rows] = completed.T
 
-
-def incomplete_moments(resp_w, xhat, conditional):
-    """Sums over rows of ``r x_hat`` (K, D) and of ``r E[x x^T]`` (K, D, D) for the rows'
-    weighted responsibilities ``resp_w`` (n, K)."""
-    s1 = np.einsum("nk,nkd->kd", resp_w, xhat)
-    weighted = xhat * resp_w[:, :, None]
-    second = np.matmul(weighted.transpose(1, 2, 0), xhat.transpose(1, 0, 2))  # (K, D, D)
-    K, D = second.shape[0], second.shape[1]
-    for rows, cols, inverse in conditional:
-        values = resp_w[rows][:, :, None, None] * inverse  # (r, K, m, m)
-        flat = (
-            np.arange(K)[None, :, None, None] * (D * D) + cols[:, None, :, None] * D + cols[:, None, None, :]
-        )  # index into the flattened (K, D, D) sums
-        flat = np.broadcast_to(flat, values.shape)
-        second += np.bincount(flat.ravel(), weights=values.ravel(), minlength=K * D * D).reshape(K, D, D)
-    return s1, second
+    def frequent(self, x0, rows, pattern, shared, m, result, packed, sample_weight):
+        """Rows of patterns frequent in the chunk (``rows`` ordered by ``pattern``): each
+        pattern is a mixture on its observed coordinates, whose E-step is the complete-data
+        one (matrix products over packed features); the moments of the completed rows
+        follow from those of the observed ones, since the expectation of the holes is
+        affine in the observed values: ``x_hat_M = a - G x0`` per pattern and component."""
+        K, D = self.K, self.D
+        starts = np.flatnonzero(np.diff(pattern, prepend=-1))
+        which = pattern[starts]
+        F = len(which)
+        k = np.arange(K)[None, :, None]
+        lam = self.precisions
+        if m:
+            holes = shared.columns[which]  # (F, m)
+            inverse = shared.inverse[..., which].transpose(3, 2, 0, 1)  # (F, K, m, m)
+            lam_rows = lam[k, holes[:, None, :]]  # (F, K, m, D): rows M of Lambda_k
+            G = inverse @ lam_rows
+            schur = lam - np.swapaxes(lam_rows, -1, -2) @ G  # Sigma_OO^-1, zero in the rows and columns M
+            mu_m = shared.mu_m[..., which].transpose(2, 1, 0)  # (F, K, m)
+            t_m = shared.t_m[..., which].transpose(2, 1, 0)
+            a = mu_m + (inverse @ t_m[..., None])[..., 0]
+        else:
+            schur = np.broadcast_to(lam, (F, K, D, D))
+        forms = -0.5 * quadratic_form(np.tile(self.means_c, (F, 1)), schur.reshape(F * K, D, D)).reshape(F, K, -1)
+        constant = shared.marginal_constant[:, which]  # (K, F)
+        moments = np.zeros((F, K, forms.shape[2]))
+        segment = np.repeat(np.arange(F), np.diff([*starts, len(rows)]))  # each row's pattern, 0..F-1
+        block = max(64, (_BLOCK_ELEMENTS // 2) // forms.shape[2])
+        for begin in range(0, len(rows), block):
+            these = rows[begin : begin + block]
+            x0t = x0[these].T.copy()
+            features = self.features(x0t)
+            seg = segment[begin : begin + block]
+            cuts = np.flatnonzero(np.diff(seg, prepend=-1))
+            bounds = list(zip(seg[cuts], cuts, [*cuts[1:], len(these)]))
+            weighted = np.empty((K, len(these)))
+            for f, start, stop in bounds:
+                np.matmul(forms[f], features[:, start:stop], out=weighted[:, start:stop])
+            weighted += np.take(constant, seg, axis=1)
+            result.log_lik[these] = log_resp_inplace(weighted)
+            resp = weighted  # normalised in place
+            rw = resp if sample_weight is None else resp * sample_weight[these]
+            for f, start, stop in bounds:
+                moments[f] += products(rw[:, start:stop], features[:, start:stop])
+            if result.resp is not None:
+                result.resp[these] = resp.T
+            if result.completed is not None:
+                completed = x0t.T.copy()
+                for f, start, stop in bounds:
+                    if m:
+                        u = a[f][:, :, None] - G[f] @ x0t[:, start:stop]  # (K, m, rows)
+                        completed[start:stop, holes[f]] = np.einsum("kin,kn->ni", u, resp[:, start:stop])
+                result.completed[these] = completed
+        packed += moments.sum(axis=0)
+        if not m:
+            return
+        # the holes' part of the completed rows' moments, from the observed rows' moments
+        R, X1 = moments[:, :, 0], moments[:, :, 1 : 1 + D]
+        X2 = _unpack_symmetric(moments[:, :, 1 + D :], D)  # (F, K, D, D)
+        GX1 = (G @ X1[..., None])[..., 0]  # (F, K, m)
+        sum_u = a * R[..., None] - GX1  # sum w r u
+        cross = X1[..., :, None] * a[..., None, :] - X2 @ np.swapaxes(G, -1, -2)  # sum w r x0 u^T, (F, K, D, m)
+        outer = R[..., None, None] * a[..., :, None] * a[..., None, :] - a[..., :, None] * GX1[..., None, :]
+        outer += np.swapaxes(outer, -1, -2) - R[..., None, None] * a[..., :, None] * a[..., None, :]
+        outer += G @ X2 @ np.swapaxes(G, -1, -2)  # sum w r u u^T, (F, K, m, m)
+        shared.mass[:, which] += R.T
+        shared.outer[..., which] += outer.transpose(2, 3, 1, 0)
+        index = np.arange(K)[None, :, None] * D + holes[:, None, :]  # (F, K, m) into (K, D)
+        result.s1 += np.bincount(index.ravel(), weights=sum_u.ravel(), minlength=K * D).reshape(K, D)
+        d = np.arange(D)[None, None, :, None]
+        kk = np.arange(K)[None, :, None, None]
+        hole = holes[:, None, None, :]
+        flat = np.concatenate([((kk * D + d) * D + hole).ravel(), ((kk * D + hole) * D + d).ravel()])
+        values = np.concatenate([cross.ravel(), cross.ravel()])
+        result.s2 += np.bincount(flat, weights=values, minlength=K * D * D).reshape(K, D, D)

@@ -283,18 +283,18 @@ class Accumulator:
 
     def add_incomplete(self, X, w, params, shift):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`."""
-        from .missing import incomplete_estep, incomplete_moments
+        from .missing import incomplete_estep
 
-        log_lik, resp, xhat, conditional = incomplete_estep(X, params, shift)
-        resp_w = resp if w is None else resp * w[:, None]
-        s1, second = incomplete_moments(resp_w, xhat, conditional)
-        self.nk += resp_w.sum(axis=0)
-        self.s1 += s1
-        self.s2 += self.covariance.second_moment_from_full(second)
-        self.loglik += float(log_lik.sum() if w is None else log_lik @ w)
-        scores = log_lik if w is None else np.where(w > 0, log_lik, np.inf)
-        completed = np.einsum("nk,nkd->dn", resp, xhat)  # the rows' conditional expectations, transposed
-        self.worst = self.worst + Smallest.select(scores, completed, shift, 1)
+        estep = incomplete_estep(X, params, shift, w, per_row=False)
+        self.nk += estep.nk
+        self.s1 += estep.s1
+        self.s2 += self.covariance.second_moment_from_full(estep.s2)
+        self.loglik += float(estep.log_lik.sum() if w is None else estep.log_lik @ w)
+        scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
+        if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
+            worst = int(np.argmin(scores))
+            completed = incomplete_estep(X[worst : worst + 1], params, shift).completed
+            self.worst = self.worst + Smallest.of(scores[worst : worst + 1], completed + shift, 1)
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
@@ -339,17 +339,20 @@ def chunk_stats(
 
 
 def _stats_with_missing(X, sample_weight, params_list, shift, nan):
-    any_nan, all_nan = nan.any(axis=1), nan.all(axis=1)
-    complete, partial = ~any_nan, any_nan & ~all_nan
+    n_nan = nan.sum(axis=1)
+    complete, partial, empty = n_nan == 0, (n_nan > 0) & (n_nan < X.shape[1]), n_nan == X.shape[1]
     w_of = (lambda rows: None) if sample_weight is None else (lambda rows: sample_weight[rows])  # noqa: E731
     sums = _complete_stats(X[complete], w_of(complete), params_list, shift)
     if partial.any():
         w = w_of(partial)
         for params, acc in zip(params_list, sums):
             acc.add_incomplete(X[partial], None if w is None else w.astype(np.float64), params, shift)
-    kept = ~all_nan
-    weight, count = totals(X[kept], w_of(kept))
-    return [acc.result(weight, count, ignored=int(all_nan.sum())) for acc in sums]
+    ignored = int(empty.sum())
+    weight, count = totals(X, sample_weight)
+    if ignored:
+        weight -= ignored if sample_weight is None else float(sample_weight[empty].sum(dtype=np.float64))
+        count -= ignored
+    return [acc.result(weight, count, ignored=ignored) for acc in sums]
 
 
 def _complete_stats(X, sample_weight, params_list, shift) -> list[Accumulator]:

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import streamem
-from streamem.missing import incomplete_estep, incomplete_moments
+from streamem.missing import incomplete_estep
 from streamem.stats import chunk_stats
 
 from .conftest import COVARIANCE_TYPES, mixture_data
@@ -24,17 +24,21 @@ def holes(X, fraction, seed=0):
     return out
 
 
+@pytest.mark.parametrize("by_pattern", [True, False], ids=["as-marginal-mixtures", "row-by-row"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_marginal_estep_against_a_direct_computation(covariance_type):
+def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern, monkeypatch):
+    # every pattern fitted as a marginal mixture, or every row on its own
+    monkeypatch.setattr(streamem.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
     X, _ = mixture_data(n_samples=300, n_features=4, n_components=3, seed=1)
     gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     p = gm._params()
     Xm = holes(X, 0.3, seed=2)
     Xm[0] = np.nan  # a row with nothing observed
     shift = X.mean(axis=0)
-    log_lik, resp, xhat, conditional = incomplete_estep(Xm, p, shift)
+    weights = np.random.default_rng(3).uniform(0.5, 2.0, len(Xm))
+    estep = incomplete_estep(Xm, p, shift, weights)
     full = [p.covariance.component_covariance(p.covariances, k, 4) for k in range(3)]
-    expected_second = np.zeros((3, 4, 4))
+    expected_s1, expected_s2 = np.zeros((3, 4)), np.zeros((3, 4, 4))
     for i, row in enumerate(Xm):
         o = ~np.isnan(row)
         m = ~o
@@ -42,8 +46,10 @@ def test_marginal_estep_against_a_direct_computation(covariance_type):
             p.weights[k] * (multivariate_normal(p.means[k][o], full[k][np.ix_(o, o)]).pdf(row[o]) if o.any() else 1.0)
             for k in range(3)
         ])  # fmt: skip
-        assert log_lik[i] == pytest.approx(np.log(densities.sum()), rel=1e-10, abs=1e-10)
-        np.testing.assert_allclose(resp[i], densities / densities.sum(), rtol=1e-8, atol=1e-12)
+        resp = densities / densities.sum()
+        assert estep.log_lik[i] == pytest.approx(np.log(densities.sum()), rel=1e-10, abs=1e-10)
+        np.testing.assert_allclose(estep.resp[i], resp, rtol=1e-8, atol=1e-12)
+        completed = np.zeros(4)
         for k in range(3):
             mean = p.means[k].copy()
             cov = np.zeros((4, 4))
@@ -52,11 +58,14 @@ def test_marginal_estep_against_a_direct_computation(covariance_type):
                 mean[m] = p.means[k][m] + gain @ (row[o] - p.means[k][o])
                 cov[np.ix_(m, m)] = full[k][np.ix_(m, m)] - gain @ full[k][np.ix_(o, m)]
             mean[o] = row[o]
-            np.testing.assert_allclose(xhat[i, k] + shift, mean, rtol=1e-9, atol=1e-9)
             centred = mean - shift
-            expected_second[k] += resp[i, k] * (np.outer(centred, centred) + cov)
-    _, second = incomplete_moments(resp, xhat, conditional)
-    np.testing.assert_allclose(second, expected_second, rtol=1e-9, atol=1e-9)
+            completed += resp[k] * centred
+            expected_s1[k] += weights[i] * resp[k] * centred
+            expected_s2[k] += weights[i] * resp[k] * (np.outer(centred, centred) + cov)
+        np.testing.assert_allclose(estep.completed[i], completed, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(estep.nk, (weights[:, None] * estep.resp).sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(estep.s1, expected_s1, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(estep.s2, expected_s2, rtol=1e-9, atol=1e-9)
 
 
 def test_without_nan_marginalize_is_the_default_fit(blobs):
