@@ -169,12 +169,13 @@ def _pattern_groups(missing: np.ndarray):
     """Per number of holes ``m``: the rows, ordered by pattern, their pattern index, and the
     patterns' columns (P, m)."""
     n_missing = missing.sum(axis=1)
-    bits = np.packbits(missing, axis=1, bitorder="little")
-    if bits.shape[1] <= 8:  # the pattern as the bits of an integer
-        keys = np.pad(bits, ((0, 0), (0, 8 - bits.shape[1]))).view("<u8")[:, 0]
+    if missing.shape[1] <= 46:  # the number of holes and the pattern's bits in one exact float
+        keys = missing @ np.exp2(np.arange(missing.shape[1], dtype=np.float64))
+        order = np.argsort(keys + n_missing * 2.0**46)  # by number of holes, then by pattern
     else:
+        bits = np.packbits(missing, axis=1)
         keys = np.ascontiguousarray(bits).view(np.dtype((np.void, bits.shape[1])))[:, 0]
-    order = np.lexsort((keys, n_missing))  # one sort: by number of holes, then by pattern
+        order = np.lexsort((keys, n_missing))
     keys, n_missing = keys[order], n_missing[order]
     new_pattern = np.ones(len(order), dtype=bool)
     new_pattern[1:] = keys[1:] != keys[:-1]
@@ -262,12 +263,9 @@ class _Kernel:
         nb = x0t.shape[1]
         starts = np.flatnonzero(np.diff(p, prepend=-1))  # the block's rows are ordered by pattern
         patterns = p[starts]
-        runs = np.diff(starts, append=nb)
 
-        def per_row(values):  # per-pattern values (..., P) repeated for the block's rows (..., nb)
-            if 4 * len(patterns) > nb:  # mostly patterns of a row or two
-                return np.take(values, p, axis=-1)
-            return np.repeat(np.take(values, patterns, axis=-1), runs, axis=-1)
+        def per_row(values):  # per-pattern values (..., P) for the block's rows (..., nb)
+            return np.take(values.reshape(-1, values.shape[-1]), p, axis=1).reshape(values.shape[:-1] + (nb,))
 
         features = self.features(x0t)
         weighted = self.form @ features
@@ -303,10 +301,18 @@ class _Kernel:
             cross = x0t[:, row] @ values  # sum w r x0 u_c, (D, K)
             result.s2[:, c, :] += cross.T
             result.s2[:, :, c] += cross.T
-        shared.mass[:, patterns] += np.add.reduceat(rw, starts, axis=1)
+        # per-pattern sums by bincount (which, unlike ufunc.reduceat, lets other threads run)
+        n_patterns = len(patterns)
+        segment = np.cumsum(np.diff(p, prepend=p[0]) != 0)  # the rows' pattern, 0..n_patterns-1
+        index = (np.arange(K)[:, None] * n_patterns + segment).ravel()
+
+        def sums(values):  # (K, nb) summed per pattern: (K, n_patterns)
+            return np.bincount(index, weights=values.ravel(), minlength=K * n_patterns).reshape(K, n_patterns)
+
+        shared.mass[:, patterns] += sums(rw)
         for i in range(m):
             for j in range(i + 1):
-                shared.outer[i, j][:, patterns] += np.add.reduceat(ru[i] * u[j], starts, axis=1)
+                shared.outer[i, j][:, patterns] += sums(ru[i] * u[j])
         if result.completed is not None:
             completed = x0t.copy()
             np.put(completed, holes * nb + np.arange(nb), np.einsum("ikn,kn->in", u, resp))
