@@ -19,10 +19,13 @@ import dask
 import dask.array as da
 import dask.callbacks
 import numpy as np
+from dask._task_spec import DataNode, Task
+from dask.optimization import cull
 
 __all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client"]
 
 SPLIT_EVERY = 8
+TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
 
 _progress_bars = []  # the factories installed by chunk_progress, innermost last
 
@@ -72,6 +75,30 @@ def _call(func, X, sample_weight, index, shared, complete_only=False):
     return func(X, sample_weight, index, *shared)
 
 
+class _Group:
+    """The chunks of one task (opaque to dask): each chunk's task, run when its turn comes so
+    that one chunk at a time is in memory, or the key of a chunk held by a worker."""
+
+    def __init__(self, chunks, keys):
+        self.chunks = chunks  # (X, sample_weight, index) per chunk; X and weights: Task, key or None
+        self.keys = keys  # the keys whose values the task receives
+
+    def run(self, func, combine, shared, complete_only, values):
+        values = dict(zip(self.keys, values))
+
+        def resolve(part):
+            if isinstance(part, (Task, DataNode)):
+                return part({k: values[k] for k in part.dependencies})
+            return None if part is None else values[part]
+
+        parts = (_call(func, resolve(x), resolve(w), index, shared, complete_only) for x, w, index in self.chunks)
+        return _fold(combine, parts)
+
+
+def _call_group(func, combine, shared, complete_only, group, values):
+    return group.run(func, combine, shared, complete_only, values)
+
+
 class ChunkedData:
     """A 2-D dask array split by rows, with optional per-row weights aligned to it.
 
@@ -90,6 +117,7 @@ class ChunkedData:
         self.sample_weight = sample_weight
         self.complete_only = False
         self.timeout = timeout
+        self._cluster_groups = (None, None)  # the client the groups were made for, and the groups
         # the chunks' own graph, optimised and materialised once; each pass adds its tasks
         originals = [X] if sample_weight is None else [X, sample_weight]
         collections = dask.optimize(*originals)
@@ -129,18 +157,28 @@ class ChunkedData:
 
         With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
         draws keyed by the row). ``shared`` is sent once per pass, not once per chunk.
+        Consecutive chunks are grouped into a few tasks per scheduler thread (chunks kept
+        on a cluster's workers, by the worker that holds them), each reading its chunks
+        itself, so that a pass costs a few tasks per thread however many chunks there are.
         """
         token = uuid.uuid4().hex
         shared_key = f"streamem-shared-{token}"
         graph = dict(self._graph)
         graph[shared_key] = _Shared(shared)
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
-        parts = []
-        for i, (start, x_key, w_key) in enumerate(zip(starts, self.x_keys, self.w_keys)):
-            key = (f"streamem-chunk-{token}", i)
-            graph[key] = (_call, func, x_key, w_key, start if with_index else None, shared_key, self.complete_only)
+        parts, sizes = [], {}
+        for g, members in enumerate(self._groups()):
+            chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]), starts[i] if with_index else None)
+                      for i in members]  # fmt: skip
+            keys = set()
+            for x, w, _ in chunks:
+                for part in (x, w):
+                    keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
+            keys = list(keys)
+            key = (f"streamem-group-{token}", g)
+            graph[key] = (_call_group, func, combine, shared_key, self.complete_only, _Group(chunks, keys), keys)
             parts.append(key)
-        chunk_keys = list(parts)
+            sizes[key] = len(members)
         level = 0
         while len(parts) > 1:
             grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
@@ -150,7 +188,45 @@ class ChunkedData:
                 graph[key] = (_combine, combine, *group)
                 parts.append(key)
             level += 1
-        return compute_key(graph, parts[0], self.timeout, chunk_keys=chunk_keys)
+        graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
+        return compute_key(graph, parts[0], self.timeout, chunk_keys=sizes)
+
+    def _task(self, key):
+        """A chunk's task, to run inside its group's task; the key of data held elsewhere."""
+        task = self._graph.get(key)
+        if isinstance(task, (Task, DataNode)):
+            return task
+        return key
+
+    def _groups(self) -> list[list[int]]:
+        """The chunks' indices in groups of consecutive chunks, a few groups per scheduler
+        thread; chunks held by a cluster's workers are grouped by the worker holding them."""
+        client = distributed_client()
+        if client is not None and self._cluster_groups[0] is client:
+            return self._cluster_groups[1]  # asked once per cluster: passes send no other request
+        holders = [None] * self.n_chunks
+        if client is None:
+            n_threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+        else:
+            try:
+                n_threads = sum(client.nthreads(callback_timeout=self.timeout).values()) or 1
+                held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
+                if held:
+                    who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
+                    holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
+            except TimeoutError:
+                raise _unreachable(client, self.timeout) from None
+        n_groups = min(self.n_chunks, TASKS_PER_THREAD * n_threads)
+        buckets: dict = {}
+        for i, holder in enumerate(holders):
+            buckets.setdefault(holder, []).append(i)
+        groups = []
+        for members in buckets.values():
+            count = max(1, round(n_groups * len(members) / self.n_chunks))
+            groups += [part.tolist() for part in np.array_split(members, count) if len(part)]
+        if client is not None:
+            self._cluster_groups = (client, groups)
+        return groups
 
 
 def redact(address: str) -> str:
@@ -167,54 +243,67 @@ def distributed_client():
     """The active ``dask.distributed`` client, or None (without importing distributed)."""
     if "distributed" not in sys.modules:
         return None
-    from distributed import default_client
+    from distributed import default_client, get_worker
 
+    try:
+        get_worker()
+        return None  # inside a task on a worker: compute there, not through its cluster
+    except ValueError:
+        pass
     try:
         return default_client()
     except ValueError:
         return None
 
 
-def compute_key(graph: dict, key, timeout: float | None = None, chunk_keys=()):
+def _unreachable(client, timeout) -> TimeoutError:
+    return TimeoutError(
+        f"a pass over the data took longer than timeout={timeout} s: the dask scheduler at "
+        f"{redact(client.scheduler.address)} may be unreachable"
+    )
+
+
+def compute_key(graph: dict, key, timeout: float | None = None, chunk_keys=None):
     """Compute one key of a task graph, on the distributed client if one is active.
 
     On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
     raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
     never hangs on an unreachable cluster. Under :func:`chunk_progress`, the tasks named
-    by ``chunk_keys`` are counted on the bar as they finish.
+    by ``chunk_keys`` (a mapping from key to the number of chunks it holds) are counted on
+    the bar as they finish.
     """
-    bar = _progress_bars[-1](len(chunk_keys)) if _progress_bars and chunk_keys else contextlib.nullcontext()
+    chunk_keys = chunk_keys or {}
+    if _progress_bars and chunk_keys:
+        bar = _progress_bars[-1](sum(chunk_keys.values()))
+    else:
+        bar = None
     client = distributed_client()
     if client is None:
         get = dask.base.get_scheduler() or dask.threaded.get
-        if not isinstance(bar, contextlib.nullcontext):
-            counted = set(chunk_keys)
+        if bar is None:
+            return get(graph, key)
 
-            def posttask(done, result, dsk, state, worker_id):
-                if done in counted:
-                    progress.update(1)
+        def posttask(done, result, dsk, state, worker_id):
+            if done in chunk_keys:
+                progress.update(chunk_keys[done])
 
-            with bar as progress, dask.callbacks.Callback(posttask=posttask):
-                return get(graph, key)
-        return get(graph, key)
+        with bar as progress, dask.callbacks.Callback(posttask=posttask):
+            return get(graph, key)
     from distributed import as_completed
     from distributed.client import FutureCancelledError
 
     try:
-        if isinstance(bar, contextlib.nullcontext):
+        if bar is None:
             return client.get(graph, key, sync=False).result(timeout=timeout)
         future, *chunks = client.get(graph, [key, *chunk_keys], sync=False)
         finished = as_completed(chunks, timeout=timeout)
-        del chunks  # each chunk is released once counted
+        del chunks  # each group is released once counted
         with bar as progress:
-            for _ in finished:
-                progress.update(1)
+            for done in finished:
+                progress.update(chunk_keys[done.key])
         return future.result(timeout=timeout)
     except TimeoutError:
-        raise TimeoutError(
-            f"a pass over the data took longer than timeout={timeout} s: the dask scheduler at "
-            f"{redact(client.scheduler.address)} may be unreachable"
-        ) from None
+        raise _unreachable(client, timeout) from None
     except FutureCancelledError as exc:
         raise ConnectionError(f"lost the connection to the dask scheduler during a pass: {exc}") from None
 

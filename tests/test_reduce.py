@@ -1,0 +1,91 @@
+"""Passes over the chunks: a few tasks per thread, one chunk in memory at a time per task."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from streamem.reduce import TASKS_PER_THREAD, ChunkedData
+
+_live = {"now": 0, "most": 0}
+_lock = threading.Lock()
+
+
+def _tracked_chunk(block):
+    """A chunk whose lifetime is counted."""
+    out = np.ones_like(block)
+    with _lock:
+        _live["now"] += 1
+        _live["most"] = max(_live["most"], _live["now"])
+    weakref.finalize(out, _release)
+    return out
+
+
+def _release():
+    with _lock:
+        _live["now"] -= 1
+
+
+def _row_count(X, sample_weight):
+    return len(X)
+
+
+def test_a_pass_over_many_chunks_is_a_few_tasks_with_one_chunk_at_a_time():
+    X = da.zeros((400 * 50, 3), chunks=(50, 3)).map_blocks(_tracked_chunk)
+    data = ChunkedData(X)
+    executed = []
+
+    def count(key, result, dsk, state, worker_id):
+        executed.append(key)
+
+    _live.update(now=0, most=0)
+    with dask.config.set(scheduler="synchronous", num_workers=2), dask.callbacks.Callback(posttask=count):
+        total = data.map_reduce(_row_count)
+    assert total == 400 * 50
+    groups = [key for key in executed if "streamem-group" in str(key)]
+    assert len(groups) == TASKS_PER_THREAD * 2  # not one task per chunk
+    assert len(executed) < 20
+    assert _live["most"] <= 2  # a group's chunks are read one after the other, not all at once
+
+
+def _where(X, sample_weight, start):
+    from distributed import get_worker
+
+    return {(start, get_worker().address)}
+
+
+def test_chunks_kept_on_workers_are_reduced_where_they_are():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        X = da.from_array(np.arange(64 * 10 * 2, dtype=float).reshape(-1, 2), chunks=(10, 2)).persist()
+        distributed.wait(X)
+        data = ChunkedData(X)
+        seen = data.map_reduce(_where, with_index=True, combine=set.union)
+        holders = client.who_has(X)
+        starts = np.arange(0, 640, 10)
+        assert {start for start, _ in seen} == set(starts.tolist())
+        for (_, address), key in zip(sorted(seen), data.x_keys):
+            assert address in holders[key]
+        assert len({address for _, address in seen}) == 2
+
+
+def _fit_means(X):
+    import streamem
+
+    return streamem.GaussianMixture(2, random_state=0).fit(X).means_
+
+
+def test_a_fit_inside_a_cluster_task_runs_on_that_worker(blobs):
+    distributed = pytest.importorskip("distributed")
+    X, _ = blobs
+    expected = _fit_means(X)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+        means = client.submit(_fit_means, X).result(timeout=120)  # a single thread: no passes sent to the cluster
+    np.testing.assert_allclose(means, expected, rtol=1e-10)
