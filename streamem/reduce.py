@@ -208,10 +208,13 @@ class ChunkedData:
         if client is None:
             n_threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
         else:
+            from distributed import wait
+
             try:
                 n_threads = sum(client.nthreads(callback_timeout=self.timeout).values()) or 1
                 held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
-                if held:
+                if held:  # where they are once computed: the passes run there
+                    wait([self._graph[k] for k in held], timeout=self.timeout)
                     who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
                     holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
             except TimeoutError:
