@@ -95,6 +95,10 @@ class _Group:
         return _fold(combine, parts)
 
 
+def _same(chunk):
+    return chunk
+
+
 def _call_group(func, combine, shared, complete_only, group, values):
     return group.run(func, combine, shared, complete_only, values)
 
@@ -166,8 +170,8 @@ class ChunkedData:
         graph = dict(self._graph)
         graph[shared_key] = _Shared(shared)
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
-        parts, sizes = [], {}
-        for g, members in enumerate(self._groups()):
+        parts, sizes, placed = [], {}, {}
+        for g, (holder, members) in enumerate(self._groups()):
             chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]), starts[i] if with_index else None)
                       for i in members]  # fmt: skip
             keys = set()
@@ -179,6 +183,7 @@ class ChunkedData:
             graph[key] = (_call_group, func, combine, shared_key, self.complete_only, _Group(chunks, keys), keys)
             parts.append(key)
             sizes[key] = len(members)
+            placed[key] = holder
         level = 0
         while len(parts) > 1:
             grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
@@ -189,6 +194,8 @@ class ChunkedData:
                 parts.append(key)
             level += 1
         graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
+        if any(holder is not None for holder in placed.values()):
+            graph = _placed(graph, placed)
         return compute_key(graph, parts[0], self.timeout, chunk_keys=sizes)
 
     def _task(self, key):
@@ -198,38 +205,90 @@ class ChunkedData:
             return task
         return key
 
-    def _groups(self) -> list[list[int]]:
+    def _groups(self) -> list[tuple]:
         """The chunks' indices in groups of consecutive chunks, a few groups per scheduler
-        thread; chunks held by a cluster's workers are grouped by the worker holding them."""
+        thread, as ``(worker, indices)``; chunks held by a cluster's workers are grouped by
+        the worker holding them (None otherwise), after the chunks beyond a worker's share of
+        the threads are copied, once, to the workers below theirs (so that every pass keeps
+        all threads equally busy)."""
         client = distributed_client()
         if client is not None and self._cluster_groups[0] is client:
             return self._cluster_groups[1]  # asked once per cluster: passes send no other request
         holders = [None] * self.n_chunks
         if client is None:
-            n_threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+            threads = {None: int(dask.config.get("num_workers", None) or os.cpu_count() or 1)}
         else:
-            from distributed import wait
-
             try:
-                n_threads = sum(client.nthreads(callback_timeout=self.timeout).values()) or 1
+                threads = client.nthreads(callback_timeout=self.timeout) or {None: 1}
                 held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
-                if held:  # where they are once computed: the passes run there
-                    wait([self._graph[k] for k in held], timeout=self.timeout)
-                    who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
-                    holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
+                if held:
+                    holders = self._spread(client, held, threads)
             except TimeoutError:
                 raise _unreachable(client, self.timeout) from None
-        n_groups = min(self.n_chunks, TASKS_PER_THREAD * n_threads)
+        n_groups = min(self.n_chunks, TASKS_PER_THREAD * sum(threads.values()))
         buckets: dict = {}
         for i, holder in enumerate(holders):
             buckets.setdefault(holder, []).append(i)
         groups = []
-        for members in buckets.values():
+        for holder, members in buckets.items():
             count = max(1, round(n_groups * len(members) / self.n_chunks))
-            groups += [part.tolist() for part in np.array_split(members, count) if len(part)]
+            groups += [(holder, part.tolist()) for part in np.array_split(members, count) if len(part)]
         if client is not None:
             self._cluster_groups = (client, groups)
         return groups
+
+    def _spread(self, client, held, threads) -> list:
+        """Each chunk's worker, once the chunks a worker holds beyond its share of the
+        threads are copied to the workers below their share."""
+        from distributed import wait
+
+        wait([self._graph[k] for k in held], timeout=self.timeout)  # where they are once computed
+        who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
+        holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
+        total = sum(threads.values())
+        share = {w: len(held) * n / total for w, n in threads.items()}
+        load = dict.fromkeys(threads, 0)
+        extra = []
+        for i, holder in enumerate(holders):
+            if holder in load and load[holder] + 1 <= np.ceil(share[holder]):
+                load[holder] += 1
+            elif holder is not None:
+                extra.append(i)
+        moved = []
+        for i in extra:
+            target = min(load, key=lambda w: (load[w] + 1) / threads[w])
+            if target == holders[i]:
+                load[target] += 1
+                continue
+            load[target] += 1
+            future = client.submit(_same, self._graph[self.x_keys[i]], workers=[target], pure=False)
+            self._graph[future.key] = future
+            self.x_keys[i] = future.key
+            holders[i] = target
+            moved.append(future)
+        wait(moved, timeout=self.timeout)
+        return holders
+
+
+def _placed(graph: dict, placed: dict):
+    """The pass's graph, with each group task asking for the worker that holds its chunks
+    (any other may run it if that one is lost)."""
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    combine = {key: task for key, task in graph.items() if "streamem-combine-" in str(key)}
+    groups = {key: graph[key] for key in placed}
+    rest = {key: task for key, task in graph.items() if key not in combine and key not in groups}
+    layers, dependencies = {"streamem-inputs": MaterializedLayer(rest)}, {"streamem-inputs": set()}
+    by_worker: dict = {}
+    for key, worker in placed.items():
+        by_worker.setdefault(worker, {})[key] = groups[key]
+    for n, (worker, tasks) in enumerate(by_worker.items()):
+        annotations = None if worker is None else {"workers": (worker,), "allow_other_workers": True}
+        layers[f"streamem-groups-{n}"] = MaterializedLayer(tasks, annotations=annotations)
+        dependencies[f"streamem-groups-{n}"] = {"streamem-inputs"}
+    layers["streamem-combine"] = MaterializedLayer(combine)
+    dependencies["streamem-combine"] = set(layers) - {"streamem-combine"}
+    return HighLevelGraph(layers, dependencies)
 
 
 def redact(address: str) -> str:

@@ -59,20 +59,27 @@ def _where(X, sample_weight, start):
     return {(start, get_worker().address)}
 
 
-def test_chunks_kept_on_workers_are_reduced_where_they_are():
+@pytest.mark.parametrize("placement", ["as dask placed them", "all on one worker"])
+def test_chunks_kept_on_workers_are_spread_evenly_once(placement):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
-        X = da.from_array(np.arange(64 * 10 * 2, dtype=float).reshape(-1, 2), chunks=(10, 2)).persist()
+        X = da.from_array(np.arange(64 * 10 * 2, dtype=float).reshape(-1, 2), chunks=(10, 2))
+        workers = sorted(client.nthreads())
+        X = client.persist(X, workers=workers[:1]) if placement == "all on one worker" else X.persist()
         distributed.wait(X)
         data = ChunkedData(X)
+        groups = data._groups()
+        holders = client.who_has([data._graph[key] for key in data.x_keys])
+        assert all(len(holders[key]) == 1 for key in data.x_keys)
+        held = [holders[key][0] for key in data.x_keys]
+        assert [held.count(worker) for worker in workers] == [32, 32]  # beyond a worker's share: copied
+        assert all({held[i] for i in group} == {holder} for holder, group in groups)  # a group's chunks are together
+        assert data._groups() is groups  # once per cluster
         seen = data.map_reduce(_where, with_index=True, combine=set.union)
-        holders = client.who_has(X)
-        starts = np.arange(0, 640, 10)
-        assert {start for start, _ in seen} == set(starts.tolist())
-        for (_, address), key in zip(sorted(seen), data.x_keys):
-            assert address in holders[key]
-        assert len({address for _, address in seen}) == 2
+        assert sorted(start for start, _ in seen) == list(range(0, 640, 10))  # every chunk once
+        assert [address for _, address in sorted(seen)] == held  # where it is kept: no transfer
+        assert data.map_reduce(_row_count) == 640
 
 
 def _fit_means(X):
