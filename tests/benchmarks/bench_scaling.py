@@ -6,7 +6,7 @@ Run by hand::
 
 1. Seconds per EM iteration with 1 and 2 worker processes (one thread each) on the same
    compute-bound data (2,000,000 x 16 float64 in memory, sent to the workers once, K=16
-   full, 16 chunks), and the speed-up.
+   full, 16 chunks), the speed-up, and how busy each process's CPU was (``psutil``).
 2. Overhead of one pass: a pass over 10, 100 and 1,000 chunks whose tasks do almost
    nothing, on the local threaded scheduler and on a 2-process cluster. That time is graph
    building, scheduling and the reduction: what a pass costs beyond the chunk tasks
@@ -24,6 +24,7 @@ import warnings
 
 import dask.array as da
 import numpy as np
+import psutil
 
 import streamem
 from streamem.reduce import ChunkedData
@@ -68,17 +69,24 @@ def main():
         "precisions_init": np.tile(np.eye(16), (N_COMPONENTS, 1, 1)),
     }
     data = da.from_array(X, chunks=(125_000, 16))
-    timings = {}
+    timings, busy = {}, {}
     for workers in (1, 2):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
             persisted = data.persist()
             seconds_per_iteration(persisted, start, 1)  # warm up
+            processes = [psutil.Process()] + psutil.Process().children(recursive=True)
+            before = [sum(p.cpu_times()[:2]) for p in processes]
+            t0 = time.perf_counter()
             timings[workers] = min(seconds_per_iteration(persisted, start) for _ in range(2))
-    print("| worker processes | s per iteration | speed-up |")
-    print("|---:|---:|---:|")
+            wall = time.perf_counter() - t0
+            busy[workers] = [(sum(p.cpu_times()[:2]) - b) / wall for p, b in zip(processes, before)]
+    print("| worker processes | s per iteration | speed-up | CPU busy: client and scheduler, workers |")
+    print("|---:|---:|---:|---|")
     for workers, seconds in timings.items():
-        print(f"| {workers} | {seconds:.3f} | {timings[1] / seconds:.2f}x |")
+        shares = sorted(busy[workers][1:], reverse=True)[:workers]  # the workers (not the resource tracker)
+        print(f"| {workers} | {seconds:.3f} | {timings[1] / seconds:.2f}x | {busy[workers][0]:.0%}, "
+              f"{', '.join(f'{share:.0%}' for share in shares)} |")  # fmt: skip
 
     overhead = {"threads": {}, "2 processes": {}}
     for n in (10, 100, 1000):
