@@ -1,8 +1,10 @@
 """The only module that builds dask graphs for statistics: one pass, a tree reduction.
 
 A pass applies a chunk function to every row-chunk of the data (all features in one
-chunk) and adds the results pairwise in a tree of fan-in ``split_every``; only the small
-per-chunk results travel, and the client receives the total.
+chunk) and adds the results in a tree of fan-in ``split_every``; only the small per-chunk
+results travel, and the client receives the total. The chunks are grouped into a few tasks
+per scheduler thread, each running its chunks' own tasks one after the other, so that a
+pass costs a few tasks per thread however many chunks there are.
 """
 
 from __future__ import annotations
