@@ -21,7 +21,7 @@ import dask
 import dask.array as da
 import dask.callbacks
 import numpy as np
-from dask._task_spec import DataNode, Task
+from dask._task_spec import DataNode, Task, TaskRef
 from dask.optimization import cull
 
 __all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client"]
@@ -101,7 +101,7 @@ def _same(chunk):
     return chunk
 
 
-def _call_group(func, combine, shared, complete_only, group, values):
+def _call_group(func, combine, shared, complete_only, group, *values):
     return group.run(func, combine, shared, complete_only, values)
 
 
@@ -182,7 +182,9 @@ class ChunkedData:
                     keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
             keys = list(keys)
             key = (f"streamem-group-{token}", g)
-            graph[key] = (_call_group, func, combine, shared_key, self.complete_only, _Group(chunks, keys), keys)
+            # explicit references: a key held by the cluster may be absent from the graph sent
+            graph[key] = (_call_group, func, combine, TaskRef(shared_key), self.complete_only, _Group(chunks, keys),
+                          *map(TaskRef, keys))  # fmt: skip
             parts.append(key)
             sizes[key] = len(members)
             placed[key] = holder

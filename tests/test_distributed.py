@@ -159,3 +159,24 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
         for process in (scheduler, worker):
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_chunks_persisted_on_one_worker_are_spread_and_the_fit_is_unchanged():
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(loc, 1.0, size=(6000, 3)) for loc in (-4.0, 0.0, 4.0)])
+    data = da.from_array(X, chunks=(450, 3))
+    start = {"weights_init": np.full(3, 1 / 3), "means_init": X[[0, 6000, 12000]],
+             "precisions_init": np.tile(np.eye(3), (3, 1, 1))}  # fmt: skip
+    local = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(X)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        workers = sorted(client.nthreads())
+        persisted = client.persist(data, workers=workers[:1])  # every chunk on one worker
+        remote = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(persisted)
+        again = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(persisted)
+    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10)
+    np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-10)
+    np.testing.assert_array_equal(again.means_, remote.means_)
