@@ -139,7 +139,7 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
     outcome = {}
 
     def fit():
-        gm = streamem.GaussianMixture(4, init_params="random", max_iter=500, tol=0, timeout=4.0, verbose=2,
+        gm = streamem.GaussianMixture(4, init_params="random", max_iter=500, tol=0, timeout=15.0, verbose=2,
                                       verbose_interval=1, scheduler_address=address)  # fmt: skip
         try:
             gm.fit(str(tmp_path / "points.zarr"))
