@@ -12,13 +12,16 @@ Jordan 1994), write :math:`x_0` for the row with zeros in its holes, :math:`e = 
     \hat x_M = \mu_M - \Lambda_{MM}^{-1} g_M,\qquad
     E[x x^T \mid x_O, k] = \hat x \hat x^T + \begin{pmatrix} 0 & 0 \\ 0 & \Lambda_{MM}^{-1}\end{pmatrix}.
 
-Everything that depends on the missingness pattern alone — :math:`\Lambda_{MM}`, its
-factorisation and inverse, :math:`\mu^T\Lambda\mu` restricted to the observed part — is
-computed once per distinct pattern of a chunk (patterns grouped by their number of holes),
-not once per row. Per row, the work is one matrix product for :math:`\Lambda x_0` over all
-components, a few gathers of the ``m`` missing coordinates, and the moments
-:math:`\sum_n r_{nk} \hat x_{nk} \hat x_{nk}^T` as one matrix product per component: the
-same kind of work as the complete-data E-step, a small factor more of it.
+Rows are grouped by their pattern of holes (sorted by number of holes, then pattern).
+Everything that depends on the pattern alone — :math:`\Lambda_{MM}`, its inverse and
+log-determinant, the constant part of :math:`e^T \Lambda e` — is computed once per
+distinct pattern of a chunk, vectorised over patterns. A pattern with many rows is a
+mixture on its observed coordinates, fitted with the complete-data matrix products over
+packed features; the moments of its completed rows follow from those of the observed ones,
+since :math:`\hat x_M` is affine in :math:`x_0`. The other rows go block by block: one
+matrix product per missing column for :math:`(\Lambda x_0)_M` and for the cross terms
+:math:`\sum r\, x_0 \hat x_M^T`, and per-pattern sums for :math:`\sum r\, \hat x_M
+\hat x_M^T`.
 
 The numerical core imports only numpy and scipy.
 """
@@ -125,8 +128,9 @@ class _Patterns:
         self.inverse, log_det = _inverse_and_log_det(lam_mm)  # the holes' conditional covariance, log|Lambda_MM|
         lam_mu = _matvec(lam_mm, self.mu_m)
         self.t_m = np.take(h, k * D + holes) - lam_mu  # (Lambda (mu o observed))_M
-        # (mu o observed)^T Lambda (mu o observed) - mu^T Lambda mu + 2 t_M mu_M (see _Kernel.block)
         self.marginal_constant = constant[:, None] - 0.5 * ((D - m) * LOG_2PI + log_det)  # (K, P)
+        # with the part of e^T Lambda e that the rows share: (mu o observed)^T Lambda (mu o observed)
+        # - mu^T Lambda mu + 2 t_M mu_M (see _Kernel.block)
         self.constant = self.marginal_constant + 0.5 * (self.mu_m * lam_mu).sum(axis=0)
         self.mass = np.zeros((K, P))  # sums of w r per pattern, for the conditional covariances
         self.outer = np.zeros((m, m, K, P))  # sums of w r u u^T per pattern (u: the holes' x_hat), lower half
@@ -155,14 +159,19 @@ class _HolesByColumn:
         flat = holes.ravel()
         order = np.argsort(flat, kind="stable")
         counts = np.bincount(flat, minlength=n_features)
-        self.columns = np.flatnonzero(counts)
-        self.parts = np.split(order, np.cumsum(counts)[:-1])
-        self.nb = nb
+        parts = np.split(order, np.cumsum(counts)[:-1])
+        self.parts = [(c, *np.divmod(parts[c], nb)) for c in np.flatnonzero(counts)]
 
     def __iter__(self):
-        for c in self.columns:
-            slot, row = np.divmod(self.parts[c], self.nb)
-            yield c, slot, row
+        return iter(self.parts)
+
+
+def _runs(values):
+    """For a sorted array: where each run of equal values starts, and each entry's run
+    (0, 1, ...)."""
+    new = np.ones(len(values), dtype=bool)
+    new[1:] = values[1:] != values[:-1]
+    return np.flatnonzero(new), np.cumsum(new) - 1
 
 
 def _pattern_groups(missing: np.ndarray):
@@ -177,15 +186,12 @@ def _pattern_groups(missing: np.ndarray):
         keys = np.ascontiguousarray(bits).view(np.dtype((np.void, bits.shape[1])))[:, 0]
         order = np.lexsort((keys, n_missing))
     keys, n_missing = keys[order], n_missing[order]
-    new_pattern = np.ones(len(order), dtype=bool)
-    new_pattern[1:] = keys[1:] != keys[:-1]
-    group_starts = np.flatnonzero(np.diff(n_missing, prepend=-1))
+    group_starts, _ = _runs(n_missing)
     for start, stop in zip(group_starts, [*group_starts[1:], len(order)]):
         rows = order[start:stop]
-        pattern = np.cumsum(new_pattern[start:stop]) - 1
-        first = rows[np.flatnonzero(new_pattern[start:stop])]
+        firsts, pattern = _runs(keys[start:stop])
         m = int(n_missing[start])
-        yield m, rows, pattern, np.nonzero(missing[first])[1].reshape(len(first), m)
+        yield m, rows, pattern, np.nonzero(missing[rows[firsts]])[1].reshape(len(firsts), m)
 
 
 def incomplete_estep(
@@ -261,7 +267,7 @@ class _Kernel:
         patterns, sorted) to ``result``, ``packed`` and the patterns' sums."""
         K, D = self.K, self.D
         nb = x0t.shape[1]
-        starts = np.flatnonzero(np.diff(p, prepend=-1))  # the block's rows are ordered by pattern
+        starts, segment = _runs(p)  # the block's rows are ordered by pattern
         patterns = p[starts]
 
         def per_row(values):  # per-pattern values (..., P) for the block's rows (..., nb)
@@ -303,7 +309,6 @@ class _Kernel:
             result.s2[:, :, c] += cross.T
         # per-pattern sums by bincount (which, unlike ufunc.reduceat, lets other threads run)
         n_patterns = len(patterns)
-        segment = np.cumsum(np.diff(p, prepend=p[0]) != 0)  # the rows' pattern, 0..n_patterns-1
         index = (np.arange(K)[:, None] * n_patterns + segment).ravel()
 
         def sums(values):  # (K, nb) summed per pattern: (K, n_patterns)
@@ -325,7 +330,7 @@ class _Kernel:
         follow from those of the observed ones, since the expectation of the holes is
         affine in the observed values: ``x_hat_M = a - G x0`` per pattern and component."""
         K, D = self.K, self.D
-        starts = np.flatnonzero(np.diff(pattern, prepend=-1))
+        starts, segment = _runs(pattern)  # each row's pattern among these, 0..F-1
         which = pattern[starts]
         F = len(which)
         k = np.arange(K)[None, :, None]
@@ -344,14 +349,13 @@ class _Kernel:
         forms = -0.5 * quadratic_form(np.tile(self.means_c, (F, 1)), schur.reshape(F * K, D, D)).reshape(F, K, -1)
         constant = shared.marginal_constant[:, which]  # (K, F)
         moments = np.zeros((F, K, forms.shape[2]))
-        segment = np.repeat(np.arange(F), np.diff([*starts, len(rows)]))  # each row's pattern, 0..F-1
         block = max(64, (_BLOCK_ELEMENTS // 2) // forms.shape[2])
         for begin in range(0, len(rows), block):
             these = rows[begin : begin + block]
             x0t = x0[these].T.copy()
             features = self.features(x0t)
             seg = segment[begin : begin + block]
-            cuts = np.flatnonzero(np.diff(seg, prepend=-1))
+            cuts, _ = _runs(seg)
             bounds = list(zip(seg[cuts], cuts, [*cuts[1:], len(these)]))
             weighted = np.empty((K, len(these)))
             for f, start, stop in bounds:
