@@ -188,7 +188,7 @@ class ChunkedData:
             parts.append(key)
             sizes[key] = len(members)
             placed[key] = holder
-        level = 0
+        level, combined = 0, []
         while len(parts) > 1:
             grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
             parts = []
@@ -196,10 +196,11 @@ class ChunkedData:
                 key = (f"streamem-combine-{token}-{level}", j)
                 graph[key] = (_combine, combine, *group)
                 parts.append(key)
+            combined += parts
             level += 1
         graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
         if any(holder is not None for holder in placed.values()):
-            graph = _placed(graph, placed)
+            graph = _placed(graph, placed, combined)
         return compute_key(graph, parts[0], self.timeout, chunk_keys=sizes)
 
     def _task(self, key):
@@ -261,10 +262,9 @@ class ChunkedData:
         moved = []
         for i in extra:
             target = min(load, key=lambda w: (load[w] + 1) / threads[w])
-            if target == holders[i]:
-                load[target] += 1
-                continue
             load[target] += 1
+            if target == holders[i]:
+                continue
             future = client.submit(_same, self._graph[self.x_keys[i]], workers=[target], pure=False)
             self._graph[future.key] = future
             self.x_keys[i] = future.key
@@ -274,12 +274,13 @@ class ChunkedData:
         return holders
 
 
-def _placed(graph: dict, placed: dict):
-    """The pass's graph, with each group task asking for the worker that holds its chunks
-    (any other may run it if that one is lost)."""
+def _placed(graph: dict, placed: dict, combined: list):
+    """The pass's graph, with each group task (keys of ``placed``) asking for the worker that
+    holds its chunks (any other may run it if that one is lost); ``combined``: the keys of
+    the reduction."""
     from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
-    combine = {key: task for key, task in graph.items() if "streamem-combine-" in str(key)}
+    combine = {key: graph[key] for key in combined}
     groups = {key: graph[key] for key in placed}
     rest = {key: task for key, task in graph.items() if key not in combine and key not in groups}
     layers, dependencies = {"streamem-inputs": MaterializedLayer(rest)}, {"streamem-inputs": set()}
