@@ -344,9 +344,10 @@ def _stats_with_missing(X, sample_weight, params_list, shift, nan):
     w_of = (lambda rows: None) if sample_weight is None else (lambda rows: sample_weight[rows])  # noqa: E731
     sums = _complete_stats(X[complete], w_of(complete), params_list, shift)
     if partial.any():
-        w = w_of(partial)
+        X_partial, w = X[partial], w_of(partial)
+        w = None if w is None else w.astype(np.float64)
         for params, acc in zip(params_list, sums):
-            acc.add_incomplete(X[partial], None if w is None else w.astype(np.float64), params, shift)
+            acc.add_incomplete(X_partial, w, params, shift)
     ignored = int(empty.sum())
     weight, count = totals(X, sample_weight)
     if ignored:
