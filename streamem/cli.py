@@ -96,15 +96,15 @@ def _scheduler(address: str | None, workers: int | None, quiet: bool):
     if not address and not workers:
         yield
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from streamem.cluster import local_cluster
 
     if address:
         client = Client(address, timeout="30s")
         cluster = None
     else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
-        )
+        cluster = local_cluster(workers, dashboard_address="127.0.0.1:0")
         client = Client(cluster)
     try:
         if not quiet:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import socket
@@ -15,6 +16,7 @@ import numpy as np
 import yaml
 
 import streamem
+from streamem.cluster import WORKER_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -36,8 +38,9 @@ def fit_options() -> set[str]:
 def test_local_recipe_runs_a_fit(tmp_path):
     port = free_port()
     state = tmp_path / "state"
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
     started = subprocess.run(["bash", str(DEPLOY / "local" / "start-cluster.sh"), "2", str(port), str(state)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+                             capture_output=True, text=True, timeout=120, env=environ)  # fmt: skip
     try:
         assert started.returncode == 0, started.stderr
         address = started.stdout.strip().splitlines()[-1]
@@ -50,6 +53,11 @@ def test_local_recipe_runs_a_fit(tmp_path):
         )  # fmt: skip
         assert fit.returncode == 0, fit.stderr
         assert "dashboard" in fit.stderr
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            seen = client.run(lambda: {name: os.environ.get(name) for name in WORKER_ENVIRON})
+        assert list(seen.values()) == [WORKER_ENVIRON] * 2
         log = (state / "scheduler.log").read_text()
         assert f"tcp://127.0.0.1:{port}" in log and "0.0.0.0" not in log
     finally:
@@ -63,6 +71,8 @@ def test_local_recipe_runs_a_fit(tmp_path):
 def test_slurm_recipe():
     config = yaml.safe_load((DEPLOY / "slurm" / "jobqueue.yaml").read_text())["jobqueue"]["slurm"]
     assert {"cores", "processes", "memory", "walltime"} <= set(config)
+    exported = [shlex.split(line) for line in config["job-script-prologue"]]
+    assert dict(item.split("=") for line in exported if line[0] == "export" for item in line[1:]) == WORKER_ENVIRON
     script = DEPLOY / "slurm" / "fit_on_slurm.py"
     help_text = subprocess.run(
         [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
@@ -95,6 +105,8 @@ def test_kubernetes_recipe_and_image():
     assert {a for a in args if a.startswith("--")} <= fit_options()
     scheduler = args[args.index("--scheduler") + 1]
     assert scheduler == f"tcp://{cluster['metadata']['name']}-scheduler:8786"
+    (worker,) = cluster["spec"]["worker"]["spec"]["containers"]
+    assert WORKER_ENVIRON.items() <= {item["name"]: item["value"] for item in worker["env"]}.items()
     images = {c["image"] for c in cluster["spec"]["worker"]["spec"]["containers"]}
     images |= {c["image"] for c in cluster["spec"]["scheduler"]["spec"]["containers"]} | {container["image"]}
     assert images == {"streamem:latest"}

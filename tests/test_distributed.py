@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -85,12 +86,13 @@ def test_worker_killed_mid_fit(tmp_path):
 
 
 def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from streamem.cluster import local_cluster
 
     data = tmp_path / "big.zarr"
     streamem.make_data(data, 17_000_000, 8, 4, chunk_size=250_000, seed=1)  # 1.09 GB of float64
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", memory_limit="1GB",
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+    with local_cluster(2, memory_limit="1GB", dashboard_address=None) as cluster, Client(cluster) as client:
         workers_before = set(client.scheduler_info()["workers"])
         with caplog.at_level("INFO", logger="streamem"):
             gm = streamem.GaussianMixture(4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto")
@@ -107,10 +109,28 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     assert gm.n_iter_ == 3 and np.all(np.isfinite(gm.means_))
 
 
+def test_local_cluster_workers_start_with_the_worker_environment(monkeypatch):
+    from distributed import Client
+
+    from streamem.cluster import WORKER_ENVIRON, local_cluster
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a dask nanny started here before leaves it
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
+        assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == "65536" and "MALLOC_MMAP_THRESHOLD_" not in os.environ
+        killed = next(iter(client.run(os.getpid).values()))
+        os.kill(killed, signal.SIGKILL)  # its nanny starts it again
+        deadline = time.monotonic() + 60
+        while len(pids := client.run(os.getpid, on_error="ignore")) < 2 or killed in pids.values():
+            assert time.monotonic() < deadline, "the killed worker did not start again"
+            time.sleep(0.2)
+        seen = client.run(lambda: {name: os.environ.get(name) for name in WORKER_ENVIRON})
+    assert list(seen.values()) == [WORKER_ENVIRON] * 2
+
+
 def _start_cluster(tmp_path):
     import socket
     import subprocess
-    import time
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,9 +5,16 @@ Run by hand::
     python tests/benchmarks/bench_scaling.py
 
 1. Seconds per EM iteration with 1 and 2 worker processes (one thread each) on the same
-   compute-bound data (2,000,000 x 16 float64 in memory, sent to the workers once, K=16
-   full, 16 chunks), the speed-up, and how busy each process's CPU was (``psutil``).
-2. Overhead of one pass: a pass over 10, 100 and 1,000 chunks whose tasks do almost
+   data (4,000,000 x 16 float64 written to zarr and kept in the workers' memory, 32
+   chunks), full covariances with K=16 and with K=64 (four times the arithmetic per byte
+   read), and the speed-up. The two clusters run side by side and their fits alternate,
+   five rounds, so that both see the same machine; the medians are shown. With the
+   workers of :func:`streamem.cluster.local_cluster` (the environment of ``streamem fit
+   --workers`` and the deploy/ recipes), and for K=16 also with dask's default worker
+   environment.
+2. For each K, the same ratio for the chunk E-step alone in two plain Python processes (no
+   dask, no client): what this machine allows two processes.
+3. Overhead of one pass: a pass over 10, 100 and 1,000 chunks whose tasks do almost
    nothing, on the local threaded scheduler and on a 2-process cluster. That time is graph
    building, scheduling and the reduction: what a pass costs beyond the chunk tasks
    themselves. A pass groups its chunks into a few tasks per thread, so the overhead is a
@@ -19,17 +26,23 @@ Prints Markdown tables.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
-import psutil
 
 import streamem
+from streamem.cluster import WORKER_ENVIRON, local_cluster
 from streamem.reduce import ChunkedData
 
-N_COMPONENTS = 16
+N_SAMPLES, N_FEATURES, CHUNK_ROWS = 4_000_000, 16, 125_000
+ROUNDS = 5
 
 
 def _trivial(X, sample_weight):
@@ -48,8 +61,8 @@ def pass_overhead(n_chunks: int, repeat: int = 5) -> float:
     return best
 
 
-def seconds_per_iteration(X, start, iterations=5) -> float:
-    gm = streamem.GaussianMixture(N_COMPONENTS, max_iter=iterations, tol=0, **start)
+def seconds_per_iteration(X, start, iterations=3) -> float:
+    gm = streamem.GaussianMixture(len(start["weights_init"]), max_iter=iterations, tol=0, **start)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -57,42 +70,107 @@ def seconds_per_iteration(X, start, iterations=5) -> float:
     return (time.perf_counter() - t0) / iterations
 
 
-def main():
-    from distributed import Client, LocalCluster
+def alternate(make_cluster, path, start) -> tuple[float, float, float]:
+    """Median s per iteration with 1 and 2 workers, and the median of the rounds' ratios."""
+    from distributed import Client
 
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(-6, 6, (N_COMPONENTS, 16))
-    X = centres[rng.integers(N_COMPONENTS, size=2_000_000)] + rng.normal(size=(2_000_000, 16))
-    start = {
-        "weights_init": np.full(N_COMPONENTS, 1 / N_COMPONENTS),
-        "means_init": X[:N_COMPONENTS],
-        "precisions_init": np.tile(np.eye(16), (N_COMPONENTS, 1, 1)),
-    }
-    data = da.from_array(X, chunks=(125_000, 16))
-    timings, busy = {}, {}
-    for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
-            persisted = data.persist()
-            seconds_per_iteration(persisted, start, 1)  # warm up
-            processes = [psutil.Process()] + psutil.Process().children(recursive=True)
-            before = [sum(p.cpu_times()[:2]) for p in processes]
+    with make_cluster(1) as one, make_cluster(2) as two, Client(one) as c1, Client(two) as c2:
+        data = {}
+        for client in (c1, c2):
+            with client.as_current():
+                data[client] = da.from_zarr(str(path), component="X").persist()
+                seconds_per_iteration(data[client], start, 1)  # warm up
+        rounds = []
+        for _ in range(ROUNDS):
+            pair = []
+            for client in (c1, c2):
+                with client.as_current():
+                    pair.append(seconds_per_iteration(data[client], start))
+            rounds.append(pair)
+    rounds = np.array(rounds)
+    return *np.median(rounds, axis=0), float(np.median(rounds[:, 0] / rounds[:, 1]))
+
+
+_ESTEP_PROCESS = """
+import sys, warnings
+import numpy as np
+import streamem
+from streamem.stats import chunk_stats
+warnings.simplefilter("ignore")
+X = np.random.default_rng(0).normal(size=({rows}, {features}))
+params = streamem.GaussianMixture({k}, max_iter=1, weights_init=np.full({k}, 1 / {k}), means_init=X[:{k}],
+                                  precisions_init=np.tile(np.eye({features}), ({k}, 1, 1))).fit(X[:5000])._params()
+chunk_stats(X, None, [params], np.zeros({features}))
+print("ready", flush=True)
+for line in sys.stdin:
+    for _ in range(int(line)):
+        chunk_stats(X, None, [params], np.zeros({features}))
+    print("done", flush=True)
+"""
+
+
+def plain_processes_ratio(n_components: int, n_chunks: int = 16) -> float:
+    """Median over rounds of: n_chunks E-steps in one process / n_chunks/2 in each of two."""
+    code = _ESTEP_PROCESS.format(rows=CHUNK_ROWS, features=N_FEATURES, k=n_components)
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **WORKER_ENVIRON}
+    processes = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, env=environ) for _ in range(2)]  # fmt: skip
+    try:
+        for process in processes:
+            assert process.stdout.readline().strip() == "ready"
+
+        def run(some, n):
             t0 = time.perf_counter()
-            timings[workers] = min(seconds_per_iteration(persisted, start) for _ in range(2))
-            wall = time.perf_counter() - t0
-            busy[workers] = [(sum(p.cpu_times()[:2]) - b) / wall for p, b in zip(processes, before)]
-    print("| worker processes | s per iteration | speed-up | CPU busy: client and scheduler, workers |")
-    print("|---:|---:|---:|---|")
-    for workers, seconds in timings.items():
-        shares = sorted(busy[workers][1:], reverse=True)[:workers]  # the workers (not the resource tracker)
-        print(f"| {workers} | {seconds:.3f} | {timings[1] / seconds:.2f}x | {busy[workers][0]:.0%}, "
-              f"{', '.join(f'{share:.0%}' for share in shares)} |")  # fmt: skip
+            for process in some:
+                process.stdin.write(f"{n}\n")
+                process.stdin.flush()
+            for process in some:
+                process.stdout.readline()
+            return time.perf_counter() - t0
+
+        return float(np.median([run(processes[:1], n_chunks) / run(processes, n_chunks // 2) for _ in range(6)]))
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def _dask_default_cluster(n_workers):
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                        dashboard_address=None)  # fmt: skip
+
+
+def main():
+    from distributed import Client
+
+    streamem_env = "streamem (`local_cluster`, `--workers`, deploy/)"
+    runs = {(16, streamem_env): local_cluster, (16, "dask's default"): _dask_default_cluster,
+            (64, streamem_env): local_cluster}  # fmt: skip
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "points.zarr"
+        streamem.make_data(path, N_SAMPLES, N_FEATURES, 16, chunk_size=CHUNK_ROWS, seed=0)
+        for (k, env), make in runs.items():
+            start = {
+                "weights_init": np.full(k, 1 / k),
+                "means_init": da.from_zarr(str(path), component="X")[:k].compute(),
+                "precisions_init": np.tile(np.eye(N_FEATURES), (k, 1, 1)),
+            }
+            cluster = (lambda n: local_cluster(n, dashboard_address=None)) if make is local_cluster else make
+            results[k, env] = alternate(cluster, path, start)
+    ceiling = {k: plain_processes_ratio(k) for k in (16, 64)}
+    print("| K (full) | worker environment | 1 worker s/iteration | 2 workers s/iteration | speed-up "
+          "| E-step alone, two plain processes |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|")
+    for (k, env), (one, two, ratio) in results.items():
+        print(f"| {k} | {env} | {one:.3f} | {two:.3f} | {ratio:.2f}x | {ceiling[k]:.2f}x |")
 
     overhead = {"threads": {}, "2 processes": {}}
     for n in (10, 100, 1000):
         overhead["threads"][n] = pass_overhead(n)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+    with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
         for n in (10, 100, 1000):
             overhead["2 processes"][n] = pass_overhead(n)
         round_trip = np.inf
