@@ -29,7 +29,8 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
     The variables are set in this process's environment only while the workers start (a
     nanny gives its worker the variables it sees then, and those of
     ``distributed.nanny.pre-spawn-environ``); a nanny started earlier here leaves its own
-    ``MALLOC_TRIM_THRESHOLD_`` behind. For other settings, start a ``LocalCluster``.
+    ``MALLOC_TRIM_THRESHOLD_`` behind. Workers added later (``cluster.scale``) start with
+    dask's defaults. For other settings, start a ``LocalCluster``.
 
     Parameters
     ----------
@@ -46,6 +47,8 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
     """
     from distributed import LocalCluster
 
+    if kwargs.get("asynchronous"):
+        raise ValueError("local_cluster starts its workers before it returns; expected asynchronous=False")
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
     kwargs = {"host": "127.0.0.1", "processes": True, **kwargs}
     saved = {name: os.environ.get(name) for name in WORKER_ENVIRON}

@@ -128,6 +128,13 @@ def test_local_cluster_workers_start_with_the_worker_environment(monkeypatch):
     assert list(seen.values()) == [WORKER_ENVIRON] * 2
 
 
+def test_local_cluster_refuses_to_start_its_workers_later():
+    from streamem.cluster import local_cluster
+
+    with pytest.raises(ValueError, match="asynchronous"):
+        local_cluster(1, asynchronous=True)
+
+
 def _start_cluster(tmp_path):
     import socket
     import subprocess
