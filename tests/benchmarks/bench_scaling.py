@@ -135,6 +135,10 @@ def plain_processes_ratio(n_components: int, n_chunks: int = 16) -> float:
             process.wait()
 
 
+def _streamem_cluster(n_workers):
+    return local_cluster(n_workers, dashboard_address=None)
+
+
 def _dask_default_cluster(n_workers):
     from distributed import LocalCluster
 
@@ -146,8 +150,8 @@ def main():
     from distributed import Client
 
     streamem_env = "streamem (`local_cluster`, `--workers`, deploy/)"
-    runs = {(16, streamem_env): local_cluster, (16, "dask's default"): _dask_default_cluster,
-            (64, streamem_env): local_cluster}  # fmt: skip
+    runs = {(16, streamem_env): _streamem_cluster, (16, "dask's default"): _dask_default_cluster,
+            (64, streamem_env): _streamem_cluster}  # fmt: skip
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "points.zarr"
@@ -158,8 +162,7 @@ def main():
                 "means_init": da.from_zarr(str(path), component="X")[:k].compute(),
                 "precisions_init": np.tile(np.eye(N_FEATURES), (k, 1, 1)),
             }
-            cluster = (lambda n: local_cluster(n, dashboard_address=None)) if make is local_cluster else make
-            results[k, env] = alternate(cluster, path, start)
+            results[k, env] = alternate(make, path, start)
     ceiling = {k: plain_processes_ratio(k) for k in (16, 64)}
     print("| K (full) | worker environment | 1 worker s/iteration | 2 workers s/iteration | speed-up "
           "| E-step alone, two plain processes |")  # fmt: skip
@@ -170,7 +173,7 @@ def main():
     overhead = {"threads": {}, "2 processes": {}}
     for n in (10, 100, 1000):
         overhead["threads"][n] = pass_overhead(n)
-    with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
+    with _streamem_cluster(2) as cluster, Client(cluster) as client:
         for n in (10, 100, 1000):
             overhead["2 processes"][n] = pass_overhead(n)
         round_trip = np.inf
