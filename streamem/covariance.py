@@ -36,6 +36,8 @@ The numerical core imports only numpy and scipy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import linalg
 
@@ -89,16 +91,24 @@ def _covariance_of_chol(precision_chol):
     return inverse.T @ inverse
 
 
+@functools.cache
+def _upper(n_features):
+    """``np.triu_indices(n_features)``, computed once per size (read-only)."""
+    rows, cols = np.triu_indices(n_features)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
 def _pack_quadratic(matrices):
     """Symmetric (..., D, D) as (..., P), so that its product with packed ``x x^T`` is ``x^T A x``."""
     n_features = matrices.shape[-1]
-    rows, cols = np.triu_indices(n_features)
+    rows, cols = _upper(n_features)
     return matrices[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
 
 
 def _unpack_symmetric(packed, n_features):
     """(..., P) upper triangles in ``np.triu_indices`` order back to symmetric (..., D, D)."""
-    rows, cols = np.triu_indices(n_features)
+    rows, cols = _upper(n_features)
     out = np.empty(packed.shape[:-1] + (n_features, n_features))
     out[..., rows, cols] = packed
     out[..., cols, rows] = packed
@@ -228,7 +238,7 @@ class Full(_Packed):
         return quadratic_form(means_c, self.precisions(precisions_chol))
 
     def second_moment_from_full(self, second):
-        rows, cols = np.triu_indices(second.shape[-1])
+        rows, cols = _upper(second.shape[-1])
         return second[:, rows, cols]
 
     def covariances(self, nk, means_c, s2, reg_covar):
@@ -285,7 +295,7 @@ class Tied(_Packed):
         return extra_moments.sum(axis=0)
 
     def second_moment_from_full(self, second):
-        rows, cols = np.triu_indices(second.shape[-1])
+        rows, cols = _upper(second.shape[-1])
         return second.sum(axis=0)[rows, cols]
 
     def covariances(self, nk, means_c, s2, reg_covar):

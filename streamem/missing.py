@@ -37,6 +37,7 @@ import dataclasses
 import functools
 
 import numpy as np
+import scipy.sparse
 
 from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
 from .params import LOG_2PI, MixtureParams, log_resp_inplace
@@ -44,6 +45,8 @@ from .params import LOG_2PI, MixtureParams, log_resp_inplace
 __all__ = ["MarginalEstep", "incomplete_estep"]
 
 _BLOCK_ELEMENTS = 1 << 19  # values in a block's (components, features, rows) temporaries
+_COMPLETE_BLOCK_ELEMENTS = 1 << 20  # values in a block's features and responsibilities
+_PIECE_ROWS = 1 << 14  # rows whose per-row values (x_hat, responsibilities) are kept between passes
 # a pattern with at least this many rows per feature in a chunk is fitted as a marginal
 # mixture (its own work per component grows as D^2, a row's as D)
 FREQUENT_PATTERN_ROWS = 16
@@ -98,37 +101,48 @@ def _packed(m):
     return index, slots
 
 
+@functools.cache
+def _sweep_steps(m):
+    """Per pivot k of an m x m packed symmetric matrix: the pivot's slot, the slots of the
+    other entries of its column, and the slots the step updates with the pairs of those
+    column entries (positions in the column) whose product it subtracts."""
+    index, _ = _packed(m)
+    steps = []
+    for k in range(m):
+        others = np.array([i for i in range(m) if i != k], dtype=int)
+        a, b = np.tril_indices(len(others))
+        steps.append((index[k, k], index[others, k], index[others[a], others[b]], a, b))
+    return steps
+
+
 def _sweep(entries, m):
     """Sweep every pivot of a batch of small symmetric positive definite matrices, given
     by their packed lower triangles (slots, ...batch), in place: they become the packed
     negated inverses. Returns the log-determinants. Each step is a few batch-wide
     operations over the entries it changes; LAPACK through ``numpy.linalg`` would cost a
     call per matrix, which dominates for the thousands of 2x2 to 5x5 blocks of a chunk."""
-    index, slots = _packed(m)
     log_det = np.zeros(entries.shape[1:])
-    for k in range(m):
-        pivot = entries[index[k, k]].copy()
-        if not np.all(pivot > 0):
-            raise ValueError("a component's precision is not positive definite")
-        log_det += np.log(pivot)
-        others = [i for i in range(m) if i != k]
-        if others:
-            column = entries[index[others, k]]  # (m - 1, ...batch)
-            scaled = column / pivot
-            pairs = [(a, b) for a in range(len(others)) for b in range(a + 1)]
-            a, b = np.array(pairs).T
-            entries[index[np.array(others)[a], np.array(others)[b]]] -= column[a] * scaled[b]
-            entries[index[others, k]] = scaled
-        np.divide(-1.0, pivot, out=entries[index[k, k]])
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked once, at the end
+        for pivot_slot, column_slots, updated, a, b in _sweep_steps(m):
+            pivot = entries[pivot_slot].copy()
+            log_det += np.log(pivot)  # NaN or -inf for a pivot that is not positive
+            if len(column_slots):
+                column = entries[column_slots]
+                scaled = column / pivot
+                entries[updated] -= column[a] * scaled[b]
+                entries[column_slots] = scaled
+            np.divide(-1.0, pivot, out=entries[pivot_slot])
+    if not np.isfinite(log_det).all():
+        raise ValueError("a component's precision is not positive definite")
     return log_det
 
 
-def _symmetric_matvec(packed, v):
+def _symmetric_matvec(packed, v, out=None):
     """``a @ v`` for symmetric matrices given by their packed lower triangles (S, ...batch)
     and vectors (m, ...batch)."""
     m = len(v)
     index, _ = _packed(m)
-    out = np.empty_like(v)
+    out = np.empty_like(v) if out is None else out
     scratch = np.empty_like(v[0])
     for i in range(m):
         np.multiply(packed[index[i, 0]], v[0], out=out[i])
@@ -145,18 +159,16 @@ class _Patterns:
     def __init__(self, columns, precisions_t, h, constant):
         P, m = columns.shape
         D = precisions_t.shape[0]
-        K = len(constant)
         self.columns = columns  # (P, m)
         _, self.slots = _packed(m)  # the packed lower triangle
+        i, j = np.array(self.slots, dtype=int).reshape(-1, 2).T
+        rows, cols = columns.T[i], columns.T[j]  # (slots, P), rows >= cols: the patterns' columns increase
         # Lambda_MM, swept into -Lambda_MM^-1: minus the holes' conditional covariance
-        self.neg_inverse = np.empty((len(self.slots), P, K))
-        for s, (i, j) in enumerate(self.slots):
-            self.neg_inverse[s] = precisions_t[columns[:, i], columns[:, j]]
+        self.neg_inverse = precisions_t[rows, cols]  # (slots, P, K)
         log_det = _sweep(self.neg_inverse, m)  # log|Lambda_MM|
         self.h_m = h.T[columns.T]  # (m, P, K): (Lambda mu)_M
         self.marginal_constant = constant - 0.5 * ((D - m) * LOG_2PI + log_det)  # (P, K)
-        i, j = np.array(self.slots, dtype=int).reshape(-1, 2).T
-        self.pairs = columns[:, i] * D + columns[:, j]  # (P, slots): each slot's place in a (D, D) lower half
+        self.pairs = rows * D + cols  # (slots, P): each slot's place in a (D, D) lower half
 
 
 def _by_column(holes, n_features):
@@ -171,10 +183,11 @@ def _by_column(holes, n_features):
 
 def _runs(values):
     """For a sorted array: where each run of equal values starts, and each entry's run
-    (0, 1, ...)."""
+    (0, 1, ...). (``np.repeat`` releases the GIL where ``np.cumsum`` does not.)"""
     new = np.ones(len(values), dtype=bool)
-    new[1:] = values[1:] != values[:-1]
-    return np.flatnonzero(new), np.cumsum(new) - 1
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    return starts, np.repeat(np.arange(len(starts)), np.diff(starts, append=len(values)))
 
 
 def _block_rows(X, shift, rows):
@@ -245,7 +258,6 @@ def incomplete_estep(
     result = MarginalEstep(np.empty(n), np.empty((n, K)) if per_row else None, np.empty((n, D)) if per_row else None,
                            np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)))  # fmt: skip
     packed = np.zeros((K, kernel.form.shape[1]))  # sums of w r over the features of x0
-    block = max(64, _BLOCK_ELEMENTS // (K * D))
     for m, rows, pattern, columns in _pattern_groups(missing):
         shared = _Patterns(columns, kernel.precisions_t, kernel.h, constant)
         frequent = np.bincount(pattern) >= FREQUENT_PATTERN_ROWS * D
@@ -253,11 +265,11 @@ def incomplete_estep(
         if by_pattern.any():
             kernel.frequent(X, shift, rows[by_pattern], pattern[by_pattern], shared, m, result, packed, sample_weight)
         rows, pattern = rows[~by_pattern], pattern[~by_pattern]
-        for start in range(0, len(rows), block):
-            these = rows[start : start + block]
+        for start in range(0, len(rows), _PIECE_ROWS):
+            these = rows[start : start + _PIECE_ROWS]
             w = None if sample_weight is None else sample_weight[these]
             x1 = _block_rows(X, shift, these)
-            kernel.block(x1, pattern[start : start + block], w, shared, m, result, these, packed)
+            kernel.one_by_one(x1, pattern[start : start + _PIECE_ROWS], w, shared, m, result, these, packed)
     result.nk += packed[:, 0]
     result.s1 += packed[:, 1 : 1 + D] + kernel.cross[:, 0].T
     result.s2 += _unpack_symmetric(packed[:, 1 + D :], D)
@@ -289,60 +301,88 @@ class _Kernel:
         self.features = get_covariance("full").features
 
     def add_holes(self, pairs, values):
-        """Add ``values`` (..., K) to ``self.holes`` at ``pairs`` (...)."""
-        index = (pairs[..., None] * self.K + np.arange(self.K)).ravel()
-        self.holes += np.bincount(index, weights=values.ravel(), minlength=self.holes.size).reshape(self.holes.shape)
+        """Add ``values`` (..., K) to ``self.holes`` at ``pairs`` (...), as a product with
+        the pairs' sparse one-hot matrix: a sum by pair that, unlike ``np.bincount``, lets
+        other threads run."""
+        pairs = pairs.ravel()
+        n = len(pairs)
+        one_hot = scipy.sparse.csc_array((np.ones(n), pairs, np.arange(n + 1)), shape=(len(self.holes), n))
+        self.holes += one_hot @ values.reshape(n, self.K)
 
-    def block(self, x1, p, w, shared, m, result, rows, packed):
-        """Add one block (``x1``: ones, then the rows with zeros in their holes; ``p``:
-        their patterns, sorted) to ``result``, ``packed``, ``self.cross`` and the patterns'
-        sums. Per-row values are laid out (slot, row, component)."""
-        K = self.K
+    def one_by_one(self, x1, p, w, shared, m, result, rows, packed):
+        """Rows with ``m`` holes each (``x1``: ones, then the rows with zeros in their
+        holes; ``p``: their patterns, sorted), in three passes: the holes' conditional
+        expectations and each row's log-likelihood correction, by blocks of rows whose holes
+        are put in column order; the E-step of every row from the complete-data form of
+        ``x0``, by the larger blocks of complete rows; then the holes' moments. Per-row
+        values are laid out (slot, row, component)."""
+        K, n = self.K, len(x1)
+        extra = np.take(shared.marginal_constant, p, axis=0)  # (n, K)
+        u = np.empty((m, n, K))  # the holes' x_hat
+        step = max(64, _BLOCK_ELEMENTS // (K * self.D))
+        blocks = [(start, min(start + step, n)) for start in range(0, n, step)] if m else []
+        for start, stop in blocks:
+            self._conditional(x1[start:stop], p[start:stop], shared, m, u[:, start:stop], extra[start:stop])
+        rw = np.empty((n, K))
+        step = max(64, _COMPLETE_BLOCK_ELEMENTS // (self.form.shape[1] + 2 * K))
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            features = self.features(x1[start:stop, 1:].T.copy())
+            weighted = self.form @ features
+            weighted += extra[start:stop].T
+            result.log_lik[rows[start:stop]] = log_resp_inplace(weighted)
+            if result.resp is not None:
+                result.resp[rows[start:stop]] = weighted.T
+            if w is not None:
+                weighted *= w[start:stop]
+            packed += products(weighted, features)
+            rw[start:stop] = weighted.T
+        if result.completed is not None:
+            completed = x1[:, 1:].copy()
+            if m:
+                completed[np.arange(n)[:, None], shared.columns[p]] = np.einsum("ink,nk->ni", u, result.resp[rows])
+            result.completed[rows] = completed
+        second = np.empty((len(shared.slots), n, K))  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
+        for start, stop in blocks:
+            self._moments(
+                x1[start:stop], p[start:stop], shared, m, u[:, start:stop], rw[start:stop], second[:, start:stop]
+            )
+        if blocks:
+            self.add_holes(np.take(shared.pairs, p, axis=1), second)
+
+    def _conditional(self, x1, p, shared, m, u, extra):
+        """Into ``u`` (m, nb, K), the holes' x_hat = -Lambda_MM^-1 (Lambda (x0 - mu))_M;
+        into ``extra`` (nb, K), the marginal log-likelihood's correction."""
         nb = len(x1)
-        features = self.features(x1[:, 1:].T.copy())
-        weighted = self.form @ features
-        extra = np.take(shared.marginal_constant, p, axis=0)  # (nb, K)
-        if m:
-            holes = shared.columns[p]  # (nb, m)
-            order, runs = _by_column(holes, self.D)
-            x_holes = x1[order % nb]  # each hole's row, in column order
-            g_sorted = np.empty((m * nb, K))
-            for c, start, stop in runs:  # one matrix product per column over the rows missing it
-                np.matmul(x_holes[start:stop], self.augmented[c], out=g_sorted[start:stop])
-            g = np.empty((m * nb, K))  # (Lambda (x0 - mu))_M
-            g[order] = g_sorted
-            g = g.reshape(m, nb, K)
-            neg_inverse = np.take(shared.neg_inverse, p, axis=1)  # (slots, nb, K)
-            u = _symmetric_matvec(neg_inverse, g)  # x_hat_M = -Lambda_MM^-1 g
-            extra -= 0.5 * np.einsum("ink,ink->nk", g, u)
-        weighted += extra.T
-        log_lik = log_resp_inplace(weighted)
-        resp = weighted  # normalised in place
-        rw = resp if w is None else resp * w
-        result.log_lik[rows] = log_lik
-        if result.resp is not None:
-            result.resp[rows] = resp.T
-        packed += products(rw, features)
-        if not m:
-            if result.completed is not None:
-                result.completed[rows] = x1[:, 1:]
-            return
-        # x_hat = x0 + u in the holes: the moments of x0 are in ``packed``; here the sums
-        # of w r u, the cross terms w r (x0 u^T + u x0^T) and w r (u u^T + Lambda_MM^-1)
-        rw = rw.T.copy()  # (nb, K)
-        second = np.empty_like(neg_inverse)  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
+        order, runs = _by_column(shared.columns[p], self.D)
+        x_holes = x1[order % nb]  # each hole's row, in column order
+        g_sorted = np.empty((m * nb, self.K))
+        for c, start, stop in runs:  # one matrix product per column over the rows missing it
+            np.matmul(x_holes[start:stop], self.augmented[c], out=g_sorted[start:stop])
+        g = np.empty((m * nb, self.K))  # (Lambda (x0 - mu))_M
+        g[order] = g_sorted
+        g = g.reshape(m, nb, self.K)
+        _symmetric_matvec(np.take(shared.neg_inverse, p, axis=1), g, out=u)
+        extra -= 0.5 * np.einsum("ink,ink->nk", g, u)
+
+    def _moments(self, x1, p, shared, m, u, rw, second):
+        """Add the sums of w r x_hat_M and the cross terms w r (x0 x_hat_M^T + x_hat_M
+        x0^T) of a block (``rw``: (nb, K)) to ``self.cross``, and put its w r (x_hat_M
+        x_hat_M^T + Lambda_MM^-1) in ``second`` (slots, nb, K); the moments of x0 are in
+        ``packed``."""
+        nb, K = len(x1), self.K
+        neg_inverse = np.take(shared.neg_inverse, p, axis=1)  # (slots, nb, K)
         for s, (i, j) in enumerate(shared.slots):
             np.multiply(u[i], u[j], out=second[s])
             second[s] -= neg_inverse[s]
             second[s] *= rw
-        self.add_holes(shared.pairs[p].T, second)
+        order, runs = _by_column(shared.columns[p], self.D)
+        x_holes = x1[order % nb]
         ru = (u * rw).reshape(m * nb, K)[order]
-        for c, start, stop in runs:
-            self.cross[c] += np.dot(x_holes[start:stop].T, ru[start:stop])  # matmul keeps the GIL for small outputs
-        if result.completed is not None:
-            completed = x1[:, 1:].copy()
-            completed[np.arange(nb)[:, None], holes] = np.einsum("ink,kn->ni", u, resp)
-            result.completed[rows] = completed
+        cross = np.empty((len(runs), 1 + self.D, K))
+        for run, (_, start, stop) in enumerate(runs):  # np.dot: matmul keeps the GIL for small outputs
+            np.dot(x_holes[start:stop].T, ru[start:stop], out=cross[run])
+        self.cross[[c for c, _, _ in runs]] += cross
 
     def frequent(self, X, shift, rows, pattern, shared, m, result, packed, sample_weight):
         """Rows of patterns frequent in the chunk (``rows`` ordered by ``pattern``): each
@@ -370,14 +410,15 @@ class _Kernel:
         forms = -0.5 * quadratic_form(np.tile(self.means_c, (F, 1)), schur.reshape(F * K, D, D)).reshape(F, K, -1)
         constant = shared.marginal_constant[which].T  # (K, F)
         moments = np.zeros((F, K, forms.shape[2]))
-        block = max(64, (_BLOCK_ELEMENTS // 2) // forms.shape[2])
+        block = max(64, _COMPLETE_BLOCK_ELEMENTS // (forms.shape[2] + 2 * K))
+        ends = [*starts[1:], len(rows)]
         for begin in range(0, len(rows), block):
             these = rows[begin : begin + block]
             x0t = _block_rows(X, shift, these)[:, 1:].T.copy()
             features = self.features(x0t)
             seg = segment[begin : begin + block]
-            cuts, _ = _runs(seg)
-            bounds = list(zip(seg[cuts], cuts, [*cuts[1:], len(these)]))
+            bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
+                      for f in range(segment[begin], seg[-1] + 1)]  # fmt: skip
             weighted = np.empty((K, len(these)))
             for f, start, stop in bounds:
                 np.matmul(forms[f], features[:, start:stop], out=weighted[:, start:stop])
@@ -410,7 +451,7 @@ class _Kernel:
         outer += np.swapaxes(outer, -1, -2) - R[..., None, None] * a[..., :, None] * a[..., None, :]
         outer += G @ X2 @ np.swapaxes(G, -1, -2)  # sum w r u u^T, (F, K, m, m)
         i, j = np.array(shared.slots).T
-        self.add_holes(shared.pairs[which], (outer + R[..., None, None] * inverse)[:, :, i, j].transpose(0, 2, 1))
+        self.add_holes(shared.pairs[:, which].T, (outer + R[..., None, None] * inverse)[:, :, i, j].transpose(0, 2, 1))
         e = np.arange(1 + D)[None, None, :, None]
         index = (holes[:, None, None, :] * (1 + D) + e) * K + np.arange(K)[None, :, None, None]  # into self.cross
         self.cross += np.bincount(index.ravel(), weights=ones_x0_u.ravel(), minlength=self.cross.size).reshape(

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import streamem
-from streamem.missing import incomplete_estep
+from streamem.missing import _packed, _sweep, incomplete_estep
 from streamem.stats import chunk_stats
 
 from .conftest import COVARIANCE_TYPES, mixture_data
@@ -66,6 +66,24 @@ def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern
     np.testing.assert_allclose(estep.nk, (weights[:, None] * estep.resp).sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(estep.s1, expected_s1, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(estep.s2, expected_s2, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_sweep_inverts_a_batch_of_small_matrices(m):
+    # the packed lower triangles of 3 x 4 SPD matrices become their negated inverses
+    rng = np.random.default_rng(m)
+    a = rng.normal(size=(3, 4, m, m))
+    spd = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(m)
+    _, slots = _packed(m)
+    entries = np.stack([spd[..., i, j] for i, j in slots])
+    log_det = _sweep(entries, m)
+    inverse = np.linalg.inv(spd)
+    np.testing.assert_allclose(entries, np.stack([-inverse[..., i, j] for i, j in slots]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_det, np.linalg.slogdet(spd)[1], rtol=1e-12)
+    entries = np.stack([spd[..., i, j] for i, j in slots])
+    entries[0, 1, 2] = -1.0  # one matrix with a negative diagonal entry
+    with pytest.raises(ValueError, match="not positive definite"):
+        _sweep(entries, m)
 
 
 def test_without_nan_marginalize_is_the_default_fit(blobs):
