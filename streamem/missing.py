@@ -22,11 +22,14 @@ depends on the pattern alone — :math:`\Lambda_{MM}^{-1}` and :math:`\log|\Lamb
 computed once per distinct pattern of a chunk, by sweeping every pattern's small matrix at
 once. A pattern with many rows is a mixture on its observed coordinates, fitted with the
 complete-data matrix products; the moments of its completed rows follow from those of the
-observed ones, since :math:`\hat x_M` is affine in :math:`x_0`. The other rows go block by
-block, their holes in column order: one matrix product per column gives :math:`(\Lambda
-z)_c` for the rows missing :math:`c`, and another the sums :math:`\sum r\, \hat x_c (1,
-x_0)`; the sums :math:`\sum r\, (\hat x_c \hat x_{c'} + (\Lambda_{MM}^{-1})_{cc'})` are
-added by pair of hole columns.
+observed ones, since :math:`\hat x_M` is affine in :math:`x_0`. The other rows go by pieces
+of a few thousand rows with the same number of holes, in three passes: the holes in column
+order, one matrix product per column gives :math:`(\Lambda z)_c` for the rows missing
+:math:`c`, hence :math:`\hat x_M` and each row's log-likelihood correction; the E-step of
+every row then starts from the complete-data form of :math:`x_0`, by blocks as large as
+those of complete rows; last, one matrix product per column gives the sums :math:`\sum r\,
+\hat x_c (1, x_0)`, and the sums :math:`\sum r\, (\hat x_c \hat x_{c'} +
+(\Lambda_{MM}^{-1})_{cc'})` are added by pair of hole columns.
 
 The numerical core imports only numpy and scipy.
 """
@@ -41,12 +44,11 @@ import scipy.sparse
 
 from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
 from .params import LOG_2PI, MixtureParams, log_resp_inplace
+from .stats import _BLOCK_ELEMENTS as _COMPLETE_BLOCK_ELEMENTS  # a block of complete rows
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
 
-_BLOCK_ELEMENTS = 1 << 19  # values in a block's (components, features, rows) temporaries
-_COMPLETE_BLOCK_ELEMENTS = 1 << 20  # values in a block's features and responsibilities
-_PIECE_ROWS = 1 << 14  # rows whose per-row values (x_hat, responsibilities) are kept between passes
+_PIECE_ELEMENTS = 1 << 19  # values per row (x0, x_hat, responsibilities...) of a piece of rows with holes
 # a pattern with at least this many rows per feature in a chunk is fitted as a marginal
 # mixture (its own work per component grows as D^2, a row's as D)
 FREQUENT_PATTERN_ROWS = 16
@@ -143,6 +145,8 @@ def _symmetric_matvec(packed, v, out=None):
     m = len(v)
     index, _ = _packed(m)
     out = np.empty_like(v) if out is None else out
+    if not m:
+        return out
     scratch = np.empty_like(v[0])
     for i in range(m):
         np.multiply(packed[index[i, 0]], v[0], out=out[i])
@@ -153,26 +157,31 @@ def _symmetric_matvec(packed, v, out=None):
 
 class _Patterns:
     """What the rows with the same ``m`` missing coordinates share, per distinct pattern;
-    arrays are laid out (slot, pattern, component), so that gathering them for a block's
+    arrays are laid out (slot, pattern, component), so that gathering them for a piece's
     rows copies whole rows of components."""
 
-    def __init__(self, columns, precisions_t, h, constant):
+    def __init__(self, columns, precisions_t, means_c, h, constant):
         P, m = columns.shape
         D = precisions_t.shape[0]
         self.columns = columns  # (P, m)
         _, self.slots = _packed(m)  # the packed lower triangle
         i, j = np.array(self.slots, dtype=int).reshape(-1, 2).T
         rows, cols = columns.T[i], columns.T[j]  # (slots, P), rows >= cols: the patterns' columns increase
-        # Lambda_MM, swept into -Lambda_MM^-1: minus the holes' conditional covariance
-        self.neg_inverse = precisions_t[rows, cols]  # (slots, P, K)
+        lam_mm = precisions_t[rows, cols]  # (slots, P, K): Lambda_MM
+        self.mu_m = means_c.T[columns.T]  # (m, P, K)
+        self.h_m = h.T[columns.T]  # (Lambda mu)_M
+        lam_mu = _symmetric_matvec(lam_mm, self.mu_m)  # Lambda_MM mu_M
+        self.t_m = self.h_m - lam_mu  # (Lambda (mu o observed))_M
+        self.neg_inverse = lam_mm.copy()  # swept into -Lambda_MM^-1: minus the holes' conditional covariance
         log_det = _sweep(self.neg_inverse, m)  # log|Lambda_MM|
-        self.h_m = h.T[columns.T]  # (m, P, K): (Lambda mu)_M
         self.marginal_constant = constant - 0.5 * ((D - m) * LOG_2PI + log_det)  # (P, K)
+        # with mu_M^T Lambda_MM mu_M / 2, the part of the correction to the complete-data form the rows share
+        self.constant = self.marginal_constant + 0.5 * np.einsum("ipk,ipk->pk", self.mu_m, lam_mu)
         self.pairs = rows * D + cols  # (slots, P): each slot's place in a (D, D) lower half
 
 
 def _by_column(holes, n_features):
-    """The holes of a block (nb, m) in column order: their positions ``slot * nb + row``,
+    """The holes of a piece of rows (n, m) in column order: their positions ``slot * n + row``,
     and each column's run (column, start, stop) in that order."""
     flat = holes.T.ravel()
     order = np.argsort(flat.astype(np.min_scalar_type(n_features)), kind="stable")  # a radix sort
@@ -185,12 +194,12 @@ def _runs(values):
     """For a sorted array: where each run of equal values starts, and each entry's run
     (0, 1, ...). (``np.repeat`` releases the GIL where ``np.cumsum`` does not.)"""
     new = np.ones(len(values), dtype=bool)
-    np.not_equal(values[1:], values[:-1], out=new[1:])
+    new[1:] = values[1:] != values[:-1]  # (also for the byte strings of long patterns)
     starts = np.flatnonzero(new)
     return starts, np.repeat(np.arange(len(starts)), np.diff(starts, append=len(values)))
 
 
-def _block_rows(X, shift, rows):
+def _rows_with_ones(X, shift, rows):
     """A column of ones, then ``X[rows] - shift`` with zeros in the holes."""
     x = np.take(X, rows, axis=0)
     out = np.empty((len(rows), 1 + X.shape[1]))
@@ -259,17 +268,18 @@ def incomplete_estep(
                            np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)))  # fmt: skip
     packed = np.zeros((K, kernel.form.shape[1]))  # sums of w r over the features of x0
     for m, rows, pattern, columns in _pattern_groups(missing):
-        shared = _Patterns(columns, kernel.precisions_t, kernel.h, constant)
+        shared = _Patterns(columns, kernel.precisions_t, kernel.means_c, kernel.h, constant)
         frequent = np.bincount(pattern) >= FREQUENT_PATTERN_ROWS * D
-        by_pattern = frequent[pattern]
+        by_pattern = frequent[pattern] & (m < D)  # a row with nothing observed has no marginal mixture
         if by_pattern.any():
             kernel.frequent(X, shift, rows[by_pattern], pattern[by_pattern], shared, m, result, packed, sample_weight)
         rows, pattern = rows[~by_pattern], pattern[~by_pattern]
-        for start in range(0, len(rows), _PIECE_ROWS):
-            these = rows[start : start + _PIECE_ROWS]
+        piece = max(64, _PIECE_ELEMENTS // (1 + D + K * (2 + m + len(shared.slots))))
+        for start in range(0, len(rows), piece):
+            these = rows[start : start + piece]
             w = None if sample_weight is None else sample_weight[these]
-            x1 = _block_rows(X, shift, these)
-            kernel.one_by_one(x1, pattern[start : start + _PIECE_ROWS], w, shared, m, result, these, packed)
+            x1 = _rows_with_ones(X, shift, these)
+            kernel.one_by_one(x1, pattern[start : start + piece], w, shared, m, result, these, packed)
     result.nk += packed[:, 0]
     result.s1 += packed[:, 1 : 1 + D] + kernel.cross[:, 0].T
     result.s2 += _unpack_symmetric(packed[:, 1 + D :], D)
@@ -282,7 +292,7 @@ def incomplete_estep(
 
 
 class _Kernel:
-    """Per block of rows with the same number of holes: log-likelihoods, responsibilities
+    """The E-step of rows with the same number of holes: log-likelihoods, responsibilities
     and moments, mostly as matrix products over all components at once."""
 
     def __init__(self, precisions, means_c):
@@ -291,8 +301,6 @@ class _Kernel:
         self.precisions, self.means_c = precisions, means_c
         self.h = np.einsum("kij,kj->ki", precisions, means_c)  # Lambda mu, (K, D)
         self.precisions_t = np.ascontiguousarray(precisions.transpose(1, 2, 0))  # (D, D, K)
-        # per column c, (1, x0) @ augmented[c] = (Lambda (x0 - mu))_c for every component
-        self.augmented = np.concatenate([-self.h.T[:, None, :], self.precisions_t], axis=1)  # (D, 1 + D, K)
         # per hole column c: sums of w r u_c (1, x0) over the rows (u: the holes' x_hat)
         self.cross = np.zeros((D, 1 + D, K))
         # per pair of hole columns c >= c': sums of w r (u_c u_c' + (Lambda_MM^-1)_cc'), (D * D, K)
@@ -310,19 +318,19 @@ class _Kernel:
         self.holes += one_hot @ values.reshape(n, self.K)
 
     def one_by_one(self, x1, p, w, shared, m, result, rows, packed):
-        """Rows with ``m`` holes each (``x1``: ones, then the rows with zeros in their
-        holes; ``p``: their patterns, sorted), in three passes: the holes' conditional
-        expectations and each row's log-likelihood correction, by blocks of rows whose holes
-        are put in column order; the E-step of every row from the complete-data form of
-        ``x0``, by the larger blocks of complete rows; then the holes' moments. Per-row
-        values are laid out (slot, row, component)."""
+        """A piece of rows with ``m`` holes each (``x1``: ones, then the rows with zeros in
+        their holes; ``p``: their patterns, sorted), in three passes: the holes' conditional
+        expectations and each row's log-likelihood correction, with the holes in column
+        order; the E-step of every row from the complete-data form of ``x0``, by blocks as
+        large as those of complete rows; then the holes' moments. Per-row values are laid
+        out (slot, row, component)."""
         K, n = self.K, len(x1)
-        extra = np.take(shared.marginal_constant, p, axis=0)  # (n, K)
-        u = np.empty((m, n, K))  # the holes' x_hat
-        step = max(64, _BLOCK_ELEMENTS // (K * self.D))
-        blocks = [(start, min(start + step, n)) for start in range(0, n, step)] if m else []
-        for start, stop in blocks:
-            self._conditional(x1[start:stop], p[start:stop], shared, m, u[:, start:stop], extra[start:stop])
+        extra = np.take(shared.constant if m else shared.marginal_constant, p, axis=0)  # (n, K)
+        if m:
+            order, runs = _by_column(shared.columns[p], self.D)
+            x_holes = x1[order % n]  # each hole's row, in column order
+            neg_inverse = np.take(shared.neg_inverse, p, axis=1)  # (slots, n, K)
+            u = self._conditional(x_holes, order, runs, p, shared, m, neg_inverse, extra)
         rw = np.empty((n, K))
         step = max(64, _COMPLETE_BLOCK_ELEMENTS // (self.form.shape[1] + 2 * K))
         for start in range(0, n, step):
@@ -342,43 +350,39 @@ class _Kernel:
             if m:
                 completed[np.arange(n)[:, None], shared.columns[p]] = np.einsum("ink,nk->ni", u, result.resp[rows])
             result.completed[rows] = completed
-        second = np.empty((len(shared.slots), n, K))  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
-        for start, stop in blocks:
-            self._moments(
-                x1[start:stop], p[start:stop], shared, m, u[:, start:stop], rw[start:stop], second[:, start:stop]
-            )
-        if blocks:
-            self.add_holes(np.take(shared.pairs, p, axis=1), second)
+        if m:
+            self._moments(x_holes, order, runs, p, shared, m, u, rw, neg_inverse)
 
-    def _conditional(self, x1, p, shared, m, u, extra):
-        """Into ``u`` (m, nb, K), the holes' x_hat = -Lambda_MM^-1 (Lambda (x0 - mu))_M;
-        into ``extra`` (nb, K), the marginal log-likelihood's correction."""
-        nb = len(x1)
-        order, runs = _by_column(shared.columns[p], self.D)
-        x_holes = x1[order % nb]  # each hole's row, in column order
-        g_sorted = np.empty((m * nb, self.K))
+    def _conditional(self, x_holes, order, runs, p, shared, m, neg_inverse, extra):
+        """The holes' x_hat = mu_M - Lambda_MM^-1 g, where g = (Lambda e)_M and e = x0 - mu o
+        observed (m, n, K), and into ``extra`` (n, K) the rows' own part of the correction
+        to the complete-data form: g^T (Lambda_MM^-1 g / 2 - mu_M). ``x_holes``: each hole's
+        row (ones, then x0), in column order; ``neg_inverse``: each row's -Lambda_MM^-1."""
+        n, K = len(extra), self.K
+        y_sorted = np.empty((m * n, K))
         for c, start, stop in runs:  # one matrix product per column over the rows missing it
-            np.matmul(x_holes[start:stop], self.augmented[c], out=g_sorted[start:stop])
-        g = np.empty((m * nb, self.K))  # (Lambda (x0 - mu))_M
-        g[order] = g_sorted
-        g = g.reshape(m, nb, self.K)
-        _symmetric_matvec(np.take(shared.neg_inverse, p, axis=1), g, out=u)
-        extra -= 0.5 * np.einsum("ink,ink->nk", g, u)
+            np.matmul(x_holes[start:stop, 1:], self.precisions_t[c], out=y_sorted[start:stop])
+        g = np.empty((m * n, K))
+        g[order] = y_sorted  # (Lambda x0)_M
+        g = g.reshape(m, n, K)
+        g -= np.take(shared.t_m, p, axis=1)
+        u = _symmetric_matvec(neg_inverse, g)  # -Lambda_MM^-1 g
+        mu_m = np.take(shared.mu_m, p, axis=1)
+        extra -= np.einsum("ink,ink->nk", g, 0.5 * u + mu_m)
+        u += mu_m
+        return u
 
-    def _moments(self, x1, p, shared, m, u, rw, second):
-        """Add the sums of w r x_hat_M and the cross terms w r (x0 x_hat_M^T + x_hat_M
-        x0^T) of a block (``rw``: (nb, K)) to ``self.cross``, and put its w r (x_hat_M
-        x_hat_M^T + Lambda_MM^-1) in ``second`` (slots, nb, K); the moments of x0 are in
-        ``packed``."""
-        nb, K = len(x1), self.K
-        neg_inverse = np.take(shared.neg_inverse, p, axis=1)  # (slots, nb, K)
+    def _moments(self, x_holes, order, runs, p, shared, m, u, rw, neg_inverse):
+        """Add the sums of w r x_hat_M, the cross terms w r (x0 x_hat_M^T + x_hat_M x0^T)
+        and w r (x_hat_M x_hat_M^T + Lambda_MM^-1) (``rw``: (n, K)) to ``self.cross`` and
+        ``self.holes``; the moments of x0 are in ``packed``. Overwrites ``neg_inverse``."""
+        n, K = len(rw), self.K
+        second = neg_inverse  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
         for s, (i, j) in enumerate(shared.slots):
-            np.multiply(u[i], u[j], out=second[s])
-            second[s] -= neg_inverse[s]
+            np.subtract(u[i] * u[j], second[s], out=second[s])
             second[s] *= rw
-        order, runs = _by_column(shared.columns[p], self.D)
-        x_holes = x1[order % nb]
-        ru = (u * rw).reshape(m * nb, K)[order]
+        self.add_holes(np.take(shared.pairs, p, axis=1), second)
+        ru = (u * rw).reshape(m * n, K)[order]
         cross = np.empty((len(runs), 1 + self.D, K))
         for run, (_, start, stop) in enumerate(runs):  # np.dot: matmul keeps the GIL for small outputs
             np.dot(x_holes[start:stop].T, ru[start:stop], out=cross[run])
@@ -414,7 +418,7 @@ class _Kernel:
         ends = [*starts[1:], len(rows)]
         for begin in range(0, len(rows), block):
             these = rows[begin : begin + block]
-            x0t = _block_rows(X, shift, these)[:, 1:].T.copy()
+            x0t = _rows_with_ones(X, shift, these)[:, 1:].T.copy()
             features = self.features(x0t)
             seg = segment[begin : begin + block]
             bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)

@@ -26,10 +26,12 @@ def holes(X, fraction, seed=0):
 
 @pytest.mark.parametrize("by_pattern", [True, False], ids=["as-marginal-mixtures", "row-by-row"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern, monkeypatch):
+@pytest.mark.parametrize("D", [4, 20, 50])  # patterns kept as 16-bit integers, as floats, as bytes
+def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern, D, monkeypatch):
     # every pattern fitted as a marginal mixture, or every row on its own
     monkeypatch.setattr(streamem.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
-    X, _ = mixture_data(n_samples=300, n_features=4, n_components=3, seed=1)
+    X, _ = mixture_data(n_samples=300, n_features=D, n_components=3, seed=1)
+    X += np.random.default_rng(1).normal(scale=0.3, size=X.shape)  # covariances far from singular in 50-D too
     gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     p = gm._params()
     Xm = holes(X, 0.3, seed=2)
@@ -37,8 +39,8 @@ def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern
     shift = X.mean(axis=0)
     weights = np.random.default_rng(3).uniform(0.5, 2.0, len(Xm))
     estep = incomplete_estep(Xm, p, shift, weights)
-    full = [p.covariance.component_covariance(p.covariances, k, 4) for k in range(3)]
-    expected_s1, expected_s2 = np.zeros((3, 4)), np.zeros((3, 4, 4))
+    full = [p.covariance.component_covariance(p.covariances, k, D) for k in range(3)]
+    expected_s1, expected_s2 = np.zeros((3, D)), np.zeros((3, D, D))
     for i, row in enumerate(Xm):
         o = ~np.isnan(row)
         m = ~o
@@ -49,10 +51,10 @@ def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern
         resp = densities / densities.sum()
         assert estep.log_lik[i] == pytest.approx(np.log(densities.sum()), rel=1e-10, abs=1e-10)
         np.testing.assert_allclose(estep.resp[i], resp, rtol=1e-8, atol=1e-12)
-        completed = np.zeros(4)
+        completed = np.zeros(D)
         for k in range(3):
             mean = p.means[k].copy()
-            cov = np.zeros((4, 4))
+            cov = np.zeros((D, D))
             if m.any():
                 gain = full[k][np.ix_(m, o)] @ np.linalg.inv(full[k][np.ix_(o, o)])
                 mean[m] = p.means[k][m] + gain @ (row[o] - p.means[k][o])
