@@ -7,8 +7,11 @@ temporaries of a loop are reused from the heap. A dask nanny starts its worker p
 of these variables fixes the threshold at 128 KiB: every array over 128 KiB is then a fresh
 ``mmap`` whose pages are faulted in and zeroed on first touch. The E-step makes a few
 temporaries of a few MiB per block of rows, and on such a worker it takes about twice as
-long per chunk. :data:`WORKER_ENVIRON` sets the threshold back to 32 MiB and keeps
-trimming the heap beyond 16 MiB of free memory at its top.
+long per chunk. :data:`WORKER_ENVIRON` sets the threshold back to 32 MiB and trims the
+heap beyond 64 MiB of free memory at its top (what glibc does by itself once a program has
+freed a 32 MiB array): the E-step of rows with missing values keeps a few pieces of about
+8 MiB of per-row values, and a lower limit returns their pages to the system and faults
+them in again for every piece.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import dask
 
 __all__ = ["WORKER_ENVIRON", "local_cluster"]
 
-WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "16777216"}
+WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 
 def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):

@@ -48,7 +48,7 @@ from .stats import _BLOCK_ELEMENTS as _COMPLETE_BLOCK_ELEMENTS  # a block of com
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
 
-_PIECE_ELEMENTS = 1 << 19  # values per row (x0, x_hat, responsibilities...) of a piece of rows with holes
+_PIECE_ELEMENTS = 1 << 20  # values per row (x0, x_hat, responsibilities...) of a piece of rows with holes
 # a pattern with at least this many rows per feature in a chunk is fitted as a marginal
 # mixture (its own work per component grows as D^2, a row's as D)
 FREQUENT_PATTERN_ROWS = 16

@@ -17,7 +17,7 @@ for _ in $(seq 1 100); do  # wait until the scheduler accepts connections
 done
 # glibc's mmap threshold back to 32 MiB for the workers (see streamem/cluster.py): the E-step
 # runs about twice as fast per chunk as under the nanny's default MALLOC_TRIM_THRESHOLD_.
-export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-16777216}
+export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-67108864}
 dask worker "$address" --host 127.0.0.1 --nworkers "$n_workers" --nthreads 1 --memory-limit auto \
     --dashboard-address "127.0.0.1:0" >"$state/workers.log" 2>&1 &
 echo $! >>"$state/pids"
