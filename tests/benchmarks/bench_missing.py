@@ -4,7 +4,7 @@ Run by hand::
 
     python tests/benchmarks/bench_missing.py
 
-Seconds per EM iteration (best of 5 alternated fits of 5 iterations from the same start) on complete data
+Seconds per EM iteration (best of 9 alternated fits of 5 iterations from the same start) on complete data
 and on the same data with 10% of the entries missing completely at random
 (``missing="marginalize"``). Prints a Markdown table.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import streamem
 
 SHAPES = [(500_000, 4, 8), (300_000, 8, 8), (200_000, 16, 16)]
-REPEATS = 5
+REPEATS = 9
 
 
 def per_iteration(data, missing, start, n_components):
