@@ -421,7 +421,10 @@ class _Kernel:
         ends = [*starts[1:], len(rows)]
         for begin in range(0, len(rows), block):
             these = rows[begin : begin + block]
-            x0t = _rows_with_ones(X, shift, these)[:, 1:].T.copy()
+            x = np.take(X, these, axis=0).T
+            x0t = np.empty(x.shape)  # the rows minus shift, transposed, with zeros in the holes
+            np.subtract(x, shift[:, None], out=x0t)
+            np.copyto(x0t, 0.0, where=np.isnan(x))
             features = self.features(x0t)
             seg = segment[begin : begin + block]
             bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
