@@ -201,13 +201,18 @@ def _runs(values):
     return starts, np.repeat(np.arange(len(starts)), np.diff(starts, append=len(values)))
 
 
+def _centred(x, shift, out):
+    """``x - shift`` into ``out``, with zeros where ``x`` is NaN (the holes)."""
+    np.subtract(x, shift, out=out)
+    np.copyto(out, 0.0, where=np.isnan(x))
+    return out
+
+
 def _rows_with_ones(X, shift, rows):
     """A column of ones, then ``X[rows] - shift`` with zeros in the holes."""
-    x = np.take(X, rows, axis=0)
     out = np.empty((len(rows), 1 + X.shape[1]))
     out[:, 0] = 1.0
-    np.subtract(x, shift, out=out[:, 1:])
-    np.copyto(out[:, 1:], 0.0, where=np.isnan(x))
+    _centred(np.take(X, rows, axis=0), shift, out[:, 1:])
     return out
 
 
@@ -327,7 +332,7 @@ class _Kernel:
         large as those of complete rows; then the holes' moments. Per-row values are laid
         out (slot, row, component)."""
         K, n = self.K, len(x1)
-        extra = np.take(shared.constant if m else shared.marginal_constant, p, axis=0)  # (n, K)
+        extra = np.take(shared.constant, p, axis=0)  # (n, K)
         if m:
             order, runs = _by_column(shared.columns[p], self.D)
             x_holes = x1[order % n]  # each hole's row, in column order
@@ -422,9 +427,7 @@ class _Kernel:
         for begin in range(0, len(rows), block):
             these = rows[begin : begin + block]
             x = np.take(X, these, axis=0).T
-            x0t = np.empty(x.shape)  # the rows minus shift, transposed, with zeros in the holes
-            np.subtract(x, shift[:, None], out=x0t)
-            np.copyto(x0t, 0.0, where=np.isnan(x))
+            x0t = _centred(x, shift[:, None], np.empty(x.shape))  # the rows, transposed
             features = self.features(x0t)
             seg = segment[begin : begin + block]
             bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
