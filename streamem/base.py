@@ -38,10 +38,10 @@ def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
         return _blockwise_missing(X, params, what, shift, nan_rows)
     if what == "impute":
         return X
-    kernel = params.kernel(shift, X.dtype)
+    kernel = params.kernel(X.dtype, shift)
     parts = []
-    for xct, _ in iter_blocks(X, None, shift, block_rows([params])):
-        weighted = kernel.weighted_log_prob(kernel.covariance.features(xct))
+    for block, _ in iter_blocks(X, None, block_rows([kernel])):
+        weighted = kernel.weighted_log_prob(kernel.features(block))
         if what == "predict":
             parts.append(weighted.argmax(axis=0))
             continue

@@ -118,8 +118,8 @@ def _unpack_symmetric(packed, n_features):
 class Covariance:
     """Interface of a covariance type; the subclasses below implement it.
 
-    ``xct`` is a block of rows minus the pass's shift, transposed: shape (n_features,
-    n_rows); ``means_c`` are the component means minus the same shift. Features have
+    ``xct`` is a block of rows minus a centre, transposed: shape (n_features, n_rows);
+    ``means_c`` are the component means minus the same centre. Features have
     ``1 + D + n_extra`` rows: ones, ``xct``, then the extra rows.
     """
 
@@ -138,10 +138,6 @@ class Covariance:
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """Number of free parameters of the covariances."""
         raise NotImplementedError
-
-    def block_width(self, n_components: int, n_features: int) -> int:
-        """Values per row held by a block's temporaries (to size blocks)."""
-        return 1 + n_features + self.n_extra(n_features) + 2 * n_components
 
     def features(self, xct):
         """Features of a block, array of shape (1 + D + n_extra, n_rows): ones, ``xct``, extras."""
@@ -167,6 +163,11 @@ class Covariance:
     def second_moment_from_full(self, second):
         """Second-moment statistic from full per-component sums of ``r x x^T`` (K, D, D)."""
         raise NotImplementedError
+
+    def add_second_moment(self, s2, components, extra_moments) -> None:
+        """Add the second moments of some components (an index array or a slice), from the
+        extra columns of their ``resp @ F^T``, to the statistic ``s2`` in place."""
+        s2[components] += self.second_moment(extra_moments)
 
     def covariances(self, nk, means_c, s2, reg_covar):
         """M-step: covariances from the totals (``nk`` includes the ``10 eps`` guard)."""
@@ -196,6 +197,27 @@ class Covariance:
     def component_covariance(self, covariances, k: int, n_features: int):
         """Full (D, D) covariance matrix of component ``k``."""
         raise NotImplementedError
+
+    def full_precisions(self, precisions_chol, n_components: int, n_features: int):
+        """Every component's precision as a contiguous array of shape (K, D, D)."""
+        raise NotImplementedError
+
+    def variances(self, covariances, n_components: int, n_features: int):
+        """The diagonal of every component's covariance, array of shape (K, D)."""
+        raise NotImplementedError
+
+    def shifted_second_moment(self, s2, nk, s1, delta):
+        r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
+        float64): with ``s1`` the sums of ``r (x - c)`` of shape (K, D) and ``delta`` of
+        shape (K, D),
+
+        .. math::
+            \sum r (x - c + \delta)(x - c + \delta)^T = S_2 + s_1 \delta^T + \delta s_1^T + n_k \delta \delta^T.
+        """
+        outer = s1[:, :, None] * delta[:, None, :]
+        outer += np.swapaxes(outer, 1, 2)
+        outer += nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        return s2 + self.second_moment_from_full(outer)
 
 
 def quadratic_form(means_c, precisions):
@@ -271,6 +293,12 @@ class Full(_Packed):
     def component_covariance(self, covariances, k, n_features):
         return covariances[k]
 
+    def full_precisions(self, precisions_chol, n_components, n_features):
+        return np.ascontiguousarray(self.precisions(precisions_chol))
+
+    def variances(self, covariances, n_components, n_features):
+        return np.diagonal(covariances, axis1=1, axis2=2).copy()
+
 
 class Tied(_Packed):
     """One covariance shared by all components."""
@@ -293,6 +321,9 @@ class Tied(_Packed):
     def second_moment(self, extra_moments):
         # sum_k sum_i r_ik x x^T = sum_i w_i x x^T
         return extra_moments.sum(axis=0)
+
+    def add_second_moment(self, s2, components, extra_moments):
+        s2 += self.second_moment(extra_moments)
 
     def second_moment_from_full(self, second):
         rows, cols = _upper(second.shape[-1])
@@ -323,6 +354,13 @@ class Tied(_Packed):
 
     def component_covariance(self, covariances, k, n_features):
         return covariances
+
+    def full_precisions(self, precisions_chol, n_components, n_features):
+        precisions = self.precisions(precisions_chol)
+        return np.ascontiguousarray(np.broadcast_to(precisions, (n_components, n_features, n_features)))
+
+    def variances(self, covariances, n_components, n_features):
+        return np.tile(np.diag(covariances), (n_components, 1))
 
 
 class _Scalar(Covariance):
@@ -382,6 +420,12 @@ class Diag(_Scalar):
     def component_covariance(self, covariances, k, n_features):
         return np.diag(covariances[k])
 
+    def full_precisions(self, precisions_chol, n_components, n_features):
+        return precisions_chol[:, :, None] ** 2 * np.eye(n_features)
+
+    def variances(self, covariances, n_components, n_features):
+        return np.array(covariances, dtype=np.float64)
+
 
 class Spherical(_Scalar):
     """A multiple of the identity per component."""
@@ -423,6 +467,12 @@ class Spherical(_Scalar):
 
     def component_covariance(self, covariances, k, n_features):
         return covariances[k] * np.eye(n_features)
+
+    def full_precisions(self, precisions_chol, n_components, n_features):
+        return precisions_chol[:, None, None] ** 2 * np.eye(n_features)
+
+    def variances(self, covariances, n_components, n_features):
+        return np.repeat(np.asarray(covariances, dtype=np.float64)[:, None], n_features, axis=1)
 
 
 _REGISTRY: dict[str, Covariance] = {c.name: c() for c in (Full, Tied, Diag, Spherical)}

@@ -31,6 +31,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from .covariance import get_covariance
 from .params import MixtureParams, m_step
 from .reduce import ChunkedData
 from .stats import (
@@ -39,6 +40,7 @@ from .stats import (
     Smallest,
     SufficientStats,
     add_lists,
+    centred,
     check_finite,
     check_total_weight,
     hard_stats,
@@ -111,7 +113,7 @@ def _summary_chunk(X, sample_weight, start, seeds, n_picks):
     picks = []
     for seed in seeds:
         scores = _race_scores(row_uniforms(seed, start, len(X))[:, 0], weight)
-        picks.append(Smallest.select(scores, X.T, 0.0, n_picks))
+        picks.append(Smallest.select(scores, X, n_picks))
     return Summary(float(weight.sum()), len(X), sum_x, picks)
 
 
@@ -122,14 +124,13 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
 
 def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list):
     picks = []
-    centres_c = [(c - shift).astype(X.dtype) for c in centres_list]
-    for centres, seed, n_picks in zip(centres_c, seeds, n_picks_list):
+    for centres, seed, n_picks in zip(centres_list, seeds, n_picks_list):
         u = row_uniforms(seed, start, len(X))[:, 0]
         total = Smallest.empty(X.shape[1], n_picks)
-        for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
-            d2 = nearest(xct, centres)[1].astype(np.float64)
+        for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
+            d2 = nearest(centred(block, shift), centres - shift)[1]
             scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
-            total = total + Smallest.select(scores, xct, shift, n_picks)
+            total = total + Smallest.select(scores, block, n_picks)
         picks.append(total)
     return picks
 
@@ -137,10 +138,9 @@ def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_
 def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
     out = []
     for centres in centres_list:
-        centres_c = (centres - shift).astype(X.dtype)
         mass = np.zeros(len(centres))
-        for xct, w in iter_blocks(X, sample_weight, shift):
-            labels = nearest(xct, centres_c)[0]
+        for block, w in iter_blocks(X, sample_weight):
+            labels = nearest(centred(block, shift), centres - shift)[0]
             mass += np.bincount(labels, weights=w, minlength=len(centres))
         out.append(mass)
     return out
@@ -148,16 +148,16 @@ def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
 
 def _random_resp_chunk(X, sample_weight, start, seeds, ks, shift, covariance_type):
     out = []
+    covariance = get_covariance(covariance_type)
     for seed, n_components in zip(seeds, ks):
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
-        for offset, (xct, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight, shift)):
-            features = acc.covariance.features(xct)
-            resp = row_uniforms(seed, start + offset, xct.shape[1], n_components).T.copy()
+        for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
+            features = covariance.features(centred(block, shift))
+            resp = row_uniforms(seed, start + offset, len(block), n_components).T.copy()
             resp /= resp.sum(axis=0)
             if w is not None:
                 resp *= w
-            resp = resp.astype(X.dtype)
-            acc.add(features, resp, w, np.zeros(xct.shape[1]), shift, track_worst=False)
+            acc.add_moments(slice(None), resp, features)
         out.append(acc.result(*totals(X, sample_weight)))
     return out
 
@@ -169,7 +169,7 @@ def _seeds(random_states):
 def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes):
     """Lloyd passes from ``centres_list``; the M-step of the last partition of each."""
     active = list(range(len(centres_list)))
-    centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
+    centres_list = [np.array(c, dtype=np.float64) for c in centres_list]
     final: dict[int, SufficientStats] = {}
     previous_cost = {i: np.inf for i in active}
     for n_pass in range(max(1, lloyd_passes)):
@@ -181,7 +181,7 @@ def _partition_params(data, centres_list, shift, covariance_type, reg_covar, llo
             final[i] = s
             cost = -s.loglik
             moved = s.nk > 0
-            centres_list[i][moved] = s.s1[moved] / s.nk[moved, None] + shift
+            centres_list[i][moved] += s.s1[moved] / s.nk[moved, None]  # statistics about the centres
             if n_pass + 1 < lloyd_passes and previous_cost[i] - cost > LLOYD_TOL * max(cost, 1e-300):
                 still.append(i)
             previous_cost[i] = cost

@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse
 
 from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
-from .params import LOG_2PI, MixtureParams, log_resp_inplace
+from .params import LOG_2PI, MixtureParams, log_resp_inplace, plan_groups
 from .stats import _BLOCK_ELEMENTS as _COMPLETE_BLOCK_ELEMENTS  # a block of complete rows
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
@@ -54,20 +54,6 @@ _PIECE_ELEMENTS = 1 << 20  # values per row (x0, x_hat, responsibilities...) of 
 # a pattern with at least this many rows per feature in a chunk is fitted as a marginal
 # mixture (its own work per component grows as D^2, a row's as D)
 FREQUENT_PATTERN_ROWS = 16
-
-
-def _full_precisions(params: MixtureParams) -> np.ndarray:
-    """Every component's precision as a contiguous (K, D, D) matrix, whatever the covariance type."""
-    K, D = params.means.shape
-    precisions = params.precisions
-    kind = params.covariance_type
-    if kind == "full":
-        return np.ascontiguousarray(precisions)
-    if kind == "tied":
-        return np.ascontiguousarray(np.broadcast_to(precisions, (K, D, D)))
-    if kind == "diag":
-        return precisions[:, :, None] * np.eye(D)
-    return precisions[:, None, None] * np.eye(D)
 
 
 @dataclasses.dataclass
@@ -83,7 +69,12 @@ class MarginalEstep:
         Each row's conditional expectation under the mixture, :math:`\\sum_k r_k \\hat x_k`,
         minus ``shift``.
     nk, s1, s2 : ndarrays of shapes (K,), (K, D), (K, D, D)
-        Sums over rows of ``w r``, ``w r x_hat`` and ``w r E[x x^T | x_O]`` (about ``shift``).
+        Sums over rows of ``w r``, ``w r x_hat`` and ``w r E[x x^T | x_O]``, each
+        component's about its centre ``centres[k]``.
+    centres : ndarray of shape (K, D)
+        The centre of each component's moments: ``shift``, or a centre nearer its mean
+        where rows far from ``shift`` against the component's spread would lose precision
+        (:func:`~streamem.params.plan_groups`).
     """
 
     log_lik: np.ndarray
@@ -92,6 +83,7 @@ class MarginalEstep:
     nk: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
+    centres: np.ndarray
 
 
 @functools.cache
@@ -253,7 +245,8 @@ def incomplete_estep(
         log-likelihood 0 and the weights as responsibilities).
     params : MixtureParams
     shift : ndarray of shape (D,)
-        The centre the moments are taken about.
+        The centre tried first for the moments (components far from it against their own
+        spread get centres of their own), and the centre ``completed`` is given about.
     sample_weight : ndarray of shape (n,) or None
     per_row : bool
         Whether to keep each row's responsibilities and completion (``resp`` and
@@ -264,56 +257,140 @@ def incomplete_estep(
     MarginalEstep
     """
     X = np.asarray(X, dtype=np.float64)
+    shift = np.asarray(shift, dtype=np.float64)
     n, D = X.shape
     K = params.n_components
     log_det_sigma = -2.0 * params.covariance.log_det_chol(params.precisions_chol, D) * np.ones(K)
     with np.errstate(divide="ignore"):
         constant = np.log(params.weights) - 0.5 * log_det_sigma
-    kernel = _Kernel(_full_precisions(params), params.means - shift)
+    precisions = params.covariance.full_precisions(params.precisions_chol, K, D)
+    kernels = [
+        _Kernel(components, centre, precisions[components], params.means[components] - centre, constant[components], K)
+        for components, centre, _ in plan_groups(params, np.float64, shift)
+    ]
     missing = np.isnan(X)
     result = MarginalEstep(np.empty(n), np.empty((n, K)) if per_row else None, np.empty((n, D)) if per_row else None,
-                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)))  # fmt: skip
-    packed = np.zeros((K, kernel.form.shape[1]))  # sums of w r over the features of x0
+                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.empty((K, D)))  # fmt: skip
     for m, rows, pattern, columns in _pattern_groups(missing):
-        shared = _Patterns(columns, kernel.precisions_t, kernel.means_c, kernel.h, constant)
+        for kernel in kernels:
+            kernel.shared = _Patterns(columns, kernel.precisions_t, kernel.means_c, kernel.h, kernel.constant)
         frequent = np.bincount(pattern) >= FREQUENT_PATTERN_ROWS * D
         by_pattern = frequent[pattern] & (m < D)  # a row with nothing observed has no marginal mixture
         if by_pattern.any():
-            kernel.frequent(X, shift, rows[by_pattern], pattern[by_pattern], shared, m, result, packed, sample_weight)
+            _frequent(kernels, X, shift, rows[by_pattern], pattern[by_pattern], m, result, sample_weight)
         rows, pattern = rows[~by_pattern], pattern[~by_pattern]
-        piece = max(64, _PIECE_ELEMENTS // (1 + D + K * (2 + m + len(shared.slots))))
+        piece = max(64, _PIECE_ELEMENTS // (1 + D + K * (2 + m + m * (m + 1) // 2) + D * (len(kernels) - 1)))
         for start in range(0, len(rows), piece):
             these = rows[start : start + piece]
             w = None if sample_weight is None else sample_weight[these]
-            x1 = _rows_with_ones(X, shift, these)
-            kernel.one_by_one(x1, pattern[start : start + piece], w, shared, m, result, these, packed)
-    result.nk += packed[:, 0]
-    result.s1 += packed[:, 1 : 1 + D] + kernel.cross[:, 0].T
-    result.s2 += _unpack_symmetric(packed[:, 1 + D :], D)
-    result.s2 += kernel.cross[:, 1:].transpose(2, 0, 1)
-    result.s2 += kernel.cross[:, 1:].transpose(2, 1, 0)
-    holes = kernel.holes.reshape(D, D, K).transpose(2, 0, 1)  # lower halves
-    result.s2 += holes
-    result.s2 += np.swapaxes(np.tril(holes, -1), 1, 2)
+            _one_by_one(kernels, X, shift, these, pattern[start : start + piece], w, m, result)
+    for kernel in kernels:
+        kernel.finish(result)
     return result
 
 
-class _Kernel:
-    """The E-step of rows with the same number of holes: log-likelihoods, responsibilities
-    and moments, mostly as matrix products over all components at once."""
+def _one_by_one(kernels, X, shift, rows, p, w, m, result):
+    """A piece of rows with ``m`` holes each (``p``: their patterns, sorted), in three
+    passes: the holes' conditional expectations and each row's log-likelihood correction,
+    with the holes in column order; the E-step of every row from the complete-data form of
+    ``x0``, by blocks as large as those of complete rows; then the holes' moments. Per-row
+    values are laid out (slot, row, component); each kernel (group of components) works on
+    the rows minus its own centre."""
+    n, D = len(rows), X.shape[1]
+    K = sum(len(kernel.components) for kernel in kernels)
+    order, runs = _by_column(kernels[0].shared.columns[p], D) if m else (None, None)
+    parts = [kernel.conditional(X, rows, p, m, order, runs) for kernel in kernels]
+    rw = np.empty((n, K))
+    step = max(64, _COMPLETE_BLOCK_ELEMENTS // (sum(kernel.form.shape[1] for kernel in kernels) + 2 * K))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        features = [kernel.features(part.x1[start:stop, 1:].T.copy()) for kernel, part in zip(kernels, parts)]
+        weighted = _stacked(kernels, [kernel.form @ f for kernel, f in zip(kernels, features)], stop - start)
+        weighted += _stacked(kernels, [part.extra[start:stop].T for part in parts], stop - start)
+        result.log_lik[rows[start:stop]] = log_resp_inplace(weighted)
+        if result.resp is not None:
+            result.resp[rows[start:stop]] = weighted.T
+        if w is not None:
+            weighted *= w[start:stop]
+        for kernel, f in zip(kernels, features):
+            kernel.packed += products(_rows_of(kernels, weighted, kernel), f)
+        rw[start:stop] = weighted.T
+    if result.completed is not None:
+        completed = _centred(np.take(X, rows, axis=0), shift, np.empty((n, D)))
+        if m:
+            holes = kernels[0].shared.columns[p]
+            filled = 0.0
+            for kernel, part in zip(kernels, parts):
+                x_hat = part.u + (kernel.centre - shift)[holes.T][:, :, None]  # about shift
+                filled = filled + np.einsum("ink,nk->ni", x_hat, result.resp[rows][:, kernel.components])
+            completed[np.arange(n)[:, None], holes] = filled
+        result.completed[rows] = completed
+    if m:
+        for kernel, part in zip(kernels, parts):
+            kernel.moments(part, order, runs, p, m, rw if len(kernels) == 1 else rw[:, kernel.components])
 
-    def __init__(self, precisions, means_c):
+
+def _stacked(kernels, values, n):
+    """The (K, n) array whose rows of each kernel's components are ``values`` (one per kernel)."""
+    if len(kernels) == 1:
+        return values[0]
+    out = np.empty((sum(len(kernel.components) for kernel in kernels), n))
+    for kernel, value in zip(kernels, values):
+        out[kernel.components] = value
+    return out
+
+
+def _rows_of(kernels, values, kernel):
+    """The rows of a (K, ...) array that belong to ``kernel``'s components."""
+    return values if len(kernels) == 1 else values[kernel.components]
+
+
+@dataclasses.dataclass
+class _Piece:
+    """What one kernel keeps of a piece of rows between its passes."""
+
+    x1: np.ndarray  # (n, 1 + D): ones, then the rows minus the kernel's centre, zeros in the holes
+    extra: np.ndarray  # (n, K_g): each row's correction to the complete-data form
+    x_holes: np.ndarray | None = None  # each hole's row of x1, in column order
+    neg_inverse: np.ndarray | None = None  # (slots, n, K_g): each row's -Lambda_MM^-1
+    u: np.ndarray | None = None  # (m, n, K_g): the holes' x_hat, about the kernel's centre
+
+
+class _Kernel:
+    """The E-step of rows with the same number of holes for a group of components that share
+    a centre: log-likelihoods, responsibilities and moments, mostly as matrix products over
+    all the group's components at once."""
+
+    def __init__(self, components, centre, precisions, means_c, constant, n_components):
         K, D = means_c.shape
         self.K, self.D = K, D
-        self.precisions, self.means_c = precisions, means_c
+        self.components, self.centre = components, centre
+        self.precisions, self.means_c, self.constant = precisions, means_c, constant
         self.h = np.einsum("kij,kj->ki", precisions, means_c)  # Lambda mu, (K, D)
         self.precisions_t = np.ascontiguousarray(precisions.transpose(1, 2, 0))  # (D, D, K)
         # per hole column c: sums of w r u_c (1, x0) over the rows (u: the holes' x_hat)
         self.cross = np.zeros((D, 1 + D, K))
         # per pair of hole columns c >= c': sums of w r (u_c u_c' + (Lambda_MM^-1)_cc'), (D * D, K)
         self.holes = np.zeros((D * D, K))
+        self.packed = np.zeros((K, 1 + D + D * (D + 1) // 2))  # sums of w r over the features of x0
         self.form = -0.5 * quadratic_form(means_c, precisions)  # -(x0 - mu)^T Lambda (x0 - mu) / 2
         self.features = get_covariance("full").features
+        self.shared = None  # the _Patterns of the current number of holes
+
+    def finish(self, result) -> None:
+        """Add this group's sums to ``result``'s statistics (about its centre)."""
+        D, k = self.D, self.components
+        packed, cross = self.packed, self.cross
+        s2 = _unpack_symmetric(packed[:, 1 + D :], D)
+        s2 += cross[:, 1:].transpose(2, 0, 1)
+        s2 += cross[:, 1:].transpose(2, 1, 0)
+        holes = self.holes.reshape(D, D, self.K).transpose(2, 0, 1)  # lower halves
+        s2 += holes
+        s2 += np.swapaxes(np.tril(holes, -1), 1, 2)
+        result.nk[k] += packed[:, 0]
+        result.s1[k] += packed[:, 1 : 1 + D] + cross[:, 0].T
+        result.s2[k] += s2
+        result.centres[k] = self.centre
 
     def add_holes(self, pairs, values):
         """Add ``values`` (..., K) to ``self.holes`` at ``pairs`` (...), as a product with
@@ -324,90 +401,58 @@ class _Kernel:
         one_hot = scipy.sparse.csc_array((np.ones(n), pairs, np.arange(n + 1)), shape=(len(self.holes), n))
         self.holes += one_hot @ values.reshape(n, self.K)
 
-    def one_by_one(self, x1, p, w, shared, m, result, rows, packed):
-        """A piece of rows with ``m`` holes each (``x1``: ones, then the rows with zeros in
-        their holes; ``p``: their patterns, sorted), in three passes: the holes' conditional
-        expectations and each row's log-likelihood correction, with the holes in column
-        order; the E-step of every row from the complete-data form of ``x0``, by blocks as
-        large as those of complete rows; then the holes' moments. Per-row values are laid
-        out (slot, row, component)."""
-        K, n = self.K, len(x1)
-        extra = np.take(shared.constant, p, axis=0)  # (n, K)
-        if m:
-            order, runs = _by_column(shared.columns[p], self.D)
-            x_holes = x1[order % n]  # each hole's row, in column order
-            neg_inverse = np.take(shared.neg_inverse, p, axis=1)  # (slots, n, K)
-            u = self._conditional(x_holes, order, runs, p, shared, m, neg_inverse, extra)
-        rw = np.empty((n, K))
-        step = max(64, _COMPLETE_BLOCK_ELEMENTS // (self.form.shape[1] + 2 * K))
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            features = self.features(x1[start:stop, 1:].T.copy())
-            weighted = self.form @ features
-            weighted += extra[start:stop].T
-            result.log_lik[rows[start:stop]] = log_resp_inplace(weighted)
-            if result.resp is not None:
-                result.resp[rows[start:stop]] = weighted.T
-            if w is not None:
-                weighted *= w[start:stop]
-            packed += products(weighted, features)
-            rw[start:stop] = weighted.T
-        if result.completed is not None:
-            completed = x1[:, 1:].copy()
-            if m:
-                completed[np.arange(n)[:, None], shared.columns[p]] = np.einsum("ink,nk->ni", u, result.resp[rows])
-            result.completed[rows] = completed
-        if m:
-            self._moments(x_holes, order, runs, p, shared, m, u, rw, neg_inverse)
-
-    def _conditional(self, x_holes, order, runs, p, shared, m, neg_inverse, extra):
-        """The holes' x_hat = mu_M - Lambda_MM^-1 g, where g = (Lambda e)_M and e = x0 - mu o
-        observed (m, n, K), and into ``extra`` (n, K) the rows' own part of the correction
-        to the complete-data form: g^T (Lambda_MM^-1 g / 2 - mu_M). ``x_holes``: each hole's
-        row (ones, then x0), in column order; ``neg_inverse``: each row's -Lambda_MM^-1."""
-        n, K = len(extra), self.K
+    def conditional(self, X, rows, p, m, order, runs) -> _Piece:
+        """The first pass over a piece of rows: the rows minus the centre, and with holes
+        their x_hat = mu_M - Lambda_MM^-1 g, where g = (Lambda e)_M and e = x0 - mu o
+        observed (m, n, K), and each row's own part of the correction to the complete-data
+        form, g^T (Lambda_MM^-1 g / 2 - mu_M)."""
+        shared = self.shared
+        piece = _Piece(_rows_with_ones(X, self.centre, rows), np.take(shared.constant, p, axis=0))
+        if not m:
+            return piece
+        n, K = len(rows), self.K
+        piece.x_holes = piece.x1[order % n]  # each hole's row, in column order
+        piece.neg_inverse = np.take(shared.neg_inverse, p, axis=1)
         y_sorted = np.empty((m * n, K))
         for c, start, stop in runs:  # one matrix product per column over the rows missing it
-            np.matmul(x_holes[start:stop, 1:], self.precisions_t[c], out=y_sorted[start:stop])
+            np.matmul(piece.x_holes[start:stop, 1:], self.precisions_t[c], out=y_sorted[start:stop])
         g = np.empty((m * n, K))
         g[order] = y_sorted  # (Lambda x0)_M
         g = g.reshape(m, n, K)
         t_mu = np.take(shared.t_mu, p, axis=1)
         g -= t_mu[:m]
-        u = _symmetric_matvec(neg_inverse, g)  # -Lambda_MM^-1 g
+        u = _symmetric_matvec(piece.neg_inverse, g)  # -Lambda_MM^-1 g
         mu_m = t_mu[m:]
-        extra -= np.einsum("ink,ink->nk", g, 0.5 * u + mu_m)
+        piece.extra -= np.einsum("ink,ink->nk", g, 0.5 * u + mu_m)
         u += mu_m
-        return u
+        piece.u = u
+        return piece
 
-    def _moments(self, x_holes, order, runs, p, shared, m, u, rw, neg_inverse):
+    def moments(self, piece, order, runs, p, m, rw):
         """Add the sums of w r x_hat_M, the cross terms w r (x0 x_hat_M^T + x_hat_M x0^T)
         and w r (x_hat_M x_hat_M^T + Lambda_MM^-1) (``rw``: (n, K)) to ``self.cross`` and
-        ``self.holes``; the moments of x0 are in ``packed``. Overwrites ``neg_inverse``."""
-        n, K = len(rw), self.K
-        second = neg_inverse  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
-        for s, (i, j) in enumerate(shared.slots):
+        ``self.holes``; the moments of x0 are in ``self.packed``. Overwrites the piece's
+        ``neg_inverse``."""
+        n, K, u = len(rw), self.K, piece.u
+        second = piece.neg_inverse  # per slot (i, j): w r (u_i u_j + (Lambda_MM^-1)_ij)
+        for s, (i, j) in enumerate(self.shared.slots):
             np.subtract(u[i] * u[j], second[s], out=second[s])
             second[s] *= rw
-        self.add_holes(np.take(shared.pairs, p, axis=1), second)
+        self.add_holes(np.take(self.shared.pairs, p, axis=1), second)
         ru = (u * rw).reshape(m * n, K)[order]
         cross = np.empty((len(runs), 1 + self.D, K))
         for run, (_, start, stop) in enumerate(runs):  # np.dot: matmul keeps the GIL for small outputs
-            np.dot(x_holes[start:stop].T, ru[start:stop], out=cross[run])
+            np.dot(piece.x_holes[start:stop].T, ru[start:stop], out=cross[run])
         self.cross[[c for c, _, _ in runs]] += cross
 
-    def frequent(self, X, shift, rows, pattern, shared, m, result, packed, sample_weight):
-        """Rows of patterns frequent in the chunk (``rows`` ordered by ``pattern``): each
-        pattern is a mixture on its observed coordinates, whose E-step is the complete-data
-        one (matrix products over packed features); the moments of the completed rows
-        follow from those of the observed ones, since the expectation of the holes is
-        affine in the observed values: ``x_hat_M = a - G x0`` per pattern and component."""
-        K, D = self.K, self.D
-        starts, segment = _runs(pattern)  # each row's pattern among these, 0..F-1
-        which = pattern[starts]
-        F = len(which)
+    def marginal_forms(self, which, m):
+        """Per frequent pattern (``which``): the forms of the marginal mixture on its observed
+        coordinates (F, K, n_values), the affine map of the holes' x_hat = a - G x0, and the
+        holes' conditional covariances Lambda_MM^-1."""
+        shared, lam = self.shared, self.precisions
+        F, K, D = len(which), self.K, self.D
         k = np.arange(K)[None, :, None]
-        lam = self.precisions
+        a = G = inverse = None
         if m:
             holes = shared.columns[which]  # (F, m)
             inverse = np.empty((F, K, m, m))  # Lambda_MM^-1
@@ -420,40 +465,17 @@ class _Kernel:
         else:
             schur = np.broadcast_to(lam, (F, K, D, D))
         forms = -0.5 * quadratic_form(np.tile(self.means_c, (F, 1)), schur.reshape(F * K, D, D)).reshape(F, K, -1)
-        constant = shared.marginal_constant[which].T  # (K, F)
-        moments = np.zeros((F, K, forms.shape[2]))
-        block = max(64, _COMPLETE_BLOCK_ELEMENTS // (forms.shape[2] + 2 * K))
-        ends = [*starts[1:], len(rows)]
-        for begin in range(0, len(rows), block):
-            these = rows[begin : begin + block]
-            x = np.take(X, these, axis=0).T
-            x0t = _centred(x, shift[:, None], np.empty(x.shape))  # the rows, transposed
-            features = self.features(x0t)
-            seg = segment[begin : begin + block]
-            bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
-                      for f in range(segment[begin], seg[-1] + 1)]  # fmt: skip
-            weighted = np.empty((K, len(these)))
-            for f, start, stop in bounds:
-                np.matmul(forms[f], features[:, start:stop], out=weighted[:, start:stop])
-            weighted += np.take(constant, seg, axis=1)
-            result.log_lik[these] = log_resp_inplace(weighted)
-            resp = weighted  # normalised in place
-            rw = resp if sample_weight is None else resp * sample_weight[these]
-            for f, start, stop in bounds:
-                moments[f] += products(rw[:, start:stop], features[:, start:stop])
-            if result.resp is not None:
-                result.resp[these] = resp.T
-            if result.completed is not None:
-                completed = x0t.T.copy()
-                for f, start, stop in bounds:
-                    if m:
-                        u = a[f][:, :, None] - G[f] @ x0t[:, start:stop]  # (K, m, rows)
-                        completed[start:stop, holes[f]] = np.einsum("kin,kn->ni", u, resp[:, start:stop])
-                result.completed[these] = completed
-        packed += moments.sum(axis=0)
+        return forms, a, G, inverse
+
+    def frequent_moments(self, moments, which, m, a, G, inverse):
+        """The holes' part of the completed rows' moments, from the observed rows' moments
+        (``moments``: (F, K, n_values) sums of w r over the features of x0, per pattern)."""
+        D, K, shared = self.D, self.K, self.shared
+        self.packed += moments.sum(axis=0)
         if not m:
             return
-        # the holes' part of the completed rows' moments, from the observed rows' moments
+        F = len(which)
+        holes = shared.columns[which]
         R, X1 = moments[:, :, 0], moments[:, :, 1 : 1 + D]
         X2 = _unpack_symmetric(moments[:, :, 1 + D :], D)  # (F, K, D, D)
         GX1 = (G @ X1[..., None])[..., 0]  # (F, K, m)
@@ -470,3 +492,60 @@ class _Kernel:
         self.cross += np.bincount(index.ravel(), weights=ones_x0_u.ravel(), minlength=self.cross.size).reshape(
             self.cross.shape
         )
+
+
+def _frequent(kernels, X, shift, rows, pattern, m, result, sample_weight):
+    """Rows of patterns frequent in the chunk (``rows`` ordered by ``pattern``): each
+    pattern is a mixture on its observed coordinates, whose E-step is the complete-data
+    one (matrix products over packed features); the moments of the completed rows
+    follow from those of the observed ones, since the expectation of the holes is
+    affine in the observed values: ``x_hat_M = a - G x0`` per pattern and component."""
+    K = sum(kernel.K for kernel in kernels)
+    starts, segment = _runs(pattern)  # each row's pattern among these, 0..F-1
+    which = pattern[starts]
+    holes = kernels[0].shared.columns[which] if m else None  # (F, m)
+    plans = [kernel.marginal_forms(which, m) for kernel in kernels]
+    constants = [kernel.shared.marginal_constant[which].T for kernel in kernels]  # (K_g, F)
+    moments = [np.zeros((len(which), kernel.K, plan[0].shape[2])) for kernel, plan in zip(kernels, plans)]
+    block = max(64, _COMPLETE_BLOCK_ELEMENTS // (sum(plan[0].shape[2] for plan in plans) + 2 * K))
+    ends = [*starts[1:], len(rows)]
+    for begin in range(0, len(rows), block):
+        these = rows[begin : begin + block]
+        x = np.take(X, these, axis=0).T
+        seg = segment[begin : begin + block]
+        bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
+                  for f in range(segment[begin], seg[-1] + 1)]  # fmt: skip
+        x0ts, features, parts = [], [], []
+        for kernel, (forms, *_), constant in zip(kernels, plans, constants):
+            x0t = _centred(x, kernel.centre[:, None], np.empty(x.shape))  # the rows minus the centre, transposed
+            f_rows = kernel.features(x0t)
+            weighted = np.empty((kernel.K, len(these)))
+            for f, start, stop in bounds:
+                np.matmul(forms[f], f_rows[:, start:stop], out=weighted[:, start:stop])
+            weighted += np.take(constant, seg, axis=1)
+            x0ts.append(x0t)
+            features.append(f_rows)
+            parts.append(weighted)
+        weighted = _stacked(kernels, parts, len(these))
+        result.log_lik[these] = log_resp_inplace(weighted)
+        resp = weighted  # normalised in place
+        rw = resp if sample_weight is None else resp * sample_weight[these]
+        for kernel, f_rows, moment in zip(kernels, features, moments):
+            rw_g = _rows_of(kernels, rw, kernel)
+            for f, start, stop in bounds:
+                moment[f] += products(rw_g[:, start:stop], f_rows[:, start:stop])
+        if result.resp is not None:
+            result.resp[these] = resp.T
+        if result.completed is not None:
+            completed = _centred(x, shift[:, None], np.empty(x.shape)).T
+            if m:
+                for f, start, stop in bounds:
+                    filled = 0.0
+                    for kernel, (_, a, G, _), x0t in zip(kernels, plans, x0ts):
+                        u = a[f][:, :, None] - G[f] @ x0t[:, start:stop]  # (K_g, m, rows), about the centre
+                        u += (kernel.centre - shift)[holes[f]][None, :, None]
+                        filled = filled + np.einsum("kin,kn->ni", u, _rows_of(kernels, resp, kernel)[:, start:stop])
+                    completed[start:stop, holes[f]] = filled
+            result.completed[these] = completed
+    for kernel, (_, a, G, inverse), moment in zip(kernels, plans, moments):
+        kernel.frequent_moments(moment, which, m, a, G, inverse)

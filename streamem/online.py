@@ -73,12 +73,12 @@ def _one_blas_thread():
 def _reseeded_stats(stats: SufficientStats, params: MixtureParams, reseeded, reg_covar) -> SufficientStats:
     """Running statistics in which re-seeded components hold the statistics their new
     parameters imply, so that the next M-step keeps them instead of emptying them again."""
-    implied = SufficientStats.implied(params, stats.shift, reg_covar)
-    nk, s1, s2 = stats.nk.copy(), stats.s1.copy(), stats.s2.copy()
-    nk[reseeded], s1[reseeded] = implied.nk[reseeded], implied.s1[reseeded]
+    implied = SufficientStats.implied(params, reg_covar)  # about the new means
+    nk, s1, s2, shift = stats.nk.copy(), stats.s1.copy(), stats.s2.copy(), stats.shift.copy()
+    nk[reseeded], s1[reseeded], shift[reseeded] = implied.nk[reseeded], implied.s1[reseeded], implied.shift[reseeded]
     if params.covariance_type != "tied":
         s2[reseeded] = implied.s2[reseeded]
-    return dataclasses.replace(stats, nk=nk, s1=s1, s2=s2)
+    return dataclasses.replace(stats, nk=nk, s1=s1, s2=s2, shift=shift)
 
 
 class OnlineGaussianMixture(MixtureBase):
@@ -321,7 +321,7 @@ class OnlineGaussianMixture(MixtureBase):
         params, shift = self._initial_params(data, weights)
         self._shift = shift
         self._iterate = params
-        self._stats = SufficientStats.implied(params, shift, self.reg_covar)
+        self._stats = SufficientStats.implied(params, self.reg_covar)
         self._set_params(params)
 
     def _initial_params(self, data, weights) -> tuple[MixtureParams, np.ndarray]:
@@ -470,7 +470,7 @@ class OnlineGaussianMixture(MixtureBase):
             "iterate_weights": it.weights, "iterate_means": it.means, "iterate_covariances": it.covariances,
             "iterate_precisions_cholesky": it.precisions_chol,
             "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
-            "shift": self._shift,
+            "shift": self._shift, "stats_shift": s.shift,
             "worst_scores": s.worst.scores, "worst_points": s.worst.points,
         }  # fmt: skip
         hyper = self._hyper_parameters(arrays)
@@ -510,7 +510,7 @@ class OnlineGaussianMixture(MixtureBase):
             arrays["iterate_precisions_cholesky"], model.covariance_type,
         )  # fmt: skip
         model._shift = arrays["shift"]
-        zero = SufficientStats.zero(K, D, model.covariance_type, model._shift)
+        zero = SufficientStats.zero(K, D, model.covariance_type, arrays.get("stats_shift", model._shift))
         worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
         model._stats = dataclasses.replace(
             zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],

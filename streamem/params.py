@@ -16,7 +16,7 @@ import numpy as np
 
 from .covariance import Covariance, get_covariance
 
-__all__ = ["MixtureParams", "log_resp_inplace", "m_step"]
+__all__ = ["Group", "LogProbKernel", "MixtureParams", "log_resp_inplace", "m_step", "plan_groups", "reach"]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 EPS = float(np.finfo(np.float64).eps)
@@ -95,34 +95,179 @@ class MixtureParams:
             float(-2 * log_likelihood + 2 * n_parameters),
         )
 
-    def kernel(self, shift: np.ndarray, dtype) -> LogProbKernel:
-        """Constants for evaluating log-densities of data minus ``shift`` in ``dtype``."""
-        return LogProbKernel(self, shift, dtype)
+    def kernel(self, dtype, centre=None) -> LogProbKernel:
+        """Constants for evaluating log-densities of rows of ``dtype`` (see :class:`LogProbKernel`);
+        ``centre``, of shape (n_features,), is tried first as the centre of the components
+        (candidates of one pass given the same centre share the features of a block)."""
+        return LogProbKernel(self, dtype, centre)
+
+
+#: rounding allowed to a component per work precision: unit roundoff times its reach
+#: about the centre of its group (:func:`reach`) stays below this
+ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 2e-10}
+_FEATURE_COST = 8  # forming a group's features costs about a GEMM of this many components
+
+
+def reach(params: MixtureParams, centre: np.ndarray) -> np.ndarray:
+    r"""How large, against its own spread, each component's rows are about ``centre``.
+
+    With :math:`h_i = \sqrt{(\mu_{ki} - c_i)^2 + \Sigma_{k,ii}}` (the root mean square of
+    the component's rows about the centre, per feature), the reach of component :math:`k` is
+    the largest row sum of :math:`|\Lambda_k| \circ h h^T`. The packed terms of a log-density
+    about the centre, and the second moments the E-step adds about it, are that large
+    against the component's own (unit) scale: rounding them in a precision of unit roundoff
+    :math:`u` moves a log-density, and a covariance relative to itself, by about
+    :math:`u \times` reach. It is at least 1, and scale-free in each feature.
+
+    Returns an array of shape (n_components,).
+    """
+    K, D = params.means.shape
+    covariance = params.covariance
+    h = np.sqrt((params.means - centre) ** 2 + covariance.variances(params.covariances, K, D))
+    abs_precisions = np.abs(covariance.full_precisions(params.precisions_chol, K, D))
+    return (np.einsum("kij,kj->ki", abs_precisions, h) * h).max(axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Group:
+    """Components whose log-densities and statistics are computed about one centre.
+
+    Attributes
+    ----------
+    components : ndarray of int, sorted
+    centre : ndarray of shape (n_features,)
+        Exactly representable in ``dtype`` (rows minus the centre are formed in ``dtype``).
+    dtype : numpy dtype
+        The work precision of the group's features and matrix products.
+    form : ndarray of shape (len(components), n_features_of_a_row)
+        The weighted log-densities are ``form @ features``.
+    """
+
+    components: np.ndarray
+    centre: np.ndarray
+    dtype: np.dtype
+    form: np.ndarray
+
+
+def plan_groups(params: MixtureParams, dtype, centre) -> list[tuple[np.ndarray, np.ndarray, np.dtype]]:
+    """Components grouped by a shared centre and work precision, as ``(components, centre,
+    dtype)``: every component's rounding (:func:`reach`) stays within :data:`ROUNDING`.
+
+    ``centre`` is tried first, in the data's precision, then in float64; components that
+    fit neither take the mean of the heaviest of them as the next centre, and so on. For
+    float32 data, a plan of float64 groups alone is taken instead when it costs less (many
+    components, each far from the others against its own spread). A component that fits no
+    precision even about its own mean (a nearly singular covariance) is evaluated alone
+    about its mean in float64.
+    """
+    dtype = np.dtype(dtype)
+    precisions = [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]
+    plans = [_greedy_groups(params, precisions, centre)]
+    if len(precisions) > 1:
+        plans.append(_greedy_groups(params, precisions[1:], centre))
+    return min(plans, key=_plan_cost)
+
+
+def _plan_cost(plan) -> float:
+    return sum(work.itemsize * (_FEATURE_COST + 2 * len(components)) for components, _, work in plan)
+
+
+def _greedy_groups(params, precisions, centre):
+    pending = np.argsort(-params.weights, kind="stable")
+    groups = []
+    while pending.size:
+        for work in precisions:
+            at = np.asarray(centre, dtype=work).astype(np.float64)
+            fits = np.finfo(work).eps * reach(params, at)[pending] <= ROUNDING[work]
+            if fits.any():
+                break
+        else:  # not even about its own mean: as good as it gets
+            work, at = np.dtype(np.float64), params.means[pending[0]]
+            fits = np.arange(len(pending)) == 0
+        groups.append((np.sort(pending[fits]), at, work))
+        pending = pending[~fits]
+        if pending.size:
+            centre = params.means[pending[0]]
+    return groups
 
 
 class LogProbKernel:
-    """Weighted log-densities ``log w_k + log N(x | mu_k, Sigma_k)`` for blocks of rows.
+    r"""Weighted log-densities ``log w_k + log N(x | mu_k, Sigma_k)`` for blocks of rows.
 
     .. math::
-        \\log w_k - \\tfrac{D}{2}\\log 2\\pi + \\log|L_k| - \\tfrac12 \\|L_k^T (x - \\mu_k)\\|^2
+        \log w_k - \tfrac{D}{2}\log 2\pi + \log|L_k| - \tfrac12 \|L_k^T (x - \mu_k)\|^2
 
     where :math:`L_k` is the Cholesky factor of the precision of component :math:`k`.
+    Components go in groups (:func:`plan_groups`), each with a centre near its components
+    and a work precision: for each group, a block's rows minus its centre give the packed
+    features, and one GEMM the log-densities of all its components. On ordinary data one
+    group holds every component, about the given centre, in the data's precision.
+
+    Attributes
+    ----------
+    groups : list of Group
+    shift : ndarray of shape (n_components, n_features)
+        The centre of each component's group: the E-step's statistics are taken about it.
+    dtype : numpy dtype
+        The precision of the (n_components, n_rows) log-densities.
     """
 
-    def __init__(self, params: MixtureParams, shift: np.ndarray, dtype):
+    def __init__(self, params: MixtureParams, dtype, centre=None):
         covariance = params.covariance
         self.covariance = covariance
-        form = -0.5 * covariance.mahalanobis_form(params.means - shift, params.precisions_chol)
+        K, D = params.means.shape
+        centre = params.weights @ params.means if centre is None else np.asarray(centre, dtype=np.float64)
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
-        log_det = covariance.log_det_chol(params.precisions_chol, params.n_features)
-        form[:, 0] += log_weights + log_det - 0.5 * params.n_features * LOG_2PI  # the features' row of ones
-        self.form = form.astype(dtype)
+        constant = log_weights + covariance.log_det_chol(params.precisions_chol, D) - 0.5 * D * LOG_2PI
+        self.groups = []
+        self.shift = np.empty((K, D))
+        for components, at, work in plan_groups(params, dtype, centre):
+            form = -0.5 * covariance.mahalanobis_form(params.means - at, params.precisions_chol)
+            form[:, 0] += constant  # the features' row of ones
+            self.groups.append(Group(components, at, work, form[components].astype(work)))
+            self.shift[components] = at
+        self.dtype = np.result_type(*(group.dtype for group in self.groups))
+        self.n_components = K
 
-    def weighted_log_prob(self, features) -> np.ndarray:
-        """Array of shape (n_components, n_rows), from the block's ``covariance.features``:
-        one GEMM."""
-        return self.form @ features
+    @property
+    def block_width(self) -> int:
+        """Values per row held by a block's temporaries (to size blocks)."""
+        return sum(group.form.shape[1] for group in self.groups) + 2 * self.n_components
+
+    def features(self, block: np.ndarray, cache: dict | None = None) -> list[np.ndarray]:
+        """Each group's features of a block of rows (n_rows, n_features): arrays of shape
+        (n_values_of_a_row, n_rows) in the group's precision. Kernels given the same
+        ``cache`` (a dict, one per block) share the features of groups alike."""
+        out = []
+        for group in self.groups:
+            key = (self.covariance.name, group.dtype.str, group.centre.tobytes())
+            if cache is not None and key in cache:
+                out.append(cache[key])
+                continue
+            xct = np.empty(block.shape[::-1], dtype=group.dtype)
+            np.subtract(block.T, group.centre.astype(group.dtype)[:, None], out=xct)
+            features = self.covariance.features(xct)
+            if cache is not None:
+                cache[key] = features
+            out.append(features)
+        return out
+
+    def weighted_log_prob(self, features: list[np.ndarray]) -> np.ndarray:
+        """Array of shape (n_components, n_rows), from the groups' :meth:`features`: one GEMM
+        per group."""
+        if len(self.groups) == 1:
+            return self.groups[0].form @ features[0]
+        out = np.empty((self.n_components, features[0].shape[1]), dtype=self.dtype)
+        for group, group_features in zip(self.groups, features):
+            out[group.components] = group.form @ group_features
+        return out
+
+    def group_rows(self, values: np.ndarray, group: Group) -> np.ndarray:
+        """The rows of a (n_components, n_rows) array that belong to ``group``, in its precision."""
+        if len(self.groups) == 1:
+            return values.astype(group.dtype, copy=False)
+        return values[group.components].astype(group.dtype, copy=False)
 
 
 def log_resp_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
@@ -147,14 +292,15 @@ def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[M
     """New parameters from reduced sufficient statistics.
 
     .. math::
-        n_k = \\sum_i w_i r_{ik},\\quad \\mu_k = c + \\frac{1}{n_k}\\sum_i w_i r_{ik} (x_i - c),\\quad
-        \\Sigma_k = \\frac{1}{n_k}\\sum_i w_i r_{ik}(x_i - c)(x_i - c)^T - (\\mu_k - c)(\\mu_k - c)^T
+        n_k = \\sum_i w_i r_{ik},\\quad \\mu_k = c_k + \\frac{1}{n_k}\\sum_i w_i r_{ik} (x_i - c_k),\\quad
+        \\Sigma_k = \\frac{1}{n_k}\\sum_i w_i r_{ik}(x_i - c_k)(x_i - c_k)^T - (\\mu_k - c_k)(\\mu_k - c_k)^T
         + \\lambda I
 
-    with :math:`c` the shift of the pass and :math:`\\lambda` = ``reg_covar``; with a
-    :class:`~streamem.prior.Prior`, the posterior mode instead (MAP). A component whose
-    mass vanished is re-seeded at the worst-explained point of the pass, with the average
-    covariance of the others; its index is returned.
+    with :math:`c_k` the centre the statistics of component :math:`k` were taken about
+    (``stats.shift[k]``, near its mean, so that the subtraction loses little) and
+    :math:`\\lambda` = ``reg_covar``; with a :class:`~streamem.prior.Prior`, the posterior
+    mode instead (MAP). A component whose mass vanished is re-seeded at the worst-explained
+    point of the pass, with the average covariance of the others; its index is returned.
     """
     covariance = get_covariance(covariance_type)
     empty = stats.nk <= 1e-8 * stats.weight / max(stats.count, 1)
@@ -173,7 +319,7 @@ def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[M
         alive = ~empty
         if covariance_type != "tied" and alive.any():
             covariances[reseeded] = np.average(covariances[alive], axis=0, weights=weights[alive])
-        means_c[reseeded] = outliers[: len(reseeded)] - stats.shift
+        means_c[reseeded] = outliers[: len(reseeded)] - stats.shift[reseeded]
         weights[reseeded] = weights[alive].min() if alive.any() else 1.0
         weights = weights / weights.sum()
     means = means_c + stats.shift

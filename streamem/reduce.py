@@ -21,8 +21,8 @@ import dask
 import dask.array as da
 import dask.callbacks
 import numpy as np
-from dask._task_spec import DataNode, Task, TaskRef
 from dask.optimization import cull
+from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
 
 __all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client"]
 

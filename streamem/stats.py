@@ -4,8 +4,10 @@ Every function here works on one in-memory chunk (numpy) and returns a small obj
 adds with ``+``: statistics of a split array added together equal those of the whole.
 Nothing of size ``n_samples x n_components`` outlives a block of rows (:func:`block_rows`).
 
-Second moments are accumulated about a shift ``c`` fixed for the pass (the data's centre),
-never about the origin, in float64 whatever the data's dtype.
+Second moments are accumulated about a centre per component, fixed for the pass and near
+the component's mean (:func:`~streamem.params.plan_groups`), never about the origin, and
+added across blocks in float64 whatever the data's dtype. Statistics about different
+centres merge exactly: :meth:`SufficientStats.recentred` moves them with Chan's update.
 
 The numerical core imports only numpy and scipy.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "check_total_weight",
     "chunk_stats",
     "hard_stats",
+    "centred",
     "iter_blocks",
     "Accumulator",
     "add_lists",
@@ -36,25 +39,26 @@ __all__ = [
 ]
 
 BLOCK_ROWS = 4096
+_HARD_BLOCK_ROWS = 1 << 16  # a Lloyd pass goes through a block's rows component by component
 _BLOCK_ELEMENTS = 1 << 20  # temporaries of a block: a few MiB (fewer, larger numpy calls between threads)
 
 
-def block_rows(params_list) -> int:
-    """Rows per block, so that a block's temporaries hold about ``_BLOCK_ELEMENTS`` values."""
-    width = sum(p.covariance.block_width(p.n_components, p.n_features) for p in params_list)
+def block_rows(kernels) -> int:
+    """Rows per block, so that a block's temporaries hold about ``_BLOCK_ELEMENTS`` values
+    (``kernels``: the :class:`~streamem.params.LogProbKernel` of each candidate)."""
+    width = sum(kernel.block_width for kernel in kernels)
     return int(np.clip(_BLOCK_ELEMENTS // width, 256, 65536))
 
 
-def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, shift: np.ndarray, rows: int = BLOCK_ROWS):
-    """Yield ``(xct, w)``: blocks of ``rows`` rows of ``X - shift``, transposed to contiguous
-    arrays of shape (n_features, n_rows) in X's dtype, and their weights."""
-    shift = np.asarray(shift, dtype=X.dtype)[:, None]
+def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, rows: int = BLOCK_ROWS):
+    """Yield ``(block, w)``: blocks of ``rows`` rows of X and their weights."""
     for start in range(0, len(X), rows):
-        block = X[start : start + rows]
-        xct = np.empty((X.shape[1], len(block)), dtype=X.dtype)
-        np.subtract(block.T, shift, out=xct)
-        w = None if sample_weight is None else sample_weight[start : start + rows]
-        yield xct, w
+        yield X[start : start + rows], None if sample_weight is None else sample_weight[start : start + rows]
+
+
+def centred(block: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """``block - centre`` transposed, of shape (n_features, n_rows), in float64."""
+    return np.subtract(block.T, centre[:, None], dtype=np.float64)
 
 
 def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
@@ -106,16 +110,15 @@ class Smallest:
         return cls(scores[order], np.asarray(points, dtype=np.float64)[order], size)
 
     @classmethod
-    def select(cls, scores, xct, shift, size: int) -> Smallest:
-        """The columns of ``xct`` (rows of the data, minus ``shift``) with the ``size``
-        smallest scores, as rows of the data."""
+    def select(cls, scores, rows, size: int) -> Smallest:
+        """The ``size`` rows of ``rows`` (an array of shape (n, n_features)) with the smallest scores."""
         if len(scores) <= size:
-            rows = slice(None)
+            picked = slice(None)
         elif size == 1:
-            rows = [int(np.argmin(scores))]
+            picked = [int(np.argmin(scores))]
         else:
-            rows = np.argpartition(scores, size - 1)[:size]
-        return cls.of(scores[rows], xct[:, rows].T + shift, size)
+            picked = np.argpartition(scores, size - 1)[:size]
+        return cls.of(scores[picked], rows[picked], size)
 
     def __add__(self, other: Smallest) -> Smallest:
         return Smallest.of(
@@ -132,26 +135,32 @@ def add_lists(a: list, b: list) -> list:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SufficientStats:
-    """E-step sufficient statistics of a mixture over some rows, about ``shift``.
+    """E-step sufficient statistics of a mixture over some rows, each component's about its
+    own centre (``shift``).
 
     Attributes
     ----------
     nk : ndarray of shape (n_components,)
         Sum of (weighted) responsibilities.
     s1 : ndarray of shape (n_components, n_features)
-        Sum of responsibility-weighted ``x - shift``.
+        Sums of responsibility-weighted ``x - shift[k]``.
     s2 : ndarray
-        Second moments about ``shift``; the shape depends on the covariance type.
+        Second moments about ``shift[k]``; the shape depends on the covariance type (for
+        ``"tied"``, the sum over components of each one's moments about its centre).
     loglik : float
         Sum of weighted per-row log-likelihoods.
     weight : float
         Sum of sample weights.
     count : int
         Number of rows (rows with every value missing are not counted).
-    shift : ndarray of shape (n_features,)
+    shift : ndarray of shape (n_components, n_features)
+        The centre of each component's moments.
     worst : Smallest
         The worst-explained rows (lowest log-likelihood), used to re-seed components
         that lose their mass.
+    covariance_type : str
+    ignored : int
+        Rows with every value missing.
     """
 
     nk: np.ndarray
@@ -162,10 +171,13 @@ class SufficientStats:
     count: int
     shift: np.ndarray
     worst: Smallest
+    covariance_type: str
     ignored: int = 0
 
     @classmethod
     def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
+        """Empty statistics about ``shift``, of shape (n_features,) (one centre for all
+        components) or (n_components, n_features)."""
         shape = get_covariance(covariance_type).second_moment_shape(n_components, n_features)
         return cls(
             np.zeros(n_components),
@@ -174,23 +186,39 @@ class SufficientStats:
             0.0,
             0.0,
             0,
-            np.asarray(shift, dtype=np.float64),
+            np.array(np.broadcast_to(np.asarray(shift, dtype=np.float64), (n_components, n_features))),
             Smallest.empty(n_features, n_components),
+            covariance_type,
+        )
+
+    def recentred(self, shift: np.ndarray) -> SufficientStats:
+        """The same statistics about ``shift`` (shape (n_components, n_features)): exact
+        rank-one corrections in float64, whose rounding grows with the distance moved
+        against the components' spread (small when both centres are near the means)."""
+        if self.shift is shift or np.array_equal(self.shift, shift):
+            return self
+        delta = self.shift - shift
+        covariance = get_covariance(self.covariance_type)
+        return dataclasses.replace(
+            self,
+            s1=self.s1 + self.nk[:, None] * delta,
+            s2=covariance.shifted_second_moment(self.s2, self.nk, self.s1, delta),
+            shift=np.array(shift, dtype=np.float64),
         )
 
     def __add__(self, other: SufficientStats) -> SufficientStats:
-        if not np.array_equal(self.shift, other.shift):
-            raise ValueError("expected statistics about the same shift, got two different shifts")
-        return SufficientStats(
-            self.nk + other.nk,
-            self.s1 + other.s1,
-            self.s2 + other.s2,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-            self.count + other.count,
-            self.shift,
-            self.worst + other.worst,
-            self.ignored + other.ignored,
+        """The statistics of both sets of rows, about ``self``'s centres."""
+        other = other.recentred(self.shift)
+        return dataclasses.replace(
+            self,
+            nk=self.nk + other.nk,
+            s1=self.s1 + other.s1,
+            s2=self.s2 + other.s2,
+            loglik=self.loglik + other.loglik,
+            weight=self.weight + other.weight,
+            count=self.count + other.count,
+            worst=self.worst + other.worst,
+            ignored=self.ignored + other.ignored,
         )
 
     def __mul__(self, factor: float) -> SufficientStats:
@@ -207,9 +235,9 @@ class SufficientStats:
 
     def __sub__(self, other: SufficientStats) -> SufficientStats:
         """These statistics without ``other``'s rows (incremental EM swaps a chunk's old
-        statistics for new ones). The worst-explained rows stay ``self``'s."""
-        if not np.array_equal(self.shift, other.shift):
-            raise ValueError("expected statistics about the same shift, got two different shifts")
+        statistics for new ones), about ``self``'s centres. The worst-explained rows stay
+        ``self``'s."""
+        other = other.recentred(self.shift)
         return dataclasses.replace(
             self,
             nk=self.nk - other.nk,
@@ -232,28 +260,26 @@ class SufficientStats:
 
     def step(self, batch: SufficientStats, step_size: float) -> SufficientStats:
         """Stepwise EM's running average, :math:`(1 - \\eta)\\, s + \\eta\\, \\hat s(\\text{batch})`,
-        both per unit of weight; the worst-explained rows are the batch's (re-seeding uses
-        rows of the current parameters)."""
-        mixed = self.normalized() * (1.0 - step_size) + batch.normalized() * step_size
+        both per unit of weight, about the batch's centres; the worst-explained rows are the
+        batch's (re-seeding uses rows of the current parameters)."""
+        mixed = batch.normalized() * step_size + self.normalized() * (1.0 - step_size)
         return dataclasses.replace(mixed, weight=1.0, count=1, worst=batch.worst)
 
     @classmethod
-    def implied(cls, params: MixtureParams, shift, reg_covar: float) -> SufficientStats:
-        """Statistics per unit of weight whose M-step (with ``reg_covar``) gives back
-        ``params``: a starting point that stepwise EM mixes away."""
+    def implied(cls, params: MixtureParams, reg_covar: float) -> SufficientStats:
+        """Statistics per unit of weight, about the means, whose M-step (with ``reg_covar``)
+        gives back ``params``: a starting point that stepwise EM mixes away."""
         covariance = params.covariance
         K, D = params.means.shape
-        means_c = params.means - shift
         full = np.stack([covariance.component_covariance(params.covariances, k, D) for k in range(K)])
-        full = full - reg_covar * np.eye(D) + means_c[:, :, None] * means_c[:, None, :]
-        second = covariance.second_moment_from_full(params.weights[:, None, None] * full)
-        zero = cls.zero(K, D, params.covariance_type, shift)
-        return dataclasses.replace(zero, nk=params.weights.copy(), s1=params.weights[:, None] * means_c, s2=second,
-                                   weight=1.0, count=1)  # fmt: skip
+        second = covariance.second_moment_from_full(params.weights[:, None, None] * (full - reg_covar * np.eye(D)))
+        zero = cls.zero(K, D, params.covariance_type, params.means)
+        return dataclasses.replace(zero, nk=params.weights.copy(), s2=second, weight=1.0, count=1)
 
 
 class Accumulator:
-    """Float64 running sums of one candidate's statistics over the blocks of a chunk."""
+    """Float64 running sums of one candidate's statistics over the blocks of a chunk, each
+    component's about ``shift[k]``."""
 
     def __init__(self, n_components, n_features, covariance_type, shift):
         self.covariance = get_covariance(covariance_type)
@@ -264,14 +290,19 @@ class Accumulator:
         self.loglik = 0.0
         self.worst = Smallest.empty(n_features, n_components)
 
-    def add(self, features, resp, w, log_lik, shift, track_worst=True):
-        """Add a block: its ``covariance.features`` (F, n) (ones, the centred rows, extras)
-        and responsibilities (K, n) that include the weights."""
-        n_features = len(shift)
+    def add_moments(self, components, resp, features):
+        """Add the moments of a block to ``components`` (an index array, or a slice):
+        ``features`` (F, n) of the block's rows about those components' centres (ones, the
+        centred rows, extras) and responsibilities (len(components), n) that include the
+        weights."""
+        n_features = self.s1.shape[1]
         moments = products(resp, features)
-        self.nk += moments[:, 0]
-        self.s1 += moments[:, 1 : 1 + n_features]
-        self.s2 += self.covariance.second_moment(moments[:, 1 + n_features :])
+        self.nk[components] += moments[:, 0]
+        self.s1[components] += moments[:, 1 : 1 + n_features]
+        self.covariance.add_second_moment(self.s2, components, moments[:, 1 + n_features :])
+
+    def add_rows(self, log_lik, w, block, track_worst=True):
+        """Add the block's log-likelihoods (and keep its worst-explained row)."""
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
             scores = log_lik
@@ -279,22 +310,25 @@ class Accumulator:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
         if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
-            self.worst = self.worst + Smallest.select(scores, features[1 : 1 + n_features], shift, 1)
+            self.worst = self.worst + Smallest.select(scores, block, 1)
 
-    def add_incomplete(self, X, w, params, shift):
-        """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`."""
+    def add_incomplete(self, X, w, params, centre):
+        """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
+        (its moments about centres near the components' means, moved onto this sum's)."""
         from .missing import incomplete_estep
 
-        estep = incomplete_estep(X, params, shift, w, per_row=False)
+        estep = incomplete_estep(X, params, centre, w, per_row=False)
+        delta = estep.centres - self.zero.shift
         self.nk += estep.nk
-        self.s1 += estep.s1
-        self.s2 += self.covariance.second_moment_from_full(estep.s2)
+        self.s1 += estep.s1 + estep.nk[:, None] * delta
+        second = self.covariance.second_moment_from_full(estep.s2)
+        self.s2 += self.covariance.shifted_second_moment(second, estep.nk, estep.s1, delta)
         self.loglik += float(estep.log_lik.sum() if w is None else estep.log_lik @ w)
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
         if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
             worst = int(np.argmin(scores))
-            completed = incomplete_estep(X[worst : worst + 1], params, shift).completed
-            self.worst = self.worst + Smallest.of(scores[worst : worst + 1], completed + shift, 1)
+            completed = incomplete_estep(X[worst : worst + 1], params, centre).completed
+            self.worst = self.worst + Smallest.of(scores[worst : worst + 1], completed + centre, 1)
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
@@ -310,7 +344,7 @@ def totals(X, sample_weight):
 
 
 def chunk_stats(
-    X, sample_weight, params_list: list[MixtureParams], shift, missing: bool = False
+    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False
 ) -> list[SufficientStats]:
     """E-step of one chunk for every candidate in ``params_list``, from one read of X.
 
@@ -319,35 +353,40 @@ def chunk_stats(
     X : ndarray of shape (n_rows, n_features), float32 or float64
     sample_weight : ndarray of shape (n_rows,) or None
     params_list : list of MixtureParams
-    shift : ndarray of shape (n_features,)
+    centre : ndarray of shape (n_features,)
+        The centre tried first for every candidate's components (the data's centre): the
+        candidates share the features of a block about it.
     missing : bool
         Rows with NaN are missing those values: their E-step marginalises them. Rows with
         every value missing are ignored and counted.
 
     Returns
     -------
-    list of SufficientStats, one per candidate, in float64.
+    list of SufficientStats, one per candidate, in float64, each component's about the
+    centre its candidate's kernel gives it (:class:`~streamem.params.LogProbKernel`).
     """
     check_finite(X, sample_weight, allow_nan=missing)
+    centre = np.asarray(centre, dtype=np.float64)
+    kernels = [p.kernel(X.dtype, centre) for p in params_list]
     if missing:
         nan = np.isnan(X)
         if nan.any():
-            return _stats_with_missing(X, sample_weight, params_list, shift, nan)
-    sums = _complete_stats(X, sample_weight, params_list, shift)
+            return _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan)
+    sums = _complete_stats(X, sample_weight, kernels, params_list)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 
 
-def _stats_with_missing(X, sample_weight, params_list, shift, nan):
+def _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan):
     n_nan = nan.sum(axis=1)
     complete, partial, empty = n_nan == 0, (n_nan > 0) & (n_nan < X.shape[1]), n_nan == X.shape[1]
     w_of = (lambda rows: None) if sample_weight is None else (lambda rows: sample_weight[rows])  # noqa: E731
-    sums = _complete_stats(X[complete], w_of(complete), params_list, shift)
+    sums = _complete_stats(X[complete], w_of(complete), kernels, params_list)
     if partial.any():
         X_partial, w = X[partial], w_of(partial)
         w = None if w is None else w.astype(np.float64)
         for params, acc in zip(params_list, sums):
-            acc.add_incomplete(X_partial, w, params, shift)
+            acc.add_incomplete(X_partial, w, params, centre)
     ignored = int(empty.sum())
     weight, count = totals(X, sample_weight)
     if ignored:
@@ -356,54 +395,61 @@ def _stats_with_missing(X, sample_weight, params_list, shift, nan):
     return [acc.result(weight, count, ignored=ignored) for acc in sums]
 
 
-def _complete_stats(X, sample_weight, params_list, shift) -> list[Accumulator]:
-    dtype = X.dtype
-    kernels = [p.kernel(shift, dtype) for p in params_list]
-    sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, shift) for p in params_list]
-    for xct, w in iter_blocks(X, sample_weight, shift, block_rows(params_list)):
-        wd = None if w is None else w.astype(dtype, copy=False)
-        features = {}  # one per covariance type, shared by the candidates
+def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]:
+    sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, k.shift) for p, k in zip(params_list, kernels)]
+    for block, w in iter_blocks(X, sample_weight, block_rows(kernels)):
+        cache = {}  # features shared by the candidates' groups alike
         for kernel, acc in zip(kernels, sums):
-            covariance = kernel.covariance
-            if covariance.name not in features:
-                features[covariance.name] = covariance.features(xct)
-            resp = kernel.weighted_log_prob(features[covariance.name])
+            features = kernel.features(block, cache)
+            resp = kernel.weighted_log_prob(features)
             log_lik = log_resp_inplace(resp)
-            if wd is not None:
-                resp *= wd
-            acc.add(features[covariance.name], resp, wd, log_lik, shift)
+            if w is not None:
+                resp *= w.astype(resp.dtype, copy=False)
+            for group, group_features in zip(kernel.groups, features):
+                acc.add_moments(group.components, kernel.group_rows(resp, group), group_features)
+            acc.add_rows(log_lik, w, block)
     return sums
 
 
 def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest centre and the squared distance to it, for each column of
-    ``xct`` (rows of the data, transposed, of shape (n_features, n_rows))."""
+    ``xct`` (rows of the data minus a centre, transposed, of shape (n_features, n_rows), in
+    float64), with ``centres_c`` the centres minus the same centre.
+
+    The nearest centre comes from the expanded form, one GEMM; the distance to it is then
+    computed directly, so that it is exact however far the rows are from the centre.
+    """
     d2 = (-2.0 * centres_c) @ xct
     d2 += (centres_c * centres_c).sum(axis=1)[:, None]
     labels = d2.argmin(axis=0)
-    d2 = d2[labels, np.arange(xct.shape[1])] + np.einsum("dn,dn->n", xct, xct)
-    return labels, np.maximum(d2, 0.0)
+    difference = xct - centres_c[labels].T
+    return labels, np.einsum("dn,dn->n", difference, difference)
 
 
-def hard_stats(X, sample_weight, centres_list, shift, covariance_type: str) -> list[SufficientStats]:
-    """Statistics of hard assignments to the nearest centre, for each centre set.
+def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str) -> list[SufficientStats]:
+    """Statistics of hard assignments to the nearest centre, for each centre set, each
+    component's about its own centre.
 
     ``loglik`` holds minus the weighted sum of squared distances (the k-means cost).
     These are the statistics of a Lloyd pass; their M-step is a mixture with the
-    k-means partition as responsibilities.
+    k-means partition as responsibilities. ``centre`` (n_features,) is the data's centre.
     """
     check_finite(X, sample_weight)
-    dtype = X.dtype
-    sums = [Accumulator(len(c), X.shape[1], covariance_type, shift) for c in centres_list]
-    centres_c = [(np.asarray(c) - shift).astype(dtype) for c in centres_list]
+    centre = np.asarray(centre, dtype=np.float64)
+    centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
+    sums = [Accumulator(len(c), X.shape[1], covariance_type, c) for c in centres_list]
     covariance = get_covariance(covariance_type)
-    for xct, w in iter_blocks(X, sample_weight, shift):
-        wd = None if w is None else w.astype(dtype, copy=False)
-        features = covariance.features(xct)
-        for centres, acc in zip(centres_c, sums):
-            labels, d2 = nearest(xct, centres)
-            resp = np.zeros((len(centres), xct.shape[1]), dtype=dtype)
-            resp[labels, np.arange(xct.shape[1])] = 1.0 if wd is None else wd
-            acc.add(features, resp, wd, -d2, shift, track_worst=False)
+    for block, w in iter_blocks(X, sample_weight, _HARD_BLOCK_ROWS):
+        xct = centred(block, centre)
+        for centres, acc in zip(centres_list, sums):
+            labels, d2 = nearest(xct, centres - centre)
+            order = np.argsort(labels, kind="stable")
+            counts = np.bincount(labels, minlength=len(centres))
+            for k, stop in zip(np.flatnonzero(counts), np.cumsum(counts)[counts > 0]):
+                rows = order[stop - counts[k] : stop]
+                features = covariance.features(centred(block[rows], centres[k]))
+                weights = np.ones((1, len(rows))) if w is None else w[rows][None, :].astype(np.float64)
+                acc.add_moments([k], weights, features)
+            acc.add_rows(-d2, w, block, track_worst=False)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]

@@ -4,6 +4,11 @@ Run by hand (not collected by the test run)::
 
     python tests/benchmarks/bench_core.py                  # W1-W3, float64 and float32
     python tests/benchmarks/bench_core.py --out-of-core 4  # plus a 4 GB zarr array on disk
+    python tests/benchmarks/bench_core.py --against DIR    # this checkout against another, alternated
+
+With ``--against DIR`` (another checkout of streamem, for instance ``git worktree add DIR
+REV``), each fit runs in a process of its own that imports one checkout's ``streamem``, the
+two checkouts' fits alternate, and the best of ``--repeat`` is reported for each.
 
 Each workload is generated from a fixed seed and timed for exactly ``--iterations`` EM
 iterations from the same initial parameters, the best of ``--repeat`` runs. scikit-learn's time is its E-step plus
@@ -230,9 +235,67 @@ def _drop_page_cache():
         print("(could not drop the page cache: later passes may read from memory)", file=sys.stderr)
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _child_time(root, data_path, start_path, covariance_type, iterations):
+    """Runs in a subprocess that imports the ``streamem`` of the checkout at ``root``."""
+    sys.path.insert(0, root)
+    import streamem
+
+    if not os.path.abspath(streamem.__file__).startswith(os.path.abspath(root) + os.sep):
+        raise RuntimeError(f"imported {streamem.__file__}, not the checkout at {root}")
+    X = np.load(data_path)
+    start = dict(np.load(start_path))
+    spec = {"n_components": len(start["weights_init"]), "covariance_type": covariance_type}
+    print(time_streamem(X, spec, start, iterations)[0])
+
+
+def against(args):
+    """This checkout against the one at ``args.against``: fits alternated, each in its own process."""
+    rows = []
+    directory = tempfile.mkdtemp(dir=args.tmp)
+    try:
+        for name in args.workloads:
+            spec = WORKLOADS[name]
+            X = make_data(spec["n_samples"], spec["n_features"], spec["n_components"])
+            start = initial_params(X, spec["n_components"], spec["covariance_type"])
+            start_path = os.path.join(directory, "start.npz")
+            np.savez(start_path, **start)
+            for dtype in (np.float64, np.float32):
+                data_path = os.path.join(directory, "X.npy")
+                np.save(data_path, X.astype(dtype))
+                times = {"this": [], "other": []}
+                for _ in range(args.repeat):
+                    for label, root in (("other", args.against), ("this", ROOT)):
+                        command = [sys.executable, __file__, "--time", root, data_path, start_path,
+                                   spec["covariance_type"], str(args.iterations)]  # fmt: skip
+                        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                        times[label].append(float(out.split()[-1]))
+                this, other = min(times["this"]), min(times["other"])
+                rows.append((name, spec, np.dtype(dtype).name, other, this))
+                print(f"{name} {np.dtype(dtype).name}: other {times['other']}, this {times['this']}", file=sys.stderr,
+                      flush=True)  # fmt: skip
+        del X
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    print(f"\n{args.iterations} EM iterations from the same start; seconds per iteration, best of {args.repeat} "
+          f"alternated runs; this checkout against {args.against}\n")  # fmt: skip
+    print("| workload | dtype | other s/iter | this s/iter | this / other |")
+    print("|---|---|---:|---:|---:|")
+    for name, spec, dtype, other, this in rows:
+        shape = (
+            f"{name} N={spec['n_samples']:,} D={spec['n_features']} K={spec['n_components']} {spec['covariance_type']}"
+        )
+        print(f"| {shape} | {dtype} | {other:.3f} | {this:.3f} | {this / other:.2f} |")
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child_fit(sys.argv[2], int(sys.argv[3]), bool(int(sys.argv[4])))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--time":
+        _child_time(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
@@ -240,9 +303,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs of each timing; the fastest is reported")
     parser.add_argument("--out-of-core", type=float, default=0.0, metavar="GB", help="also fit a zarr array of GB")
     parser.add_argument("--iterations-ooc", type=int, default=3)
-    parser.add_argument("--tmp", default=None, help="directory for the out-of-core array")
+    parser.add_argument("--tmp", default=None, help="directory for the out-of-core array and compared data")
+    parser.add_argument("--against", metavar="DIR", help="time this checkout against the checkout in DIR")
     args = parser.parse_args()
-    if args.workloads:
+    if args.against:
+        against(args)
+    elif args.workloads:
         in_memory(args)
     if args.out_of_core:
         out_of_core(args)
