@@ -41,7 +41,7 @@ def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
     kernel = params.kernel(X.dtype, shift)
     parts = []
     for block, _ in iter_blocks(X, None, block_rows([kernel])):
-        weighted = kernel.weighted_log_prob(kernel.features(block))
+        weighted = kernel.log_prob(block)
         if what == "predict":
             parts.append(weighted.argmax(axis=0))
             continue

@@ -148,6 +148,19 @@ class Covariance:
         self._extra(xct, out[1 + n_features :])
         return out
 
+    def centred_features(self, rows, centre, dtype, out=None):
+        """Features of ``rows - centre`` (rows of shape (n_rows, D)) in ``dtype``, the centred
+        rows written in place: :meth:`features` without the copy of ``xct``; into ``out``
+        when given (an array of the features' shape, for instance reused from block to block)."""
+        n_rows, n_features = rows.shape
+        if out is None:
+            out = np.empty((1 + n_features + self.n_extra(n_features), n_rows), dtype=dtype)
+        out[0] = 1
+        xct = out[1 : 1 + n_features]
+        np.subtract(rows.T, np.asarray(centre, dtype=dtype)[:, None], out=xct)
+        self._extra(xct, out[1 + n_features :])
+        return out
+
     def _extra(self, xct, out) -> None:
         raise NotImplementedError
 
@@ -205,6 +218,10 @@ class Covariance:
     def variances(self, covariances, n_components: int, n_features: int):
         """The diagonal of every component's covariance, array of shape (K, D)."""
         raise NotImplementedError
+
+    def smallest_precision(self, precisions_chol, n_components: int, n_features: int):
+        """The smallest eigenvalue of every component's precision, array of shape (K,)."""
+        return np.linalg.eigvalsh(self.full_precisions(precisions_chol, n_components, n_features))[:, 0]
 
     def shifted_second_moment(self, s2, nk, s1, delta):
         r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
@@ -375,6 +392,10 @@ class _Scalar(Covariance):
 
     def precisions_chol_from_precisions(self, precisions):
         return np.sqrt(precisions)
+
+    def smallest_precision(self, precisions_chol, n_components, n_features):
+        squared = precisions_chol**2
+        return squared.min(axis=1) if squared.ndim == 2 else squared
 
     def precisions(self, precisions_chol):
         return precisions_chol**2

@@ -16,7 +16,16 @@ import numpy as np
 
 from .covariance import Covariance, get_covariance
 
-__all__ = ["Group", "LogProbKernel", "MixtureParams", "log_resp_inplace", "m_step", "plan_groups", "reach"]
+__all__ = [
+    "Evaluation",
+    "Group",
+    "LogProbKernel",
+    "MixtureParams",
+    "log_resp_inplace",
+    "m_step",
+    "plan_groups",
+    "reach",
+]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 EPS = float(np.finfo(np.float64).eps)
@@ -191,6 +200,32 @@ def _greedy_groups(params, precisions, centre):
     return groups
 
 
+#: a component is left out of a row when its log-density there is surely this far below the
+#: row's best: its responsibility is then below e^-50 (and so is its share of any moment)
+NEGLIGIBLE = 50.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Evaluation:
+    """The weighted log-densities of a block, and what the statistics need of each group.
+
+    Attributes
+    ----------
+    weighted : ndarray of shape (n_components, n_rows)
+        ``log w_k + log N(x | mu_k, Sigma_k)``, its rows in the kernel's order (the groups'
+        components one group after the other: ``LogProbKernel.order``); ``-inf`` where a
+        component of a group other than the first is negligible for the row.
+    rows : list of (ndarray of int or None)
+        Per group, the rows it was evaluated on (None: every row of the block).
+    features : list of ndarray
+        Per group, the features of those rows about its centre, of shape (n_values, n_rows).
+    """
+
+    weighted: np.ndarray
+    rows: list
+    features: list
+
+
 class LogProbKernel:
     r"""Weighted log-densities ``log w_k + log N(x | mu_k, Sigma_k)`` for blocks of rows.
 
@@ -199,13 +234,22 @@ class LogProbKernel:
 
     where :math:`L_k` is the Cholesky factor of the precision of component :math:`k`.
     Components go in groups (:func:`plan_groups`), each with a centre near its components
-    and a work precision: for each group, a block's rows minus its centre give the packed
-    features, and one GEMM the log-densities of all its components. On ordinary data one
-    group holds every component, about the given centre, in the data's precision.
+    and a work precision: for a group, a block's rows minus its centre give the packed
+    features, and one GEMM the log-densities of all its components. The first group (on
+    ordinary data, every component, about the given centre, in the data's precision) is
+    evaluated on every row. Another group is evaluated only on the rows where it may
+    matter: its log-densities are bounded above through a lower bound of the distance of
+    each row to its means, :math:`\log p_k(x) \le c_k - \tfrac12 \lambda_{\min}(\Lambda_k)
+    \|x - \mu_k\|^2` (the distance from the first group's features, one matrix product for
+    all the group's components, less a bound of its rounding), and a row whose bound falls
+    :data:`NEGLIGIBLE` below the first group's best gets ``-inf`` there (a responsibility
+    below e^-50). So a few far or tight components cost little more than the rows near them.
 
     Attributes
     ----------
     groups : list of Group
+    order : ndarray of int
+        The components as the rows of :attr:`Evaluation.weighted`: each group's, in turn.
     shift : ndarray of shape (n_components, n_features)
         The centre of each component's group: the E-step's statistics are taken about it.
     dtype : numpy dtype
@@ -227,47 +271,92 @@ class LogProbKernel:
             form[:, 0] += constant  # the features' row of ones
             self.groups.append(Group(components, at, work, form[components].astype(work)))
             self.shift[components] = at
+        self.order = np.concatenate([group.components for group in self.groups])
+        self.identity = len(self.groups) == 1
+        ends = np.cumsum([len(group.components) for group in self.groups])
+        self.slices = [slice(stop - len(group.components), stop) for group, stop in zip(self.groups, ends)]
         self.dtype = np.result_type(*(group.dtype for group in self.groups))
         self.n_components = K
+        self._buffers = {}
+        if not self.identity:  # what bounds the other groups' log-densities
+            first = self.groups[0]
+            self._offsets = [params.means[group.components] - first.centre for group in self.groups]
+            self._peaks = [constant[group.components] for group in self.groups]
+            smallest = covariance.smallest_precision(params.precisions_chol, K, D)
+            self._half_smallest = [0.5 * smallest[group.components] for group in self.groups]
+            # rounding of the distances from the first group's rows minus its centre
+            self._rounding = 2.0 * (D + 2) * float(np.finfo(first.dtype).eps)
 
     @property
     def block_width(self) -> int:
         """Values per row held by a block's temporaries (to size blocks)."""
         return sum(group.form.shape[1] for group in self.groups) + 2 * self.n_components
 
-    def features(self, block: np.ndarray, cache: dict | None = None) -> list[np.ndarray]:
-        """Each group's features of a block of rows (n_rows, n_features): arrays of shape
-        (n_values_of_a_row, n_rows) in the group's precision. Kernels given the same
-        ``cache`` (a dict, one per block) share the features of groups alike."""
-        out = []
-        for group in self.groups:
-            key = (self.covariance.name, group.dtype.str, group.centre.tobytes())
-            if cache is not None and key in cache:
-                out.append(cache[key])
-                continue
-            xct = np.empty(block.shape[::-1], dtype=group.dtype)
-            np.subtract(block.T, group.centre.astype(group.dtype)[:, None], out=xct)
-            features = self.covariance.features(xct)
-            if cache is not None:
-                cache[key] = features
-            out.append(features)
+    def _features(self, rows: np.ndarray, group: Group, cache: dict | None = None) -> np.ndarray:
+        key = (self.covariance.name, group.dtype.str, group.centre.tobytes())
+        if cache is not None and key in cache:
+            return cache[key]
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape[1] < len(rows):
+            buffer = self._buffers[key] = np.empty((group.form.shape[1], len(rows)), dtype=group.dtype)
+        features = self.covariance.centred_features(rows, group.centre, group.dtype, out=buffer[:, : len(rows)])
+        if cache is not None:
+            cache[key] = features
+        return features
+
+    def evaluate(self, block: np.ndarray, cache: dict | None = None) -> Evaluation:
+        """The weighted log-densities of a block of rows (n_rows, n_features), in the
+        kernel's order, and each group's rows and features. Kernels given the same
+        ``cache`` (a dict, one per block) share the features of the first group when alike."""
+        first = self.groups[0]
+        features = self._features(block, first, cache)
+        if self.identity:
+            return Evaluation(first.form @ features, [None], [features])
+        n, D = block.shape
+        weighted = np.empty((self.n_components, n), dtype=self.dtype)
+        if first.dtype == self.dtype:
+            np.matmul(first.form, features, out=weighted[self.slices[0]])
+        else:
+            weighted[self.slices[0]] = first.form @ features
+        threshold = weighted[self.slices[0]].max(axis=0).astype(np.float64) - NEGLIGIBLE
+        z = features[1 : 1 + D]  # the rows minus the first group's centre
+        norms = np.sqrt(np.einsum("dn,dn->n", z, z).astype(np.float64))
+        rows, parts = [None], [features]
+        for index in range(1, len(self.groups)):
+            group, offsets = self.groups[index], self._offsets[index]
+            lengths = np.sqrt((offsets * offsets).sum(axis=1))
+            distance = norms * norms - 2.0 * (offsets.astype(z.dtype) @ z) + (lengths * lengths)[:, None]
+            distance -= self._rounding * (norms + lengths[:, None]) ** 2
+            np.maximum(distance, 0.0, out=distance)
+            bound = (self._peaks[index][:, None] - self._half_smallest[index][:, None] * distance).max(axis=0)
+            near = np.flatnonzero(bound >= threshold)
+            part = weighted[self.slices[index]]
+            part.fill(-np.inf)
+            group_features = self._features(block[near], group)
+            part[:, near] = group.form @ group_features
+            rows.append(near)
+            parts.append(group_features)
+        return Evaluation(weighted, rows, parts)
+
+    def log_prob(self, block: np.ndarray) -> np.ndarray:
+        """The weighted log-densities of a block of rows, array of shape (n_components,
+        n_rows) in the components' order."""
+        weighted = self.evaluate(block).weighted
+        if self.identity:
+            return weighted
+        out = np.empty_like(weighted)
+        out[self.order] = weighted
         return out
 
-    def weighted_log_prob(self, features: list[np.ndarray]) -> np.ndarray:
-        """Array of shape (n_components, n_rows), from the groups' :meth:`features`: one GEMM
-        per group."""
-        if len(self.groups) == 1:
-            return self.groups[0].form @ features[0]
-        out = np.empty((self.n_components, features[0].shape[1]), dtype=self.dtype)
-        for group, group_features in zip(self.groups, features):
-            out[group.components] = group.form @ group_features
-        return out
-
-    def group_rows(self, values: np.ndarray, group: Group) -> np.ndarray:
-        """The rows of a (n_components, n_rows) array that belong to ``group``, in its precision."""
-        if len(self.groups) == 1:
-            return values.astype(group.dtype, copy=False)
-        return values[group.components].astype(group.dtype, copy=False)
+    def group_values(self, values: np.ndarray, evaluation: Evaluation, index: int) -> np.ndarray:
+        """The entries of a (n_components, n_rows) array in the kernel's order that belong to
+        group ``index`` and to its rows in ``evaluation``, in the group's precision."""
+        group = self.groups[index]
+        part = values[self.slices[index]]
+        rows = evaluation.rows[index]
+        if rows is not None:
+            part = part[:, rows]
+        return part.astype(group.dtype, copy=False)
 
 
 def log_resp_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:

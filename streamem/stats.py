@@ -400,14 +400,15 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
     for block, w in iter_blocks(X, sample_weight, block_rows(kernels)):
         cache = {}  # features shared by the candidates' groups alike
         for kernel, acc in zip(kernels, sums):
-            features = kernel.features(block, cache)
-            resp = kernel.weighted_log_prob(features)
+            evaluation = kernel.evaluate(block, cache)
+            resp = evaluation.weighted
             log_lik = log_resp_inplace(resp)
             if w is not None:
                 resp *= w.astype(resp.dtype, copy=False)
-            for group, group_features in zip(kernel.groups, features):
-                acc.add_moments(group.components, kernel.group_rows(resp, group), group_features)
+            for index, (group, features) in enumerate(zip(kernel.groups, evaluation.features)):
+                acc.add_moments(group.components, kernel.group_values(resp, evaluation, index), features)
             acc.add_rows(log_lik, w, block)
+            del evaluation, resp  # the next block's features then reuse this block's memory
     return sums
 
 

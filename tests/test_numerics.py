@@ -396,7 +396,7 @@ def test_missing_value_estep_on_tight_far_clusters(covariance_type, by_pattern, 
     Xm[np.isnan(Xm).all(axis=1), 0] = X[np.isnan(Xm).all(axis=1), 0]  # every row keeps a value
     estep = incomplete_estep(Xm, params, X.mean(axis=0))
     full = _full(params.covariances, covariance_type, 2, D)
-    nk, s1, s2 = np.zeros(2), np.zeros((2, D)), np.zeros((2, D, D))
+    nk, s2 = np.zeros(2), np.zeros((2, D, D))
     completions, conditionals, resps = [], [], []
     for row in Xm:
         o = ~np.isnan(row)
