@@ -152,7 +152,7 @@ def _random_resp_chunk(X, sample_weight, start, seeds, ks, shift, covariance_typ
     for seed, n_components in zip(seeds, ks):
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
         for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
-            features = covariance.features(centred(block, shift))
+            features = covariance.centred_features(block, shift, np.float64)
             resp = row_uniforms(seed, start + offset, len(block), n_components).T.copy()
             resp /= resp.sum(axis=0)
             if w is not None:

@@ -429,7 +429,7 @@ class OnlineGaussianMixture(MixtureBase):
                 else:
                     stats = self._batch_stats(batch, w)
                     if index < len(per_batch):
-                        total = total - per_batch[index] + stats
+                        total = stats + (total - per_batch[index])  # about the newest centres
                         per_batch[index] = stats
                     else:
                         total = stats if total is None else total + stats

@@ -113,7 +113,7 @@ class MixtureParams:
 
 #: rounding allowed to a component per work precision: unit roundoff times its reach
 #: about the centre of its group (:func:`reach`) stays below this
-ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 2e-10}
+ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 _FEATURE_COST = 8  # forming a group's features costs about a GEMM of this many components
 
 

@@ -408,7 +408,6 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
             for index, (group, features) in enumerate(zip(kernel.groups, evaluation.features)):
                 acc.add_moments(group.components, kernel.group_values(resp, evaluation, index), features)
             acc.add_rows(log_lik, w, block)
-            del evaluation, resp  # the next block's features then reuse this block's memory
     return sums
 
 
@@ -448,7 +447,7 @@ def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str) -> 
             counts = np.bincount(labels, minlength=len(centres))
             for k, stop in zip(np.flatnonzero(counts), np.cumsum(counts)[counts > 0]):
                 rows = order[stop - counts[k] : stop]
-                features = covariance.features(centred(block[rows], centres[k]))
+                features = covariance.centred_features(block[rows], centres[k], np.float64)
                 weights = np.ones((1, len(rows))) if w is None else w[rows][None, :].astype(np.float64)
                 acc.add_moments([k], weights, features)
             acc.add_rows(-d2, w, block, track_worst=False)

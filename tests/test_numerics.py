@@ -453,3 +453,27 @@ def test_fit_with_missing_values_on_tight_far_clusters(dtype):
     assert np.abs(np.log(np.diagonal(model.covariances_, axis1=1, axis2=2) / scale**2)).max() < 0.2
     filled = model.impute(Xm)
     assert np.isfinite(filled).all() and (np.abs(filled - X) < 0.05).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_far_groups_are_exact_where_they_matter(dtype):
+    """Log-densities of a kernel with far groups against scipy: equal wherever the kernel
+    evaluated them; where it left a component out (-inf), the component is negligible."""
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(8)
+    means = np.array([[0.0, 0.0], [3.0, 0.0], [1e5, 1e5], [1e5 + 1e-2, 1e5]])
+    covariances = np.array([np.eye(2), np.eye(2), 1e-6 * np.eye(2), [[2e-6, 1e-6], [1e-6, 2e-6]]])
+    params = MixtureParams.from_covariances(np.full(4, 0.25), means, covariances, "full")
+    X = np.concatenate([rng.normal(0, 2, (300, 2)), 1e5 + rng.normal(0, 1e-2, (300, 2))]).astype(dtype)
+    kernel = params.kernel(dtype, X.astype(np.float64).mean(axis=0))
+    assert len(kernel.groups) >= 2
+    ours = kernel.log_prob(X).T
+    exact = np.column_stack([np.log(0.25) + multivariate_normal(means[k], covariances[k]).logpdf(X.astype(np.float64))
+                             for k in range(4)])  # fmt: skip
+    kept = np.isfinite(ours)
+    tolerance = {np.float32: 1e-4, np.float64: 1e-9}[dtype]  # the rounding budgets, on log-densities of order 1
+    np.testing.assert_allclose(ours[kept], exact[kept], rtol=tolerance, atol=tolerance)
+    best = exact.max(axis=1, keepdims=True)
+    assert (exact[~kept] < (best - 50.0)[np.nonzero(~kept)[0]][:, 0]).all()
+    assert kept.all(axis=1).sum() < len(X)  # some rows left the far components out
