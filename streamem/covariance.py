@@ -219,6 +219,12 @@ class Covariance:
         """The diagonal of every component's covariance, array of shape (K, D)."""
         raise NotImplementedError
 
+    def abs_precision_product(self, precisions_chol, h):
+        """``|Lambda_k| @ h_k`` for every component (elementwise absolute precisions), array
+        of shape (K, D) from ``h`` of shape (K, D)."""
+        K, D = h.shape
+        return np.einsum("kij,kj->ki", np.abs(self.full_precisions(precisions_chol, K, D)), h)
+
     def smallest_precision(self, precisions_chol, n_components: int, n_features: int):
         """The smallest eigenvalue of every component's precision, array of shape (K,)."""
         return np.linalg.eigvalsh(self.full_precisions(precisions_chol, n_components, n_features))[:, 0]
@@ -396,6 +402,10 @@ class _Scalar(Covariance):
     def smallest_precision(self, precisions_chol, n_components, n_features):
         squared = precisions_chol**2
         return squared.min(axis=1) if squared.ndim == 2 else squared
+
+    def abs_precision_product(self, precisions_chol, h):
+        squared = precisions_chol**2  # a diagonal precision
+        return (squared if squared.ndim == 2 else squared[:, None]) * h
 
     def precisions(self, precisions_chol):
         return precisions_chol**2

@@ -133,8 +133,7 @@ def reach(params: MixtureParams, centre: np.ndarray) -> np.ndarray:
     K, D = params.means.shape
     covariance = params.covariance
     h = np.sqrt((params.means - centre) ** 2 + covariance.variances(params.covariances, K, D))
-    abs_precisions = np.abs(covariance.full_precisions(params.precisions_chol, K, D))
-    return (np.einsum("kij,kj->ki", abs_precisions, h) * h).max(axis=1)
+    return (covariance.abs_precision_product(params.precisions_chol, h) * h).max(axis=1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -171,10 +170,10 @@ def plan_groups(params: MixtureParams, dtype, centre) -> list[tuple[np.ndarray, 
     """
     dtype = np.dtype(dtype)
     precisions = [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]
-    plans = [_greedy_groups(params, precisions, centre)]
-    if len(precisions) > 1:
-        plans.append(_greedy_groups(params, precisions[1:], centre))
-    return min(plans, key=_plan_cost)
+    plan = _greedy_groups(params, precisions, centre)
+    if len(plan) == 1 or len(precisions) == 1:  # one group in the data's precision costs least
+        return plan
+    return min([plan, _greedy_groups(params, precisions[1:], centre)], key=_plan_cost)
 
 
 def _plan_cost(plan) -> float:
@@ -289,8 +288,10 @@ class LogProbKernel:
 
     @property
     def block_width(self) -> int:
-        """Values per row held by a block's temporaries (to size blocks)."""
-        return sum(group.form.shape[1] for group in self.groups) + 2 * self.n_components
+        """Values per row held by a block's temporaries (to size blocks): the first group's
+        features and the (n_components, n_rows) arrays; the other groups' features are those
+        of the rows near them, usually a few."""
+        return self.groups[0].form.shape[1] + 2 * self.n_components
 
     def _features(self, rows: np.ndarray, group: Group, cache: dict | None = None) -> np.ndarray:
         key = (self.covariance.name, group.dtype.str, group.centre.tobytes())
