@@ -31,7 +31,6 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from .covariance import get_covariance
 from .params import MixtureParams, m_step
 from .reduce import ChunkedData
 from .stats import (
@@ -123,36 +122,32 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
 
 
 def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list):
-    picks = []
-    for centres, seed, n_picks in zip(centres_list, seeds, n_picks_list):
-        u = row_uniforms(seed, start, len(X))[:, 0]
-        total = Smallest.empty(X.shape[1], n_picks)
-        for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
-            d2 = nearest(centred(block, shift), centres - shift)[1]
+    uniforms = [row_uniforms(seed, start, len(X))[:, 0] for seed in seeds]
+    picks = [Smallest.empty(X.shape[1], n_picks) for n_picks in n_picks_list]
+    for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
+        xct = centred(block, shift)  # once for every candidate
+        for i, (centres, u, n_picks) in enumerate(zip(centres_list, uniforms, n_picks_list)):
+            d2 = nearest(xct, centres - shift)[1]
             scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
-            total = total + Smallest.select(scores, block, n_picks)
-        picks.append(total)
+            picks[i] = picks[i] + Smallest.select(scores, block, n_picks)
     return picks
 
 
 def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
-    out = []
-    for centres in centres_list:
-        mass = np.zeros(len(centres))
-        for block, w in iter_blocks(X, sample_weight):
-            labels = nearest(centred(block, shift), centres - shift)[0]
-            mass += np.bincount(labels, weights=w, minlength=len(centres))
-        out.append(mass)
+    out = [np.zeros(len(centres)) for centres in centres_list]
+    for block, w in iter_blocks(X, sample_weight):
+        xct = centred(block, shift)  # once for every candidate
+        for centres, mass in zip(centres_list, out):
+            mass += np.bincount(nearest(xct, centres - shift)[0], weights=w, minlength=len(centres))
     return out
 
 
 def _random_resp_chunk(X, sample_weight, start, seeds, ks, shift, covariance_type):
     out = []
-    covariance = get_covariance(covariance_type)
     for seed, n_components in zip(seeds, ks):
         acc = Accumulator(n_components, X.shape[1], covariance_type, shift)
         for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
-            features = covariance.centred_features(block, shift, np.float64)
+            features = acc.covariance.centred_features(block, shift, np.float64)
             resp = row_uniforms(seed, start + offset, len(block), n_components).T.copy()
             resp /= resp.sum(axis=0)
             if w is not None:

@@ -279,7 +279,9 @@ class LogProbKernel:
         self._buffers = {}
         if not self.identity:  # what bounds the other groups' log-densities
             first = self.groups[0]
-            self._offsets = [params.means[group.components] - first.centre for group in self.groups]
+            offsets = [params.means[group.components] - first.centre for group in self.groups]
+            self._offsets = [offset.astype(first.dtype) for offset in offsets]  # as the features' rows
+            self._lengths = [np.sqrt((offset * offset).sum(axis=1)) for offset in offsets]
             self._peaks = [constant[group.components] for group in self.groups]
             smallest = covariance.smallest_precision(params.precisions_chol, K, D)
             self._half_smallest = [0.5 * smallest[group.components] for group in self.groups]
@@ -324,9 +326,8 @@ class LogProbKernel:
         norms = np.sqrt(np.einsum("dn,dn->n", z, z).astype(np.float64))
         rows, parts = [None], [features]
         for index in range(1, len(self.groups)):
-            group, offsets = self.groups[index], self._offsets[index]
-            lengths = np.sqrt((offsets * offsets).sum(axis=1))
-            distance = norms * norms - 2.0 * (offsets.astype(z.dtype) @ z) + (lengths * lengths)[:, None]
+            group, lengths = self.groups[index], self._lengths[index]
+            distance = norms * norms - 2.0 * (self._offsets[index] @ z) + (lengths * lengths)[:, None]
             distance -= self._rounding * (norms + lengths[:, None]) ** 2
             np.maximum(distance, 0.0, out=distance)
             bound = (self._peaks[index][:, None] - self._half_smallest[index][:, None] * distance).max(axis=0)

@@ -318,11 +318,12 @@ class Accumulator:
         from .missing import incomplete_estep
 
         estep = incomplete_estep(X, params, centre, w, per_row=False)
-        delta = estep.centres - self.zero.shift
-        self.nk += estep.nk
-        self.s1 += estep.s1 + estep.nk[:, None] * delta
         second = self.covariance.second_moment_from_full(estep.s2)
-        self.s2 += self.covariance.shifted_second_moment(second, estep.nk, estep.s1, delta)
+        moments = dataclasses.replace(self.zero, nk=estep.nk, s1=estep.s1, s2=second, shift=estep.centres)
+        moments = moments.recentred(self.zero.shift)
+        self.nk += moments.nk
+        self.s1 += moments.s1
+        self.s2 += moments.s2
         self.loglik += float(estep.log_lik.sum() if w is None else estep.log_lik @ w)
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
         if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
