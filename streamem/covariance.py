@@ -55,10 +55,14 @@ def products(a, b):
     """``a @ b.T`` for ``a`` (K, n) and ``b`` (F, n) with a long inner dimension ``n``.
 
     BLAS GEMM is slow when the output is tiny: for a few rows of ``b``, one matrix-vector
-    product per row is several times faster.
+    product per row is several times faster. In single precision, OpenBLAS's GEMM runs
+    1.2-2x faster with the output transposed (its float32 kernel prefers the short side
+    as the unrolled one); in double precision the direct product is as fast or faster.
     """
     if len(b) <= 8:
         return np.stack([a @ row for row in b], axis=1)
+    if a.dtype == np.float32 and b.dtype == np.float32:
+        return (b @ a.T).T
     return a @ b.T
 
 
@@ -224,10 +228,6 @@ class Covariance:
         of shape (K, D) from ``h`` of shape (K, D)."""
         K, D = h.shape
         return np.einsum("kij,kj->ki", np.abs(self.full_precisions(precisions_chol, K, D)), h)
-
-    def smallest_precision(self, precisions_chol, n_components: int, n_features: int):
-        """The smallest eigenvalue of every component's precision, array of shape (K,)."""
-        return np.linalg.eigvalsh(self.full_precisions(precisions_chol, n_components, n_features))[:, 0]
 
     def shifted_second_moment(self, s2, nk, s1, delta):
         r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
@@ -398,10 +398,6 @@ class _Scalar(Covariance):
 
     def precisions_chol_from_precisions(self, precisions):
         return np.sqrt(precisions)
-
-    def smallest_precision(self, precisions_chol, n_components, n_features):
-        squared = precisions_chol**2
-        return squared.min(axis=1) if squared.ndim == 2 else squared
 
     def abs_precision_product(self, precisions_chol, h):
         squared = precisions_chol**2  # a diagonal precision

@@ -214,15 +214,14 @@ class Evaluation:
         ``log w_k + log N(x | mu_k, Sigma_k)``, its rows in the kernel's order (the groups'
         components one group after the other: ``LogProbKernel.order``); ``-inf`` where a
         component of a group other than the first is negligible for the row.
-    rows : list of (ndarray of int or None)
-        Per group, the rows it was evaluated on (None: every row of the block).
-    features : list of ndarray
-        Per group, the features of those rows about its centre, of shape (n_values, n_rows).
+    parts : list of (int, ndarray of int or None, ndarray)
+        For each group evaluated on some rows: its index in ``LogProbKernel.groups``, those
+        rows (None: every row of the block), and their features about the group's centre,
+        of shape (n_values, n_rows).
     """
 
     weighted: np.ndarray
-    rows: list
-    features: list
+    parts: list
 
 
 class LogProbKernel:
@@ -237,12 +236,14 @@ class LogProbKernel:
     features, and one GEMM the log-densities of all its components. The first group (on
     ordinary data, every component, about the given centre, in the data's precision) is
     evaluated on every row. Another group is evaluated only on the rows where it may
-    matter: its log-densities are bounded above through a lower bound of the distance of
-    each row to its means, :math:`\log p_k(x) \le c_k - \tfrac12 \lambda_{\min}(\Lambda_k)
-    \|x - \mu_k\|^2` (the distance from the first group's features, one matrix product for
-    all the group's components, less a bound of its rounding), and a row whose bound falls
+    matter: the same GEMM as the first group's gives its log-densities from the first
+    group's features, approximately (their rounding is what the group avoids), and the
+    squared norm of each row about the first centre, which bounds that rounding:
+    :math:`\gamma\,(|a_0| + \|a\|\,\|z\| + \tfrac12 \|\,|\Lambda_k|\,\| \|z\|^2)` for the form
+    :math:`a` of component :math:`k`. A row whose approximation plus that bound falls
     :data:`NEGLIGIBLE` below the first group's best gets ``-inf`` there (a responsibility
-    below e^-50). So a few far or tight components cost little more than the rows near them.
+    below e^-50); the others are evaluated about the group's centre. So a few far or tight
+    components cost one more row of the GEMM and the rows near them.
 
     Attributes
     ----------
@@ -263,13 +264,17 @@ class LogProbKernel:
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
         constant = log_weights + covariance.log_det_chol(params.precisions_chol, D) - 0.5 * D * LOG_2PI
-        self.groups = []
-        self.shift = np.empty((K, D))
-        for components, at, work in plan_groups(params, dtype, centre):
+
+        def forms(at):  # weighted log-densities = forms @ features about ``at``
             form = -0.5 * covariance.mahalanobis_form(params.means - at, params.precisions_chol)
             form[:, 0] += constant  # the features' row of ones
-            self.groups.append(Group(components, at, work, form[components].astype(work)))
-            self.shift[components] = at
+            return form
+
+        plan = plan_groups(params, dtype, centre)
+        self.groups = [Group(components, at, work, forms(at)[components].astype(work)) for components, at, work in plan]
+        self.shift = np.empty((K, D))
+        for group in self.groups:
+            self.shift[group.components] = group.centre
         self.order = np.concatenate([group.components for group in self.groups])
         self.identity = len(self.groups) == 1
         ends = np.cumsum([len(group.components) for group in self.groups])
@@ -277,16 +282,34 @@ class LogProbKernel:
         self.dtype = np.result_type(*(group.dtype for group in self.groups))
         self.n_components = K
         self._buffers = {}
-        if not self.identity:  # what bounds the other groups' log-densities
-            first = self.groups[0]
-            offsets = [params.means[group.components] - first.centre for group in self.groups]
-            self._offsets = [offset.astype(first.dtype) for offset in offsets]  # as the features' rows
-            self._lengths = [np.sqrt((offset * offset).sum(axis=1)) for offset in offsets]
-            self._peaks = [constant[group.components] for group in self.groups]
-            smallest = covariance.smallest_precision(params.precisions_chol, K, D)
-            self._half_smallest = [0.5 * smallest[group.components] for group in self.groups]
-            # rounding of the distances from the first group's rows minus its centre
-            self._rounding = 2.0 * (D + 2) * float(np.finfo(first.dtype).eps)
+        if not self.identity:
+            self._bound_far_groups(params, forms(self.groups[0].centre))
+
+    def _bound_far_groups(self, params, form):
+        """What bounds the other groups' log-densities from the first group's features: their
+        forms about the first centre (``form``, of every component) stacked under the first
+        group's, so that one GEMM gives their approximate values; a row giving the squared
+        norm of the rows about that centre; and the coefficients of the approximations'
+        rounding bound."""
+        covariance, first = self.covariance, self.groups[0]
+        K, D = params.means.shape
+        unit = covariance.precisions_chol(covariance.add_to_diagonal(np.zeros(covariance.covariance_shape(1, D)), 1.0))
+        norm = covariance.mahalanobis_form(np.zeros((1, D)), unit)
+        self._stacked = np.concatenate([form[self.order], norm]).astype(first.dtype)
+        # |rounding of form_k @ features| <= gamma (|a_0| + ||a_linear|| ||z|| + rho_k ||z||^2 / 2) for z
+        # the row about the first centre and rho_k >= the spectral norm of |Lambda_k|: the
+        # error of a dot product of F terms, of the cast of the form and of forming the features
+        gamma = 2.0 * (form.shape[1] + 4) * float(np.finfo(first.dtype).eps)
+        rho = covariance.abs_precision_product(params.precisions_chol, np.ones((K, D))).max(axis=1)
+        coefficients = gamma * np.column_stack([np.abs(form[:, 0]), np.linalg.norm(form[:, 1 : 1 + D], axis=1),
+                                                0.5 * rho])  # fmt: skip
+        finite = np.isfinite(self._stacked[:K]).all(axis=1)
+        # per group: the coefficients, as columns, or None where the cast overflowed (no bound)
+        self._error = [None] + [
+            tuple(c[:, None] for c in coefficients[group.components].T) if finite[s].all() else None
+            for group, s in zip(self.groups[1:], self.slices[1:])
+        ]
+        self._norm_rounding = 1.0 + gamma
 
     @property
     def block_width(self) -> int:
@@ -314,31 +337,29 @@ class LogProbKernel:
         first = self.groups[0]
         features = self._features(block, first, cache)
         if self.identity:
-            return Evaluation(first.form @ features, [None], [features])
-        n, D = block.shape
-        weighted = np.empty((self.n_components, n), dtype=self.dtype)
-        if first.dtype == self.dtype:
-            np.matmul(first.form, features, out=weighted[self.slices[0]])
-        else:
-            weighted[self.slices[0]] = first.form @ features
+            return Evaluation(first.form @ features, [(0, None, features)])
+        K, n = self.n_components, len(block)
+        stacked = np.matmul(self._stacked, features)  # the first group's, the others' approximations, ||z||^2
+        weighted = stacked[:K] if stacked.dtype == self.dtype else stacked[:K].astype(self.dtype)
         threshold = weighted[self.slices[0]].max(axis=0).astype(np.float64) - NEGLIGIBLE
-        z = features[1 : 1 + D]  # the rows minus the first group's centre
-        norms = np.sqrt(np.einsum("dn,dn->n", z, z).astype(np.float64))
-        rows, parts = [None], [features]
+        norm2 = stacked[K].astype(np.float64) * self._norm_rounding
+        norm = np.sqrt(norm2)
+        parts = [(0, None, features)]
         for index in range(1, len(self.groups)):
-            group, lengths = self.groups[index], self._lengths[index]
-            distance = norms * norms - 2.0 * (self._offsets[index] @ z) + (lengths * lengths)[:, None]
-            distance -= self._rounding * (norms + lengths[:, None]) ** 2
-            np.maximum(distance, 0.0, out=distance)
-            bound = (self._peaks[index][:, None] - self._half_smallest[index][:, None] * distance).max(axis=0)
-            near = np.flatnonzero(bound >= threshold)
-            part = weighted[self.slices[index]]
+            part, error = weighted[self.slices[index]], self._error[index]
+            if error is None:
+                near = np.arange(n)
+            else:
+                with np.errstate(invalid="ignore", over="ignore"):
+                    bound = part.astype(np.float64) + (error[0] + error[1] * norm + error[2] * norm2)
+                near = np.flatnonzero(~(bound < threshold).all(axis=0))  # NaN (overflow) counts as near
             part.fill(-np.inf)
-            group_features = self._features(block[near], group)
-            part[:, near] = group.form @ group_features
-            rows.append(near)
-            parts.append(group_features)
-        return Evaluation(weighted, rows, parts)
+            if near.size:
+                group = self.groups[index]
+                group_features = self._features(block[near], group)
+                part[:, near] = group.form @ group_features
+                parts.append((index, near, group_features))
+        return Evaluation(weighted, parts)
 
     def log_prob(self, block: np.ndarray) -> np.ndarray:
         """The weighted log-densities of a block of rows, array of shape (n_components,
@@ -350,12 +371,16 @@ class LogProbKernel:
         out[self.order] = weighted
         return out
 
-    def group_values(self, values: np.ndarray, evaluation: Evaluation, index: int) -> np.ndarray:
+    def group_values(self, values: np.ndarray, index: int, rows: np.ndarray | None) -> np.ndarray:
         """The entries of a (n_components, n_rows) array in the kernel's order that belong to
-        group ``index`` and to its rows in ``evaluation``, in the group's precision."""
+        group ``index`` and to ``rows`` (None: every row), in the group's precision.
+
+        For the first group, every component's entries, its own first: a product of the
+        first group's features with them costs what it costs on ordinary data (one group),
+        and in OpenBLAS less than with a slice of them that is not a multiple of its
+        kernel's height; the rows of other groups are left out of the result."""
         group = self.groups[index]
-        part = values[self.slices[index]]
-        rows = evaluation.rows[index]
+        part = values if index == 0 else values[self.slices[index]]
         if rows is not None:
             part = part[:, rows]
         return part.astype(group.dtype, copy=False)

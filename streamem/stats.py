@@ -294,9 +294,9 @@ class Accumulator:
         """Add the moments of a block to ``components`` (an index array, or a slice):
         ``features`` (F, n) of the block's rows about those components' centres (ones, the
         centred rows, extras) and responsibilities (len(components), n) that include the
-        weights."""
+        weights; rows of ``resp`` after the components' own are left out."""
         n_features = self.s1.shape[1]
-        moments = products(resp, features)
+        moments = products(resp, features)[: len(self.nk[components])]  # resp may hold more rows below
         self.nk[components] += moments[:, 0]
         self.s1[components] += moments[:, 1 : 1 + n_features]
         self.covariance.add_second_moment(self.s2, components, moments[:, 1 + n_features :])
@@ -406,8 +406,8 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
             log_lik = log_resp_inplace(resp)
             if w is not None:
                 resp *= w.astype(resp.dtype, copy=False)
-            for index, (group, features) in enumerate(zip(kernel.groups, evaluation.features)):
-                acc.add_moments(group.components, kernel.group_values(resp, evaluation, index), features)
+            for index, rows, features in evaluation.parts:
+                acc.add_moments(kernel.groups[index].components, kernel.group_values(resp, index, rows), features)
             acc.add_rows(log_lik, w, block)
     return sums
 

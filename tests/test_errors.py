@@ -124,3 +124,12 @@ def test_unfitted(blobs):
 def test_missing_zarr_path(tmp_path):
     with pytest.raises(ValueError, match="zarr array"):
         streamem.GaussianMixture(1).fit(str(tmp_path / "nothing.zarr"))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fewer_distinct_rows_than_components_without_regularisation(covariance_type, dtype):
+    """Really ill-posed: a component's covariance can only be zero; the error names reg_covar."""
+    X = np.repeat([[0.0, 0.0], [5.0, 5.0]], 50, axis=0).astype(dtype)
+    with pytest.raises(ValueError, match="reg_covar"):
+        streamem.GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, random_state=0).fit(X)

@@ -477,3 +477,28 @@ def test_far_groups_are_exact_where_they_matter(dtype):
     best = exact.max(axis=1, keepdims=True)
     assert (exact[~kept] < (best - 50.0)[np.nonzero(~kept)[0]][:, 0]).all()
     assert kept.all(axis=1).sum() < len(X)  # some rows left the far components out
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_a_tight_component_is_evaluated_on_the_rows_near_it_only(covariance_type):
+    """A component tight in one direction and loose in another, among spread data: it needs a
+    group of its own, and the bound that keeps it off the other rows does not depend on its
+    loosest direction (a bound through the smallest precision would keep it on every row)."""
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(0.0, 1.0, (2000, 2)), [5.0, 0.0] + [1e-4, 10.0] * rng.normal(size=(5, 2))])
+    covariances = np.array([[1.0, 1.0], [1e-8, 100.0]])  # diagonals
+    if covariance_type == "full":
+        covariances = np.stack([np.diag(c) for c in covariances])
+    params = MixtureParams.from_covariances(np.array([0.99, 0.01]), np.array([[0.0, 0.0], [5.0, 0.0]]),
+                                            covariances, covariance_type)  # fmt: skip
+    for dtype in (np.float64, np.float32):
+        kernel = params.kernel(dtype, np.zeros(2))
+        assert len(kernel.groups) == 2
+        evaluation = kernel.evaluate(X.astype(dtype))
+        assert len(evaluation.parts) == 2
+        _, rows, _ = evaluation.parts[1]
+        assert set(rows.tolist()) >= set(range(2000, 2005)) and len(rows) <= 20  # of 2005 rows
+        variances = np.array([1e-8, 100.0])
+        z = X[2000:].astype(dtype).astype(np.float64) - [5.0, 0.0]
+        exact = np.log(0.01) - 0.5 * ((z * z / variances).sum(axis=1) + np.log(2 * np.pi * variances).sum())
+        np.testing.assert_allclose(kernel.log_prob(X[2000:].astype(dtype))[1], exact, rtol=1e-6)

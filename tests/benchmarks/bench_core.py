@@ -8,7 +8,8 @@ Run by hand (not collected by the test run)::
 
 With ``--against DIR`` (another checkout of streamem, for instance ``git worktree add DIR
 REV``), each fit runs in a process of its own that imports one checkout's ``streamem``, the
-two checkouts' fits alternate, and the best of ``--repeat`` is reported for each.
+two checkouts' fits alternate (each first in turn), and the best of ``--repeat`` is reported
+for each, with the median of the ratios of the pairs.
 
 Each workload is generated from a fixed seed and timed for exactly ``--iterations`` EM
 iterations from the same initial parameters, the best of ``--repeat`` runs. scikit-learn's time is its E-step plus
@@ -266,28 +267,30 @@ def against(args):
                 data_path = os.path.join(directory, "X.npy")
                 np.save(data_path, X.astype(dtype))
                 times = {"this": [], "other": []}
-                for _ in range(args.repeat):
-                    for label, root in (("other", args.against), ("this", ROOT)):
+                for repeat in range(args.repeat):  # each checkout first in turn
+                    for label, root in (("other", args.against), ("this", ROOT))[:: 1 if repeat % 2 else -1]:
                         command = [sys.executable, __file__, "--time", root, data_path, start_path,
                                    spec["covariance_type"], str(args.iterations)]  # fmt: skip
                         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                         times[label].append(float(out.split()[-1]))
                 this, other = min(times["this"]), min(times["other"])
-                rows.append((name, spec, np.dtype(dtype).name, other, this))
+                paired = float(np.median(np.divide(times["this"], times["other"])))
+                rows.append((name, spec, np.dtype(dtype).name, other, this, paired))
                 print(f"{name} {np.dtype(dtype).name}: other {times['other']}, this {times['this']}", file=sys.stderr,
                       flush=True)  # fmt: skip
         del X
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     print(f"\n{args.iterations} EM iterations from the same start; seconds per iteration, best of {args.repeat} "
-          f"alternated runs; this checkout against {args.against}\n")  # fmt: skip
-    print("| workload | dtype | other s/iter | this s/iter | this / other |")
-    print("|---|---|---:|---:|---:|")
-    for name, spec, dtype, other, this in rows:
+          f"alternated runs; this checkout against {args.against}; the last column is the median of the "
+          f"ratios of runs next to each other (less sensitive to one lucky run)\n")  # fmt: skip
+    print("| workload | dtype | other s/iter | this s/iter | this / other | median paired ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, spec, dtype, other, this, paired in rows:
         shape = (
             f"{name} N={spec['n_samples']:,} D={spec['n_features']} K={spec['n_components']} {spec['covariance_type']}"
         )
-        print(f"| {shape} | {dtype} | {other:.3f} | {this:.3f} | {this / other:.2f} |")
+        print(f"| {shape} | {dtype} | {other:.3f} | {this:.3f} | {this / other:.2f} | {paired:.2f} |")
 
 
 def main():
