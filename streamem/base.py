@@ -234,8 +234,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 raise ValueError(
                     f"expected precisions_init of shape {shape} for {self.covariance_type!r}, got {precisions.shape}"
                 )
-            if self.covariance_type in ("diag", "spherical") and np.any(precisions <= 0):
-                raise ValueError("expected precisions_init positive, got non-positive values")
+            covariance.check_precisions(precisions)
             precisions_chol = covariance.precisions_chol_from_precisions(precisions)
         return weights, means, precisions_chol
 
@@ -322,10 +321,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
             raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, params.weights)
-        full = params.covariance.component_covariance
         X = np.vstack([
-            rng.multivariate_normal(mean, full(params.covariances, k, params.n_features), int(count))
-            for k, (mean, count) in enumerate(zip(params.means, counts))
+            rng.multivariate_normal(mean, full, int(count))
+            for mean, full, count in zip(params.means, params.full_covariances, counts)
         ])  # fmt: skip
         y = np.repeat(np.arange(params.n_components), counts)
         return X, y

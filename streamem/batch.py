@@ -397,18 +397,7 @@ class GaussianMixture(MixtureBase):
         psi = None
         if self.covariance_prior is not None:
             psi = np.asarray(self.covariance_prior, dtype=np.float64)
-            shape = {"full": (n_features, n_features), "tied": (n_features, n_features), "diag": (n_features,),
-                     "spherical": ()}[self.covariance_type]  # fmt: skip
-            if psi.shape != shape:
-                raise ValueError(
-                    f"expected covariance_prior of shape {shape} for {self.covariance_type!r}, got {psi.shape}"
-                )
-            if psi.ndim == 2:
-                if not np.allclose(psi, psi.T):
-                    raise ValueError("expected a symmetric covariance_prior, got an asymmetric matrix")
-                get_covariance("tied").precisions_chol(psi)  # raises for a matrix that is not positive definite
-            elif np.any(psi <= 0):
-                raise ValueError("expected a positive covariance_prior, got non-positive values")
+            get_covariance(self.covariance_type).check_prior(psi, n_features)
         nu = float(n_features if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior)
         if nu <= n_features - 1:
             raise ValueError(f"expected degrees_of_freedom_prior > n_features - 1 = {n_features - 1}, got {nu}")

@@ -21,9 +21,11 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .covariance import COVARIANCE_TYPES
+
 __all__ = ["main"]
 
-COVARIANCE_CHOICES = ["full", "tied", "diag", "spherical"]
+COVARIANCE_CHOICES = list(COVARIANCE_TYPES)
 INIT_CHOICES = ["k-means||", "k-means++", "random", "random_from_data", "kmeans"]
 
 

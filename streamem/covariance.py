@@ -39,7 +39,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, stats
 
 __all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance", "products", "quadratic_form"]
 
@@ -128,6 +128,8 @@ class Covariance:
     """
 
     name: str = ""
+    #: each component has a covariance of its own (all but tied)
+    per_component: bool = True
 
     def covariance_shape(self, n_components: int, n_features: int) -> tuple[int, ...]:
         raise NotImplementedError
@@ -211,8 +213,8 @@ class Covariance:
         """Log-determinant of the precision Cholesky factor, per component."""
         raise NotImplementedError
 
-    def component_covariance(self, covariances, k: int, n_features: int):
-        """Full (D, D) covariance matrix of component ``k``."""
+    def full_covariances(self, covariances, n_components: int, n_features: int):
+        """Every component's covariance as a full matrix, array of shape (K, D, D)."""
         raise NotImplementedError
 
     def full_precisions(self, precisions_chol, n_components: int, n_features: int):
@@ -228,6 +230,42 @@ class Covariance:
         of shape (K, D) from ``h`` of shape (K, D)."""
         K, D = h.shape
         return np.einsum("kij,kj->ki", np.abs(self.full_precisions(precisions_chol, K, D)), h)
+
+    def check_precisions(self, precisions) -> None:
+        """Raise ``ValueError`` for given precisions (``precisions_init``) of the right shape
+        that are not valid (matrices that are not positive definite fail their Cholesky)."""
+
+    def prior_shape(self, n_features: int) -> tuple[int, ...]:
+        """Shape of the inverse-Wishart scale (``covariance_prior``)."""
+        raise NotImplementedError
+
+    def check_prior(self, psi, n_features: int) -> None:
+        """Raise ``ValueError``, naming ``covariance_prior``, for a scale of the wrong shape or
+        that is not positive (definite)."""
+        shape = self.prior_shape(n_features)
+        if psi.shape != shape:
+            raise ValueError(f"expected covariance_prior of shape {shape} for {self.name!r}, got {psi.shape}")
+        if not np.all(np.isfinite(psi)):
+            raise ValueError("expected a finite covariance_prior")
+        if psi.ndim == 2:
+            if not np.allclose(psi, psi.T):
+                raise ValueError("expected a symmetric covariance_prior, got an asymmetric matrix")
+            if np.linalg.eigvalsh(psi)[0] <= 0:
+                raise ValueError("expected a positive definite covariance_prior, got a matrix that is not")
+        elif np.any(psi <= 0):
+            raise ValueError("expected a positive covariance_prior, got non-positive values")
+
+    def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
+        r"""Posterior mode of the covariances under the inverse-Wishart prior (see
+        :mod:`streamem.prior`): the scatter ``nk * ml_covariances`` plus the mean prior's
+        ``coefficient_k d_k d_k^T`` and the scale ``psi``, over ``nk + extra + has_mean``
+        (summed over components for a shared covariance)."""
+        raise NotImplementedError
+
+    def prior_log_density(self, covariances, psi, degrees_of_freedom: float, n_features: int) -> float:
+        """Log-density of the covariances under the inverse-Wishart prior restricted to the
+        type's family."""
+        raise NotImplementedError
 
     def shifted_second_moment(self, s2, nk, s1, delta):
         r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
@@ -313,8 +351,19 @@ class Full(_Packed):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)
 
-    def component_covariance(self, covariances, k, n_features):
-        return covariances[k]
+    def full_covariances(self, covariances, n_components, n_features):
+        return np.array(covariances, dtype=np.float64)
+
+    def prior_shape(self, n_features):
+        return (n_features, n_features)
+
+    def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
+        scatter = nk[:, None, None] * ml_covariances
+        scatter += coefficient[:, None, None] * (deviations[:, :, None] * deviations[:, None, :])
+        return (scatter + psi) / (nk + extra + has_mean)[:, None, None]
+
+    def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
+        return float(sum(stats.invwishart.logpdf(c, df=degrees_of_freedom, scale=psi) for c in covariances))
 
     def full_precisions(self, precisions_chol, n_components, n_features):
         return np.ascontiguousarray(self.precisions(precisions_chol))
@@ -327,6 +376,7 @@ class Tied(_Packed):
     """One covariance shared by all components."""
 
     name = "tied"
+    per_component = False
 
     def covariance_shape(self, n_components, n_features):
         return (n_features, n_features)
@@ -375,8 +425,18 @@ class Tied(_Packed):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diag(precisions_chol)).sum()
 
-    def component_covariance(self, covariances, k, n_features):
-        return covariances
+    def full_covariances(self, covariances, n_components, n_features):
+        return np.tile(np.asarray(covariances, dtype=np.float64), (n_components, 1, 1))
+
+    def prior_shape(self, n_features):
+        return (n_features, n_features)
+
+    def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
+        scatter = nk.sum() * ml_covariances + np.einsum("k,ki,kj->ij", coefficient, deviations, deviations)
+        return (scatter + psi) / (nk.sum() + extra + len(nk) * has_mean)
+
+    def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
+        return float(stats.invwishart.logpdf(covariances, df=degrees_of_freedom, scale=psi))
 
     def full_precisions(self, precisions_chol, n_components, n_features):
         precisions = self.precisions(precisions_chol)
@@ -398,6 +458,10 @@ class _Scalar(Covariance):
 
     def precisions_chol_from_precisions(self, precisions):
         return np.sqrt(precisions)
+
+    def check_precisions(self, precisions):
+        if np.any(np.less_equal(precisions, 0.0)):
+            raise ValueError("expected precisions_init positive, got non-positive values")
 
     def abs_precision_product(self, precisions_chol, h):
         squared = precisions_chol**2  # a diagonal precision
@@ -444,8 +508,19 @@ class Diag(_Scalar):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(precisions_chol).sum(axis=1)
 
-    def component_covariance(self, covariances, k, n_features):
-        return np.diag(covariances[k])
+    def full_covariances(self, covariances, n_components, n_features):
+        return np.asarray(covariances, dtype=np.float64)[:, :, None] * np.eye(n_features)
+
+    def prior_shape(self, n_features):
+        return (n_features,)
+
+    def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
+        scatter = nk[:, None] * ml_covariances + coefficient[:, None] * deviations**2
+        return (scatter + psi) / (nk + extra + has_mean)[:, None]
+
+    def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
+        shape = (degrees_of_freedom + n_features - 1) / 2  # a diagonal of an inverse-Wishart's
+        return float(stats.invgamma.logpdf(covariances, shape, scale=psi / 2).sum())
 
     def full_precisions(self, precisions_chol, n_components, n_features):
         return precisions_chol[:, :, None] ** 2 * np.eye(n_features)
@@ -492,8 +567,20 @@ class Spherical(_Scalar):
     def log_det_chol(self, precisions_chol, n_features):
         return n_features * np.log(precisions_chol)
 
-    def component_covariance(self, covariances, k, n_features):
-        return covariances[k] * np.eye(n_features)
+    def full_covariances(self, covariances, n_components, n_features):
+        return np.asarray(covariances, dtype=np.float64)[:, None, None] * np.eye(n_features)
+
+    def prior_shape(self, n_features):
+        return ()
+
+    def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
+        n_features = deviations.shape[1]
+        scatter = nk * n_features * ml_covariances + coefficient * (deviations**2).sum(axis=1)
+        return (scatter + n_features * psi) / (n_features * (nk + extra + has_mean))
+
+    def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
+        shape = n_features * (degrees_of_freedom + n_features + 1) / 2 - 1
+        return float(stats.invgamma.logpdf(covariances, shape, scale=n_features * psi / 2).sum())
 
     def full_precisions(self, precisions_chol, n_components, n_features):
         return precisions_chol[:, None, None] ** 2 * np.eye(n_features)

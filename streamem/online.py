@@ -76,7 +76,7 @@ def _reseeded_stats(stats: SufficientStats, params: MixtureParams, reseeded, reg
     implied = SufficientStats.implied(params, reg_covar)  # about the new means
     nk, s1, s2, shift = stats.nk.copy(), stats.s1.copy(), stats.s2.copy(), stats.shift.copy()
     nk[reseeded], s1[reseeded], shift[reseeded] = implied.nk[reseeded], implied.s1[reseeded], implied.shift[reseeded]
-    if params.covariance_type != "tied":
+    if params.covariance.per_component:
         s2[reseeded] = implied.s2[reseeded]
     return dataclasses.replace(stats, nk=nk, s1=s1, s2=s2, shift=shift)
 

@@ -90,6 +90,11 @@ class MixtureParams:
     def precisions(self) -> np.ndarray:
         return self.covariance.precisions(self.precisions_chol)
 
+    @property
+    def full_covariances(self) -> np.ndarray:
+        """Every component's covariance as a full matrix, array of shape (K, D, D)."""
+        return self.covariance.full_covariances(self.covariances, *self.means.shape)
+
     def n_parameters(self) -> int:
         """Number of free parameters (for BIC and AIC)."""
         n_components, n_features = self.means.shape
@@ -433,7 +438,7 @@ def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[M
         covariances = covariance.add_to_diagonal(covariances, reg_covar)
     if reseeded:
         alive = ~empty
-        if covariance_type != "tied" and alive.any():
+        if covariance.per_component and alive.any():
             covariances[reseeded] = np.average(covariances[alive], axis=0, weights=weights[alive])
         means_c[reseeded] = outliers[: len(reseeded)] - stats.shift[reseeded]
         weights[reseeded] = weights[alive].min() if alive.any() else 1.0

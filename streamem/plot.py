@@ -35,10 +35,7 @@ def sample_rows(X, n_points: int, seed: int = 0) -> np.ndarray:
 
 def _component_covariances(gm) -> np.ndarray:
     """Every component's full (D, D) covariance, whatever the covariance type."""
-    covariance = gm._params().covariance
-    return np.stack([
-        covariance.component_covariance(gm.covariances_, k, gm.n_features_in_) for k in range(gm.n_components)
-    ])  # fmt: skip
+    return gm._params().full_covariances
 
 
 def _mixture_covariance(gm) -> np.ndarray:

@@ -25,6 +25,8 @@ import dataclasses
 import numpy as np
 from scipy import special, stats
 
+from .covariance import get_covariance
+
 __all__ = ["Prior"]
 
 
@@ -66,21 +68,9 @@ class Prior:
             psi, extra = 0.0, 0.0
         else:
             psi, extra = self.covariance, self.degrees_of_freedom + n_features + 1.0
-        kind = self.covariance_type
-        if kind == "full":
-            scatter = nk[:, None, None] * ml_covariances + coefficient[:, None, None] * (
-                deviations[:, :, None] * deviations[:, None, :]
-            )
-            covariances = (scatter + psi) / (nk + extra + has_mean)[:, None, None]
-        elif kind == "tied":
-            scatter = nk.sum() * ml_covariances + np.einsum("k,ki,kj->ij", coefficient, deviations, deviations)
-            covariances = (scatter + psi) / (nk.sum() + extra + len(nk) * has_mean)
-        elif kind == "diag":
-            scatter = nk[:, None] * ml_covariances + coefficient[:, None] * deviations**2
-            covariances = (scatter + psi) / (nk + extra + has_mean)[:, None]
-        else:
-            scatter = nk * n_features * ml_covariances + coefficient * (deviations**2).sum(axis=1)
-            covariances = (scatter + n_features * psi) / (n_features * (nk + extra + has_mean))
+        covariances = get_covariance(self.covariance_type).posterior_covariances(
+            nk, ml_covariances, coefficient, deviations, psi, extra, has_mean
+        )
         return weights, map_means_c, covariances
 
     def log_density(self, params) -> float:
@@ -91,24 +81,10 @@ class Prior:
             alpha = self.weight_concentration
             total += special.gammaln(K * alpha) - K * special.gammaln(alpha)
             total += (alpha - 1.0) * np.log(params.weights).sum()
-        full = params.covariance.component_covariance
         if self.mean_precision:
-            for k in range(K):
-                total += stats.multivariate_normal.logpdf(
-                    params.means[k], self.mean, full(params.covariances, k, D) / self.mean_precision
-                )
+            for mean, full in zip(params.means, params.full_covariances):
+                total += stats.multivariate_normal.logpdf(mean, self.mean, full / self.mean_precision)
         if self.covariance is not None:
-            total += self._log_covariance_density(params.covariances, D)
+            nu = self.degrees_of_freedom
+            total += params.covariance.prior_log_density(params.covariances, self.covariance, nu, D)
         return float(total)
-
-    def _log_covariance_density(self, covariances, n_features) -> float:
-        nu, psi = self.degrees_of_freedom, self.covariance
-        kind = self.covariance_type
-        if kind == "full":
-            return float(sum(stats.invwishart.logpdf(c, df=nu, scale=psi) for c in covariances))
-        if kind == "tied":
-            return float(stats.invwishart.logpdf(covariances, df=nu, scale=psi))
-        if kind == "diag":
-            return float(stats.invgamma.logpdf(covariances, (nu + n_features - 1) / 2, scale=psi / 2).sum())
-        shape = n_features * (nu + n_features + 1) / 2 - 1
-        return float(stats.invgamma.logpdf(covariances, shape, scale=n_features * psi / 2).sum())

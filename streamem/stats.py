@@ -271,7 +271,7 @@ class SufficientStats:
         gives back ``params``: a starting point that stepwise EM mixes away."""
         covariance = params.covariance
         K, D = params.means.shape
-        full = np.stack([covariance.component_covariance(params.covariances, k, D) for k in range(K)])
+        full = params.full_covariances
         second = covariance.second_moment_from_full(params.weights[:, None, None] * (full - reg_covar * np.eye(D)))
         zero = cls.zero(K, D, params.covariance_type, params.means)
         return dataclasses.replace(zero, nk=params.weights.copy(), s2=second, weight=1.0, count=1)

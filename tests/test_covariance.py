@@ -35,9 +35,7 @@ def test_log_density_matches_scipy(covariance_type, shift):
     kernel = params.kernel(np.float64, c)
     weighted = kernel.log_prob(X).T
     expected = np.column_stack([
-        np.log(weights[k]) + multivariate_normal(means[k], params.covariance.component_covariance(covariances, k, D))
-        .logpdf(X)
-        for k in range(K)
+        np.log(weights[k]) + multivariate_normal(means[k], params.full_covariances[k]).logpdf(X) for k in range(K)
     ])  # fmt: skip
     np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-10)
     log_lik = log_resp_inplace(weighted.T.copy())

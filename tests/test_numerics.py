@@ -118,8 +118,7 @@ def _start(X, labels, covariance_type):
 
 
 def _full(covariances, covariance_type, K, D):
-    covariance = get_covariance(covariance_type)
-    return np.stack([covariance.component_covariance(covariances, k, D) for k in range(K)])
+    return get_covariance(covariance_type).full_covariances(covariances, K, D)
 
 
 def reference_em(X, start, covariance_type, n_iter=N_ITER):

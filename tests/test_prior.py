@@ -25,11 +25,9 @@ def psi_for(covariance_type, D):
 
 def objective(params, X, resp, prior):
     """Expected complete-data log-likelihood plus log-prior, computed directly."""
-    D = X.shape[1]
-    full = params.covariance.component_covariance
     total = 0.0
-    for k in range(params.n_components):
-        log_density = multivariate_normal(params.means[k], full(params.covariances, k, D)).logpdf(X)
+    for k, full in enumerate(params.full_covariances):
+        log_density = multivariate_normal(params.means[k], full).logpdf(X)
         total += resp[:, k] @ (np.log(params.weights[k]) + log_density)
     return total + prior.log_density(params)
 
@@ -102,8 +100,7 @@ def test_map_em_never_decreases_the_posterior(covariance_type, tmp_path):
     assert gm.history_[-1]["objective"] != gm.history_[-1]["log_likelihood"]
     log_lik = logsumexp(
         np.column_stack([
-            np.log(p.weights[k]) + multivariate_normal(p.means[k], p.covariance.component_covariance(p.covariances, k, 3))
-            .logpdf(X) for k in range(3)
+            np.log(p.weights[k]) + multivariate_normal(p.means[k], p.full_covariances[k]).logpdf(X) for k in range(3)
         ]), axis=1,
     ).mean()  # fmt: skip
     assert gm.score(X) == pytest.approx(log_lik, rel=1e-10)
@@ -121,6 +118,7 @@ def test_map_em_never_decreases_the_posterior(covariance_type, tmp_path):
         ({"covariance_prior": np.eye(3)}, "shape"),
         ({"covariance_prior": -np.eye(2)}, "increase reg_covar|positive"),
         ({"covariance_prior": np.array([[1.0, 2.0], [0.0, 1.0]])}, "symmetric"),
+        ({"covariance_prior": np.array([[1.0, 2.0], [2.0, 1.0]])}, "positive definite covariance_prior"),
         ({"covariance_prior": np.eye(2), "degrees_of_freedom_prior": 0.5}, "degrees_of_freedom_prior"),
         ({"mean_precision_prior": 1.0, "mean_prior": [1.0, 2.0, 3.0]}, "mean_prior"),
         ({"weight_concentration_prior": 0.5}, "weight_concentration_prior"),
@@ -128,6 +126,15 @@ def test_map_em_never_decreases_the_posterior(covariance_type, tmp_path):
     ],
 )
 def test_bad_priors(params, match):
+    """Each names the parameter to change (a prior that is not positive definite is the
+    prior's fault, not reg_covar's)."""
     X, _ = mixture_data(n_samples=200, n_features=2, n_components=2, seed=7)
     with pytest.raises(ValueError, match=match):
         streamem.GaussianMixture(2, **params).fit(X)
+
+
+@pytest.mark.parametrize(("covariance_type", "psi"), [("diag", np.array([1.0, -1.0])), ("spherical", np.array(0.0))])
+def test_bad_prior_scales_of_the_diagonal_types(covariance_type, psi):
+    X, _ = mixture_data(n_samples=200, n_features=2, n_components=2, seed=7)
+    with pytest.raises(ValueError, match="positive covariance_prior"):
+        streamem.GaussianMixture(2, covariance_type=covariance_type, covariance_prior=psi).fit(X)
