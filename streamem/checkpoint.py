@@ -11,7 +11,6 @@ and the rest is JSON.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -39,12 +38,10 @@ def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = Fal
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     name = f"state-{step:06d}-{uuid.uuid4().hex[:8]}.zarr"
-    tmp = directory / f".{name}.tmp"
-    io.write_group(tmp, arrays, {"format": CHECKPOINT_FORMAT, **attrs}, pack)
-    os.replace(tmp, directory / name)
-    pointer = directory / f".{_LATEST}.tmp-{uuid.uuid4().hex}"
-    pointer.write_text(json.dumps({"state": name}))
-    os.replace(pointer, directory / _LATEST)
+    with io.atomic_path(directory / name) as tmp:
+        io.write_group(tmp, arrays, {"format": CHECKPOINT_FORMAT, **attrs}, pack)
+    with io.atomic_path(directory / _LATEST) as pointer:
+        pointer.write_text(json.dumps({"state": name}))
     for old in directory.iterdir():
         if old.name != name and old.name != _LATEST and old.name.endswith(".zarr"):
             shutil.rmtree(old, ignore_errors=True)

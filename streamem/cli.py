@@ -11,16 +11,15 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 
+from . import io
 from .covariance import COVARIANCE_TYPES
 
 __all__ = ["main"]
@@ -187,19 +186,6 @@ class _ComponentsType(click.ParamType):
         return sorted(set(ks))
 
 
-def _temporary_sibling(path: Path) -> Path:
-    return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-
-
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamem")
 def main() -> None:
@@ -334,19 +320,14 @@ def predict(model, data, out, proba, columns, quiet, log_json):
         raise ValueError(f"expected --out to end in .npy or .zarr, got {str(out)!r}")
     if out.exists():
         raise ValueError(f"{str(out)!r} already exists; choose another output path")
-    tmp = _temporary_sibling(out)
-    try:
-        with _progress_bar(not quiet and not log_json):
-            if out.suffix.lower() == ".npy":
-                target = np.lib.format.open_memmap(tmp, mode="w+", dtype=result.dtype, shape=result.shape)
-                da.store(result, target, lock=False)
-                target.flush()
-                del target
-            else:
-                result.to_zarr(str(tmp))
-        os.replace(tmp, out)
-    finally:
-        _remove(tmp)
+    with io.atomic_path(out) as tmp, _progress_bar(not quiet and not log_json):
+        if out.suffix.lower() == ".npy":
+            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=result.dtype, shape=result.shape)
+            da.store(result, target, lock=False)
+            target.flush()
+            del target
+        else:
+            result.to_zarr(str(tmp))
     what = "responsibilities" if proba else "labels"
     _report(log_json, f"wrote {what} of {result.shape[0]} rows to {out}",
             {"event": "done", "out": str(out), "rows": int(result.shape[0]), "what": what})  # fmt: skip
@@ -445,12 +426,8 @@ def plot(model, data, out, projection, n_points, columns, quiet, log_json):  # f
         points = plots.sample_rows(X, n_points, seed=0)
     else:
         gm, points = load(model), None
-    tmp = _temporary_sibling(out).with_suffix(out.suffix or ".png")
-    try:
+    with io.atomic_path(out, suffix=out.suffix or ".png") as tmp:
         plots.model_figure(gm, points, projection=projection).savefig(tmp, dpi=110)
-        os.replace(tmp, out)
-    finally:
-        _remove(tmp)
     _report(log_json, f"wrote {out}", {"event": "done", "out": str(out)})
 
 

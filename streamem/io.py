@@ -8,6 +8,7 @@ failed save leaves no half-written model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,37 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "as_dask_array", "make_data", "read_data"
 
 FORMAT = "streamem.GaussianMixture"
 FORMAT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """A temporary name beside ``path`` to write a file or a directory to: renamed onto
+    ``path`` when the block ends without error (a directory already there is moved aside
+    first, then removed), removed when it raises. ``suffix`` ends the temporary name (for
+    writers that choose the format from it)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}{suffix}"
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            old = parent / f".{path.name}.old-{uuid.uuid4().hex}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        remove(tmp)
+
+
+def remove(path) -> None:
+    """Remove a file, a symbolic link or a directory tree, if there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _open_zarr_array(path) -> da.Array:
@@ -122,8 +154,7 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
     common = dict(chunk_rows=chunk_rows, n_features=n_features, means=means, scales=scales, weights=weights, seed=seed)
     X = da.map_blocks(_mixture_block, chunks=(chunk_rows, (n_features,)), dtype=np.float64, labels=False, **common)
     y = da.map_blocks(_mixture_block, chunks=(chunk_rows,), dtype=np.int32, labels=True, **common)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex}"
-    try:
+    with atomic_path(out) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         zx = group.create_array("X", shape=X.shape, chunks=(chunk_size, n_features), dtype="f8")
         zy = group.create_array("labels", shape=y.shape, chunks=(chunk_size,), dtype="i4")
@@ -131,10 +162,6 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
         group.attrs.update({"weights": weights.tolist(), "means": means.tolist(), "covariances": covariances.tolist(),
                             "seed": seed, "generator": "streamem.make_data"})  # fmt: skip
         da.store([X, y], [zx, zy], lock=False)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -207,21 +234,8 @@ def check_model_path(path) -> None:
 def write_model(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
     """Write a model group to ``path`` atomically (temporary name, then rename)."""
     check_model_path(path)
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    try:
+    with atomic_path(path) as tmp:
         write_group(tmp, arrays, attrs, pack)
-        if path.exists():
-            old = parent / f".{path.name}.old-{uuid.uuid4().hex}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 PUBLISHED_VERSIONS = 3
@@ -240,12 +254,10 @@ def publish_model(path, arrays: dict, attrs: dict) -> None:
         check_model_path(path)  # a model saved before: it becomes the oldest version
         os.replace(path, versions / f"model-0-{uuid.uuid4().hex}.zarr")
     name = f"model-{time.time_ns()}-{uuid.uuid4().hex[:8]}.zarr"
-    tmp = versions / f".{name}.tmp"
-    write_group(tmp, arrays, attrs, pack=True)
-    os.replace(tmp, versions / name)
-    link = parent / f".{path.name}.link-{uuid.uuid4().hex}"
-    os.symlink(Path(versions.name) / name, link)
-    os.replace(link, path)
+    with atomic_path(versions / name) as tmp:
+        write_group(tmp, arrays, attrs, pack=True)
+    with atomic_path(path) as link:
+        os.symlink(Path(versions.name) / name, link)
     old = sorted(
         (p for p in versions.iterdir() if p.name.startswith("model-")), key=lambda p: int(p.name.split("-")[1])
     )

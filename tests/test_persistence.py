@@ -116,3 +116,23 @@ def test_to_and_from_sklearn(blobs, covariance_type):
     mine = streamem.GaussianMixture.from_sklearn(fitted)
     np.testing.assert_allclose(mine.score_samples(X), fitted.score_samples(X), rtol=1e-10, atol=1e-10)
     assert mine.bic(X) == pytest.approx(fitted.bic(X), rel=1e-10)
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
+    from streamem.io import atomic_path
+
+    target = tmp_path / "out.zarr"
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "a").write_text("first")
+    assert (target / "a").read_text() == "first"
+    with pytest.raises(RuntimeError, match="interrupted"), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "a").write_text("second")
+        raise RuntimeError("interrupted")
+    assert (target / "a").read_text() == "first"  # the old one untouched
+    with atomic_path(target) as tmp:  # a directory already there is replaced whole
+        tmp.mkdir()
+        (tmp / "b").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]  # no temporary left beside it
