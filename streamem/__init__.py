@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .batch import GaussianMixture, load
+from .base import load
+from .batch import GaussianMixture
 from .io import make_data, read_data
 from .online import OnlineGaussianMixture
 from .select import select_n_components

@@ -24,7 +24,7 @@ from .params import MixtureParams, log_resp_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, check_finite, iter_blocks
 
-__all__ = ["MixtureBase", "blas_per_task"]
+__all__ = ["MixtureBase", "blas_per_task", "load"]
 
 
 def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
@@ -114,6 +114,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "missing": [StrOptions({"error", "marginalize"})],
     }
+
+    #: every estimator class by name, as saved models name the class that saved them
+    _estimators: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        MixtureBase._estimators[cls.__name__] = cls
 
     # ----------------------------------------------------------- persistence
 
@@ -327,3 +334,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
         ])  # fmt: skip
         y = np.repeat(np.arange(params.n_components), counts)
         return X, y
+
+
+def load(path):
+    """Load a model saved with ``save`` by any of the estimators, as an estimator of the
+    class that saved it (:class:`~streamem.GaussianMixture` for stores that name none)."""
+    arrays, attrs = io.read_model(path)
+    name = attrs.get("estimator", "GaussianMixture")
+    if name not in MixtureBase._estimators:
+        raise ValueError(f"{str(path)!r} holds a {name!r}, which this version of streamem does not know")
+    return MixtureBase._estimators[name].from_state(arrays, attrs, str(path))

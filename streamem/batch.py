@@ -34,7 +34,7 @@ from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 from .stats import add_lists, check_total_weight, chunk_stats
 
-__all__ = ["GaussianMixture", "load"]
+__all__ = ["GaussianMixture"]
 
 logger = logging.getLogger(__name__)
 
@@ -579,13 +579,3 @@ class GaussianMixture(MixtureBase):
         out.history_ = []
         out.means_history_ = params.means[None].copy()
         return out
-
-
-def load(path):
-    """Load a model saved with :meth:`GaussianMixture.save` or
-    :meth:`~streamem.OnlineGaussianMixture.save`, as an estimator of the class that saved it."""
-    from .online import OnlineGaussianMixture
-
-    arrays, attrs = io.read_model(path)
-    cls = OnlineGaussianMixture if attrs.get("estimator") == OnlineGaussianMixture.__name__ else GaussianMixture
-    return cls.from_state(arrays, attrs, str(path))

@@ -293,7 +293,7 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
 
 
 def _load_and_read(model_path, data_path, columns):
-    from .batch import load
+    from .base import load
     from .io import read_data
 
     gm = load(model_path)
@@ -355,7 +355,7 @@ def score(model, data, columns, quiet, log_json):
 @_command
 def info(model, as_json, quiet, log_json):
     """A readable summary of a saved MODEL."""
-    from .batch import load
+    from .base import load
 
     gm = load(model)
     summary = {
@@ -419,7 +419,7 @@ def info(model, as_json, quiet, log_json):
 def plot(model, data, out, projection, n_points, columns, quiet, log_json):  # fmt: skip
     """Plot the convergence curve, the trajectory of the means and, with DATA, a 2-D view."""
     from . import plot as plots
-    from .batch import load
+    from .base import load
 
     if data is not None:
         gm, X = _load_and_read(model, data, columns)

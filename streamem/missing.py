@@ -45,8 +45,7 @@ import numpy as np
 import scipy.sparse
 
 from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
-from .params import LOG_2PI, MixtureParams, log_resp_inplace, plan_groups
-from .stats import _BLOCK_ELEMENTS as _COMPLETE_BLOCK_ELEMENTS  # a block of complete rows
+from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, log_resp_inplace, plan_groups
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
 
@@ -301,7 +300,7 @@ def _one_by_one(kernels, X, shift, rows, p, w, m, result):
     order, runs = _by_column(kernels[0].shared.columns[p], D) if m else (None, None)
     parts = [kernel.conditional(X, rows, p, m, order, runs) for kernel in kernels]
     rw = np.empty((n, K))
-    step = max(64, _COMPLETE_BLOCK_ELEMENTS // (sum(kernel.form.shape[1] for kernel in kernels) + 2 * K))
+    step = max(64, BLOCK_ELEMENTS // (sum(kernel.form.shape[1] for kernel in kernels) + 2 * K))
     for start in range(0, n, step):
         stop = min(start + step, n)
         features = [kernel.features(part.x1[start:stop, 1:].T.copy()) for kernel, part in zip(kernels, parts)]
@@ -507,7 +506,7 @@ def _frequent(kernels, X, shift, rows, pattern, m, result, sample_weight):
     plans = [kernel.marginal_forms(which, m) for kernel in kernels]
     constants = [kernel.shared.marginal_constant[which].T for kernel in kernels]  # (K_g, F)
     moments = [np.zeros((len(which), kernel.K, plan[0].shape[2])) for kernel, plan in zip(kernels, plans)]
-    block = max(64, _COMPLETE_BLOCK_ELEMENTS // (sum(plan[0].shape[2] for plan in plans) + 2 * K))
+    block = max(64, BLOCK_ELEMENTS // (sum(plan[0].shape[2] for plan in plans) + 2 * K))
     ends = [*starts[1:], len(rows)]
     for begin in range(0, len(rows), block):
         these = rows[begin : begin + block]

@@ -116,6 +116,10 @@ class MixtureParams:
         return LogProbKernel(self, dtype, centre)
 
 
+#: values held by the temporaries of a block of rows: a few MiB (fewer, larger numpy calls
+#: between threads)
+BLOCK_ELEMENTS = 1 << 20
+
 #: rounding allowed to a component per work precision: unit roundoff times its reach
 #: about the centre of its group (:func:`reach`) stays below this
 ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}

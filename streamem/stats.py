@@ -19,7 +19,8 @@ import dataclasses
 import numpy as np
 
 from .covariance import get_covariance, products
-from .params import MixtureParams, log_resp_inplace
+from .missing import incomplete_estep
+from .params import BLOCK_ELEMENTS, MixtureParams, log_resp_inplace
 
 __all__ = [
     "BLOCK_ROWS",
@@ -40,14 +41,13 @@ __all__ = [
 
 BLOCK_ROWS = 4096
 _HARD_BLOCK_ROWS = 1 << 16  # a Lloyd pass goes through a block's rows component by component
-_BLOCK_ELEMENTS = 1 << 20  # temporaries of a block: a few MiB (fewer, larger numpy calls between threads)
 
 
 def block_rows(kernels) -> int:
-    """Rows per block, so that a block's temporaries hold about ``_BLOCK_ELEMENTS`` values
+    """Rows per block, so that a block's temporaries hold about ``BLOCK_ELEMENTS`` values
     (``kernels``: the :class:`~streamem.params.LogProbKernel` of each candidate)."""
     width = sum(kernel.block_width for kernel in kernels)
-    return int(np.clip(_BLOCK_ELEMENTS // width, 256, 65536))
+    return int(np.clip(BLOCK_ELEMENTS // width, 256, 65536))
 
 
 def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, rows: int = BLOCK_ROWS):
@@ -315,8 +315,6 @@ class Accumulator:
     def add_incomplete(self, X, w, params, centre):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
         (its moments about centres near the components' means, moved onto this sum's)."""
-        from .missing import incomplete_estep
-
         estep = incomplete_estep(X, params, centre, w, per_row=False)
         second = self.covariance.second_moment_from_full(estep.s2)
         moments = dataclasses.replace(self.zero, nk=estep.nk, s1=estep.s1, s2=second, shift=estep.centres)

@@ -326,3 +326,20 @@ def test_dir_source_waits_for_a_file_still_being_written(tmp_path):
     assert source.read(100, timeout=0.1) is None and source.rejected == 0
     (tmp_path / "part-1.npy").write_bytes(data)
     np.testing.assert_array_equal(source.read(100, timeout=0.1).X, X)
+
+
+def test_every_source_speaks_the_protocol():
+    from streamem.sources import RecordSource, Source
+    from streamem.sources.nats import NatsSource
+    from streamem.sources.redis import RedisSource
+
+    for cls in (RedisSource, NatsSource, KafkaSource, MemorySource):
+        assert issubclass(cls, RecordSource)
+    for cls in (ZarrTailSource, DirectorySource):
+        assert issubclass(cls, Source) and not issubclass(cls, RecordSource)
+    source = MemorySource([np.ones((2, 3)), np.full((1, 2), 1.0), np.zeros((1, 3))], 3)
+    batch = source.read(10)
+    assert batch.X.shape == (3, 3) and batch.rejected == 1 and source.rejected == 1 and batch.position == 3
+    source.ack(batch.position)  # nothing to tell, and no error
+    source.seek(1)
+    assert source.read(10).X.shape == (1, 3)

@@ -1,6 +1,7 @@
 """Stream sources: where the records of an unbounded stream come from.
 
-Every source speaks one small protocol:
+Every source speaks one small protocol (:class:`Source`; :class:`RecordSource` for those
+that fetch records a bunch at a time):
 
 - ``read(max_rows, timeout)`` returns a :class:`Batch` of at most ``max_rows`` rows (whole
   records; a record larger than that comes alone) that follow the last read, waiting up to
@@ -20,97 +21,13 @@ only once.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
+from .base import Batch, RecordSource, Source, decode_rows, encode_rows
 
-__all__ = ["Batch", "decode_rows", "encode_rows", "open_source"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["Batch", "RecordSource", "Source", "decode_rows", "encode_rows", "open_source"]
 
 SCHEMES = ("redis", "nats", "kafka", "zarr", "dir")
-
-
-@dataclasses.dataclass
-class Batch:
-    """Rows read from a source.
-
-    Attributes
-    ----------
-    X : ndarray of shape (n_rows, n_features), float64
-        The valid rows (possibly none, when every record read was malformed).
-    position : JSON value
-        The position of the last record read, malformed ones included.
-    rejected : int
-        Malformed records among those read.
-    """
-
-    X: np.ndarray
-    position: object
-    rejected: int = 0
-
-
-def encode_rows(X) -> bytes:
-    """Rows as a record: little-endian float64, row-major."""
-    return np.ascontiguousarray(X, dtype="<f8").tobytes()
-
-
-def decode_rows(payload, n_features: int) -> tuple[np.ndarray | None, str | None]:
-    """The rows of a record, or None and the reason it is malformed."""
-    if isinstance(payload, memoryview):
-        payload = payload.tobytes()
-    if not isinstance(payload, (bytes, bytearray)):
-        return None, f"expected bytes, got {type(payload).__name__}"
-    width = 8 * n_features
-    if len(payload) == 0 or len(payload) % width:
-        return None, f"expected a multiple of {width} bytes ({n_features} float64 values per row), got {len(payload)}"
-    X = np.frombuffer(payload, dtype="<f8").reshape(-1, n_features).astype(np.float64)
-    if not np.isfinite(X).all():
-        return None, "expected finite values, got NaN or infinity"
-    return X, None
-
-
-def take_records(held, max_rows: int, n_features: int, decode, taken, dead_letter):
-    """Whole records from the front of ``held`` (a deque), up to ``max_rows`` rows; a record
-    larger than that comes alone.
-
-    ``decode(record)`` gives ``(rows, None)`` or ``(None, reason)``. Every record taken is
-    passed to ``taken(record)`` (the source moves its position past it), and a malformed one
-    to ``dead_letter(record, reason)`` instead of giving rows. Returns the rows (possibly
-    none) and the number of malformed records, or None when nothing was taken.
-    """
-    rows, n_rows, rejected = [], 0, 0
-    while held:
-        X, reason = decode(held[0])
-        if X is not None and rows and n_rows + len(X) > max_rows:
-            break
-        record = held.popleft()
-        taken(record)
-        if X is None:
-            dead_letter(record, reason)
-            rejected += 1
-            continue
-        rows.append(X)
-        n_rows += len(X)
-        if n_rows >= max_rows:
-            break
-    if not rows and not rejected:
-        return None
-    return (np.concatenate(rows) if rows else np.empty((0, n_features))), rejected
-
-
-class Rejects:
-    """Counting and logging of malformed records, shared by the sources."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.rejected = 0
-
-    def note(self, record_id, reason: str) -> None:
-        self.rejected += 1
-        logger.warning("%s: malformed record %s sent to the dead letters: %s", self.name, record_id, reason)
 
 
 def open_source(url: str, n_features: int, **options):

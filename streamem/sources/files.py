@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from . import Batch, Rejects
+from .base import Batch, Source
 
 __all__ = ["DirectorySource", "ZarrTailSource"]
 
@@ -31,7 +31,7 @@ class _Malformed(ValueError):
     """A file read whole whose contents are not rows of the stream."""
 
 
-class ZarrTailSource:
+class ZarrTailSource(Source):
     """Rows of a 2-D zarr array that another process appends to (``zarr.Array.append``),
     read as they arrive; the position is the number of rows read.
 
@@ -42,17 +42,12 @@ class ZarrTailSource:
     """
 
     def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0):
+        super().__init__(f"zarr:{path}", n_features)
         self.path = Path(path)
-        self.n_features = n_features
         self.position = 0
         self.blank_grace = blank_grace
         self._blank_since = None
         self.poll_interval = poll_interval
-        self._rejects = Rejects(f"zarr:{path}")
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def seek(self, position) -> None:
         self.position = int(position or 0)
@@ -97,14 +92,8 @@ class ZarrTailSource:
             self._blank_since = (self.position, now)
         return now - self._blank_since[1] >= self.blank_grace
 
-    def ack(self, position) -> None:
-        """The checkpoint holds the position; nothing to tell the array."""
 
-    def close(self) -> None:
-        pass
-
-
-class DirectorySource:
+class DirectorySource(Source):
     """Rows of the ``.npy`` files and ``.zarr`` arrays that land in a folder, in name order;
     the position is ``[file name, rows read from it]``.
 
@@ -118,19 +107,14 @@ class DirectorySource:
     SUFFIXES = (".npy", ".zarr")
 
     def __init__(self, path, n_features: int, poll_interval: float = 0.05, write_grace: float = 2.0):
+        super().__init__(f"dir:{path}", n_features)
         self.path = Path(path)
         self.write_grace = write_grace
         if not self.path.is_dir():
             raise ValueError(f"expected an existing folder for the dir: source, got {str(self.path)!r}")
-        self.n_features = n_features
         self.poll_interval = poll_interval
         self.position = ["", 0]
-        self._rejects = Rejects(f"dir:{path}")
         self._current = None  # (name, rows) of the file being read
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def seek(self, position) -> None:
         self.position = ["", 0] if position is None else [str(position[0]), int(position[1])]
@@ -197,9 +181,3 @@ class DirectorySource:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
-
-    def ack(self, position) -> None:
-        """The checkpoint holds the position; files are left where they are."""
-
-    def close(self) -> None:
-        pass

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import collections
-
-from . import Batch, Rejects, decode_rows, take_records
+from .base import RecordSource, decode_rows
 
 __all__ = ["KafkaSource"]
 
 
-class KafkaSource:
+class KafkaSource(RecordSource):
     """Messages of a Kafka topic read in a consumer group; each message's value carries
     rows. The position is ``{partition: next offset}`` over the partitions read so far
     (JSON keys are strings).
@@ -24,7 +22,8 @@ class KafkaSource:
     """
 
     def __init__(self, brokers: str, topic: str, group: str, n_features: int, consumer=None, producer=None):
-        self.topic, self.n_features = topic, n_features
+        super().__init__(f"kafka topic {topic}", n_features)
+        self.topic = topic
         self.dead_letters = f"{topic}.dlq"
         if consumer is None or producer is None:
             import confluent_kafka
@@ -36,14 +35,8 @@ class KafkaSource:
             )  # fmt: skip
             producer = producer or confluent_kafka.Producer(config)
         self.consumer, self.producer = consumer, producer
-        self._rejects = Rejects(f"kafka topic {topic}")
         self.position: dict[str, int] = {}
         self._subscribed = False
-        self._held = collections.deque()  # consumed, not returned yet
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def seek(self, position) -> None:
         self.position = {str(p): int(o) for p, o in (position or {}).items()}
@@ -60,17 +53,16 @@ class KafkaSource:
                 tp.offset = self.position[str(tp.partition)]
         consumer.assign(partitions)
 
-    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
+    def _fetch(self, count: int, timeout: float) -> list:
         if not self._subscribed:
             self._subscribe()
-        if not self._held:
-            for msg in self.consumer.consume(num_messages=max(max_rows, 1), timeout=timeout):
-                if msg.error() is None:
-                    self._held.append(msg)
-                elif getattr(msg.error(), "fatal", lambda: False)():
-                    raise ConnectionError(f"kafka: {msg.error()}")
-        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
-        return None if got is None else Batch(got[0], dict(self.position), got[1])
+        messages = []
+        for msg in self.consumer.consume(num_messages=count, timeout=timeout):
+            if msg.error() is None:
+                messages.append(msg)
+            elif getattr(msg.error(), "fatal", lambda: False)():
+                raise ConnectionError(f"kafka: {msg.error()}")
+        return messages
 
     def _decode(self, msg):
         return decode_rows(msg.value(), self.n_features)

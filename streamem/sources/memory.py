@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import collections
 import itertools
 
 import numpy as np
 
-from . import Batch, Rejects, take_records
+from .base import RecordSource
 
 __all__ = ["MemorySource"]
 
 
-class MemorySource:
+class MemorySource(RecordSource):
     """Records from an iterable of arrays of shape (n_rows, n_features); the position is the
     number of records read. A generator can be read once; seek to a position is possible for
     an iterable that can be read again from the start (a list)."""
 
     def __init__(self, records, n_features: int):
+        super().__init__("memory source", n_features)
         self._records = records
         self._iterator = iter(records)
-        self.n_features = n_features
         self.position = 0
-        self._rejects = Rejects("memory source")
-        self._held = collections.deque()
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def seek(self, position) -> None:
         position = int(position or 0)
@@ -35,11 +28,8 @@ class MemorySource:
         self.position = position
         self._held.clear()
 
-    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
-        if not self._held:  # each record has a row at least
-            self._held.extend(itertools.islice(self._iterator, max(max_rows, 1)))
-        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
-        return None if got is None else Batch(got[0], self.position, got[1])
+    def _fetch(self, count: int, timeout: float) -> list:
+        return list(itertools.islice(self._iterator, count))  # each record has a row at least
 
     def _decode(self, record):
         X = np.asarray(record, dtype=np.float64)
@@ -54,9 +44,3 @@ class MemorySource:
 
     def _dead_letter(self, record, reason: str) -> None:
         self._rejects.note(self.position - 1, reason)
-
-    def ack(self, position) -> None:
-        """Nothing to tell an in-memory iterable."""
-
-    def close(self) -> None:
-        pass

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from . import Batch, Rejects, decode_rows, take_records
+from .base import RecordSource, decode_rows
 
 __all__ = ["NatsSource"]
 
 
-class NatsSource:
+class NatsSource(RecordSource):
     """Messages of a JetStream stream read through a durable pull consumer; each message's
     payload carries rows. The position is the stream sequence of the last message read.
 
@@ -22,19 +22,13 @@ class NatsSource:
     """
 
     def __init__(self, server: str, stream: str, durable: str, n_features: int, dead_letter_subject: str | None = None):
-        self.server, self.stream, self.durable, self.n_features = server, stream, durable, n_features
+        super().__init__(f"nats stream {stream}", n_features)
+        self.server, self.stream, self.durable = server, stream, durable
         self.dead_letters = dead_letter_subject or f"streamem.dlq.{stream}"
         self._loop = asyncio.new_event_loop()
-        self._rejects = Rejects(f"nats stream {stream}")
         self._nc = self._js = self._sub = None
-        self._held = collections.deque()  # fetched, not returned yet
         self._returned = collections.deque()  # returned, not acknowledged yet
-        self.position = None
         self._run(self._connect())
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def _run(self, coroutine):
         asyncio.set_event_loop(self._loop)
@@ -71,7 +65,7 @@ class NatsSource:
         self._returned.clear()
         self._run(self._bind(None if position is None else int(position)))
 
-    async def _fetch(self, count: int, timeout: float):
+    async def _fetch_messages(self, count: int, timeout: float):
         import nats.errors
 
         try:
@@ -79,13 +73,10 @@ class NatsSource:
         except (TimeoutError, nats.errors.TimeoutError):
             return []
 
-    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
+    def _fetch(self, count: int, timeout: float) -> list:
         if self._sub is None:
             self.seek(None)
-        if not self._held:
-            self._held.extend(self._run(self._fetch(max(max_rows, 1), timeout)))
-        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
-        return None if got is None else Batch(got[0], self.position, got[1])
+        return self._run(self._fetch_messages(count, timeout))
 
     def _decode(self, msg):
         return decode_rows(msg.data, self.n_features)

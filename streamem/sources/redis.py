@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from . import Batch, Rejects, decode_rows, take_records
+from .base import RecordSource, decode_rows
 
 __all__ = ["RedisSource"]
 
@@ -14,7 +14,7 @@ def _entry_id(value) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class RedisSource:
+class RedisSource(RecordSource):
     """Entries of a Redis stream read through a consumer group; each entry carries rows in
     its field ``x``. The position is the id of the last entry read.
 
@@ -32,8 +32,8 @@ class RedisSource:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
+        super().__init__(f"redis stream {stream}", n_features)
         self.stream, self.group, self.consumer, self.field = stream, group, consumer, field.encode()
-        self.n_features = n_features
         self.dead_letters = f"{stream}:dlq"
         self.client = client or redis.Redis(
             host=host, port=port, retry=Retry(ExponentialBackoff(cap=2.0), 5),
@@ -44,16 +44,9 @@ class RedisSource:
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        self._rejects = Rejects(f"redis stream {stream}")
         self._checkpointed = None  # entries up to here are in the model
         self._pending_cursor = "0"  # re-read this consumer's unacknowledged entries first
-        self._held = collections.deque()  # entries fetched and not returned yet
         self._unacked = collections.deque()
-        self.position = None
-
-    @property
-    def rejected(self) -> int:
-        return self._rejects.rejected
 
     def seek(self, position) -> None:
         self._checkpointed = None if position is None else _entry_id(position)
@@ -61,8 +54,8 @@ class RedisSource:
         self._pending_cursor = "0"
         self._held.clear()
 
-    def _fetch(self, count: int, timeout: float) -> None:
-        """Fill the held entries: first this consumer's pending ones, then new ones."""
+    def _fetch(self, count: int, timeout: float) -> list:
+        """Entries: first this consumer's pending ones, then new ones."""
         while self._pending_cursor is not None:
             reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: self._pending_cursor}, count=count)
             entries = reply[0][1] if reply else []
@@ -75,18 +68,10 @@ class RedisSource:
                 self.client.xack(self.stream, self.group, *done)
             fresh = [(i, f) for i, f in entries if not done or _entry_id(i) > _entry_id(done[-1])]
             if fresh:
-                self._held.extend(fresh)
-                return
+                return fresh
         block = max(int(timeout * 1000), 1) if timeout > 0 else None
         reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block)
-        if reply:
-            self._held.extend(reply[0][1])
-
-    def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
-        if not self._held:
-            self._fetch(max(max_rows, 1), timeout)
-        got = take_records(self._held, max_rows, self.n_features, self._decode, self._taken, self._dead_letter)
-        return None if got is None else Batch(got[0], self.position, got[1])
+        return reply[0][1] if reply else []
 
     def _decode(self, entry):
         fields = entry[1]
