@@ -136,3 +136,20 @@ def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
         (tmp / "b").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]  # no temporary left beside it
+
+
+def test_models_saved_in_format_1_still_load():
+    """Stores written by the release that introduced format 1 (committed under tests/data):
+    each loads as the class that saved it and predicts as it did then."""
+    from pathlib import Path
+
+    data = Path(__file__).parent / "data"
+    expected = json.loads((data / "saved-format-1.json").read_text())
+    rows = np.array(expected["rows"])
+    for name, cls in (("batch", streamem.GaussianMixture), ("online", streamem.OnlineGaussianMixture)):
+        model = streamem.load(data / f"{name}-format-1.zarr")
+        assert type(model) is cls
+        np.testing.assert_array_equal(model.predict(rows), expected[name]["predict"])
+        np.testing.assert_allclose(model.score_samples(rows), expected[name]["score_samples"], rtol=1e-12)
+    batch = streamem.load(data / "batch-format-1.zarr")
+    assert batch.n_iter_ == expected["batch"]["n_iter"] and batch.lower_bound_ == expected["batch"]["lower_bound"]
