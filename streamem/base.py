@@ -4,9 +4,11 @@ parameters, and predictions over the chunks of a dask array (lazy for lazy input
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -20,55 +22,100 @@ from threadpoolctl import threadpool_limits
 from . import io
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS
-from .params import MixtureParams, log_resp_inplace
+from .params import MixtureParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, check_finite, iter_blocks
 
-__all__ = ["MixtureBase", "blas_per_task", "load"]
+__all__ = ["InitialParameters", "MixtureBase", "RowOutput", "blas_per_task", "load"]
 
 
-def _blockwise(X, params: MixtureParams, what: str, missing: bool = False):
-    """Row-wise outputs of a fitted mixture on one chunk: labels, resp, log p(x), or the
-    rows with their missing values imputed. With ``missing``, rows with NaN get the
-    marginal density of their observed values."""
-    check_finite(X, allow_nan=missing)
+class InitialParameters(NamedTuple):
+    """The initial parameters a user gave, each None when not given."""
+
+    weights: np.ndarray | None
+    means: np.ndarray | None
+    precisions_chol: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class RowOutput:
+    """A row-wise output of a fitted mixture (labels, responsibilities, log-densities or
+    imputed rows), as computed for complete rows and for rows with holes.
+
+    Attributes
+    ----------
+    of_complete : callable or None
+        ``(weighted, rows) -> values`` from the weighted log-densities of complete rows
+        (n_components, n_rows), which it may overwrite; None: the rows themselves.
+    of_incomplete : callable
+        ``(estep, rows, shift) -> values`` from the E-step of rows with holes
+        (:class:`~streamem.missing.MarginalEstep`, its expectations minus ``shift``).
+    columns : callable or None
+        ``params -> n_columns`` for a 2-D output; None for one value per row.
+    integer : bool
+        Values are labels (int64) rather than numbers in the data's dtype.
+    needs_holes : bool
+        Rows with NaN are always read as rows with holes (imputation).
+    """
+
+    of_complete: object
+    of_incomplete: object
+    columns: object = None
+    integer: bool = False
+    needs_holes: bool = False
+
+    def dtype(self, data_dtype):
+        return np.dtype(np.int64) if self.integer else np.dtype(data_dtype)
+
+    def empty(self, params: MixtureParams, data_dtype) -> np.ndarray:
+        shape = (0,) if self.columns is None else (0, self.columns(params))
+        return np.empty(shape, dtype=self.dtype(data_dtype))
+
+
+def _imputed(estep, rows, shift):
+    """Observed values kept exactly; missing ones get their conditional expectation."""
+    out = rows.copy()
+    holes = np.isnan(out)
+    out[holes] = (estep.completed + shift)[holes]
+    return out
+
+
+def _responsibilities(weighted, rows):
+    responsibilities_inplace(weighted)
+    return weighted.T
+
+
+LABELS = RowOutput(lambda weighted, rows: weighted.argmax(axis=0), lambda estep, rows, shift: estep.resp.argmax(axis=1),
+                   integer=True)  # fmt: skip
+RESPONSIBILITIES = RowOutput(_responsibilities, lambda estep, rows, shift: estep.resp.astype(rows.dtype),
+                             columns=lambda params: params.n_components)  # fmt: skip
+LOG_DENSITIES = RowOutput(lambda weighted, rows: responsibilities_inplace(weighted),
+                          lambda estep, rows, shift: estep.log_lik.astype(rows.dtype))  # fmt: skip
+IMPUTED = RowOutput(None, _imputed, columns=lambda params: params.n_features, needs_holes=True)
+
+
+def _blockwise(X, params: MixtureParams, output: RowOutput, missing: bool = False):
+    """``output`` of a fitted mixture for the rows of one chunk. With ``missing``, rows with
+    NaN get what the marginal density of their observed values gives."""
+    check_finite(X, allow_nan=missing or output.needs_holes)
     shift = params.weights @ params.means
-    nan_rows = np.isnan(X).any(axis=1) if missing or what == "impute" else None
+    nan_rows = np.isnan(X).any(axis=1) if missing or output.needs_holes else None
     if nan_rows is not None and nan_rows.any():
-        return _blockwise_missing(X, params, what, shift, nan_rows)
-    if what == "impute":
+        return _blockwise_missing(X, params, output, shift, nan_rows)
+    if output.of_complete is None:
         return X
     kernel = params.kernel(X.dtype, shift)
-    parts = []
-    for block, _ in iter_blocks(X, None, block_rows([kernel])):
-        weighted = kernel.log_prob(block)
-        if what == "predict":
-            parts.append(weighted.argmax(axis=0))
-            continue
-        log_lik = log_resp_inplace(weighted)
-        parts.append(weighted.T if what == "predict_proba" else log_lik)
-    if not parts:
-        shape = {"predict_proba": (0, params.n_components)}.get(what, (0,))
-        return np.empty(shape, dtype=np.int64 if what == "predict" else X.dtype)
-    return np.concatenate(parts)
+    blocks = iter_blocks(X, None, block_rows([kernel]))
+    parts = [output.of_complete(kernel.log_prob(block), block) for block, _ in blocks]
+    return np.concatenate(parts) if parts else output.empty(params, X.dtype)
 
 
-def _blockwise_missing(X, params, what, shift, nan_rows):
+def _blockwise_missing(X, params, output, shift, nan_rows):
     from .missing import incomplete_estep
 
     complete = ~nan_rows
-    out_complete = _blockwise(X[complete], params, what) if what != "impute" else X[complete]
-    estep = incomplete_estep(X[nan_rows], params, shift)
-    if what == "predict":
-        partial = estep.resp.argmax(axis=1)
-    elif what == "predict_proba":
-        partial = estep.resp.astype(X.dtype)
-    elif what == "score_samples":
-        partial = estep.log_lik.astype(X.dtype)
-    else:  # observed values are kept exactly; missing ones get their conditional expectation
-        partial = X[nan_rows].copy()
-        holes = np.isnan(partial)
-        partial[holes] = (estep.completed + shift)[holes]
+    out_complete = _blockwise(X[complete], params, output)
+    partial = output.of_incomplete(incomplete_estep(X[nan_rows], params, shift), X[nan_rows], shift)
     out = np.empty((len(X),) + out_complete.shape[1:], dtype=out_complete.dtype)
     out[complete] = out_complete
     out[nan_rows] = partial
@@ -219,7 +266,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {n_samples}"
             )
 
-    def _check_initial_parameters(self, n_features: int):
+    def _check_initial_parameters(self, n_features: int) -> InitialParameters:
+        """The given ``weights_init``, ``means_init`` and ``precisions_init`` (as Cholesky
+        factors), validated; None for each one not given."""
         K, D = self.n_components, n_features
         covariance = get_covariance(self.covariance_type)
         weights = means = precisions_chol = None
@@ -243,7 +292,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 )
             covariance.check_precisions(precisions)
             precisions_chol = covariance.precisions_chol_from_precisions(precisions)
-        return weights, means, precisions_chol
+        return InitialParameters(weights, means, precisions_chol)
 
     # ---------------------------------------------------------------- params
 
@@ -262,17 +311,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
 
-    def _apply(self, X, what: str):
+    def _apply(self, X, output: RowOutput):
         params = self._params()
         missing = self.missing == "marginalize"
-        data, lazy = self._validate_X(X, reset=False, allow_nan=missing or what == "impute")
-        if what == "predict":
-            out = apply_blocks(data, _blockwise, params, what, missing, dtype=np.int64)
-        elif what in ("predict_proba", "impute"):
-            n_columns = params.n_components if what == "predict_proba" else params.n_features
-            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype, n_columns=n_columns)
-        else:
-            out = apply_blocks(data, _blockwise, params, what, missing, dtype=data.dtype)
+        data, lazy = self._validate_X(X, reset=False, allow_nan=missing or output.needs_holes)
+        n_columns = None if output.columns is None else output.columns(params)
+        dtype = output.dtype(data.dtype)
+        out = apply_blocks(data, _blockwise, params, output, missing, dtype=dtype, n_columns=n_columns)
         if lazy:
             return out
         with blas_per_task(out.numblocks[0]):
@@ -280,21 +325,21 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def predict(self, X):
         """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""
-        return self._apply(X, "predict")
+        return self._apply(X, LABELS)
 
     def impute(self, X):
         """X with each missing value (NaN) replaced by its conditional expectation under the
         fitted mixture, :math:`\\sum_k p(k \\mid x_O)\\, E[x_M \\mid x_O, k]`; rows without
         NaN are unchanged. Lazy for dask or zarr input."""
-        return self._apply(X, "impute")
+        return self._apply(X, IMPUTED)
 
     def predict_proba(self, X):
         """Responsibilities, array of shape (n_samples, n_components)."""
-        return self._apply(X, "predict_proba")
+        return self._apply(X, RESPONSIBILITIES)
 
     def score_samples(self, X):
         """Log-likelihood of each sample, array of shape (n_samples,)."""
-        return self._apply(X, "score_samples")
+        return self._apply(X, LOG_DENSITIES)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (a float)."""

@@ -48,7 +48,7 @@ class _Run:
     converged: bool = False
     n_iter: int = 0
     history: list = dataclasses.field(default_factory=list)
-    means: list = dataclasses.field(default_factory=list)
+    means_history: list = dataclasses.field(default_factory=list)  # the means before each iteration, and after
 
 
 def _memory_capacity() -> float:
@@ -288,14 +288,14 @@ class GaussianMixture(MixtureBase):
         n_samples = data.shape[0]
         self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
-        given = self._check_initial_parameters(data.shape[1])
+        initial = self._check_initial_parameters(data.shape[1])
         random_state = check_random_state(self.random_state)
 
         fingerprint = self._fingerprint(data, weights is not None)
         state = load_state(self.checkpoint) if self.checkpoint is not None else None
         with _connected(self.scheduler_address):
             chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout)
-            runs, shift = self._fit_chunks(chunked, given, random_state, state, fingerprint)
+            runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
         self._finish(max(runs, key=lambda run: run.lower_bound))
         return self
 
@@ -317,7 +317,7 @@ class GaussianMixture(MixtureBase):
         logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
         return data.persist()
 
-    def _fit_chunks(self, chunked, given, random_state, state, fingerprint):
+    def _fit_chunks(self, chunked, initial, random_state, state, fingerprint):
         """Initialise (or resume from a checkpoint) and run EM; the candidates and the shift."""
         with blas_per_task(chunked.n_chunks):
             if state is not None:
@@ -329,7 +329,7 @@ class GaussianMixture(MixtureBase):
                 runs, shift = state_to_runs(*state, _Run, MixtureParams)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
-                runs, shift = self._initial_runs(chunked, given, random_state)
+                runs, shift = self._initial_runs(chunked, initial, random_state)
                 self._save_checkpoint(runs, shift, 0, fingerprint)
             self._em(chunked, runs, shift, self._prior(chunked.n_features, shift), fingerprint)
         return runs, shift
@@ -349,18 +349,18 @@ class GaussianMixture(MixtureBase):
         self.lower_bound_ = float(best.lower_bound)
         self.history_ = best.history
         self.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in best.history]
-        self.means_history_ = np.stack(best.means)
+        self.means_history_ = np.stack(best.means_history)
         if self.verbose:
             logger.info(
                 "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
             )
 
-    def _initial_runs(self, chunked: ChunkedData, given, random_state, ks=None) -> tuple[list[_Run], np.ndarray]:
+    def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[_Run], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "converged_"):
             params = self._params()
             return [_Run(params, lower_bound=self.lower_bound_)], params.weights @ params.means
-        weights, means, precisions_chol = given
+        weights, means, precisions_chol = initial
         if weights is not None and means is not None and precisions_chol is not None:
             params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
             return [_Run(params)], weights @ means
@@ -435,8 +435,8 @@ class GaussianMixture(MixtureBase):
         with a ``prior``: the objective is then the log-likelihood plus the log-prior)."""
         active = [run for run in runs if not run.converged]
         for run in runs:
-            if not run.means:
-                run.means.append(run.params.means)
+            if not run.means_history:
+                run.means_history.append(run.params.means)
         done = max((run.n_iter for run in active), default=0)  # > 0 when resuming from a checkpoint
         for n_iter in range(done + 1, self.max_iter + 1):
             if not active:
@@ -465,7 +465,7 @@ class GaussianMixture(MixtureBase):
                         "iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded
                     )
                 run.history.append(record)
-                run.means.append(run.params.means)
+                run.means_history.append(run.params.means)
                 if abs(change) < self.tol:
                     run.converged = True
                 if self.verbose >= 2 and n_iter % self.verbose_interval == 0:

@@ -102,7 +102,7 @@ def runs_to_state(runs, shift) -> tuple[dict, dict]:
         arrays[f"run{i}_means"] = p.means
         arrays[f"run{i}_covariances"] = p.covariances
         arrays[f"run{i}_precisions_cholesky"] = p.precisions_chol
-        arrays[f"run{i}_means_history"] = np.stack(run.means) if run.means else p.means[None]
+        arrays[f"run{i}_means_history"] = np.stack(run.means_history) if run.means_history else p.means[None]
         history, reseeded = history_to_arrays(run.history, f"run{i}_history_")
         arrays.update(history)
         meta.append({

@@ -36,7 +36,7 @@ from .reduce import ChunkedData
 from .stats import (
     BLOCK_ROWS,
     Accumulator,
-    Smallest,
+    LowestScoringRows,
     SufficientStats,
     add_lists,
     centred,
@@ -64,7 +64,7 @@ class Summary:
     weight: float
     count: int
     sum_x: np.ndarray
-    picks: list[Smallest]
+    picks: list[LowestScoringRows]
 
     def __add__(self, other: Summary) -> Summary:
         return Summary(
@@ -112,7 +112,7 @@ def _summary_chunk(X, sample_weight, start, seeds, n_picks):
     picks = []
     for seed in seeds:
         scores = _race_scores(row_uniforms(seed, start, len(X))[:, 0], weight)
-        picks.append(Smallest.select(scores, X, n_picks))
+        picks.append(LowestScoringRows.select(scores, X, n_picks))
     return Summary(float(weight.sum()), len(X), sum_x, picks)
 
 
@@ -123,13 +123,13 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
 
 def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list):
     uniforms = [row_uniforms(seed, start, len(X))[:, 0] for seed in seeds]
-    picks = [Smallest.empty(X.shape[1], n_picks) for n_picks in n_picks_list]
+    picks = [LowestScoringRows.empty(X.shape[1], n_picks) for n_picks in n_picks_list]
     for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
         xct = centred(block, shift)  # once for every candidate
         for i, (centres, u, n_picks) in enumerate(zip(centres_list, uniforms, n_picks_list)):
             d2 = nearest(xct, centres - shift)[1]
             scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
-            picks[i] = picks[i] + Smallest.select(scores, block, n_picks)
+            picks[i] = picks[i] + LowestScoringRows.select(scores, block, n_picks)
     return picks
 
 

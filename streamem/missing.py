@@ -45,7 +45,7 @@ import numpy as np
 import scipy.sparse
 
 from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
-from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, log_resp_inplace, plan_groups
+from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, plan_groups, responsibilities_inplace
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
 
@@ -306,7 +306,7 @@ def _one_by_one(kernels, X, shift, rows, p, w, m, result):
         features = [kernel.features(part.x1[start:stop, 1:].T.copy()) for kernel, part in zip(kernels, parts)]
         weighted = _stacked(kernels, [kernel.form @ f for kernel, f in zip(kernels, features)], stop - start)
         weighted += _stacked(kernels, [part.extra[start:stop].T for part in parts], stop - start)
-        result.log_lik[rows[start:stop]] = log_resp_inplace(weighted)
+        result.log_lik[rows[start:stop]] = responsibilities_inplace(weighted)
         if result.resp is not None:
             result.resp[rows[start:stop]] = weighted.T
         if w is not None:
@@ -526,7 +526,7 @@ def _frequent(kernels, X, shift, rows, pattern, m, result, sample_weight):
             features.append(f_rows)
             parts.append(weighted)
         weighted = _stacked(kernels, parts, len(these))
-        result.log_lik[these] = log_resp_inplace(weighted)
+        result.log_lik[these] = responsibilities_inplace(weighted)
         resp = weighted  # normalised in place
         rw = resp if sample_weight is None else resp * sample_weight[these]
         for kernel, f_rows, moment in zip(kernels, features, moments):

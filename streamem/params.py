@@ -21,7 +21,7 @@ __all__ = [
     "Group",
     "LogProbKernel",
     "MixtureParams",
-    "log_resp_inplace",
+    "responsibilities_inplace",
     "m_step",
     "plan_groups",
     "reach",
@@ -395,7 +395,7 @@ class LogProbKernel:
         return part.astype(group.dtype, copy=False)
 
 
-def log_resp_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
+def responsibilities_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
     """Turn weighted log-densities of shape (n_components, n_rows) into responsibilities,
     in place; return log p(x) of shape (n_rows,).
 

@@ -6,7 +6,7 @@ from numbers import Integral
 
 from sklearn.utils import check_random_state
 
-from .base import blas_per_task
+from .base import InitialParameters, blas_per_task
 from .batch import GaussianMixture
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
@@ -72,7 +72,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     random_state = check_random_state(template.random_state)
 
     with blas_per_task(chunked.n_chunks):
-        runs, shift = template._initial_runs(chunked, (None, None, None), random_state, ks=ks)
+        runs, shift = template._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
         template._em(chunked, runs, shift, template._prior(data.shape[1], shift))
         best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.lower_bound) for k in ks}
         missing = template.missing == "marginalize"

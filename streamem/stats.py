@@ -20,12 +20,12 @@ import numpy as np
 
 from .covariance import get_covariance, products
 from .missing import incomplete_estep
-from .params import BLOCK_ELEMENTS, MixtureParams, log_resp_inplace
+from .params import BLOCK_ELEMENTS, MixtureParams, responsibilities_inplace
 
 __all__ = [
     "BLOCK_ROWS",
     "block_rows",
-    "Smallest",
+    "LowestScoringRows",
     "SufficientStats",
     "check_finite",
     "check_total_weight",
@@ -82,7 +82,7 @@ def check_total_weight(weight: float) -> None:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Smallest:
+class LowestScoringRows:
     """The ``size`` rows with the smallest scores seen so far, smallest first.
 
     Adds like the statistics: the rows of two parts with the smallest scores are the
@@ -95,11 +95,11 @@ class Smallest:
     size: int
 
     @classmethod
-    def empty(cls, n_features: int, size: int) -> Smallest:
+    def empty(cls, n_features: int, size: int) -> LowestScoringRows:
         return cls(np.empty(0), np.empty((0, n_features)), size)
 
     @classmethod
-    def of(cls, scores, points, size: int) -> Smallest:
+    def of(cls, scores, points, size: int) -> LowestScoringRows:
         scores = np.asarray(scores, dtype=np.float64)
         keep = np.isfinite(scores)
         scores, points = scores[keep], points[keep]
@@ -110,7 +110,7 @@ class Smallest:
         return cls(scores[order], np.asarray(points, dtype=np.float64)[order], size)
 
     @classmethod
-    def select(cls, scores, rows, size: int) -> Smallest:
+    def select(cls, scores, rows, size: int) -> LowestScoringRows:
         """The ``size`` rows of ``rows`` (an array of shape (n, n_features)) with the smallest scores."""
         if len(scores) <= size:
             picked = slice(None)
@@ -120,8 +120,8 @@ class Smallest:
             picked = np.argpartition(scores, size - 1)[:size]
         return cls.of(scores[picked], rows[picked], size)
 
-    def __add__(self, other: Smallest) -> Smallest:
-        return Smallest.of(
+    def __add__(self, other: LowestScoringRows) -> LowestScoringRows:
+        return LowestScoringRows.of(
             np.concatenate([self.scores, other.scores]),
             np.concatenate([self.points, other.points]),
             self.size,
@@ -155,7 +155,7 @@ class SufficientStats:
         Number of rows (rows with every value missing are not counted).
     shift : ndarray of shape (n_components, n_features)
         The centre of each component's moments.
-    worst : Smallest
+    worst : LowestScoringRows
         The worst-explained rows (lowest log-likelihood), used to re-seed components
         that lose their mass.
     covariance_type : str
@@ -170,7 +170,7 @@ class SufficientStats:
     weight: float
     count: int
     shift: np.ndarray
-    worst: Smallest
+    worst: LowestScoringRows
     covariance_type: str
     ignored: int = 0
 
@@ -187,7 +187,7 @@ class SufficientStats:
             0.0,
             0,
             np.array(np.broadcast_to(np.asarray(shift, dtype=np.float64), (n_components, n_features))),
-            Smallest.empty(n_features, n_components),
+            LowestScoringRows.empty(n_features, n_components),
             covariance_type,
         )
 
@@ -288,7 +288,7 @@ class Accumulator:
         self.s1 = np.zeros((n_components, n_features))
         self.s2 = np.zeros_like(self.zero.s2)
         self.loglik = 0.0
-        self.worst = Smallest.empty(n_features, n_components)
+        self.worst = LowestScoringRows.empty(n_features, n_components)
 
     def add_moments(self, components, resp, features):
         """Add the moments of a block to ``components`` (an index array, or a slice):
@@ -310,7 +310,7 @@ class Accumulator:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
         if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
-            self.worst = self.worst + Smallest.select(scores, block, 1)
+            self.worst = self.worst + LowestScoringRows.select(scores, block, 1)
 
     def add_incomplete(self, X, w, params, centre):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
@@ -327,7 +327,7 @@ class Accumulator:
         if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
             worst = int(np.argmin(scores))
             completed = incomplete_estep(X[worst : worst + 1], params, centre).completed
-            self.worst = self.worst + Smallest.of(scores[worst : worst + 1], completed + centre, 1)
+            self.worst = self.worst + LowestScoringRows.of(scores[worst : worst + 1], completed + centre, 1)
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
@@ -401,7 +401,7 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
         for kernel, acc in zip(kernels, sums):
             evaluation = kernel.evaluate(block, cache)
             resp = evaluation.weighted
-            log_lik = log_resp_inplace(resp)
+            log_lik = responsibilities_inplace(resp)
             if w is not None:
                 resp *= w.astype(resp.dtype, copy=False)
             for index, rows, features in evaluation.parts:

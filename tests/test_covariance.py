@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from streamem.params import MixtureParams, log_resp_inplace
+from streamem.params import MixtureParams, responsibilities_inplace
 
 from .conftest import COVARIANCE_TYPES
 
@@ -38,7 +38,7 @@ def test_log_density_matches_scipy(covariance_type, shift):
         np.log(weights[k]) + multivariate_normal(means[k], params.full_covariances[k]).logpdf(X) for k in range(K)
     ])  # fmt: skip
     np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-10)
-    log_lik = log_resp_inplace(weighted.T.copy())
+    log_lik = responsibilities_inplace(weighted.T.copy())
     np.testing.assert_allclose(log_lik, np.logaddexp.reduce(expected, axis=1), rtol=1e-12)
 
 
