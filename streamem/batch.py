@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import time
 import warnings
 from numbers import Integral, Real
 
@@ -28,27 +27,15 @@ from . import io
 from .base import MixtureBase, blas_per_task
 from .checkpoint import history_from_arrays, history_to_arrays, load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
+from .em import FitState, GaussianModel, run_em
 from .init import initialise
-from .params import MixtureParams, m_step
+from .params import MixtureParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
-from .stats import add_lists, check_total_weight, chunk_stats
 
 __all__ = ["GaussianMixture"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class _Run:
-    """One candidate (restart) of a fit."""
-
-    params: MixtureParams
-    lower_bound: float = -np.inf
-    converged: bool = False
-    n_iter: int = 0
-    history: list = dataclasses.field(default_factory=list)
-    means_history: list = dataclasses.field(default_factory=list)  # the means before each iteration, and after
 
 
 def _memory_capacity() -> float:
@@ -296,7 +283,7 @@ class GaussianMixture(MixtureBase):
         with _connected(self.scheduler_address):
             chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout)
             runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
-        self._finish(max(runs, key=lambda run: run.lower_bound))
+        self._finish(max(runs, key=lambda run: run.objective))
         return self
 
     def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
@@ -326,15 +313,35 @@ class GaussianMixture(MixtureBase):
                         f"the checkpoint in {str(self.checkpoint)!r} belongs to another fit (other data or "
                         "parameters); remove it or choose another checkpoint directory"
                     )
-                runs, shift = state_to_runs(*state, _Run, MixtureParams)
+                runs, shift = state_to_runs(*state)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
                 runs, shift = self._initial_runs(chunked, initial, random_state)
                 self._save_checkpoint(runs, shift, 0, fingerprint)
-            self._em(chunked, runs, shift, self._prior(chunked.n_features, shift), fingerprint)
+            self._run_em(chunked, runs, shift, fingerprint)
         return runs, shift
 
-    def _finish(self, best: _Run) -> None:
+    def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> None:
+        """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
+        >= 2``, a line per candidate after each pass."""
+        model = GaussianModel(self.covariance_type, self.reg_covar, shift, self._prior(chunked.n_features, shift),
+                              self.missing == "marginalize")  # fmt: skip
+
+        def on_iteration(n_iter, states):
+            if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
+                for index, state in enumerate(states):
+                    if state.n_iter == n_iter:
+                        record, chunks = state.history[-1], chunked.n_chunks
+                        logger.info(
+                            "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs, %d chunks",
+                            index, n_iter, record["log_likelihood"], record["change"], record["seconds"], chunks,
+                            extra={"streamem": dict(record, candidate=index, chunks=chunks)},
+                        )  # fmt: skip
+            self._save_checkpoint(runs, shift, n_iter, fingerprint)
+
+        run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration)
+
+    def _finish(self, best: FitState) -> None:
         """Fitted attributes from the best candidate; warn when it did not converge."""
         if not best.converged and self.max_iter > 0:
             warnings.warn(
@@ -346,24 +353,25 @@ class GaussianMixture(MixtureBase):
         self._set_params(best.params)
         self.converged_ = best.converged
         self.n_iter_ = best.n_iter
-        self.lower_bound_ = float(best.lower_bound)
+        self.lower_bound_ = float(best.objective)
+        self.n_rows_ignored_ = best.n_rows_ignored
         self.history_ = best.history
         self.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in best.history]
         self.means_history_ = np.stack(best.means_history)
         if self.verbose:
             logger.info(
-                "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.lower_bound, best.converged
+                "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.objective, best.converged
             )
 
-    def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[_Run], np.ndarray]:
+    def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "converged_"):
             params = self._params()
-            return [_Run(params, lower_bound=self.lower_bound_)], params.weights @ params.means
+            return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         weights, means, precisions_chol = initial
         if weights is not None and means is not None and precisions_chol is not None:
             params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
-            return [_Run(params)], weights @ means
+            return [FitState(params)], weights @ means
         method = "k-means||" if self.init_params == "kmeans" else self.init_params
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
         random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
@@ -381,7 +389,7 @@ class GaussianMixture(MixtureBase):
                 params = MixtureParams.from_precisions_chol(
                     params.weights, params.means, precisions_chol, self.covariance_type
                 )
-            runs.append(_Run(params))
+            runs.append(FitState(params))
         return runs, shift
 
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
@@ -428,55 +436,6 @@ class GaussianMixture(MixtureBase):
             arrays, attrs = runs_to_state(runs, shift)
             save_state(self.checkpoint, step, arrays, {**attrs, "fingerprint": fingerprint})
 
-    def _em(
-        self, chunked: ChunkedData, runs: list[_Run], shift: np.ndarray, prior: Prior | None = None, fingerprint=None
-    ) -> None:
-        """EM iterations for every candidate, all candidates in the same passes (MAP-EM
-        with a ``prior``: the objective is then the log-likelihood plus the log-prior)."""
-        active = [run for run in runs if not run.converged]
-        for run in runs:
-            if not run.means_history:
-                run.means_history.append(run.params.means)
-        done = max((run.n_iter for run in active), default=0)  # > 0 when resuming from a checkpoint
-        for n_iter in range(done + 1, self.max_iter + 1):
-            if not active:
-                break
-            start = time.perf_counter()
-            stats = chunked.map_reduce(
-                chunk_stats, [run.params for run in active], shift, self.missing == "marginalize", combine=add_lists
-            )
-            seconds = time.perf_counter() - start
-            for index, (run, total) in enumerate(zip(active, stats)):
-                check_total_weight(total.weight)
-                self.n_rows_ignored_ = total.ignored
-                log_likelihood = total.mean_loglik
-                objective = log_likelihood
-                if prior is not None:
-                    objective += prior.log_density(run.params) / total.weight
-                run.params, reseeded = m_step(total, self.covariance_type, self.reg_covar, prior)
-                change = objective - run.lower_bound
-                run.lower_bound, run.n_iter = objective, n_iter
-                record = {"iteration": n_iter, "log_likelihood": log_likelihood, "change": change, "seconds": seconds}
-                if prior is not None:
-                    record["objective"] = objective
-                if reseeded:
-                    record["reseeded"] = reseeded
-                    logger.warning(
-                        "iteration %d: re-seeded empty components %s at the worst-explained points", n_iter, reseeded
-                    )
-                run.history.append(record)
-                run.means_history.append(run.params.means)
-                if abs(change) < self.tol:
-                    run.converged = True
-                if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
-                    logger.info(
-                        "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs, %d chunks",
-                        index, n_iter, log_likelihood, change, seconds, chunked.n_chunks,
-                        extra={"streamem": dict(record, candidate=index, chunks=chunked.n_chunks)},
-                    )  # fmt: skip
-            active = [run for run in active if not run.converged]
-            self._save_checkpoint(runs, shift, n_iter, fingerprint)
-
     # ---------------------------------------------------------- persistence
 
     def save(self, path) -> None:
@@ -501,6 +460,7 @@ class GaussianMixture(MixtureBase):
                 "n_iter": int(self.n_iter_),
                 "lower_bound": float(self.lower_bound_) if np.isfinite(self.lower_bound_) else None,
                 "n_features_in": int(self.n_features_in_),
+                "n_rows_ignored": int(getattr(self, "n_rows_ignored_", 0)),
             },
             "reseeded": reseeded,
         }
@@ -521,6 +481,7 @@ class GaussianMixture(MixtureBase):
         model.n_iter_ = int(fitted["n_iter"])
         model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
         model.n_features_in_ = int(D)
+        model.n_rows_ignored_ = int(fitted.get("n_rows_ignored", 0))  # stores of format 1 before it was saved
         model.history_ = history_from_arrays(arrays, "history_", attrs.get("reseeded", {}))
         model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
         model.means_history_ = arrays["means_history"]

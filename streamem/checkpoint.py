@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import io
+from .em import FitState
+from .params import MixtureParams
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -107,7 +109,7 @@ def runs_to_state(runs, shift) -> tuple[dict, dict]:
         arrays.update(history)
         meta.append({
             "covariance_type": p.covariance_type,
-            "lower_bound": None if not np.isfinite(run.lower_bound) else float(run.lower_bound),
+            "lower_bound": None if not np.isfinite(run.objective) else float(run.objective),
             "converged": bool(run.converged),
             "n_iter": int(run.n_iter),
             "reseeded": reseeded,
@@ -115,17 +117,16 @@ def runs_to_state(runs, shift) -> tuple[dict, dict]:
     return arrays, {"runs": meta}
 
 
-def state_to_runs(arrays: dict, attrs: dict, make_run, make_params):
+def state_to_runs(arrays: dict, attrs: dict) -> tuple[list[FitState], np.ndarray]:
     """Candidates and shift back from :func:`runs_to_state`'s arrays and attributes."""
     runs = []
     for i, meta in enumerate(attrs["runs"]):
-        params = make_params(
+        params = MixtureParams(
             arrays[f"run{i}_weights"], arrays[f"run{i}_means"], arrays[f"run{i}_covariances"],
             arrays[f"run{i}_precisions_cholesky"], meta["covariance_type"],
         )  # fmt: skip
         history = history_from_arrays(arrays, f"run{i}_history_", meta["reseeded"])
         lower_bound = -np.inf if meta["lower_bound"] is None else meta["lower_bound"]
         means = list(arrays[f"run{i}_means_history"])
-        run = make_run(params, lower_bound, meta["converged"], meta["n_iter"], history, means)
-        runs.append(run)
+        runs.append(FitState(params, lower_bound, meta["converged"], meta["n_iter"], history, means))
     return runs, arrays["shift"]

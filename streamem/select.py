@@ -73,8 +73,8 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
 
     with blas_per_task(chunked.n_chunks):
         runs, shift = template._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
-        template._em(chunked, runs, shift, template._prior(data.shape[1], shift))
-        best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.lower_bound) for k in ks}
+        template._run_em(chunked, runs, shift)
+        best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.objective) for k in ks}
         missing = template.missing == "marginalize"
         totals = chunked.map_reduce(chunk_stats, [best[k].params for k in ks], shift, missing, combine=add_lists)
 
@@ -85,7 +85,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
             "n_components": k,
             "bic": bic,
             "aic": aic,
-            "lower_bound": float(best[k].lower_bound),
+            "lower_bound": float(best[k].objective),
             "log_likelihood": float(total.mean_loglik),
             "n_iter": best[k].n_iter,
             "converged": bool(best[k].converged),

@@ -170,3 +170,13 @@ def test_missing_error_is_the_default(blobs):
         streamem.GaussianMixture(3).fit(da.from_array(X, chunks=(500, 3)))
     with pytest.raises(ValueError, match="missing"):
         streamem.GaussianMixture(3, missing="drop").fit(blobs[0])
+
+
+def test_rows_ignored_are_kept_by_model_selection_and_by_save_and_load(tmp_path):
+    X, _ = mixture_data(n_samples=1500, n_features=3, n_components=2, seed=5, spread=8)
+    Xm = holes(X, 0.05, seed=6)
+    Xm[:7] = np.nan
+    chosen = streamem.select_n_components(Xm, [1, 2, 3], missing="marginalize", random_state=0)
+    assert chosen.n_rows_ignored_ == 7
+    chosen.save(tmp_path / "model.zarr")
+    assert streamem.load(tmp_path / "model.zarr").n_rows_ignored_ == 7

@@ -1,0 +1,130 @@
+"""The EM loop under every estimator: all candidates fitted in the same passes over the data.
+
+:func:`run_em` is the functional core (as ``k_means()`` is under dask-ml's ``KMeans``): it
+takes the data, the candidates' :class:`FitState`, and a *model* that knows one kind of
+mixture, and runs EM until every candidate has converged or ``max_iter`` passes are done.
+A model is any object with
+
+- ``estep(data, params_list)``: the reduced statistics of every candidate from one pass
+  over ``data`` (a :class:`~streamem.reduce.ChunkedData`);
+- ``objective(stats, params)``: the history entries of an iteration from its statistics,
+  ``{"log_likelihood": ...}`` and, where the objective differs (a prior, a variational
+  bound), ``"objective"``;
+- ``mstep(stats, params)``: the new parameters, and the components re-seeded.
+
+:class:`GaussianModel` is the Gaussian mixture's, with its covariance type and optional
+prior. A new kind of mixture is a new model (its statistics, its M-step) and an estimator
+that passes it here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from .params import MixtureParams, m_step
+from .prior import Prior
+from .reduce import ChunkedData
+from .stats import add_lists, check_total_weight, chunk_stats
+
+__all__ = ["FitState", "GaussianModel", "run_em"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FitState:
+    """One candidate of a fit, as EM leaves it after each pass.
+
+    Attributes
+    ----------
+    params : MixtureParams
+    objective : float
+        The last iteration's objective per sample (the log-likelihood, plus the log-prior
+        under a prior); -inf before the first.
+    converged : bool
+    n_iter : int
+    history : list of dict
+        One record per iteration (see ``GaussianMixture.history_``).
+    means_history : list of ndarray
+        The means before the first iteration and after each one.
+    n_rows_ignored : int
+        Rows the last pass left out (every value missing).
+    """
+
+    params: MixtureParams
+    objective: float = -np.inf
+    converged: bool = False
+    n_iter: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    means_history: list = dataclasses.field(default_factory=list)
+    n_rows_ignored: int = 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GaussianModel:
+    """The Gaussian mixture for :func:`run_em`: the E-step of :func:`~streamem.stats.chunk_stats`
+    about ``centre`` (the data's), the M-step of :func:`~streamem.params.m_step`, MAP with a
+    ``prior``; ``missing``: rows with NaN are marginalised."""
+
+    covariance_type: str
+    reg_covar: float
+    centre: np.ndarray
+    prior: Prior | None = None
+    missing: bool = False
+
+    def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
+        totals = data.map_reduce(chunk_stats, params_list, self.centre, self.missing, combine=add_lists)
+        for total in totals:
+            check_total_weight(total.weight)
+        return totals
+
+    def objective(self, stats, params: MixtureParams) -> dict:
+        record = {"log_likelihood": stats.mean_loglik}
+        if self.prior is not None:
+            record["objective"] = stats.mean_loglik + self.prior.log_density(params) / stats.weight
+        return record
+
+    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
+        return m_step(stats, self.covariance_type, self.reg_covar, self.prior)
+
+
+def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:
+    """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
+
+    A candidate stops when its objective changes by less than ``tol``; the others go on,
+    up to iteration ``max_iter`` (states resumed from a checkpoint go on from their
+    ``n_iter``). ``on_iteration(n_iter, states)`` is called after each pass (checkpoints,
+    progress). Returns ``states``.
+    """
+    active = [state for state in states if not state.converged]
+    for state in states:
+        if not state.means_history:
+            state.means_history.append(state.params.means)
+    done = max((state.n_iter for state in active), default=0)
+    for n_iter in range(done + 1, max_iter + 1):
+        if not active:
+            break
+        start = time.perf_counter()
+        totals = model.estep(data, [state.params for state in active])
+        seconds = time.perf_counter() - start
+        for state, total in zip(active, totals):
+            record = {"iteration": n_iter, **model.objective(total, state.params)}
+            objective = record.get("objective", record["log_likelihood"])
+            state.params, reseeded = model.mstep(total, state.params)
+            record["change"], record["seconds"] = objective - state.objective, seconds
+            state.objective, state.n_iter, state.n_rows_ignored = objective, n_iter, total.ignored
+            if reseeded:
+                record["reseeded"] = reseeded
+                logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points",
+                               n_iter, reseeded)  # fmt: skip
+            state.history.append(record)
+            state.means_history.append(state.params.means)
+            state.converged = abs(record["change"]) < tol
+        active = [state for state in active if not state.converged]
+        if on_iteration is not None:
+            on_iteration(n_iter, states)
+    return states
