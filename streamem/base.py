@@ -8,7 +8,6 @@ import dataclasses
 import os
 import sys
 from numbers import Integral, Real
-from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -22,19 +21,11 @@ from threadpoolctl import threadpool_limits
 from . import io
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .init import INIT_METHODS
-from .params import MixtureParams, responsibilities_inplace
+from .params import InitialParameters, MixtureParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, check_finite, iter_blocks
 
 __all__ = ["InitialParameters", "MixtureBase", "RowOutput", "blas_per_task", "load"]
-
-
-class InitialParameters(NamedTuple):
-    """The initial parameters a user gave, each None when not given."""
-
-    weights: np.ndarray | None
-    means: np.ndarray | None
-    precisions_chol: np.ndarray | None
 
 
 @dataclasses.dataclass(frozen=True)

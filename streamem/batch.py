@@ -9,7 +9,6 @@ The estimator is a thin loop over the functional core: each iteration is one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import warnings
@@ -28,7 +27,7 @@ from .base import MixtureBase, blas_per_task
 from .checkpoint import history_from_arrays, history_to_arrays, load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
 from .em import FitState, GaussianModel, run_em
-from .init import initialise
+from .init import initial_states
 from .params import MixtureParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
@@ -368,29 +367,10 @@ class GaussianMixture(MixtureBase):
         if self.warm_start and hasattr(self, "converged_"):
             params = self._params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
-        weights, means, precisions_chol = initial
-        if weights is not None and means is not None and precisions_chol is not None:
-            params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, self.covariance_type)
-            return [FitState(params)], weights @ means
         method = "k-means||" if self.init_params == "kmeans" else self.init_params
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
-        random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
         source = chunked.complete_rows() if self.missing == "marginalize" else chunked
-        params_list, shift = initialise(source, method, ks, self.covariance_type, self.reg_covar, random_states, means)
-        runs = []
-        for params in params_list:
-            if means is not None or weights is not None:
-                params = dataclasses.replace(
-                    params,
-                    weights=params.weights if weights is None else weights,
-                    means=params.means if means is None else means,
-                )
-            if precisions_chol is not None:
-                params = MixtureParams.from_precisions_chol(
-                    params.weights, params.means, precisions_chol, self.covariance_type
-                )
-            runs.append(FitState(params))
-        return runs, shift
+        return initial_states(source, initial, method, ks, self.covariance_type, self.reg_covar, random_state)
 
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
         """The conjugate prior of the hyper-parameters, or None for maximum likelihood."""

@@ -31,7 +31,8 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from .params import MixtureParams, m_step
+from .em import FitState
+from .params import InitialParameters, MixtureParams, m_step
 from .reduce import ChunkedData
 from .stats import (
     BLOCK_ROWS,
@@ -48,7 +49,7 @@ from .stats import (
     totals,
 )
 
-__all__ = ["INIT_METHODS", "initialise", "row_uniforms", "summarise"]
+__all__ = ["INIT_METHODS", "initial_states", "initialise", "row_uniforms", "summarise"]
 
 INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
 KMEANS_PARALLEL_ROUNDS = 5
@@ -276,3 +277,36 @@ def initialise(
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
     centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
     return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES), shift
+
+
+def initial_states(
+    data: ChunkedData,
+    initial: InitialParameters,
+    method: str,
+    ks: list[int],
+    covariance_type: str,
+    reg_covar: float,
+    random_state: np.random.RandomState,
+) -> tuple[list[FitState], np.ndarray]:
+    """The candidates EM starts from, and the data's centre: the user's parameters when all
+    three are given (one candidate), otherwise one candidate per entry of ``ks`` (its number
+    of components) initialised by ``method``, with the given weights, means or precisions in
+    place of the initialiser's. Each candidate draws its own random state from ``random_state``."""
+    weights, means, precisions_chol = initial
+    if weights is not None and means is not None and precisions_chol is not None:
+        params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, covariance_type)
+        return [FitState(params)], weights @ means
+    random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
+    params_list, shift = initialise(data, method, ks, covariance_type, reg_covar, random_states, means)
+    states = []
+    for params in params_list:
+        if means is not None or weights is not None:
+            params = dataclasses.replace(
+                params,
+                weights=params.weights if weights is None else weights,
+                means=params.means if means is None else means,
+            )
+        if precisions_chol is not None:
+            params = MixtureParams.from_precisions_chol(params.weights, params.means, precisions_chol, covariance_type)
+        states.append(FitState(params))
+    return states, shift

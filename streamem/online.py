@@ -24,21 +24,22 @@ import dataclasses
 import functools
 import logging
 import time
-import warnings
 from numbers import Integral, Real
 
 import dask.array as da
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from threadpoolctl import ThreadpoolController
 
 from . import io
-from .base import MixtureBase
+from .base import MixtureBase, blas_per_task
 from .checkpoint import history_from_arrays, history_to_arrays
+from .em import GaussianModel, run_em
+from .init import initial_states
 from .params import MixtureParams, m_step
+from .reduce import ChunkedData
 from .stats import SufficientStats, check_total_weight, chunk_stats
 
 __all__ = ["OnlineGaussianMixture"]
@@ -327,25 +328,25 @@ class OnlineGaussianMixture(MixtureBase):
     def _initial_params(self, data, weights) -> tuple[MixtureParams, np.ndarray]:
         """Initial parameters: as given, or batch EM on the warm-up rows from ``init_params``
         (``n_init`` candidates, the best kept), so that the stream starts near a good optimum."""
-        from .batch import GaussianMixture
-
         complete = ~np.isnan(data).any(axis=1)
         w = np.ones(len(data)) if weights is None else weights
         shift = (w[complete] @ data[complete]) / max(w[complete].sum(), np.finfo(float).tiny)
-        weights_init, means_init, precisions_chol = self._check_initial_parameters(data.shape[1])
-        if weights_init is not None and means_init is not None and precisions_chol is not None:
-            params = MixtureParams.from_precisions_chol(weights_init, means_init, precisions_chol, self.covariance_type)
-            return params, shift
-        model = GaussianMixture(
-            self.n_components, covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
-            max_iter=WARM_UP_ITER, n_init=self.n_init, init_params=self.init_params, weights_init=self.weights_init,
-            means_init=self.means_init, precisions_init=self.precisions_init, random_state=self.random_state,
-            missing=self.missing,
-        )  # fmt: skip
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(data, sample_weight=weights)
-        return model._params(), shift
+        initial = self._check_initial_parameters(data.shape[1])
+        if all(value is not None for value in initial):
+            return MixtureParams.from_precisions_chol(*initial, self.covariance_type), shift
+        self._check_n_samples(len(data))
+        rows = io.from_numpy(data)
+        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
+        missing = self.missing == "marginalize"
+        method = "k-means||" if self.init_params == "kmeans" else self.init_params
+        with blas_per_task(chunked.n_chunks):
+            states, centre = initial_states(
+                chunked.complete_rows() if missing else chunked, initial, method, [self.n_components] * self.n_init,
+                self.covariance_type, self.reg_covar, check_random_state(self.random_state),
+            )  # fmt: skip
+            model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing)
+            run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
+        return max(states, key=lambda state: state.objective).params, shift
 
     def step_size(self, t: int) -> float:
         """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""

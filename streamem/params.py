@@ -11,6 +11,7 @@ The numerical core imports only numpy and scipy.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from .covariance import Covariance, get_covariance
 __all__ = [
     "Evaluation",
     "Group",
+    "InitialParameters",
     "LogProbKernel",
     "MixtureParams",
     "responsibilities_inplace",
@@ -29,6 +31,14 @@ __all__ = [
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 EPS = float(np.finfo(np.float64).eps)
+
+
+class InitialParameters(NamedTuple):
+    """The initial parameters a user gave, each None when not given."""
+
+    weights: np.ndarray | None
+    means: np.ndarray | None
+    precisions_chol: np.ndarray | None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -6,8 +6,9 @@ from numbers import Integral
 
 from sklearn.utils import check_random_state
 
-from .base import InitialParameters, blas_per_task
+from .base import blas_per_task
 from .batch import GaussianMixture
+from .params import InitialParameters
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 
