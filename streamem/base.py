@@ -25,7 +25,7 @@ from .params import InitialParameters, MixtureParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, check_finite, iter_blocks
 
-__all__ = ["InitialParameters", "MixtureBase", "RowOutput", "blas_per_task", "load"]
+__all__ = ["MixtureBase", "RowOutput", "blas_per_task", "load"]
 
 
 @dataclasses.dataclass(frozen=True)

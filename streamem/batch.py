@@ -367,10 +367,9 @@ class GaussianMixture(MixtureBase):
         if self.warm_start and hasattr(self, "converged_"):
             params = self._params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
-        method = "k-means||" if self.init_params == "kmeans" else self.init_params
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
-        source = chunked.complete_rows() if self.missing == "marginalize" else chunked
-        return initial_states(source, initial, method, ks, self.covariance_type, self.reg_covar, random_state)
+        return initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
+                              random_state, missing=self.missing == "marginalize")  # fmt: skip
 
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
         """The conjugate prior of the hyper-parameters, or None for maximum likelihood."""

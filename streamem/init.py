@@ -282,22 +282,27 @@ def initialise(
 def initial_states(
     data: ChunkedData,
     initial: InitialParameters,
-    method: str,
+    init_params: str,
     ks: list[int],
     covariance_type: str,
     reg_covar: float,
     random_state: np.random.RandomState,
+    missing: bool = False,
 ) -> tuple[list[FitState], np.ndarray]:
     """The candidates EM starts from, and the data's centre: the user's parameters when all
     three are given (one candidate), otherwise one candidate per entry of ``ks`` (its number
-    of components) initialised by ``method``, with the given weights, means or precisions in
-    place of the initialiser's. Each candidate draws its own random state from ``random_state``."""
+    of components) initialised by ``init_params`` (``"kmeans"``, scikit-learn's name, is
+    ``"k-means||"``) from the complete rows when ``missing``, with the given weights, means
+    or precisions in place of the initialiser's. Each candidate draws its own random state
+    from ``random_state``."""
     weights, means, precisions_chol = initial
     if weights is not None and means is not None and precisions_chol is not None:
         params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, covariance_type)
         return [FitState(params)], weights @ means
     random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
-    params_list, shift = initialise(data, method, ks, covariance_type, reg_covar, random_states, means)
+    method = "k-means||" if init_params == "kmeans" else init_params
+    source = data.complete_rows() if missing else data
+    params_list, shift = initialise(source, method, ks, covariance_type, reg_covar, random_states, means)
     states = []
     for params in params_list:
         if means is not None or weights is not None:

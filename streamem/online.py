@@ -338,11 +338,10 @@ class OnlineGaussianMixture(MixtureBase):
         rows = io.from_numpy(data)
         chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
         missing = self.missing == "marginalize"
-        method = "k-means||" if self.init_params == "kmeans" else self.init_params
         with blas_per_task(chunked.n_chunks):
             states, centre = initial_states(
-                chunked.complete_rows() if missing else chunked, initial, method, [self.n_components] * self.n_init,
-                self.covariance_type, self.reg_covar, check_random_state(self.random_state),
+                chunked, initial, self.init_params, [self.n_components] * self.n_init, self.covariance_type,
+                self.reg_covar, check_random_state(self.random_state), missing=missing,
             )  # fmt: skip
             model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing)
             run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
