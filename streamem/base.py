@@ -20,10 +20,12 @@ from threadpoolctl import threadpool_limits
 
 from . import io
 from .covariance import COVARIANCE_TYPES, get_covariance
+from .em import FitState
 from .init import INIT_METHODS
 from .params import InitialParameters, MixtureParams, responsibilities_inplace
 from .reduce import apply_blocks
-from .stats import block_rows, check_finite, iter_blocks
+from .stats import block_rows, iter_blocks
+from .validation import check_dask_array, check_finite
 
 __all__ = ["MixtureBase", "RowOutput", "blas_per_task", "load"]
 
@@ -153,6 +155,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "missing": [StrOptions({"error", "marginalize"})],
     }
 
+    #: saved models store their arrays end to end in one (for models saved every few seconds)
+    _packed = False
+
     #: every estimator class by name, as saved models name the class that saved them
     _estimators: dict = {}
 
@@ -171,7 +176,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
                 hyper[name] = {"array": f"param_{name}"}
             else:
-                hyper[name] = io._json_safe(value)  # a RandomState instance is not kept
+                hyper[name] = io.json_safe(value)  # a RandomState instance is not kept
         return hyper
 
     @classmethod
@@ -185,31 +190,48 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     @classmethod
     def from_state(cls, arrays: dict, attrs: dict, where: str = "the state"):
-        """The model back from the arrays and attributes it was saved as."""
+        """The model back from the arrays and attributes of :meth:`state`."""
         try:
-            return cls._from_state(arrays, attrs)
+            hyper = {
+                name: arrays[value["array"]] if isinstance(value, dict) else value
+                for name, value in attrs["params"].items()
+            }
+            model = cls(**hyper)
+            fitted = attrs["fitted"]
+            # stores of format 1 kept the re-seeded components beside "fitted"
+            meta = {"reseeded": attrs.get("reseeded", {}), **fitted, "covariance_type": model.covariance_type}
+            state = FitState.from_arrays(arrays, meta)
+            if state.params.n_components != model.n_components or state.params.n_features != fitted["n_features_in"]:
+                raise ValueError("parameter shapes do not match the hyper-parameters")
+            model._restore(state, arrays, attrs)
+            model.n_features_in_ = int(fitted["n_features_in"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where!r} is a corrupt streamem model: {exc}") from None
+        return model
 
-    @classmethod
-    def _from_saved(cls, arrays: dict, attrs: dict, covariance_names=("covariances", "precisions_cholesky")):
-        """A model with the saved hyper-parameters, after checking the saved parameters'
-        shapes against them; the model and its ``(n_components, n_features)``."""
-        hyper = {
-            name: arrays[value["array"]] if isinstance(value, dict) else value
-            for name, value in attrs["params"].items()
+    def _fit_state(self) -> FitState:
+        """The fitted model as the state of one candidate of a fit."""
+        return FitState(self.fitted_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_)
+
+    def state(self) -> tuple[dict, dict]:
+        """The fitted model as arrays and JSON attributes, what ``save`` writes and
+        :func:`streamem.load` reads: the hyper-parameters and the fitted state (by
+        :meth:`~streamem.em.FitState.to_arrays`, as checkpoints hold each candidate)."""
+        arrays, fitted = self._fit_state().to_arrays()
+        fitted["n_features_in"] = int(self.n_features_in_)
+        attrs = {
+            "format": io.FORMAT,
+            "format_version": io.FORMAT_VERSION,
+            "estimator": type(self).__name__,
+            "params": self._hyper_parameters(arrays),
+            "fitted": fitted,
         }
-        model = cls(**hyper)
-        K, D = arrays["means"].shape
-        if model.n_components != K or attrs["fitted"]["n_features_in"] != D:
-            raise ValueError("parameter shapes do not match the hyper-parameters")
-        covariance = get_covariance(model.covariance_type)
-        for name in covariance_names:
-            if arrays[name].shape != covariance.covariance_shape(K, D):
-                raise ValueError(f"{name} has shape {arrays[name].shape}")
-        if arrays["weights"].shape != (K,):
-            raise ValueError(f"weights has shape {arrays['weights'].shape}")
-        return model, K, D
+        return arrays, attrs
+
+    def save(self, path) -> None:
+        """Save the fitted model as a zarr group at ``path`` (atomically; no pickle);
+        :func:`streamem.load` gives it back."""
+        io.write_model(path, *self.state(), pack=self._packed)
 
     # ------------------------------------------------------------------ input
     def _validate_X(self, X, reset: bool, allow_nan: bool | None = None) -> tuple[da.Array, bool]:
@@ -223,7 +245,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 ensure_all_finite="allow-nan" if allow_nan else True,
             )  # fmt: skip
             return io.from_numpy(X), False
-        lazy_X = io.check_dask_array(lazy_X)
+        lazy_X = check_dask_array(lazy_X)
         n_features = lazy_X.shape[1]
         if reset:
             self.n_features_in_ = n_features
@@ -294,7 +316,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
         self.precisions_cholesky_ = params.precisions_chol
         self.precisions_ = params.precisions
 
-    def _params(self) -> MixtureParams:
+    def fitted_params(self) -> MixtureParams:
+        """The fitted weights, means and covariances as one :class:`~streamem.params.MixtureParams`."""
         check_is_fitted(self, "precisions_cholesky_")
         return MixtureParams(
             self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
@@ -303,7 +326,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
     # -------------------------------------------------------------- predict
 
     def _apply(self, X, output: RowOutput):
-        params = self._params()
+        params = self.fitted_params()
         missing = self.missing == "marginalize"
         data, lazy = self._validate_X(X, reset=False, allow_nan=missing or output.needs_holes)
         n_columns = None if output.columns is None else output.columns(params)
@@ -341,17 +364,17 @@ class MixtureBase(DensityMixin, BaseEstimator):
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
     def _n_parameters(self) -> int:
-        return self._params().n_parameters()
+        return self.fitted_params().n_parameters()
 
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[0]
+        return self.fitted_params().information_criteria(self.score(X) * n_samples, n_samples)[0]
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self._params().information_criteria(self.score(X) * n_samples, n_samples)[1]
+        return self.fitted_params().information_criteria(self.score(X) * n_samples, n_samples)[1]
 
     def _n_samples(self, X) -> int:
         data, _ = io.as_dask_array(X)
@@ -359,7 +382,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def sample(self, n_samples=1):
         """Draw samples: ``(X, y)`` of shapes (n_samples, n_features) and (n_samples,)."""
-        params = self._params()
+        params = self.fitted_params()
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
         rng = check_random_state(self.random_state)

@@ -24,15 +24,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import io
 from .base import MixtureBase, blas_per_task
-from .checkpoint import history_from_arrays, history_to_arrays, load_state, runs_to_state, save_state, state_to_runs
+from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
 from .em import FitState, GaussianModel, run_em
 from .init import initial_states
-from .params import MixtureParams
+from .params import InitialParameters, MixtureParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "fit_candidates", "set_fitted"]
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ class GaussianMixture(MixtureBase):
         with _connected(self.scheduler_address):
             chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout)
             runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
-        self._finish(max(runs, key=lambda run: run.objective))
+        set_fitted(self, max(runs, key=lambda run: run.objective), warn=True)
         return self
 
     def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
@@ -320,9 +320,9 @@ class GaussianMixture(MixtureBase):
             self._run_em(chunked, runs, shift, fingerprint)
         return runs, shift
 
-    def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> None:
+    def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
-        >= 2``, a line per candidate after each pass."""
+        >= 2``, a line per candidate after each pass. Returns the model it ran."""
         model = GaussianModel(self.covariance_type, self.reg_covar, shift, self._prior(chunked.n_features, shift),
                               self.missing == "marginalize")  # fmt: skip
 
@@ -339,33 +339,12 @@ class GaussianMixture(MixtureBase):
             self._save_checkpoint(runs, shift, n_iter, fingerprint)
 
         run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration)
-
-    def _finish(self, best: FitState) -> None:
-        """Fitted attributes from the best candidate; warn when it did not converge."""
-        if not best.converged and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        self._set_params(best.params)
-        self.converged_ = best.converged
-        self.n_iter_ = best.n_iter
-        self.lower_bound_ = float(best.objective)
-        self.n_rows_ignored_ = best.n_rows_ignored
-        self.history_ = best.history
-        self.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in best.history]
-        self.means_history_ = np.stack(best.means_history)
-        if self.verbose:
-            logger.info(
-                "fit done: %d iterations, lower bound %.6g, converged %s", best.n_iter, best.objective, best.converged
-            )
+        return model
 
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "converged_"):
-            params = self._params()
+            params = self.fitted_params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
         return initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
@@ -394,7 +373,7 @@ class GaussianMixture(MixtureBase):
         """What a checkpoint must match to be resumed: the data's shape and the parameters
         that shape the fit (not ``max_iter``, which may grow, nor ``verbose``)."""
         params = {
-            name: io._json_safe(value)
+            name: io.json_safe(value)
             for name, value in self.get_params().items()
             if name
             not in (
@@ -417,56 +396,20 @@ class GaussianMixture(MixtureBase):
 
     # ---------------------------------------------------------- persistence
 
-    def save(self, path) -> None:
-        """Save the fitted model as a zarr group at ``path`` (atomically; no pickle)."""
-        params = self._params()
-        arrays = {
-            "weights": params.weights,
-            "means": params.means,
-            "covariances": params.covariances,
-            "precisions_cholesky": params.precisions_chol,
-        }
-        hyper = self._hyper_parameters(arrays)
-        arrays["means_history"] = self.means_history_
-        history, reseeded = history_to_arrays(self.history_, "history_")
-        arrays.update(history)
-        attrs = {
-            "format": io.FORMAT,
-            "format_version": io.FORMAT_VERSION,
-            "params": hyper,
-            "fitted": {
-                "converged": bool(self.converged_),
-                "n_iter": int(self.n_iter_),
-                "lower_bound": float(self.lower_bound_) if np.isfinite(self.lower_bound_) else None,
-                "n_features_in": int(self.n_features_in_),
-                "n_rows_ignored": int(getattr(self, "n_rows_ignored_", 0)),
-            },
-            "reseeded": reseeded,
-        }
+    def _fit_state(self) -> FitState:
+        return FitState(self.fitted_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
+                        list(self.means_history_), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
+
+    def state(self) -> tuple[dict, dict]:
+        arrays, attrs = super().state()
         if hasattr(self, "selection_"):
             attrs["selection"] = self.selection_
-        io.write_model(path, arrays, attrs)
+        return arrays, attrs
 
-    @classmethod
-    def _from_state(cls, arrays: dict, attrs: dict) -> GaussianMixture:
-        model, K, D = cls._from_saved(arrays, attrs)
-        fitted = attrs["fitted"]
-        params = MixtureParams(
-            arrays["weights"], arrays["means"], arrays["covariances"], arrays["precisions_cholesky"],
-            model.covariance_type,
-        )  # fmt: skip
-        model._set_params(params)
-        model.converged_ = bool(fitted["converged"])
-        model.n_iter_ = int(fitted["n_iter"])
-        model.lower_bound_ = float(fitted["lower_bound"]) if fitted["lower_bound"] is not None else -np.inf
-        model.n_features_in_ = int(D)
-        model.n_rows_ignored_ = int(fitted.get("n_rows_ignored", 0))  # stores of format 1 before it was saved
-        model.history_ = history_from_arrays(arrays, "history_", attrs.get("reseeded", {}))
-        model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in model.history_]
-        model.means_history_ = arrays["means_history"]
+    def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
+        set_fitted(self, state)
         if "selection" in attrs:
-            model.selection_ = [dict(row) for row in attrs["selection"]]
-        return model
+            self.selection_ = [dict(row) for row in attrs["selection"]]
 
     # --------------------------------------------------------------- sklearn
 
@@ -474,7 +417,7 @@ class GaussianMixture(MixtureBase):
         """An equivalent fitted :class:`sklearn.mixture.GaussianMixture`."""
         from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
-        params = self._params()
+        params = self.fitted_params()
         init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
         model = SkGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
@@ -510,12 +453,48 @@ class GaussianMixture(MixtureBase):
             np.asarray(model.precisions_cholesky_, dtype=np.float64),
             model.covariance_type,
         )
-        out._set_params(params)
-        out.converged_ = bool(model.converged_)
-        out.n_iter_ = int(model.n_iter_)
-        out.lower_bound_ = float(model.lower_bound_)
+        set_fitted(out, FitState(params, float(model.lower_bound_), bool(model.converged_), int(model.n_iter_)))
         out.n_features_in_ = int(model.n_features_in_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
-        out.history_ = []
-        out.means_history_ = params.means[None].copy()
         return out
+
+
+def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> None:
+    """The fitted attributes of ``model`` from one candidate's state; with ``warn``, a
+    ``ConvergenceWarning`` when it did not converge."""
+    if warn and not state.converged and model.max_iter > 0:
+        warnings.warn(
+            "Best performing initialization did not converge. Try different init parameters, "
+            "or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    model._set_params(state.params)
+    model.converged_ = state.converged
+    model.n_iter_ = state.n_iter
+    model.lower_bound_ = float(state.objective)
+    model.n_rows_ignored_ = state.n_rows_ignored
+    model.history_ = state.history
+    model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in state.history]
+    model.means_history_ = np.stack(state.means_history or [state.params.means])
+    if model.verbose and warn:
+        logger.info(
+            "fit done: %d iterations, lower bound %.6g, converged %s", state.n_iter, state.objective, state.converged
+        )
+
+
+def fit_candidates(model: GaussianMixture, X, sample_weight, ks) -> tuple[dict, GaussianModel, ChunkedData]:
+    """``model.n_init`` candidates for each number of components in ``ks``, all fitted in
+    the same passes over X (validated for ``model``, which keeps its features); the best
+    candidate of each K, the Gaussian model they were fitted with and the data (for a
+    pass that scores them)."""
+    model._validate_params()
+    data, _ = model._validate_X(X, reset=True)
+    model._check_n_samples(data.shape[0], max(ks))
+    chunked = ChunkedData(data, model._validate_sample_weight(sample_weight, data))
+    random_state = check_random_state(model.random_state)
+    with blas_per_task(chunked.n_chunks):
+        runs, shift = model._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
+        gaussian = model._run_em(chunked, runs, shift)
+    best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.objective) for k in ks}
+    return best, gaussian, chunked

@@ -19,12 +19,9 @@ import numpy as np
 
 from . import io
 from .em import FitState
-from .params import MixtureParams
 
 __all__ = [
     "CHECKPOINT_FORMAT",
-    "history_from_arrays",
-    "history_to_arrays",
     "load_state",
     "runs_to_state",
     "save_state",
@@ -66,67 +63,18 @@ def load_state(directory) -> tuple[dict, dict] | None:
     return arrays, attrs
 
 
-HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective")
-
-
-def history_to_arrays(history: list[dict], prefix: str) -> tuple[dict, dict]:
-    """A fit's history as float arrays named ``prefix + key`` (its first change is infinite,
-    which JSON cannot hold), and its re-seeded components as JSON."""
-    arrays = {
-        f"{prefix}{key}": np.array([h[key] for h in history], dtype=np.float64)
-        for key in HISTORY_KEYS
-        if all(key in h for h in history) and (history or key != "objective")
-    }
-    reseeded = {str(h["iteration"]): h["reseeded"] for h in history if "reseeded" in h}
-    return arrays, reseeded
-
-
-def history_from_arrays(arrays: dict, prefix: str, reseeded: dict) -> list[dict]:
-    """The history back from :func:`history_to_arrays`."""
-    keys = [key for key in HISTORY_KEYS if f"{prefix}{key}" in arrays]
-    history = []
-    for values in zip(*(arrays[f"{prefix}{key}"].tolist() for key in keys), strict=True):
-        record = dict(zip(keys, values))
-        record["iteration"] = int(record["iteration"])
-        if str(record["iteration"]) in reseeded:
-            record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
-        history.append(record)
-    return history
-
-
-def runs_to_state(runs, shift) -> tuple[dict, dict]:
-    """Arrays and JSON attributes for the candidates of a fit."""
+def runs_to_state(runs: list[FitState], shift) -> tuple[dict, dict]:
+    """Arrays and JSON attributes for the candidates of a fit (each by :meth:`FitState.to_arrays`)."""
     arrays = {"shift": np.asarray(shift)}
     meta = []
     for i, run in enumerate(runs):
-        p = run.params
-        arrays[f"run{i}_weights"] = p.weights
-        arrays[f"run{i}_means"] = p.means
-        arrays[f"run{i}_covariances"] = p.covariances
-        arrays[f"run{i}_precisions_cholesky"] = p.precisions_chol
-        arrays[f"run{i}_means_history"] = np.stack(run.means_history) if run.means_history else p.means[None]
-        history, reseeded = history_to_arrays(run.history, f"run{i}_history_")
-        arrays.update(history)
-        meta.append({
-            "covariance_type": p.covariance_type,
-            "lower_bound": None if not np.isfinite(run.objective) else float(run.objective),
-            "converged": bool(run.converged),
-            "n_iter": int(run.n_iter),
-            "reseeded": reseeded,
-        })  # fmt: skip
+        run_arrays, run_meta = run.to_arrays(f"run{i}_")
+        arrays.update(run_arrays)
+        meta.append(run_meta)
     return arrays, {"runs": meta}
 
 
 def state_to_runs(arrays: dict, attrs: dict) -> tuple[list[FitState], np.ndarray]:
     """Candidates and shift back from :func:`runs_to_state`'s arrays and attributes."""
-    runs = []
-    for i, meta in enumerate(attrs["runs"]):
-        params = MixtureParams(
-            arrays[f"run{i}_weights"], arrays[f"run{i}_means"], arrays[f"run{i}_covariances"],
-            arrays[f"run{i}_precisions_cholesky"], meta["covariance_type"],
-        )  # fmt: skip
-        history = history_from_arrays(arrays, f"run{i}_history_", meta["reseeded"])
-        lower_bound = -np.inf if meta["lower_bound"] is None else meta["lower_bound"]
-        means = list(arrays[f"run{i}_means_history"])
-        runs.append(FitState(params, lower_bound, meta["converged"], meta["n_iter"], history, means))
+    runs = [FitState.from_arrays(arrays, meta, f"run{i}_") for i, meta in enumerate(attrs["runs"])]
     return runs, arrays["shift"]

@@ -312,22 +312,11 @@ def _load_and_read(model_path, data_path, columns):
 @_command
 def predict(model, data, out, proba, columns, quiet, log_json):
     """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk."""
-    import dask.array as da
 
     gm, X = _load_and_read(model, data, columns)
     result = gm.predict_proba(X) if proba else gm.predict(X)
-    if out.suffix.lower() not in (".npy", ".zarr"):
-        raise ValueError(f"expected --out to end in .npy or .zarr, got {str(out)!r}")
-    if out.exists():
-        raise ValueError(f"{str(out)!r} already exists; choose another output path")
-    with io.atomic_path(out) as tmp, _progress_bar(not quiet and not log_json):
-        if out.suffix.lower() == ".npy":
-            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=result.dtype, shape=result.shape)
-            da.store(result, target, lock=False)
-            target.flush()
-            del target
-        else:
-            result.to_zarr(str(tmp))
+    with _progress_bar(not quiet and not log_json):
+        io.write_array(result, out)
     what = "responsibilities" if proba else "labels"
     _report(log_json, f"wrote {what} of {result.shape[0]} rows to {out}",
             {"event": "done", "out": str(out), "rows": int(result.shape[0]), "what": what})  # fmt: skip
@@ -344,7 +333,7 @@ def score(model, data, columns, quiet, log_json):
     n_samples = X.shape[0]
     with _progress_bar(not quiet and not log_json):
         mean = float(gm.score_samples(X).mean().compute())
-    bic, aic = gm._params().information_criteria(mean * n_samples, n_samples)
+    bic, aic = gm.fitted_params().information_criteria(mean * n_samples, n_samples)
     _report(log_json, f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
             {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples})  # fmt: skip
 
@@ -363,7 +352,7 @@ def info(model, as_json, quiet, log_json):
         "covariance_type": gm.covariance_type,
         "n_components": gm.n_components,
         "n_features": gm.n_features_in_,
-        "n_parameters": gm._n_parameters(),
+        "n_parameters": gm.fitted_params().n_parameters(),
         "converged": bool(gm.converged_),
         "n_iter": gm.n_iter_,
         "lower_bound": gm.lower_bound_,
@@ -441,15 +430,11 @@ def plot(model, data, out, projection, n_points, columns, quiet, log_json):  # f
 @_command
 def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed, quiet, log_json):
     """Fit a mixture to generated data on the local scheduler (no server, no download)."""
-    import dask.array as da
-
     from .batch import GaussianMixture
 
-    rng = np.random.default_rng(seed)
-    true_means = rng.uniform(-10, 10, size=(n_components, n_features))
-    labels = rng.integers(n_components, size=n_samples)
-    X = true_means[labels] + rng.normal(size=(n_samples, n_features))
-    data = da.from_array(X, chunks=(chunk_size, n_features))
+    data, _, truth = io.mixture_data(n_samples, n_features, n_components, chunk_size, seed)
+    data = data.persist()  # generated once, not at every pass
+    true_means = truth["means"]
     if not quiet and not log_json:
         click.echo(f"data: {n_samples} x {n_features} in {data.numblocks[0]} chunks, {n_components} true components")
     start = time.perf_counter()

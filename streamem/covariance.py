@@ -36,10 +36,10 @@ The numerical core imports only numpy and scipy.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from scipy import linalg, stats
+
+from .packed import pack_quadratic, unpack_symmetric, upper_indices
 
 __all__ = ["COVARIANCE_TYPES", "Covariance", "get_covariance", "products", "quadratic_form"]
 
@@ -93,30 +93,6 @@ def _covariance_of_chol(precision_chol):
     lower = not np.any(np.triu(precision_chol, 1))
     inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=lower)
     return inverse.T @ inverse
-
-
-@functools.cache
-def _upper(n_features):
-    """``np.triu_indices(n_features)``, computed once per size (read-only)."""
-    rows, cols = np.triu_indices(n_features)
-    rows.flags.writeable = cols.flags.writeable = False
-    return rows, cols
-
-
-def _pack_quadratic(matrices):
-    """Symmetric (..., D, D) as (..., P), so that its product with packed ``x x^T`` is ``x^T A x``."""
-    n_features = matrices.shape[-1]
-    rows, cols = _upper(n_features)
-    return matrices[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
-
-
-def _unpack_symmetric(packed, n_features):
-    """(..., P) upper triangles in ``np.triu_indices`` order back to symmetric (..., D, D)."""
-    rows, cols = _upper(n_features)
-    out = np.empty(packed.shape[:-1] + (n_features, n_features))
-    out[..., rows, cols] = packed
-    out[..., cols, rows] = packed
-    return out
 
 
 class Covariance:
@@ -286,7 +262,7 @@ def quadratic_form(means_c, precisions):
     (ones, ``x``, upper triangle of ``x x^T``), for precisions of shape (K, D, D)."""
     weighted_means = np.einsum("kde,ke->kd", precisions, means_c)
     constant = np.einsum("kd,kd->k", weighted_means, means_c)[:, None]
-    return np.concatenate([constant, -2.0 * weighted_means, _pack_quadratic(precisions)], axis=1)
+    return np.concatenate([constant, -2.0 * weighted_means, pack_quadratic(precisions)], axis=1)
 
 
 class _Packed(Covariance):
@@ -321,12 +297,12 @@ class Full(_Packed):
         return quadratic_form(means_c, self.precisions(precisions_chol))
 
     def second_moment_from_full(self, second):
-        rows, cols = _upper(second.shape[-1])
+        rows, cols = upper_indices(second.shape[-1])
         return second[:, rows, cols]
 
     def covariances(self, nk, means_c, s2, reg_covar):
         n_features = means_c.shape[1]
-        second = _unpack_symmetric(s2, n_features)
+        second = unpack_symmetric(s2, n_features)
         covariances = second / nk[:, None, None] - means_c[:, :, None] * means_c[:, None, :]
         return self.add_to_diagonal(covariances, reg_covar)
 
@@ -399,11 +375,11 @@ class Tied(_Packed):
         s2 += self.second_moment(extra_moments)
 
     def second_moment_from_full(self, second):
-        rows, cols = _upper(second.shape[-1])
+        rows, cols = upper_indices(second.shape[-1])
         return second.sum(axis=0)[rows, cols]
 
     def covariances(self, nk, means_c, s2, reg_covar):
-        second = _unpack_symmetric(s2, means_c.shape[1])
+        second = unpack_symmetric(s2, means_c.shape[1])
         covariance = (second - (nk[:, None] * means_c).T @ means_c) / nk.sum()
         return self.add_to_diagonal(covariance, reg_covar)
 

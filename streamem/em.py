@@ -28,9 +28,12 @@ import numpy as np
 from .params import MixtureParams, m_step
 from .prior import Prior
 from .reduce import ChunkedData
-from .stats import add_lists, check_total_weight, chunk_stats
+from .stats import add_lists, chunk_stats
+from .validation import check_total_weight
 
 __all__ = ["FitState", "GaussianModel", "run_em"]
+
+HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective")
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,43 @@ class FitState:
     history: list = dataclasses.field(default_factory=list)
     means_history: list = dataclasses.field(default_factory=list)
     n_rows_ignored: int = 0
+
+    def to_arrays(self, prefix: str = "") -> tuple[dict, dict]:
+        """The state as arrays named ``prefix + name`` and JSON: the one serialiser of a fit,
+        behind saved models of every estimator and checkpoints (:meth:`from_arrays`). The
+        history's first change is infinite, which JSON cannot hold: it goes as arrays."""
+        arrays = self.params.to_arrays(prefix)
+        arrays[f"{prefix}means_history"] = np.stack(self.means_history or [self.params.means])
+        for key in HISTORY_KEYS:
+            if self.history and all(key in record for record in self.history):
+                arrays[f"{prefix}history_{key}"] = np.array([r[key] for r in self.history], dtype=np.float64)
+        meta = {
+            "covariance_type": self.params.covariance_type,
+            "lower_bound": float(self.objective) if np.isfinite(self.objective) else None,
+            "converged": bool(self.converged),
+            "n_iter": int(self.n_iter),
+            "n_rows_ignored": int(self.n_rows_ignored),
+            "reseeded": {str(r["iteration"]): r["reseeded"] for r in self.history if "reseeded" in r},
+        }
+        return arrays, meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, meta: dict, prefix: str = "") -> FitState:
+        """The state back from :meth:`to_arrays`'s arrays and JSON."""
+        params = MixtureParams.from_arrays(arrays, meta["covariance_type"], prefix)
+        keys = [key for key in HISTORY_KEYS if f"{prefix}history_{key}" in arrays]
+        reseeded = meta.get("reseeded", {})
+        history = []
+        for values in zip(*(arrays[f"{prefix}history_{key}"].tolist() for key in keys), strict=True):
+            record = dict(zip(keys, values))
+            record["iteration"] = int(record["iteration"])
+            if str(record["iteration"]) in reseeded:
+                record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
+            history.append(record)
+        means_history = list(arrays.get(f"{prefix}means_history", params.means[None]))
+        objective = -np.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
+        return cls(params, objective, bool(meta["converged"]), int(meta["n_iter"]), history, means_history,
+                   int(meta.get("n_rows_ignored", 0)))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -31,23 +31,12 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from .covariance import get_covariance
 from .em import FitState
 from .params import InitialParameters, MixtureParams, m_step
 from .reduce import ChunkedData
-from .stats import (
-    BLOCK_ROWS,
-    Accumulator,
-    LowestScoringRows,
-    SufficientStats,
-    add_lists,
-    centred,
-    check_finite,
-    check_total_weight,
-    hard_stats,
-    iter_blocks,
-    nearest,
-    totals,
-)
+from .stats import BLOCK_ROWS, Accumulator, LowestScoringRows, SufficientStats, add_lists, centred, iter_blocks, totals
+from .validation import check_finite, check_total_weight
 
 __all__ = ["INIT_METHODS", "initial_states", "initialise", "row_uniforms", "summarise"]
 
@@ -78,6 +67,53 @@ class Summary:
     @property
     def mean(self) -> np.ndarray:
         return self.sum_x / self.weight
+
+
+_HARD_BLOCK_ROWS = 1 << 16  # a Lloyd pass goes through a block's rows component by component
+
+
+def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centre and the squared distance to it, for each column of
+    ``xct`` (rows of the data minus a centre, transposed, of shape (n_features, n_rows), in
+    float64), with ``centres_c`` the centres minus the same centre.
+
+    The nearest centre comes from the expanded form, one GEMM; the distance to it is then
+    computed directly, so that it is exact however far the rows are from the centre.
+    """
+    d2 = (-2.0 * centres_c) @ xct
+    d2 += (centres_c * centres_c).sum(axis=1)[:, None]
+    labels = d2.argmin(axis=0)
+    difference = xct - centres_c[labels].T
+    return labels, np.einsum("dn,dn->n", difference, difference)
+
+
+def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str) -> list[SufficientStats]:
+    """Statistics of hard assignments to the nearest centre, for each centre set, each
+    component's about its own centre.
+
+    ``loglik`` holds minus the weighted sum of squared distances (the k-means cost).
+    These are the statistics of a Lloyd pass; their M-step is a mixture with the
+    k-means partition as responsibilities. ``centre`` (n_features,) is the data's centre.
+    """
+    check_finite(X, sample_weight)
+    centre = np.asarray(centre, dtype=np.float64)
+    centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
+    sums = [Accumulator(len(c), X.shape[1], covariance_type, c) for c in centres_list]
+    covariance = get_covariance(covariance_type)
+    for block, w in iter_blocks(X, sample_weight, _HARD_BLOCK_ROWS):
+        xct = centred(block, centre)
+        for centres, acc in zip(centres_list, sums):
+            labels, d2 = nearest(xct, centres - centre)
+            order = np.argsort(labels, kind="stable")
+            counts = np.bincount(labels, minlength=len(centres))
+            for k, stop in zip(np.flatnonzero(counts), np.cumsum(counts)[counts > 0]):
+                rows = order[stop - counts[k] : stop]
+                features = covariance.centred_features(block[rows], centres[k], np.float64)
+                weights = np.ones((1, len(rows))) if w is None else w[rows][None, :].astype(np.float64)
+                acc.add_moments([k], weights, features)
+            acc.add_rows(-d2, w, block, track_worst=False)
+    weight, count = totals(X, sample_weight)
+    return [acc.result(weight, count) for acc in sums]
 
 
 def _race_scores(u, weight):

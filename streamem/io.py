@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import time
@@ -23,7 +22,17 @@ import zarr
 
 from .reduce import default_chunk_rows
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "as_dask_array", "make_data", "read_data", "read_model", "write_model"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "as_dask_array",
+    "make_data",
+    "mixture_data",
+    "read_data",
+    "read_model",
+    "write_array",
+    "write_model",
+]
 
 FORMAT = "streamem.GaussianMixture"
 FORMAT_VERSION = 1
@@ -134,17 +143,13 @@ def _mixture_block(block_id, chunk_rows, n_features, means, scales, weights, see
     return means[y] + np.einsum("nd,nde->ne", noise, scales[y])
 
 
-def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0):
-    """Write a generated Gaussian mixture to a zarr group ``out``: ``X`` and ``labels``.
+def mixture_data(n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0):
+    """A generated Gaussian mixture as lazy dask arrays: ``(X, labels, truth)``.
 
-    Chunks are generated and written one at a time (in parallel), so data larger than
-    memory can be made on any machine; each chunk's rows depend only on ``seed`` and the
-    chunk's position. The true weights, means and covariances are in the group's
-    attributes. Written to a temporary name, then renamed.
+    Each chunk's rows depend only on ``seed`` and the chunk's position, so data larger
+    than memory is generated (and written) one chunk at a time, in parallel. ``truth``
+    holds the true ``weights``, ``means`` and ``covariances``.
     """
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{str(out)!r} already exists; choose another output path")
     rng = np.random.default_rng(seed)
     weights = rng.dirichlet(np.full(n_components, 5.0))
     means = rng.uniform(-10.0, 10.0, size=(n_components, n_features))
@@ -154,15 +159,46 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
     common = dict(chunk_rows=chunk_rows, n_features=n_features, means=means, scales=scales, weights=weights, seed=seed)
     X = da.map_blocks(_mixture_block, chunks=(chunk_rows, (n_features,)), dtype=np.float64, labels=False, **common)
     y = da.map_blocks(_mixture_block, chunks=(chunk_rows,), dtype=np.int32, labels=True, **common)
+    truth = {"weights": weights, "means": means, "covariances": scales.transpose(0, 2, 1) @ scales}
+    return X, y, truth
+
+
+def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0):
+    """Write a generated Gaussian mixture (:func:`mixture_data`) to a zarr group ``out``:
+    ``X`` and ``labels``, chunk by chunk, so data larger than memory can be made on any
+    machine. The true weights, means and covariances are in the group's attributes.
+    Written to a temporary name, then renamed.
+    """
+    out = Path(out)
+    if out.exists():
+        raise ValueError(f"{str(out)!r} already exists; choose another output path")
+    X, y, truth = mixture_data(n_samples, n_features, n_components, chunk_size, seed)
     with atomic_path(out) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         zx = group.create_array("X", shape=X.shape, chunks=(chunk_size, n_features), dtype="f8")
         zy = group.create_array("labels", shape=y.shape, chunks=(chunk_size,), dtype="i4")
-        covariances = scales.transpose(0, 2, 1) @ scales
-        group.attrs.update({"weights": weights.tolist(), "means": means.tolist(), "covariances": covariances.tolist(),
-                            "seed": seed, "generator": "streamem.make_data"})  # fmt: skip
+        group.attrs.update({**{name: value.tolist() for name, value in truth.items()}, "seed": seed,
+                            "generator": "streamem.make_data"})  # fmt: skip
         da.store([X, y], [zx, zy], lock=False)
     return out
+
+
+def write_array(values: da.Array, out) -> None:
+    """Write a dask array to ``out``, a ``.npy`` file or a ``.zarr`` store, chunk by chunk
+    (a ``.npy`` file through a memory map); to a temporary name, then renamed."""
+    out = Path(out)
+    if out.suffix.lower() not in (".npy", ".zarr"):
+        raise ValueError(f"expected an output path ending in .npy or .zarr, got {str(out)!r}")
+    if out.exists():
+        raise ValueError(f"{str(out)!r} already exists; choose another output path")
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".npy":
+            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=values.dtype, shape=values.shape)
+            da.store(values, target, lock=False)
+            target.flush()
+            del target
+        else:
+            values.to_zarr(str(tmp))
 
 
 def as_dask_array(X) -> tuple[da.Array, bool]:
@@ -186,30 +222,7 @@ def from_numpy(X: np.ndarray) -> da.Array:
     return da.from_array(X, chunks=(rows, X.shape[1]), asarray=False, name=False)
 
 
-def check_dask_array(X: da.Array) -> da.Array:
-    """Validate a lazy 2-D input without reading it; cast integers and bools to float64."""
-    if X.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array of shape (n_samples, n_features), got a {X.ndim}D array of shape {X.shape}"
-        )
-    if any(math.isnan(n) for n in X.shape):
-        raise ValueError("expected an array with known chunk sizes, got unknown sizes; call compute_chunk_sizes()")
-    kind = X.dtype.kind
-    if kind == "f":
-        if X.dtype.itemsize < 4:
-            X = X.astype(np.float32)
-    elif kind in "iub":
-        X = X.astype(np.float64)
-    else:
-        raise ValueError(f"expected a numeric array (float, int or bool), got dtype {X.dtype}")
-    if X.shape[0] == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required")
-    if X.shape[1] == 0:
-        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
-    return X
-
-
-def _json_safe(value):
+def json_safe(value):
     """Hyper-parameter values as JSON; arrays go to the group as arrays instead."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

@@ -39,12 +39,12 @@ The numerical core imports only numpy and scipy.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import numpy as np
 import scipy.sparse
 
-from .covariance import _unpack_symmetric, get_covariance, products, quadratic_form
+from .covariance import get_covariance, products, quadratic_form
+from .packed import lower_slots, sweep, symmetric_matvec, unpack_symmetric
 from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, plan_groups, responsibilities_inplace
 
 __all__ = ["MarginalEstep", "incomplete_estep"]
@@ -85,69 +85,6 @@ class MarginalEstep:
     centres: np.ndarray
 
 
-@functools.cache
-def _packed(m):
-    """The packed lower triangle of an m x m symmetric matrix: ``index[i, j]``, where
-    entry (i, j) is, and ``slots``, the (i, j) of each packed entry (i >= j)."""
-    slots = [(i, j) for i in range(m) for j in range(i + 1)]
-    index = np.zeros((m, m), dtype=int)
-    for s, (i, j) in enumerate(slots):
-        index[i, j] = index[j, i] = s
-    return index, slots
-
-
-@functools.cache
-def _sweep_steps(m):
-    """Per pivot k of an m x m packed symmetric matrix: the pivot's slot, the slots of the
-    other entries of its column, and the slots the step updates with the pairs of those
-    column entries (positions in the column) whose product it subtracts."""
-    index, _ = _packed(m)
-    steps = []
-    for k in range(m):
-        others = np.array([i for i in range(m) if i != k], dtype=int)
-        a, b = np.tril_indices(len(others))
-        steps.append((index[k, k], index[others, k], index[others[a], others[b]], a, b))
-    return steps
-
-
-def _sweep(entries, m):
-    """Sweep every pivot of a batch of small symmetric positive definite matrices, given
-    by their packed lower triangles (slots, ...batch), in place: they become the packed
-    negated inverses. Returns the log-determinants. Each step is a few batch-wide
-    operations over the entries it changes; LAPACK through ``numpy.linalg`` would cost a
-    call per matrix, which dominates for the thousands of 2x2 to 5x5 blocks of a chunk."""
-    log_det = np.zeros(entries.shape[1:])
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # checked once, at the end
-        for pivot_slot, column_slots, updated, a, b in _sweep_steps(m):
-            pivot = entries[pivot_slot].copy()
-            log_det += np.log(pivot)  # NaN or -inf for a pivot that is not positive
-            if len(column_slots):
-                column = entries[column_slots]
-                scaled = column / pivot
-                entries[updated] -= column[a] * scaled[b]
-                entries[column_slots] = scaled
-            np.divide(-1.0, pivot, out=entries[pivot_slot])
-    if not np.isfinite(log_det).all():
-        raise ValueError("a component's precision is not positive definite")
-    return log_det
-
-
-def _symmetric_matvec(packed, v, out=None):
-    """``a @ v`` for symmetric matrices given by their packed lower triangles (S, ...batch)
-    and vectors (m, ...batch)."""
-    m = len(v)
-    index, _ = _packed(m)
-    out = np.empty_like(v) if out is None else out
-    if not m:
-        return out
-    scratch = np.empty_like(v[0])
-    for i in range(m):
-        np.multiply(packed[index[i, 0]], v[0], out=out[i])
-        for j in range(1, m):
-            out[i] += np.multiply(packed[index[i, j]], v[j], out=scratch)
-    return out
-
-
 class _Patterns:
     """What the rows with the same ``m`` missing coordinates share, per distinct pattern;
     arrays are laid out (slot, pattern, component), so that gathering them for a piece's
@@ -157,16 +94,16 @@ class _Patterns:
         P, m = columns.shape
         D = precisions_t.shape[0]
         self.columns = columns  # (P, m)
-        _, self.slots = _packed(m)  # the packed lower triangle
+        _, self.slots = lower_slots(m)  # the packed lower triangle
         i, j = np.array(self.slots, dtype=int).reshape(-1, 2).T
         rows, cols = columns.T[i], columns.T[j]  # (slots, P), rows >= cols: the patterns' columns increase
         lam_mm = precisions_t[rows, cols]  # (slots, P, K): Lambda_MM
         mu_m = means_c.T[columns.T]  # (m, P, K)
         self.h_m = h.T[columns.T]  # (Lambda mu)_M
-        lam_mu = _symmetric_matvec(lam_mm, mu_m)  # Lambda_MM mu_M
+        lam_mu = symmetric_matvec(lam_mm, mu_m)  # Lambda_MM mu_M
         self.t_mu = np.concatenate([self.h_m - lam_mu, mu_m])  # (Lambda (mu o observed))_M, then mu_M
         self.neg_inverse = lam_mm.copy()  # swept into -Lambda_MM^-1: minus the holes' conditional covariance
-        log_det = _sweep(self.neg_inverse, m)  # log|Lambda_MM|
+        log_det = sweep(self.neg_inverse, m)  # log|Lambda_MM|
         self.marginal_constant = constant - 0.5 * ((D - m) * LOG_2PI + log_det)  # (P, K)
         # with mu_M^T Lambda_MM mu_M / 2, the part of the correction to the complete-data form the rows share
         self.constant = self.marginal_constant + 0.5 * np.einsum("ipk,ipk->pk", mu_m, lam_mu)
@@ -380,7 +317,7 @@ class _Kernel:
         """Add this group's sums to ``result``'s statistics (about its centre)."""
         D, k = self.D, self.components
         packed, cross = self.packed, self.cross
-        s2 = _unpack_symmetric(packed[:, 1 + D :], D)
+        s2 = unpack_symmetric(packed[:, 1 + D :], D)
         s2 += cross[:, 1:].transpose(2, 0, 1)
         s2 += cross[:, 1:].transpose(2, 1, 0)
         holes = self.holes.reshape(D, D, self.K).transpose(2, 0, 1)  # lower halves
@@ -420,7 +357,7 @@ class _Kernel:
         g = g.reshape(m, n, K)
         t_mu = np.take(shared.t_mu, p, axis=1)
         g -= t_mu[:m]
-        u = _symmetric_matvec(piece.neg_inverse, g)  # -Lambda_MM^-1 g
+        u = symmetric_matvec(piece.neg_inverse, g)  # -Lambda_MM^-1 g
         mu_m = t_mu[m:]
         piece.extra -= np.einsum("ink,ink->nk", g, 0.5 * u + mu_m)
         u += mu_m
@@ -476,7 +413,7 @@ class _Kernel:
         F = len(which)
         holes = shared.columns[which]
         R, X1 = moments[:, :, 0], moments[:, :, 1 : 1 + D]
-        X2 = _unpack_symmetric(moments[:, :, 1 + D :], D)  # (F, K, D, D)
+        X2 = unpack_symmetric(moments[:, :, 1 + D :], D)  # (F, K, D, D)
         GX1 = (G @ X1[..., None])[..., 0]  # (F, K, m)
         ones_x0_u = np.empty((F, K, 1 + D, m))  # sums of w r (1, x0) u^T
         ones_x0_u[:, :, 0] = a * R[..., None] - GX1

@@ -35,12 +35,12 @@ from threadpoolctl import ThreadpoolController
 
 from . import io
 from .base import MixtureBase, blas_per_task
-from .checkpoint import history_from_arrays, history_to_arrays
 from .em import GaussianModel, run_em
 from .init import initial_states
 from .params import MixtureParams, m_step
-from .reduce import ChunkedData
-from .stats import SufficientStats, check_total_weight, chunk_stats
+from .reduce import ChunkedData, row_batches
+from .stats import SufficientStats, chunk_stats
+from .validation import check_total_weight
 
 __all__ = ["OnlineGaussianMixture"]
 
@@ -347,6 +347,11 @@ class OnlineGaussianMixture(MixtureBase):
             run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
         return max(states, key=lambda state: state.objective).params, shift
 
+    @property
+    def initialised(self) -> bool:
+        """Whether the warm-up rows have initialised the model (it has parameters)."""
+        return getattr(self, "_stats", None) is not None
+
     def step_size(self, t: int) -> float:
         """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""
         eta = min(1.0, (t + self.step_offset) ** -self.step_exponent)
@@ -377,7 +382,7 @@ class OnlineGaussianMixture(MixtureBase):
         burn_in = self.average_after
         if burn_in is not None and t > burn_in:
             n = t - burn_in
-            self._set_params(_average(self._params(), params, n))
+            self._set_params(_average(self.fitted_params(), params, n))
         else:
             self._set_params(params)
 
@@ -397,7 +402,7 @@ class OnlineGaussianMixture(MixtureBase):
         data, _ = self._validate_X(X, reset=not continuing)
         self._check_n_samples(data.shape[0])
         weights = self._validate_sample_weight(sample_weight, data)
-        batches = lambda: _batches(data, weights, self.batch_size, self.n_components)  # noqa: E731
+        batches = lambda: row_batches(data, weights, self.batch_size, self.n_components)  # noqa: E731
         if not continuing:
             self._reset()
             head, rows = [], 0
@@ -456,106 +461,41 @@ class OnlineGaussianMixture(MixtureBase):
 
     # ---------------------------------------------------------- persistence
 
+    _packed = True
+
     def state(self) -> tuple[dict, dict]:
-        """Everything needed to continue exactly: parameters, the running statistics and the
-        step counter, as arrays and JSON."""
+        """Everything needed to continue exactly: the fitted state, the iterate, the running
+        statistics and the step counter, as arrays and JSON."""
         check_is_fitted(self, "_stats")
         if self._stats is None:
             raise ValueError("the model is still warming up: no parameters to save yet")
-        fitted = self._params()
-        s, it = self._stats, self._iterate
-        arrays = {
-            "weights": fitted.weights, "means": fitted.means, "covariances": fitted.covariances,
-            "precisions_cholesky": fitted.precisions_chol,
-            "iterate_weights": it.weights, "iterate_means": it.means, "iterate_covariances": it.covariances,
-            "iterate_precisions_cholesky": it.precisions_chol,
+        arrays, attrs = super().state()
+        s = self._stats
+        arrays.update(self._iterate.to_arrays("iterate_"))
+        arrays.update({
             "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
             "shift": self._shift, "stats_shift": s.shift,
             "worst_scores": s.worst.scores, "worst_points": s.worst.points,
-        }  # fmt: skip
-        hyper = self._hyper_parameters(arrays)
-        history, _ = history_to_arrays(self.history_, "history_")
-        arrays.update(history)
-        attrs = {
-            "format": io.FORMAT,
-            "format_version": io.FORMAT_VERSION,
-            "estimator": type(self).__name__,
-            "params": hyper,
-            "fitted": {
-                "n_batches": int(self.n_batches_),
-                "n_samples_seen": int(self.n_samples_seen_),
-                "n_iter": int(self.n_iter_),
-                "converged": bool(self.converged_),
-                "lower_bound": float(self.lower_bound_),
-                "n_features_in": int(self.n_features_in_),
-            },
-        }
+        })  # fmt: skip
+        attrs["fitted"].update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_))
         return arrays, attrs
 
-    def save(self, path) -> None:
-        """Save the model and its online state as a zarr group (atomically; no pickle).
-        :func:`streamem.load` gives it back, ready to continue with ``partial_fit``."""
-        io.write_model(path, *self.state(), pack=True)
-
-    @classmethod
-    def _from_state(cls, arrays: dict, attrs: dict) -> OnlineGaussianMixture:
-        model, K, D = cls._from_saved(arrays, attrs, ("covariances", "precisions_cholesky", "iterate_covariances"))
+    def _restore(self, state, arrays: dict, attrs: dict) -> None:
         fitted = attrs["fitted"]
-        model._reset()
-        model.n_features_in_ = D
-        model._set_params(MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"],
-                                        arrays["precisions_cholesky"], model.covariance_type))  # fmt: skip
-        model._iterate = MixtureParams(
-            arrays["iterate_weights"], arrays["iterate_means"], arrays["iterate_covariances"],
-            arrays["iterate_precisions_cholesky"], model.covariance_type,
-        )  # fmt: skip
-        model._shift = arrays["shift"]
-        zero = SufficientStats.zero(K, D, model.covariance_type, arrays.get("stats_shift", model._shift))
+        self._reset()
+        self._set_params(state.params)
+        self._iterate = MixtureParams.from_arrays(arrays, self.covariance_type, "iterate_")
+        self._shift = arrays["shift"]
+        K, D = state.params.means.shape
+        zero = SufficientStats.zero(K, D, self.covariance_type, arrays.get("stats_shift", self._shift))
         worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
-        model._stats = dataclasses.replace(
+        self._stats = dataclasses.replace(
             zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],
             loglik=float(arrays["stats_loglik"][0]), weight=1.0, count=1, worst=worst,
         )  # fmt: skip
-        model.n_batches_ = int(fitted["n_batches"])
-        model.n_samples_seen_ = int(fitted["n_samples_seen"])
-        model.n_iter_ = int(fitted["n_iter"])
-        model.converged_ = bool(fitted["converged"])
-        model.lower_bound_ = float(fitted["lower_bound"])
-        model.history_ = history_from_arrays(arrays, "history_", {})
-        return model
-
-
-def _batches(X, sample_weight, batch_size: int, min_rows: int):
-    """``(batch, weights)`` of ``batch_size`` rows over a dask array (columns in one chunk,
-    as :meth:`_validate_X` gives it), reading one chunk at a time; a last batch of fewer
-    than ``min_rows`` rows joins the one before it."""
-    held = None
-    for batch in _slices(X, sample_weight, batch_size):
-        if held is not None and len(batch[0]) < min_rows:
-            x, w = held
-            held = (np.concatenate([x, batch[0]]), None if w is None else np.concatenate([w, batch[1]]))
-            continue
-        if held is not None:
-            yield held
-        held = batch
-    if held is not None:
-        yield held
-
-
-def _slices(X: da.Array, sample_weight: da.Array | None, batch_size: int):
-    """Slices of ``batch_size`` rows, one chunk of X computed at a time (a remainder is
-    carried into the next chunk)."""
-    w_parts = None if sample_weight is None else sample_weight.rechunk((X.chunks[0],)).to_delayed()
-    rest_x = rest_w = None
-    for i, part in enumerate(X.to_delayed()[:, 0]):
-        x = part.compute()
-        w = None if w_parts is None else w_parts[i].compute()
-        if rest_x is not None and len(rest_x):
-            x = np.concatenate([rest_x, x])
-            w = None if w is None else np.concatenate([rest_w, w])
-        n_full = len(x) // batch_size * batch_size
-        for start in range(0, n_full, batch_size):
-            yield x[start : start + batch_size], None if w is None else w[start : start + batch_size]
-        rest_x, rest_w = x[n_full:], None if w is None else w[n_full:]
-    if rest_x is not None and len(rest_x):
-        yield rest_x, rest_w
+        self.n_batches_ = int(fitted["n_batches"])
+        self.n_samples_seen_ = int(fitted["n_samples_seen"])
+        self.n_iter_ = state.n_iter
+        self.converged_ = state.converged
+        self.lower_bound_ = state.objective
+        self.history_ = state.history

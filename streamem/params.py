@@ -84,6 +84,30 @@ class MixtureParams:
             covariance_type,
         )
 
+    def to_arrays(self, prefix: str = "") -> dict:
+        """The parameters as arrays named ``prefix`` + ``weights``, ``means``, ``covariances``
+        and ``precisions_cholesky`` (as saved models and checkpoints hold them)."""
+        return {
+            f"{prefix}weights": self.weights,
+            f"{prefix}means": self.means,
+            f"{prefix}covariances": self.covariances,
+            f"{prefix}precisions_cholesky": self.precisions_chol,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, covariance_type: str, prefix: str = "") -> MixtureParams:
+        """The parameters back from :meth:`to_arrays`, their shapes checked."""
+        means = arrays[f"{prefix}means"]
+        if means.ndim != 2:
+            raise ValueError(f"{prefix}means has shape {means.shape}")
+        K, D = means.shape
+        expected = get_covariance(covariance_type).covariance_shape(K, D)
+        for name, shape in (("weights", (K,)), ("covariances", expected), ("precisions_cholesky", expected)):
+            if arrays[prefix + name].shape != shape:
+                raise ValueError(f"{prefix}{name} has shape {arrays[prefix + name].shape}, expected {shape}")
+        return cls(arrays[f"{prefix}weights"], means, arrays[f"{prefix}covariances"],
+                   arrays[f"{prefix}precisions_cholesky"], covariance_type)  # fmt: skip
+
     @property
     def covariance(self) -> Covariance:
         return get_covariance(self.covariance_type)

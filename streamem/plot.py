@@ -35,7 +35,7 @@ def sample_rows(X, n_points: int, seed: int = 0) -> np.ndarray:
 
 def _component_covariances(gm) -> np.ndarray:
     """Every component's full (D, D) covariance, whatever the covariance type."""
-    return gm._params().full_covariances
+    return gm.fitted_params().full_covariances
 
 
 def _mixture_covariance(gm) -> np.ndarray:

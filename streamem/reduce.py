@@ -4,7 +4,9 @@ A pass applies a chunk function to every row-chunk of the data (all features in 
 chunk) and adds the results in a tree of fan-in ``split_every``; only the small per-chunk
 results travel, and the client receives the total. The chunks are grouped into a few tasks
 per scheduler thread, each running its chunks' own tasks one after the other, so that a
-pass costs a few tasks per thread however many chunks there are.
+pass costs a few tasks per thread however many chunks there are. Predictions map a
+function over the chunks lazily (:func:`apply_blocks`), and online fits read a dask array
+as mini-batches, one chunk computed at a time (:func:`row_batches`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from dask.optimization import cull
 from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
 
-__all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client"]
+__all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client", "row_batches"]
 
 SPLIT_EVERY = 8
 TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
@@ -394,3 +396,40 @@ def default_chunk_rows(n_samples: int, n_features: int, itemsize: int) -> int:
     max_rows = max(1, (64 << 20) // max(1, n_features * itemsize))
     rows = -(-n_samples // (2 * n_cores))
     return int(max(min(rows, max_rows), min(n_samples, 8192), 1))
+
+
+def row_batches(X: da.Array, sample_weight: da.Array | None, batch_size: int, min_rows: int):
+    """``(batch, weights)`` of ``batch_size`` rows, as numpy arrays, over a dask array with
+    its columns in one chunk, reading one chunk at a time (the mini-batches of an online
+    fit over a finite array); a last batch of fewer
+    than ``min_rows`` rows joins the one before it."""
+    held = None
+    for batch in _slices(X, sample_weight, batch_size):
+        if held is not None and len(batch[0]) < min_rows:
+            x, w = held
+            held = (np.concatenate([x, batch[0]]), None if w is None else np.concatenate([w, batch[1]]))
+            continue
+        if held is not None:
+            yield held
+        held = batch
+    if held is not None:
+        yield held
+
+
+def _slices(X: da.Array, sample_weight: da.Array | None, batch_size: int):
+    """Slices of ``batch_size`` rows, one chunk of X computed at a time (a remainder is
+    carried into the next chunk)."""
+    w_parts = None if sample_weight is None else sample_weight.rechunk((X.chunks[0],)).to_delayed()
+    rest_x = rest_w = None
+    for i, part in enumerate(X.to_delayed()[:, 0]):
+        x = part.compute()
+        w = None if w_parts is None else w_parts[i].compute()
+        if rest_x is not None and len(rest_x):
+            x = np.concatenate([rest_x, x])
+            w = None if w is None else np.concatenate([rest_w, w])
+        n_full = len(x) // batch_size * batch_size
+        for start in range(0, n_full, batch_size):
+            yield x[start : start + batch_size], None if w is None else w[start : start + batch_size]
+        rest_x, rest_w = x[n_full:], None if w is None else w[n_full:]
+    if rest_x is not None and len(rest_x):
+        yield rest_x, rest_w

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from sklearn.utils import check_random_state
-
 from .base import blas_per_task
-from .batch import GaussianMixture
-from .params import InitialParameters
-from .reduce import ChunkedData
-from .stats import add_lists, chunk_stats
+from .batch import GaussianMixture, fit_candidates, set_fitted
 
 __all__ = ["select_n_components"]
 
@@ -65,19 +60,10 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
         raise ValueError("weights_init, means_init and precisions_init fix one number of components; leave them out")
     if params.get("warm_start"):
         raise ValueError("warm_start does not apply when choosing n_components")
-    template = GaussianMixture(n_components=max(ks), **params)
-    template._validate_params()
-    data, _ = template._validate_X(X, reset=True)
-    template._check_n_samples(data.shape[0], max(ks))
-    chunked = ChunkedData(data, template._validate_sample_weight(sample_weight, data))
-    random_state = check_random_state(template.random_state)
-
+    model = GaussianMixture(n_components=max(ks), **params)
+    best, gaussian, chunked = fit_candidates(model, X, sample_weight, ks)
     with blas_per_task(chunked.n_chunks):
-        runs, shift = template._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
-        template._run_em(chunked, runs, shift)
-        best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.objective) for k in ks}
-        missing = template.missing == "marginalize"
-        totals = chunked.map_reduce(chunk_stats, [best[k].params for k in ks], shift, missing, combine=add_lists)
+        totals = gaussian.estep(chunked, [best[k].params for k in ks])
 
     table = []
     for k, total in zip(ks, totals):
@@ -92,10 +78,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
             "converged": bool(best[k].converged),
         })  # fmt: skip
     chosen = min(table, key=lambda row: row[criterion])["n_components"]
-    model = GaussianMixture(n_components=chosen, **params)
-    model.n_features_in_ = template.n_features_in_
-    if hasattr(template, "feature_names_in_"):
-        model.feature_names_in_ = template.feature_names_in_
-    model._finish(best[chosen])
+    model.set_params(n_components=chosen)
+    set_fitted(model, best[chosen], warn=True)
     model.selection_ = table
     return model

@@ -21,26 +21,22 @@ import numpy as np
 from .covariance import get_covariance, products
 from .missing import incomplete_estep
 from .params import BLOCK_ELEMENTS, MixtureParams, responsibilities_inplace
+from .validation import check_finite
 
 __all__ = [
     "BLOCK_ROWS",
     "block_rows",
     "LowestScoringRows",
     "SufficientStats",
-    "check_finite",
-    "check_total_weight",
     "chunk_stats",
-    "hard_stats",
     "centred",
     "iter_blocks",
     "Accumulator",
     "add_lists",
     "totals",
-    "nearest",
 ]
 
 BLOCK_ROWS = 4096
-_HARD_BLOCK_ROWS = 1 << 16  # a Lloyd pass goes through a block's rows component by component
 
 
 def block_rows(kernels) -> int:
@@ -59,26 +55,6 @@ def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, rows: int = BLO
 def centred(block: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """``block - centre`` transposed, of shape (n_features, n_rows), in float64."""
     return np.subtract(block.T, centre[:, None], dtype=np.float64)
-
-
-def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
-    """Raise ValueError naming the problem if ``X`` holds NaN (unless ``allow_nan``: missing
-    values) or infinity, or a weight is negative or not finite."""
-    if not np.isfinite(X).all():
-        if np.isinf(X).any():
-            raise ValueError("Input X contains infinity; expected finite values only")
-        if not allow_nan:
-            raise ValueError(
-                "Input X contains NaN; expected finite values only "
-                "(missing='marginalize' fits data with missing values)"
-            )
-    if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
-        raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
-
-
-def check_total_weight(weight: float) -> None:
-    if not weight > 0:
-        raise ValueError(f"expected sample_weight with a positive sum, got a sum of {weight}")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -408,47 +384,3 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
                 acc.add_moments(kernel.groups[index].components, kernel.group_values(resp, index, rows), features)
             acc.add_rows(log_lik, w, block)
     return sums
-
-
-def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the nearest centre and the squared distance to it, for each column of
-    ``xct`` (rows of the data minus a centre, transposed, of shape (n_features, n_rows), in
-    float64), with ``centres_c`` the centres minus the same centre.
-
-    The nearest centre comes from the expanded form, one GEMM; the distance to it is then
-    computed directly, so that it is exact however far the rows are from the centre.
-    """
-    d2 = (-2.0 * centres_c) @ xct
-    d2 += (centres_c * centres_c).sum(axis=1)[:, None]
-    labels = d2.argmin(axis=0)
-    difference = xct - centres_c[labels].T
-    return labels, np.einsum("dn,dn->n", difference, difference)
-
-
-def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str) -> list[SufficientStats]:
-    """Statistics of hard assignments to the nearest centre, for each centre set, each
-    component's about its own centre.
-
-    ``loglik`` holds minus the weighted sum of squared distances (the k-means cost).
-    These are the statistics of a Lloyd pass; their M-step is a mixture with the
-    k-means partition as responsibilities. ``centre`` (n_features,) is the data's centre.
-    """
-    check_finite(X, sample_weight)
-    centre = np.asarray(centre, dtype=np.float64)
-    centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
-    sums = [Accumulator(len(c), X.shape[1], covariance_type, c) for c in centres_list]
-    covariance = get_covariance(covariance_type)
-    for block, w in iter_blocks(X, sample_weight, _HARD_BLOCK_ROWS):
-        xct = centred(block, centre)
-        for centres, acc in zip(centres_list, sums):
-            labels, d2 = nearest(xct, centres - centre)
-            order = np.argsort(labels, kind="stable")
-            counts = np.bincount(labels, minlength=len(centres))
-            for k, stop in zip(np.flatnonzero(counts), np.cumsum(counts)[counts > 0]):
-                rows = order[stop - counts[k] : stop]
-                features = covariance.centred_features(block[rows], centres[k], np.float64)
-                weights = np.ones((1, len(rows))) if w is None else w[rows][None, :].astype(np.float64)
-                acc.add_moments([k], weights, features)
-            acc.add_rows(-d2, w, block, track_worst=False)
-    weight, count = totals(X, sample_weight)
-    return [acc.result(weight, count) for acc in sums]

@@ -270,7 +270,7 @@ class _Runner:
         self.model.partial_fit(X)
         if self.write_labels is not None:
             self.unlabelled.append((self.result.rows, X, self.pending_position))
-            if self.model._stats is not None:  # warm-up batches get their labels once the model exists
+            if self.model.initialised:  # warm-up batches get their labels once the model exists
                 for start, rows, position in self.unlabelled:
                     self.write_labels(start, rows, self.model.predict(rows), position)
                 self.unlabelled = []
@@ -291,7 +291,7 @@ class _Runner:
         self.last_checkpoint = time.monotonic()
         if not self.dirty or self.checkpoint_dir is None and self.out is None:
             return
-        if self.model._stats is None:
+        if not self.model.initialised:
             logger.info("the model is still warming up: nothing to checkpoint yet")
             return
         arrays, attrs = self.model.state()  # new arrays at every update: a consistent snapshot

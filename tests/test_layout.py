@@ -58,3 +58,21 @@ def test_no_import_circles():
             visit(name, [name])
     assert not circles, "import circles: " + "; ".join(" -> ".join(circle) for circle in circles)
     assert "streamem.missing" in graph["streamem.base"]  # the check sees imports inside functions too
+
+
+def test_readme_layout_names_every_module():
+    text = (PACKAGE.parent / "README.md").read_text()
+    layout = text[text.index("Layout of `streamem/`") :].split("\n\n")[1]
+    names = {path.name for path in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}
+    unnamed = sorted(name for name in names if f"`{name}`" not in layout)
+    assert not unnamed, f"README's layout does not name {unnamed}"
+    assert "`sources/`" in layout
+
+
+def test_no_module_imports_another_modules_private_names():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("streamem")):
+                found += [f"{path.name}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    assert not found, found

@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import streamem
-from streamem.missing import _packed, _sweep, incomplete_estep
+from streamem.missing import incomplete_estep
+from streamem.packed import lower_slots, sweep
 from streamem.stats import chunk_stats
 
 from .conftest import COVARIANCE_TYPES, mixture_data
@@ -33,7 +34,7 @@ def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern
     X, _ = mixture_data(n_samples=300, n_features=D, n_components=3, seed=1)
     X += np.random.default_rng(1).normal(scale=0.3, size=X.shape)  # covariances far from singular in 50-D too
     gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
-    p = gm._params()
+    p = gm.fitted_params()
     Xm = holes(X, 0.3, seed=2)
     Xm[0] = np.nan  # a row with nothing observed
     shift = X.mean(axis=0)
@@ -76,16 +77,16 @@ def test_sweep_inverts_a_batch_of_small_matrices(m):
     rng = np.random.default_rng(m)
     a = rng.normal(size=(3, 4, m, m))
     spd = a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(m)
-    _, slots = _packed(m)
+    _, slots = lower_slots(m)
     entries = np.stack([spd[..., i, j] for i, j in slots])
-    log_det = _sweep(entries, m)
+    log_det = sweep(entries, m)
     inverse = np.linalg.inv(spd)
     np.testing.assert_allclose(entries, np.stack([-inverse[..., i, j] for i, j in slots]), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(log_det, np.linalg.slogdet(spd)[1], rtol=1e-12)
     entries = np.stack([spd[..., i, j] for i, j in slots])
     entries[0, 1, 2] = -1.0  # one matrix with a negative diagonal entry
     with pytest.raises(ValueError, match="not positive definite"):
-        _sweep(entries, m)
+        sweep(entries, m)
 
 
 def test_without_nan_marginalize_is_the_default_fit(blobs):
@@ -129,8 +130,8 @@ def test_chunking_and_weights_with_missing_values():
         np.repeat(Xm, w, axis=0)
     )
     np.testing.assert_allclose(repeated.covariances_, fits[0].covariances_, rtol=1e-10)
-    (stats,) = chunk_stats(Xm, w.astype(float), [fits[0]._params()], X.mean(axis=0), True)
-    parts = [chunk_stats(Xm[a:b], w[a:b].astype(float), [fits[0]._params()], X.mean(axis=0), True)[0]
+    (stats,) = chunk_stats(Xm, w.astype(float), [fits[0].fitted_params()], X.mean(axis=0), True)
+    parts = [chunk_stats(Xm[a:b], w[a:b].astype(float), [fits[0].fitted_params()], X.mean(axis=0), True)[0]
              for a, b in ((0, 1000), (1000, 3000))]  # fmt: skip
     np.testing.assert_allclose((parts[0] + parts[1]).s2, stats.s2, rtol=1e-12)
 

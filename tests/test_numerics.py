@@ -21,8 +21,9 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import streamem
 from streamem.covariance import get_covariance
+from streamem.init import nearest
 from streamem.params import MixtureParams, plan_groups
-from streamem.stats import SufficientStats, chunk_stats, nearest
+from streamem.stats import SufficientStats, chunk_stats
 
 from .conftest import COVARIANCE_TYPES
 

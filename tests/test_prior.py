@@ -55,7 +55,7 @@ def test_map_step_maximises_the_posterior(covariance_type, with_mean_prior):
     X, _ = mixture_data(n_samples=400, n_features=3, n_components=3, seed=4)
     D = X.shape[1]
     start = streamem.GaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0).fit(X)
-    p0 = start._params()
+    p0 = start.fitted_params()
     shift = X.mean(axis=0)
     (stats,) = chunk_stats(X, None, [p0], shift)
     prior = Prior(3.0, np.array([0.5, -0.5, 1.0]), 2.0 if with_mean_prior else None, np.asarray(psi_for(covariance_type, D)),
@@ -96,7 +96,7 @@ def test_map_em_never_decreases_the_posterior(covariance_type, tmp_path):
     gm.fit(X)
     assert np.all(np.diff(gm.lower_bounds_) >= -1e-10)
     # the lower bound is the mean log-likelihood plus the log-prior per sample
-    p = gm._params()
+    p = gm.fitted_params()
     assert gm.history_[-1]["objective"] != gm.history_[-1]["log_likelihood"]
     log_lik = logsumexp(
         np.column_stack([

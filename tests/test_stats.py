@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from streamem.init import hard_stats
 from streamem.params import MixtureParams, m_step
-from streamem.stats import SufficientStats, chunk_stats, hard_stats
+from streamem.stats import SufficientStats, chunk_stats
 
 from .conftest import COVARIANCE_TYPES, mixture_data
 

@@ -99,7 +99,7 @@ from streamem.stats import chunk_stats
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=({rows}, {features}))
 params = streamem.GaussianMixture({k}, max_iter=1, weights_init=np.full({k}, 1 / {k}), means_init=X[:{k}],
-                                  precisions_init=np.tile(np.eye({features}), ({k}, 1, 1))).fit(X[:5000])._params()
+                                  precisions_init=np.tile(np.eye({features}), ({k}, 1, 1))).fit(X[:5000]).fitted_params()
 chunk_stats(X, None, [params], np.zeros({features}))
 print("ready", flush=True)
 for line in sys.stdin:

@@ -12,14 +12,21 @@ Run by hand (needs ``redis-server`` on the PATH for the Redis rows)::
    checkpoint and a published model every second, against none (alternated, best of 3).
 3. Passes over a finite array to converge (change of the mean log-likelihood < 1e-4) from
    the same start: batch EM, incremental EM, stepwise EM.
+
+``--against DIR`` times the in-memory runs of 1 and 2 (without Redis) for this checkout
+and the one at ``DIR`` (``git worktree add DIR REV``) instead, alternated, each run in its
+own process, each checkout first in turn.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import logging
+import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -165,8 +172,71 @@ def passes_to_converge(X, start):
         print(f"| {name} | {m.n_iter_} | {m.score(X):.6f} |")
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGAINST_RUNS = {  # name: batch rows, rows, checkpoint every second
+    "in memory, 1,000-row batches": (1000, 2_000_000, False),
+    "in memory, 10,000-row batches": (10_000, 2_000_000, False),
+    "10,000-row batches, checkpoint + published model every second": (10_000, 10_000_000, True),
+}
+
+
+def _child_rate(root, start_path, name):
+    """Runs in a subprocess that imports the ``streamem`` of the checkout at ``root``."""
+    sys.path.insert(0, root)
+    for module in [m for m in sys.modules if m == "streamem" or m.startswith("streamem.")]:
+        del sys.modules[module]
+    global streamem, MemorySource, encode_rows, run
+    import streamem
+    from streamem.sources.memory import MemorySource
+    from streamem.stream import run
+
+    if not os.path.abspath(streamem.__file__).startswith(os.path.abspath(root) + os.sep):
+        raise RuntimeError(f"imported {streamem.__file__}, not the checkout at {root}")
+    batch_size, n_rows, saving = AGAINST_RUNS[name]
+    start = dict(np.load(start_path))
+    X = data(1_000_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        options = dict(checkpoint=Path(tmp) / "ckpt", out=Path(tmp) / "m.zarr", checkpoint_every=10**9,
+                       checkpoint_interval=1.0) if saving else {}  # fmt: skip
+        print(in_memory(X, batch_size, n_rows, start, **options)[0])
+
+
+def against(directory: str, repeat: int) -> None:
+    """Records per second of this checkout and the one at ``directory``, alternated."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start_path = os.path.join(tmp, "start.npz")
+        np.savez(start_path, **given_start(data(1_000_000)))
+        rows = []
+        for name in AGAINST_RUNS:
+            rates = {"this": [], "other": []}
+            for i in range(repeat):
+                for label, root in (("other", directory), ("this", ROOT))[:: 1 if i % 2 else -1]:
+                    out = subprocess.run([sys.executable, __file__, "--rate", root, start_path, name], check=True,
+                                         capture_output=True, text=True).stdout  # fmt: skip
+                    rates[label].append(float(out.split()[-1]))
+            paired = float(np.median(np.divide(rates["this"], rates["other"])))
+            rows.append((name, max(rates["other"]), max(rates["this"]), paired))
+            print(f"{name}: other {rates['other']}, this {rates['this']}", file=sys.stderr, flush=True)
+    print(f"\nRecords per second (D={D}, K={K} full), best of {repeat} alternated runs; this checkout against "
+          f"{directory}; the last column is the median ratio of runs next to each other\n")  # fmt: skip
+    print("| run | other records/s | this records/s | this / other | median paired ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for name, other, this, paired in rows:
+        print(f"| {name} | {other:,.0f} | {this:,.0f} | {this / other:.2f} | {paired:.2f} |")
+
+
 def main():
     logging.disable(logging.WARNING)
+    if len(sys.argv) > 1 and sys.argv[1] == "--rate":
+        _child_rate(*sys.argv[2:5])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", metavar="DIR", help="time this checkout against the checkout in DIR")
+    parser.add_argument("--repeat", type=int, default=4)
+    args = parser.parse_args()
+    if args.against:
+        against(args.against, args.repeat)
+        return
     X = data(1_000_000)
     start = given_start(X)
     throughput(X, start)

@@ -1,0 +1,57 @@
+"""Checks of the input that name the problem: values in a chunk, weights, lazy arrays.
+
+Each raises ``ValueError`` with a message a user can act on; the estimators' own checks
+(shapes of initial parameters, hyper-parameters) use these and scikit-learn's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+
+__all__ = ["check_dask_array", "check_finite", "check_total_weight"]
+
+
+def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
+    """Raise ValueError naming the problem if ``X`` holds NaN (unless ``allow_nan``: missing
+    values) or infinity, or a weight is negative or not finite."""
+    if not np.isfinite(X).all():
+        if np.isinf(X).any():
+            raise ValueError("Input X contains infinity; expected finite values only")
+        if not allow_nan:
+            raise ValueError(
+                "Input X contains NaN; expected finite values only "
+                "(missing='marginalize' fits data with missing values)"
+            )
+    if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
+        raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
+
+
+def check_total_weight(weight: float) -> None:
+    if not weight > 0:
+        raise ValueError(f"expected sample_weight with a positive sum, got a sum of {weight}")
+
+
+def check_dask_array(X: da.Array) -> da.Array:
+    """Validate a lazy 2-D input without reading it; cast integers and bools to float64."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array of shape (n_samples, n_features), got a {X.ndim}D array of shape {X.shape}"
+        )
+    if any(math.isnan(n) for n in X.shape):
+        raise ValueError("expected an array with known chunk sizes, got unknown sizes; call compute_chunk_sizes()")
+    kind = X.dtype.kind
+    if kind == "f":
+        if X.dtype.itemsize < 4:
+            X = X.astype(np.float32)
+    elif kind in "iub":
+        X = X.astype(np.float64)
+    else:
+        raise ValueError(f"expected a numeric array (float, int or bool), got dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required")
+    if X.shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required")
+    return X
