@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from threadpoolctl import threadpool_limits
 
 from . import io
+from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .em import FitState
 from .init import INIT_METHODS
@@ -396,10 +397,31 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
 
 def load(path):
-    """Load a model saved with ``save`` by any of the estimators, as an estimator of the
-    class that saved it (:class:`~streamem.GaussianMixture` for stores that name none)."""
+    """Load a model saved with ``save`` by any of the estimators (or published by a stream),
+    as an estimator of the class that saved it (:class:`~streamem.GaussianMixture` for
+    stores that name none); or the model a checkpoint directory holds: a stream's, or a
+    batch fit's best candidate at its last saved iteration."""
+    if is_checkpoint(path):
+        return _from_checkpoint(path)
     arrays, attrs = io.read_model(path)
     name = attrs.get("estimator", "GaussianMixture")
     if name not in MixtureBase._estimators:
         raise ValueError(f"{str(path)!r} holds a {name!r}, which this version of streamem does not know")
     return MixtureBase._estimators[name].from_state(arrays, attrs, str(path))
+
+
+def _from_checkpoint(path):
+    arrays, attrs = load_state(path)
+    if "stream" in attrs:
+        return MixtureBase._estimators["OnlineGaussianMixture"].from_state(arrays, attrs["stream"]["model"], str(path))
+    try:
+        fingerprint = attrs["fingerprint"]
+        runs, _ = state_to_runs(arrays, attrs)
+        cls = MixtureBase._estimators["GaussianMixture"]
+        names = cls().get_params()
+        model = cls(**{name: value for name, value in fingerprint["params"].items() if name in names})
+        model._restore(max(runs, key=lambda run: run.objective), {}, {})
+        model.n_features_in_ = int(fingerprint["shape"][1])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is a corrupt streamem checkpoint: {exc}") from None
+    return model

@@ -22,6 +22,7 @@ from .em import FitState
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "is_checkpoint",
     "load_state",
     "runs_to_state",
     "save_state",
@@ -44,6 +45,11 @@ def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = Fal
     for old in directory.iterdir():
         if old.name != name and old.name != _LATEST and old.name.endswith(".zarr"):
             shutil.rmtree(old, ignore_errors=True)
+
+
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a checkpoint directory (it names its latest state)."""
+    return (Path(path) / _LATEST).is_file()
 
 
 def load_state(directory) -> tuple[dict, dict] | None:

@@ -153,3 +153,35 @@ def test_models_saved_in_format_1_still_load():
         np.testing.assert_allclose(model.score_samples(rows), expected[name]["score_samples"], rtol=1e-12)
     batch = streamem.load(data / "batch-format-1.zarr")
     assert batch.n_iter_ == expected["batch"]["n_iter"] and batch.lower_bound_ == expected["batch"]["lower_bound"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_load_reads_a_checkpoint_directory(tmp_path):
+    """streamem.load gives the model a checkpoint holds: a batch fit's best candidate at its
+    last saved iteration, and a stream's online model."""
+    from streamem.sources.memory import MemorySource
+    from streamem.stream import run
+
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(-4, 1, (600, 3)), rng.normal(4, 1, (600, 3))])
+    gm = streamem.GaussianMixture(2, n_init=2, max_iter=4, tol=0.0, random_state=0, checkpoint=tmp_path / "batch")
+    gm.fit(X)
+    from_checkpoint = streamem.load(tmp_path / "batch")
+    assert type(from_checkpoint) is streamem.GaussianMixture
+    assert (from_checkpoint.n_components, from_checkpoint.n_init, from_checkpoint.n_iter_) == (2, 2, 4)
+    np.testing.assert_array_equal(from_checkpoint.means_, gm.means_)
+    np.testing.assert_array_equal(from_checkpoint.predict(X), gm.predict(X))
+    assert from_checkpoint.history_ == gm.history_
+
+    online = streamem.OnlineGaussianMixture(2, batch_size=200, random_state=0)
+    source = MemorySource([X[i : i + 100] for i in range(0, len(X), 100)], 3)
+    result = run(source, online, tmp_path / "stream", batch_size=200, stop_after_idle=0.0, poll_timeout=0.0)
+    streamed = streamem.load(tmp_path / "stream")
+    assert type(streamed) is streamem.OnlineGaussianMixture
+    assert streamed.n_samples_seen_ == result.rows == len(X)
+    np.testing.assert_array_equal(streamed.means_, result.model.means_)
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "LATEST").write_text("{}")
+    with pytest.raises(ValueError, match="cannot read the checkpoint"):
+        streamem.load(tmp_path / "other")

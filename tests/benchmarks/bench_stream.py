@@ -174,9 +174,9 @@ def passes_to_converge(X, start):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGAINST_RUNS = {  # name: batch rows, rows, checkpoint every second
-    "in memory, 1,000-row batches": (1000, 2_000_000, False),
-    "in memory, 10,000-row batches": (10_000, 2_000_000, False),
-    "10,000-row batches, checkpoint + published model every second": (10_000, 10_000_000, True),
+    "in memory, 1,000-row batches": (1000, 4_000_000, False),
+    "in memory, 10,000-row batches": (10_000, 10_000_000, False),
+    "10,000-row batches, checkpoint + published model every second": (10_000, 20_000_000, True),
 }
 
 
