@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from .base import load
 from .batch import GaussianMixture
+from .bayesian import BayesianGaussianMixture
 from .io import make_data, read_data
 from .online import OnlineGaussianMixture
 from .select import select_n_components
 
 __all__ = [
+    "BayesianGaussianMixture",
     "GaussianMixture",
     "OnlineGaussianMixture",
     "__version__",

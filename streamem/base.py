@@ -156,6 +156,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "missing": [StrOptions({"error", "marginalize"})],
     }
 
+    #: the class of a fitted state's parameters
+    _params_class = MixtureParams
+
     #: saved models store their arrays end to end in one (for models saved every few seconds)
     _packed = False
 
@@ -201,7 +204,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
             fitted = attrs["fitted"]
             # stores of format 1 kept the re-seeded components beside "fitted"
             meta = {"reseeded": attrs.get("reseeded", {}), **fitted, "covariance_type": model.covariance_type}
-            state = FitState.from_arrays(arrays, meta)
+            state = FitState.from_arrays(arrays, meta, params_class=cls._params_class)
             if state.params.n_components != model.n_components or state.params.n_features != fitted["n_features_in"]:
                 raise ValueError("parameter shapes do not match the hyper-parameters")
             model._restore(state, arrays, attrs)
@@ -326,8 +329,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
 
-    def _apply(self, X, output: RowOutput):
-        params = self.fitted_params()
+    def _apply(self, X, output: RowOutput, params: MixtureParams | None = None):
+        params = self.fitted_params() if params is None else params
         missing = self.missing == "marginalize"
         data, lazy = self._validate_X(X, reset=False, allow_nan=missing or output.needs_holes)
         n_columns = None if output.columns is None else output.columns(params)
@@ -387,7 +390,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, params.weights)
+        counts = rng.multinomial(n_samples, self.weights_)
         X = np.vstack([
             rng.multivariate_normal(mean, full, int(count))
             for mean, full, count in zip(params.means, params.full_covariances, counts)
@@ -416,8 +419,8 @@ def _from_checkpoint(path):
         return MixtureBase._estimators["OnlineGaussianMixture"].from_state(arrays, attrs["stream"]["model"], str(path))
     try:
         fingerprint = attrs["fingerprint"]
-        runs, _ = state_to_runs(arrays, attrs)
-        cls = MixtureBase._estimators["GaussianMixture"]
+        cls = MixtureBase._estimators[attrs.get("estimator", "GaussianMixture")]
+        runs, _ = state_to_runs(arrays, attrs, cls._params_class)
         names = cls().get_params()
         model = cls(**{name: value for name, value in fingerprint["params"].items() if name in names})
         model._restore(max(runs, key=lambda run: run.objective), {}, {})

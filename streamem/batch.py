@@ -312,7 +312,7 @@ class GaussianMixture(MixtureBase):
                         f"the checkpoint in {str(self.checkpoint)!r} belongs to another fit (other data or "
                         "parameters); remove it or choose another checkpoint directory"
                     )
-                runs, shift = state_to_runs(*state)
+                runs, shift = state_to_runs(*state, params_class=self._params_class)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
                 runs, shift = self._initial_runs(chunked, initial, random_state)
@@ -323,8 +323,7 @@ class GaussianMixture(MixtureBase):
     def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
         >= 2``, a line per candidate after each pass. Returns the model it ran."""
-        model = GaussianModel(self.covariance_type, self.reg_covar, shift, self._prior(chunked.n_features, shift),
-                              self.missing == "marginalize")  # fmt: skip
+        model = self._model(chunked, shift)
 
         def on_iteration(n_iter, states):
             if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
@@ -340,6 +339,11 @@ class GaussianMixture(MixtureBase):
 
         run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration)
         return model
+
+    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel:
+        """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior."""
+        return GaussianModel(self.covariance_type, self.reg_covar, shift, self._prior(chunked.n_features, shift),
+                             self.missing == "marginalize")  # fmt: skip
 
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
@@ -392,7 +396,8 @@ class GaussianMixture(MixtureBase):
     def _save_checkpoint(self, runs, shift, step, fingerprint) -> None:
         if self.checkpoint is not None and fingerprint is not None:
             arrays, attrs = runs_to_state(runs, shift)
-            save_state(self.checkpoint, step, arrays, {**attrs, "fingerprint": fingerprint})
+            save_state(self.checkpoint, step, arrays, {**attrs, "fingerprint": fingerprint,
+                                                       "estimator": type(self).__name__})  # fmt: skip
 
     # ---------------------------------------------------------- persistence
 

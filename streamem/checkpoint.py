@@ -19,6 +19,7 @@ import numpy as np
 
 from . import io
 from .em import FitState
+from .params import MixtureParams
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -80,7 +81,7 @@ def runs_to_state(runs: list[FitState], shift) -> tuple[dict, dict]:
     return arrays, {"runs": meta}
 
 
-def state_to_runs(arrays: dict, attrs: dict) -> tuple[list[FitState], np.ndarray]:
+def state_to_runs(arrays: dict, attrs: dict, params_class=MixtureParams) -> tuple[list[FitState], np.ndarray]:
     """Candidates and shift back from :func:`runs_to_state`'s arrays and attributes."""
-    runs = [FitState.from_arrays(arrays, meta, f"run{i}_") for i, meta in enumerate(attrs["runs"])]
+    runs = [FitState.from_arrays(arrays, meta, f"run{i}_", params_class) for i, meta in enumerate(attrs["runs"])]
     return runs, arrays["shift"]

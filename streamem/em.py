@@ -86,9 +86,10 @@ class FitState:
         return arrays, meta
 
     @classmethod
-    def from_arrays(cls, arrays: dict, meta: dict, prefix: str = "") -> FitState:
-        """The state back from :meth:`to_arrays`'s arrays and JSON."""
-        params = MixtureParams.from_arrays(arrays, meta["covariance_type"], prefix)
+    def from_arrays(cls, arrays: dict, meta: dict, prefix: str = "", params_class=MixtureParams) -> FitState:
+        """The state back from :meth:`to_arrays`'s arrays and JSON (parameters of
+        ``params_class``, whose ``from_arrays`` reads them)."""
+        params = params_class.from_arrays(arrays, meta["covariance_type"], prefix)
         keys = [key for key in HISTORY_KEYS if f"{prefix}history_{key}" in arrays]
         reseeded = meta.get("reseeded", {})
         history = []

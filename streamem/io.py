@@ -300,7 +300,7 @@ def write_group(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
         attrs[PACKED] = places
     for name, value in arrays.items():
         value = np.asarray(value)
-        group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=value.shape or (1,))[...] = value
+        group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=value.shape)[...] = value
     group.attrs.update(json.loads(json.dumps(attrs, allow_nan=False)))
 
 

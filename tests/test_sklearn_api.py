@@ -10,6 +10,10 @@ def test_check_estimator():
     check_estimator(streamem.GaussianMixture())
 
 
+def test_check_estimator_bayesian():
+    check_estimator(streamem.BayesianGaussianMixture())
+
+
 def test_check_estimator_with_components():
     # With several components the initialisation draws rows at random, so a fit on
     # shuffled weighted rows starts elsewhere than a fit on the repeated rows; the

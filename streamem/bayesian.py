@@ -1,0 +1,531 @@
+r"""``BayesianGaussianMixture``: variational inference over the chunks of a dask array.
+
+The model of scikit-learn's ``BayesianGaussianMixture`` (Bishop 2006, §10.2; Blei & Jordan
+2006 for the Dirichlet process): a Dirichlet-distribution or truncated Dirichlet-process
+prior on the weights, a normal-Wishart prior on each component's mean and precision, and a
+factorised variational posterior of the same families. Its E-step is a Gaussian mixture's:
+the responsibilities are proportional to
+
+.. math::
+    \rho_{nk} = \exp\big(E[\log\pi_k] - \tfrac{D}{2}\log\nu_k
+                + \tfrac12(E[\log|\Lambda_k|]' - D/\beta_k)\big)\,
+                \mathcal N\big(x_n \mid m_k, (\nu_k W_k)^{-1}\big),
+
+so one pass of :func:`~streamem.stats.chunk_stats` over Gaussians of weights
+:math:`\exp(c_k)` gives the statistics, and the variational update is the M-step. The
+evidence lower bound (ELBO) comes from the same statistics: the entropy of the
+responsibilities is :math:`\sum_n \log\sum_k \rho_{nk} - \sum_{nk} r_{nk} \log \rho_{nk}`,
+and :math:`\log\rho_{nk}` is linear in the features whose responsibility-weighted sums are
+the statistics. :class:`VariationalModel` is the model :func:`~streamem.em.run_em` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from numbers import Real
+
+import numpy as np
+from scipy.special import betaln, digamma, gammaln
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .base import LABELS
+from .batch import GaussianMixture, set_fitted
+from .covariance import get_covariance
+from .em import FitState
+from .packed import unpack_symmetric
+from .params import EPS, LOG_2PI, MixtureParams
+from .reduce import ChunkedData
+from .stats import add_lists, chunk_stats
+from .validation import check_total_weight
+
+__all__ = ["BayesianGaussianMixture", "VariationalModel", "VariationalParams", "VariationalPrior"]
+
+PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+#: components whose expected weight is below this are unused: counted out of
+#: ``n_components_effective_`` and never a label of ``predict``
+UNUSED_WEIGHT = 1e-3
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VariationalParams(MixtureParams):
+    """The variational posterior of a Bayesian Gaussian mixture (scikit-learn's names): the
+    expected Gaussians (``weights``, ``means``, ``covariances``, ``precisions_chol``, as
+    :class:`~streamem.params.MixtureParams`) and the distributions' own parameters.
+
+    Attributes
+    ----------
+    weight_concentration : ndarray of shape (K,), or (2, K) for the Dirichlet process
+        (the Beta distributions of the stick-breaking fractions).
+    mean_precision : ndarray of shape (K,)
+    degrees_of_freedom : ndarray of shape (K,) (equal values for ``"tied"``)
+
+    ``covariances`` is the Wishart's scale inverse over its degrees of freedom, the
+    expected covariance; ``weights`` the expected weights.
+    """
+
+    weight_concentration: np.ndarray
+    mean_precision: np.ndarray
+    degrees_of_freedom: np.ndarray
+
+    @classmethod
+    def of(cls, weight_concentration, mean_precision, means, degrees_of_freedom, covariances, precisions_chol,
+           covariance_type: str) -> VariationalParams:  # fmt: skip
+        """The posterior, its expected weights computed from ``weight_concentration``."""
+        if weight_concentration.ndim == 2:
+            a, b = weight_concentration
+            weights = a / (a + b) * np.hstack((1.0, np.cumprod(b / (a + b))[:-1]))
+        else:
+            weights = weight_concentration
+        return cls(weights / weights.sum(), means, covariances, precisions_chol, covariance_type,
+                   weight_concentration, mean_precision, degrees_of_freedom)  # fmt: skip
+
+    @property
+    def dirichlet_process(self) -> bool:
+        return self.weight_concentration.ndim == 2
+
+    def expected_log_weights(self) -> np.ndarray:
+        if self.dirichlet_process:
+            a, b = self.weight_concentration
+            total = digamma(a + b)
+            return digamma(a) - total + np.hstack((0.0, np.cumsum(digamma(b) - total)[:-1]))
+        return digamma(self.weight_concentration) - digamma(self.weight_concentration.sum())
+
+    def log_constants(self) -> np.ndarray:
+        """:math:`c_k`: what the E-step adds to the log-density of the expected Gaussian."""
+        D = self.n_features
+        nu = self.degrees_of_freedom
+        log_lambda = D * math.log(2.0) + digamma(0.5 * (nu - np.arange(D)[:, None])).sum(axis=0)
+        return self.expected_log_weights() - 0.5 * D * np.log(nu) + 0.5 * (log_lambda - D / self.mean_precision)
+
+    def gaussian(self, unused: np.ndarray | None = None) -> MixtureParams:
+        """The Gaussian mixture whose weighted log-densities are the E-step's
+        :math:`\\log \\rho_{nk}` (weights :math:`\\exp(c_k)`, not normalised); ``unused``
+        components get weight 0."""
+        weights = np.exp(self.log_constants())
+        if unused is not None:
+            weights[unused] = 0.0
+        return MixtureParams(weights, self.means, self.covariances, self.precisions_chol, self.covariance_type)
+
+    def to_arrays(self, prefix: str = "") -> dict:
+        return {
+            **super().to_arrays(prefix),
+            f"{prefix}weight_concentration": self.weight_concentration,
+            f"{prefix}mean_precision": self.mean_precision,
+            f"{prefix}degrees_of_freedom": self.degrees_of_freedom,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, covariance_type: str, prefix: str = "") -> VariationalParams:
+        expected = MixtureParams.from_arrays(arrays, covariance_type, prefix)  # checks the shapes
+        K = expected.n_components
+        concentration = arrays[f"{prefix}weight_concentration"]
+        if concentration.shape not in ((K,), (2, K)):
+            raise ValueError(f"{prefix}weight_concentration has shape {concentration.shape}")
+        for name in ("mean_precision", "degrees_of_freedom"):
+            if arrays[prefix + name].shape != (K,):
+                raise ValueError(f"{prefix}{name} has shape {arrays[prefix + name].shape}, expected ({K},)")
+        return cls.of(concentration, arrays[f"{prefix}mean_precision"], expected.means,
+                      arrays[f"{prefix}degrees_of_freedom"], expected.covariances, expected.precisions_chol,
+                      covariance_type)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VariationalPrior:
+    """The prior's hyper-parameters, defaults resolved (scikit-learn's ``*_prior_``)."""
+
+    weight_concentration_prior_type: str
+    weight_concentration: float
+    mean_precision: float
+    mean: np.ndarray
+    degrees_of_freedom: float
+    covariance: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VariationalModel:
+    """The Bayesian Gaussian mixture for :func:`~streamem.em.run_em`: the E-step of the
+    expected Gaussians (:meth:`VariationalParams.gaussian`) about ``centre``, the
+    variational update, and the ELBO as the objective (a total, as scikit-learn's)."""
+
+    covariance_type: str
+    reg_covar: float
+    centre: np.ndarray
+    prior: VariationalPrior
+
+    def estep(self, data: ChunkedData, params_list: list[VariationalParams]) -> list:
+        gaussians = [params.gaussian() for params in params_list]
+        totals = data.map_reduce(chunk_stats, gaussians, self.centre, False, combine=add_lists)
+        for total in totals:
+            check_total_weight(total.weight)
+        return totals
+
+    def objective(self, stats, params: VariationalParams) -> dict:
+        return {"log_likelihood": stats.mean_loglik, "objective": self.elbo(stats, params, self.update(stats))}
+
+    def mstep(self, stats, params: VariationalParams) -> tuple[VariationalParams, list[int]]:
+        return self.update(stats), []
+
+    def update(self, stats) -> VariationalParams:
+        """The variational posterior from the statistics of an E-step."""
+        nk = stats.nk + 10 * EPS
+        means_c = stats.s1 / nk[:, None]
+        ml = get_covariance(self.covariance_type).covariances(nk, means_c, stats.s2, self.reg_covar)
+        return self.posterior(nk, means_c, ml, stats.shift)
+
+    def posterior(self, nk, means_c, ml_covariances, shift) -> VariationalParams:
+        """From weighted counts ``nk``, means (minus ``shift``) and covariances (with
+        ``reg_covar``), as scikit-learn's ``_estimate_weights``, ``_estimate_means`` and
+        ``_estimate_precisions``."""
+        prior, covariance = self.prior, get_covariance(self.covariance_type)
+        if prior.weight_concentration_prior_type == "dirichlet_process":
+            tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
+            concentration = np.stack([1.0 + nk, prior.weight_concentration + tail])
+        else:
+            concentration = prior.weight_concentration + nk
+        beta = prior.mean_precision + nk
+        deviations = means_c - (prior.mean - shift)
+        posterior_c = (prior.mean_precision * (prior.mean - shift) + nk[:, None] * means_c) / beta[:, None]
+        coefficient = nk * prior.mean_precision / beta
+        covariances, nu = covariance.variational_covariances(nk, ml_covariances, coefficient, deviations,
+                                                            prior.covariance, prior.degrees_of_freedom)  # fmt: skip
+        return VariationalParams.of(concentration, beta, posterior_c + shift, nu, covariances,
+                                    covariance.precisions_chol(covariances), self.covariance_type)  # fmt: skip
+
+    def initial(self, params: MixtureParams, total_weight: float) -> VariationalParams:
+        """The posterior after scikit-learn's first update: from the statistics that initial
+        Gaussian parameters were estimated from (weights ``n_k / n``, means, covariances)."""
+        nk = params.weights * (total_weight + 10 * EPS * params.n_components)
+        return self.posterior(nk, params.means - self.centre, params.covariances, self.centre)
+
+    def elbo(self, stats, old: VariationalParams, new: VariationalParams) -> float:
+        """scikit-learn's lower bound: the responsibilities of the E-step under ``old``, the
+        posterior ``new`` they give (its constant terms left out)."""
+        D = old.n_features
+        covariance = old.covariance
+        form = covariance.mahalanobis_form(old.means - stats.shift, old.precisions_chol)
+        quadratic = form[:, 0] @ stats.nk + np.einsum("kd,kd->", form[:, 1 : D + 1], stats.s1)
+        extra = form[:, D + 1 :]
+        if covariance.per_component:
+            quadratic += np.einsum("kf,kf->", extra, stats.s2.reshape(len(extra), -1))
+        else:
+            quadratic += extra[0] @ stats.s2
+        log_gauss = covariance.log_det_chol(old.precisions_chol, D) - 0.5 * D * LOG_2PI
+        resp_log_rho = float(stats.nk @ (old.log_constants() + log_gauss) - 0.5 * quadratic)
+        entropy = stats.loglik - resp_log_rho
+        nu = new.degrees_of_freedom
+        log_det = new.covariance.log_det_chol(new.precisions_chol, D) - 0.5 * D * np.log(nu)
+        log_wishart = -(nu * log_det + nu * D * 0.5 * math.log(2.0)
+                        + gammaln(0.5 * (nu - np.arange(D)[:, None])).sum(axis=0)).sum()  # fmt: skip
+        if new.dirichlet_process:
+            log_norm_weight = -betaln(*new.weight_concentration).sum()
+        else:
+            log_norm_weight = gammaln(new.weight_concentration.sum()) - gammaln(new.weight_concentration).sum()
+        return float(entropy - log_wishart - log_norm_weight - 0.5 * D * np.log(new.mean_precision).sum())
+
+
+def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
+    """The data's weighted mean, its scatter about it (the matrix with ``full``, else its
+    diagonal: the pass then forms 2D features per row, not D^2 / 2) and its total weight."""
+    D = chunked.n_features
+    unit = np.eye(D)[None] if full else np.ones((1, D))
+    one = MixtureParams.from_covariances(np.ones(1), centre[None], unit, "full" if full else "diag")
+    (total,) = chunked.map_reduce(chunk_stats, [one], centre, False, combine=add_lists)
+    check_total_weight(total.weight)
+    mean_c = total.s1[0] / total.weight
+    if full:
+        scatter = unpack_symmetric(total.s2[0], D) - total.weight * np.outer(mean_c, mean_c)
+    else:
+        scatter = total.s2[0] - total.weight * mean_c * mean_c
+    return centre + mean_c, scatter, total.weight
+
+
+class BayesianGaussianMixture(GaussianMixture):
+    """Variational Bayesian Gaussian mixture, fitted over the chunks of a dask array.
+
+    The model, parameters and fitted attributes of scikit-learn's
+    :class:`~sklearn.mixture.BayesianGaussianMixture`, on :class:`~streamem.GaussianMixture`'s
+    engine: one pass over the data per iteration, statistics reduced by a tree, every
+    candidate (``n_init``) in the same passes, sample weights, checkpoints, a cluster.
+    Given the same initial parameters and number of iterations, the fit equals
+    scikit-learn's. With the Dirichlet-process prior (the default) and a small
+    ``weight_concentration_prior``, unneeded components are left with vanishing weights:
+    ``n_components_effective_`` counts the others, and ``predict`` never returns an unused
+    component (expected weight below ``1e-3``).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        The number of components at most.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound (a total over the data, as
+        in scikit-learn).
+    reg_covar : float, default=1e-6
+    max_iter : int, default=100
+    n_init : int, default=1
+    init_params : {"k-means||", "k-means++", "random", "random_from_data", "kmeans"}, default="k-means||"
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, default="dirichlet_process"
+    weight_concentration_prior : float > 0, default=None
+        ``1 / n_components`` when None.
+    mean_precision_prior : float > 0, default=None
+        1 when None.
+    mean_prior : array-like of shape (n_features,), default=None
+        The data's mean when None.
+    degrees_of_freedom_prior : float > n_features - 1, default=None
+        ``n_features`` when None.
+    covariance_prior : float or array-like, default=None
+        The Wishart's scale inverse, in the covariance type's shape; the data's covariance
+        (full, tied) or variances (diag, their mean for spherical) when None.
+    weights_init, means_init, precisions_init : array-like, default=None
+        Initial Gaussian parameters, taken as the statistics of the first update: from
+        initial responsibilities ``R``, ``R.sum(0) / n``, the weighted means, and the
+        inverses of the weighted covariances plus ``reg_covar`` (what scikit-learn's
+        ``_initialize`` computes from them).
+    random_state, warm_start, verbose, verbose_interval : as in :class:`~streamem.GaussianMixture`
+    checkpoint, scheduler_address, persist, persist_fraction, timeout
+        As in :class:`~streamem.GaussianMixture`.
+    missing : {"error"}, default="error"
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+    weight_concentration_ : ndarray, or tuple of two for the Dirichlet process
+    mean_precision_ : ndarray of shape (n_components,)
+    degrees_of_freedom_ : ndarray of shape (n_components,), a float for ``"tied"``
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_, degrees_of_freedom_prior_, covariance_prior_
+        The prior with its defaults resolved.
+    n_components_effective_ : int
+    converged_, n_iter_, n_features_in_
+    lower_bound_ : float
+        The ELBO (without its constant terms) after the last iteration; ``lower_bounds_``
+        and ``history_`` (key ``objective``) hold it per iteration.
+    means_history_ : ndarray of shape (n_iter + 1, n_components, n_features)
+    """
+
+    _parameter_constraints: dict = {
+        **{name: value for name, value in GaussianMixture._parameter_constraints.items() if name != "missing"},
+        "missing": [StrOptions({"error"})],
+        "weight_concentration_prior_type": [StrOptions(set(PRIOR_TYPES))],
+        "weight_concentration_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+    }
+    _params_class = VariationalParams
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="k-means||",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        missing="error",
+        checkpoint=None,
+        scheduler_address=None,
+        persist=False,
+        persist_fraction=0.5,
+        timeout=None,
+    ):
+        super().__init__(
+            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+            n_init=n_init, init_params=init_params, weights_init=weights_init, means_init=means_init,
+            precisions_init=precisions_init, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            verbose_interval=verbose_interval, weight_concentration_prior=weight_concentration_prior,
+            mean_prior=mean_prior, mean_precision_prior=mean_precision_prior, covariance_prior=covariance_prior,
+            degrees_of_freedom_prior=degrees_of_freedom_prior, missing=missing, checkpoint=checkpoint,
+            scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
+        )  # fmt: skip
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the variational posterior, one pass over the chunks of X per iteration."""
+        try:
+            super().fit(X, y, sample_weight)
+            self._set_prior(self._fitted_model[2].prior)
+        finally:
+            self.__dict__.pop("_fitted_model", None)  # it holds the data
+        return self
+
+    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> VariationalModel:
+        cached = getattr(self, "_fitted_model", None)
+        if cached is not None and cached[0] is chunked and cached[1] is shift:
+            return cached[2]
+        full = self.covariance_type in ("full", "tied") and self.covariance_prior is None
+        mean, scatter, total = _data_moments(chunked, shift, full)
+        model = VariationalModel(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total))
+        self._fitted_model = (chunked, shift, model, total)
+        return model
+
+    def _resolve_prior(self, mean, scatter, total) -> VariationalPrior:
+        """The prior's hyper-parameters, checked, with scikit-learn's defaults from the data."""
+        K, D = self.n_components, len(mean)
+        covariance = get_covariance(self.covariance_type)
+        prior_mean = mean if self.mean_prior is None else np.asarray(self.mean_prior, dtype=np.float64)
+        if prior_mean.shape != (D,):
+            raise ValueError(f"expected mean_prior of shape ({D},), got {prior_mean.shape}")
+        nu = float(D if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior)
+        if nu <= D - 1:
+            raise ValueError(f"expected degrees_of_freedom_prior > n_features - 1 = {D - 1}, got {nu}")
+        if self.covariance_prior is None:
+            psi = scatter / max(total - 1.0, EPS)  # as numpy.cov and numpy.var, with ddof=1
+            if self.covariance_type == "spherical":
+                psi = np.array(psi.mean())
+        else:
+            psi = np.asarray(self.covariance_prior, dtype=np.float64)
+            covariance.check_prior(psi, D)
+        alpha = 1.0 / K if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        beta = 1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
+        return VariationalPrior(self.weight_concentration_prior_type, alpha, beta, prior_mean, nu, psi)
+
+    def _initial_runs(self, chunked, initial, random_state, ks=None):
+        if self.warm_start and hasattr(self, "converged_"):
+            params = self._variational()
+            return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
+        runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
+        model = self._model(chunked, shift)
+        total = self._fitted_model[3]
+        for run in runs:
+            run.params = model.initial(run.params, total)
+        return runs, shift
+
+    # ------------------------------------------------------------- attributes
+
+    def _set_params(self, params: VariationalParams) -> None:
+        super()._set_params(params)  # the expected weights, means, covariances and precisions
+        concentration = params.weight_concentration
+        self.weight_concentration_ = (concentration[0], concentration[1]) if params.dirichlet_process else concentration
+        self.mean_precision_ = params.mean_precision
+        nu = params.degrees_of_freedom
+        self.degrees_of_freedom_ = float(nu[0]) if self.covariance_type == "tied" else nu
+        self.n_components_effective_ = int((self.weights_ >= UNUSED_WEIGHT).sum())
+
+    def _set_prior(self, prior: VariationalPrior) -> None:
+        self.weight_concentration_prior_ = prior.weight_concentration
+        self.mean_precision_prior_ = prior.mean_precision
+        self.mean_prior_ = prior.mean
+        self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
+        self.covariance_prior_ = prior.covariance
+
+    def _variational(self) -> VariationalParams:
+        check_is_fitted(self, "precisions_cholesky_")
+        concentration = np.asarray(self.weight_concentration_, dtype=np.float64)
+        nu = np.broadcast_to(np.asarray(self.degrees_of_freedom_, dtype=np.float64), (self.n_components,)).copy()
+        return VariationalParams.of(concentration, self.mean_precision_, self.means_, nu, self.covariances_,
+                                    self.precisions_cholesky_, self.covariance_type)  # fmt: skip
+
+    def fitted_params(self) -> MixtureParams:
+        """The expected Gaussians whose weighted log-densities are the E-step's (their
+        weights :math:`\\exp(c_k)` are not normalised): responsibilities and
+        ``score_samples`` as scikit-learn's."""
+        return self._variational().gaussian()
+
+    def predict(self, X):
+        """Component labels, never an unused component's; lazy for dask or zarr input."""
+        return self._apply(X, LABELS, self._variational().gaussian(self.weights_ < UNUSED_WEIGHT))
+
+    # ---------------------------------------------------------- persistence
+
+    def _fit_state(self) -> FitState:
+        return FitState(self._variational(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
+                        list(self.means_history_), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
+
+    def state(self) -> tuple[dict, dict]:
+        arrays, attrs = super().state()
+        arrays["prior_mean"] = np.asarray(self.mean_prior_)
+        arrays["prior_covariance"] = np.asarray(self.covariance_prior_)
+        attrs["prior"] = {
+            "weight_concentration": float(self.weight_concentration_prior_),
+            "mean_precision": float(self.mean_precision_prior_),
+            "degrees_of_freedom": float(self.degrees_of_freedom_prior_),
+        }
+        return arrays, attrs
+
+    def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
+        super()._restore(state, arrays, attrs)
+        if "prior" not in attrs:  # a checkpoint's state
+            return
+        prior = attrs["prior"]
+        self._set_prior(VariationalPrior(self.weight_concentration_prior_type, prior["weight_concentration"],
+                                         prior["mean_precision"], arrays["prior_mean"], prior["degrees_of_freedom"],
+                                         arrays["prior_covariance"]))  # fmt: skip
+
+    # --------------------------------------------------------------- sklearn
+
+    def to_sklearn(self):
+        """An equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""
+        from sklearn.mixture import BayesianGaussianMixture as SkBayesianGaussianMixture
+
+        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
+        model = SkBayesianGaussianMixture(
+            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
+            weight_concentration_prior_type=self.weight_concentration_prior_type,
+            weight_concentration_prior=self.weight_concentration_prior, mean_precision_prior=self.mean_precision_prior,
+            mean_prior=self.mean_prior, degrees_of_freedom_prior=self.degrees_of_freedom_prior,
+            covariance_prior=self.covariance_prior, random_state=self.random_state, warm_start=self.warm_start,
+        )  # fmt: skip
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "mean_precision_",
+                     "weight_concentration_prior_", "mean_precision_prior_", "mean_prior_",
+                     "degrees_of_freedom_prior_", "covariance_prior_"):  # fmt: skip
+            setattr(model, name, np.copy(getattr(self, name)))
+        model.weight_concentration_ = (
+            tuple(np.copy(c) for c in self.weight_concentration_)
+            if isinstance(self.weight_concentration_, tuple)
+            else np.copy(self.weight_concentration_)
+        )
+        model.degrees_of_freedom_ = np.copy(self.degrees_of_freedom_)
+        model.converged_, model.n_iter_, model.lower_bound_ = self.converged_, self.n_iter_, self.lower_bound_
+        model.lower_bounds_ = list(self.lower_bounds_)
+        model.n_features_in_ = self.n_features_in_
+        return model
+
+    @classmethod
+    def from_sklearn(cls, model) -> BayesianGaussianMixture:
+        """A streamem model equivalent to a fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""
+        check_is_fitted(model, "precisions_cholesky_")
+        init = "k-means||" if model.init_params == "kmeans" else model.init_params
+        out = cls(
+            n_components=model.n_components, covariance_type=model.covariance_type, tol=model.tol,
+            reg_covar=model.reg_covar, max_iter=model.max_iter, n_init=model.n_init, init_params=init,
+            weight_concentration_prior_type=model.weight_concentration_prior_type,
+            weight_concentration_prior=model.weight_concentration_prior,
+            mean_precision_prior=model.mean_precision_prior, mean_prior=model.mean_prior,
+            degrees_of_freedom_prior=model.degrees_of_freedom_prior, covariance_prior=model.covariance_prior,
+            random_state=model.random_state, warm_start=model.warm_start,
+        )  # fmt: skip
+        concentration = np.asarray(model.weight_concentration_, dtype=np.float64)
+        nu = np.broadcast_to(np.asarray(model.degrees_of_freedom_, dtype=np.float64), (model.n_components,)).copy()
+        params = VariationalParams.of(concentration, np.asarray(model.mean_precision_, dtype=np.float64),
+                                      np.asarray(model.means_, dtype=np.float64), nu,
+                                      np.asarray(model.covariances_, dtype=np.float64),
+                                      np.asarray(model.precisions_cholesky_, dtype=np.float64),
+                                      model.covariance_type)  # fmt: skip
+        set_fitted(out, FitState(params, float(model.lower_bound_), bool(model.converged_), int(model.n_iter_)))
+        out._set_prior(VariationalPrior(
+            model.weight_concentration_prior_type, float(model.weight_concentration_prior_),
+            float(model.mean_precision_prior_), np.asarray(model.mean_prior_, dtype=np.float64),
+            float(model.degrees_of_freedom_prior_), np.asarray(model.covariance_prior_, dtype=np.float64),
+        ))  # fmt: skip
+        out.n_features_in_ = int(model.n_features_in_)
+        out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
+        return out
