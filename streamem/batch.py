@@ -409,12 +409,14 @@ class GaussianMixture(MixtureBase):
         arrays, attrs = super().state()
         if hasattr(self, "selection_"):
             attrs["selection"] = self.selection_
+            attrs["selection_criterion"] = getattr(self, "selection_criterion_", "bic")
         return arrays, attrs
 
     def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
         set_fitted(self, state)
         if "selection" in attrs:
             self.selection_ = [dict(row) for row in attrs["selection"]]
+            self.selection_criterion_ = attrs.get("selection_criterion", "bic")
 
     # --------------------------------------------------------------- sklearn
 
@@ -488,11 +490,17 @@ def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> N
         )
 
 
-def fit_candidates(model: GaussianMixture, X, sample_weight, ks) -> tuple[dict, GaussianModel, ChunkedData]:
-    """``model.n_init`` candidates for each number of components in ``ks``, all fitted in
-    the same passes over X (validated for ``model``, which keeps its features); the best
-    candidate of each K, the Gaussian model they were fitted with and the data (for a
-    pass that scores them)."""
+def fit_candidates(
+    model: GaussianMixture, X, sample_weight, ks, covariance_types=None
+) -> tuple[dict, GaussianModel, ChunkedData]:
+    """``model.n_init`` candidates for each number of components in ``ks`` and each of
+    ``covariance_types`` (default: the model's), all fitted in the same passes over X
+    (validated for ``model``, which keeps its features); the best candidate of each
+    ``(covariance type, K)``, the Gaussian model they were fitted with and the data (for a
+    pass that scores them). Several types share their initialisation: each start is
+    computed once with full covariances, and each type's is what its M-step gives from
+    the same responsibilities (:meth:`~streamem.covariance.Covariance.from_full`)."""
+    types = list(covariance_types or [model.covariance_type])
     model._validate_params()
     data, _ = model._validate_X(X, reset=True)
     model._check_n_samples(data.shape[0], max(ks))
@@ -500,6 +508,18 @@ def fit_candidates(model: GaussianMixture, X, sample_weight, ks) -> tuple[dict, 
     random_state = check_random_state(model.random_state)
     with blas_per_task(chunked.n_chunks):
         runs, shift = model._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
+        if types != [model.covariance_type]:
+            runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
         gaussian = model._run_em(chunked, runs, shift)
-    best = {k: max((r for r in runs if r.params.n_components == k), key=lambda r: r.objective) for k in ks}
+    best = {}
+    for run in runs:
+        key = (run.params.covariance_type, run.params.n_components)
+        if key not in best or run.objective > best[key].objective:
+            best[key] = run
     return best, gaussian, chunked
+
+
+def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:
+    """Parameters of another covariance type from full ones, as from the same statistics."""
+    covariances = get_covariance(covariance_type).from_full(params.covariances, params.weights)
+    return MixtureParams.from_covariances(params.weights, params.means, covariances, covariance_type)

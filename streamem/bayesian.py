@@ -35,7 +35,7 @@ from .batch import GaussianMixture, set_fitted
 from .covariance import get_covariance
 from .em import FitState
 from .packed import unpack_symmetric
-from .params import EPS, LOG_2PI, MixtureParams
+from .params import EPS, MixtureParams
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 from .validation import check_total_weight
@@ -153,10 +153,11 @@ class VariationalModel:
     reg_covar: float
     centre: np.ndarray
     prior: VariationalPrior
+    missing: bool = False
 
     def estep(self, data: ChunkedData, params_list: list[VariationalParams]) -> list:
         gaussians = [params.gaussian() for params in params_list]
-        totals = data.map_reduce(chunk_stats, gaussians, self.centre, False, combine=add_lists)
+        totals = data.map_reduce(chunk_stats, gaussians, self.centre, self.missing, combine=add_lists)
         for total in totals:
             check_total_weight(total.weight)
         return totals
@@ -203,17 +204,9 @@ class VariationalModel:
         """scikit-learn's lower bound: the responsibilities of the E-step under ``old``, the
         posterior ``new`` they give (its constant terms left out)."""
         D = old.n_features
-        covariance = old.covariance
-        form = covariance.mahalanobis_form(old.means - stats.shift, old.precisions_chol)
-        quadratic = form[:, 0] @ stats.nk + np.einsum("kd,kd->", form[:, 1 : D + 1], stats.s1)
-        extra = form[:, D + 1 :]
-        if covariance.per_component:
-            quadratic += np.einsum("kf,kf->", extra, stats.s2.reshape(len(extra), -1))
-        else:
-            quadratic += extra[0] @ stats.s2
-        log_gauss = covariance.log_det_chol(old.precisions_chol, D) - 0.5 * D * LOG_2PI
-        resp_log_rho = float(stats.nk @ (old.log_constants() + log_gauss) - 0.5 * quadratic)
-        entropy = stats.loglik - resp_log_rho
+        # the responsibilities' entropy plus the holes' (with missing values): the total
+        # log-normaliser minus the expected log-joint under the E-step's constants
+        entropy = stats.loglik - stats.expected_log_joint(old, old.log_constants())
         nu = new.degrees_of_freedom
         log_det = new.covariance.log_det_chol(new.precisions_chol, D) - 0.5 * D * np.log(nu)
         log_wishart = -(nu * log_det + nu * D * 0.5 * math.log(2.0)
@@ -226,7 +219,7 @@ class VariationalModel:
 
 
 def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
-    """The data's weighted mean, its scatter about it (the matrix with ``full``, else its
+    """The data's (``chunked``'s rows') weighted mean, its scatter about it (the matrix with ``full``, else its
     diagonal: the pass then forms 2D features per row, not D^2 / 2) and its total weight."""
     D = chunked.n_features
     unit = np.eye(D)[None] if full else np.ones((1, D))
@@ -286,7 +279,11 @@ class BayesianGaussianMixture(GaussianMixture):
     random_state, warm_start, verbose, verbose_interval : as in :class:`~streamem.GaussianMixture`
     checkpoint, scheduler_address, persist, persist_fraction, timeout
         As in :class:`~streamem.GaussianMixture`.
-    missing : {"error"}, default="error"
+    missing : {"error", "marginalize"}, default="error"
+        As in :class:`~streamem.GaussianMixture`: with ``"marginalize"`` each row's holes
+        are latent, their variational factor the conditional of the expected Gaussian given
+        the row's observed values (exact mean-field updates, and an ELBO that still never
+        decreases). The prior's defaults and the initialisation use the complete rows.
 
     Attributes
     ----------
@@ -305,8 +302,7 @@ class BayesianGaussianMixture(GaussianMixture):
     """
 
     _parameter_constraints: dict = {
-        **{name: value for name, value in GaussianMixture._parameter_constraints.items() if name != "missing"},
-        "missing": [StrOptions({"error"})],
+        **GaussianMixture._parameter_constraints,
         "weight_concentration_prior_type": [StrOptions(set(PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
@@ -371,8 +367,10 @@ class BayesianGaussianMixture(GaussianMixture):
         if cached is not None and cached[0] is chunked and cached[1] is shift:
             return cached[2]
         full = self.covariance_type in ("full", "tied") and self.covariance_prior is None
-        mean, scatter, total = _data_moments(chunked, shift, full)
-        model = VariationalModel(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total))
+        missing = self.missing == "marginalize"
+        mean, scatter, total = _data_moments(chunked.complete_rows() if missing else chunked, shift, full)
+        model = VariationalModel(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total),
+                                 missing)  # fmt: skip
         self._fitted_model = (chunked, shift, model, total)
         return model
 

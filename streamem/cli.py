@@ -186,6 +186,21 @@ class _ComponentsType(click.ParamType):
         return sorted(set(ks))
 
 
+class _TypesType(click.ParamType):
+    """One covariance type or several, comma-separated (``full,diag``), as a list."""
+
+    name = "TYPE[,TYPE...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        types = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        unknown = [t for t in types if t not in COVARIANCE_CHOICES]
+        if not types or unknown:
+            self.fail(f"expected covariance types among {', '.join(COVARIANCE_CHOICES)}, got {value!r}", param, ctx)
+        return types
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="streamem")
 def main() -> None:
@@ -230,9 +245,10 @@ def _parse_columns(columns: str | None):
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--n-components", required=True, type=_ComponentsType(),
               help="K, or several to choose from by BIC: A:B (A to B) or A,B,C.")  # fmt: skip
-@click.option("--criterion", default="bic", show_default=True, type=click.Choice(["bic", "aic"]),
-              help="How several K are compared (lower is better).")  # fmt: skip
-@click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
+@click.option("--criterion", default="bic", show_default=True, type=click.Choice(["bic", "icl", "aic"]),
+              help="How several candidates are compared (lower is better).")  # fmt: skip
+@click.option("--covariance-type", default="full", show_default=True, type=_TypesType(),
+              help="A covariance type, or several to compare: full,tied,diag,spherical.")  # fmt: skip
 @click.option("--max-iter", default=100, show_default=True, type=click.IntRange(min=0))
 @click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0))
 @click.option("--reg-covar", default=1e-6, show_default=True, type=click.FloatRange(min=0))
@@ -256,35 +272,40 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
         columns, scheduler, workers, checkpoint, out, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
 
-    With several values of --n-components, every K is fitted in the same passes over the
-    data and the one with the lowest --criterion is saved, with the table of all."""
+    With several values of --n-components or of --covariance-type, every candidate is
+    fitted in the same passes over the data and the one with the lowest --criterion is
+    saved, with the table of all."""
     from .batch import GaussianMixture
     from .io import check_model_path, read_data
     from .select import select_n_components
 
     check_model_path(out)
     X = read_data(data, _parse_columns(columns))
-    params = dict(covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-                  init_params=init_params, random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
+    params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+                  random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
     start = time.perf_counter()
+    several = len(n_components) > 1 or len(covariance_type) > 1
     with _scheduler(scheduler, workers, quiet), _pass_bars(not quiet and not log_json):
-        if len(n_components) == 1:
-            gm = GaussianMixture(n_components[0], checkpoint=checkpoint, **params).fit(X)
+        if not several:
+            gm = GaussianMixture(n_components[0], covariance_type=covariance_type[0], checkpoint=checkpoint, **params)
+            gm.fit(X)
         elif checkpoint is not None:
-            raise click.UsageError("--checkpoint works with one --n-components")
+            raise click.UsageError("--checkpoint works with one --n-components and one --covariance-type")
         else:
-            gm = select_n_components(X, n_components, criterion, **params)
+            gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type, **params)
     seconds = time.perf_counter() - start
     gm.save(out)
-    if len(n_components) > 1 and not log_json:
-        click.echo("    K          BIC          AIC   log-lik  iterations")
+    if several and not log_json:
+        click.echo(" covariance      K          BIC          ICL          AIC   log-lik  iterations")
         for row in gm.selection_:
-            mark = " <" if row["n_components"] == gm.n_components else ""
-            click.echo(f"{row['n_components']:>5} {row['bic']:>12.1f} {row['aic']:>12.1f} {row['log_likelihood']:>9.4f}"
-                       f" {row['n_iter']:>11}{mark}")  # fmt: skip
+            mark = (
+                " <" if (row["n_components"], row["covariance_type"]) == (gm.n_components, gm.covariance_type) else ""
+            )
+            click.echo(f"{row['covariance_type']:>11} {row['n_components']:>6} {row['bic']:>12.1f} {row['icl']:>12.1f}"
+                       f" {row['aic']:>12.1f} {row['log_likelihood']:>9.4f} {row['n_iter']:>11}{mark}")  # fmt: skip
     _report(
         log_json,
-        f"fitted K={gm.n_components} {covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
+        f"fitted K={gm.n_components} {gm.covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
         f"in {seconds:.1f} s, converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}; saved {out}",
         {"event": "done", "n_components": gm.n_components, "n_iter": gm.n_iter_, "converged": bool(gm.converged_),
          "lower_bound": gm.lower_bound_, "seconds": seconds, "out": str(out),

@@ -238,6 +238,12 @@ class Covariance:
         (summed over components for a shared covariance)."""
         raise NotImplementedError
 
+    def from_full(self, covariances, weights):
+        """The type's covariances from full ones (K, D, D) estimated from the same
+        responsibilities, with ``weights`` the components' shares: what the type's M-step
+        gives from the same statistics (their diagonals, their mean, their weighted sum)."""
+        raise NotImplementedError
+
     def variational_covariances(self, nk, ml_covariances, coefficient, deviations, psi, degrees_of_freedom_prior):
         r"""The variational posterior's Wishart (as scikit-learn's ``BayesianGaussianMixture``
         keeps it): the covariances ``(psi + n_k S_k + c_k d_k d_k^T) / \nu_k`` and the degrees
@@ -341,6 +347,9 @@ class Full(_Packed):
     def prior_shape(self, n_features):
         return (n_features, n_features)
 
+    def from_full(self, covariances, weights):
+        return np.array(covariances, dtype=np.float64)
+
     def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
         scatter = nk[:, None, None] * ml_covariances
         scatter += coefficient[:, None, None] * (deviations[:, :, None] * deviations[:, None, :])
@@ -414,6 +423,9 @@ class Tied(_Packed):
 
     def prior_shape(self, n_features):
         return (n_features, n_features)
+
+    def from_full(self, covariances, weights):
+        return np.einsum("k,kij->ij", weights, covariances)
 
     def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
         scatter = nk.sum() * ml_covariances + np.einsum("k,ki,kj->ij", coefficient, deviations, deviations)
@@ -505,6 +517,9 @@ class Diag(_Scalar):
     def prior_shape(self, n_features):
         return (n_features,)
 
+    def from_full(self, covariances, weights):
+        return np.diagonal(covariances, axis1=1, axis2=2).copy()
+
     def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
         scatter = nk[:, None] * ml_covariances + coefficient[:, None] * deviations**2
         return (scatter + psi) / (nk + extra + has_mean)[:, None]
@@ -563,6 +578,9 @@ class Spherical(_Scalar):
 
     def prior_shape(self, n_features):
         return ()
+
+    def from_full(self, covariances, weights):
+        return np.diagonal(covariances, axis1=1, axis2=2).mean(axis=1)
 
     def posterior_covariances(self, nk, ml_covariances, coefficient, deviations, psi, extra, has_mean):
         n_features = deviations.shape[1]

@@ -108,8 +108,9 @@ class FitState:
 @dataclasses.dataclass(frozen=True, eq=False)
 class GaussianModel:
     """The Gaussian mixture for :func:`run_em`: the E-step of :func:`~streamem.stats.chunk_stats`
-    about ``centre`` (the data's), the M-step of :func:`~streamem.params.m_step`, MAP with a
-    ``prior``; ``missing``: rows with NaN are marginalised."""
+    about ``centre`` (the data's), the M-step of :func:`~streamem.params.m_step` (each
+    candidate's of its own covariance type), MAP with a ``prior`` (of ``covariance_type``);
+    ``missing``: rows with NaN are marginalised."""
 
     covariance_type: str
     reg_covar: float
@@ -130,7 +131,7 @@ class GaussianModel:
         return record
 
     def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
-        return m_step(stats, self.covariance_type, self.reg_covar, self.prior)
+        return m_step(stats, params.covariance_type, self.reg_covar, self.prior)
 
 
 def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:

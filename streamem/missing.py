@@ -70,6 +70,9 @@ class MarginalEstep:
     nk, s1, s2 : ndarrays of shapes (K,), (K, D), (K, D, D)
         Sums over rows of ``w r``, ``w r x_hat`` and ``w r E[x x^T | x_O]``, each
         component's about its centre ``centres[k]``.
+    hole_entropy : ndarray of shape (K,)
+        Sums over rows of ``w r`` times the entropy of the row's holes given its observed
+        values under each component.
     centres : ndarray of shape (K, D)
         The centre of each component's moments: ``shift``, or a centre nearer its mean
         where rows far from ``shift`` against the component's spread would lose precision
@@ -82,6 +85,7 @@ class MarginalEstep:
     nk: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
+    hole_entropy: np.ndarray
     centres: np.ndarray
 
 
@@ -104,6 +108,7 @@ class _Patterns:
         self.t_mu = np.concatenate([self.h_m - lam_mu, mu_m])  # (Lambda (mu o observed))_M, then mu_M
         self.neg_inverse = lam_mm.copy()  # swept into -Lambda_MM^-1: minus the holes' conditional covariance
         log_det = sweep(self.neg_inverse, m)  # log|Lambda_MM|
+        self.hole_entropy = 0.5 * (m * (1.0 + LOG_2PI) - log_det)  # (P, K): of the holes given the rest
         self.marginal_constant = constant - 0.5 * ((D - m) * LOG_2PI + log_det)  # (P, K)
         # with mu_M^T Lambda_MM mu_M / 2, the part of the correction to the complete-data form the rows share
         self.constant = self.marginal_constant + 0.5 * np.einsum("ipk,ipk->pk", mu_m, lam_mu)
@@ -206,7 +211,8 @@ def incomplete_estep(
     ]
     missing = np.isnan(X)
     result = MarginalEstep(np.empty(n), np.empty((n, K)) if per_row else None, np.empty((n, D)) if per_row else None,
-                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.empty((K, D)))  # fmt: skip
+                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.zeros(K),
+                           np.empty((K, D)))  # fmt: skip
     for m, rows, pattern, columns in _pattern_groups(missing):
         for kernel in kernels:
             kernel.shared = _Patterns(columns, kernel.precisions_t, kernel.means_c, kernel.h, kernel.constant)
@@ -263,7 +269,9 @@ def _one_by_one(kernels, X, shift, rows, p, w, m, result):
         result.completed[rows] = completed
     if m:
         for kernel, part in zip(kernels, parts):
-            kernel.moments(part, order, runs, p, m, rw if len(kernels) == 1 else rw[:, kernel.components])
+            rw_g = rw if len(kernels) == 1 else rw[:, kernel.components]
+            result.hole_entropy[kernel.components] += np.einsum("nk,nk->k", rw_g, kernel.shared.hole_entropy[p])
+            kernel.moments(part, order, runs, p, m, rw_g)
 
 
 def _stacked(kernels, values, n):
@@ -484,4 +492,6 @@ def _frequent(kernels, X, shift, rows, pattern, m, result, sample_weight):
                     completed[start:stop, holes[f]] = filled
             result.completed[these] = completed
     for kernel, (_, a, G, inverse), moment in zip(kernels, plans, moments):
+        entropy = kernel.shared.hole_entropy[which]  # (F, K_g)
+        result.hole_entropy[kernel.components] += np.einsum("fk,fk->k", moment[:, :, 0], entropy)
         kernel.frequent_moments(moment, which, m, a, G, inverse)

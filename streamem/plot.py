@@ -112,25 +112,29 @@ def model_figure(gm, points: np.ndarray | None = None, projection: str = "auto")
         ax.set(title=f"Data ({len(points)} points) and 95% ellipses", xlabel=labels[0], ylabel=labels[1])
         ax.autoscale_view()
     if selection is not None:
-        _draw_bic(axes[-1], selection)
+        _draw_criterion(axes[-1], selection, getattr(gm, "selection_criterion_", "bic"))
     return figure
 
 
-def bic_figure(table: list[dict]):
-    """BIC (and AIC) against the number of components, one row of ``table`` per candidate."""
+def bic_figure(table: list[dict], criterion: str = "bic"):
+    """A criterion (BIC by default) against the number of components, one line per
+    covariance type, one row of ``table`` (``selection_``) per candidate."""
     figure, (ax,) = _figure(1, width=6.0)
-    _draw_bic(ax, table)
+    _draw_criterion(ax, table, criterion)
     return figure
 
 
-def _draw_bic(ax, table: list[dict]) -> None:
-    rows = sorted(table, key=lambda row: row["n_components"])
-    ks = [row["n_components"] for row in rows]
-    ax.plot(ks, [row["bic"] for row in rows], marker="o", label="BIC")
-    if all("aic" in row for row in rows):
-        ax.plot(ks, [row["aic"] for row in rows], marker="s", label="AIC", alpha=0.7)
-    best = min(rows, key=lambda row: row["bic"])
+def _draw_criterion(ax, table: list[dict], criterion: str) -> None:
+    """The criterion that chose the model against K, one line per covariance type."""
+    rows = [row for row in table if criterion in row]
+    types = list(dict.fromkeys(row.get("covariance_type", "") for row in rows))
+    for t in types:
+        line = sorted((row for row in rows if row.get("covariance_type", "") == t), key=lambda row: row["n_components"])
+        ax.plot([row["n_components"] for row in line], [row[criterion] for row in line], marker="o",
+                label=f"{criterion.upper()} {t}".strip())  # fmt: skip
+    best = min(rows, key=lambda row: row[criterion])
     ax.axvline(best["n_components"], color="grey", ls="--", lw=1)
-    ax.set(title=f"Choosing K: lowest BIC at K={best['n_components']}", xlabel="n_components", ylabel="criterion")
+    chosen = f"K={best['n_components']}" + (f", {best['covariance_type']}" if len(types) > 1 else "")
+    ax.set(title=f"Lowest {criterion.upper()} at {chosen}", xlabel="n_components", ylabel=criterion.upper())
     ax.legend()
     ax.grid(alpha=0.3)

@@ -1,15 +1,21 @@
-"""Choosing the number of components: every candidate K fitted in the same passes."""
+"""Choosing the number of components (and the covariance type): every candidate fitted in
+the same passes, and a table of information criteria."""
 
 from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
+
 from .base import blas_per_task
 from .batch import GaussianMixture, fit_candidates, set_fitted
+from .covariance import COVARIANCE_TYPES
 
 __all__ = ["select_n_components"]
 
-CRITERIA = ("bic", "aic")
+CRITERIA = ("bic", "icl", "aic")
+PRIORS = ("weight_concentration_prior", "mean_prior", "mean_precision_prior", "covariance_prior",
+          "degrees_of_freedom_prior")  # fmt: skip
 
 
 def _parse_ks(n_components) -> list[int]:
@@ -19,31 +25,46 @@ def _parse_ks(n_components) -> list[int]:
     return sorted({int(k) for k in ks})
 
 
-def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *, sample_weight=None, **params):
-    """Fit a mixture for every number of components at once; return the best one.
+def _parse_types(covariance_type) -> list[str]:
+    types = [covariance_type] if isinstance(covariance_type, str) else list(covariance_type)
+    unknown = [t for t in types if t not in COVARIANCE_TYPES]
+    if not types or unknown:
+        raise ValueError(f"expected covariance_type among {list(COVARIANCE_TYPES)}, got {covariance_type!r}")
+    return list(dict.fromkeys(types))
 
-    Every pass over the data serves all candidates (each K, times ``n_init``
-    restarts): initialisation and EM read each chunk once per pass for all of them, and
-    one more pass scores each K's final parameters. The number of passes is that of the
-    slowest candidate, not the sum over K.
+
+def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *, covariance_type="full",
+                        sample_weight=None, **params):  # fmt: skip
+    """Fit a mixture for every number of components (and covariance type) at once; return
+    the best one.
+
+    Every pass over the data serves all candidates (each covariance type and K, times
+    ``n_init`` restarts): initialisation and EM read each chunk once per pass for all of
+    them, and one more pass scores each candidate's final parameters. The number of passes
+    is that of the slowest candidate, not the sum over the table.
 
     Parameters
     ----------
     X : array-like, dask array, zarr array or path, of shape (n_samples, n_features)
-    n_components : iterable of int, default=range(1, 11)
-    criterion : {"bic", "aic"}, default="bic"
-        Lower is better.
+    n_components : int or iterable of int, default=range(1, 11)
+    criterion : {"bic", "icl", "aic"}, default="bic"
+        Lower is better. ICL (Biernacki, Celeux & Govaert 2000) is BIC plus twice the
+        entropy of the responsibilities, :math:`-\\sum_{ik} w_i r_{ik} \\log r_{ik}`: it
+        prefers well-separated clusters to a better density fit.
+    covariance_type : str or list of str, default="full"
+        One covariance type, or several to compare (mclust's model table).
     sample_weight : array-like of shape (n_samples,), default=None
     **params
-        Other parameters of :class:`~streamem.GaussianMixture` (``covariance_type``,
-        ``n_init``, ``random_state``, ``max_iter``, ``tol``, ``reg_covar``, ...).
+        Other parameters of :class:`~streamem.GaussianMixture` (``n_init``,
+        ``random_state``, ``max_iter``, ``tol``, ``reg_covar``, ``missing``, ...).
 
     Returns
     -------
     GaussianMixture
         The fitted model with the lowest criterion. Its ``selection_`` attribute holds one
-        dict per candidate K: ``n_components, bic, aic, lower_bound, log_likelihood,
-        n_iter, converged``.
+        dict per candidate: ``covariance_type, n_components, log_likelihood (mean per
+        sample), n_parameters, bic, icl, aic, lower_bound, n_iter, converged``, and
+        ``selection_criterion_`` the criterion that chose it.
 
     Examples
     --------
@@ -56,29 +77,38 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     if criterion not in CRITERIA:
         raise ValueError(f"expected criterion in {CRITERIA}, got {criterion!r}")
     ks = _parse_ks(n_components)
+    types = _parse_types(covariance_type)
     if any(params.get(name) is not None for name in ("weights_init", "means_init", "precisions_init")):
         raise ValueError("weights_init, means_init and precisions_init fix one number of components; leave them out")
     if params.get("warm_start"):
         raise ValueError("warm_start does not apply when choosing n_components")
-    model = GaussianMixture(n_components=max(ks), **params)
-    best, gaussian, chunked = fit_candidates(model, X, sample_weight, ks)
+    if len(types) > 1 and any(params.get(name) is not None for name in PRIORS):
+        raise ValueError("a prior fixes one covariance type: give one covariance_type with priors")
+    model = GaussianMixture(n_components=max(ks), covariance_type=types[0] if len(types) == 1 else "full", **params)
+    best, gaussian, chunked = fit_candidates(model, X, sample_weight, ks, types)
+    keys = [(t, k) for t in types for k in ks]
     with blas_per_task(chunked.n_chunks):
-        totals = gaussian.estep(chunked, [best[k].params for k in ks])
+        totals = gaussian.estep(chunked, [best[key].params for key in keys])
 
     table = []
-    for k, total in zip(ks, totals):
-        bic, aic = best[k].params.information_criteria(total.loglik, total.weight)
+    for (t, k), total in zip(keys, totals):
+        params_k = best[(t, k)].params
+        bic, aic = params_k.information_criteria(total.loglik, total.weight)
         table.append({
+            "covariance_type": t,
             "n_components": k,
-            "bic": bic,
-            "aic": aic,
-            "lower_bound": float(best[k].objective),
             "log_likelihood": float(total.mean_loglik),
-            "n_iter": best[k].n_iter,
-            "converged": bool(best[k].converged),
+            "n_parameters": params_k.n_parameters(),
+            "bic": bic,
+            "icl": bic + 2.0 * max(total.entropy(params_k), 0.0),
+            "aic": aic,
+            "lower_bound": float(best[(t, k)].objective),
+            "n_iter": best[(t, k)].n_iter,
+            "converged": bool(best[(t, k)].converged),
         })  # fmt: skip
-    chosen = min(table, key=lambda row: row[criterion])["n_components"]
-    model.set_params(n_components=chosen)
-    set_fitted(model, best[chosen], warn=True)
+    chosen = min(table, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
+    model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
+    set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True)
     model.selection_ = table
+    model.selection_criterion_ = criterion
     return model

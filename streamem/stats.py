@@ -20,7 +20,7 @@ import numpy as np
 
 from .covariance import get_covariance, products
 from .missing import incomplete_estep
-from .params import BLOCK_ELEMENTS, MixtureParams, responsibilities_inplace
+from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, responsibilities_inplace
 from .validation import check_finite
 
 __all__ = [
@@ -137,6 +137,11 @@ class SufficientStats:
     covariance_type : str
     ignored : int
         Rows with every value missing.
+    hole_entropy : float
+        Sum over rows with holes of ``w r_k`` times the entropy of their holes given their
+        observed values under component ``k`` (0 without missing values): what makes the
+        responsibilities' entropy and a variational bound exact for such rows
+        (:meth:`expected_log_joint`).
     """
 
     nk: np.ndarray
@@ -149,6 +154,7 @@ class SufficientStats:
     worst: LowestScoringRows
     covariance_type: str
     ignored: int = 0
+    hole_entropy: float = 0.0
 
     @classmethod
     def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
@@ -195,6 +201,7 @@ class SufficientStats:
             count=self.count + other.count,
             worst=self.worst + other.worst,
             ignored=self.ignored + other.ignored,
+            hole_entropy=self.hole_entropy + other.hole_entropy,
         )
 
     def __mul__(self, factor: float) -> SufficientStats:
@@ -205,6 +212,7 @@ class SufficientStats:
             s2=self.s2 * factor,
             loglik=self.loglik * factor,
             weight=self.weight * factor,
+            hole_entropy=self.hole_entropy * factor,
         )
 
     __rmul__ = __mul__
@@ -223,11 +231,39 @@ class SufficientStats:
             weight=self.weight - other.weight,
             count=self.count - other.count,
             ignored=self.ignored - other.ignored,
+            hole_entropy=self.hole_entropy - other.hole_entropy,
         )
 
     @property
     def mean_loglik(self) -> float:
         return self.loglik / self.weight
+
+    def expected_log_joint(self, params: MixtureParams, log_weights: np.ndarray) -> float:
+        r""":math:`\sum_{ik} w_i r_{ik} (l_k + E[\log N(x_i \mid \mu_k, \Sigma_k)])` over the
+        rows of these statistics, ``l`` = ``log_weights``, the holes of a row in their
+        conditional expectation: linear in the statistics, since the log-density is linear
+        in a row's features (:meth:`~streamem.covariance.Covariance.mahalanobis_form`)."""
+        D = params.n_features
+        covariance = params.covariance
+        form = covariance.mahalanobis_form(params.means - self.shift, params.precisions_chol)
+        quadratic = form[:, 0] @ self.nk + np.einsum("kd,kd->", form[:, 1 : D + 1], self.s1)
+        extra = form[:, D + 1 :]
+        if covariance.per_component:
+            quadratic += np.einsum("kf,kf->", extra, self.s2.reshape(len(extra), -1))
+        else:
+            quadratic += extra[0] @ self.s2
+        constants = log_weights + covariance.log_det_chol(params.precisions_chol, D) - 0.5 * D * LOG_2PI
+        used = self.nk > 0  # a component of weight 0 (log-weight -inf) has no responsibility
+        return float(self.nk[used] @ np.broadcast_to(constants, self.nk.shape)[used] - 0.5 * quadratic)
+
+    def entropy(self, params: MixtureParams) -> float:
+        r"""The entropy of the responsibilities, :math:`-\sum_{ik} w_i r_{ik} \log r_{ik}`,
+        of the E-step under ``params`` that gave these statistics, from the statistics alone
+        (the ICL's penalty): the total log-likelihood minus the expected log-joint and the
+        holes' entropy."""
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        return float(self.loglik - self.expected_log_joint(params, log_weights) - self.hole_entropy)
 
     def normalized(self) -> SufficientStats:
         """The statistics per unit of weight (weight 1, count 1): the M-step gives the same
@@ -264,6 +300,7 @@ class Accumulator:
         self.s1 = np.zeros((n_components, n_features))
         self.s2 = np.zeros_like(self.zero.s2)
         self.loglik = 0.0
+        self.hole_entropy = 0.0
         self.worst = LowestScoringRows.empty(n_features, n_components)
 
     def add_moments(self, components, resp, features):
@@ -299,6 +336,7 @@ class Accumulator:
         self.s1 += moments.s1
         self.s2 += moments.s2
         self.loglik += float(estep.log_lik.sum() if w is None else estep.log_lik @ w)
+        self.hole_entropy += float(estep.hole_entropy.sum())
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
         if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
             worst = int(np.argmin(scores))
@@ -308,7 +346,7 @@ class Accumulator:
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
             self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
-            weight=weight, count=count, worst=self.worst, ignored=ignored,
+            weight=weight, count=count, worst=self.worst, ignored=ignored, hole_entropy=self.hole_entropy,
         )  # fmt: skip
 
 

@@ -185,3 +185,42 @@ def test_bad_priors_name_the_parameter_and_leave_the_model_untouched(params, mat
         model.fit(X)
     for name, value in before.items():
         np.testing.assert_array_equal(getattr(model, name), value)
+
+
+def _with_holes(X, fraction=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    holes = rng.random(X.shape) < fraction
+    holes[:3] = True  # rows with nothing observed: ignored and counted
+    out = X.copy()
+    out[holes] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_missing_values_keep_the_lower_bound_increasing(covariance_type):
+    X, _ = mixture_data(n_samples=1500, n_features=4, n_components=3, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = streamem.BayesianGaussianMixture(5, covariance_type=covariance_type, missing="marginalize",
+                                                 max_iter=40, tol=0.0, random_state=0).fit(_with_holes(X))  # fmt: skip
+    bounds = np.array(model.lower_bounds_)
+    assert np.all(np.isfinite(bounds)) and np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:]))
+    assert model.n_rows_ignored_ == 3
+    assert np.isfinite(model.predict_proba(_with_holes(X))).all()
+
+
+def test_missing_values_without_holes_change_nothing_and_chunking_changes_nothing():
+    X, _ = mixture_data(n_samples=1200, n_features=3, n_components=3, seed=12)
+    params = dict(max_iter=8, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = streamem.BayesianGaussianMixture(4, **params).fit(X)
+        marginal = streamem.BayesianGaussianMixture(4, missing="marginalize", **params).fit(X)
+        holes = _with_holes(X)
+        whole = streamem.BayesianGaussianMixture(4, missing="marginalize", **params)
+        whole.fit(da.from_array(holes, chunks=(len(X), 3)))
+        pieces = streamem.BayesianGaussianMixture(4, missing="marginalize", **params)
+        pieces.fit(da.from_array(holes, chunks=(97, 3)))
+    for name in FITTED:
+        assert _relative(getattr(marginal, name), getattr(plain, name)) < 1e-12, name
+        assert _relative(getattr(pieces, name), getattr(whole, name)) < 1e-10, name

@@ -273,3 +273,22 @@ def test_demo_fits_generated_data():
     assert "converged=True" in result.stdout
     distance = float(result.stdout.split("true mean:")[1].split()[0])
     assert distance < 0.1
+
+
+def test_fit_compares_covariance_types_by_icl_and_plot_draws_them(workdir, tmp_path):
+    result = ok("fit", workdir / "points.zarr", "--n-components", "2:4", "--covariance-type", "full,diag",
+                "--criterion", "icl", "--seed", 0, "--out", tmp_path / "m.zarr")  # fmt: skip
+    assert "ICL" in result.stdout and " diag " in result.stdout and "<" in result.stdout
+    gm = streamem.load(tmp_path / "m.zarr")
+    assert [(row["covariance_type"], row["n_components"]) for row in gm.selection_] == [
+        (t, k) for t in ("full", "diag") for k in (2, 3, 4)
+    ]
+    assert gm.selection_criterion_ == "icl"
+    assert (gm.covariance_type, gm.n_components) == min(
+        ((row["covariance_type"], row["n_components"]) for row in gm.selection_),
+        key=lambda key: next(r["icl"] for r in gm.selection_ if (r["covariance_type"], r["n_components"]) == key),
+    )
+    ok("plot", tmp_path / "m.zarr", "--out", tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    fails(2, "fit", workdir / "points.zarr", "--n-components", "3", "--covariance-type", "full,round",
+          "--out", tmp_path / "o.zarr")  # fmt: skip

@@ -49,3 +49,12 @@ def test_ingest_redis_stream(tmp_path):
     assert "live model:" in out
     error = float(out.split("to the model's: ")[1].split()[0])
     assert error < 0.5
+
+
+def test_automatic_k(tmp_path):
+    out = run("automatic_k.py", "--n-samples", 20000, "--max-k", 7, "--max-iter", 150, "--workdir", tmp_path,
+              "--out", tmp_path / "k.png", cwd=tmp_path)  # fmt: skip
+    assert "ICL's choice: K=6" in out and "true number of clusters: 6" in out
+    effective = int(out.split("Dirichlet-process variational fit (K <= 7)")[1].split()[0])
+    assert 6 <= effective <= 7
+    assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import dask.array as da
@@ -43,14 +44,17 @@ def test_aic_criterion_and_saved_table(five, tmp_path):
     assert streamem.load(tmp_path / "m.zarr").selection_ == gm.selection_
 
 
-def test_candidates_share_the_passes(five):
-    def reads(fit):
-        source = CountingArray(five)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            fit(da.from_array(source, chunks=(1000, 2), asarray=False))
-        return source.reads
+def _reads(data, fit) -> int:
+    """Chunk reads of ``fit`` over ``data`` in chunks of 1,000 rows."""
+    source = CountingArray(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit(da.from_array(source, chunks=(1000, 2), asarray=False))
+    return source.reads
 
+
+def test_candidates_share_the_passes(five):
+    reads = functools.partial(_reads, five)
     together = reads(lambda X: streamem.select_n_components(X, range(2, 7), random_state=0))
     separate = sum(reads(lambda X, k=k: streamem.GaussianMixture(k, random_state=0).fit(X)) for k in range(2, 7))
     assert together < separate / 2
@@ -67,3 +71,63 @@ def test_bad_arguments(five):
         streamem.select_n_components(five, [2, 3], means_init=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="n_samples >= n_components"):
         streamem.select_n_components(five[:4], [2, 5])
+
+
+def _entropy(resp, weights=None):
+    terms = -resp * np.log(np.where(resp > 0, resp, 1.0))
+    return float(terms.sum() if weights is None else (terms.sum(axis=1) @ weights))
+
+
+def test_a_table_of_covariance_types_and_icl(five):
+    X = five[:3000]
+    types = ["full", "diag", "spherical"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = streamem.select_n_components(X, range(1, 7), criterion="icl", covariance_type=types, random_state=0)
+    assert [(row["covariance_type"], row["n_components"]) for row in gm.selection_] == [
+        (t, k) for t in types for k in range(1, 7)
+    ]
+    chosen = min(gm.selection_, key=lambda row: row["icl"])
+    assert (gm.covariance_type, gm.n_components) == (chosen["covariance_type"], chosen["n_components"])
+    assert gm.n_components == 5 and gm.selection_criterion_ == "icl"
+    # ICL = BIC + 2 x the entropy of the responsibilities, against a direct computation
+    assert chosen["icl"] == pytest.approx(gm.bic(X) + 2 * _entropy(gm.predict_proba(X)), rel=1e-10)
+    assert chosen["n_parameters"] == gm._n_parameters()
+    for row in gm.selection_:
+        assert row["icl"] >= row["bic"] - 1e-6 * abs(row["bic"])
+        assert row["icl"] == pytest.approx(row["bic"], abs=1e-6 * abs(row["bic"])) or row["n_components"] > 1
+
+
+def test_icl_entropy_with_weights_and_missing_values():
+    from streamem.stats import chunk_stats
+
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(m, s, (1500, 4)) for m, s in ((-2, 1.0), (0, 0.7), (2, 1.5))])
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:900, 1] = np.nan  # a frequent pattern of holes too
+    weights = rng.integers(0, 3, len(X)).astype(float)
+    observed = ~np.isnan(X).all(axis=1)
+    for covariance_type in ("full", "tied", "diag", "spherical"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm = streamem.GaussianMixture(3, covariance_type=covariance_type, missing="marginalize", random_state=0)
+            gm.fit(X)
+        params = gm.fitted_params()
+        (stats,) = chunk_stats(X, weights, [params], np.nanmean(X, axis=0), True)
+        direct = _entropy(gm.predict_proba(X)[observed], weights[observed])  # rows with nothing observed: ignored
+        assert stats.entropy(params) == pytest.approx(direct, rel=1e-10)
+
+
+def test_several_types_share_the_passes(five):
+    reads = functools.partial(_reads, five)
+    types = ["full", "diag", "spherical"]
+    table = reads(lambda X: streamem.select_n_components(X, range(2, 7), covariance_type=types, random_state=0))
+    one = reads(lambda X: streamem.GaussianMixture(5, random_state=0).fit(X))
+    assert table < 3 * one
+
+
+def test_bad_covariance_types(five):
+    with pytest.raises(ValueError, match="covariance_type among"):
+        streamem.select_n_components(five, [2, 3], covariance_type=["full", "round"])
+    with pytest.raises(ValueError, match="a prior fixes one covariance type"):
+        streamem.select_n_components(five, [2, 3], covariance_type=["full", "diag"], mean_precision_prior=1.0)

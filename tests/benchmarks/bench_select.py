@@ -7,7 +7,8 @@ Run by hand (not collected by the test run)::
 
 Reads are counted as chunk reads from the zarr store (one per chunk per pass). Prints a
 Markdown table: ``select_n_components(range(2, 13))`` against a single fit at the true K
-and against fitting each K on its own.
+and against fitting each K on its own; then the model table of ``--types`` (default full,
+diag and spherical) times K=2..12, by ICL, against fitting each candidate on its own.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main():
     parser.add_argument("--n-features", type=int, default=8)
     parser.add_argument("--n-components", type=int, default=7, help="true K")
     parser.add_argument("--tmp", default=None)
+    parser.add_argument("--types", default="full,diag,spherical", help="covariance types of the model table")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(dir=args.tmp))
     path = directory / "points.zarr"
@@ -70,6 +72,21 @@ def main():
             reads, seconds, _ = measure(path, lambda X, k=k: streamem.GaussianMixture(k, random_state=0).fit(X))
             total_reads, total_seconds = total_reads + reads, total_seconds + seconds
         rows.append(("each K fitted on its own, K=2..12", total_reads, total_seconds))
+        types = args.types.split(",")
+        if len(types) > 1:
+            reads, seconds, chosen = measure(path, lambda X: streamem.select_n_components(
+                X, ks, "icl", covariance_type=types, random_state=0))  # fmt: skip
+            rows.append((f"select_n_components(range(2, 13), covariance_type={types}, criterion='icl') -> "
+                         f"K={chosen.n_components} {chosen.covariance_type}", reads, seconds))  # fmt: skip
+            total_reads, total_seconds = 0, 0.0
+            for t in types:
+                for k in ks:
+                    fit = lambda X, k=k, t=t: streamem.GaussianMixture(k, covariance_type=t, random_state=0).fit(X)  # noqa: E731
+                    reads, seconds, _ = measure(path, fit)
+                    total_reads, total_seconds = total_reads + reads, total_seconds + seconds
+            rows.append(
+                (f"each of the {len(types) * len(ks)} candidates fitted on its own", total_reads, total_seconds)
+            )
         n_chunks = -(-args.n_samples // 250_000)
         print(
             f"\n{args.n_samples:,} x {args.n_features} float64 zarr on disk, {n_chunks} chunks, true K={args.n_components}\n"
