@@ -416,7 +416,9 @@ def load(path):
 def _from_checkpoint(path):
     arrays, attrs = load_state(path)
     if "stream" in attrs:
-        return MixtureBase._estimators["OnlineGaussianMixture"].from_state(arrays, attrs["stream"]["model"], str(path))
+        saved = attrs["stream"]["model"]
+        cls = MixtureBase._estimators[saved.get("estimator", "OnlineGaussianMixture")]
+        return cls.from_state(arrays, saved, str(path))
     try:
         fingerprint = attrs["fingerprint"]
         cls = MixtureBase._estimators[attrs.get("estimator", "GaussianMixture")]

@@ -437,6 +437,14 @@ class BayesianGaussianMixture(GaussianMixture):
         ``score_samples`` as scikit-learn's."""
         return self._variational().gaussian()
 
+    def bic(self, X):
+        """Not defined for a variational fit (its ``lower_bound_`` compares fits); raises."""
+        raise AttributeError("BIC is not defined for BayesianGaussianMixture; compare lower_bound_ instead")
+
+    def aic(self, X):
+        """Not defined for a variational fit (its ``lower_bound_`` compares fits); raises."""
+        raise AttributeError("AIC is not defined for BayesianGaussianMixture; compare lower_bound_ instead")
+
     def predict(self, X):
         """Component labels, never an unused component's; lazy for dask or zarr input."""
         return self._apply(X, LABELS, self._variational().gaussian(self.weights_ < UNUSED_WEIGHT))

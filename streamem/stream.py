@@ -176,7 +176,7 @@ def run(
         arrays, attrs = state
         if "stream" not in attrs:
             raise ValueError(f"the checkpoint in {str(checkpoint)!r} is not a stream's")
-        restored = OnlineGaussianMixture.from_state(arrays, attrs["stream"]["model"], str(checkpoint))
+        restored = type(model).from_state(arrays, attrs["stream"]["model"], str(checkpoint))
         for name in MATCHING:
             if getattr(restored, name) != getattr(model, name):
                 raise ValueError(

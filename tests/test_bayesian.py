@@ -224,3 +224,28 @@ def test_missing_values_without_holes_change_nothing_and_chunking_changes_nothin
     for name in FITTED:
         assert _relative(getattr(marginal, name), getattr(plain, name)) < 1e-12, name
         assert _relative(getattr(pieces, name), getattr(whole, name)) < 1e-10, name
+
+
+def test_the_command_line_reads_a_saved_variational_fit(tmp_path):
+    import subprocess
+    import sys
+
+    X, _ = mixture_data(n_samples=800, n_components=2, seed=13)
+    np.save(tmp_path / "x.npy", X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = streamem.BayesianGaussianMixture(3, max_iter=30, random_state=0).fit(X)
+    model.save(tmp_path / "m.zarr")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True)
+
+    info = cli("info", tmp_path / "m.zarr")
+    assert info.returncode == 0 and "BayesianGaussianMixture" in info.stdout
+    score = cli("score", tmp_path / "m.zarr", tmp_path / "x.npy")
+    assert score.returncode == 0 and "BIC" not in score.stdout
+    assert float(score.stdout.split(":")[-1]) == pytest.approx(model.score(X), abs=1e-6)  # printed to 6 places
+    assert cli("predict", tmp_path / "m.zarr", tmp_path / "x.npy", "--out", tmp_path / "l.npy").returncode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "l.npy"), model.predict(X))
+    with pytest.raises(AttributeError, match="BIC is not defined"):
+        model.bic(X)
