@@ -249,3 +249,64 @@ def test_the_command_line_reads_a_saved_variational_fit(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "l.npy"), model.predict(X))
     with pytest.raises(AttributeError, match="BIC is not defined"):
         model.bic(X)
+
+
+def test_missing_values_equal_a_direct_variational_step():
+    """One iteration with holes against a direct computation, row by row: each row's
+    log-density is the expected Gaussian's marginal on its observed values plus the
+    E-step constants, its holes their conditional expectation (and covariance) under that
+    Gaussian, and the posterior the normal-Wishart update of those statistics."""
+    from scipy.special import digamma, logsumexp
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(14)
+    X = np.concatenate([rng.normal(m, 1.0, (150, 3)) for m in (-3, 0, 3)])
+    X[rng.random(X.shape) < 0.25] = np.nan
+    X = X[~np.isnan(X).all(axis=1)]
+    params = dict(covariance_type="full", missing="marginalize", tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = streamem.BayesianGaussianMixture(3, max_iter=3, **params).fit(X)
+        after = streamem.BayesianGaussianMixture(3, max_iter=4, **params).fit(X)
+    K, D = before.means_.shape
+    a, b = before.weight_concentration_
+    log_pi = digamma(a) - digamma(a + b) + np.hstack((0, np.cumsum(digamma(b) - digamma(a + b))[:-1]))
+    nu, beta = before.degrees_of_freedom_, before.mean_precision_
+    log_lambda = D * np.log(2) + digamma(0.5 * (nu - np.arange(D)[:, None])).sum(axis=0)
+    constants = log_pi - 0.5 * D * np.log(nu) + 0.5 * (log_lambda - D / beta)
+    nk, sx, sxx = np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D))
+    for x in X:
+        o = ~np.isnan(x)
+        log_rho, filled, extra = np.empty(K), [], []
+        for k in range(K):
+            mean, cov = before.means_[k], before.covariances_[k]
+            log_rho[k] = constants[k] + multivariate_normal(mean[o], cov[np.ix_(o, o)]).logpdf(x[o])
+            gain = cov[np.ix_(~o, o)] @ np.linalg.inv(cov[np.ix_(o, o)])
+            full = x.copy()
+            full[~o] = mean[~o] + gain @ (x[o] - mean[o])
+            holes = np.zeros((D, D))
+            holes[np.ix_(~o, ~o)] = cov[np.ix_(~o, ~o)] - gain @ cov[np.ix_(o, ~o)]
+            filled.append(full)
+            extra.append(holes)
+        r = np.exp(log_rho - logsumexp(log_rho))
+        for k in range(K):
+            nk[k] += r[k]
+            sx[k] += r[k] * filled[k]
+            sxx[k] += r[k] * (np.outer(filled[k], filled[k]) + extra[k])
+    nk += 10 * np.finfo(float).eps
+    xk = sx / nk[:, None]
+    sk = sxx / nk[:, None, None] - xk[:, :, None] * xk[:, None, :] + 1e-6 * np.eye(D)
+    beta0, m0, nu0, psi = (
+        after.mean_precision_prior_,
+        after.mean_prior_,
+        after.degrees_of_freedom_prior_,
+        after.covariance_prior_,
+    )
+    beta_new = beta0 + nk
+    means = (beta0 * m0 + nk[:, None] * xk) / beta_new[:, None]
+    d = xk - m0
+    covariances = psi + nk[:, None, None] * sk + (nk * beta0 / beta_new)[:, None, None] * d[:, :, None] * d[:, None, :]
+    covariances /= (nu0 + nk)[:, None, None]
+    np.testing.assert_allclose(after.mean_precision_, beta_new, rtol=1e-10)
+    np.testing.assert_allclose(after.means_, means, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(after.covariances_, covariances, rtol=1e-9, atol=1e-12)
