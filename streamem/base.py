@@ -213,9 +213,14 @@ class MixtureBase(DensityMixin, BaseEstimator):
             raise ValueError(f"{where!r} is a corrupt streamem model: {exc}") from None
         return model
 
+    def _state_params(self) -> MixtureParams:
+        """The parameters a fit's state holds: the fitted ones (for a variational fit, its
+        posterior)."""
+        return self.fitted_params()
+
     def _fit_state(self) -> FitState:
         """The fitted model as the state of one candidate of a fit."""
-        return FitState(self.fitted_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_)
+        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_)
 
     def state(self) -> tuple[dict, dict]:
         """The fitted model as arrays and JSON attributes, what ``save`` writes and

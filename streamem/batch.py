@@ -348,7 +348,7 @@ class GaussianMixture(MixtureBase):
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "converged_"):
-            params = self.fitted_params()
+            params = self._state_params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
         return initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
@@ -402,7 +402,7 @@ class GaussianMixture(MixtureBase):
     # ---------------------------------------------------------- persistence
 
     def _fit_state(self) -> FitState:
-        return FitState(self.fitted_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
+        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
                         list(self.means_history_), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:

@@ -234,6 +234,16 @@ def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
     return centre + mean_c, scatter, total.weight
 
 
+def _posterior_of(model) -> VariationalParams:
+    """The posterior held by a fitted model's attributes (scikit-learn's names: this
+    estimator's, or scikit-learn's ``BayesianGaussianMixture``'s)."""
+    as_float = lambda value: np.asarray(value, dtype=np.float64)  # noqa: E731
+    nu = np.broadcast_to(as_float(model.degrees_of_freedom_), (model.n_components,)).copy()  # a float for tied
+    return VariationalParams.of(as_float(model.weight_concentration_), as_float(model.mean_precision_),
+                                as_float(model.means_), nu, as_float(model.covariances_),
+                                as_float(model.precisions_cholesky_), model.covariance_type)  # fmt: skip
+
+
 class BayesianGaussianMixture(GaussianMixture):
     """Variational Bayesian Gaussian mixture, fitted over the chunks of a dask array.
 
@@ -396,14 +406,12 @@ class BayesianGaussianMixture(GaussianMixture):
         return VariationalPrior(self.weight_concentration_prior_type, alpha, beta, prior_mean, nu, psi)
 
     def _initial_runs(self, chunked, initial, random_state, ks=None):
-        if self.warm_start and hasattr(self, "converged_"):
-            params = self._variational()
-            return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
-        model = self._model(chunked, shift)
-        total = self._fitted_model[3]
-        for run in runs:
-            run.params = model.initial(run.params, total)
+        starts = [run for run in runs if not isinstance(run.params, VariationalParams)]  # a warm start is a posterior
+        if starts:
+            model = self._model(chunked, shift)
+            for run in starts:
+                run.params = model.initial(run.params, self._fitted_model[3])
         return runs, shift
 
     # ------------------------------------------------------------- attributes
@@ -424,18 +432,16 @@ class BayesianGaussianMixture(GaussianMixture):
         self.degrees_of_freedom_prior_ = prior.degrees_of_freedom
         self.covariance_prior_ = prior.covariance
 
-    def _variational(self) -> VariationalParams:
+    def _state_params(self) -> VariationalParams:
+        """The posterior, from the fitted attributes."""
         check_is_fitted(self, "precisions_cholesky_")
-        concentration = np.asarray(self.weight_concentration_, dtype=np.float64)
-        nu = np.broadcast_to(np.asarray(self.degrees_of_freedom_, dtype=np.float64), (self.n_components,)).copy()
-        return VariationalParams.of(concentration, self.mean_precision_, self.means_, nu, self.covariances_,
-                                    self.precisions_cholesky_, self.covariance_type)  # fmt: skip
+        return _posterior_of(self)
 
     def fitted_params(self) -> MixtureParams:
         """The expected Gaussians whose weighted log-densities are the E-step's (their
         weights :math:`\\exp(c_k)` are not normalised): responsibilities and
         ``score_samples`` as scikit-learn's."""
-        return self._variational().gaussian()
+        return self._state_params().gaussian()
 
     def bic(self, X):
         """Not defined for a variational fit (its ``lower_bound_`` compares fits); raises."""
@@ -447,13 +453,9 @@ class BayesianGaussianMixture(GaussianMixture):
 
     def predict(self, X):
         """Component labels, never an unused component's; lazy for dask or zarr input."""
-        return self._apply(X, LABELS, self._variational().gaussian(self.weights_ < UNUSED_WEIGHT))
+        return self._apply(X, LABELS, self._state_params().gaussian(self.weights_ < UNUSED_WEIGHT))
 
     # ---------------------------------------------------------- persistence
-
-    def _fit_state(self) -> FitState:
-        return FitState(self._variational(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
-                        list(self.means_history_), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()
@@ -519,14 +521,8 @@ class BayesianGaussianMixture(GaussianMixture):
             degrees_of_freedom_prior=model.degrees_of_freedom_prior, covariance_prior=model.covariance_prior,
             random_state=model.random_state, warm_start=model.warm_start,
         )  # fmt: skip
-        concentration = np.asarray(model.weight_concentration_, dtype=np.float64)
-        nu = np.broadcast_to(np.asarray(model.degrees_of_freedom_, dtype=np.float64), (model.n_components,)).copy()
-        params = VariationalParams.of(concentration, np.asarray(model.mean_precision_, dtype=np.float64),
-                                      np.asarray(model.means_, dtype=np.float64), nu,
-                                      np.asarray(model.covariances_, dtype=np.float64),
-                                      np.asarray(model.precisions_cholesky_, dtype=np.float64),
-                                      model.covariance_type)  # fmt: skip
-        set_fitted(out, FitState(params, float(model.lower_bound_), bool(model.converged_), int(model.n_iter_)))
+        state = FitState(_posterior_of(model), float(model.lower_bound_), bool(model.converged_), int(model.n_iter_))
+        set_fitted(out, state)
         out._set_prior(VariationalPrior(
             model.weight_concentration_prior_type, float(model.weight_concentration_prior_),
             float(model.mean_precision_prior_), np.asarray(model.mean_prior_, dtype=np.float64),
