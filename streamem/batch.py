@@ -347,7 +347,7 @@ class GaussianMixture(MixtureBase):
 
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
-        if self.warm_start and hasattr(self, "converged_"):
+        if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params = self._state_params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
@@ -403,7 +403,7 @@ class GaussianMixture(MixtureBase):
 
     def _fit_state(self) -> FitState:
         return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
-                        list(self.means_history_), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
+                        list(getattr(self, "means_history_", [])), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()

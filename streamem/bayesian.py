@@ -25,15 +25,19 @@ import dataclasses
 import math
 from numbers import Real
 
+import dask.array as da
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .base import LABELS
+from . import io
+from .base import LABELS, blas_per_task
 from .batch import GaussianMixture, set_fitted
 from .covariance import get_covariance
 from .em import FitState
+from .online import Stepwise, warm_up_rows
 from .packed import unpack_symmetric
 from .params import EPS, MixtureParams
 from .reduce import ChunkedData
@@ -217,6 +221,47 @@ class VariationalModel:
             log_norm_weight = gammaln(new.weight_concentration.sum()) - gammaln(new.weight_concentration).sum()
         return float(entropy - log_wishart - log_norm_weight - 0.5 * D * np.log(new.mean_precision).sum())
 
+    def kl_divergence(self, params: VariationalParams) -> float:
+        r"""The Kullback-Leibler divergence of the posterior's global factors from the
+        prior's: the weights' (Dirichlet, or the Dirichlet process's Beta sticks) and each
+        component's normal-Wishart,
+
+        .. math::
+            \mathrm{KL} = \tfrac12\big(D\beta_0/\beta_k - D + D\log(\beta_k/\beta_0)
+                + \beta_0 \nu_k (m_k - m_0)^T W_k (m_k - m_0)\big)
+                + \mathrm{KL}\big(\mathcal W(W_k, \nu_k) \,\|\, \mathcal W(\Psi_0^{-1}, \nu_0)\big),
+
+        the Wishart of the diag and spherical types restricted to their matrices, and the
+        tied one counted once per component (as scikit-learn's bound counts it). The ELBO of
+        data is the sum of their ``log sum_k rho_nk`` (the responsibilities at their
+        optimum) minus this."""
+        prior, covariance = self.prior, params.covariance
+        K, D = params.means.shape
+        alpha0 = prior.weight_concentration
+        if params.dirichlet_process:
+            a, b = params.weight_concentration
+            kl_weights = (-math.log(alpha0) - betaln(a, b) + (a - 1) * digamma(a) + (b - alpha0) * digamma(b)
+                          + (1 + alpha0 - a - b) * digamma(a + b)).sum()  # fmt: skip
+        else:
+            alpha = params.weight_concentration
+            kl_weights = (gammaln(alpha.sum()) - gammaln(alpha).sum() - gammaln(K * alpha0) + K * gammaln(alpha0)
+                          + ((alpha - alpha0) * (digamma(alpha) - digamma(alpha.sum()))).sum())  # fmt: skip
+        beta0, beta = prior.mean_precision, params.mean_precision
+        nu0, nu = prior.degrees_of_freedom, params.degrees_of_freedom
+        precisions = covariance.full_precisions(params.precisions_chol, K, D)  # E[Lambda_k] = nu_k W_k
+        diff = params.means - prior.mean
+        kl_means = 0.5 * (D * (beta0 / beta - 1.0 + np.log(beta / beta0))
+                          + beta0 * np.einsum("kd,kde,ke->k", diff, precisions, diff))  # fmt: skip
+        psi = prior.covariance if prior.covariance.ndim == 2 else np.diag(np.broadcast_to(prior.covariance, (D,)))
+        log_det_w = 2.0 * covariance.log_det_chol(params.precisions_chol, D) - D * np.log(nu)
+        half = 0.5 * (np.subtract.outer(nu, np.arange(D)))  # (nu_k - j) / 2, shape (K, D)
+        half0 = 0.5 * (nu0 - np.arange(D))
+        kl_wishart = (0.5 * nu0 * (-np.linalg.slogdet(psi)[1] - log_det_w)
+                      + 0.5 * nu * (np.einsum("de,ked->k", psi, precisions) / nu - D)
+                      + gammaln(half0).sum() - gammaln(half).sum(axis=1)
+                      + 0.5 * (nu - nu0) * digamma(half).sum(axis=1))  # fmt: skip
+        return float(kl_weights + kl_means.sum() + kl_wishart.sum())
+
 
 def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
     """The data's (``chunked``'s rows') weighted mean, its scatter about it (the matrix with ``full``, else its
@@ -244,8 +289,8 @@ def _posterior_of(model) -> VariationalParams:
                                 as_float(model.precisions_cholesky_), model.covariance_type)  # fmt: skip
 
 
-class BayesianGaussianMixture(GaussianMixture):
-    """Variational Bayesian Gaussian mixture, fitted over the chunks of a dask array.
+class BayesianGaussianMixture(Stepwise, GaussianMixture):
+    r"""Variational Bayesian Gaussian mixture, fitted over the chunks of a dask array.
 
     The model, parameters and fitted attributes of scikit-learn's
     :class:`~sklearn.mixture.BayesianGaussianMixture`, on :class:`~streamem.GaussianMixture`'s
@@ -289,6 +334,9 @@ class BayesianGaussianMixture(GaussianMixture):
     random_state, warm_start, verbose, verbose_interval : as in :class:`~streamem.GaussianMixture`
     checkpoint, scheduler_address, persist, persist_fraction, timeout
         As in :class:`~streamem.GaussianMixture`.
+    step_exponent, step_offset, forgetting, warm_up
+        ``partial_fit``'s step sizes and warm-up rows, as in
+        :class:`~streamem.OnlineGaussianMixture`.
     missing : {"error", "marginalize"}, default="error"
         As in :class:`~streamem.GaussianMixture`: with ``"marginalize"`` each row's holes
         are latent, their variational factor the conditional of the expected Gaussian given
@@ -309,6 +357,36 @@ class BayesianGaussianMixture(GaussianMixture):
         The ELBO (without its constant terms) after the last iteration; ``lower_bounds_``
         and ``history_`` (key ``objective``) hold it per iteration.
     means_history_ : ndarray of shape (n_iter + 1, n_components, n_features)
+    n_batches_, n_samples_seen_ : int
+        After ``partial_fit``: the batches and rows the posterior has been updated with.
+
+    Notes
+    -----
+    ``partial_fit`` is stochastic variational inference (Hoffman, Blei, Wang & Paisley
+    2013): the first rows (``warm_up``) get a batch fit, which also sets the prior's
+    defaults; then each batch's statistics, per unit of weight and computed under the
+    current posterior, are mixed into running ones with the step :math:`\eta_t` of
+    :class:`~streamem.OnlineGaussianMixture`, and the posterior is the prior updated with
+    them as the statistics of :math:`N_t` rows,
+
+    .. math::
+        s_t = (1 - \eta_t)\, s_{t-1} + \eta_t\, \hat s(\text{batch}_t), \qquad
+        N_t = (1 - \eta_{\min}) N_{t-1} + w(\text{batch}_t), \qquad
+        \lambda_t = \lambda_0 + N_t\, s_t:
+
+    a natural-gradient step on the global variational parameters, as the posterior's
+    natural parameters are linear in the statistics. :math:`N_t` is the weight seen, or
+    with ``forgetting`` (:math:`\eta_{\min}`) about the last ``1 / forgetting`` batches'.
+    A model fitted by ``fit`` starts a new stream at its first ``partial_fit``.
+
+    Examples
+    --------
+    >>> import numpy as np, streamem
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (500, 2)), rng.normal(5, 1, (500, 2))])
+    >>> bgm = streamem.BayesianGaussianMixture(5, weight_concentration_prior=1e-3, random_state=0).fit(X)
+    >>> bgm.n_components_effective_
+    2
     """
 
     _parameter_constraints: dict = {
@@ -317,6 +395,7 @@ class BayesianGaussianMixture(GaussianMixture):
         "weight_concentration_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        **Stepwise._step_constraints,
     }
     _params_class = VariationalParams
 
@@ -343,6 +422,10 @@ class BayesianGaussianMixture(GaussianMixture):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        step_exponent=0.6,
+        step_offset=1.0,
+        forgetting=None,
+        warm_up=None,
         missing="error",
         checkpoint=None,
         scheduler_address=None,
@@ -360,11 +443,17 @@ class BayesianGaussianMixture(GaussianMixture):
             scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
         )  # fmt: skip
         self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.step_exponent = step_exponent
+        self.step_offset = step_offset
+        self.forgetting = forgetting
+        self.warm_up = warm_up
 
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the variational posterior, one pass over the chunks of X per iteration."""
+        for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):  # a stream starts again after it
+            self.__dict__.pop(name, None)
         try:
             super().fit(X, y, sample_weight)
             self._set_prior(self._fitted_model[2].prior)
@@ -413,6 +502,67 @@ class BayesianGaussianMixture(GaussianMixture):
             for run in starts:
                 run.params = model.initial(run.params, self._fitted_model[3])
         return runs, shift
+
+    # ------------------------------------------------------------ partial_fit
+
+    def _initialise(self, batches) -> None:
+        """The posterior of a batch fit of the warm-up rows (``n_init`` candidates; the
+        prior's defaults from those rows), and its statistics on them as the running ones."""
+        data, weights = warm_up_rows(batches)
+        self._check_n_samples(len(data))
+        rows = io.from_numpy(data)
+        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
+        initial = self._check_initial_parameters(data.shape[1])
+        try:
+            with blas_per_task(chunked.n_chunks):
+                runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
+                model = self._run_em(chunked, runs, shift)
+        finally:
+            self.__dict__.pop("_fitted_model", None)  # it holds the rows
+        posterior = max(runs, key=lambda run: run.objective).params
+        (stats,) = chunk_stats(data, weights, [posterior.gaussian()], shift, model.missing)
+        self._variational, self._shift, self._seen = model, shift, 0.0
+        self._stats, self._iterate = stats.normalized(), posterior
+        self._set_prior(model.prior)
+        self._set_params(posterior)
+        self.lower_bounds_ = []
+
+    def _step(self, X, sample_weight) -> None:
+        """One step of stochastic variational inference; nothing changes unless it succeeds."""
+        model = self._variational
+        (batch,) = chunk_stats(X, sample_weight, [self._iterate.gaussian()], self._shift, model.missing)
+        check_total_weight(batch.weight)
+        t = self.n_batches_ + 1
+        stats = self._stats.step(batch, self.step_size(t))
+        seen = (1.0 - (self.forgetting or 0.0)) * self._seen + batch.weight
+        posterior = model.update(stats * seen)
+        lower_bound = float(stats.loglik - model.kl_divergence(posterior) / seen)
+        self._stats, self._iterate, self._seen = stats, posterior, seen
+        self.n_batches_ = t
+        self.n_samples_seen_ += int(batch.count)
+        self._set_params(posterior)
+        self.lower_bound_ = lower_bound
+
+    def elbo(self, X, sample_weight=None) -> float:
+        """The evidence lower bound of X under the fitted posterior, per unit of sample
+        weight, with every constant term: the sum of ``score_samples`` (each row's
+        responsibilities at their optimum) minus the posterior's divergence from the prior
+        (:meth:`VariationalModel.kl_divergence`), over the total weight. Fits of any kind
+        (batch, ``partial_fit``, other settings) compare by it on the same data; one pass."""
+        check_is_fitted(self, "precisions_cholesky_")
+        data, _ = self._validate_X(X, reset=False)
+        weights = self._validate_sample_weight(sample_weight, data)
+        posterior = self._state_params()
+        prior = VariationalPrior(self.weight_concentration_prior_type, self.weight_concentration_prior_,
+                                 self.mean_precision_prior_, np.asarray(self.mean_prior_, dtype=np.float64),
+                                 self.degrees_of_freedom_prior_,
+                                 np.asarray(self.covariance_prior_, dtype=np.float64))  # fmt: skip
+        model = VariationalModel(self.covariance_type, self.reg_covar, posterior.weights @ posterior.means, prior,
+                                 self.missing == "marginalize")  # fmt: skip
+        chunked = ChunkedData(data, weights)
+        with blas_per_task(chunked.n_chunks):
+            (stats,) = model.estep(chunked, [posterior])
+        return float((stats.loglik - model.kl_divergence(posterior)) / stats.weight)
 
     # ------------------------------------------------------------- attributes
 
@@ -466,16 +616,29 @@ class BayesianGaussianMixture(GaussianMixture):
             "mean_precision": float(self.mean_precision_prior_),
             "degrees_of_freedom": float(self.degrees_of_freedom_prior_),
         }
+        if getattr(self, "_stats", None) is not None:  # fitted by partial_fit: continue exactly after loading
+            self._running_state(arrays, attrs["fitted"])
+            attrs["fitted"]["seen_weight"] = float(self._seen)
+        elif getattr(self, "_buffer", None):
+            raise ValueError("the model is still warming up: no parameters to save yet")
         return arrays, attrs
 
     def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
         super()._restore(state, arrays, attrs)
         if "prior" not in attrs:  # a checkpoint's state
             return
-        prior = attrs["prior"]
-        self._set_prior(VariationalPrior(self.weight_concentration_prior_type, prior["weight_concentration"],
-                                         prior["mean_precision"], arrays["prior_mean"], prior["degrees_of_freedom"],
-                                         arrays["prior_covariance"]))  # fmt: skip
+        hyper = attrs["prior"]
+        prior = VariationalPrior(self.weight_concentration_prior_type, hyper["weight_concentration"],
+                                 hyper["mean_precision"], arrays["prior_mean"], hyper["degrees_of_freedom"],
+                                 arrays["prior_covariance"])  # fmt: skip
+        self._set_prior(prior)
+        fitted = attrs["fitted"]
+        if "n_batches" in fitted:
+            self._restore_running(arrays, fitted, VariationalParams)
+            self._variational = VariationalModel(self.covariance_type, self.reg_covar, self._shift, prior,
+                                                 self.missing == "marginalize")  # fmt: skip
+            self._seen = float(fitted["seen_weight"])
+            self._buffer = []
 
     # --------------------------------------------------------------- sklearn
 

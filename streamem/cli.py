@@ -391,11 +391,17 @@ def info(model, as_json, quiet, log_json):
     if as_json or log_json:
         click.echo(json.dumps(_jsonable(summary)))
         return
-    progress = (
-        f"  {gm.n_batches_} batches, {gm.n_samples_seen_} rows seen, running mean log-likelihood: {gm.lower_bound_:.6f}"
-        if online
-        else f"  {gm.n_iter_} iterations, converged: {gm.converged_}, mean log-likelihood: {gm.lower_bound_:.6f}"
-    )
+    variational = hasattr(gm, "n_components_effective_")
+    if variational:
+        summary["n_components_effective"] = gm.n_components_effective_
+    if online:
+        bound = "running ELBO per sample" if variational else "running mean log-likelihood"
+        progress = f"  {gm.n_batches_} batches, {gm.n_samples_seen_} rows seen, {bound}: {gm.lower_bound_:.6f}"
+    else:
+        bound = "lower bound (ELBO)" if variational else "mean log-likelihood"
+        progress = f"  {gm.n_iter_} iterations, converged: {gm.converged_}, {bound}: {gm.lower_bound_:.6f}"
+    if variational:
+        progress += f"\n  {gm.n_components_effective_} components in use (expected weight >= 1e-3)"
     lines = [
         f"streamem {summary['estimator']} at {model}",
         f"  {gm.n_components} components, {gm.n_features_in_} features, {gm.covariance_type} covariances "
@@ -497,23 +503,41 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.option("--step-exponent", default=0.6, show_default=True, type=click.FloatRange(0.5, 1, min_open=True))
 @click.option("--forgetting", default=None, type=click.FloatRange(0, 1, min_open=True),
               help="A constant floor on the step, for drifting streams.")  # fmt: skip
+@click.option("--model", "kind", default="online", show_default=True, type=click.Choice(["online", "bayesian"]),
+              help="Stepwise EM (OnlineGaussianMixture) or stochastic variational inference "
+                   "(BayesianGaussianMixture: unneeded components fade out).")  # fmt: skip
+@click.option("--weight-concentration-prior", default=None, type=click.FloatRange(0, min_open=True),
+              help="With --model bayesian: the Dirichlet process's concentration (default 1 / n-components); "
+                   "smaller leaves fewer components in use.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @_command
 def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
-           checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, seed, quiet,
-           log_json):  # fmt: skip
+           checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, kind,
+           weight_concentration_prior, seed, quiet, log_json):  # fmt: skip
     """Fit an online mixture to a stream, with checkpoints; run again to resume.
 
     SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
     kafka://BROKER/TOPIC?group=G, zarr:PATH or dir:PATH. A record carries rows of
     little-endian float64 values. SIGTERM or Ctrl-C checkpoint and stop.
     """
-    from .online import OnlineGaussianMixture
     from .sources import open_source
     from .stream import run
 
-    model = OnlineGaussianMixture(n_components, covariance_type=covariance_type, batch_size=batch_size,
-                                  step_exponent=step_exponent, forgetting=forgetting, random_state=seed)  # fmt: skip
+    if kind == "bayesian":
+        from .bayesian import BayesianGaussianMixture
+
+        model = BayesianGaussianMixture(n_components, covariance_type=covariance_type, step_exponent=step_exponent,
+                                        forgetting=forgetting, weight_concentration_prior=weight_concentration_prior,
+                                        warm_up=max(batch_size, 250 * n_components), random_state=seed)  # fmt: skip
+    elif weight_concentration_prior is not None:
+        raise click.UsageError("--weight-concentration-prior needs --model bayesian")
+    else:
+        from .online import OnlineGaussianMixture
+
+        model = OnlineGaussianMixture(
+            n_components, covariance_type=covariance_type, batch_size=batch_size, step_exponent=step_exponent,
+            forgetting=forgetting, random_state=seed,
+        )  # fmt: skip
     try:
         opened = open_source(source, n_features)
     except ValueError as exc:

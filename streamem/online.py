@@ -42,7 +42,7 @@ from .reduce import ChunkedData, row_batches
 from .stats import SufficientStats, chunk_stats
 from .validation import check_total_weight
 
-__all__ = ["OnlineGaussianMixture"]
+__all__ = ["OnlineGaussianMixture", "Stepwise", "warm_up_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,149 @@ def _reseeded_stats(stats: SufficientStats, params: MixtureParams, reseeded, reg
     return dataclasses.replace(stats, nk=nk, s1=s1, s2=s2, shift=shift)
 
 
-class OnlineGaussianMixture(MixtureBase):
+def warm_up_rows(batches) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of the buffered ``(X, sample_weight)`` batches as one float64 array, and their weights."""
+    data = np.concatenate([x.astype(np.float64, copy=False) for x, _ in batches])
+    weights = None
+    if any(w is not None for _, w in batches):
+        weights = np.concatenate([np.ones(len(x)) if w is None else w for x, w in batches])
+    return data, weights
+
+
+class Stepwise:
+    """``partial_fit`` by stepwise updates, for the online estimators: batches checked,
+    the first rows buffered until they initialise the model (``warm_up``), the step of
+    batch :math:`t`, and the running statistics saved and restored with the model.
+    A subclass gives ``_initialise(batches)`` (from the buffered ``(X, sample_weight)``)
+    and ``_step(X, sample_weight)`` (one update, nothing changed unless it succeeds)."""
+
+    _step_constraints: dict = {
+        "step_exponent": [Interval(Real, 0.5, 1.0, closed="right")],
+        "step_offset": [Interval(Real, 0.0, None, closed="left")],
+        "forgetting": [Interval(Real, 0.0, 1.0, closed="right"), None],
+        "warm_up": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def _check_batch(self, X, sample_weight):
+        """One batch as a 2-D float array and its weights, or a ValueError naming the problem."""
+        if X is None:
+            raise ValueError("expected a batch of shape (n_rows, n_features), got None")
+        if isinstance(X, da.Array):
+            X = X.compute()
+        X = np.asarray(X) if not hasattr(X, "__array__") else X
+        if getattr(X, "ndim", 2) == 2 and 0 in getattr(X, "shape", ()):
+            raise ValueError(f"expected a non-empty batch, got an empty one of shape {X.shape}")
+        X = check_array(
+            X, dtype=[np.float64, np.float32], ensure_min_samples=1,
+            ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
+        )  # fmt: skip
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is not None and X.shape[1] != n_features:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {n_features} features as "
+                "input: every batch of a stream has the same width"
+            )
+        if len(X) < self.n_components:
+            raise ValueError(f"expected batches of at least n_components={self.n_components} rows, got {len(X)} rows")
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        return X, sample_weight
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one mini-batch; return self.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_rows, n_features), n_rows >= n_components
+        y : ignored
+        sample_weight : array-like of shape (n_rows,), default=None
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "n_batches_"):
+            self._validate_params()
+            self._reset()
+        X, sample_weight = self._check_batch(X, sample_weight)
+        with _one_blas_thread():
+            if self._stats is None:
+                self._warm(X, sample_weight)
+            else:
+                self._step(X, sample_weight)
+        return self
+
+    def _reset(self) -> None:
+        for name in [*vars(self)]:
+            if name.endswith("_") and not name.startswith("__"):
+                delattr(self, name)
+        self.n_batches_ = 0
+        self.n_samples_seen_ = 0
+        self._stats = None
+        self._shift = None
+        self._iterate = None
+        self._buffer = []
+        self.history_ = []
+        self.n_iter_ = 0
+        self.converged_ = False
+
+    def _warm(self, X, sample_weight) -> None:
+        """Buffer a batch; once ``warm_up`` rows are in, initialise and use the buffered batches."""
+        if not self._buffer:
+            self.n_features_in_ = X.shape[1]
+        self._buffer.append((X, sample_weight))
+        rows = sum(len(b[0]) for b in self._buffer)
+        if rows < self._warm_up_rows():
+            return
+        buffered, self._buffer = self._buffer, []
+        self._initialise(buffered)
+        for batch, w in buffered:
+            self._step(batch, w)
+
+    def _warm_up_rows(self) -> int:
+        if self.warm_up is not None:
+            return max(self.warm_up, self.n_components)
+        return max(getattr(self, "batch_size", 1), WARM_UP_ROWS_PER_COMPONENT * self.n_components)
+
+    @property
+    def initialised(self) -> bool:
+        """Whether the warm-up rows have initialised the model (it has parameters)."""
+        return getattr(self, "_stats", None) is not None
+
+    def step_size(self, t: int) -> float:
+        """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""
+        eta = min(1.0, (t + self.step_offset) ** -self.step_exponent)
+        return max(eta, self.forgetting or 0.0)
+
+    def _running_state(self, arrays: dict, fitted: dict) -> None:
+        """Add the running statistics and the step counter to a saved state."""
+        if self._stats is None:
+            raise ValueError("the model is still warming up: no parameters to save yet")
+        s = self._stats
+        arrays.update(self._iterate.to_arrays("iterate_"))
+        arrays.update({
+            "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
+            "shift": self._shift, "stats_shift": s.shift,
+            "worst_scores": s.worst.scores, "worst_points": s.worst.points,
+        })  # fmt: skip
+        fitted.update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_))
+
+    def _restore_running(self, arrays: dict, fitted: dict, params_class=MixtureParams) -> None:
+        """The running statistics and the step counter back from :meth:`_running_state`'s."""
+        self._iterate = params_class.from_arrays(arrays, self.covariance_type, "iterate_")
+        self._shift = arrays["shift"]
+        K, D = self._iterate.means.shape
+        zero = SufficientStats.zero(K, D, self.covariance_type, arrays.get("stats_shift", self._shift))
+        worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
+        self._stats = dataclasses.replace(
+            zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],
+            loglik=float(arrays["stats_loglik"][0]), weight=1.0, count=1, worst=worst,
+        )  # fmt: skip
+        self.n_batches_ = int(fitted["n_batches"])
+        self.n_samples_seen_ = int(fitted["n_samples_seen"])
+
+
+class OnlineGaussianMixture(Stepwise, MixtureBase):
     """Gaussian mixture fitted by stepwise (online) EM over mini-batches.
 
     ``partial_fit(batch)`` updates the model with one batch; ``fit(X)`` makes passes of
@@ -173,12 +315,9 @@ class OnlineGaussianMixture(MixtureBase):
         **MixtureBase._shared_constraints,
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        **Stepwise._step_constraints,
         "algorithm": [StrOptions({"stepwise", "incremental"})],
-        "step_exponent": [Interval(Real, 0.5, 1.0, closed="right")],
-        "step_offset": [Interval(Real, 0.0, None, closed="left")],
-        "forgetting": [Interval(Real, 0.0, 1.0, closed="right"), None],
         "average_after": [Interval(Integral, 0, None, closed="left"), None],
-        "warm_up": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -230,94 +369,9 @@ class OnlineGaussianMixture(MixtureBase):
         self.verbose_interval = verbose_interval
         self.missing = missing
 
-    # ------------------------------------------------------------------ input
-
-    def _check_batch(self, X, sample_weight):
-        """One batch as a 2-D float array and its weights, or a ValueError naming the problem."""
-        if X is None:
-            raise ValueError("expected a batch of shape (n_rows, n_features), got None")
-        if isinstance(X, da.Array):
-            X = X.compute()
-        X = np.asarray(X) if not hasattr(X, "__array__") else X
-        if getattr(X, "ndim", 2) == 2 and 0 in getattr(X, "shape", ()):
-            raise ValueError(f"expected a non-empty batch, got an empty one of shape {X.shape}")
-        X = check_array(
-            X, dtype=[np.float64, np.float32], ensure_min_samples=1,
-            ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
-        )  # fmt: skip
-        n_features = getattr(self, "n_features_in_", None)
-        if n_features is not None and X.shape[1] != n_features:
-            raise ValueError(f"expected batches of {n_features} features, got a batch of {X.shape[1]}")
-        if len(X) < self.n_components:
-            raise ValueError(f"expected batches of at least n_components={self.n_components} rows, got {len(X)} rows")
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-        return X, sample_weight
-
-    # ------------------------------------------------------------ partial_fit
-
-    def partial_fit(self, X, y=None, sample_weight=None):
-        """Update the model with one mini-batch (stepwise EM); return self.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_rows, n_features), n_rows >= n_components
-        y : ignored
-        sample_weight : array-like of shape (n_rows,), default=None
-
-        Returns
-        -------
-        self
-        """
-        if not hasattr(self, "n_batches_"):
-            self._validate_params()
-            self._reset()
-        X, sample_weight = self._check_batch(X, sample_weight)
-        with _one_blas_thread():
-            if self._stats is None:
-                self._warm(X, sample_weight)
-            else:
-                self._step(X, sample_weight)
-        return self
-
-    def _reset(self) -> None:
-        for name in [*vars(self)]:
-            if name.endswith("_") and not name.startswith("__"):
-                delattr(self, name)
-        self.n_batches_ = 0
-        self.n_samples_seen_ = 0
-        self._stats = None
-        self._shift = None
-        self._iterate = None
-        self._buffer = []
-        self.history_ = []
-        self.n_iter_ = 0
-        self.converged_ = False
-
-    def _warm(self, X, sample_weight) -> None:
-        """Buffer a batch; once ``warm_up`` rows are in, initialise and use the buffered batches."""
-        if not self._buffer:
-            self.n_features_in_ = X.shape[1]
-        self._buffer.append((X, sample_weight))
-        rows = sum(len(b[0]) for b in self._buffer)
-        if rows < self._warm_up_rows():
-            return
-        buffered, self._buffer = self._buffer, []
-        self._initialise(buffered)
-        for batch, w in buffered:
-            self._step(batch, w)
-
-    def _warm_up_rows(self) -> int:
-        if self.warm_up is not None:
-            return max(self.warm_up, self.n_components)
-        return max(self.batch_size, WARM_UP_ROWS_PER_COMPONENT * self.n_components)
-
     def _initialise(self, batches) -> None:
         """Initial parameters from the rows of ``batches`` (by ``init_params``, or as given)."""
-        data = np.concatenate([x.astype(np.float64, copy=False) for x, _ in batches])
-        weights = None
-        if any(w is not None for _, w in batches):
-            weights = np.concatenate([np.ones(len(x)) if w is None else w for x, w in batches])
+        data, weights = warm_up_rows(batches)
         self.n_features_in_ = data.shape[1]
         params, shift = self._initial_params(data, weights)
         self._shift = shift
@@ -346,16 +400,6 @@ class OnlineGaussianMixture(MixtureBase):
             model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing)
             run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
         return max(states, key=lambda state: state.objective).params, shift
-
-    @property
-    def initialised(self) -> bool:
-        """Whether the warm-up rows have initialised the model (it has parameters)."""
-        return getattr(self, "_stats", None) is not None
-
-    def step_size(self, t: int) -> float:
-        """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""
-        eta = min(1.0, (t + self.step_offset) ** -self.step_exponent)
-        return max(eta, self.forgetting or 0.0)
 
     def _batch_stats(self, X, sample_weight) -> SufficientStats:
         stats = chunk_stats(X, sample_weight, [self._iterate], self._shift, self.missing == "marginalize")[0]
@@ -470,31 +514,14 @@ class OnlineGaussianMixture(MixtureBase):
         if self._stats is None:
             raise ValueError("the model is still warming up: no parameters to save yet")
         arrays, attrs = super().state()
-        s = self._stats
-        arrays.update(self._iterate.to_arrays("iterate_"))
-        arrays.update({
-            "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
-            "shift": self._shift, "stats_shift": s.shift,
-            "worst_scores": s.worst.scores, "worst_points": s.worst.points,
-        })  # fmt: skip
-        attrs["fitted"].update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_))
+        self._running_state(arrays, attrs["fitted"])
         return arrays, attrs
 
     def _restore(self, state, arrays: dict, attrs: dict) -> None:
         fitted = attrs["fitted"]
         self._reset()
         self._set_params(state.params)
-        self._iterate = MixtureParams.from_arrays(arrays, self.covariance_type, "iterate_")
-        self._shift = arrays["shift"]
-        K, D = state.params.means.shape
-        zero = SufficientStats.zero(K, D, self.covariance_type, arrays.get("stats_shift", self._shift))
-        worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
-        self._stats = dataclasses.replace(
-            zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],
-            loglik=float(arrays["stats_loglik"][0]), weight=1.0, count=1, worst=worst,
-        )  # fmt: skip
-        self.n_batches_ = int(fitted["n_batches"])
-        self.n_samples_seen_ = int(fitted["n_samples_seen"])
+        self._restore_running(arrays, fitted)
         self.n_iter_ = state.n_iter
         self.converged_ = state.converged
         self.lower_bound_ = state.objective

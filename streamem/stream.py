@@ -22,7 +22,7 @@ import numpy as np
 
 from . import io
 from .checkpoint import load_state, save_state
-from .online import OnlineGaussianMixture
+from .online import OnlineGaussianMixture, Stepwise
 
 __all__ = ["RunResult", "run"]
 
@@ -37,7 +37,7 @@ class RunResult:
 
     Attributes
     ----------
-    model : OnlineGaussianMixture
+    model : OnlineGaussianMixture or BayesianGaussianMixture
     batches : int
         Batches the model was updated with in this run.
     rows : int
@@ -52,7 +52,7 @@ class RunResult:
         ``"idle"``, ``"signal"`` or ``"max_batches"``.
     """
 
-    model: OnlineGaussianMixture
+    model: Stepwise
     batches: int = 0
     rows: int = 0
     rejected: int = 0
@@ -107,7 +107,7 @@ def _labels_writer(path):
 
 def run(
     source,
-    model: OnlineGaussianMixture | None = None,
+    model: Stepwise | None = None,
     checkpoint=None,
     out=None,
     *,
@@ -126,9 +126,10 @@ def run(
     ----------
     source : a source (:mod:`streamem.sources`) or its URL
         A URL needs ``n_features``.
-    model : OnlineGaussianMixture, default=None
-        The hyper-parameters; with a checkpoint to resume from, its state is used instead
-        (its ``n_components`` and ``covariance_type`` must match).
+    model : OnlineGaussianMixture or BayesianGaussianMixture, default=None
+        A model with ``partial_fit`` (default ``OnlineGaussianMixture()``): the
+        hyper-parameters; with a checkpoint to resume from, its state is used instead (its
+        class, ``n_components`` and ``covariance_type`` must match).
     checkpoint : path, default=None
         Directory of the checkpoints. Run again with the same one to resume.
     out : path, default=None
@@ -176,6 +177,12 @@ def run(
         arrays, attrs = state
         if "stream" not in attrs:
             raise ValueError(f"the checkpoint in {str(checkpoint)!r} is not a stream's")
+        saved = attrs["stream"]["model"].get("estimator", "OnlineGaussianMixture")
+        if saved != type(model).__name__:
+            raise ValueError(
+                f"the checkpoint in {str(checkpoint)!r} holds a model of class {saved}, got {type(model).__name__}; "
+                "remove it or choose another checkpoint directory"
+            )
         restored = type(model).from_state(arrays, attrs["stream"]["model"], str(checkpoint))
         for name in MATCHING:
             if getattr(restored, name) != getattr(model, name):

@@ -310,3 +310,158 @@ def test_missing_values_equal_a_direct_variational_step():
     np.testing.assert_allclose(after.mean_precision_, beta_new, rtol=1e-10)
     np.testing.assert_allclose(after.means_, means, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(after.covariances_, covariances, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------ the ELBO and partial_fit
+
+
+def _fitted_model(model):
+    """The variational model of a fitted estimator (its prior, about the data's centre)."""
+    prior = streamem.bayesian.VariationalPrior(
+        model.weight_concentration_prior_type, model.weight_concentration_prior_, model.mean_precision_prior_,
+        model.mean_prior_, model.degrees_of_freedom_prior_, np.asarray(model.covariance_prior_),
+    )  # fmt: skip
+    return streamem.bayesian.VariationalModel(model.covariance_type, model.reg_covar, model.mean_prior_, prior)
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+def test_the_divergence_from_the_prior_equals_a_monte_carlo_estimate(prior_type):
+    from scipy import stats
+    from scipy.special import betaln
+
+    X = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = streamem.BayesianGaussianMixture(4, weight_concentration_prior_type=prior_type, max_iter=3,
+                                                 random_state=0).fit(X)  # fmt: skip
+    prior = _fitted_model(model).prior
+    rng = np.random.default_rng(0)
+    N, D = 6000, X.shape[1]
+    log_ratio = np.zeros(N)  # log q(theta) - log p(theta) at draws from q
+    if prior_type == "dirichlet_process":
+        alpha0 = prior.weight_concentration
+        for a, b in zip(*model.weight_concentration_):  # Beta sticks, their logs formed stably from gamma draws
+            ga, gb = rng.gamma(a, size=N), rng.gamma(b, size=N)
+            log_v, log_1v = np.log(ga) - np.log(ga + gb), np.log(gb) - np.log(ga + gb)
+            log_ratio += (a - 1) * log_v + (b - 1) * log_1v - betaln(a, b) - ((alpha0 - 1) * log_1v - betaln(1, alpha0))
+    else:
+        alpha = model.weight_concentration_
+        pi = np.clip(rng.dirichlet(alpha, N), 1e-300, None).T
+        alpha0 = np.full(4, prior.weight_concentration)
+        log_ratio += stats.dirichlet.logpdf(pi, alpha) - stats.dirichlet.logpdf(pi, alpha0)
+    W0 = np.linalg.inv(prior.covariance)
+    for k in range(4):
+        nu, beta = model.degrees_of_freedom_[k], model.mean_precision_[k]
+        W = model.precisions_[k] / nu
+        L = stats.wishart.rvs(df=nu, scale=W, size=N, random_state=rng)
+        log_ratio += stats.wishart.logpdf(L.transpose(1, 2, 0), df=nu, scale=W)
+        log_ratio -= stats.wishart.logpdf(L.transpose(1, 2, 0), df=prior.degrees_of_freedom, scale=W0)
+        chol = np.linalg.cholesky(beta * L)  # mu ~ N(m_k, (beta Lambda)^-1): m + chol^-T z
+        z = rng.standard_normal((N, D, 1))
+        mu = model.means_[k] + np.linalg.solve(np.swapaxes(chol, 1, 2), z)[:, :, 0]
+        d1, d0 = mu - model.means_[k], mu - prior.mean
+        q1, q0 = np.einsum("nd,nde,ne->n", d1, L, d1), np.einsum("nd,nde,ne->n", d0, L, d0)
+        log_ratio += 0.5 * D * np.log(beta / prior.mean_precision) - 0.5 * beta * q1 + 0.5 * prior.mean_precision * q0
+    standard_error = log_ratio.std() / np.sqrt(N)
+    kl = _fitted_model(model).kl_divergence(model._state_params())
+    assert abs(kl - log_ratio.mean()) < 5 * standard_error + 1e-6, (kl, log_ratio.mean(), standard_error)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_the_elbo_of_the_data_never_decreases_along_the_iterations(covariance_type):
+    X = _data()
+    model = streamem.BayesianGaussianMixture(6, covariance_type=covariance_type, max_iter=1, init_params="random",
+                                             random_state=0, warm_start=True)  # fmt: skip
+    values = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(12):
+            values.append(model.fit(X).elbo(X))
+    assert np.all(np.diff(values) > -1e-10), np.diff(values)
+    # the data term is the sum of score_samples, the rest the divergence from the prior
+    kl = _fitted_model(model).kl_divergence(model._state_params())
+    np.testing.assert_allclose(values[-1] * len(X), model.score_samples(X).sum() - kl, rtol=1e-12)
+
+
+def _workload(seed, n=20_000, d=4, k=5):
+    X, _ = mixture_data(n, d, k, seed=seed)
+    return X[np.random.default_rng(seed).permutation(len(X))]
+
+
+@pytest.mark.parametrize("prior_type", PRIOR_TYPES)
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_one_pass_of_partial_fit_is_within_one_percent_of_the_batch_elbo(covariance_type, prior_type):
+    """From the same start (k-means centres and weights): the overlapping clusters of these
+    workloads have several optima, among which fits from different starts differ by more."""
+    from sklearn.cluster import KMeans
+
+    seed = COVARIANCE_TYPES.index(covariance_type) + 10 * PRIOR_TYPES.index(prior_type)
+    X = _workload(seed)
+    kmeans = KMeans(8, n_init=1, random_state=0).fit(X)
+    params = dict(
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        random_state=0,
+        means_init=kmeans.cluster_centers_,
+        weights_init=np.bincount(kmeans.labels_, minlength=8) / len(X),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batch = streamem.BayesianGaussianMixture(8, max_iter=300, **params).fit(X)
+    online = streamem.BayesianGaussianMixture(8, **params)
+    for start in range(0, len(X), 500):
+        online.partial_fit(X[start : start + 500])
+    assert online.n_samples_seen_ == len(X) and online.n_batches_ == len(X) // 500
+    assert online.elbo(X) == pytest.approx(batch.elbo(X), rel=0.01)
+    assert online.lower_bound_ == pytest.approx(online.elbo(X), rel=0.05)  # the running estimate tracks it
+
+
+def test_partial_fit_continues_exactly_after_save_and_load(tmp_path):
+    X = _workload(5, n=8000)
+    batches = [X[i : i + 400] for i in range(0, len(X), 400)]
+    whole = streamem.BayesianGaussianMixture(6, random_state=0, forgetting=0.02)
+    for batch in batches:
+        whole.partial_fit(batch)
+    first = streamem.BayesianGaussianMixture(6, random_state=0, forgetting=0.02)
+    for batch in batches[:10]:
+        first.partial_fit(batch)
+    first.save(tmp_path / "m.zarr")
+    second = streamem.load(tmp_path / "m.zarr")
+    assert type(second) is streamem.BayesianGaussianMixture and second.n_batches_ == 10
+    for batch in batches[10:]:
+        second.partial_fit(batch)
+    for name in FITTED:
+        np.testing.assert_array_equal(getattr(second, name), getattr(whole, name), err_msg=name)
+    assert second.lower_bound_ == whole.lower_bound_ and second.n_samples_seen_ == len(X)
+
+
+def test_partial_fit_prunes_like_the_batch_fit_and_fit_starts_again():
+    X = _workload(6)
+    online = streamem.BayesianGaussianMixture(10, weight_concentration_prior=1e-3, random_state=0)
+    for start in range(0, len(X), 1000):
+        online.partial_fit(X[start : start + 1000])
+    assert online.n_components_effective_ == 5
+    assert set(np.unique(online.predict(X))) <= set(np.flatnonzero(online.weights_ >= 1e-3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        online.fit(X[:2000])
+    assert not online.initialised and not hasattr(online, "n_batches_")
+    online.partial_fit(X[:3000])  # after a batch fit, partial_fit starts a new stream
+    assert online.n_batches_ == 1 and online.n_samples_seen_ == 3000
+
+
+@pytest.mark.parametrize(
+    ("batch", "match"),
+    [(np.ones((500, 3)), "X has 3 features, but BayesianGaussianMixture is expecting 4 features"),
+     (np.full((500, 4), np.nan), "NaN"), (np.ones((2, 4)), "at least n_components=6 rows")],
+)  # fmt: skip
+def test_a_bad_batch_names_the_problem_and_leaves_the_posterior_untouched(batch, match):
+    X = _workload(7, n=4000)
+    model = streamem.BayesianGaussianMixture(6, random_state=0).partial_fit(X[:2000]).partial_fit(X[2000:])
+    before = model.state()
+    with pytest.raises(ValueError, match=match):
+        model.partial_fit(batch)
+    after = model.state()
+    assert before[1] == after[1]
+    for name, value in before[0].items():
+        np.testing.assert_array_equal(after[0][name], value, err_msg=name)

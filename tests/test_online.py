@@ -118,7 +118,7 @@ def test_step_sizes():
     [
         (np.empty((0, 3)), "empty"),
         (np.ones((2, 3)), "at least n_components=3 rows"),
-        (np.ones((50, 4)), "expected batches of 3 features"),
+        (np.ones((50, 4)), "X has 4 features, but OnlineGaussianMixture is expecting 3 features"),
         (np.full((50, 3), np.nan), "NaN"),
         (np.full((50, 3), np.inf), "infinity"),
         (None, "got None"),

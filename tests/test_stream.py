@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -72,12 +73,13 @@ def _kill_and_resume(command, checkpoint, rng, kills=3):
     raise AssertionError("the run never finished")
 
 
-def _uninterrupted_and_killed(url, tmp_path, seed):
+def _uninterrupted_and_killed(url, tmp_path, seed, *extra):
     """The model of an uninterrupted run (``url`` + "reference") and of one killed with SIGKILL
     at least twice and resumed (``url`` + "killed"), over the same records."""
-    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference"), capture_output=True, timeout=300)
+    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference", *extra), capture_output=True,
+                               timeout=300)  # fmt: skip
     assert reference.returncode == 0, reference.stderr.decode()
-    landed = _kill_and_resume(_cli(url + "killed", tmp_path, "killed"), tmp_path / "killed.ckpt",
+    landed = _kill_and_resume(_cli(url + "killed", tmp_path, "killed", *extra), tmp_path / "killed.ckpt",
                                  np.random.default_rng(seed))  # fmt: skip
     assert landed >= 2
     return streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
@@ -96,6 +98,22 @@ def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
     assert a.n_samples_seen_ == len(X)  # none lost, none twice
     assert client.xpending("points", "killed")["pending"] == 0  # everything acknowledged in the end
     assert client.xlen("points:dlq") >= 2  # the malformed entry, once per group (never looped)
+
+
+def test_sigkill_and_resume_exactly_once_with_the_variational_model(redis_server, tmp_path):
+    import redis
+
+    client = redis.Redis(port=redis_server)
+    X = _data(20_000, seed=2)
+    for record in _records(X):
+        client.xadd("points", {"x": encode_rows(record)})
+    extra = ("--model", "bayesian", "--n-components", "5", "--weight-concentration-prior", "0.001")
+    a, b = _uninterrupted_and_killed(f"redis://127.0.0.1:{redis_server}/points?group=", tmp_path, 2, *extra)
+    assert type(a) is type(b) is streamem.BayesianGaussianMixture
+    _assert_same_model(a, b)
+    np.testing.assert_array_equal(a.weight_concentration_, b.weight_concentration_)
+    assert a.n_samples_seen_ == len(X) and a.n_components_effective_ == 2  # two clusters, three faded out
+    assert client.xpending("points", "killed")["pending"] == 0
 
 
 def test_sigkill_and_resume_exactly_once_with_nats(nats_server, tmp_path):
@@ -177,20 +195,26 @@ def test_published_model_is_always_whole_while_the_runner_writes(tmp_path):
     assert len(list((tmp_path / ".model.zarr.versions").iterdir())) <= 3  # old versions are removed
 
 
-def test_checkpoint_resume_equals_uninterrupted_in_process(tmp_path):
+@pytest.mark.parametrize("estimator", [streamem.OnlineGaussianMixture, streamem.BayesianGaussianMixture])
+def test_checkpoint_resume_equals_uninterrupted_in_process(tmp_path, estimator):
     X = _data(20_000)
     records = _records(X)
-    whole = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "a",
+    whole = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "a",
                 batch_size=300, stop_after_idle=0.0, poll_timeout=0.01).model  # fmt: skip
-    first = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "b",
+    first = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "b",
                 batch_size=300, max_batches=25, poll_timeout=0.01)  # fmt: skip
     assert first.stopped == "max_batches" and first.position == 25 * 30
-    second = run(MemorySource(records, D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "b",
+    second = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "b",
                  batch_size=300, stop_after_idle=0.0, poll_timeout=0.01)  # fmt: skip
     assert second.resumed and second.rows == len(X)
+    assert type(second.model) is estimator
     _assert_same_model(whole, second.model)
     with pytest.raises(ValueError, match="n_components=2"):
-        run(MemorySource(records, D), streamem.OnlineGaussianMixture(3), tmp_path / "b", stop_after_idle=0.0)
+        run(MemorySource(records, D), estimator(3), tmp_path / "b", stop_after_idle=0.0)
+    other = streamem.BayesianGaussianMixture if estimator is streamem.OnlineGaussianMixture else (
+        streamem.OnlineGaussianMixture)  # fmt: skip
+    with pytest.raises(ValueError, match=f"holds a model of class {estimator.__name__}, got {other.__name__}"):
+        run(MemorySource(records, D), other(K), tmp_path / "b", stop_after_idle=0.0)
 
 
 def test_labels_written_at_stream_indices(tmp_path):
@@ -258,6 +282,11 @@ def test_cli_stream_errors(tmp_path):
     )
     result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--batch-size", "0"])
     assert result.exit_code == 2
+    result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:],
+                                  "--weight-concentration-prior", "0.1"])  # fmt: skip
+    assert result.exit_code == 2 and "--weight-concentration-prior needs --model bayesian" in result.output
+    result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--model", "dp"])
+    assert result.exit_code == 2 and "--model" in result.output
 
 
 def test_python_m_streamem_stream_help():
@@ -318,3 +347,25 @@ def test_stream_bad_input_exit_codes_as_a_subprocess(tmp_path):
     foreign = stream(f"dir:{tmp_path}")
     assert foreign.returncode == 1 and "is not a streamem checkpoint" in foreign.stderr
     assert not (tmp_path / "m.zarr").exists()
+
+
+def test_cli_stream_of_the_variational_model_then_info(tmp_path):
+    X = _data(6000)
+    zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(1000, D), dtype="f8")[...] = X
+    runner = CliRunner()
+    args = ["stream", f"zarr:{tmp_path / 'x.zarr'}", "--n-features", "3", "--n-components", "6", "--model", "bayesian",
+            "--weight-concentration-prior", "0.001", "--checkpoint", str(tmp_path / "c"), "--out",
+            str(tmp_path / "m.zarr"), "--stop-after-idle", "0.3", "--batch-size", "500"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "after 12 batches; 6000 rows in the model" in result.output
+    info = runner.invoke(main, ["info", str(tmp_path / "m.zarr")])
+    assert info.exit_code == 0, info.output
+    assert "BayesianGaussianMixture" in info.output and "running ELBO per sample" in info.output
+    assert "2 components in use" in info.output
+    model = streamem.load(tmp_path / "m.zarr")
+    assert model.n_samples_seen_ == len(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # not converged in 100 iterations: the Dirichlet process prunes slowly
+        batch = streamem.BayesianGaussianMixture(6, weight_concentration_prior=1e-3, random_state=0).fit(X)
+    assert model.elbo(X) == pytest.approx(batch.elbo(X), rel=0.01)
