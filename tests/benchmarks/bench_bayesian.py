@@ -4,6 +4,7 @@ Run by hand (not collected by the test run)::
 
     python tests/benchmarks/bench_bayesian.py                 # W1 and W3
     python tests/benchmarks/bench_bayesian.py --workloads W1 --iterations 5
+    python tests/benchmarks/bench_bayesian.py --online          # partial_fit against the batch fit
 
 Each workload is bench_core's (W1: 1,000,000 x 16, K=16 full; W3: 500,000 x 64, K=32
 diag), started from the same responsibilities for both (scikit-learn's ``_initialize``, and
@@ -12,6 +13,12 @@ Dirichlet-process prior, for exactly ``--iterations`` iterations. scikit-learn's
 its E-step, M-step and lower bound per iteration; streamem's is its whole ``fit`` divided
 by the iterations (validation, the pass for the prior's defaults and graph building
 included). The best of ``--repeat`` runs; prints a Markdown table.
+
+With ``--online``: on each workload (its rows in random order), the ELBO per sample
+(``BayesianGaussianMixture.elbo``, every constant included) of one pass of ``partial_fit``
+over batches of ``--batch-size`` rows against that of the batch fit run to convergence
+(``tol=1e-3`` on the total bound, as scikit-learn's, at most 300 iterations), both from
+k-means|| and the Dirichlet-process prior's defaults.
 """
 
 from __future__ import annotations
@@ -74,12 +81,51 @@ def time_streamem(X, spec, resp, iterations):
     return (time.perf_counter() - t0) / iterations, model
 
 
+def online_against_batch(X, spec, batch_size):
+    """ELBO per sample and seconds of the batch fit and of one pass of partial_fit."""
+    import streamem
+
+    params = dict(covariance_type=spec["covariance_type"], random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        batch = streamem.BayesianGaussianMixture(spec["n_components"], max_iter=300, **params).fit(X)
+        batch_seconds = time.perf_counter() - t0
+    online = streamem.BayesianGaussianMixture(spec["n_components"], **params)
+    t0 = time.perf_counter()
+    for start in range(0, len(X), batch_size):
+        online.partial_fit(X[start : start + batch_size])
+    online_seconds = time.perf_counter() - t0
+    return batch.elbo(X), batch.n_iter_, batch_seconds, online.elbo(X), online_seconds
+
+
+def main_online(args):
+    print(f"\nOne pass of partial_fit ({args.batch_size:,}-row batches) against the batch fit; ELBO per sample\n")
+    print("| workload | batch ELBO | iterations | batch s | one-pass ELBO | one-pass s | relative gap |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in args.workloads:
+        spec = WORKLOADS[name]
+        X = make_data(spec["n_samples"], spec["n_features"], spec["n_components"])
+        batch_elbo, n_iter, batch_seconds, online_elbo, online_seconds = online_against_batch(X, spec, args.batch_size)
+        gap = (batch_elbo - online_elbo) / abs(batch_elbo)
+        shape = (
+            f"{name} N={spec['n_samples']:,} D={spec['n_features']} K={spec['n_components']} {spec['covariance_type']}"
+        )
+        print(f"| {shape} | {batch_elbo:.4f} | {n_iter} | {batch_seconds:.1f} | {online_elbo:.4f} | "
+              f"{online_seconds:.1f} | {gap:+.2%} |", flush=True)  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="*", default=["W1", "W3"], choices=list(WORKLOADS))
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--online", action="store_true", help="partial_fit's ELBO against the batch fit's")
+    parser.add_argument("--batch-size", type=int, default=1000)
     args = parser.parse_args()
+    if args.online:
+        main_online(args)
+        return
     rows = []
     for name in args.workloads:
         spec = WORKLOADS[name]
