@@ -207,10 +207,20 @@ class VariationalModel:
     def elbo(self, stats, old: VariationalParams, new: VariationalParams) -> float:
         """scikit-learn's lower bound: the responsibilities of the E-step under ``old``, the
         posterior ``new`` they give (its constant terms left out)."""
-        D = old.n_features
-        # the responsibilities' entropy plus the holes' (with missing values): the total
-        # log-normaliser minus the expected log-joint under the E-step's constants
-        entropy = stats.loglik - stats.expected_log_joint(old, old.log_constants())
+        return self.bound(self.entropy(stats, old), new)
+
+    @staticmethod
+    def entropy(stats, old: VariationalParams) -> float:
+        """The responsibilities' entropy plus the holes' (with missing values) of an E-step
+        under ``old``: its total log-normaliser minus the expected log-joint under the
+        E-step's constants."""
+        return stats.loglik - stats.expected_log_joint(old, old.log_constants())
+
+    @staticmethod
+    def bound(entropy: float, new: VariationalParams) -> float:
+        """scikit-learn's lower bound from the responsibilities' ``entropy`` and the
+        posterior ``new`` they give."""
+        D = new.n_features
         nu = new.degrees_of_freedom
         log_det = new.covariance.log_det_chol(new.precisions_chol, D) - 0.5 * D * np.log(nu)
         log_wishart = -(nu * log_det + nu * D * 0.5 * math.log(2.0)
@@ -354,8 +364,11 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     n_components_effective_ : int
     converged_, n_iter_, n_features_in_
     lower_bound_ : float
-        The ELBO (without its constant terms) after the last iteration; ``lower_bounds_``
-        and ``history_`` (key ``objective``) hold it per iteration.
+        The ELBO (without its constant terms, a total over the data, as scikit-learn's)
+        after the last iteration; ``lower_bounds_`` and ``history_`` (key ``objective``)
+        hold it per iteration. After ``partial_fit``, a running estimate of the same bound
+        for the :math:`N_t` rows the posterior counts (see Notes). :meth:`elbo` gives the
+        bound of given data per sample, with its constants.
     means_history_ : ndarray of shape (n_iter + 1, n_components, n_features)
     n_batches_, n_samples_seen_ : int
         After ``partial_fit``: the batches and rows the posterior has been updated with.
@@ -523,6 +536,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         (stats,) = chunk_stats(data, weights, [posterior.gaussian()], shift, model.missing)
         self._variational, self._shift, self._seen = model, shift, 0.0
         self._stats, self._iterate = stats.normalized(), posterior
+        self._entropy = model.entropy(stats, posterior) / stats.weight
         self._set_prior(model.prior)
         self._set_params(posterior)
         self.lower_bounds_ = []
@@ -533,11 +547,13 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         (batch,) = chunk_stats(X, sample_weight, [self._iterate.gaussian()], self._shift, model.missing)
         check_total_weight(batch.weight)
         t = self.n_batches_ + 1
-        stats = self._stats.step(batch, self.step_size(t))
+        eta = self.step_size(t)
+        stats = self._stats.step(batch, eta)
+        entropy = (1.0 - eta) * self._entropy + eta * model.entropy(batch, self._iterate) / batch.weight
         seen = (1.0 - (self.forgetting or 0.0)) * self._seen + batch.weight
         posterior = model.update(stats * seen)
-        lower_bound = float(stats.loglik - model.kl_divergence(posterior) / seen)
-        self._stats, self._iterate, self._seen = stats, posterior, seen
+        lower_bound = model.bound(entropy * seen, posterior)
+        self._stats, self._iterate, self._seen, self._entropy = stats, posterior, seen, entropy
         self.n_batches_ = t
         self.n_samples_seen_ += int(batch.count)
         self._set_params(posterior)
@@ -618,7 +634,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         }
         if getattr(self, "_stats", None) is not None:  # fitted by partial_fit: continue exactly after loading
             self._running_state(arrays, attrs["fitted"])
-            attrs["fitted"]["seen_weight"] = float(self._seen)
+            attrs["fitted"].update(seen_weight=float(self._seen), running_entropy=float(self._entropy))
         elif getattr(self, "_buffer", None):
             raise ValueError("the model is still warming up: no parameters to save yet")
         return arrays, attrs
@@ -638,6 +654,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
             self._variational = VariationalModel(self.covariance_type, self.reg_covar, self._shift, prior,
                                                  self.missing == "marginalize")  # fmt: skip
             self._seen = float(fitted["seen_weight"])
+            self._entropy = float(fitted["running_entropy"])
             self._buffer = []
 
     # --------------------------------------------------------------- sklearn

@@ -395,7 +395,7 @@ def info(model, as_json, quiet, log_json):
     if variational:
         summary["n_components_effective"] = gm.n_components_effective_
     if online:
-        bound = "running ELBO per sample" if variational else "running mean log-likelihood"
+        bound = "running lower bound (ELBO)" if variational else "running mean log-likelihood"
         progress = f"  {gm.n_batches_} batches, {gm.n_samples_seen_} rows seen, {bound}: {gm.lower_bound_:.6f}"
     else:
         bound = "lower bound (ELBO)" if variational else "mean log-likelihood"

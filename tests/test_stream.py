@@ -361,7 +361,7 @@ def test_cli_stream_of_the_variational_model_then_info(tmp_path):
     assert "after 12 batches; 6000 rows in the model" in result.output
     info = runner.invoke(main, ["info", str(tmp_path / "m.zarr")])
     assert info.exit_code == 0, info.output
-    assert "BayesianGaussianMixture" in info.output and "running ELBO per sample" in info.output
+    assert "BayesianGaussianMixture" in info.output and "running lower bound (ELBO)" in info.output
     assert "2 components in use" in info.output
     model = streamem.load(tmp_path / "m.zarr")
     assert model.n_samples_seen_ == len(X)
