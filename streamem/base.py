@@ -372,6 +372,40 @@ class MixtureBase(DensityMixin, BaseEstimator):
         """Fit, then the labels of X under the fitted model."""
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
+    # --------------------------------------------------------------- export
+
+    def to_sklearn(self):
+        """An equivalent fitted :class:`sklearn.mixture.GaussianMixture`."""
+        from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+        check_is_fitted(self, "precisions_cholesky_")
+        params = self.fitted_params()
+        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
+        model = SkGaussianMixture(
+            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
+            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
+            random_state=self.random_state, warm_start=self.warm_start,
+        )  # fmt: skip
+        model.weights_ = params.weights.copy()
+        model.means_ = params.means.copy()
+        model.covariances_ = params.covariances.copy()
+        model.precisions_cholesky_ = params.precisions_chol.copy()
+        model.precisions_ = params.precisions
+        model.converged_ = self.converged_
+        model.n_iter_ = self.n_iter_
+        model.lower_bound_ = self.lower_bound_
+        model.lower_bounds_ = list(getattr(self, "lower_bounds_", [self.lower_bound_]))
+        model.n_features_in_ = self.n_features_in_
+        return model
+
+    def to_onnx(self, path=None, dtype=np.float64):
+        """``predict``, ``predict_proba`` and ``score_samples`` as one ONNX graph (input
+        ``X``; outputs ``label``, ``probabilities``, ``score_samples``), written to ``path``
+        when given; needs the ``onnx`` extra. See :func:`streamem.export.to_onnx`."""
+        from .export import to_onnx
+
+        return to_onnx(self, path, dtype)
+
     def _n_parameters(self) -> int:
         return self.fitted_params().n_parameters()
 

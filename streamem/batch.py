@@ -420,29 +420,6 @@ class GaussianMixture(MixtureBase):
 
     # --------------------------------------------------------------- sklearn
 
-    def to_sklearn(self):
-        """An equivalent fitted :class:`sklearn.mixture.GaussianMixture`."""
-        from sklearn.mixture import GaussianMixture as SkGaussianMixture
-
-        params = self.fitted_params()
-        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
-        model = SkGaussianMixture(
-            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
-            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
-            random_state=self.random_state, warm_start=self.warm_start,
-        )  # fmt: skip
-        model.weights_ = params.weights.copy()
-        model.means_ = params.means.copy()
-        model.covariances_ = params.covariances.copy()
-        model.precisions_cholesky_ = params.precisions_chol.copy()
-        model.precisions_ = params.precisions
-        model.converged_ = self.converged_
-        model.n_iter_ = self.n_iter_
-        model.lower_bound_ = self.lower_bound_
-        model.lower_bounds_ = list(self.lower_bounds_)
-        model.n_features_in_ = self.n_features_in_
-        return model
-
     @classmethod
     def from_sklearn(cls, model) -> GaussianMixture:
         """A streamem model equivalent to a fitted :class:`sklearn.mixture.GaussianMixture`."""

@@ -415,6 +415,25 @@ def info(model, as_json, quiet, log_json):
     click.echo("\n".join(lines))
 
 
+@main.command(name="export-onnx")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--float32", "single", is_flag=True, help="Take float32 input and compute in float32.")
+@_command
+def export_onnx(model, out, single, quiet, log_json):
+    """Write MODEL's predict, predict_proba and score_samples as an ONNX graph to OUT.
+
+    The graph's input is X (rows x features); its outputs are label, probabilities and
+    score_samples. Needs the onnx extra: pip install 'streamem[onnx]'.
+    """
+    from .base import load
+
+    gm = load(model)
+    gm.to_onnx(out, dtype=np.float32 if single else np.float64)
+    _report(log_json, f"wrote {out}: inputs X (n x {gm.n_features_in_}), outputs label, probabilities, score_samples",
+            {"event": "done", "out": str(out), "n_features": int(gm.n_features_in_)})  # fmt: skip
+
+
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", required=False, type=click.Path(path_type=Path))
