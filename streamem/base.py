@@ -23,7 +23,7 @@ from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .em import FitState
 from .init import INIT_METHODS
-from .params import InitialParameters, MixtureParams, responsibilities_inplace
+from .params import FREEZABLE, InitialParameters, MixtureParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, iter_blocks
 from .validation import check_dask_array, check_finite
@@ -154,6 +154,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "verbose": ["verbose"],
         "verbose_interval": [Interval(Integral, 1, None, closed="left")],
         "missing": [StrOptions({"error", "marginalize"})],
+        "freeze": [tuple, list, str, None],
     }
 
     #: the class of a fitted state's parameters
@@ -176,7 +177,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
         priors) go into ``arrays`` as ``param_NAME`` and are named in the JSON."""
         hyper = {}
         for name, value in self.get_params().items():
-            if isinstance(value, (np.ndarray, list, tuple)):
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                hyper[name] = list(value)  # names (freeze)
+            elif isinstance(value, (np.ndarray, list, tuple)):
                 arrays[f"param_{name}"] = np.asarray(value, dtype=np.float64)
                 hyper[name] = {"array": f"param_{name}"}
             else:
@@ -197,7 +200,11 @@ class MixtureBase(DensityMixin, BaseEstimator):
         """The model back from the arrays and attributes of :meth:`state`."""
         try:
             hyper = {
-                name: arrays[value["array"]] if isinstance(value, dict) else value
+                name: arrays[value["array"]]
+                if isinstance(value, dict)
+                else tuple(value)
+                if isinstance(value, list)
+                else value
                 for name, value in attrs["params"].items()
             }
             model = cls(**hyper)
@@ -287,6 +294,18 @@ class MixtureBase(DensityMixin, BaseEstimator):
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {n_samples}"
             )
+
+    def _frozen(self) -> tuple:
+        """The names in ``freeze``, checked: known, and each with its initial value."""
+        freeze = getattr(self, "freeze", ())  # the variational mixture has none
+        names = (freeze,) if isinstance(freeze, str) else tuple(freeze or ())
+        needs = {"weights": "weights_init", "means": "means_init", "covariances": "precisions_init"}
+        for name in names:
+            if name not in FREEZABLE:
+                raise ValueError(f"expected names in freeze among {', '.join(FREEZABLE)}, got {name!r}")
+            if getattr(self, needs[name]) is None:
+                raise ValueError(f"freeze={names!r} holds {name} at its initial value: give {needs[name]}")
+        return tuple(dict.fromkeys(names))
 
     def _check_initial_parameters(self, n_features: int) -> InitialParameters:
         """The given ``weights_init``, ``means_init`` and ``precisions_init`` (as Cholesky

@@ -128,6 +128,11 @@ class GaussianMixture(MixtureBase):
         conditional expectations of the missing ones (exact EM for the observed-data
         likelihood, :mod:`streamem.missing`). Rows with every value missing are ignored
         and counted in ``n_rows_ignored_``. Initialisation uses the complete rows.
+    freeze : tuple of {"weights", "means", "covariances"}, default=()
+        Parameters held at their initial values (``weights_init``, ``means_init``,
+        ``precisions_init``, which must be given) through EM; the others maximise the
+        likelihood given them (with the means held, the covariances are the scatter about
+        them). Not with a prior.
     checkpoint : str or path, default=None
         A directory where the fit saves its state (every candidate's parameters, iteration
         and history) after initialisation and after every iteration, atomically. Fitting
@@ -219,6 +224,7 @@ class GaussianMixture(MixtureBase):
         covariance_prior=None,
         degrees_of_freedom_prior=None,
         missing="error",
+        freeze=(),
         checkpoint=None,
         scheduler_address=None,
         persist=False,
@@ -245,6 +251,7 @@ class GaussianMixture(MixtureBase):
         self.covariance_prior = covariance_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.missing = missing
+        self.freeze = freeze
         self.checkpoint = checkpoint
         self.scheduler_address = scheduler_address
         self.persist = persist
@@ -275,6 +282,7 @@ class GaussianMixture(MixtureBase):
         self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
         initial = self._check_initial_parameters(data.shape[1])
+        self._frozen()
         random_state = check_random_state(self.random_state)
 
         fingerprint = self._fingerprint(data, weights is not None)
@@ -342,8 +350,11 @@ class GaussianMixture(MixtureBase):
 
     def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel:
         """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior."""
-        return GaussianModel(self.covariance_type, self.reg_covar, shift, self._prior(chunked.n_features, shift),
-                             self.missing == "marginalize")  # fmt: skip
+        prior, freeze = self._prior(chunked.n_features, shift), self._frozen()
+        if prior is not None and freeze:
+            raise ValueError("freeze holds parameters at their initial values: it cannot be combined with a prior")
+        return GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
+                             freeze)  # fmt: skip
 
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
@@ -391,6 +402,7 @@ class GaussianMixture(MixtureBase):
             )
             and not isinstance(value, (np.ndarray, list, tuple))
         }
+        params["freeze"] = sorted(self._frozen())
         return {"shape": list(data.shape), "dtype": str(data.dtype), "weighted": weighted, "params": params}
 
     def _save_checkpoint(self, runs, shift, step, fingerprint) -> None:

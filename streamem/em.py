@@ -110,13 +110,15 @@ class GaussianModel:
     """The Gaussian mixture for :func:`run_em`: the E-step of :func:`~streamem.stats.chunk_stats`
     about ``centre`` (the data's), the M-step of :func:`~streamem.params.m_step` (each
     candidate's of its own covariance type), MAP with a ``prior`` (of ``covariance_type``);
-    ``missing``: rows with NaN are marginalised."""
+    ``missing``: rows with NaN are marginalised; ``freeze``: the parameters held at their
+    values (the M-step keeps the candidate's own)."""
 
     covariance_type: str
     reg_covar: float
     centre: np.ndarray
     prior: Prior | None = None
     missing: bool = False
+    freeze: tuple = ()
 
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
         totals = data.map_reduce(chunk_stats, params_list, self.centre, self.missing, combine=add_lists)
@@ -131,7 +133,7 @@ class GaussianModel:
         return record
 
     def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
-        return m_step(stats, params.covariance_type, self.reg_covar, self.prior)
+        return m_step(stats, params.covariance_type, self.reg_covar, self.prior, self.freeze, params)
 
 
 def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:

@@ -145,6 +145,7 @@ class Stepwise:
         """
         if not hasattr(self, "n_batches_"):
             self._validate_params()
+            self._frozen()
             self._reset()
         X, sample_weight = self._check_batch(X, sample_weight)
         with _one_blas_thread():
@@ -280,6 +281,8 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
     verbose_interval : int, default=10
     missing : {"error", "marginalize"}, default="error"
         As in :class:`~streamem.GaussianMixture`: NaN is rejected, or treated as missing.
+    freeze : tuple of {"weights", "means", "covariances"}, default=()
+        As in :class:`~streamem.GaussianMixture`: held at their initial values.
 
     Attributes
     ----------
@@ -345,6 +348,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         verbose=0,
         verbose_interval=10,
         missing="error",
+        freeze=(),
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -368,6 +372,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.missing = missing
+        self.freeze = freeze
 
     def _initialise(self, batches) -> None:
         """Initial parameters from the rows of ``batches`` (by ``init_params``, or as given)."""
@@ -386,6 +391,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         w = np.ones(len(data)) if weights is None else weights
         shift = (w[complete] @ data[complete]) / max(w[complete].sum(), np.finfo(float).tiny)
         initial = self._check_initial_parameters(data.shape[1])
+        freeze = self._frozen()
         if all(value is not None for value in initial):
             return MixtureParams.from_precisions_chol(*initial, self.covariance_type), shift
         self._check_n_samples(len(data))
@@ -397,7 +403,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
                 chunked, initial, self.init_params, [self.n_components] * self.n_init, self.covariance_type,
                 self.reg_covar, check_random_state(self.random_state), missing=missing,
             )  # fmt: skip
-            model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing)
+            model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing, freeze=freeze)
             run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
         return max(states, key=lambda state: state.objective).params, shift
 
@@ -411,7 +417,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         batch = self._batch_stats(X, sample_weight)
         t = self.n_batches_ + 1
         stats = self._stats.step(batch, self.step_size(t))
-        params, reseeded = m_step(stats, self.covariance_type, self.reg_covar)
+        params, reseeded = m_step(stats, self.covariance_type, self.reg_covar, None, self._frozen(), self._iterate)
         if reseeded:
             logger.warning("batch %d: re-seeded empty components %s at the worst-explained rows", t, reseeded)
             stats = _reseeded_stats(stats, params, reseeded, self.reg_covar)
@@ -442,6 +448,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         self
         """
         self._validate_params()
+        self._frozen()
         continuing = self.warm_start and getattr(self, "_stats", None) is not None
         data, _ = self._validate_X(X, reset=not continuing)
         self._check_n_samples(data.shape[0])
@@ -484,7 +491,8 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
                         total = stats if total is None else total + stats
                         per_batch.append(stats)
                     totals = dataclasses.replace(total, worst=stats.worst)
-                    params, reseeded = m_step(totals, self.covariance_type, self.reg_covar)
+                    params, reseeded = m_step(totals, self.covariance_type, self.reg_covar, None, self._frozen(),
+                                              self._iterate)  # fmt: skip
                     if reseeded:
                         logger.warning("re-seeded empty components %s at the worst-explained rows", reseeded)
                     self._commit(totals.normalized(), params, self.n_batches_ + 1, stats.count)

@@ -447,7 +447,13 @@ def responsibilities_inplace(weighted_log_prob: np.ndarray) -> np.ndarray:
     return total
 
 
-def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[MixtureParams, list[int]]:
+#: the parameters ``freeze`` can hold at their initial values
+FREEZABLE = ("weights", "means", "covariances")
+
+
+def m_step(
+    stats, covariance_type: str, reg_covar: float, prior=None, freeze=(), current: MixtureParams | None = None
+) -> tuple[MixtureParams, list[int]]:
     """New parameters from reduced sufficient statistics.
 
     .. math::
@@ -460,7 +466,14 @@ def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[M
     :math:`\\lambda` = ``reg_covar``; with a :class:`~streamem.prior.Prior`, the posterior
     mode instead (MAP). A component whose mass vanished is re-seeded at the worst-explained
     point of the pass, with the average covariance of the others; its index is returned.
+
+    The parameters named in ``freeze`` (of :data:`FREEZABLE`) are ``current``'s, the very
+    arrays; the others maximise the likelihood given them: with the means held, the
+    covariances are the scatter about them (the statistics moved onto them exactly). Nothing
+    is re-seeded then.
     """
+    if freeze:
+        return _frozen_m_step(stats, covariance_type, reg_covar, freeze, current), []
     covariance = get_covariance(covariance_type)
     empty = stats.nk <= 1e-8 * stats.weight / max(stats.count, 1)
     outliers = stats.worst.points
@@ -483,3 +496,19 @@ def m_step(stats, covariance_type: str, reg_covar: float, prior=None) -> tuple[M
         weights = weights / weights.sum()
     means = means_c + stats.shift
     return MixtureParams.from_covariances(weights, means, covariances, covariance_type), reseeded
+
+
+def _frozen_m_step(stats, covariance_type, reg_covar, freeze, current: MixtureParams) -> MixtureParams:
+    covariance = get_covariance(covariance_type)
+    nk = stats.nk + 10 * EPS
+    weights = current.weights if "weights" in freeze else nk / nk.sum()
+    if "means" in freeze:
+        stats = stats.recentred(np.broadcast_to(current.means, stats.shift.shape))
+        means, means_c = current.means, np.zeros_like(stats.s1)
+    else:
+        means_c = stats.s1 / nk[:, None]
+        means = means_c + stats.shift
+    if "covariances" in freeze:
+        return MixtureParams(weights, means, current.covariances, current.precisions_chol, covariance_type)
+    covariances = covariance.covariances(nk, means_c, stats.s2, reg_covar)
+    return MixtureParams(weights, means, covariances, covariance.precisions_chol(covariances), covariance_type)
