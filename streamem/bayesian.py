@@ -547,8 +547,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         model = self._variational
         (batch,) = chunk_stats(X, sample_weight, [self._iterate.gaussian()], self._shift, model.missing)
         check_total_weight(batch.weight)
-        t = self.n_batches_ + 1
-        eta = self.step_size(t)
+        t, eta = self._next_step(batch)
         stats = self._stats.step(batch, eta)
         entropy = (1.0 - eta) * self._entropy + eta * model.entropy(batch, self._iterate) / batch.weight
         seen = (1.0 - (self.forgetting or 0.0)) * self._seen + batch.weight

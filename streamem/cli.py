@@ -34,7 +34,7 @@ class _JsonLines(logging.Handler):
     def emit(self, record):
         data = getattr(record, "streamem", None)
         if data is not None:
-            click.echo(json.dumps({"event": "iteration", **_jsonable(data)}))
+            click.echo(json.dumps({"event": "iteration", **_jsonable(data)}))  # or the record's own event
 
 
 def _jsonable(data: dict) -> dict:
@@ -528,11 +528,15 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.option("--weight-concentration-prior", default=None, type=click.FloatRange(0, min_open=True),
               help="With --model bayesian: the Dirichlet process's concentration (default 1 / n-components); "
                    "smaller leaves fewer components in use.")  # fmt: skip
+@click.option("--on-drift", default="none", show_default=True, type=click.Choice(["none", "reset-step"]),
+              help="What a drift alarm does besides being logged: reset-step restarts the step sizes.")  # fmt: skip
+@click.option("--drift-threshold", default=25.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Page-Hinkley threshold, in standard deviations of the batches' mean log-likelihood.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @_command
 def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
            checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, kind,
-           weight_concentration_prior, seed, quiet, log_json):  # fmt: skip
+           weight_concentration_prior, on_drift, drift_threshold, seed, quiet, log_json):  # fmt: skip
     """Fit an online mixture to a stream, with checkpoints; run again to resume.
 
     SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
@@ -563,11 +567,14 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
         raise click.BadParameter(str(exc), param_hint="SOURCE") from None
     result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
                  checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,
-                 labels=labels)  # fmt: skip
+                 labels=labels, drift_threshold=drift_threshold,
+                 on_drift=None if on_drift == "none" else on_drift)  # fmt: skip
     _report(
         log_json,
         f"streamem stream: stopped ({result.stopped}) after {result.batches} batches; {result.rows} rows in the "
-        f"model, {result.rejected} malformed records sent to the dead letters, {result.checkpoints} checkpoints",
+        f"model, {result.rejected} malformed records sent to the dead letters, {result.checkpoints} checkpoints, "
+        f"{len(result.drifts)} drift alarms",
         {"event": "done", "stopped": result.stopped, "batches": result.batches, "rows": result.rows,
-         "rejected": result.rejected, "checkpoints": result.checkpoints, "position": result.position},
+         "rejected": result.rejected, "checkpoints": result.checkpoints, "position": result.position,
+         "drift_alarms": len(result.drifts), "drift_alarms_total": result.detector.alarms},
     )  # fmt: skip

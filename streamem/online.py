@@ -165,6 +165,7 @@ class Stepwise:
         self._shift = None
         self._iterate = None
         self._buffer = []
+        self._step_origin = 0
         self.history_ = []
         self.n_iter_ = 0
         self.converged_ = False
@@ -192,6 +193,18 @@ class Stepwise:
         """Whether the warm-up rows have initialised the model (it has parameters)."""
         return getattr(self, "_stats", None) is not None
 
+    def _next_step(self, batch: SufficientStats) -> tuple[int, float]:
+        """The number of the batch being added and its step; records its mean log-likelihood
+        under the parameters before the update (``batch_log_likelihood_``)."""
+        self.batch_log_likelihood_ = float(batch.loglik / batch.weight)
+        t = self.n_batches_ + 1
+        return t, self.step_size(t - getattr(self, "_step_origin", 0))
+
+    def restart_steps(self) -> None:
+        """Start the step sizes again from the first batch's (the step counter stays): the
+        running statistics then follow a stream that has changed as fast as at the start."""
+        self._step_origin = self.n_batches_
+
     def step_size(self, t: int) -> float:
         """The step of batch ``t`` (1, 2, ...): :math:`\\max((t + t_0)^{-\\kappa}, \\eta_{\\min})`."""
         eta = min(1.0, (t + self.step_offset) ** -self.step_exponent)
@@ -208,7 +221,8 @@ class Stepwise:
             "shift": self._shift, "stats_shift": s.shift,
             "worst_scores": s.worst.scores, "worst_points": s.worst.points,
         })  # fmt: skip
-        fitted.update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_))
+        fitted.update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_),
+                      step_origin=int(getattr(self, "_step_origin", 0)))  # fmt: skip
 
     def _restore_running(self, arrays: dict, fitted: dict, params_class=MixtureParams) -> None:
         """The running statistics and the step counter back from :meth:`_running_state`'s."""
@@ -223,6 +237,7 @@ class Stepwise:
         )  # fmt: skip
         self.n_batches_ = int(fitted["n_batches"])
         self.n_samples_seen_ = int(fitted["n_samples_seen"])
+        self._step_origin = int(fitted.get("step_origin", 0))
 
 
 class OnlineGaussianMixture(Stepwise, MixtureBase):
@@ -292,6 +307,9 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         Batches the model has been updated with (the step counter :math:`t`).
     n_samples_seen_ : int
         Rows the model has been updated with.
+    batch_log_likelihood_ : float
+        The last batch's mean log-likelihood per sample under the parameters before its
+        update (what the stream runner's drift alarms follow).
     lower_bound_ : float
         The running (step-weighted) mean log-likelihood per sample of the recent batches.
     n_iter_ : int
@@ -415,8 +433,8 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
     def _step(self, X, sample_weight) -> SufficientStats:
         """One stepwise-EM update; nothing changes unless it succeeds."""
         batch = self._batch_stats(X, sample_weight)
-        t = self.n_batches_ + 1
-        stats = self._stats.step(batch, self.step_size(t))
+        t, eta = self._next_step(batch)
+        stats = self._stats.step(batch, eta)
         params, reseeded = m_step(stats, self.covariance_type, self.reg_covar, None, self._frozen(), self._iterate)
         if reseeded:
             logger.warning("batch %d: re-seeded empty components %s at the worst-explained rows", t, reseeded)

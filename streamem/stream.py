@@ -22,6 +22,7 @@ import numpy as np
 
 from . import io
 from .checkpoint import load_state, save_state
+from .drift import PageHinkley
 from .online import OnlineGaussianMixture, Stepwise
 
 __all__ = ["RunResult", "run"]
@@ -29,6 +30,7 @@ __all__ = ["RunResult", "run"]
 logger = logging.getLogger(__name__)
 
 MATCHING = ("n_components", "covariance_type")
+ON_DRIFT = (None, "reset-step")
 
 
 @dataclasses.dataclass
@@ -50,6 +52,11 @@ class RunResult:
         The source position of the last record in the model.
     stopped : str
         ``"idle"``, ``"signal"`` or ``"max_batches"``.
+    drifts : list of int
+        The batches (counted from the start of the stream) at which a drift alarm was raised
+        in this run.
+    detector : PageHinkley
+        The drift test, its alarms counted over every run.
     """
 
     model: Stepwise
@@ -60,6 +67,8 @@ class RunResult:
     position: object = None
     stopped: str = ""
     resumed: bool = False
+    drifts: list = dataclasses.field(default_factory=list)
+    detector: PageHinkley = dataclasses.field(default_factory=PageHinkley)
 
 
 class _StopSignal:
@@ -119,6 +128,8 @@ def run(
     max_batches: int | None = None,
     labels=None,
     poll_timeout: float = 0.5,
+    drift_threshold: float = 25.0,
+    on_drift: str | None = None,
 ) -> RunResult:
     """Fit ``model`` on a stream until it goes idle, is signalled, or ``max_batches``.
 
@@ -154,6 +165,15 @@ def run(
         ``labels(X, labels, position)``.
     poll_timeout : float, default=0.5
         Seconds one read waits for records.
+    drift_threshold : float, default=25.0
+        The Page-Hinkley threshold (:class:`~streamem.drift.PageHinkley`, in standard
+        deviations of the batches' mean log-likelihood under the model) of the drift
+        alarms. An alarm is logged (a warning, with ``{"event": "drift", ...}`` for JSON
+        logs) and counted in the checkpoint.
+    on_drift : {None, "reset-step"}, default=None
+        What an alarm does besides: ``"reset-step"`` starts the model's step sizes again
+        (:meth:`~streamem.online.Stepwise.restart_steps`), so that it adapts as fast as at
+        the start of the stream.
 
     Returns
     -------
@@ -168,10 +188,13 @@ def run(
     for name, value in (("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"expected {name} >= 1, got {value!r}")
+    if on_drift not in ON_DRIFT:
+        raise ValueError(f"expected on_drift None or 'reset-step', got {on_drift!r}")
+    detector = PageHinkley(threshold=drift_threshold)
     if out is not None:
         io.check_model_path(out)
     model = OnlineGaussianMixture() if model is None else model
-    result = RunResult(model)
+    result = RunResult(model, detector=detector)
     state = load_state(checkpoint) if checkpoint is not None else None
     if state is not None:
         arrays, attrs = state
@@ -193,6 +216,8 @@ def run(
         model = result.model = restored
         result.position = attrs["stream"]["position"]
         result.rows = int(attrs["stream"]["rows"])
+        if "drift" in attrs["stream"]:
+            result.detector = PageHinkley.from_dict({**attrs["stream"]["drift"], "threshold": drift_threshold})
         result.resumed = True
         logger.info("resuming after position %s with %d rows in the model", result.position, result.rows)
     source.seek(result.position)
@@ -201,7 +226,7 @@ def run(
         write_labels = _labels_writer(labels)
     elif labels is not None:
         write_labels = lambda start, X, y, position: labels(X, y, position)  # noqa: E731
-    runner = _Runner(source, model, checkpoint, out, result, write_labels)
+    runner = _Runner(source, model, checkpoint, out, result, write_labels, on_drift)
     try:
         with _StopSignal() as stop:
             runner.loop(stop, batch_size, checkpoint_every, checkpoint_interval, stop_after_idle, max_batches,
@@ -218,9 +243,10 @@ def run(
 
 
 class _Runner:
-    def __init__(self, source, model, checkpoint, out, result: RunResult, write_labels):
+    def __init__(self, source, model, checkpoint, out, result: RunResult, write_labels, on_drift):
         self.source, self.model, self.checkpoint_dir, self.out = source, model, checkpoint, out
         self.result = result
+        self.on_drift = on_drift
         self.write_labels = write_labels
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
@@ -274,6 +300,7 @@ class _Runner:
 
     def feed(self) -> None:
         X = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        stepping = self.model.initialised  # not a warm-up batch
         self.model.partial_fit(X)
         if self.write_labels is not None:
             self.unlabelled.append((self.result.rows, X, self.pending_position))
@@ -283,10 +310,29 @@ class _Runner:
                 self.unlabelled = []
         self.result.rows += len(X)
         self.result.batches += 1
+        if stepping:
+            self.watch_drift()
         self.result.position = self.pending_position
         self.pending, self.pending_rows, self.pending_position = [], 0, None
         self.dirty = True
         self.since += 1
+
+    def watch_drift(self) -> None:
+        """Feed the batch's mean log-likelihood under the model to the drift test."""
+        value = self.model.batch_log_likelihood_
+        detector = self.result.detector
+        if not detector.update(value):
+            return
+        batch = self.model.n_batches_
+        self.result.drifts.append(batch)
+        logger.warning(
+            "drift: batch %d has mean log-likelihood %.6g under the model (alarm %d)%s",
+            batch, value, detector.alarms, "; step sizes restarted" if self.on_drift == "reset-step" else "",
+            extra={"streamem": {"event": "drift", "batch": batch, "log_likelihood": value, "alarms": detector.alarms,
+                                "rows": self.result.rows, "action": self.on_drift}},
+        )  # fmt: skip
+        if self.on_drift == "reset-step":
+            self.model.restart_steps()
 
     def checkpoint(self, wait: bool = False) -> None:
         """Save the model with the position and publish it, in a background thread while
@@ -303,7 +349,8 @@ class _Runner:
             return
         arrays, attrs = self.model.state()  # new arrays at every update: a consistent snapshot
         position = self.result.position
-        stream = {"model": attrs, "position": position, "rows": self.result.rows}
+        stream = {"model": attrs, "position": position, "rows": self.result.rows,
+                  "drift": self.result.detector.to_dict()}  # fmt: skip
         self.inflight = (self.writer.submit(self._write, self.model.n_batches_, arrays, attrs, stream), position)
         self.dirty = False
         self.since = 0

@@ -1,9 +1,11 @@
 """The stream runner and ``streamem stream``: checkpoint, SIGKILL and resume exactly once
-against real Redis and NATS servers, SIGTERM, the published model, labels, file sources."""
+against real Redis and NATS servers, SIGTERM, the published model, labels, file sources,
+drift alarms."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import zarr
 from click.testing import CliRunner
 
 import streamem
+from streamem.checkpoint import load_state
 from streamem.cli import main
 from streamem.sources import encode_rows
 from streamem.sources.memory import MemorySource
@@ -369,3 +372,51 @@ def test_cli_stream_of_the_variational_model_then_info(tmp_path):
         warnings.simplefilter("ignore")  # not converged in 100 iterations: the Dirichlet process prunes slowly
         batch = streamem.BayesianGaussianMixture(6, weight_concentration_prior=1e-3, random_state=0).fit(X)
     assert model.elbo(X) == pytest.approx(batch.elbo(X), rel=0.01)
+
+
+def _jumping(n_before=24_000, n_after=12_000, seed=5):
+    """Two clusters, which jump by 3 standard deviations in every feature after ``n_before`` rows."""
+    rng = np.random.default_rng(seed)
+    before = _data(n_before, seed)
+    after = _data(n_after, seed + 1) + 3.0
+    return np.concatenate([before, after[rng.permutation(len(after))]])
+
+
+def test_a_jump_raises_a_drift_alarm_within_a_few_batches_and_none_before(tmp_path):
+    X = _jumping()
+    change = 24_000 // 300  # the last batch before the jump
+    results = {}
+    for on_drift in (None, "reset-step"):
+        results[on_drift] = run(
+            MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / str(on_drift),
+            batch_size=300, stop_after_idle=0.0, poll_timeout=0.01, on_drift=on_drift,
+        )  # fmt: skip
+    plain, reset = results[None], results["reset-step"]
+    assert len(plain.drifts) == 1 and change < plain.drifts[0] <= change + 3, plain.drifts
+    assert reset.drifts == plain.drifts
+    assert reset.detector.alarms == 1 and load_state(tmp_path / "reset-step")[1]["stream"]["drift"]["alarms"] == 1
+    # the restarted steps follow the new stream: its last rows are explained better
+    tail = X[-3000:]
+    assert reset.model.score(tail) > plain.model.score(tail) + 0.05
+    assert reset.model._step_origin == plain.drifts[0]
+
+
+def test_no_drift_alarm_on_a_stationary_stream(tmp_path):
+    X = _data(60_000, seed=7)
+    result = run(MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "c",
+                 batch_size=300, stop_after_idle=0.0, poll_timeout=0.01)  # fmt: skip
+    assert result.batches == 200 and result.drifts == []
+
+
+def test_the_command_line_logs_a_drift_as_a_json_line(tmp_path):
+    X = _jumping()
+    zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(3000, D), dtype="f8")[...] = X
+    args = ["stream", f"zarr:{tmp_path / 'x.zarr'}", "--n-features", "3", "--n-components", "2", "--checkpoint",
+            str(tmp_path / "c"), "--out", str(tmp_path / "m.zarr"), "--stop-after-idle", "0.3", "--batch-size", "300",
+            "--on-drift", "reset-step", "--log-json"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    drifts = [event for event in events if event["event"] == "drift"]
+    assert len(drifts) == 1 and drifts[0]["action"] == "reset-step" and 24_000 < drifts[0]["rows"] <= 25_200
+    assert events[-1]["event"] == "done" and events[-1]["drift_alarms"] == 1
