@@ -27,7 +27,7 @@ from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
 from .em import FitState, GaussianModel, run_em
-from .init import initial_states
+from .init import initial_states, labelled_start
 from .params import InitialParameters, MixtureParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
@@ -268,7 +268,13 @@ class GaussianMixture(MixtureBase):
         Parameters
         ----------
         X : array-like, dask array, zarr array or path to a zarr array, of shape (n_samples, n_features)
-        y : ignored
+        y : array-like or dask array of int of shape (n_samples,), default=None
+            Partial labels (semi-supervised EM): a component index for the rows whose
+            component is known, -1 for the others. Known rows count for their component
+            alone at every iteration (the objective is the likelihood of the unknown rows
+            plus the complete-data likelihood of the known ones); the others are inferred.
+            Without initial parameters, the fit starts from the labelled rows' (one pass),
+            so every component needs some.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight counts as that many copies of the row.
 
@@ -281,17 +287,44 @@ class GaussianMixture(MixtureBase):
         n_samples = data.shape[0]
         self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
+        labels = self._validate_labels(y, data)
         initial = self._check_initial_parameters(data.shape[1])
         self._frozen()
         random_state = check_random_state(self.random_state)
 
         fingerprint = self._fingerprint(data, weights is not None)
+        fingerprint["labelled"] = labels is not None
         state = load_state(self.checkpoint) if self.checkpoint is not None else None
         with _connected(self.scheduler_address):
-            chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout)
+            chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
             runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
         set_fitted(self, max(runs, key=lambda run: run.objective), warn=True)
         return self
+
+    def _validate_labels(self, y, data: da.Array) -> da.Array | None:
+        """``y`` as a dask array of component indices aligned to the rows (-1: unknown), or
+        None without any known row; a ValueError or TypeError naming what is wrong. Partial
+        labels have unknown rows: a ``y`` without -1 is a target for the estimator, which a
+        mixture ignores (scikit-learn's convention, which its checks and pipelines rely on)."""
+        labels = y if y is None or isinstance(y, da.Array) else np.asarray(y)
+        if labels is None or labels.dtype.kind not in "iuf" or not bool((labels == -1).any()):
+            return None  # no row unknown: a target, which a mixture ignores as scikit-learn's do
+        if not isinstance(labels, da.Array):
+            labels = da.from_array(labels)
+        if labels.ndim != 1 or labels.shape[0] != data.shape[0]:
+            raise ValueError(
+                f"expected y of shape ({data.shape[0]},): a component per row, -1 where unknown; got {labels.shape}"
+            )
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"expected y of integers (component indices, -1 where unknown), got dtype {labels.dtype}")
+        low, high = (int(v) for v in dask.compute(labels.min(), labels.max()))
+        if low < -1 or high >= self.n_components:
+            bad = low if low < -1 else high
+            raise ValueError(
+                f"expected labels in -1..{self.n_components - 1} (-1: unknown) for n_components={self.n_components}, "
+                f"got {bad}"
+            )
+        return None if high < 0 else labels.astype(np.int64)
 
     def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
         """Keep the chunks in (worker) memory when asked and, for ``"auto"``, when the data
@@ -361,6 +394,9 @@ class GaussianMixture(MixtureBase):
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params = self._state_params()
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
+        if chunked.labels is not None and any(value is None for value in initial):
+            params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
+            return [FitState(params)], params.weights @ params.means
         ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
         return initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
                               random_state, missing=self.missing == "marginalize")  # fmt: skip

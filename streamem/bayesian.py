@@ -469,7 +469,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):  # a stream starts again after it
             self.__dict__.pop(name, None)
         try:
-            super().fit(X, y, sample_weight)
+            super().fit(X, None, sample_weight)  # y is ignored, as by scikit-learn's
             self._set_prior(self._fitted_model[2].prior)
         finally:
             self.__dict__.pop("_fitted_model", None)  # it holds the data

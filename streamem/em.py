@@ -121,7 +121,8 @@ class GaussianModel:
     freeze: tuple = ()
 
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
-        totals = data.map_reduce(chunk_stats, params_list, self.centre, self.missing, combine=add_lists)
+        totals = data.map_reduce(chunk_stats, params_list, self.centre, self.missing, combine=add_lists,
+                                 with_labels=True)  # fmt: skip
         for total in totals:
             check_total_weight(total.weight)
         return totals

@@ -35,10 +35,20 @@ from .covariance import get_covariance
 from .em import FitState
 from .params import InitialParameters, MixtureParams, m_step
 from .reduce import ChunkedData
-from .stats import BLOCK_ROWS, Accumulator, LowestScoringRows, SufficientStats, add_lists, centred, iter_blocks, totals
+from .stats import (
+    BLOCK_ROWS,
+    Accumulator,
+    LowestScoringRows,
+    SufficientStats,
+    add_lists,
+    centred,
+    iter_blocks,
+    labelled_stats,
+    totals,
+)
 from .validation import check_finite, check_total_weight
 
-__all__ = ["INIT_METHODS", "initial_states", "initialise", "row_uniforms", "summarise"]
+__all__ = ["INIT_METHODS", "initial_states", "initialise", "labelled_start", "row_uniforms", "summarise"]
 
 INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
 KMEANS_PARALLEL_ROUNDS = 5
@@ -313,6 +323,30 @@ def initialise(
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
     centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
     return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES), shift
+
+
+def _labelled_moments(X, sample_weight, n_components, covariance_type, labels=None):
+    """A chunk's statistics of its labelled rows, each component's about their mean in the chunk."""
+    known = labels >= 0
+    rows, y = X[known], labels[known]
+    w = None if sample_weight is None else sample_weight[known]
+    shift = np.zeros((n_components, X.shape[1]))
+    for k in np.unique(y):
+        shift[k] = rows[y == k].mean(axis=0, dtype=np.float64)
+    return labelled_stats(rows, w, y, covariance_type, shift)
+
+
+def labelled_start(data: ChunkedData, n_components: int, covariance_type: str, reg_covar: float) -> MixtureParams:
+    """The parameters of the labelled rows of ``data`` (its ``labels``), one pass: each
+    component's weight, mean and covariance from the rows labelled with it."""
+    stats = data.map_reduce(_labelled_moments, n_components, covariance_type, with_labels=True)
+    unlabelled = np.flatnonzero(stats.nk <= 0).tolist()
+    if unlabelled:
+        raise ValueError(
+            f"expected labelled rows for every component to start from, got none for components {unlabelled}: "
+            "label some of their rows, or give weights_init, means_init and precisions_init"
+        )
+    return m_step(stats, covariance_type, reg_covar)[0]
 
 
 def initial_states(

@@ -70,13 +70,14 @@ class _Shared:
         self.values = values
 
 
-def _call(func, X, sample_weight, index, shared, complete_only=False):
+def _call(func, X, sample_weight, labels, index, shared, complete_only=False):
     shared = shared.values if isinstance(shared, _Shared) else shared
     if complete_only:
         X, sample_weight = _complete_only(X, sample_weight)
+    keywords = {} if labels is None else {"labels": labels}
     if index is None:
-        return func(X, sample_weight, *shared)
-    return func(X, sample_weight, index, *shared)
+        return func(X, sample_weight, *shared, **keywords)
+    return func(X, sample_weight, index, *shared, **keywords)
 
 
 class _Group:
@@ -84,7 +85,7 @@ class _Group:
     that one chunk at a time is in memory, or the key of a chunk held by a worker."""
 
     def __init__(self, chunks, keys):
-        self.chunks = chunks  # (X, sample_weight, index) per chunk; X and weights: Task, key or None
+        self.chunks = chunks  # (X, sample_weight, labels, index) per chunk; the arrays: Task, key or None
         self.keys = keys  # the keys whose values the task receives
 
     def run(self, func, combine, shared, complete_only, values):
@@ -95,7 +96,10 @@ class _Group:
                 return part({k: values[k] for k in part.dependencies})
             return None if part is None else values[part]
 
-        parts = (_call(func, resolve(x), resolve(w), index, shared, complete_only) for x, w, index in self.chunks)
+        parts = (
+            _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
+            for x, w, y, index in self.chunks
+        )
         return _fold(combine, parts)
 
 
@@ -108,26 +112,33 @@ def _call_group(func, combine, shared, complete_only, group, *values):
 
 
 class ChunkedData:
-    """A 2-D dask array split by rows, with optional per-row weights aligned to it.
+    """A 2-D dask array split by rows, with optional per-row weights and labels aligned to it.
 
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
     sample_weight : dask.array.Array of shape (n_samples,) or None
+    timeout : float or None
+        Seconds a pass may take on a distributed cluster.
+    labels : dask.array.Array of shape (n_samples,) or None
+        Each row's known component, -1 where unknown (passed to chunk functions that ask).
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None):
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None, labels=None):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         if sample_weight is not None:
             sample_weight = sample_weight.rechunk((X.chunks[0],))
+        if labels is not None:
+            labels = labels.rechunk((X.chunks[0],))
         self.X = X
         self.sample_weight = sample_weight
+        self.labels = labels
         self.complete_only = False
         self.timeout = timeout
         self._cluster_groups = (None, None)  # the client the groups were made for, and the groups
         # the chunks' own graph, optimised and materialised once; each pass adds its tasks
-        originals = [X] if sample_weight is None else [X, sample_weight]
+        originals = [X, *(a for a in (sample_weight, labels) if a is not None)]
         collections = dask.optimize(*originals)
         self._graph = {}
         for original, collection in zip(originals, collections):
@@ -136,11 +147,10 @@ class ChunkedData:
                 from distributed import futures_of
 
                 self._graph.update({future.key: future for future in futures_of(original)})
-        self.x_keys = list(dask.core.flatten(collections[0].__dask_keys__()))
-        if sample_weight is None:
-            self.w_keys = [None] * len(self.x_keys)
-        else:
-            self.w_keys = list(dask.core.flatten(collections[1].__dask_keys__()))
+        keys = iter([list(dask.core.flatten(c.__dask_keys__())) for c in collections])
+        self.x_keys = next(keys)
+        self.w_keys = [None] * len(self.x_keys) if sample_weight is None else next(keys)
+        self.y_keys = [None] * len(self.x_keys) if labels is None else next(keys)
 
     def complete_rows(self) -> ChunkedData:
         """The same chunks, where rows with a missing value (NaN) weigh nothing."""
@@ -160,11 +170,14 @@ class ChunkedData:
     def n_features(self) -> int:
         return self.X.shape[1]
 
-    def map_reduce(self, func, *shared, combine=operator.add, with_index=False, split_every: int = SPLIT_EVERY):
+    def map_reduce(
+        self, func, *shared, combine=operator.add, with_index=False, with_labels=False, split_every: int = SPLIT_EVERY
+    ):
         """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
 
         With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
-        draws keyed by the row). ``shared`` is sent once per pass, not once per chunk.
+        draws keyed by the row); with ``with_labels`` and labels, the chunk's labels as
+        the keyword ``labels``. ``shared`` is sent once per pass, not once per chunk.
         Consecutive chunks are grouped into a few tasks per scheduler thread (chunks kept
         on a cluster's workers, by the worker that holds them), each reading its chunks
         itself, so that a pass costs a few tasks per thread however many chunks there are.
@@ -176,11 +189,12 @@ class ChunkedData:
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
         parts, sizes, placed = [], {}, {}
         for g, (holder, members) in enumerate(self._groups()):
-            chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]), starts[i] if with_index else None)
+            chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]),
+                       self._task(self.y_keys[i]) if with_labels else None, starts[i] if with_index else None)
                       for i in members]  # fmt: skip
             keys = set()
-            for x, w, _ in chunks:
-                for part in (x, w):
+            for x, w, y, _ in chunks:
+                for part in (x, w, y):
                     keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
             keys = list(keys)
             key = (f"streamem-group-{token}", g)

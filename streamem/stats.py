@@ -29,6 +29,7 @@ __all__ = [
     "LowestScoringRows",
     "SufficientStats",
     "chunk_stats",
+    "labelled_stats",
     "centred",
     "iter_blocks",
     "Accumulator",
@@ -356,8 +357,33 @@ def totals(X, sample_weight):
     return weight, count
 
 
+def labelled_stats(X, sample_weight, labels, covariance_type: str, shift, params: MixtureParams | None = None):
+    r"""Statistics of rows whose component is known (``labels``, each in 0..K-1, K the rows
+    of ``shift``): a row's responsibility is 1 for its component, and with ``params`` its
+    log-likelihood the complete-data one, :math:`\log w_k + \log N(x \mid \mu_k, \Sigma_k)`
+    (semi-supervised EM). Each component's moments about ``shift[k]``."""
+    K, D = shift.shape
+    accumulator = Accumulator(K, D, covariance_type, shift)
+    covariance = accumulator.covariance
+    weights = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if params is not None:
+        form = covariance.mahalanobis_form(params.means - shift, params.precisions_chol)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        constants = log_weights + covariance.log_det_chol(params.precisions_chol, D) - 0.5 * D * LOG_2PI
+        constants = np.broadcast_to(constants, (K,))
+    for k in np.unique(labels):
+        rows = labels == k
+        features = covariance.centred_features(X[rows], shift[k], np.float64)
+        w = weights[rows]
+        accumulator.add_moments(np.array([k]), w[None, :], features)
+        if params is not None:
+            accumulator.loglik += float(w @ (constants[k] - 0.5 * (form[k] @ features)))
+    return accumulator.result(*totals(X, sample_weight))
+
+
 def chunk_stats(
-    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False
+    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False, labels=None
 ) -> list[SufficientStats]:
     """E-step of one chunk for every candidate in ``params_list``, from one read of X.
 
@@ -372,6 +398,9 @@ def chunk_stats(
     missing : bool
         Rows with NaN are missing those values: their E-step marginalises them. Rows with
         every value missing are ignored and counted.
+    labels : ndarray of int of shape (n_rows,) or None
+        Each row's known component, -1 where unknown: known rows count for their component
+        alone (:func:`labelled_stats`), the others get the E-step.
 
     Returns
     -------
@@ -379,6 +408,16 @@ def chunk_stats(
     centre its candidate's kernel gives it (:class:`~streamem.params.LogProbKernel`).
     """
     check_finite(X, sample_weight, allow_nan=missing)
+    if labels is not None and (labels >= 0).any():
+        known = np.asarray(labels) >= 0
+        if missing and np.isnan(X[known]).any():
+            raise ValueError("expected rows with a label to have no missing values (NaN)")
+        w_known, w_unknown = (None, None) if sample_weight is None else (sample_weight[known], sample_weight[~known])
+        inferred = chunk_stats(X[~known], w_unknown, params_list, centre, missing)
+        return [
+            total + labelled_stats(X[known], w_known, labels[known], p.covariance_type, p.means, p)
+            for total, p in zip(inferred, params_list)
+        ]
     centre = np.asarray(centre, dtype=np.float64)
     kernels = [p.kernel(X.dtype, centre) for p in params_list]
     if missing:
