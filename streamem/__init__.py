@@ -8,11 +8,13 @@ from .bayesian import BayesianGaussianMixture
 from .io import make_data, read_data
 from .online import OnlineGaussianMixture
 from .select import select_n_components
+from .studentt import StudentTMixture
 
 __all__ = [
     "BayesianGaussianMixture",
     "GaussianMixture",
     "OnlineGaussianMixture",
+    "StudentTMixture",
     "__version__",
     "from_sklearn",
     "load",

@@ -388,8 +388,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
         return float(np.asarray(self.score_samples(X).mean()))
 
     def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then the labels of X under the fitted model."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
+        """Fit (with ``y`` as :meth:`fit` takes it), then the labels of X under the fitted model."""
+        return self.fit(X, y, sample_weight=sample_weight).predict(X)
 
     # --------------------------------------------------------------- export
 

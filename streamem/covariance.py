@@ -189,6 +189,11 @@ class Covariance:
         """Log-determinant of the precision Cholesky factor, per component."""
         raise NotImplementedError
 
+    def whitened(self, centred, precisions_chol, k: int):
+        """Rows minus component ``k``'s mean (n_rows, D) times its precision Cholesky factor:
+        their squared norms are the Mahalanobis distances."""
+        raise NotImplementedError
+
     def full_covariances(self, covariances, n_components: int, n_features: int):
         """Every component's covariance as a full matrix, array of shape (K, D, D)."""
         raise NotImplementedError
@@ -341,6 +346,9 @@ class Full(_Packed):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diagonal(precisions_chol, axis1=1, axis2=2)).sum(axis=1)
 
+    def whitened(self, centred, precisions_chol, k):
+        return centred @ precisions_chol[k]
+
     def full_covariances(self, covariances, n_components, n_features):
         return np.array(covariances, dtype=np.float64)
 
@@ -418,6 +426,9 @@ class Tied(_Packed):
     def log_det_chol(self, precisions_chol, n_features):
         return np.log(np.diag(precisions_chol)).sum()
 
+    def whitened(self, centred, precisions_chol, k):
+        return centred @ precisions_chol
+
     def full_covariances(self, covariances, n_components, n_features):
         return np.tile(np.asarray(covariances, dtype=np.float64), (n_components, 1, 1))
 
@@ -454,6 +465,9 @@ class _Scalar(Covariance):
 
     def add_to_diagonal(self, covariances, value):
         return covariances + value
+
+    def whitened(self, centred, precisions_chol, k):
+        return centred * precisions_chol[k]
 
     def precisions_chol(self, covariances):
         _check_positive(covariances)

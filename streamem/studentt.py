@@ -1,0 +1,481 @@
+r"""``StudentTMixture``: mixtures of multivariate t distributions, robust to outliers.
+
+A t component is a Gaussian whose precision each row scales by a latent :math:`u`, Gamma
+distributed with :math:`\nu / 2` for shape and rate; rows far from a component get a small
+:math:`u` and pull its mean and covariance little. EM (Peel & McLachlan 2000) takes, per row
+and component, the responsibility :math:`r_{nk}` under the t densities
+
+.. math::
+    \log t(x \mid \mu, \Sigma, \nu) = \log\Gamma\big(\tfrac{\nu + D}{2}\big) - \log\Gamma\big(\tfrac{\nu}{2}\big)
+        - \tfrac{D}{2}\log(\nu\pi) + \log|L| - \tfrac{\nu + D}{2}\log\big(1 + \delta/\nu\big),
+
+with :math:`\delta` the Mahalanobis distance, and the expected scale
+:math:`u_{nk} = (\nu_k + D) / (\nu_k + \delta_{nk})`. One pass sums, per component,
+:math:`\sum r`, :math:`\sum r u`, :math:`\sum r u (x - c)` and :math:`\sum r u (x - c)(x - c)^T`
+about a centre :math:`c` near the mean, and :math:`\sum r (\log u - u)`; the M-step gives
+
+.. math::
+    \mu_k = c_k + \frac{\sum r u (x - c_k)}{\sum r u}, \qquad
+    \Sigma_k = \frac{\sum r u (x - \mu_k)(x - \mu_k)^T}{\sum r} + \lambda I,
+
+and, unless fixed, each :math:`\nu_k` as the root of
+:math:`-\psi(\nu/2) + \log(\nu/2) + 1 + \frac{\sum r (\log u - u)}{\sum r}
++ \psi(\frac{\nu_k' + D}{2}) - \log(\frac{\nu_k' + D}{2})`, :math:`\nu_k'` the current value
+(scipy's ``brentq``). :class:`StudentTModel` is the model :func:`~streamem.em.run_em` runs;
+``partial_fit`` mixes the statistics of mini-batches as the online estimators do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from numbers import Real
+
+import dask.array as da
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import digamma, gammaln
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from . import io
+from .base import blas_per_task
+from .batch import GaussianMixture
+from .covariance import get_covariance
+from .em import FitState
+from .online import Stepwise, warm_up_rows
+from .params import EPS, MixtureParams, responsibilities_inplace
+from .reduce import ChunkedData
+from .stats import BLOCK_ROWS, add_lists, iter_blocks, totals
+from .validation import check_finite, check_total_weight
+
+__all__ = ["StudentTMixture", "StudentTModel", "TParams", "TStats", "t_chunk_stats", "t_m_step"]
+
+#: the degrees of freedom an estimate is kept within (the upper bound: Gaussian in all but name)
+DOF_RANGE = (1e-2, 1e4)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TParams(MixtureParams):
+    """A t mixture's parameters: :class:`~streamem.params.MixtureParams` (the scale matrices
+    as ``covariances``) and the degrees of freedom, array of shape (n_components,)."""
+
+    degrees_of_freedom: np.ndarray
+
+    @classmethod
+    def of(cls, params: MixtureParams, degrees_of_freedom) -> TParams:
+        dof = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (params.n_components,)).copy()
+        return cls(params.weights, params.means, params.covariances, params.precisions_chol, params.covariance_type,
+                   dof)  # fmt: skip
+
+    def kernel(self, dtype, centre=None) -> TKernel:
+        return TKernel(self)
+
+    def to_arrays(self, prefix: str = "") -> dict:
+        return {**super().to_arrays(prefix), f"{prefix}degrees_of_freedom": self.degrees_of_freedom}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, covariance_type: str, prefix: str = "") -> TParams:
+        params = MixtureParams.from_arrays(arrays, covariance_type, prefix)
+        dof = np.asarray(arrays[f"{prefix}degrees_of_freedom"], dtype=np.float64)
+        if dof.shape != (params.n_components,) or not (dof > 0).all():
+            raise ValueError(f"{prefix}degrees_of_freedom must be {params.n_components} positive values")
+        return cls.of(params, dof)
+
+
+class TKernel:
+    """Weighted t log-densities of blocks of rows, each component's distances taken about
+    its own mean in float64 (exact however far the components are)."""
+
+    def __init__(self, params: TParams):
+        self.params = params
+        K, D = params.means.shape
+        nu = params.degrees_of_freedom
+        covariance = params.covariance
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        self.constants = (log_weights + gammaln(0.5 * (nu + D)) - gammaln(0.5 * nu) - 0.5 * D * np.log(nu * np.pi)
+                          + covariance.log_det_chol(params.precisions_chol, D))  # fmt: skip
+        self.block_width = 3 * K + D
+
+    def distances(self, block: np.ndarray) -> np.ndarray:
+        """Mahalanobis distances of a block's rows, array of shape (n_components, n_rows)."""
+        params = self.params
+        out = np.empty((params.n_components, len(block)))
+        for k, mean in enumerate(params.means):
+            z = params.covariance.whitened(block - mean, params.precisions_chol, k)
+            out[k] = np.einsum("nd,nd->n", z, z)
+        return out
+
+    def weighted(self, distances: np.ndarray) -> np.ndarray:
+        nu = self.params.degrees_of_freedom[:, None]
+        D = self.params.n_features
+        return self.constants[:, None] - 0.5 * (nu + D) * np.log1p(distances / nu)
+
+    def log_prob(self, block: np.ndarray) -> np.ndarray:
+        return self.weighted(self.distances(np.asarray(block, dtype=np.float64)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TStats:
+    """A pass's statistics of a t mixture, each component's moments about ``shift[k]``.
+
+    Attributes
+    ----------
+    nk : ndarray of shape (n_components,)
+        :math:`\\sum w r`.
+    su : ndarray of shape (n_components,)
+        :math:`\\sum w r u`.
+    s1 : ndarray of shape (n_components, n_features)
+        :math:`\\sum w r u (x - c_k)`.
+    s2 : ndarray
+        :math:`\\sum w r u (x - c_k)(x - c_k)^T`, in the covariance type's statistic shape.
+    log_u : ndarray of shape (n_components,)
+        :math:`\\sum w r (\\log u - u)`, for the degrees of freedom.
+    loglik, weight, count, shift, covariance_type
+        As in :class:`~streamem.stats.SufficientStats`.
+    """
+
+    nk: np.ndarray
+    su: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    log_u: np.ndarray
+    loglik: float
+    weight: float
+    count: int
+    shift: np.ndarray
+    covariance_type: str
+    ignored: int = 0  # rows left out (none: the t mixture takes complete rows)
+
+    def recentred(self, shift: np.ndarray) -> TStats:
+        if np.array_equal(self.shift, shift):
+            return self
+        delta = self.shift - shift
+        covariance = get_covariance(self.covariance_type)
+        return dataclasses.replace(
+            self, s1=self.s1 + self.su[:, None] * delta,
+            s2=covariance.shifted_second_moment(self.s2, self.su, self.s1, delta), shift=np.array(shift),
+        )  # fmt: skip
+
+    def __add__(self, other: TStats) -> TStats:
+        other = other.recentred(self.shift)
+        return dataclasses.replace(
+            self, nk=self.nk + other.nk, su=self.su + other.su, s1=self.s1 + other.s1, s2=self.s2 + other.s2,
+            log_u=self.log_u + other.log_u, loglik=self.loglik + other.loglik, weight=self.weight + other.weight,
+            count=self.count + other.count,
+        )  # fmt: skip
+
+    def __mul__(self, factor: float) -> TStats:
+        return dataclasses.replace(
+            self, nk=self.nk * factor, su=self.su * factor, s1=self.s1 * factor, s2=self.s2 * factor,
+            log_u=self.log_u * factor, loglik=self.loglik * factor, weight=self.weight * factor,
+        )  # fmt: skip
+
+    def normalized(self) -> TStats:
+        """Per unit of weight (weight 1, count 1)."""
+        return dataclasses.replace(self * (1.0 / self.weight), weight=1.0, count=1)
+
+    def step(self, batch: TStats, step_size: float) -> TStats:
+        """Stepwise EM's running average, about the batch's centres."""
+        mixed = batch.normalized() * step_size + self.normalized().recentred(batch.shift) * (1.0 - step_size)
+        return dataclasses.replace(mixed, weight=1.0, count=1)
+
+
+def t_chunk_stats(X, sample_weight, params_list: list[TParams]) -> list[TStats]:
+    """The E-step of one chunk for every candidate in ``params_list``: responsibilities under
+    the t densities, expected scales, and their moments about each component's mean."""
+    check_finite(X, sample_weight)
+    weight, count = totals(X, sample_weight)
+    out = []
+    for params in params_list:
+        covariance, kernel = params.covariance, TKernel(params)
+        K, D = params.means.shape
+        nu = params.degrees_of_freedom[:, None]
+        nk, su, log_u, s1 = np.zeros(K), np.zeros(K), np.zeros(K), np.zeros((K, D))
+        second = np.zeros((K, D, D))
+        loglik = 0.0
+        for block, w in iter_blocks(X, sample_weight, BLOCK_ROWS):
+            block = np.asarray(block, dtype=np.float64)
+            distances = kernel.distances(block)
+            resp = kernel.weighted(distances)
+            log_lik = responsibilities_inplace(resp)
+            if w is not None:
+                resp *= w
+                log_lik = log_lik * w
+            loglik += float(log_lik.sum())
+            u = (nu + D) / (nu + distances)
+            ru = resp * u
+            nk += resp.sum(axis=1)
+            su += ru.sum(axis=1)
+            log_u += np.einsum("kn,kn->k", resp, np.log(u) - u)
+            for k, mean in enumerate(params.means):
+                centred = block - mean
+                s1[k] += ru[k] @ centred
+                second[k] += (centred * ru[k][:, None]).T @ centred
+        s2 = covariance.second_moment_from_full(second)
+        out.append(TStats(nk, su, s1, s2, log_u, loglik, weight, count, params.means.copy(), params.covariance_type))
+    return out
+
+
+def _degrees_of_freedom(nk: float, log_u: float, nu: float, n_features: int) -> float:
+    """The root in :data:`DOF_RANGE` of the degrees of freedom's equation, or its bound."""
+    constant = 1.0 + log_u / nk + digamma(0.5 * (nu + n_features)) - math.log(0.5 * (nu + n_features))
+    equation = lambda v: -digamma(0.5 * v) + math.log(0.5 * v) + constant  # noqa: E731  decreasing in v
+    low, high = DOF_RANGE
+    if equation(high) >= 0:
+        return high
+    if equation(low) <= 0:
+        return low
+    return float(brentq(equation, low, high, xtol=1e-12, rtol=1e-14))
+
+
+def t_m_step(stats: TStats, covariance_type: str, reg_covar: float, current: TParams, fixed_dof=None) -> TParams:
+    """New parameters from a pass's statistics; the degrees of freedom stay ``fixed_dof``
+    when given, else each is re-estimated."""
+    covariance = get_covariance(covariance_type)
+    nk = stats.nk + 10 * EPS
+    su = stats.su + 10 * EPS
+    weights = nk / nk.sum()
+    means = stats.shift + stats.s1 / su[:, None]
+    # sum r u (x - mu)(x - mu)^T / sum r: the moments about c less s1 s1^T / su, over nk
+    scaled = stats.s1 / np.sqrt(su * nk)[:, None]
+    covariances = covariance.covariances(nk, scaled, stats.s2, reg_covar)
+    if fixed_dof is not None:
+        dof = current.degrees_of_freedom
+    else:
+        D = stats.s1.shape[1]
+        dof = np.array([_degrees_of_freedom(n, lu, v, D) if n > 1e-8 else v
+                        for n, lu, v in zip(nk, stats.log_u, current.degrees_of_freedom)])  # fmt: skip
+    return TParams.of(MixtureParams.from_covariances(weights, means, covariances, covariance_type), dof)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StudentTModel:
+    """The t mixture for :func:`~streamem.em.run_em` (its log-likelihood is the objective)."""
+
+    covariance_type: str
+    reg_covar: float
+    fixed_dof: float | None = None
+
+    def estep(self, data: ChunkedData, params_list: list[TParams]) -> list[TStats]:
+        totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists)
+        for total in totals_:
+            check_total_weight(total.weight)
+        return totals_
+
+    def objective(self, stats: TStats, params: TParams) -> dict:
+        return {"log_likelihood": stats.loglik / stats.weight}
+
+    def mstep(self, stats: TStats, params: TParams) -> tuple[TParams, list[int]]:
+        return t_m_step(stats, params.covariance_type, self.reg_covar, params, self.fixed_dof), []
+
+
+class StudentTMixture(Stepwise, GaussianMixture):
+    """Mixture of multivariate t distributions, fitted by EM over the chunks of a dask array.
+
+    :class:`~streamem.GaussianMixture`'s engine and parameters (one pass per iteration, a
+    tree reduction, the four covariance types, ``n_init`` candidates in the same passes,
+    sample weights, checkpoints, save and :func:`streamem.load`), with components whose
+    heavy tails leave outliers little weight (Peel & McLachlan 2000). ``partial_fit`` fits
+    by stepwise EM, with :class:`~streamem.OnlineGaussianMixture`'s step sizes.
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params
+        As in :class:`~streamem.GaussianMixture`; the initialisation is the Gaussian one.
+    degrees_of_freedom : float > 0, default=None
+        The degrees of freedom of every component, held fixed; None estimates each
+        component's (from ``degrees_of_freedom_init``), in [0.01, 1e4].
+    degrees_of_freedom_init : float > 0, default=10.0
+    weights_init, means_init, precisions_init, random_state, warm_start, verbose, verbose_interval
+        As in :class:`~streamem.GaussianMixture` (``precisions_init``: the inverse scale matrices).
+    step_exponent, step_offset, forgetting, warm_up
+        ``partial_fit``'s, as in :class:`~streamem.OnlineGaussianMixture`.
+    checkpoint, scheduler_address, persist, persist_fraction, timeout
+        As in :class:`~streamem.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_ : ndarray
+        ``covariances_`` are the components' scale matrices (a t component's covariance is
+        :math:`\\nu / (\\nu - 2)` times its scale, for :math:`\\nu > 2`).
+    degrees_of_freedom_ : ndarray of shape (n_components,)
+    converged_, n_iter_, lower_bound_, lower_bounds_, history_, means_history_, n_features_in_
+        As in :class:`~streamem.GaussianMixture` (the mean log-likelihood of the t mixture).
+
+    Examples
+    --------
+    >>> import numpy as np, streamem
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (500, 2)), rng.normal(5, 1, (500, 2)), rng.uniform(-50, 50, (50, 2))])
+    >>> tm = streamem.StudentTMixture(2, random_state=0).fit(X)
+    >>> sorted(np.round(tm.means_[:, 0]).astype(int).tolist())
+    [-5, 5]
+    """
+
+    _parameter_constraints: dict = {
+        **GaussianMixture._parameter_constraints,
+        "degrees_of_freedom": [Interval(Real, 0.0, None, closed="neither"), None],
+        "degrees_of_freedom_init": [Interval(Real, 0.0, None, closed="neither")],
+        **Stepwise._step_constraints,
+    }
+    _params_class = TParams
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="k-means||",
+        degrees_of_freedom=None,
+        degrees_of_freedom_init=10.0,
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        step_exponent=0.6,
+        step_offset=1.0,
+        forgetting=None,
+        warm_up=None,
+        checkpoint=None,
+        scheduler_address=None,
+        persist=False,
+        persist_fraction=0.5,
+        timeout=None,
+    ):
+        super().__init__(
+            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
+            n_init=n_init, init_params=init_params, weights_init=weights_init, means_init=means_init,
+            precisions_init=precisions_init, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            verbose_interval=verbose_interval, checkpoint=checkpoint, scheduler_address=scheduler_address,
+            persist=persist, persist_fraction=persist_fraction, timeout=timeout,
+        )  # fmt: skip
+        for name in ("freeze", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
+                     "covariance_prior", "degrees_of_freedom_prior"):  # fmt: skip
+            delattr(self, name)  # not parameters of the t mixture
+        self.degrees_of_freedom = degrees_of_freedom
+        self.degrees_of_freedom_init = degrees_of_freedom_init
+        self.step_exponent = step_exponent
+        self.step_offset = step_offset
+        self.forgetting = forgetting
+        self.warm_up = warm_up
+
+    missing = "error"  # complete rows only
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit the t mixture by EM, one pass over the chunks of X per iteration (y is ignored)."""
+        for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):  # a stream starts again after it
+            self.__dict__.pop(name, None)
+        return super().fit(X, None, sample_weight)
+
+    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> StudentTModel:
+        return StudentTModel(self.covariance_type, self.reg_covar, self.degrees_of_freedom)
+
+    def _initial_runs(self, chunked, initial, random_state, ks=None):
+        runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
+        start = self.degrees_of_freedom if self.degrees_of_freedom is not None else self.degrees_of_freedom_init
+        for run in runs:
+            if not isinstance(run.params, TParams):  # a warm start is one already
+                run.params = TParams.of(run.params, start)
+        return runs, shift
+
+    # ----------------------------------------------------------- partial_fit
+
+    def _initialise(self, batches) -> None:
+        """EM on the warm-up rows (``n_init`` candidates), the statistics of those rows as
+        the running ones."""
+        data, weights = warm_up_rows(batches)
+        self._check_n_samples(len(data))
+        rows = io.from_numpy(data)
+        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
+        initial = self._check_initial_parameters(data.shape[1])
+        with blas_per_task(chunked.n_chunks):
+            runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
+            self._run_em(chunked, runs, shift)
+        params = max(runs, key=lambda run: run.objective).params
+        (stats,) = t_chunk_stats(data, weights, [params])
+        self._stats, self._iterate, self._shift = stats.normalized(), params, shift
+        self._set_params(params)
+        self.lower_bounds_ = []
+
+    def _step(self, X, sample_weight) -> None:
+        """One stepwise-EM update; nothing changes unless it succeeds."""
+        (batch,) = t_chunk_stats(X, sample_weight, [self._iterate])
+        check_total_weight(batch.weight)
+        t, eta = self._next_step(batch)
+        stats = self._stats.step(batch, eta)
+        params = t_m_step(stats, self.covariance_type, self.reg_covar, self._iterate, self.degrees_of_freedom)
+        self._stats, self._iterate = stats, params
+        self.n_batches_ = t
+        self.n_samples_seen_ += int(batch.count)
+        self.lower_bound_ = float(stats.loglik)
+        self._set_params(params)
+
+    # ------------------------------------------------------------- attributes
+
+    def _set_params(self, params: TParams) -> None:
+        super()._set_params(params)
+        self.degrees_of_freedom_ = params.degrees_of_freedom
+
+    def fitted_params(self) -> TParams:
+        check_is_fitted(self, "precisions_cholesky_")
+        return TParams.of(super().fitted_params(), self.degrees_of_freedom_)
+
+    def _n_parameters(self) -> int:
+        extra = 0 if self.degrees_of_freedom is not None else self.n_components
+        return self.fitted_params().n_parameters() + extra
+
+    def sample(self, n_samples=1):
+        """Rows drawn from the fitted t mixture and their components: Gaussian draws scaled
+        by :math:`\\sqrt{\\nu / \\chi^2_\\nu}`."""
+        X, labels = super().sample(n_samples)
+        rng = check_random_state(self.random_state)
+        params = self.fitted_params()
+        nu = params.degrees_of_freedom[labels]
+        scale = np.sqrt(nu / rng.chisquare(nu))
+        return params.means[labels] + (X - params.means[labels]) * scale[:, None], labels
+
+    # ---------------------------------------------------------- persistence
+
+    def state(self) -> tuple[dict, dict]:
+        arrays, attrs = super().state()
+        if getattr(self, "_stats", None) is not None:  # fitted by partial_fit: continue exactly after loading
+            s = self._stats
+            arrays.update(self._iterate.to_arrays("iterate_"))
+            arrays.update({"stats_nk": s.nk, "stats_su": s.su, "stats_s1": s.s1, "stats_s2": s.s2,
+                           "stats_log_u": s.log_u, "stats_loglik": np.array([s.loglik]), "stats_shift": s.shift,
+                           "shift": self._shift})  # fmt: skip
+            attrs["fitted"].update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_),
+                                   step_origin=int(getattr(self, "_step_origin", 0)))  # fmt: skip
+        elif getattr(self, "_buffer", None):
+            raise ValueError("the model is still warming up: no parameters to save yet")
+        return arrays, attrs
+
+    def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
+        super()._restore(state, arrays, attrs)
+        fitted = attrs["fitted"]
+        if "n_batches" in fitted:
+            self._iterate = TParams.from_arrays(arrays, self.covariance_type, "iterate_")
+            self._stats = TStats(arrays["stats_nk"], arrays["stats_su"], arrays["stats_s1"], arrays["stats_s2"],
+                                 arrays["stats_log_u"], float(arrays["stats_loglik"][0]), 1.0, 1,
+                                 arrays["stats_shift"], self.covariance_type)  # fmt: skip
+            self._shift = arrays["shift"]
+            self.n_batches_ = int(fitted["n_batches"])
+            self.n_samples_seen_ = int(fitted["n_samples_seen"])
+            self._step_origin = int(fitted.get("step_origin", 0))
+            self._buffer = []
+
+    def to_sklearn(self):
+        """Not available: scikit-learn has no t mixture."""
+        raise TypeError("a StudentTMixture has no scikit-learn equivalent (nor ONNX export)")
