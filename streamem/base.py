@@ -23,7 +23,7 @@ from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .em import FitState
 from .init import INIT_METHODS
-from .params import FREEZABLE, InitialParameters, MixtureParams, responsibilities_inplace
+from .params import FREEZABLE, InitialParameters, MixtureParams, NoisyParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, iter_blocks
 from .validation import check_dask_array, check_finite
@@ -79,10 +79,18 @@ def _responsibilities(weighted, rows):
     return weighted.T
 
 
+def _noise_labels(weighted, rows):
+    """Labels with a noise component (the last row of ``weighted``): -1 where it is the best."""
+    labels = weighted.argmax(axis=0)
+    labels[labels == len(weighted) - 1] = -1
+    return labels
+
+
 LABELS = RowOutput(lambda weighted, rows: weighted.argmax(axis=0), lambda estep, rows, shift: estep.resp.argmax(axis=1),
                    integer=True)  # fmt: skip
+NOISE_LABELS = RowOutput(_noise_labels, None, integer=True)
 RESPONSIBILITIES = RowOutput(_responsibilities, lambda estep, rows, shift: estep.resp.astype(rows.dtype),
-                             columns=lambda params: params.n_components)  # fmt: skip
+                             columns=lambda params: params.n_components + params.has_noise)  # fmt: skip
 LOG_DENSITIES = RowOutput(lambda weighted, rows: responsibilities_inplace(weighted),
                           lambda estep, rows, shift: estep.log_lik.astype(rows.dtype))  # fmt: skip
 IMPUTED = RowOutput(None, _imputed, columns=lambda params: params.n_features, needs_holes=True)
@@ -343,13 +351,21 @@ class MixtureBase(DensityMixin, BaseEstimator):
         self.covariances_ = params.covariances
         self.precisions_cholesky_ = params.precisions_chol
         self.precisions_ = params.precisions
+        if params.has_noise:
+            self.noise_weight_ = params.noise_weight
+            self.noise_box_ = params.box
+            self.noise_density_ = float(np.exp(params.log_noise_density))
 
     def fitted_params(self) -> MixtureParams:
-        """The fitted weights, means and covariances as one :class:`~streamem.params.MixtureParams`."""
+        """The fitted weights, means and covariances as one :class:`~streamem.params.MixtureParams`
+        (:class:`~streamem.params.NoisyParams` with a noise component)."""
         check_is_fitted(self, "precisions_cholesky_")
-        return MixtureParams(
+        params = MixtureParams(
             self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
         )
+        if hasattr(self, "noise_weight_"):
+            return NoisyParams.of(params, self.noise_weight_, self.noise_box_)
+        return params
 
     # -------------------------------------------------------------- predict
 
@@ -366,8 +382,10 @@ class MixtureBase(DensityMixin, BaseEstimator):
             return out.compute()
 
     def predict(self, X):
-        """Component labels, array of shape (n_samples,); lazy for dask or zarr input."""
-        return self._apply(X, LABELS)
+        """Component labels, array of shape (n_samples,), -1 for rows the noise component
+        explains best (with one); lazy for dask or zarr input."""
+        params = self.fitted_params()
+        return self._apply(X, NOISE_LABELS if params.has_noise else LABELS, params)
 
     def impute(self, X):
         """X with each missing value (NaN) replaced by its conditional expectation under the
@@ -376,7 +394,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
         return self._apply(X, IMPUTED)
 
     def predict_proba(self, X):
-        """Responsibilities, array of shape (n_samples, n_components)."""
+        """Responsibilities, array of shape (n_samples, n_components), and with a noise
+        component one more column, last, for it."""
         return self._apply(X, RESPONSIBILITIES)
 
     def score_samples(self, X):
@@ -399,6 +418,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
         check_is_fitted(self, "precisions_cholesky_")
         params = self.fitted_params()
+        if params.has_noise:
+            raise TypeError("a mixture with a noise component has no scikit-learn equivalent (nor ONNX export)")
         init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
         model = SkGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
@@ -431,12 +452,16 @@ class MixtureBase(DensityMixin, BaseEstimator):
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self.fitted_params().information_criteria(self.score(X) * n_samples, n_samples)[0]
+        return self._information_criteria(self.score(X) * n_samples, n_samples)[0]
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self.fitted_params().information_criteria(self.score(X) * n_samples, n_samples)[1]
+        return self._information_criteria(self.score(X) * n_samples, n_samples)[1]
+
+    def _information_criteria(self, log_likelihood: float, n_samples: float) -> tuple[float, float]:
+        k = self._n_parameters()
+        return float(-2 * log_likelihood + k * np.log(n_samples)), float(-2 * log_likelihood + 2 * k)
 
     def _n_samples(self, X) -> int:
         data, _ = io.as_dask_array(X)
@@ -448,12 +473,14 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"expected n_samples >= 1, got {n_samples!r}")
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(n_samples, self.weights_)
-        X = np.vstack([
-            rng.multivariate_normal(mean, full, int(count))
-            for mean, full, count in zip(params.means, params.full_covariances, counts)
-        ])  # fmt: skip
-        y = np.repeat(np.arange(params.n_components), counts)
+        weights = np.append(params.weights, params.noise_weight) if params.has_noise else params.weights
+        counts = rng.multinomial(n_samples, weights / weights.sum())
+        parts = [rng.multivariate_normal(mean, full, int(count))
+                 for mean, full, count in zip(params.means, params.full_covariances, counts)]  # fmt: skip
+        if params.has_noise:  # the noise component's rows, uniform over its box
+            parts.append(rng.uniform(*params.box, size=(int(counts[-1]), params.n_features)))
+        X = np.vstack(parts)
+        y = np.repeat(np.append(np.arange(params.n_components), -1)[: len(counts)], counts)
         return X, y
 
 

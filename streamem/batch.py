@@ -27,8 +27,8 @@ from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
 from .em import FitState, GaussianModel, run_em
-from .init import initial_states, labelled_start
-from .params import InitialParameters, MixtureParams
+from .init import data_box, initial_states, labelled_start, with_noise
+from .params import InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 
@@ -128,6 +128,12 @@ class GaussianMixture(MixtureBase):
         conditional expectations of the missing ones (exact EM for the observed-data
         likelihood, :mod:`streamem.missing`). Rows with every value missing are ignored
         and counted in ``n_rows_ignored_``. Initialisation uses the complete rows.
+    noise : {"uniform"}, default=None
+        A noise component (mclust's ``Vinv``): constant density over the data's bounding
+        box (from one pass before initialisation), its weight estimated (``noise_weight_``,
+        starting at 0.05; the Gaussians' ``weights_`` sum to the rest). ``predict`` gives -1
+        to the rows it explains best, ``predict_proba`` one more column, last, for it. Not
+        with a prior or missing values.
     freeze : tuple of {"weights", "means", "covariances"}, default=()
         Parameters held at their initial values (``weights_init``, ``means_init``,
         ``precisions_init``, which must be given) through EM; the others maximise the
@@ -194,6 +200,7 @@ class GaussianMixture(MixtureBase):
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "noise": [StrOptions({"uniform"}), None],
         "checkpoint": [str, os.PathLike, None],
         "scheduler_address": [str, None],
         "persist": [StrOptions({"auto"}), "boolean"],
@@ -225,6 +232,7 @@ class GaussianMixture(MixtureBase):
         degrees_of_freedom_prior=None,
         missing="error",
         freeze=(),
+        noise=None,
         checkpoint=None,
         scheduler_address=None,
         persist=False,
@@ -252,6 +260,7 @@ class GaussianMixture(MixtureBase):
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.missing = missing
         self.freeze = freeze
+        self.noise = noise
         self.checkpoint = checkpoint
         self.scheduler_address = scheduler_address
         self.persist = persist
@@ -290,6 +299,8 @@ class GaussianMixture(MixtureBase):
         labels = self._validate_labels(y, data)
         initial = self._check_initial_parameters(data.shape[1])
         self._frozen()
+        if getattr(self, "noise", None) and self.missing == "marginalize":
+            raise ValueError("noise='uniform' needs complete rows: it cannot be combined with missing='marginalize'")
         random_state = check_random_state(self.random_state)
 
         fingerprint = self._fingerprint(data, weights is not None)
@@ -386,6 +397,8 @@ class GaussianMixture(MixtureBase):
         prior, freeze = self._prior(chunked.n_features, shift), self._frozen()
         if prior is not None and freeze:
             raise ValueError("freeze holds parameters at their initial values: it cannot be combined with a prior")
+        if prior is not None and getattr(self, "noise", None):
+            raise ValueError("noise='uniform' cannot be combined with a prior")
         return GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
                              freeze)  # fmt: skip
 
@@ -396,10 +409,16 @@ class GaussianMixture(MixtureBase):
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
-            return [FitState(params)], params.weights @ params.means
-        ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
-        return initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
-                              random_state, missing=self.missing == "marginalize")  # fmt: skip
+            runs, shift = [FitState(params)], params.weights @ params.means
+        else:
+            ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
+            runs, shift = initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
+                                         random_state, missing=self.missing == "marginalize")  # fmt: skip
+        if getattr(self, "noise", None) == "uniform":
+            box = data_box(chunked)
+            for run in runs:
+                run.params = with_noise(run.params, box)
+        return runs, shift
 
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
         """The conjugate prior of the hyper-parameters, or None for maximum likelihood."""
@@ -547,4 +566,5 @@ def fit_candidates(
 def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:
     """Parameters of another covariance type from full ones, as from the same statistics."""
     covariances = get_covariance(covariance_type).from_full(params.covariances, params.weights)
-    return MixtureParams.from_covariances(params.weights, params.means, covariances, covariance_type)
+    other = MixtureParams.from_covariances(params.weights, params.means, covariances, covariance_type)
+    return NoisyParams.of(other, params.noise_weight, params.box) if params.has_noise else other

@@ -455,7 +455,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
             degrees_of_freedom_prior=degrees_of_freedom_prior, missing=missing, checkpoint=checkpoint,
             scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
         )  # fmt: skip
-        del self.freeze  # not a parameter here: a posterior is not held at initial values
+        del self.freeze, self.noise  # not parameters here: a posterior is not held, and has no noise component
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.step_exponent = step_exponent
         self.step_offset = step_offset

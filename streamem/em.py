@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from .params import MixtureParams, m_step
+from .params import MixtureParams, NoisyParams, m_step
 from .prior import Prior
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
@@ -134,7 +134,15 @@ class GaussianModel:
         return record
 
     def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
-        return m_step(stats, params.covariance_type, self.reg_covar, self.prior, self.freeze, params)
+        new, reseeded = m_step(stats, params.covariance_type, self.reg_covar, self.prior, self.freeze, params)
+        if params.has_noise:  # the noise component's weight, the Gaussians' the rest
+            noise_weight = stats.noise / (stats.nk.sum() + stats.noise)
+            if "weights" in self.freeze:
+                noise_weight = params.noise_weight
+            else:
+                new = dataclasses.replace(new, weights=new.weights * (1.0 - noise_weight))
+            new = NoisyParams.of(new, noise_weight, params.box)
+        return new, reseeded
 
 
 def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:

@@ -33,7 +33,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .covariance import get_covariance
 from .em import FitState
-from .params import InitialParameters, MixtureParams, m_step
+from .params import InitialParameters, MixtureParams, NoisyParams, m_step
 from .reduce import ChunkedData
 from .stats import (
     BLOCK_ROWS,
@@ -48,7 +48,16 @@ from .stats import (
 )
 from .validation import check_finite, check_total_weight
 
-__all__ = ["INIT_METHODS", "initial_states", "initialise", "labelled_start", "row_uniforms", "summarise"]
+__all__ = [
+    "INIT_METHODS",
+    "data_box",
+    "initial_states",
+    "initialise",
+    "labelled_start",
+    "row_uniforms",
+    "summarise",
+    "with_noise",
+]
 
 INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
 KMEANS_PARALLEL_ROUNDS = 5
@@ -347,6 +356,37 @@ def labelled_start(data: ChunkedData, n_components: int, covariance_type: str, r
             "label some of their rows, or give weights_init, means_init and precisions_init"
         )
     return m_step(stats, covariance_type, reg_covar)[0]
+
+
+#: the noise component's weight before the first iteration
+NOISE_WEIGHT_INIT = 0.05
+
+
+def _box_chunk(X, sample_weight):
+    return np.stack([X.min(axis=0), X.max(axis=0)]).astype(np.float64)
+
+
+def _box_union(a, b):
+    return np.stack([np.minimum(a[0], b[0]), np.maximum(a[1], b[1])])
+
+
+def data_box(data: ChunkedData) -> np.ndarray:
+    """The lowest and highest value of each feature, array of shape (2, n_features) (one
+    pass): the support of a uniform noise component."""
+    box = data.map_reduce(_box_chunk, combine=_box_union)
+    flat = np.flatnonzero(box[1] <= box[0])
+    if flat.size:
+        raise ValueError(
+            f"expected features that vary for a noise component's box, got constant features {flat.tolist()}"
+        )
+    return box
+
+
+def with_noise(params: MixtureParams, box: np.ndarray, noise_weight: float = NOISE_WEIGHT_INIT) -> NoisyParams:
+    """``params`` with a uniform noise component over ``box`` of weight ``noise_weight`` (the
+    Gaussians' weights scaled to the rest)."""
+    scaled = dataclasses.replace(params, weights=params.weights * (1.0 - noise_weight))
+    return NoisyParams.of(scaled, noise_weight, box)
 
 
 def initial_states(

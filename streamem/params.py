@@ -23,6 +23,8 @@ __all__ = [
     "InitialParameters",
     "LogProbKernel",
     "MixtureParams",
+    "NoiseKernel",
+    "NoisyParams",
     "responsibilities_inplace",
     "m_step",
     "plan_groups",
@@ -105,12 +107,18 @@ class MixtureParams:
         for name, shape in (("weights", (K,)), ("covariances", expected), ("precisions_cholesky", expected)):
             if arrays[prefix + name].shape != shape:
                 raise ValueError(f"{prefix}{name} has shape {arrays[prefix + name].shape}, expected {shape}")
-        return cls(arrays[f"{prefix}weights"], means, arrays[f"{prefix}covariances"],
-                   arrays[f"{prefix}precisions_cholesky"], covariance_type)  # fmt: skip
+        params = MixtureParams(arrays[f"{prefix}weights"], means, arrays[f"{prefix}covariances"],
+                               arrays[f"{prefix}precisions_cholesky"], covariance_type)  # fmt: skip
+        if f"{prefix}noise_weight" in arrays:  # with a noise component
+            return NoisyParams.of(params, float(arrays[f"{prefix}noise_weight"][0]), arrays[f"{prefix}noise_box"])
+        return params
 
     @property
     def covariance(self) -> Covariance:
         return get_covariance(self.covariance_type)
+
+    #: whether the parameters include a uniform noise component (:class:`NoisyParams`)
+    has_noise = False
 
     @property
     def n_components(self) -> int:
@@ -177,6 +185,73 @@ def reach(params: MixtureParams, centre: np.ndarray) -> np.ndarray:
     covariance = params.covariance
     h = np.sqrt((params.means - centre) ** 2 + covariance.variances(params.covariances, K, D))
     return (covariance.abs_precision_product(params.precisions_chol, h) * h).max(axis=1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NoisyParams(MixtureParams):
+    """A Gaussian mixture plus a uniform noise component over a box (mclust's ``Vinv``): the
+    Gaussians' ``weights`` sum to ``1 - noise_weight``.
+
+    Attributes
+    ----------
+    noise_weight : float
+    box : ndarray of shape (2, n_features)
+        The lowest and highest values of each feature: the noise density is one over the
+        box's volume inside it.
+    """
+
+    noise_weight: float = 0.0
+    box: np.ndarray | None = None
+
+    has_noise = True
+
+    @classmethod
+    def of(cls, params: MixtureParams, noise_weight: float, box) -> NoisyParams:
+        return cls(params.weights, params.means, params.covariances, params.precisions_chol, params.covariance_type,
+                   float(noise_weight), np.asarray(box, dtype=np.float64))  # fmt: skip
+
+    @property
+    def log_noise_density(self) -> float:
+        r""":math:`\log(1 / V)`, the box's volume :math:`V`."""
+        return float(-np.log(self.box[1] - self.box[0]).sum())
+
+    def kernel(self, dtype, centre=None) -> NoiseKernel:
+        with np.errstate(divide="ignore"):
+            log_noise = np.log(self.noise_weight) + self.log_noise_density
+        return NoiseKernel(LogProbKernel(self, dtype, centre), log_noise)
+
+    def to_arrays(self, prefix: str = "") -> dict:
+        return {**super().to_arrays(prefix), f"{prefix}noise_weight": np.array([self.noise_weight]),
+                f"{prefix}noise_box": self.box}  # fmt: skip
+
+    def n_parameters(self) -> int:
+        return super().n_parameters() + 1
+
+
+class NoiseKernel:
+    """A :class:`LogProbKernel` whose weighted log-densities have one more row, last: the
+    noise component's constant ``log_noise`` (log weight plus log density)."""
+
+    def __init__(self, kernel: LogProbKernel, log_noise: float):
+        self.inner, self.log_noise = kernel, log_noise
+        self.groups, self.shift, self.dtype = kernel.groups, kernel.shift, kernel.dtype
+        self.block_width = kernel.block_width + 1
+
+    def _with_noise(self, weighted: np.ndarray) -> np.ndarray:
+        out = np.empty((weighted.shape[0] + 1, weighted.shape[1]), dtype=weighted.dtype)
+        out[:-1] = weighted
+        out[-1] = self.log_noise
+        return out
+
+    def evaluate(self, block: np.ndarray, cache: dict | None = None) -> Evaluation:
+        evaluation = self.inner.evaluate(block, cache)
+        return Evaluation(self._with_noise(evaluation.weighted), evaluation.parts)
+
+    def log_prob(self, block: np.ndarray) -> np.ndarray:
+        return self._with_noise(self.inner.log_prob(block))
+
+    def group_values(self, values: np.ndarray, index: int, rows: np.ndarray | None) -> np.ndarray:
+        return self.inner.group_values(values, index, rows)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

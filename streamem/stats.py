@@ -20,7 +20,7 @@ import numpy as np
 
 from .covariance import get_covariance, products
 from .missing import incomplete_estep
-from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, responsibilities_inplace
+from .params import BLOCK_ELEMENTS, LOG_2PI, MixtureParams, NoiseKernel, responsibilities_inplace
 from .validation import check_finite
 
 __all__ = [
@@ -143,6 +143,9 @@ class SufficientStats:
         observed values under component ``k`` (0 without missing values): what makes the
         responsibilities' entropy and a variational bound exact for such rows
         (:meth:`expected_log_joint`).
+    noise : float
+        Sum of ``w`` times the noise component's responsibility (with one,
+        :class:`~streamem.params.NoisyParams`).
     """
 
     nk: np.ndarray
@@ -156,6 +159,7 @@ class SufficientStats:
     covariance_type: str
     ignored: int = 0
     hole_entropy: float = 0.0
+    noise: float = 0.0
 
     @classmethod
     def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
@@ -203,6 +207,7 @@ class SufficientStats:
             worst=self.worst + other.worst,
             ignored=self.ignored + other.ignored,
             hole_entropy=self.hole_entropy + other.hole_entropy,
+            noise=self.noise + other.noise,
         )
 
     def __mul__(self, factor: float) -> SufficientStats:
@@ -214,6 +219,7 @@ class SufficientStats:
             loglik=self.loglik * factor,
             weight=self.weight * factor,
             hole_entropy=self.hole_entropy * factor,
+            noise=self.noise * factor,
         )
 
     __rmul__ = __mul__
@@ -233,6 +239,7 @@ class SufficientStats:
             count=self.count - other.count,
             ignored=self.ignored - other.ignored,
             hole_entropy=self.hole_entropy - other.hole_entropy,
+            noise=self.noise - other.noise,
         )
 
     @property
@@ -302,6 +309,7 @@ class Accumulator:
         self.s2 = np.zeros_like(self.zero.s2)
         self.loglik = 0.0
         self.hole_entropy = 0.0
+        self.noise = 0.0
         self.worst = LowestScoringRows.empty(n_features, n_components)
 
     def add_moments(self, components, resp, features):
@@ -348,6 +356,7 @@ class Accumulator:
         return dataclasses.replace(
             self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
             weight=weight, count=count, worst=self.worst, ignored=ignored, hole_entropy=self.hole_entropy,
+            noise=self.noise,
         )  # fmt: skip
 
 
@@ -408,6 +417,8 @@ def chunk_stats(
     centre its candidate's kernel gives it (:class:`~streamem.params.LogProbKernel`).
     """
     check_finite(X, sample_weight, allow_nan=missing)
+    if missing and any(p.has_noise for p in params_list) and np.isnan(X).any():
+        raise ValueError("expected no missing values (NaN) with a noise component")
     if labels is not None and (labels >= 0).any():
         known = np.asarray(labels) >= 0
         if missing and np.isnan(X[known]).any():
@@ -457,6 +468,8 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
             log_lik = responsibilities_inplace(resp)
             if w is not None:
                 resp *= w.astype(resp.dtype, copy=False)
+            if isinstance(kernel, NoiseKernel):  # its responsibility is the last row
+                acc.noise += float(resp[-1].sum(dtype=np.float64))
             for index, rows, features in evaluation.parts:
                 acc.add_moments(kernel.groups[index].components, kernel.group_values(resp, index, rows), features)
             acc.add_rows(log_lik, w, block)

@@ -359,7 +359,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
             verbose_interval=verbose_interval, checkpoint=checkpoint, scheduler_address=scheduler_address,
             persist=persist, persist_fraction=persist_fraction, timeout=timeout,
         )  # fmt: skip
-        for name in ("freeze", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
+        for name in ("freeze", "noise", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
                      "covariance_prior", "degrees_of_freedom_prior"):  # fmt: skip
             delattr(self, name)  # not parameters of the t mixture
         self.degrees_of_freedom = degrees_of_freedom
