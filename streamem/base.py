@@ -303,6 +303,11 @@ class MixtureBase(DensityMixin, BaseEstimator):
                 f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {n_samples}"
             )
 
+    def _check_values(self) -> None:
+        """Check the hyper-parameters' values that the constraints table cannot (before a fit
+        changes anything)."""
+        self._frozen()
+
     def _frozen(self) -> tuple:
         """The names in ``freeze``, checked: known, and each with its initial value."""
         freeze = getattr(self, "freeze", ())  # the variational mixture has none

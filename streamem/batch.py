@@ -298,7 +298,7 @@ class GaussianMixture(MixtureBase):
         weights = self._validate_sample_weight(sample_weight, data)
         labels = self._validate_labels(y, data)
         initial = self._check_initial_parameters(data.shape[1])
-        self._frozen()
+        self._check_values()
         if getattr(self, "noise", None) and self.missing == "marginalize":
             raise ValueError("noise='uniform' needs complete rows: it cannot be combined with missing='marginalize'")
         random_state = check_random_state(self.random_state)

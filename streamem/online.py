@@ -145,7 +145,7 @@ class Stepwise:
         """
         if not hasattr(self, "n_batches_"):
             self._validate_params()
-            self._frozen()
+            self._check_values()
             self._reset()
         X, sample_weight = self._check_batch(X, sample_weight)
         with _one_blas_thread():
@@ -466,7 +466,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         self
         """
         self._validate_params()
-        self._frozen()
+        self._check_values()
         continuing = self.warm_start and getattr(self, "_stats", None) is not None
         data, _ = self._validate_X(X, reset=not continuing)
         self._check_n_samples(data.shape[0])

@@ -257,7 +257,7 @@ class StudentTModel:
 
     covariance_type: str
     reg_covar: float
-    fixed_dof: float | None = None
+    fixed_dof: np.ndarray | None = None
 
     def estep(self, data: ChunkedData, params_list: list[TParams]) -> list[TStats]:
         totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists)
@@ -285,9 +285,9 @@ class StudentTMixture(Stepwise, GaussianMixture):
     ----------
     n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params
         As in :class:`~streamem.GaussianMixture`; the initialisation is the Gaussian one.
-    degrees_of_freedom : float > 0, default=None
-        The degrees of freedom of every component, held fixed; None estimates each
-        component's (from ``degrees_of_freedom_init``), in [0.01, 1e4].
+    degrees_of_freedom : float > 0 or array-like of shape (n_components,), default=None
+        The degrees of freedom, held fixed: one for every component, or each component's;
+        None estimates each component's (from ``degrees_of_freedom_init``), in [0.01, 1e4].
     degrees_of_freedom_init : float > 0, default=10.0
     weights_init, means_init, precisions_init, random_state, warm_start, verbose, verbose_interval
         As in :class:`~streamem.GaussianMixture` (``precisions_init``: the inverse scale matrices).
@@ -317,7 +317,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
 
     _parameter_constraints: dict = {
         **GaussianMixture._parameter_constraints,
-        "degrees_of_freedom": [Interval(Real, 0.0, None, closed="neither"), None],
+        "degrees_of_freedom": [Interval(Real, 0.0, None, closed="neither"), "array-like", None],
         "degrees_of_freedom_init": [Interval(Real, 0.0, None, closed="neither")],
         **Stepwise._step_constraints,
     }
@@ -379,12 +379,29 @@ class StudentTMixture(Stepwise, GaussianMixture):
             self.__dict__.pop(name, None)
         return super().fit(X, None, sample_weight)
 
+    def _fixed_dof(self) -> np.ndarray | None:
+        """``degrees_of_freedom`` as an array of shape (n_components,), checked, or None."""
+        if self.degrees_of_freedom is None:
+            return None
+        dof = np.asarray(self.degrees_of_freedom, dtype=np.float64)
+        if dof.ndim > 1 or dof.ndim == 1 and dof.shape != (self.n_components,):
+            raise ValueError(
+                f"expected degrees_of_freedom of shape ({self.n_components},) or a number, got shape {dof.shape}"
+            )
+        if not (np.isfinite(dof) & (dof > 0)).all():
+            raise ValueError(f"expected degrees_of_freedom > 0, got {self.degrees_of_freedom!r}")
+        return np.broadcast_to(dof, (self.n_components,)).copy()
+
+    def _check_values(self) -> None:
+        self._fixed_dof()
+
     def _model(self, chunked: ChunkedData, shift: np.ndarray) -> StudentTModel:
-        return StudentTModel(self.covariance_type, self.reg_covar, self.degrees_of_freedom)
+        return StudentTModel(self.covariance_type, self.reg_covar, self._fixed_dof())
 
     def _initial_runs(self, chunked, initial, random_state, ks=None):
         runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
-        start = self.degrees_of_freedom if self.degrees_of_freedom is not None else self.degrees_of_freedom_init
+        fixed = self._fixed_dof()
+        start = fixed if fixed is not None else self.degrees_of_freedom_init
         for run in runs:
             if not isinstance(run.params, TParams):  # a warm start is one already
                 run.params = TParams.of(run.params, start)
@@ -415,7 +432,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
         check_total_weight(batch.weight)
         t, eta = self._next_step(batch)
         stats = self._stats.step(batch, eta)
-        params = t_m_step(stats, self.covariance_type, self.reg_covar, self._iterate, self.degrees_of_freedom)
+        params = t_m_step(stats, self.covariance_type, self.reg_covar, self._iterate, self._fixed_dof())
         self._stats, self._iterate = stats, params
         self.n_batches_ = t
         self.n_samples_seen_ += int(batch.count)
@@ -433,7 +450,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
         return TParams.of(super().fitted_params(), self.degrees_of_freedom_)
 
     def _n_parameters(self) -> int:
-        extra = 0 if self.degrees_of_freedom is not None else self.n_components
+        extra = 0 if self._fixed_dof() is not None else self.n_components
         return self.fitted_params().n_parameters() + extra
 
     def sample(self, n_samples=1):

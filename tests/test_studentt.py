@@ -131,6 +131,17 @@ def test_outliers_move_the_gaussian_means_but_not_the_t_means(seed):
     assert t_model.degrees_of_freedom_.min() < 2  # one component's heavy tails take the outliers
 
 
+def test_each_component_its_own_fixed_degrees_of_freedom():
+    X, _ = _with_outliers(9, n=1500)
+    model = streamem.StudentTMixture(K, degrees_of_freedom=[2.0, 5.0, 30.0], random_state=0).fit(X)
+    np.testing.assert_array_equal(model.degrees_of_freedom_, [2.0, 5.0, 30.0])
+    free = streamem.StudentTMixture(K, random_state=0).fit(X)
+    assert not np.array_equal(free.degrees_of_freedom_, model.degrees_of_freedom_)
+    # BIC counts the estimated degrees of freedom, not the fixed ones
+    log_lik = free.score(X) * len(X)
+    assert free.bic(X) == pytest.approx(-2 * log_lik + (free.fitted_params().n_parameters() + K) * np.log(len(X)))
+
+
 def test_the_chunking_and_sample_weights_change_nothing():
     X, _ = _with_outliers(4, n=3000)
     params = dict(max_iter=15, tol=0, random_state=0, init_params="random_from_data")
@@ -188,6 +199,8 @@ def test_save_load_and_predictions(tmp_path):
 @pytest.mark.parametrize(
     ("params", "match"),
     [({"degrees_of_freedom": 0.0}, "degrees_of_freedom"), ({"degrees_of_freedom": -2.0}, "degrees_of_freedom"),
+     ({"degrees_of_freedom": [3.0, 4.0]}, r"degrees_of_freedom of shape \(3,\)"),
+     ({"degrees_of_freedom": [3.0, -1.0, 4.0]}, "expected degrees_of_freedom > 0"),
      ({"degrees_of_freedom_init": 0.0}, "degrees_of_freedom_init")],
 )  # fmt: skip
 def test_bad_degrees_of_freedom_name_the_parameter_and_leave_the_model_untouched(params, match):
@@ -198,8 +211,10 @@ def test_bad_degrees_of_freedom_name_the_parameter_and_leave_the_model_untouched
     with pytest.raises(ValueError, match=match):
         model.fit(X)
     np.testing.assert_array_equal(model.means_, means)
+    online = streamem.StudentTMixture(K, **params)
     with pytest.raises(ValueError, match=match):
-        streamem.StudentTMixture(K, **params).partial_fit(X)
+        online.partial_fit(X[:10])  # checked at the first batch, before any is buffered
+    assert not hasattr(online, "n_batches_")
 
 
 def test_check_estimator():
