@@ -392,6 +392,18 @@ class GaussianMixture(MixtureBase):
         run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration)
         return model
 
+    def _fit_rows(self, data: np.ndarray, weights) -> tuple[MixtureParams, np.ndarray, object]:
+        """EM on rows in memory (an online fit's warm-up rows; ``n_init`` candidates): the
+        best candidate's parameters, the centre and the model it was fitted with."""
+        self._check_n_samples(len(data))
+        rows = io.from_numpy(data)
+        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
+        initial = self._check_initial_parameters(data.shape[1])
+        with blas_per_task(chunked.n_chunks):
+            runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
+            model = self._run_em(chunked, runs, shift)
+        return max(runs, key=lambda run: run.objective).params, shift, model
+
     def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel:
         """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior."""
         prior, freeze = self._prior(chunked.n_features, shift), self._frozen()

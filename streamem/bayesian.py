@@ -25,14 +25,11 @@ import dataclasses
 import math
 from numbers import Real
 
-import dask.array as da
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from . import io
 from .base import LABELS, blas_per_task
 from .batch import GaussianMixture, set_fitted
 from .covariance import get_covariance
@@ -523,17 +520,10 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         """The posterior of a batch fit of the warm-up rows (``n_init`` candidates; the
         prior's defaults from those rows), and its statistics on them as the running ones."""
         data, weights = warm_up_rows(batches)
-        self._check_n_samples(len(data))
-        rows = io.from_numpy(data)
-        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
-        initial = self._check_initial_parameters(data.shape[1])
         try:
-            with blas_per_task(chunked.n_chunks):
-                runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
-                model = self._run_em(chunked, runs, shift)
+            posterior, shift, model = self._fit_rows(data, weights)
         finally:
             self.__dict__.pop("_fitted_model", None)  # it holds the rows
-        posterior = max(runs, key=lambda run: run.objective).params
         (stats,) = chunk_stats(data, weights, [posterior.gaussian()], shift, model.missing)
         self._variational, self._shift, self._seen = model, shift, 0.0
         self._stats, self._iterate = stats.normalized(), posterior

@@ -31,7 +31,6 @@ import dataclasses
 import math
 from numbers import Real
 
-import dask.array as da
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
@@ -39,8 +38,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from . import io
-from .base import blas_per_task
 from .batch import GaussianMixture
 from .covariance import get_covariance
 from .em import FitState
@@ -413,14 +410,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
         """EM on the warm-up rows (``n_init`` candidates), the statistics of those rows as
         the running ones."""
         data, weights = warm_up_rows(batches)
-        self._check_n_samples(len(data))
-        rows = io.from_numpy(data)
-        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
-        initial = self._check_initial_parameters(data.shape[1])
-        with blas_per_task(chunked.n_chunks):
-            runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
-            self._run_em(chunked, runs, shift)
-        params = max(runs, key=lambda run: run.objective).params
+        params, shift, _ = self._fit_rows(data, weights)
         (stats,) = t_chunk_stats(data, weights, [params])
         self._stats, self._iterate, self._shift = stats.normalized(), params, shift
         self._set_params(params)
