@@ -532,11 +532,16 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
               help="What a drift alarm does besides being logged: reset-step restarts the step sizes.")  # fmt: skip
 @click.option("--drift-threshold", default=25.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Page-Hinkley threshold, in standard deviations of the batches' mean log-likelihood.")  # fmt: skip
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on 127.0.0.1:PORT.")  # fmt: skip
+@click.option("--health-timeout", default=300.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds without a successful checkpoint after which /healthz fails.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
 @_command
 def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
            checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, kind,
-           weight_concentration_prior, on_drift, drift_threshold, seed, quiet, log_json):  # fmt: skip
+           weight_concentration_prior, on_drift, drift_threshold, metrics_port, health_timeout, seed, quiet,
+           log_json):  # fmt: skip
     """Fit an online mixture to a stream, with checkpoints; run again to resume.
 
     SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
@@ -567,8 +572,8 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
         raise click.BadParameter(str(exc), param_hint="SOURCE") from None
     result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
                  checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,
-                 labels=labels, drift_threshold=drift_threshold,
-                 on_drift=None if on_drift == "none" else on_drift)  # fmt: skip
+                 labels=labels, drift_threshold=drift_threshold, on_drift=None if on_drift == "none" else on_drift,
+                 metrics_port=metrics_port, health_timeout=health_timeout)  # fmt: skip
     _report(
         log_json,
         f"streamem stream: stopped ({result.stopped}) after {result.batches} batches; {result.rows} rows in the "

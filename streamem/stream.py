@@ -130,6 +130,8 @@ def run(
     poll_timeout: float = 0.5,
     drift_threshold: float = 25.0,
     on_drift: str | None = None,
+    metrics_port: int | None = None,
+    health_timeout: float = 300.0,
 ) -> RunResult:
     """Fit ``model`` on a stream until it goes idle, is signalled, or ``max_batches``.
 
@@ -174,6 +176,11 @@ def run(
         What an alarm does besides: ``"reset-step"`` starts the model's step sizes again
         (:meth:`~streamem.online.Stepwise.restart_steps`), so that it adapts as fast as at
         the start of the stream.
+    metrics_port : int, default=None
+        Serve Prometheus metrics (``/metrics``) and a health check (``/healthz``) on
+        ``127.0.0.1:metrics_port`` during the run (:class:`~streamem.metrics.StreamMetrics`).
+    health_timeout : float, default=300.0
+        Seconds without a successful checkpoint after which ``/healthz`` fails.
 
     Returns
     -------
@@ -226,7 +233,12 @@ def run(
         write_labels = _labels_writer(labels)
     elif labels is not None:
         write_labels = lambda start, X, y, position: labels(X, y, position)  # noqa: E731
-    runner = _Runner(source, model, checkpoint, out, result, write_labels, on_drift)
+    metrics = None
+    if metrics_port is not None:
+        from .metrics import StreamMetrics
+
+        metrics = StreamMetrics(metrics_port, health_timeout)
+    runner = _Runner(source, model, checkpoint, out, result, write_labels, on_drift, metrics)
     try:
         with _StopSignal() as stop:
             runner.loop(stop, batch_size, checkpoint_every, checkpoint_interval, stop_after_idle, max_batches,
@@ -235,6 +247,8 @@ def run(
     finally:
         runner.writer.shutdown(wait=True)
         source.close()
+        if metrics is not None:
+            metrics.close()
     logger.info(
         "stream stopped (%s): %d batches, %d rows in the model, %d rejected, %d checkpoints",
         result.stopped, result.batches, result.rows, result.rejected, result.checkpoints,
@@ -243,10 +257,11 @@ def run(
 
 
 class _Runner:
-    def __init__(self, source, model, checkpoint, out, result: RunResult, write_labels, on_drift):
+    def __init__(self, source, model, checkpoint, out, result: RunResult, write_labels, on_drift, metrics=None):
         self.source, self.model, self.checkpoint_dir, self.out = source, model, checkpoint, out
         self.result = result
         self.on_drift = on_drift
+        self.metrics = metrics
         self.write_labels = write_labels
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
@@ -281,6 +296,8 @@ class _Runner:
             else:
                 idle_since = now
                 result.rejected += got.rejected
+                if self.metrics is not None:
+                    self.metrics.read(len(got.X), got.rejected)
                 if len(got.X):
                     self.pending.append(got.X)
                     self.pending_rows += len(got.X)
@@ -312,6 +329,8 @@ class _Runner:
         self.result.batches += 1
         if stepping:
             self.watch_drift()
+        if self.metrics is not None:
+            self.metrics.batch(self.model.batch_log_likelihood_ if stepping else None)
         self.result.position = self.pending_position
         self.pending, self.pending_rows, self.pending_position = [], 0, None
         self.dirty = True
@@ -333,6 +352,8 @@ class _Runner:
         )  # fmt: skip
         if self.on_drift == "reset-step":
             self.model.restart_steps()
+        if self.metrics is not None:
+            self.metrics.drift()
 
     def checkpoint(self, wait: bool = False) -> None:
         """Save the model with the position and publish it, in a background thread while
@@ -370,6 +391,8 @@ class _Runner:
         future, position = self.inflight
         self.inflight = None
         future.result()
+        if self.metrics is not None:
+            self.metrics.checkpointed()
         if self.checkpoint_dir is not None:
             self.result.checkpoints += 1
             if position is not None:

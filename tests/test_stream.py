@@ -295,6 +295,7 @@ def test_cli_stream_errors(tmp_path):
 def test_python_m_streamem_stream_help():
     result = subprocess.run([sys.executable, "-m", "streamem", "stream", "--help"], capture_output=True, timeout=60)
     assert result.returncode == 0 and b"--checkpoint-every" in result.stdout
+    assert b"--metrics-port" in result.stdout and b"--on-drift" in result.stdout and b"--model" in result.stdout
 
 
 def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
@@ -420,3 +421,71 @@ def test_the_command_line_logs_a_drift_as_a_json_line(tmp_path):
     drifts = [event for event in events if event["event"] == "drift"]
     assert len(drifts) == 1 and drifts[0]["action"] == "reset-step" and 24_000 < drifts[0]["rows"] <= 25_200
     assert events[-1]["event"] == "done" and events[-1]["drift_alarms"] == 1
+
+
+def _scrape(port, path="/metrics"):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.status, response.read().decode()
+
+
+def _metric(text, name):
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, name
+    return values[0]
+
+
+def _in_thread(**kwargs):
+    """``run(**kwargs)`` in a thread; its result in the returned dict once joined."""
+    out = {}
+    thread = threading.Thread(target=lambda: out.setdefault("result", run(**kwargs)))
+    thread.start()
+    return thread, out
+
+
+def test_metrics_and_health_are_served_during_a_run(tmp_path):
+    import urllib.error
+
+    X = _data(20_000)
+    port = free_port()
+    thread, out = _in_thread(source=MemorySource(_records(X), D), model=streamem.OnlineGaussianMixture(K, random_state=0),
+                             checkpoint=tmp_path / "c", batch_size=500, checkpoint_interval=0.2, stop_after_idle=3.0,
+                             poll_timeout=0.05, metrics_port=port)  # fmt: skip
+    deadline, text = time.monotonic() + 30, ""
+    while time.monotonic() < deadline:
+        try:
+            status, text = _scrape(port)
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+            continue
+        if _metric(text, "streamem_batches_total") >= 40 and _metric(text, "streamem_checkpoints_total") >= 1:
+            break
+        time.sleep(0.05)
+    assert status == 200
+    assert _metric(text, "streamem_records_read_total") == len(X)
+    assert _metric(text, "streamem_records_rejected_total") == 0
+    assert _metric(text, "streamem_batches_total") == 40
+    assert _metric(text, "streamem_records_per_second") > 0
+    assert _metric(text, "streamem_seconds_since_checkpoint") < 5
+    assert -20 < _metric(text, "streamem_batch_log_likelihood") < 0
+    assert _metric(text, "streamem_drift_alarms_total") == 0
+    assert _scrape(port, "/healthz") == (200, "ok\n")
+    thread.join()
+    assert out["result"].rows == len(X)
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        _scrape(port)  # the server stops with the run
+
+
+def test_health_fails_without_a_checkpoint_within_the_timeout(tmp_path):
+    import urllib.error
+
+    port = free_port()
+    thread, _ = _in_thread(source=MemorySource(_records(_data(3000)), D), model=streamem.OnlineGaussianMixture(K),
+                           checkpoint=None, batch_size=500, stop_after_idle=2.0, poll_timeout=0.05, metrics_port=port,
+                           health_timeout=0.3)  # fmt: skip
+    time.sleep(1.0)
+    with pytest.raises(urllib.error.HTTPError) as error:
+        _scrape(port, "/healthz")
+    assert error.value.code == 503
+    thread.join()
