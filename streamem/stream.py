@@ -197,6 +197,8 @@ def run(
             raise ValueError(f"expected {name} >= 1, got {value!r}")
     if on_drift not in ON_DRIFT:
         raise ValueError(f"expected on_drift None or 'reset-step', got {on_drift!r}")
+    if not drift_threshold > 0:
+        raise ValueError(f"expected drift_threshold > 0, got {drift_threshold!r}")
     detector = PageHinkley(threshold=drift_threshold)
     if out is not None:
         io.check_model_path(out)

@@ -402,6 +402,14 @@ def test_a_jump_raises_a_drift_alarm_within_a_few_batches_and_none_before(tmp_pa
     assert reset.model._step_origin == plain.drifts[0]
 
 
+@pytest.mark.parametrize(("params", "match"), [({"on_drift": "reset"}, "on_drift"),
+                                               ({"drift_threshold": 0.0}, "drift_threshold")])  # fmt: skip
+def test_bad_drift_settings_name_the_parameter(tmp_path, params, match):
+    with pytest.raises(ValueError, match=match):
+        run(MemorySource(_records(_data(1000)), D), streamem.OnlineGaussianMixture(K), tmp_path / "c", **params)
+    assert not (tmp_path / "c").exists()
+
+
 def test_no_drift_alarm_on_a_stationary_stream(tmp_path):
     X = _data(60_000, seed=7)
     result = run(MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "c",
