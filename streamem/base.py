@@ -457,16 +457,17 @@ class MixtureBase(DensityMixin, BaseEstimator):
     def bic(self, X):
         """Bayesian information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self._information_criteria(self.score(X) * n_samples, n_samples)[0]
+        return self.information_criteria(self.score(X) * n_samples, n_samples)[0]
 
     def aic(self, X):
         """Akaike information criterion on X (lower is better)."""
         n_samples = self._n_samples(X)
-        return self._information_criteria(self.score(X) * n_samples, n_samples)[1]
+        return self.information_criteria(self.score(X) * n_samples, n_samples)[1]
 
-    def _information_criteria(self, log_likelihood: float, n_samples: float) -> tuple[float, float]:
-        k = self._n_parameters()
-        return float(-2 * log_likelihood + k * np.log(n_samples)), float(-2 * log_likelihood + 2 * k)
+    def information_criteria(self, log_likelihood: float, n_samples: float) -> tuple[float, float]:
+        """BIC and AIC from a total log-likelihood over ``n_samples``, counting every free
+        parameter the fit estimated."""
+        return self.fitted_params().information_criteria(log_likelihood, n_samples, self._n_parameters())
 
     def _n_samples(self, X) -> int:
         data, _ = io.as_dask_array(X)

@@ -463,8 +463,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the variational posterior, one pass over the chunks of X per iteration."""
-        for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):  # a stream starts again after it
-            self.__dict__.pop(name, None)
+        self._end_stream()
         try:
             super().fit(X, None, sample_weight)  # y is ignored, as by scikit-learn's
             self._set_prior(self._fitted_model[2].prior)
@@ -606,6 +605,10 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     def aic(self, X):
         """Not defined for a variational fit (its ``lower_bound_`` compares fits); raises."""
         raise AttributeError("AIC is not defined for BayesianGaussianMixture; compare lower_bound_ instead")
+
+    def information_criteria(self, log_likelihood, n_samples):
+        """Not defined for a variational fit (its ``lower_bound_`` compares fits); raises."""
+        raise AttributeError("BIC and AIC are not defined for BayesianGaussianMixture; compare lower_bound_ instead")
 
     def predict(self, X):
         """Component labels, never an unused component's; lazy for dask or zarr input."""

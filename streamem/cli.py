@@ -358,7 +358,7 @@ def score(model, data, columns, quiet, log_json):
         _report(log_json, f"mean score_samples (the variational E-step's log-normaliser): {mean:.6f}",
                 {"event": "score", "log_likelihood": mean, "n_samples": n_samples})  # fmt: skip
         return
-    bic, aic = gm.fitted_params().information_criteria(mean * n_samples, n_samples)
+    bic, aic = gm.information_criteria(mean * n_samples, n_samples)
     _report(log_json, f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
             {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples})  # fmt: skip
 

@@ -170,6 +170,12 @@ class Stepwise:
         self.n_iter_ = 0
         self.converged_ = False
 
+    def _end_stream(self) -> None:
+        """Forget a stream's running state (a batch fit starts again; ``partial_fit`` then
+        starts a new stream)."""
+        for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):
+            self.__dict__.pop(name, None)
+
     def _warm(self, X, sample_weight) -> None:
         """Buffer a batch; once ``warm_up`` rows are in, initialise and use the buffered batches."""
         if not self._buffer:

@@ -143,9 +143,12 @@ class MixtureParams:
         cov_params = self.covariance.n_parameters(n_components, n_features)
         return int(cov_params + n_components * n_features + n_components - 1)
 
-    def information_criteria(self, log_likelihood: float, n_samples: float) -> tuple[float, float]:
-        """BIC and AIC from a total log-likelihood over ``n_samples`` (lower is better)."""
-        n_parameters = self.n_parameters()
+    def information_criteria(
+        self, log_likelihood: float, n_samples: float, n_parameters: int | None = None
+    ) -> tuple[float, float]:
+        """BIC and AIC from a total log-likelihood over ``n_samples`` (lower is better), with
+        ``n_parameters`` free parameters (default :meth:`n_parameters`)."""
+        n_parameters = self.n_parameters() if n_parameters is None else n_parameters
         return (
             float(-2 * log_likelihood + n_parameters * np.log(n_samples)),
             float(-2 * log_likelihood + 2 * n_parameters),

@@ -372,8 +372,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
 
     def fit(self, X, y=None, sample_weight=None):
         """Fit the t mixture by EM, one pass over the chunks of X per iteration (y is ignored)."""
-        for name in ("n_batches_", "n_samples_seen_", "_stats", "_buffer"):  # a stream starts again after it
-            self.__dict__.pop(name, None)
+        self._end_stream()
         return super().fit(X, None, sample_weight)
 
     def _fixed_dof(self) -> np.ndarray | None:
