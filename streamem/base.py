@@ -195,9 +195,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
         return hyper
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, storage_options: dict | None = None):
         """Load a model saved with ``save`` by this class (:func:`streamem.load` takes either)."""
-        arrays, attrs = io.read_model(path)
+        arrays, attrs = io.read_model(path, storage_options)
         estimator = attrs.get("estimator", "GaussianMixture")
         if estimator != cls.__name__:
             raise ValueError(f"{str(path)!r} holds a {estimator}, not a {cls.__name__}: load it with streamem.load")
@@ -252,17 +252,18 @@ class MixtureBase(DensityMixin, BaseEstimator):
         }
         return arrays, attrs
 
-    def save(self, path) -> None:
-        """Save the fitted model as a zarr group at ``path`` (atomically; no pickle);
-        :func:`streamem.load` gives it back."""
-        io.write_model(path, *self.state(), pack=self._packed)
+    def save(self, path, storage_options: dict | None = None) -> None:
+        """Save the fitted model as a zarr group at ``path``, a local path or any fsspec URL
+        (``s3://bucket/model.zarr``, opened with ``storage_options``), atomically and without
+        pickle; :func:`streamem.load` gives it back."""
+        io.write_model(path, *self.state(), pack=self._packed, storage_options=storage_options)
 
     # ------------------------------------------------------------------ input
-    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None) -> tuple[da.Array, bool]:
+    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None, storage_options: dict | None = None):
         """X as a dask array with all features in a chunk, and whether to return lazily."""
         if allow_nan is None:
             allow_nan = self.missing == "marginalize"
-        lazy_X, lazy = io.as_dask_array(X)
+        lazy_X, lazy = io.as_dask_array(X, storage_options)
         if not lazy:
             X = validate_data(
                 self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
@@ -490,22 +491,23 @@ class MixtureBase(DensityMixin, BaseEstimator):
         return X, y
 
 
-def load(path):
+def load(path, storage_options: dict | None = None):
     """Load a model saved with ``save`` by any of the estimators (or published by a stream),
     as an estimator of the class that saved it (:class:`~streamem.GaussianMixture` for
     stores that name none); or the model a checkpoint directory holds: a stream's, or a
-    batch fit's best candidate at its last saved iteration."""
-    if is_checkpoint(path):
-        return _from_checkpoint(path)
-    arrays, attrs = io.read_model(path)
+    batch fit's best candidate at its last saved iteration. ``path`` is a local path or
+    any fsspec URL (``s3://bucket/model.zarr``), opened with ``storage_options``."""
+    if is_checkpoint(path, storage_options):
+        return _from_checkpoint(path, storage_options)
+    arrays, attrs = io.read_model(path, storage_options)
     name = attrs.get("estimator", "GaussianMixture")
     if name not in MixtureBase._estimators:
         raise ValueError(f"{str(path)!r} holds a {name!r}, which this version of streamem does not know")
     return MixtureBase._estimators[name].from_state(arrays, attrs, str(path))
 
 
-def _from_checkpoint(path):
-    arrays, attrs = load_state(path)
+def _from_checkpoint(path, storage_options=None):
+    arrays, attrs = load_state(path, storage_options)
     if "stream" in attrs:
         saved = attrs["stream"]["model"]
         cls = MixtureBase._estimators[saved.get("estimator", "OnlineGaussianMixture")]

@@ -271,12 +271,14 @@ class GaussianMixture(MixtureBase):
 
     # ---------------------------------------------------------------------- fit
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, storage_options=None):
         """Fit the mixture by EM, one pass over the chunks of X per iteration.
 
         Parameters
         ----------
-        X : array-like, dask array, zarr array or path to a zarr array, of shape (n_samples, n_features)
+        X : array-like, dask array, zarr array, xarray DataArray, or a path or URL, of shape (n_samples, n_features)
+            A path or URL is opened by :func:`streamem.read_data` (zarr, Parquet, CSV, HDF5,
+            NetCDF, ``.npy``; local or in an object store such as ``s3://bucket/data.zarr``).
         y : array-like or dask array of int of shape (n_samples,), default=None
             Partial labels (semi-supervised EM): a component index for the rows whose
             component is known, -1 for the others. Known rows count for their component
@@ -286,13 +288,18 @@ class GaussianMixture(MixtureBase):
             so every component needs some.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight counts as that many copies of the row.
+        storage_options : dict, default=None
+            Options of the file system a URL in ``X`` or ``checkpoint`` names (for S3:
+            ``endpoint_url``, ``key``, ``secret``...); by default the store's usual
+            environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...) is used.
 
         Returns
         -------
         self
         """
         self._validate_params()
-        data, lazy = self._validate_X(X, reset=True)
+        self._storage_options = storage_options
+        data, lazy = self._validate_X(X, reset=True, storage_options=storage_options)
         n_samples = data.shape[0]
         self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
@@ -305,10 +312,13 @@ class GaussianMixture(MixtureBase):
 
         fingerprint = self._fingerprint(data, weights is not None)
         fingerprint["labelled"] = labels is not None
-        state = load_state(self.checkpoint) if self.checkpoint is not None else None
-        with _connected(self.scheduler_address):
-            chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
-            runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
+        state = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
+        try:
+            with _connected(self.scheduler_address):
+                chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
+                runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
+        finally:
+            self.__dict__.pop("_storage_options", None)  # credentials are not kept
         set_fitted(self, max(runs, key=lambda run: run.objective), warn=True)
         return self
 
@@ -475,8 +485,8 @@ class GaussianMixture(MixtureBase):
     def _save_checkpoint(self, runs, shift, step, fingerprint) -> None:
         if self.checkpoint is not None and fingerprint is not None:
             arrays, attrs = runs_to_state(runs, shift)
-            save_state(self.checkpoint, step, arrays, {**attrs, "fingerprint": fingerprint,
-                                                       "estimator": type(self).__name__})  # fmt: skip
+            attrs = {**attrs, "fingerprint": fingerprint, "estimator": type(self).__name__}
+            save_state(self.checkpoint, step, arrays, attrs, storage_options=getattr(self, "_storage_options", None))
 
     # ---------------------------------------------------------- persistence
 

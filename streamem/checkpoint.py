@@ -1,17 +1,17 @@
 """Checkpoints of a batch fit, for jobs that get pre-empted: save after every iteration,
 resume from the last one.
 
-A checkpoint is a directory. Each save writes a new zarr group ``state-NNNNNN.zarr`` (under
-a temporary name, then renamed), then replaces the small file ``LATEST`` that names it
-(``os.replace`` of a file is atomic), then removes the older groups. A process killed at any
-moment leaves ``LATEST`` naming a complete state. Nothing is pickled: parameters are arrays
+A checkpoint is a directory, local or in an object store. Each save writes a new zarr group
+``state-NNNNNN.zarr`` under a new name, then replaces the small
+file ``LATEST`` that names it (``os.replace`` of a local file, one request to a store: both
+atomic), then removes the older groups. A process killed at any moment leaves ``LATEST``
+naming a complete state. Nothing is pickled: parameters are arrays
 and the rest is JSON.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 from . import io
 from .em import FitState
 from .params import MixtureParams
+from .storage import location
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -34,39 +35,47 @@ CHECKPOINT_FORMAT = "streamem.checkpoint"
 _LATEST = "LATEST"
 
 
-def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = False) -> None:
-    """Save one state of a fit as the checkpoint's latest, atomically."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = False,
+               storage_options: dict | None = None) -> None:  # fmt: skip
+    """Save one state of a fit as the checkpoint's latest, atomically. ``directory`` is a
+    local path or any fsspec URL (``s3://bucket/run/checkpoint``)."""
+    directory = location(directory, storage_options)
+    if directory.local:
+        Path(directory.path).mkdir(parents=True, exist_ok=True)
     name = f"state-{step:06d}-{uuid.uuid4().hex[:8]}.zarr"
-    with io.atomic_path(directory / name) as tmp:
-        io.write_group(tmp, arrays, {"format": CHECKPOINT_FORMAT, **attrs}, pack)
-    with io.atomic_path(directory / _LATEST) as pointer:
-        pointer.write_text(json.dumps({"state": name}))
-    for old in directory.iterdir():
-        if old.name != name and old.name != _LATEST and old.name.endswith(".zarr"):
-            shutil.rmtree(old, ignore_errors=True)
+    io.write_group(directory / name, arrays, {"format": CHECKPOINT_FORMAT, **attrs}, pack)  # named once whole
+    (directory / _LATEST).write_text(json.dumps({"state": name}))
+    for old in directory.listdir():
+        if old != name and old.endswith(".zarr") and not old.startswith("."):
+            (directory / old).remove()
 
 
-def is_checkpoint(path) -> bool:
+def is_checkpoint(path, storage_options: dict | None = None) -> bool:
     """Whether ``path`` is a checkpoint directory (it names its latest state)."""
-    return (Path(path) / _LATEST).is_file()
+    try:
+        return (location(path, storage_options) / _LATEST).isfile()
+    except (OSError, ValueError):
+        return False
 
 
-def load_state(directory) -> tuple[dict, dict] | None:
+def load_state(directory, storage_options: dict | None = None) -> tuple[dict, dict] | None:
     """The latest state, or None when there is none yet; ValueError for a foreign directory."""
-    directory = Path(directory)
+    directory = location(directory, storage_options)
     latest = directory / _LATEST
-    if not latest.exists():
-        if directory.exists() and any(p for p in directory.iterdir() if not p.name.startswith(".")):
-            raise ValueError(f"{str(directory)!r} is not a streamem checkpoint: it has no {_LATEST} file")
+    try:
+        present = latest.exists()
+    except OSError as exc:
+        raise ValueError(f"cannot read the checkpoint in {directory.url!r}: {exc}") from None
+    if not present:
+        if any(not name.startswith(".") for name in directory.listdir()):
+            raise ValueError(f"{directory.url!r} is not a streamem checkpoint: it has no {_LATEST} file")
         return None
     try:
         arrays, attrs = io.read_group(directory / json.loads(latest.read_text())["state"])
     except Exception as exc:  # a damaged checkpoint names itself
-        raise ValueError(f"cannot read the checkpoint in {str(directory)!r}: {exc}") from None
+        raise ValueError(f"cannot read the checkpoint in {directory.url!r}: {exc}") from None
     if attrs.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(directory)!r} is not a streamem checkpoint")
+        raise ValueError(f"{directory.url!r} is not a streamem checkpoint")
     return arrays, attrs
 
 

@@ -214,21 +214,42 @@ def main() -> None:
     """
 
 
+def _storage_options(func):
+    """The repeatable ``--storage-option KEY=VALUE``, given to the command as a dict."""
+
+    @click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                  help="An option of the file system of s3:// (or any fsspec) URLs, e.g. endpoint_url=http://...; "
+                       "repeatable. Credentials otherwise come from the store's usual environment.")  # fmt: skip
+    @functools.wraps(func)
+    def wrapper(*args, storage_options, **kwargs):
+        from .storage import parse_storage_options
+
+        try:
+            options = parse_storage_options(storage_options)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--storage-option") from None
+        return func(*args, storage_options=options or None, **kwargs)
+
+    return wrapper
+
+
 @main.command("make-data")
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path())
 @click.option("--n-samples", required=True, type=click.IntRange(min=1), help="Rows to generate.")
 @click.option("--n-features", required=True, type=click.IntRange(min=1), help="Columns.")
 @click.option("--n-components", required=True, type=click.IntRange(min=1), help="True mixture components.")
 @click.option("--chunk-size", default=100_000, show_default=True, type=click.IntRange(min=1), help="Rows per chunk.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@_storage_options
 @_command
-def make_data(out, n_samples, n_features, n_components, chunk_size, seed, quiet, log_json):
-    """Write a generated Gaussian mixture (X and its true labels) to a zarr store, chunk by chunk."""
+def make_data(out, n_samples, n_features, n_components, chunk_size, seed, storage_options, quiet, log_json):
+    """Write a generated Gaussian mixture (X and its true labels) to a zarr store (a path or
+    an s3:// or other fsspec URL), chunk by chunk."""
     from .io import make_data as write
 
     start = time.perf_counter()
     with _progress_bar(not quiet and not log_json):
-        write(out, n_samples, n_features, n_components, chunk_size, seed)
+        write(out, n_samples, n_features, n_components, chunk_size, seed, storage_options)
     _report(log_json, f"wrote {n_samples} x {n_features} to {out} in {time.perf_counter() - start:.1f} s",
             {"event": "done", "out": str(out), "n_samples": n_samples, "n_features": n_features})  # fmt: skip
 
@@ -242,7 +263,7 @@ def _parse_columns(columns: str | None):
 
 
 @main.command()
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path())
 @click.option("--n-components", required=True, type=_ComponentsType(),
               help="K, or several to choose from by BIC: A:B (A to B) or A,B,C.")  # fmt: skip
 @click.option("--criterion", default="bic", show_default=True, type=click.Choice(["bic", "icl", "aic"]),
@@ -263,13 +284,14 @@ def _parse_columns(columns: str | None):
 @click.option(
     "--checkpoint",
     default=None,
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     help="Directory to save the fit's state after every iteration; the same command resumes from it.",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Where to save the model (zarr).")
+@click.option("--out", required=True, type=click.Path(), help="Where to save the model (zarr).")
+@_storage_options
 @_command
 def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
-        columns, scheduler, workers, checkpoint, out, quiet, log_json):  # fmt: skip
+        columns, scheduler, workers, checkpoint, out, storage_options, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
 
     With several values of --n-components or of --covariance-type, every candidate is
@@ -279,8 +301,8 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     from .io import check_model_path, read_data
     from .select import select_n_components
 
-    check_model_path(out)
-    X = read_data(data, _parse_columns(columns))
+    check_model_path(out, storage_options)
+    X = read_data(data, _parse_columns(columns), storage_options)
     params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
                   random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
     start = time.perf_counter()
@@ -288,13 +310,13 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     with _scheduler(scheduler, workers, quiet), _pass_bars(not quiet and not log_json):
         if not several:
             gm = GaussianMixture(n_components[0], covariance_type=covariance_type[0], checkpoint=checkpoint, **params)
-            gm.fit(X)
+            gm.fit(X, storage_options=storage_options)
         elif checkpoint is not None:
             raise click.UsageError("--checkpoint works with one --n-components and one --covariance-type")
         else:
             gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type, **params)
     seconds = time.perf_counter() - start
-    gm.save(out)
+    gm.save(out, storage_options)
     if several and not log_json:
         click.echo(" covariance      K          BIC          ICL          AIC   log-lik  iterations")
         for row in gm.selection_:
@@ -313,44 +335,46 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     )  # fmt: skip
 
 
-def _load_and_read(model_path, data_path, columns):
+def _load_and_read(model_path, data_path, columns, storage_options=None):
     from .base import load
     from .io import read_data
 
-    gm = load(model_path)
-    X = read_data(data_path, _parse_columns(columns))
+    gm = load(model_path, storage_options)
+    X = read_data(data_path, _parse_columns(columns), storage_options)
     if X.shape[1] != gm.n_features_in_:
         raise ValueError(f"{data_path} has {X.shape[1]} features, but the model expects {gm.n_features_in_}")
     return gm, X
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data", type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Labels file: .zarr or .npy.")
+@click.argument("model", type=click.Path())
+@click.argument("data", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Labels file: .zarr or .npy.")
 @click.option("--proba", is_flag=True, help="Write responsibilities (n_samples x K) instead of labels.")
 @click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_storage_options
 @_command
-def predict(model, data, out, proba, columns, quiet, log_json):
+def predict(model, data, out, proba, columns, storage_options, quiet, log_json):
     """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk."""
 
-    gm, X = _load_and_read(model, data, columns)
+    gm, X = _load_and_read(model, data, columns, storage_options)
     result = gm.predict_proba(X) if proba else gm.predict(X)
     with _progress_bar(not quiet and not log_json):
-        io.write_array(result, out)
+        io.write_array(result, out, storage_options)
     what = "responsibilities" if proba else "labels"
     _report(log_json, f"wrote {what} of {result.shape[0]} rows to {out}",
             {"event": "done", "out": str(out), "rows": int(result.shape[0]), "what": what})  # fmt: skip
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path())
+@click.argument("data", type=click.Path())
 @click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_storage_options
 @_command
-def score(model, data, columns, quiet, log_json):
+def score(model, data, columns, storage_options, quiet, log_json):
     """Mean log-likelihood, BIC and AIC of DATA under MODEL (one pass)."""
-    gm, X = _load_and_read(model, data, columns)
+    gm, X = _load_and_read(model, data, columns, storage_options)
     n_samples = X.shape[0]
     with _progress_bar(not quiet and not log_json):
         mean = float(gm.score_samples(X).mean().compute())
@@ -364,14 +388,15 @@ def score(model, data, columns, quiet, log_json):
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object.")
+@_storage_options
 @_command
-def info(model, as_json, quiet, log_json):
+def info(model, as_json, storage_options, quiet, log_json):
     """A readable summary of a saved MODEL."""
     from .base import load
 
-    gm = load(model)
+    gm = load(model, storage_options)
     summary = {
         "path": str(model),
         "covariance_type": gm.covariance_type,
@@ -416,11 +441,12 @@ def info(model, as_json, quiet, log_json):
 
 
 @main.command(name="export-onnx")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("out", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path())
+@click.argument("out", type=click.Path())
 @click.option("--float32", "single", is_flag=True, help="Take float32 input and compute in float32.")
+@_storage_options
 @_command
-def export_onnx(model, out, single, quiet, log_json):
+def export_onnx(model, out, single, storage_options, quiet, log_json):
     """Write MODEL's predict, predict_proba and score_samples as an ONNX graph to OUT.
 
     The graph's input is X (rows x features); its outputs are label, probabilities and
@@ -428,16 +454,16 @@ def export_onnx(model, out, single, quiet, log_json):
     """
     from .base import load
 
-    gm = load(model)
+    gm = load(model, storage_options)
     gm.to_onnx(out, dtype=np.float32 if single else np.float64)
     _report(log_json, f"wrote {out}: inputs X (n x {gm.n_features_in_}), outputs label, probabilities, score_samples",
             {"event": "done", "out": str(out), "n_features": int(gm.n_features_in_)})  # fmt: skip
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("data", required=False, type=click.Path(path_type=Path))
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Image file (.png).")
+@click.argument("model", type=click.Path())
+@click.argument("data", required=False, type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Image file (.png).")
 @click.option(
     "--projection",
     default="auto",
@@ -454,18 +480,19 @@ def export_onnx(model, out, single, quiet, log_json):
     help="Points drawn from DATA for the 2-D view.",
 )
 @click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@_storage_options
 @_command
-def plot(model, data, out, projection, n_points, columns, quiet, log_json):  # fmt: skip
+def plot(model, data, out, projection, n_points, columns, storage_options, quiet, log_json):  # fmt: skip
     """Plot the convergence curve, the trajectory of the means and, with DATA, a 2-D view."""
     from . import plot as plots
     from .base import load
 
     if data is not None:
-        gm, X = _load_and_read(model, data, columns)
+        gm, X = _load_and_read(model, data, columns, storage_options)
         points = plots.sample_rows(X, n_points, seed=0)
     else:
-        gm, points = load(model), None
-    with io.atomic_path(out, suffix=out.suffix or ".png") as tmp:
+        gm, points = load(model, storage_options), None
+    with io.atomic_path(out, suffix=Path(out).suffix or ".png") as tmp:
         plots.model_figure(gm, points, projection=projection).savefig(tmp, dpi=110)
     _report(log_json, f"wrote {out}", {"event": "done", "out": str(out)})
 
@@ -506,8 +533,8 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.argument("source")
 @click.option("--n-features", required=True, type=click.IntRange(min=1), help="Values per row of a record.")
 @click.option("--n-components", required=True, type=click.IntRange(min=1))
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="Checkpoint directory (resumed).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="The current model, published (zarr).")
+@click.option("--checkpoint", required=True, type=click.Path(), help="Checkpoint directory (resumed).")
+@click.option("--out", required=True, type=click.Path(), help="The current model, published (zarr).")
 @click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1), help="Rows per update.")
 @click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=1),
@@ -517,7 +544,7 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.option("--stop-after-idle", default=None, type=click.FloatRange(min=0),
               help="Stop when no record came for this many seconds (default: run until signalled).")  # fmt: skip
 @click.option("--max-batches", default=None, type=click.IntRange(min=1), help="Stop after this many batches.")
-@click.option("--labels", default=None, type=click.Path(path_type=Path),
+@click.option("--labels", default=None, type=click.Path(),
               help="Write each row's label to this zarr array, at the row's index in the stream.")  # fmt: skip
 @click.option("--step-exponent", default=0.6, show_default=True, type=click.FloatRange(0.5, 1, min_open=True))
 @click.option("--forgetting", default=None, type=click.FloatRange(0, 1, min_open=True),
@@ -537,11 +564,12 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.option("--health-timeout", default=300.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds without a successful checkpoint after which /healthz fails.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=int)
+@_storage_options
 @_command
 def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
            checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, kind,
-           weight_concentration_prior, on_drift, drift_threshold, metrics_port, health_timeout, seed, quiet,
-           log_json):  # fmt: skip
+           weight_concentration_prior, on_drift, drift_threshold, metrics_port, health_timeout, seed, storage_options,
+           quiet, log_json):  # fmt: skip
     """Fit an online mixture to a stream, with checkpoints; run again to resume.
 
     SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
@@ -567,13 +595,14 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
             forgetting=forgetting, random_state=seed,
         )  # fmt: skip
     try:
-        opened = open_source(source, n_features)
+        opened = open_source(source, n_features, storage_options)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="SOURCE") from None
     result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
                  checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,
                  labels=labels, drift_threshold=drift_threshold, on_drift=None if on_drift == "none" else on_drift,
-                 metrics_port=metrics_port, health_timeout=health_timeout)  # fmt: skip
+                 metrics_port=metrics_port, health_timeout=health_timeout,
+                 storage_options=storage_options)  # fmt: skip
     _report(
         log_json,
         f"streamem stream: stopped ({result.stopped}) after {result.batches} batches; {result.rows} rows in the "

@@ -9,6 +9,7 @@ failed save leaves no half-written model.
 from __future__ import annotations
 
 import contextlib
+import io as _io
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import numpy as np
 import zarr
 
 from .reduce import default_chunk_rows
+from .storage import Location, location
 
 __all__ = [
     "FORMAT",
@@ -60,6 +62,24 @@ def atomic_path(path, suffix: str = ""):
         remove(tmp)
 
 
+@contextlib.contextmanager
+def atomic_location(target: Location):
+    """A temporary place beside ``target`` to write a file or a zarr group to, put at
+    ``target`` when the block ends without error and removed when it raises: renamed on
+    local disk (:func:`atomic_path`), copied with the root metadata last in an object store
+    (:meth:`~streamem.storage.Location.commit_from`)."""
+    if target.local:
+        with atomic_path(target.path) as tmp:
+            yield location(tmp)
+        return
+    tmp = target.temporary()
+    try:
+        yield tmp
+        target.commit_from(tmp)
+    finally:
+        tmp.remove()
+
+
 def remove(path) -> None:
     """Remove a file, a symbolic link or a directory tree, if there."""
     path = Path(path)
@@ -69,67 +89,69 @@ def remove(path) -> None:
         path.unlink()
 
 
-def _open_zarr_array(path) -> da.Array:
+def _open_zarr_array(loc: Location) -> da.Array:
     try:
-        node = zarr.open(str(path), mode="r")
+        node = zarr.open(loc.zarr_store(), mode="r")
     except Exception as exc:  # zarr raises several types for a missing or foreign store
-        raise ValueError(f"expected a zarr array at {str(path)!r}, could not open it: {exc}") from None
+        raise ValueError(f"expected a zarr array at {loc.url!r}, could not open it: {exc}") from None
     if not isinstance(node, zarr.Array):
         arrays = sorted(node.array_keys())
         if "X" in arrays:  # a data set written by make_data: X and its labels
             arrays = ["X"]
         if len(arrays) != 1:
-            raise ValueError(f"expected a zarr array at {str(path)!r}, got a group with arrays {arrays}")
+            raise ValueError(f"expected a zarr array at {loc.url!r}, got a group with arrays {arrays}")
         node = node[arrays[0]]
     return da.from_zarr(node)
 
 
-def read_data(path, columns: list[str] | None = None) -> da.Array:
-    """A data file as a lazy 2-D dask array, read chunk by chunk.
+def read_data(path, columns: list | None = None, storage_options: dict | None = None) -> da.Array:
+    """A data set as a lazy 2-D dask array of shape (n_samples, n_features), read chunk by chunk.
 
-    ``.npy`` files are memory-mapped; ``.csv`` and ``.parquet`` files (or a directory of
-    Parquet files) are read through ``dask.dataframe``, keeping ``columns`` (default: all
-    numeric columns); anything else is opened as a zarr array, or as the ``X`` array of a
-    zarr group.
+    ``path`` is a local path or any fsspec URL (``s3://bucket/data.zarr``), opened with
+    ``storage_options`` (credentials otherwise come from the store's usual environment):
+
+    - a zarr array, or the ``X`` array of a zarr group (chunks as stored);
+    - ``.parquet`` files or a directory of them (a Parquet data set over many files), one
+      chunk per row group or per run of small row groups, each read alone;
+    - ``.csv`` files, through ``dask.dataframe``;
+    - ``.h5``/``.hdf5`` files as ``FILE:/group/dataset`` (the only dataset when no name is
+      given), chunked along the dataset's own chunks;
+    - ``.nc`` (NetCDF) files as ``FILE:variable`` (features along the last dimension) or,
+      with ``columns``, the named variables as features;
+    - ``.npy`` files, memory-mapped (read whole from an object store).
+
+    ``columns`` picks features: names for tables and NetCDF, positions (integers) for arrays.
+    Tables keep their numeric columns by default.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"no such file or directory: {str(path)!r}")
-    suffix = path.suffix.lower()
+    from . import formats
+
+    text = str(path)
+    if isinstance(path, (str, os.PathLike)) and formats.hdf5_parts(text) is not None:
+        return formats.read_hdf5(text, columns, storage_options)
+    if isinstance(path, (str, os.PathLike)) and formats.netcdf_parts(text) is not None:
+        return formats.read_netcdf(text, columns, storage_options)
+    loc = location(path, storage_options)
+    try:
+        present = loc.exists()
+    except (OSError, ValueError) as exc:  # a store that cannot be reached, or refuses access
+        raise ValueError(f"cannot open {loc.url!r}: {exc}") from None
+    if not present:
+        raise ValueError(f"no such file or directory: {loc.url!r}")
+    suffix = os.path.splitext(loc.path)[1].lower()
     if suffix == ".npy":
         try:
-            array = np.load(path, mmap_mode="r")
+            array = loc.open_npy()
         except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot read {str(path)!r} as a .npy file: {exc}") from None
+            raise ValueError(f"cannot read {loc.url!r} as a .npy file: {exc}") from None
         if array.ndim != 2:
-            raise ValueError(f"expected a 2-D array in {str(path)!r}, got shape {array.shape}")
+            raise ValueError(f"expected a 2-D array in {loc.url!r}, got shape {array.shape}")
         rows = default_chunk_rows(array.shape[0], array.shape[1], array.dtype.itemsize)
-        return da.from_array(array, chunks=(rows, -1))
-    if suffix in (".csv", ".parquet", ".pq") or (path.is_dir() and any(path.glob("*.parquet"))):
-        return _read_frame(path, suffix, columns)
-    return _open_zarr_array(path)
-
-
-def _read_frame(path: Path, suffix: str, columns) -> da.Array:
-    import dask.dataframe as dd
-
-    try:
-        frame = dd.read_csv(str(path)) if suffix == ".csv" else dd.read_parquet(str(path))
-    except Exception as exc:  # the readers raise many types for unreadable files
-        raise ValueError(f"cannot read {str(path)!r}: {exc}") from None
-    if columns:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"columns {missing} not in {str(path)!r}; it has {list(frame.columns)}")
-        frame = frame[columns]
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    non_numeric = [str(c) for c, t in frame.dtypes.items() if not is_numeric_dtype(t) or is_bool_dtype(t)]
-    if non_numeric:
-        raise ValueError(
-            f"expected numeric columns, got non-numeric {non_numeric} in {str(path)!r}; pick columns with --columns"
-        )
-    return frame.to_dask_array(lengths=True).astype(np.float64)
+        return formats.select_positions(da.from_array(array, chunks=(rows, -1)), columns, loc.url)
+    if suffix == ".csv":
+        return formats.read_csv(loc, columns)
+    if suffix in (".parquet", ".pq") or formats.is_parquet_dataset(loc):
+        return formats.read_parquet(loc, columns)
+    return formats.select_positions(_open_zarr_array(loc), columns, loc.url)
 
 
 def _mixture_block(block_id, chunk_rows, n_features, means, scales, weights, seed, labels):
@@ -163,46 +185,66 @@ def mixture_data(n_samples: int, n_features: int, n_components: int, chunk_size:
     return X, y, truth
 
 
-def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0):
-    """Write a generated Gaussian mixture (:func:`mixture_data`) to a zarr group ``out``:
-    ``X`` and ``labels``, chunk by chunk, so data larger than memory can be made on any
-    machine. The true weights, means and covariances are in the group's attributes.
-    Written to a temporary name, then renamed.
+def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0,
+              storage_options: dict | None = None):  # fmt: skip
+    """Write a generated Gaussian mixture (:func:`mixture_data`) to a zarr group ``out`` (a
+    local path or any fsspec URL, opened with ``storage_options``): ``X`` and ``labels``,
+    chunk by chunk, so data larger than memory can be made on any machine. The true
+    weights, means and covariances are in the group's attributes. Written to a temporary
+    name, then put in place (:func:`atomic_location`).
     """
-    out = Path(out)
-    if out.exists():
-        raise ValueError(f"{str(out)!r} already exists; choose another output path")
+    target = location(out, storage_options)
+    _check_new_output(target)
     X, y, truth = mixture_data(n_samples, n_features, n_components, chunk_size, seed)
-    with atomic_path(out) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
+    with atomic_location(target) as tmp:
+        group = zarr.open_group(tmp.zarr_store(read_only=False), mode="w")
         zx = group.create_array("X", shape=X.shape, chunks=(chunk_size, n_features), dtype="f8")
         zy = group.create_array("labels", shape=y.shape, chunks=(chunk_size,), dtype="i4")
         group.attrs.update({**{name: value.tolist() for name, value in truth.items()}, "seed": seed,
                             "generator": "streamem.make_data"})  # fmt: skip
         da.store([X, y], [zx, zy], lock=False)
-    return out
+    return Path(out) if target.local else target.url
 
 
-def write_array(values: da.Array, out) -> None:
-    """Write a dask array to ``out``, a ``.npy`` file or a ``.zarr`` store, chunk by chunk
-    (a ``.npy`` file through a memory map); to a temporary name, then renamed."""
-    out = Path(out)
-    if out.suffix.lower() not in (".npy", ".zarr"):
-        raise ValueError(f"expected an output path ending in .npy or .zarr, got {str(out)!r}")
-    if out.exists():
-        raise ValueError(f"{str(out)!r} already exists; choose another output path")
-    with atomic_path(out) as tmp:
-        if out.suffix.lower() == ".npy":
-            target = np.lib.format.open_memmap(tmp, mode="w+", dtype=values.dtype, shape=values.shape)
-            da.store(values, target, lock=False)
-            target.flush()
-            del target
+def _check_new_output(target: Location) -> None:
+    """ValueError unless ``target`` is a new name in a place that exists (checked before
+    long work): one line that names the place."""
+    try:
+        exists, parent_exists = target.exists(), target.store_exists()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot write to {target.url!r}: {exc}") from None
+    if exists:
+        raise ValueError(f"{target.url!r} already exists; choose another output path")
+    if not parent_exists:
+        raise ValueError(f"cannot write to {target.url!r}: the directory or bucket that would hold it does not exist")
+
+
+def write_array(values: da.Array, out, storage_options: dict | None = None) -> None:
+    """Write a dask array to ``out``, a ``.npy`` file or a ``.zarr`` store (local or any
+    fsspec URL), chunk by chunk (a local ``.npy`` file through a memory map); to a
+    temporary name, then put in place."""
+    target = location(out, storage_options)
+    suffix = os.path.splitext(target.path)[1].lower()
+    if suffix not in (".npy", ".zarr"):
+        raise ValueError(f"expected an output path ending in .npy or .zarr, got {target.url!r}")
+    _check_new_output(target)
+    with atomic_location(target) as tmp:
+        if suffix == ".zarr":
+            values.to_zarr(tmp.zarr_store(read_only=False))
+        elif tmp.local:
+            array = np.lib.format.open_memmap(tmp.path, mode="w+", dtype=values.dtype, shape=values.shape)
+            da.store(values, array, lock=False)
+            array.flush()
+            del array
         else:
-            values.to_zarr(str(tmp))
+            buffer = _io.BytesIO()
+            np.save(buffer, np.asarray(values.compute()), allow_pickle=False)
+            tmp.write_bytes(buffer.getvalue())
 
 
-def as_dask_array(X) -> tuple[da.Array, bool]:
-    """X as a dask array, and whether it is lazy (dask, zarr or a path to a zarr store).
+def as_dask_array(X, storage_options: dict | None = None) -> tuple[da.Array, bool]:
+    """X as a dask array, and whether it is lazy (dask, zarr, an xarray DataArray on dask,
+    or a path or URL that :func:`read_data` opens).
 
     In-memory inputs are returned as ``None`` in the first slot, so that the caller
     validates them with scikit-learn's helpers first; see :func:`from_numpy`.
@@ -212,7 +254,7 @@ def as_dask_array(X) -> tuple[da.Array, bool]:
     if isinstance(X, zarr.Array):
         return da.from_zarr(X), True
     if isinstance(X, (str, os.PathLike)):
-        return _open_zarr_array(X), True
+        return read_data(X, storage_options=storage_options), True
     return None, False
 
 
@@ -231,63 +273,89 @@ def json_safe(value):
     return None
 
 
-def check_model_path(path) -> None:
+def check_model_path(path, storage_options: dict | None = None) -> None:
     """Raise ValueError unless a model can be saved at ``path`` (checked before long work)."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"expected an existing directory to save into, got {str(parent)!r}")
-    if path.exists():
+    target = location(path, storage_options)
+    try:
+        exists, parent_exists = target.exists(), target.store_exists()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot write to {target.url!r}: {exc}") from None
+    if not parent_exists:
+        raise ValueError(f"expected an existing directory or bucket to save into, got {target.parent.url!r}")
+    if exists:
         try:
-            read_model(path)
+            read_model(target)
         except ValueError:
-            raise ValueError(f"refusing to overwrite {str(path)!r}: it exists and is not a streamem model") from None
+            raise ValueError(f"refusing to overwrite {target.url!r}: it exists and is not a streamem model") from None
 
 
-def write_model(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
-    """Write a model group to ``path`` atomically (temporary name, then rename)."""
-    check_model_path(path)
-    with atomic_path(path) as tmp:
+def write_model(path, arrays: dict, attrs: dict, pack: bool = False, storage_options: dict | None = None) -> None:
+    """Write a model group to ``path`` (a local path or any fsspec URL) atomically
+    (:func:`atomic_location`)."""
+    target = location(path, storage_options)
+    check_model_path(target)
+    with atomic_location(target) as tmp:
         write_group(tmp, arrays, attrs, pack)
 
 
 PUBLISHED_VERSIONS = 3
+PUBLISHED = "streamem.published"
 
 
-def publish_model(path, arrays: dict, attrs: dict) -> None:
+def publish_model(path, arrays: dict, attrs: dict, storage_options: dict | None = None) -> None:
     """Publish a model at ``path`` for readers in other processes: each version is a new
-    group beside it, and ``path`` is a symbolic link switched atomically to the newest, so
-    a reader (:func:`read_model` resolves the link once) always reads one whole version.
-    The last few versions are kept for readers still reading them."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    versions = parent / f".{path.name}.versions"
-    versions.mkdir(exist_ok=True)
-    if path.exists() and not path.is_symlink():
-        check_model_path(path)  # a model saved before: it becomes the oldest version
-        os.replace(path, versions / f"model-0-{uuid.uuid4().hex}.zarr")
+    group in ``.NAME.versions`` beside it, and ``path`` switches atomically to the newest,
+    so a reader (:func:`read_model` follows the switch once) always reads one whole
+    version. On local disk ``path`` is a symbolic link replaced by a rename; in an object
+    store it is a group whose only object, its ``zarr.json``, names the version and is
+    replaced in one request. The last few versions are kept for readers still reading them."""
+    target = location(path, storage_options)
+    versions = target.sibling(f".{target.name}.versions")
     name = f"model-{time.time_ns()}-{uuid.uuid4().hex[:8]}.zarr"
-    with atomic_path(versions / name) as tmp:
-        write_group(tmp, arrays, attrs, pack=True)
-    with atomic_path(path) as link:
-        os.symlink(Path(versions.name) / name, link)
-    old = sorted(
-        (p for p in versions.iterdir() if p.name.startswith("model-")), key=lambda p: int(p.name.split("-")[1])
-    )
+    if target.local:
+        path = Path(target.path)
+        Path(versions.path).mkdir(exist_ok=True)
+        if path.exists() and not path.is_symlink():
+            check_model_path(path)  # a model saved before: it becomes the oldest version
+            os.replace(path, Path(versions.path) / f"model-0-{uuid.uuid4().hex}.zarr")
+        with atomic_path(Path(versions.path) / name) as tmp:
+            write_group(tmp, arrays, attrs, pack=True)
+        with atomic_path(path) as link:
+            os.symlink(Path(versions.name) / name, link)
+    else:
+        if target.exists() and _published_version(target) is None:
+            check_model_path(target)  # a model saved before: it is replaced
+            target.remove()
+        write_group(versions / name, arrays, attrs, pack=True)  # a reader sees it once its zarr.json is written
+        pointer = {"zarr_format": 3, "node_type": "group", "attributes": {"format": PUBLISHED, "current": name}}
+        (target / "zarr.json").write_text(json.dumps(pointer))
+    old = sorted((n for n in versions.listdir() if n.startswith("model-")), key=lambda n: int(n.split("-")[1]))
     for stale in old[:-PUBLISHED_VERSIONS]:
-        shutil.rmtree(stale, ignore_errors=True)
+        (versions / stale).remove()
+
+
+def _published_version(target: Location) -> Location | None:
+    """The version a published model in an object store points to (None for a plain group)."""
+    try:
+        attrs = json.loads((target / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return None
+    if attrs.get("format") != PUBLISHED:
+        return None
+    return target.sibling(f".{target.name}.versions") / attrs["current"]
 
 
 PACKED = "packed"
 
 
 def write_group(path, arrays: dict, attrs: dict, pack: bool = False) -> None:
-    """A new zarr group at ``path``: numpy arrays, and attributes as standard JSON.
+    """A new zarr group at ``path`` (a local path or a :class:`~streamem.storage.Location`):
+    numpy arrays, and attributes as standard JSON.
 
     With ``pack``, the (float64) arrays are stored end to end in one array ``packed`` and
     their places in the attribute ``packed``: a few files instead of two per array, for
     states written every second (:func:`read_group` unpacks them)."""
-    group = zarr.open_group(str(path), mode="w")
+    group = zarr.open_group(location(path).zarr_store(read_only=False), mode="w")
     attrs = dict(attrs)
     if pack:
         places, parts, offset = {}, [], 0
@@ -316,30 +384,34 @@ def _group_arrays(group) -> tuple[dict, dict]:
     return arrays, attrs
 
 
-def read_group(path) -> tuple[dict, dict]:
-    return _group_arrays(zarr.open_group(str(path), mode="r"))
+def read_group(path, storage_options: dict | None = None) -> tuple[dict, dict]:
+    return _group_arrays(zarr.open_group(location(path, storage_options).zarr_store(), mode="r"))
 
 
-def read_model(path) -> tuple[dict, dict]:
-    """Arrays and attributes of a saved model; ValueError for anything else. A published
-    model (a link replaced atomically, :func:`publish_model`) is read from one version."""
-    path = Path(path).resolve()
+def read_model(path, storage_options: dict | None = None) -> tuple[dict, dict]:
+    """Arrays and attributes of a saved model (a local path or any fsspec URL); ValueError
+    for anything else. A published model (:func:`publish_model`) is read from one version."""
+    source = location(path, storage_options)
+    if source.local:
+        source = location(Path(source.path).resolve())
+    else:
+        source = _published_version(source) or source
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(source.zarr_store(), mode="r")
         attrs = dict(group.attrs)
     except Exception as exc:
-        raise ValueError(f"{str(path)!r} is not a streamem model: cannot open it as a zarr group ({exc})") from None
+        raise ValueError(f"{source.url!r} is not a streamem model: cannot open it as a zarr group ({exc})") from None
     if attrs.get("format") != FORMAT:
         raise ValueError(
-            f"{str(path)!r} is not a streamem model: expected format {FORMAT!r}, got {attrs.get('format')!r}"
+            f"{source.url!r} is not a streamem model: expected format {FORMAT!r}, got {attrs.get('format')!r}"
         )
     version = attrs.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(
-            f"{str(path)!r} has format version {version!r}; this streamem reads versions up to {FORMAT_VERSION}"
+            f"{source.url!r} has format version {version!r}; this streamem reads versions up to {FORMAT_VERSION}"
         )
     try:
         arrays, attrs = _group_arrays(group)
     except Exception as exc:
-        raise ValueError(f"{str(path)!r} is a corrupt streamem model: {exc}") from None
+        raise ValueError(f"{source.url!r} is a corrupt streamem model: {exc}") from None
     return arrays, attrs

@@ -13,10 +13,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from . import io
 from .checkpoint import load_state, save_state
 from .drift import PageHinkley
 from .online import OnlineGaussianMixture, Stepwise
+from .storage import location
 
 __all__ = ["RunResult", "run"]
 
@@ -92,18 +93,20 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _labels_writer(path):
-    """Write each batch's labels into a 1-D int32 zarr array at the rows' stream indices
-    (idempotent: a batch read again after a restart writes the same rows)."""
+def _labels_writer(path, storage_options=None):
+    """Write each batch's labels into a 1-D int32 zarr array (local or any fsspec URL) at
+    the rows' stream indices (idempotent: a batch read again after a restart writes the
+    same rows)."""
     import zarr
 
-    path = Path(path)
-    if path.exists():
-        array = zarr.open_array(str(path), mode="r+")
+    target = location(path, storage_options)
+    if target.exists():
+        array = zarr.open_array(target.zarr_store(read_only=False), mode="r+")
         if array.ndim != 1:
-            raise ValueError(f"expected a 1-D labels array at {str(path)!r}, got shape {array.shape}")
+            raise ValueError(f"expected a 1-D labels array at {target.url!r}, got shape {array.shape}")
     else:
-        array = zarr.create_array(str(path), shape=(0,), chunks=(65536,), dtype="i4", fill_value=-1)
+        array = zarr.create_array(target.zarr_store(read_only=False), shape=(0,), chunks=(65536,), dtype="i4",
+                                  fill_value=-1)  # fmt: skip
 
     def write(start: int, X, labels: np.ndarray, position) -> None:
         stop = start + len(labels)
@@ -132,6 +135,7 @@ def run(
     on_drift: str | None = None,
     metrics_port: int | None = None,
     health_timeout: float = 300.0,
+    storage_options: dict | None = None,
 ) -> RunResult:
     """Fit ``model`` on a stream until it goes idle, is signalled, or ``max_batches``.
 
@@ -143,9 +147,9 @@ def run(
         A model with ``partial_fit`` (default ``OnlineGaussianMixture()``): the
         hyper-parameters; with a checkpoint to resume from, its state is used instead (its
         class, ``n_components`` and ``covariance_type`` must match).
-    checkpoint : path, default=None
+    checkpoint : path or URL, default=None
         Directory of the checkpoints. Run again with the same one to resume.
-    out : path, default=None
+    out : path or URL, default=None
         The current model, published after every checkpoint (an atomic switch, so
         ``streamem.load(out)`` never sees a half-written model).
     n_features : int, default=None
@@ -181,6 +185,10 @@ def run(
         ``127.0.0.1:metrics_port`` during the run (:class:`~streamem.metrics.StreamMetrics`).
     health_timeout : float, default=300.0
         Seconds without a successful checkpoint after which ``/healthz`` fails.
+    storage_options : dict, default=None
+        Options of the file system that the paths (``zarr:``/``dir:`` sources, checkpoint,
+        ``out``, ``labels``) name when they are URLs (``s3://bucket/key``); by default the
+        store's usual environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...) is used.
 
     Returns
     -------
@@ -191,7 +199,7 @@ def run(
 
         if n_features is None:
             raise ValueError("expected n_features with a source URL")
-        source = open_source(source, n_features)
+        source = open_source(source, n_features, storage_options)
     for name, value in (("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"expected {name} >= 1, got {value!r}")
@@ -200,6 +208,8 @@ def run(
     if not drift_threshold > 0:
         raise ValueError(f"expected drift_threshold > 0, got {drift_threshold!r}")
     detector = PageHinkley(threshold=drift_threshold)
+    checkpoint = None if checkpoint is None else location(checkpoint, storage_options)
+    out = None if out is None else location(out, storage_options)
     if out is not None:
         io.check_model_path(out)
     model = OnlineGaussianMixture() if model is None else model
@@ -231,8 +241,8 @@ def run(
         logger.info("resuming after position %s with %d rows in the model", result.position, result.rows)
     source.seek(result.position)
     write_labels = labels
-    if isinstance(labels, (str, Path)):
-        write_labels = _labels_writer(labels)
+    if isinstance(labels, (str, os.PathLike)):
+        write_labels = _labels_writer(labels, storage_options)
     elif labels is not None:
         write_labels = lambda start, X, y, position: labels(X, y, position)  # noqa: E731
     metrics = None

@@ -85,3 +85,24 @@ def nats_server(tmp_path):
     store = tmp_path / "jetstream"
     yield from _server(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)], port,
                        "nats-server")  # fmt: skip
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A real S3-compatible server (moto in server mode) on a free loopback port, with a
+    bucket ``data`` and the usual environment pointing at it (``AWS_ENDPOINT_URL``, keys,
+    region); yields the endpoint URL."""
+    import sys
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    for _port in _server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir("data")
+        yield endpoint
+        s3fs.S3FileSystem.clear_instance_cache()

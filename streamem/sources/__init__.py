@@ -30,13 +30,15 @@ __all__ = ["Batch", "RecordSource", "Source", "decode_rows", "encode_rows", "ope
 SCHEMES = ("redis", "nats", "kafka", "zarr", "dir")
 
 
-def open_source(url: str, n_features: int, **options):
+def open_source(url: str, n_features: int, storage_options: dict | None = None, **options):
     """A source from its URL.
 
     ``redis://HOST:PORT/STREAM?group=G`` (a consumer group; ``consumer=`` names this
     consumer, default ``streamem``), ``nats://HOST:PORT/STREAM?durable=G`` (a durable
     JetStream consumer), ``kafka://BROKER/TOPIC?group=G``, ``zarr:PATH`` (an array that is
-    appended to) or ``dir:PATH`` (a folder where ``.npy`` and ``.zarr`` files land).
+    appended to) or ``dir:PATH`` (a folder where ``.npy`` and ``.zarr`` files land); the
+    path of the last two is local or any fsspec URL (``zarr:s3://bucket/stream.zarr``),
+    opened with ``storage_options``.
     """
     if not isinstance(url, str):
         raise TypeError(f"expected a source URL string, got {type(url).__name__}")
@@ -49,7 +51,8 @@ def open_source(url: str, n_features: int, **options):
             raise ValueError(f"expected a path after {scheme}:, got {url!r}")
         from .files import DirectorySource, ZarrTailSource
 
-        return (ZarrTailSource if scheme == "zarr" else DirectorySource)(rest, n_features, **options)
+        source = ZarrTailSource if scheme == "zarr" else DirectorySource
+        return source(rest, n_features, storage_options=storage_options, **options)
     parts = urlsplit(url)
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     name = parts.path.strip("/")

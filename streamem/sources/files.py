@@ -1,16 +1,17 @@
-"""File sources: a zarr array that keeps growing, and a folder where files land."""
+"""File sources: a zarr array that keeps growing, and a folder where files land; on local
+disk or in an object store (any fsspec URL, ``s3://bucket/stream.zarr``)."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import zarr
 
+from ..storage import Location, location
 from .base import Batch, Source
 
 __all__ = ["DirectorySource", "ZarrTailSource"]
@@ -18,11 +19,11 @@ __all__ = ["DirectorySource", "ZarrTailSource"]
 logger = logging.getLogger(__name__)
 
 
-def _open_array(path):
-    node = zarr.open(str(path), mode="r")
+def _open_array(loc: Location):
+    node = zarr.open(loc.zarr_store(), mode="r")
     if isinstance(node, zarr.Group):
         if "X" not in node:
-            raise ValueError(f"expected a zarr array or a group with an array 'X' at {str(path)!r}")
+            raise ValueError(f"expected a zarr array or a group with an array 'X' at {loc.url!r}")
         node = node["X"]
     return node
 
@@ -41,9 +42,17 @@ class ZarrTailSource(Source):
     and rows with some NaN or infinity, are rejected and counted.
     """
 
-    def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0):
+    def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0,
+                 storage_options: dict | None = None):  # fmt: skip
         super().__init__(f"zarr:{path}", n_features)
-        self.path = Path(path)
+        self.path = location(path, storage_options)
+        if not self.path.local:
+            try:
+                reachable = self.path.exists() or self.path.store_exists()
+            except OSError as exc:
+                raise ValueError(f"cannot read the zarr: source {self.path.url!r}: {exc}") from None
+            if not reachable:
+                raise ValueError(f"no bucket or folder holds the zarr: source {self.path.url!r}")
         self.position = 0
         self.blank_grace = blank_grace
         self._blank_since = None
@@ -59,7 +68,7 @@ class ZarrTailSource(Source):
             return None, 0
         if array.ndim != 2 or array.shape[1] != self.n_features:
             raise ValueError(
-                f"expected an array of shape (n, {self.n_features}) at {str(self.path)!r}, got {array.shape}"
+                f"expected an array of shape (n, {self.n_features}) at {self.path.url!r}, got {array.shape}"
             )
         return array, array.shape[0]
 
@@ -106,12 +115,17 @@ class DirectorySource(Source):
 
     SUFFIXES = (".npy", ".zarr")
 
-    def __init__(self, path, n_features: int, poll_interval: float = 0.05, write_grace: float = 2.0):
+    def __init__(self, path, n_features: int, poll_interval: float = 0.05, write_grace: float = 2.0,
+                 storage_options: dict | None = None):  # fmt: skip
         super().__init__(f"dir:{path}", n_features)
-        self.path = Path(path)
+        self.path = location(path, storage_options)
         self.write_grace = write_grace
-        if not self.path.is_dir():
-            raise ValueError(f"expected an existing folder for the dir: source, got {str(self.path)!r}")
+        try:
+            folder = self.path.isdir() or (not self.path.local and self.path.store_exists())
+        except OSError as exc:
+            raise ValueError(f"cannot read the dir: source {self.path.url!r}: {exc}") from None
+        if not folder:
+            raise ValueError(f"expected an existing folder for the dir: source, got {self.path.url!r}")
         self.poll_interval = poll_interval
         self.position = ["", 0]
         self._current = None  # (name, rows) of the file being read
@@ -122,12 +136,15 @@ class DirectorySource(Source):
 
     def _pending(self) -> list[str]:
         name, _ = self.position
-        names = sorted(p.name for p in self.path.iterdir() if p.suffix in self.SUFFIXES and not p.name.startswith("."))
+        names = [n for n in self.path.listdir() if n.endswith(self.SUFFIXES) and not n.startswith(".")]
         return [n for n in names if n >= name]
 
     def _load(self, name: str) -> np.ndarray:
         path = self.path / name
-        X = np.load(path, allow_pickle=False) if path.suffix == ".npy" else _open_array(path)[...]
+        if name.endswith(".npy"):
+            X = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        else:
+            X = _open_array(path)[...]
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise _Malformed(f"expected shape (n, {self.n_features}), got {X.shape}")
@@ -137,14 +154,15 @@ class DirectorySource(Source):
 
     def _maybe_being_written(self, name: str) -> bool:
         try:
-            return time.time() - (self.path / name).stat().st_mtime < self.write_grace
-        except FileNotFoundError:
+            return time.time() - (self.path / name).modified() < self.write_grace
+        except (FileNotFoundError, OSError):
             return False
 
     def _reject(self, name: str, reason: str) -> None:
         dlq = self.path / "dlq"
-        dlq.mkdir(exist_ok=True)
-        os.replace(self.path / name, dlq / name)
+        if dlq.local:
+            dlq.fs.makedirs(dlq.path, exist_ok=True)
+        (self.path / name).move(dlq / name)
         (dlq / f"{name}.reason").write_text(json.dumps({"file": name, "reason": reason}) + "\n")
         self._rejects.note(name, reason)
 
