@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from . import io
+from . import formats, io
 from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .em import FitState
@@ -50,6 +50,8 @@ class RowOutput:
         Values are labels (int64) rather than numbers in the data's dtype.
     needs_holes : bool
         Rows with NaN are always read as rows with holes (imputation).
+    name : str
+        What the values are (the name of an xarray result).
     """
 
     of_complete: object
@@ -57,6 +59,7 @@ class RowOutput:
     columns: object = None
     integer: bool = False
     needs_holes: bool = False
+    name: str = "values"
 
     def dtype(self, data_dtype):
         return np.dtype(np.int64) if self.integer else np.dtype(data_dtype)
@@ -86,14 +89,29 @@ def _noise_labels(weighted, rows):
     return labels
 
 
+def _summary(weighted, rows, noise: bool = False):
+    """Columns component, its responsibility and the log-density, from weighted log-densities."""
+    log_density = responsibilities_inplace(weighted)
+    labels = _noise_labels(weighted, rows) if noise else weighted.argmax(axis=0)
+    return np.stack([labels, weighted.max(axis=0), log_density], axis=1).astype(rows.dtype)
+
+
+def _summary_incomplete(estep, rows, shift):
+    return np.stack([estep.resp.argmax(axis=1), estep.resp.max(axis=1), estep.log_lik], axis=1).astype(rows.dtype)
+
+
 LABELS = RowOutput(lambda weighted, rows: weighted.argmax(axis=0), lambda estep, rows, shift: estep.resp.argmax(axis=1),
-                   integer=True)  # fmt: skip
-NOISE_LABELS = RowOutput(_noise_labels, None, integer=True)
+                   integer=True, name="component")  # fmt: skip
+NOISE_LABELS = RowOutput(_noise_labels, None, integer=True, name="component")
 RESPONSIBILITIES = RowOutput(_responsibilities, lambda estep, rows, shift: estep.resp.astype(rows.dtype),
-                             columns=lambda params: params.n_components + params.has_noise)  # fmt: skip
+                             columns=lambda params: params.n_components + params.has_noise,
+                             name="responsibility")  # fmt: skip
 LOG_DENSITIES = RowOutput(lambda weighted, rows: responsibilities_inplace(weighted),
-                          lambda estep, rows, shift: estep.log_lik.astype(rows.dtype))  # fmt: skip
-IMPUTED = RowOutput(None, _imputed, columns=lambda params: params.n_features, needs_holes=True)
+                          lambda estep, rows, shift: estep.log_lik.astype(rows.dtype), name="log_density")  # fmt: skip
+IMPUTED = RowOutput(None, _imputed, columns=lambda params: params.n_features, needs_holes=True, name="imputed")
+SUMMARY = RowOutput(_summary, _summary_incomplete, columns=lambda params: 3, name="summary")
+NOISE_SUMMARY = RowOutput(lambda weighted, rows: _summary(weighted, rows, noise=True), None, columns=lambda params: 3,
+                          name="summary")  # fmt: skip
 
 
 def _blockwise(X, params: MixtureParams, output: RowOutput, missing: bool = False):
@@ -259,10 +277,18 @@ class MixtureBase(DensityMixin, BaseEstimator):
         io.write_model(path, *self.state(), pack=self._packed, storage_options=storage_options)
 
     # ------------------------------------------------------------------ input
-    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None, storage_options: dict | None = None):
-        """X as a dask array with all features in a chunk, and whether to return lazily."""
+    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None, storage_options: dict | None = None,
+                    feature_dim: str | None = None):  # fmt: skip
+        """X as a dask array with all features in a chunk, and whether to return lazily. An
+        xarray DataArray has its features along ``feature_dim`` (at fit; later, the fit's)."""
         if allow_nan is None:
             allow_nan = self.missing == "marginalize"
+        if formats.is_xarray(X):
+            X, template = formats.xarray_samples(X, feature_dim if reset else self._feature_dim(X))
+            if reset:
+                self.feature_dim_ = template["feature_dim"]
+        elif reset:
+            self.__dict__.pop("feature_dim_", None)
         lazy_X, lazy = io.as_dask_array(X, storage_options)
         if not lazy:
             X = validate_data(
@@ -375,6 +401,11 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
 
+    def _feature_dim(self, X) -> str | None:
+        """The dimension of an xarray input that holds the features: the fit's when it has one."""
+        fitted = getattr(self, "feature_dim_", None)
+        return fitted if fitted in X.dims else None
+
     def _apply(self, X, output: RowOutput, params: MixtureParams | None = None):
         params = self.fitted_params() if params is None else params
         missing = self.missing == "marginalize"
@@ -382,10 +413,12 @@ class MixtureBase(DensityMixin, BaseEstimator):
         n_columns = None if output.columns is None else output.columns(params)
         dtype = output.dtype(data.dtype)
         out = apply_blocks(data, _blockwise, params, output, missing, dtype=dtype, n_columns=n_columns)
-        if lazy:
-            return out
-        with blas_per_task(out.numblocks[0]):
-            return out.compute()
+        if not lazy:
+            with blas_per_task(out.numblocks[0]):
+                out = out.compute()
+        if formats.is_xarray(X):  # back over the input's sample dimensions, with their coordinates
+            return formats.like_samples(out, formats.xarray_samples(X, self._feature_dim(X))[1], output.name)
+        return out
 
     def predict(self, X):
         """Component labels, array of shape (n_samples,), -1 for rows the noise component
@@ -407,6 +440,14 @@ class MixtureBase(DensityMixin, BaseEstimator):
     def score_samples(self, X):
         """Log-likelihood of each sample, array of shape (n_samples,)."""
         return self._apply(X, LOG_DENSITIES)
+
+    def predict_summary(self, X):
+        """In one pass, each row's component (as :meth:`predict` gives it), that component's
+        responsibility and the row's log-density (:meth:`score_samples`, an anomaly score:
+        low is unusual): array of shape (n_samples, 3) in the data's dtype. Lazy for dask
+        or zarr input."""
+        params = self.fitted_params()
+        return self._apply(X, NOISE_SUMMARY if params.has_noise else SUMMARY, params)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (a float)."""
@@ -518,7 +559,11 @@ def _from_checkpoint(path, storage_options=None):
         runs, _ = state_to_runs(arrays, attrs, cls._params_class)
         names = cls().get_params()
         model = cls(**{name: value for name, value in fingerprint["params"].items() if name in names})
-        model._restore(max(runs, key=lambda run: run.objective), {}, {})
+        best = max(runs, key=lambda run: run.objective)
+        if "scaling" in attrs:  # a standardised fit: its candidates back in the data's units
+            mean, scale = (np.asarray(v, dtype=np.float64) for v in attrs["scaling"])
+            best, arrays = best.affine(mean, scale), {"scaler_mean": mean, "scaler_scale": scale}
+        model._restore(best, arrays if "scaling" in attrs else {}, {})
         model.n_features_in_ = int(fingerprint["shape"][1])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is a corrupt streamem checkpoint: {exc}") from None

@@ -31,6 +31,7 @@ from .init import data_box, initial_states, labelled_start, with_noise
 from .params import InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
+from .stats import feature_moments_chunk
 
 __all__ = ["GaussianMixture", "fit_candidates", "set_fitted"]
 
@@ -160,6 +161,17 @@ class GaussianMixture(MixtureBase):
         On a distributed cluster, seconds one pass over the data may take before the fit
         raises ``TimeoutError`` (None: no limit). Losing the scheduler raises
         ``ConnectionError`` at once; with a ``checkpoint`` the fit resumes when run again.
+    standardize : bool, default=False
+        Fit on standardised features: each feature's mean and standard deviation
+        (weighted, NaN ignored; scikit-learn's ``StandardScaler``) are computed in the
+        first pass, exactly (merged over chunks in float64), and every later pass reads
+        ``(x - mean) / scale``. The fitted parameters are reported in the data's units
+        (the same mixture, mapped back), so every prediction applies the transform, and
+        ``lower_bound_`` is the log-likelihood of the data itself. The transform is kept
+        as ``scaler_mean_`` and ``scaler_scale_`` (saved with the model). ``means_init``
+        and ``precisions_init`` are in the data's units; priors apply to the standardised
+        features. Not with ``covariance_type='spherical'`` (a different scale per feature
+        makes spherical components diagonal).
 
     Attributes
     ----------
@@ -206,6 +218,7 @@ class GaussianMixture(MixtureBase):
         "persist": [StrOptions({"auto"}), "boolean"],
         "persist_fraction": [Interval(Real, 0.0, 1.0, closed="right")],
         "timeout": [Interval(Real, 0.0, None, closed="neither"), None],
+        "standardize": ["boolean"],
     }
 
     def __init__(
@@ -238,6 +251,7 @@ class GaussianMixture(MixtureBase):
         persist=False,
         persist_fraction=0.5,
         timeout=None,
+        standardize=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -266,12 +280,13 @@ class GaussianMixture(MixtureBase):
         self.persist = persist
         self.persist_fraction = persist_fraction
         self.timeout = timeout
+        self.standardize = standardize
 
     # ------------------------------------------------------------------ input
 
     # ---------------------------------------------------------------------- fit
 
-    def fit(self, X, y=None, sample_weight=None, storage_options=None):
+    def fit(self, X, y=None, sample_weight=None, storage_options=None, feature_dim=None):
         """Fit the mixture by EM, one pass over the chunks of X per iteration.
 
         Parameters
@@ -292,6 +307,10 @@ class GaussianMixture(MixtureBase):
             Options of the file system a URL in ``X`` or ``checkpoint`` names (for S3:
             ``endpoint_url``, ``key``, ``secret``...); by default the store's usual
             environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...) is used.
+        feature_dim : str, default=None
+            For an xarray ``DataArray``: the dimension that holds the features (default: the
+            last); every other dimension holds samples. Predictions on a DataArray come back
+            over its sample dimensions, with their coordinates.
 
         Returns
         -------
@@ -299,13 +318,18 @@ class GaussianMixture(MixtureBase):
         """
         self._validate_params()
         self._storage_options = storage_options
-        data, lazy = self._validate_X(X, reset=True, storage_options=storage_options)
+        data, lazy = self._validate_X(X, reset=True, storage_options=storage_options, feature_dim=feature_dim)
         n_samples = data.shape[0]
         self._check_n_samples(n_samples)
         weights = self._validate_sample_weight(sample_weight, data)
         labels = self._validate_labels(y, data)
         initial = self._check_initial_parameters(data.shape[1])
         self._check_values()
+        if getattr(self, "standardize", False) and self.covariance_type == "spherical":
+            raise ValueError(
+                "standardize=True scales each feature by its own spread, which makes spherical components "
+                "diagonal: choose covariance_type='diag' (or full, tied)"
+            )
         if getattr(self, "noise", None) and self.missing == "marginalize":
             raise ValueError("noise='uniform' needs complete rows: it cannot be combined with missing='marginalize'")
         random_state = check_random_state(self.random_state)
@@ -315,12 +339,26 @@ class GaussianMixture(MixtureBase):
         state = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
         try:
             with _connected(self.scheduler_address):
+                if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
+                    self._scaling = feature_scaling(ChunkedData(data, weights, timeout=self.timeout))
+                    data = ((data - self._scaling[0]) / self._scaling[1]).astype(data.dtype)
+                    initial = _standardized_start(initial, *self._scaling, self.covariance_type)
                 chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
                 runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
         finally:
             self.__dict__.pop("_storage_options", None)  # credentials are not kept
-        set_fitted(self, max(runs, key=lambda run: run.objective), warn=True)
+            scaling = self.__dict__.pop("_scaling", None)
+        best = max(runs, key=lambda run: run.objective)
+        set_fitted(self, best if scaling is None else best.affine(*scaling), warn=True)
+        self._set_scaling(scaling)
         return self
+
+    def _set_scaling(self, scaling) -> None:
+        if scaling is None:
+            self.__dict__.pop("scaler_mean_", None)
+            self.__dict__.pop("scaler_scale_", None)
+        else:
+            self.scaler_mean_, self.scaler_scale_ = (np.asarray(v, dtype=np.float64) for v in scaling)
 
     def _validate_labels(self, y, data: da.Array) -> da.Array | None:
         """``y`` as a dask array of component indices aligned to the rows (-1: unknown), or
@@ -428,6 +466,9 @@ class GaussianMixture(MixtureBase):
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params = self._state_params()
+            if getattr(self, "_scaling", None) is not None:  # the previous fit's parameters, standardised
+                mean, scale = self._scaling
+                params = params.affine(-mean / scale, 1.0 / scale)
             return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
@@ -486,6 +527,8 @@ class GaussianMixture(MixtureBase):
         if self.checkpoint is not None and fingerprint is not None:
             arrays, attrs = runs_to_state(runs, shift)
             attrs = {**attrs, "fingerprint": fingerprint, "estimator": type(self).__name__}
+            if getattr(self, "_scaling", None) is not None:  # the candidates are standardised
+                attrs["scaling"] = [np.asarray(v).tolist() for v in self._scaling]
             save_state(self.checkpoint, step, arrays, attrs, storage_options=getattr(self, "_storage_options", None))
 
     # ---------------------------------------------------------- persistence
@@ -496,6 +539,8 @@ class GaussianMixture(MixtureBase):
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()
+        if hasattr(self, "scaler_mean_"):
+            arrays["scaler_mean"], arrays["scaler_scale"] = self.scaler_mean_, self.scaler_scale_
         if hasattr(self, "selection_"):
             attrs["selection"] = self.selection_
             attrs["selection_criterion"] = getattr(self, "selection_criterion_", "bic")
@@ -503,6 +548,7 @@ class GaussianMixture(MixtureBase):
 
     def _restore(self, state: FitState, arrays: dict, attrs: dict) -> None:
         set_fitted(self, state)
+        self._set_scaling((arrays["scaler_mean"], arrays["scaler_scale"]) if "scaler_mean" in arrays else None)
         if "selection" in attrs:
             self.selection_ = [dict(row) for row in attrs["selection"]]
             self.selection_criterion_ = attrs.get("selection_criterion", "bic")
@@ -530,6 +576,21 @@ class GaussianMixture(MixtureBase):
         out.n_features_in_ = int(model.n_features_in_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         return out
+
+
+def feature_scaling(chunked: ChunkedData) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's mean and standard deviation, in one pass (:class:`~streamem.stats.FeatureMoments`)."""
+    moments = chunked.map_reduce(feature_moments_chunk)
+    return moments.mean, moments.scale()
+
+
+def _standardized_start(initial: InitialParameters, mean, scale, covariance_type: str) -> InitialParameters:
+    """The initial parameters a user gave (in the data's units) for standardised data."""
+    precisions_chol = initial.precisions_chol
+    if precisions_chol is not None:  # the Cholesky factors of the precisions of x / scale: S L
+        precisions_chol = get_covariance(covariance_type).scaled(precisions_chol, precisions_chol, 1.0 / scale)[1]
+    means = None if initial.means is None else (initial.means - mean) / scale
+    return InitialParameters(initial.weights, means, precisions_chol)
 
 
 def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> None:

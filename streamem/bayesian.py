@@ -461,12 +461,12 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y=None, sample_weight=None, storage_options=None):
-        """Fit the variational posterior, one pass over the chunks of X per iteration (X and
-        ``storage_options`` as :meth:`GaussianMixture.fit` takes them)."""
+    def fit(self, X, y=None, sample_weight=None, storage_options=None, feature_dim=None):
+        """Fit the variational posterior, one pass over the chunks of X per iteration (X,
+        ``storage_options`` and ``feature_dim`` as :meth:`GaussianMixture.fit` takes them)."""
         self._end_stream()
         try:
-            super().fit(X, None, sample_weight, storage_options)  # y is ignored, as by scikit-learn's
+            super().fit(X, None, sample_weight, storage_options, feature_dim)  # y is ignored, as by scikit-learn's
             self._set_prior(self._fitted_model[2].prior)
         finally:
             self.__dict__.pop("_fitted_model", None)  # it holds the data

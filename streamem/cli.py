@@ -287,11 +287,14 @@ def _parse_columns(columns: str | None):
     type=click.Path(),
     help="Directory to save the fit's state after every iteration; the same command resumes from it.",
 )
+@click.option("--standardize", is_flag=True,
+              help="Fit on standardised features (mean and spread from the first pass); the model keeps the "
+                   "transform and reports its parameters in the data's units.")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(), help="Where to save the model (zarr).")
 @_storage_options
 @_command
 def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
-        columns, scheduler, workers, checkpoint, out, storage_options, quiet, log_json):  # fmt: skip
+        columns, scheduler, workers, checkpoint, standardize, out, storage_options, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
 
     With several values of --n-components or of --covariance-type, every candidate is
@@ -309,10 +312,12 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     several = len(n_components) > 1 or len(covariance_type) > 1
     with _scheduler(scheduler, workers, quiet), _pass_bars(not quiet and not log_json):
         if not several:
-            gm = GaussianMixture(n_components[0], covariance_type=covariance_type[0], checkpoint=checkpoint, **params)
+            gm = GaussianMixture(n_components[0], covariance_type=covariance_type[0], checkpoint=checkpoint,
+                                 standardize=standardize, **params)  # fmt: skip
             gm.fit(X, storage_options=storage_options)
-        elif checkpoint is not None:
-            raise click.UsageError("--checkpoint works with one --n-components and one --covariance-type")
+        elif checkpoint is not None or standardize:
+            option = "--checkpoint" if checkpoint is not None else "--standardize"
+            raise click.UsageError(f"{option} works with one --n-components and one --covariance-type")
         else:
             gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type, **params)
     seconds = time.perf_counter() - start

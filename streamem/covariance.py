@@ -262,6 +262,11 @@ class Covariance:
         type's family."""
         raise NotImplementedError
 
+    def scaled(self, covariances, precisions_chol, scale):
+        r"""Covariances and precision Cholesky factors of ``x * scale`` (``scale`` of shape
+        (n_features,), positive) from those of ``x``: :math:`S \Sigma S` and :math:`S^{-1} L`."""
+        raise NotImplementedError
+
     def shifted_second_moment(self, s2, nk, s1, delta):
         r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
         float64): with ``s1`` the sums of ``r (x - c)`` of shape (K, D) and ``delta`` of
@@ -366,6 +371,9 @@ class Full(_Packed):
     def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
         return float(sum(stats.invwishart.logpdf(c, df=degrees_of_freedom, scale=psi) for c in covariances))
 
+    def scaled(self, covariances, precisions_chol, scale):
+        return covariances * np.outer(scale, scale), precisions_chol / scale[:, None]
+
     def full_precisions(self, precisions_chol, n_components, n_features):
         return np.ascontiguousarray(self.precisions(precisions_chol))
 
@@ -452,6 +460,9 @@ class Tied(_Packed):
     def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):
         return float(stats.invwishart.logpdf(covariances, df=degrees_of_freedom, scale=psi))
 
+    def scaled(self, covariances, precisions_chol, scale):
+        return covariances * np.outer(scale, scale), precisions_chol / scale[:, None]
+
     def full_precisions(self, precisions_chol, n_components, n_features):
         precisions = self.precisions(precisions_chol)
         return np.ascontiguousarray(np.broadcast_to(precisions, (n_components, n_features, n_features)))
@@ -495,6 +506,9 @@ class Diag(_Scalar):
     """A diagonal covariance per component."""
 
     name = "diag"
+
+    def scaled(self, covariances, precisions_chol, scale):
+        return covariances * scale**2, precisions_chol / scale
 
     def covariance_shape(self, n_components, n_features):
         return (n_components, n_features)
@@ -553,6 +567,14 @@ class Spherical(_Scalar):
     """A multiple of the identity per component."""
 
     name = "spherical"
+
+    def scaled(self, covariances, precisions_chol, scale):
+        if np.allclose(scale, scale[0], rtol=1e-12, atol=0):
+            return covariances * scale[0] ** 2, precisions_chol / scale[0]
+        raise ValueError(
+            "spherical components scaled by a different factor per feature are not spherical: "
+            "with standardize=True, choose covariance_type='diag' (or another type)"
+        )
 
     def covariance_shape(self, n_components, n_features):
         return (n_components,)

@@ -66,6 +66,18 @@ class FitState:
     means_history: list = dataclasses.field(default_factory=list)
     n_rows_ignored: int = 0
 
+    def affine(self, offset, scale) -> FitState:
+        r"""The same state for data ``offset + scale * x`` (:meth:`MixtureParams.affine`): a
+        fit on standardised data in the data's units. Log-likelihoods per sample change by
+        :math:`-\sum_d \log s_d`, the log of the map's Jacobian."""
+        log_det = float(np.log(scale).sum())
+        shifted = ("log_likelihood", "objective")
+        history = [{k: v - log_det if k in shifted else v for k, v in record.items()} for record in self.history]
+        return dataclasses.replace(
+            self, params=self.params.affine(offset, scale), objective=self.objective - log_det, history=history,
+            means_history=[offset + scale * means for means in self.means_history],
+        )  # fmt: skip
+
     def to_arrays(self, prefix: str = "") -> tuple[dict, dict]:
         """The state as arrays named ``prefix + name`` and JSON: the one serialiser of a fit,
         behind saved models of every estimator and checkpoints (:meth:`from_arrays`). The

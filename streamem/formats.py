@@ -347,7 +347,7 @@ def xarray_samples(X, feature_dim: str | None = None) -> tuple[da.Array, dict]:
     sample_shape = tuple(X.sizes[d] for d in sample_dims)
     data = data.reshape((int(np.prod(sample_shape, dtype=np.int64)), n_features), merge_chunks=True)
     coords = {name: coord for name, coord in X.coords.items() if set(coord.dims) <= set(sample_dims)}
-    return data, {"dims": sample_dims, "shape": sample_shape, "coords": coords, "name": X.name}
+    return data, {"dims": sample_dims, "shape": sample_shape, "coords": coords, "feature_dim": feature_dim}
 
 
 def like_samples(values, template: dict, name: str):

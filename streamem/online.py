@@ -462,7 +462,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
 
     # -------------------------------------------------------------------- fit
 
-    def fit(self, X, y=None, sample_weight=None, storage_options=None):
+    def fit(self, X, y=None, sample_weight=None, storage_options=None, feature_dim=None):
         """Passes of mini-batches of ``batch_size`` rows over a finite array (numpy, dask,
         zarr or a path to a zarr array), until the mean log-likelihood of a pass changes
         by less than ``tol`` or after ``max_iter`` passes.
@@ -474,7 +474,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         self._validate_params()
         self._check_values()
         continuing = self.warm_start and getattr(self, "_stats", None) is not None
-        data, _ = self._validate_X(X, reset=not continuing, storage_options=storage_options)
+        data, _ = self._validate_X(X, reset=not continuing, storage_options=storage_options, feature_dim=feature_dim)
         self._check_n_samples(data.shape[0])
         weights = self._validate_sample_weight(sample_weight, data)
         batches = lambda: row_batches(data, weights, self.batch_size, self.n_components)  # noqa: E731

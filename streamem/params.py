@@ -86,6 +86,17 @@ class MixtureParams:
             covariance_type,
         )
 
+    def affine(self, offset, scale) -> MixtureParams:
+        """The same mixture for ``offset + scale * x`` (``offset`` and positive ``scale`` of
+        shape (n_features,)): standardised parameters back in the data's units, or the
+        reverse with ``-mean / scale`` and ``1 / scale``."""
+        covariances, precisions_chol = get_covariance(self.covariance_type).scaled(
+            self.covariances, self.precisions_chol, scale
+        )
+        params = MixtureParams(self.weights, offset + scale * self.means, covariances, precisions_chol,
+                               self.covariance_type)  # fmt: skip
+        return NoisyParams.of(params, self.noise_weight, offset + scale * self.box) if self.has_noise else params
+
     def to_arrays(self, prefix: str = "") -> dict:
         """The parameters as arrays named ``prefix`` + ``weights``, ``means``, ``covariances``
         and ``precisions_cholesky`` (as saved models and checkpoints hold them)."""

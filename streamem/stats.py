@@ -25,6 +25,7 @@ from .validation import check_finite
 
 __all__ = [
     "BLOCK_ROWS",
+    "FeatureMoments",
     "block_rows",
     "LowestScoringRows",
     "SufficientStats",
@@ -474,3 +475,65 @@ def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]
                 acc.add_moments(kernel.groups[index].components, kernel.group_values(resp, index, rows), features)
             acc.add_rows(log_lik, w, block)
     return sums
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureMoments:
+    r"""Each feature's total weight, mean and sum of squared deviations from the mean, over
+    the values that are not NaN; mergeable exactly (Chan's pairwise update), so a pass of
+    chunks gives what one computation over all rows would. The mean is kept about a shift
+    (a value of the feature): at a large offset, differences of means stay exact.
+
+    .. math::
+        \bar x = \bar x_a + \delta \frac{w_b}{w}, \qquad
+        M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{w_a w_b}{w}, \qquad \delta = \bar x_b - \bar x_a.
+
+    Attributes
+    ----------
+    weight, shift, offset, m2 : ndarray of shape (n_features,)
+        The mean is ``shift + offset``.
+    """
+
+    weight: np.ndarray
+    shift: np.ndarray
+    offset: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray, sample_weight: np.ndarray | None = None) -> FeatureMoments:
+        """The moments of one chunk (float64, about the chunk's first value of each feature)."""
+        X = np.asarray(X, dtype=np.float64)
+        present = ~np.isnan(X)
+        w = present.astype(np.float64) if sample_weight is None else present * sample_weight[:, None]
+        first = present.argmax(axis=0) if len(X) else np.zeros(X.shape[1], dtype=int)
+        shift = np.where(present.any(axis=0), X[first, np.arange(X.shape[1])] if len(X) else 0.0, 0.0)
+        values = np.where(present, X - shift, 0.0)
+        weight = w.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            offset = np.where(weight > 0, (w * values).sum(axis=0) / weight, 0.0)
+        m2 = (w * (values - offset) ** 2).sum(axis=0)
+        return cls(weight, shift, offset, m2)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.shift + self.offset
+
+    def __add__(self, other: FeatureMoments) -> FeatureMoments:
+        weight = self.weight + other.weight
+        delta = (other.shift - self.shift) + other.offset - self.offset
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(weight > 0, other.weight / weight, 0.0)
+        offset = self.offset + delta * share
+        m2 = self.m2 + other.m2 + delta**2 * self.weight * share
+        return FeatureMoments(weight, self.shift, offset, m2)
+
+    def scale(self) -> np.ndarray:
+        """The standard deviations (weighted, over the weight: scikit-learn's
+        ``StandardScaler``), 1 for a constant feature."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            std = np.sqrt(np.where(self.weight > 0, self.m2 / self.weight, 0.0))
+        return np.where(std > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1.0), std, 1.0)
+
+
+def feature_moments_chunk(X, sample_weight) -> FeatureMoments:
+    return FeatureMoments.of(X, sample_weight)

@@ -370,11 +370,11 @@ class StudentTMixture(Stepwise, GaussianMixture):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y=None, sample_weight=None, storage_options=None):
+    def fit(self, X, y=None, sample_weight=None, storage_options=None, feature_dim=None):
         """Fit the t mixture by EM, one pass over the chunks of X per iteration (y is ignored;
         X and ``storage_options`` as :meth:`GaussianMixture.fit` takes them)."""
         self._end_stream()
-        return super().fit(X, None, sample_weight, storage_options)
+        return super().fit(X, None, sample_weight, storage_options, feature_dim)
 
     def _fixed_dof(self) -> np.ndarray | None:
         """``degrees_of_freedom`` as an array of shape (n_components,), checked, or None."""
