@@ -130,6 +130,12 @@ def _blockwise(X, params: MixtureParams, output: RowOutput, missing: bool = Fals
     return np.concatenate(parts) if parts else output.empty(params, X.dtype)
 
 
+def summary_rows(X: np.ndarray, params: MixtureParams, missing: bool = False) -> np.ndarray:
+    """Each row's component, its responsibility and the row's log-density, array of shape
+    (n_rows, 3) (:meth:`MixtureBase.predict_summary` of rows in memory)."""
+    return _blockwise(X, params, NOISE_SUMMARY if params.has_noise else SUMMARY, missing)
+
+
 def _blockwise_missing(X, params, output, shift, nan_rows):
     from .missing import incomplete_estep
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -354,33 +355,68 @@ def _load_and_read(model_path, data_path, columns, storage_options=None):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.argument("data", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Labels file: .zarr or .npy.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Labels: .zarr or .npy; or DATA labelled: .parquet (the input's columns and component, "
+                   "responsibility, log_density), .zarr with --labelled (the data X and those arrays).")  # fmt: skip
 @click.option("--proba", is_flag=True, help="Write responsibilities (n_samples x K) instead of labels.")
-@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@click.option("--labelled", is_flag=True, help="With a .zarr --out: a group with the data and its labels.")
+@click.option("--threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="Q",
+              help="Mark the rows whose log-density is below its Q-quantile over DATA as outliers: label -1, or "
+                   "the column outlier of a labelled output (one more pass).")  # fmt: skip
+@click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @_storage_options
 @_command
-def predict(model, data, out, proba, columns, storage_options, quiet, log_json):
+def predict(model, data, out, proba, labelled, threshold, columns, storage_options, quiet, log_json):
     """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk."""
+    from .labelled import outlier_threshold, write_labelled
 
+    suffix = os.path.splitext(str(out).rstrip("/"))[1].lower()
+    labelled = labelled or suffix in (".parquet", ".pq")
+    if proba and (labelled or threshold is not None):
+        raise click.UsageError("--proba writes responsibilities alone: not with --labelled, .parquet or --threshold")
+    if labelled and suffix not in (".parquet", ".pq", ".zarr"):
+        raise click.UsageError(f"a labelled output ends in .parquet or .zarr, got {out}")
     gm, X = _load_and_read(model, data, columns, storage_options)
-    result = gm.predict_proba(X) if proba else gm.predict(X)
+    cut = None
     with _progress_bar(not quiet and not log_json):
-        io.write_array(result, out, storage_options)
-    what = "responsibilities" if proba else "labels"
-    _report(log_json, f"wrote {what} of {result.shape[0]} rows to {out}",
-            {"event": "done", "out": str(out), "rows": int(result.shape[0]), "what": what})  # fmt: skip
+        if threshold is not None:
+            cut = outlier_threshold(gm, X, threshold)
+        if labelled:
+            written = write_labelled(gm, data, out, _parse_columns(columns), cut, storage_options)
+            rows, what = written["rows"], "labelled rows"
+        else:
+            result = gm.predict_proba(X) if proba else gm.predict(X)
+            if cut is not None:  # outliers: label -1
+                summary = gm.predict_summary(X)
+                result = (summary[:, 0] * (summary[:, 2] >= cut) - (summary[:, 2] < cut)).astype(np.int64)
+            io.write_array(result, out, storage_options)
+            rows, what = int(result.shape[0]), "responsibilities" if proba else "labels"
+    extra = "" if cut is None else f"; outliers below log-density {cut:.6g} (the {threshold} quantile)"
+    _report(log_json, f"wrote {what} of {rows} rows to {out}{extra}",
+            {"event": "done", "out": str(out), "rows": rows, "what": what, "outlier_threshold": cut})  # fmt: skip
 
 
 @main.command()
 @click.argument("model", type=click.Path())
 @click.argument("data", type=click.Path())
-@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
+@click.option("--per-row", is_flag=True, help="Write each row's log-density to --out instead of the summary.")
+@click.option("--out", default=None, type=click.Path(), help="With --per-row: where (.zarr or .npy).")
 @_storage_options
 @_command
-def score(model, data, columns, storage_options, quiet, log_json):
-    """Mean log-likelihood, BIC and AIC of DATA under MODEL (one pass)."""
+def score(model, data, columns, per_row, out, storage_options, quiet, log_json):
+    """Mean log-likelihood, BIC and AIC of DATA under MODEL (one pass); with --per-row, each
+    row's log-density written to --out."""
+    if per_row != (out is not None):
+        raise click.UsageError("--per-row and --out go together")
     gm, X = _load_and_read(model, data, columns, storage_options)
     n_samples = X.shape[0]
+    if per_row:
+        with _progress_bar(not quiet and not log_json):
+            io.write_array(gm.score_samples(X), out, storage_options)
+        _report(log_json, f"wrote the log-densities of {n_samples} rows to {out}",
+                {"event": "done", "out": str(out), "rows": int(n_samples), "what": "log_density"})  # fmt: skip
+        return
     with _progress_bar(not quiet and not log_json):
         mean = float(gm.score_samples(X).mean().compute())
     if hasattr(gm, "weight_concentration_"):  # a variational fit: no BIC or AIC

@@ -19,6 +19,8 @@ from .reduce import default_chunk_rows
 from .storage import Location, location
 
 __all__ = [
+    "choose_columns",
+    "frame_kinds",
     "hdf5_parts",
     "is_parquet_dataset",
     "is_xarray",
@@ -59,7 +61,7 @@ def select_positions(X: da.Array, columns, where: str) -> da.Array:
     return X[:, picks]
 
 
-def _numeric(names_types, columns, where: str) -> list[str]:
+def choose_columns(names_types, columns, where: str) -> list[str]:
     """The columns to read: ``columns`` checked against the table's, or its numeric ones."""
     names = [name for name, _ in names_types]
     if columns:
@@ -81,19 +83,22 @@ def _numeric(names_types, columns, where: str) -> list[str]:
 # ---------------------------------------------------------------------- tables
 
 
+def frame_kinds(frame) -> list[tuple[str, str]]:
+    """``(name, kind)`` of a (dask) DataFrame's columns, kind ``"numeric"`` or the dtype."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return [(c, "numeric" if is_numeric_dtype(t) and not is_bool_dtype(t) else str(t)) for c, t in frame.dtypes.items()]
+
+
 def read_csv(loc: Location, columns) -> da.Array:
     """A CSV file (or a glob of them) through ``dask.dataframe``."""
     import dask.dataframe as dd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
     try:
         frame = dd.read_csv(loc.url, storage_options=loc.options or None)
     except Exception as exc:  # the reader raises many types for unreadable files
         raise ValueError(f"cannot read {loc.url!r}: {exc}") from None
-    kinds = [
-        (c, "numeric" if is_numeric_dtype(t) and not is_bool_dtype(t) else str(t)) for c, t in frame.dtypes.items()
-    ]
-    chosen = _numeric(kinds, columns, loc.url)
+    chosen = choose_columns(frame_kinds(frame), columns, loc.url)
     return frame[chosen].to_dask_array(lengths=True).astype(np.float64)
 
 
@@ -134,7 +139,7 @@ def parquet_pieces(loc: Location, columns=None, target_rows: int | None = None):
                 schema = meta.schema.to_arrow_schema()
                 index = _index_columns(schema)
                 names_types = [(f.name, _arrow_kind(f.type)) for f in schema if f.name not in index]
-                chosen = _numeric(names_types, columns, loc.url)
+                chosen = choose_columns(names_types, columns, loc.url)
                 width = len(chosen)
                 target_rows = target_rows or default_chunk_rows(meta.num_rows * len(files), max(width, 1), 8)
             run, run_rows = [], 0

@@ -194,7 +194,7 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
     name, then put in place (:func:`atomic_location`).
     """
     target = location(out, storage_options)
-    _check_new_output(target)
+    check_new_output(target)
     X, y, truth = mixture_data(n_samples, n_features, n_components, chunk_size, seed)
     with atomic_location(target) as tmp:
         group = zarr.open_group(tmp.zarr_store(read_only=False), mode="w")
@@ -206,7 +206,7 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
     return Path(out) if target.local else target.url
 
 
-def _check_new_output(target: Location) -> None:
+def check_new_output(target: Location) -> None:
     """ValueError unless ``target`` is a new name in a place that exists (checked before
     long work): one line that names the place."""
     try:
@@ -227,7 +227,7 @@ def write_array(values: da.Array, out, storage_options: dict | None = None) -> N
     suffix = os.path.splitext(target.path)[1].lower()
     if suffix not in (".npy", ".zarr"):
         raise ValueError(f"expected an output path ending in .npy or .zarr, got {target.url!r}")
-    _check_new_output(target)
+    check_new_output(target)
     with atomic_location(target) as tmp:
         if suffix == ".zarr":
             values.to_zarr(tmp.zarr_store(read_only=False))
