@@ -12,7 +12,6 @@ import contextlib
 import io as _io
 import json
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import zarr
 
 from .reduce import default_chunk_rows
-from .storage import Location, location
+from .storage import Location, location, remove
 
 __all__ = [
     "FORMAT",
@@ -78,15 +77,6 @@ def atomic_location(target: Location):
         target.commit_from(tmp)
     finally:
         tmp.remove()
-
-
-def remove(path) -> None:
-    """Remove a file, a symbolic link or a directory tree, if there."""
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _open_zarr_array(loc: Location) -> da.Array:

@@ -3,8 +3,9 @@ served over HTTP on loopback while the stream runner works.
 
 ``/metrics`` (Prometheus' text format, through ``prometheus_client``, a registry of the job's
 own) counts the records read and rejected, the batches and the checkpoints, and shows the
-rows per second over the last minute, the seconds since the last checkpoint, the mean
-log-likelihood of the last batch under the model and the drift alarms. ``/healthz`` answers
+rows per second over the last minute, the consumer lag where the source reports one (the
+records not read yet), the seconds since the last checkpoint, the mean log-likelihood of
+the last batch under the model and the drift alarms. ``/healthz`` answers
 200 while a checkpoint succeeded within ``health_timeout`` seconds (or the job started less
 than that ago), 503 otherwise: a job that reads but cannot save its state is not healthy.
 Needs the ``metrics`` extra (``pip install 'streamem[metrics]'``).
@@ -62,6 +63,10 @@ class StreamMetrics:
         self.batches = prometheus.Counter("streamem_batches", "Batches the model was updated with", registry=registry)
         self.checkpoints = prometheus.Counter("streamem_checkpoints", "Checkpoints written", registry=registry)
         self.drift_alarms = prometheus.Counter("streamem_drift_alarms", "Drift alarms raised", registry=registry)
+        self.consumer_lag = prometheus.Gauge("streamem_consumer_lag",
+                                             "Records in the source after the last one read, as the broker reports "
+                                             "them (Redis group lag, Kafka watermarks, JetStream pending, zarr rows)",
+                                             registry=registry)  # fmt: skip
         self.log_likelihood = prometheus.Gauge("streamem_batch_log_likelihood",
                                                "Mean log-likelihood of the last batch under the model",
                                                registry=registry)  # fmt: skip
@@ -104,6 +109,10 @@ class StreamMetrics:
 
     def drift(self) -> None:
         self.drift_alarms.inc()
+
+    def lag(self, records: int | None) -> None:
+        if records is not None:
+            self.consumer_lag.set(records)
 
     # ------------------------------------------------------------- values
 

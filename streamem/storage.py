@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import io as _io
 import posixpath
+import shutil
 import uuid
 from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["Location", "is_url", "location", "parse_storage_options"]
+__all__ = ["Location", "is_url", "location", "parse_storage_options", "remove"]
 
 _ROOT = "zarr.json"
 
@@ -49,6 +50,15 @@ def location(path, storage_options: dict | None = None) -> Location:
     except (ImportError, ValueError) as exc:  # no implementation for the protocol, or bad options
         raise ValueError(f"cannot open {path!r}: {exc}") from None
     return Location(fs, inner.rstrip("/"), path.rstrip("/"), storage_options)
+
+
+def remove(path) -> None:
+    """Remove a local file, a symbolic link or a directory tree, if there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def parse_storage_options(pairs) -> dict:
@@ -189,8 +199,6 @@ class Location:
     def remove(self) -> None:
         """Remove the file or directory tree, if there."""
         if self.local:
-            from .io import remove
-
             remove(self.path)
             return
         try:

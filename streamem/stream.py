@@ -30,6 +30,8 @@ __all__ = ["RunResult", "run"]
 
 logger = logging.getLogger(__name__)
 
+LAG_INTERVAL = 1.0  # seconds between measurements of the consumer lag (metrics only)
+
 MATCHING = ("n_components", "covariance_type")
 ON_DRIFT = (None, "reset-step")
 
@@ -288,6 +290,7 @@ class _Runner:
     def loop(self, stop, batch_size, checkpoint_every, checkpoint_interval, stop_after_idle, max_batches, poll):
         result = self.result
         idle_since = time.monotonic()
+        lag_measured = -np.inf
         while True:
             if stop.received:
                 result.stopped = "signal"
@@ -299,6 +302,9 @@ class _Runner:
             self.collect()
             got = self.source.read(batch_size - self.pending_rows, timeout=poll)
             now = time.monotonic()
+            if self.metrics is not None and now - lag_measured >= LAG_INTERVAL:
+                lag_measured = now
+                self.measure_lag()
             if got is None:
                 if stop_after_idle is not None and now - idle_since >= stop_after_idle:
                     if self.pending_rows >= self.model.n_components:
@@ -326,6 +332,14 @@ class _Runner:
             )
             if due and self.dirty:
                 self.checkpoint()
+
+    def measure_lag(self) -> None:
+        """The source's consumer lag, for the metrics (asked in the runner's thread, as the
+        clients of the brokers are not shared between threads)."""
+        try:
+            self.metrics.lag(self.source.lag())
+        except Exception as exc:  # a broker that cannot tell now: the gauge keeps its last value
+            logger.debug("consumer lag not measured: %s", exc)
 
     def feed(self) -> None:
         X = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]

@@ -110,7 +110,16 @@ def test_kubernetes_recipe_and_image():
     images = {c["image"] for c in cluster["spec"]["worker"]["spec"]["containers"]}
     images |= {c["image"] for c in cluster["spec"]["scheduler"]["spec"]["containers"]} | {container["image"]}
     assert images == {"streamem:latest"}
+    s3_job = yaml.safe_load((DEPLOY / "kubernetes" / "fit-s3-job.yaml").read_text())
+    (s3_container,) = s3_job["spec"]["template"]["spec"]["containers"]
+    s3_args = s3_container["args"]
+    assert s3_args[0] == "fit" and {a for a in s3_args if a.startswith("--")} <= fit_options()
+    assert all(s3_args[s3_args.index(o) + 1].startswith("s3://") for o in ("--checkpoint", "--out"))
+    assert s3_args[1].startswith("s3://") and s3_container["image"] == "streamem:latest"
+    secret = s3_container["envFrom"][0]["secretRef"]["name"]
+    assert {"secretRef": {"name": secret, "optional": True}} in worker["envFrom"]  # the workers read the chunks
     dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    assert re.search(r'pip install "\.\[[^"]*\bs3\b', dockerfile)  # s3fs in the image
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", dockerfile, re.M).group(1))
     assert entrypoint == ["streamem"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]

@@ -103,6 +103,14 @@ class FakeConsumer:
                 self.positions[p] += 1
         return out
 
+    def assignment(self):
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition(self.topic, p) for p in self.positions]
+
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        return 0, len(self.broker.log[partition.partition])
+
     def commit(self, offsets=None, asynchronous=True):
         for tp in offsets:
             self.broker.committed[tp.partition] = tp.offset
@@ -271,6 +279,23 @@ def test_restart_after_an_acknowledged_position_reads_exactly_the_rest(kind, tmp
     rest, _, _ = _read_all(second)
     np.testing.assert_array_equal(np.concatenate([head, rest]), harness.rows)
     second.close()
+
+
+@pytest.mark.parametrize("kind", ["zarr", "redis", "nats", "kafka"])
+def test_consumer_lag_counts_the_records_not_read_yet(kind, tmp_path, request):
+    harness = Harness(kind, tmp_path, request)
+    source = harness.open()
+    source.seek(0 if kind == "zarr" else None)
+    total = len(harness.rows) + harness.n_rejected if kind == "zarr" else len(harness.records)
+    if kind == "kafka":
+        source._fetch(0, 0)  # partitions are assigned on the first fetch
+    assert source.lag() == total
+    _read_all(source, until=12)
+    assert 0 < source.lag() < total
+    _read_all(source)
+    assert source.lag() == 0
+    source.close()
+    assert MemorySource([], D).lag() is None  # a source that has no broker to ask
 
 
 def test_zarr_tail_waits_for_rows_being_written(tmp_path):

@@ -15,6 +15,7 @@ import zarr
 
 import streamem
 from streamem import io
+from streamem.sources.files import DirectorySource
 from streamem.storage import location, parse_storage_options
 from streamem.stream import run
 
@@ -190,3 +191,37 @@ def test_parquet_data_set_in_a_bucket(s3_server):
     data = streamem.read_data("s3://data/table", columns=["a", "c"])
     assert data.shape == (3000, 2)
     np.testing.assert_array_equal(data.compute(), X[:, [0, 2]])
+
+
+def test_dir_source_in_a_bucket_and_labelled_parquet_written_to_a_bucket(s3_server):
+    import io as _io
+
+    import pandas as pd
+    import s3fs
+
+    X, _ = mixture_data(n_samples=4000, n_features=3, n_components=2)
+    fs = s3fs.S3FileSystem()
+    for part in range(2):
+        buffer = _io.BytesIO()
+        np.save(buffer, X[part * 2000 : (part + 1) * 2000])
+        fs.pipe_file(f"data/in/part-{part}.npy", buffer.getvalue())
+    fs.pipe_file("data/in/part-9.npy", b"garbage")
+    fs.invalidate_cache()
+    source = DirectorySource("s3://data/in", 3, write_grace=0.0)  # the garbage is not being written: reject it now
+    result = run(source, streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000), "s3://data/ck",
+                 batch_size=500, stop_after_idle=0.5, poll_timeout=0.05)  # fmt: skip
+    assert result.rows == 4000 and result.rejected == 1
+    assert "data/in/dlq/part-9.npy" in keys("data/in") and "data/in/dlq/part-9.npy.reason" in keys("data/in")
+    # a model in the bucket labels a Parquet data set in the bucket into another one there
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(id=np.arange(4000))
+    with fs.open("data/table/part-0.parquet", "wb") as handle:
+        frame.to_parquet(handle)
+    streamem.GaussianMixture(2, random_state=0).fit(X).save("s3://data/m.zarr")
+    done = cli("predict", "s3://data/m.zarr", "s3://data/table", "--columns", "a,b,c", "--out",
+               "s3://data/labelled.parquet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fs.invalidate_cache()
+    with fs.open("data/labelled.parquet/part-00000.parquet", "rb") as handle:
+        labelled = pd.read_parquet(handle)
+    assert list(labelled.columns[-3:]) == ["component", "responsibility", "log_density"] and len(labelled) == 4000
+    assert not [k for k in keys("data") if "/." in k]  # no temporary objects left

@@ -497,3 +497,28 @@ def test_health_fails_without_a_checkpoint_within_the_timeout(tmp_path):
         _scrape(port, "/healthz")
     assert error.value.code == 503
     thread.join()
+
+
+def test_metrics_show_the_consumer_lag_of_a_growing_zarr_array(tmp_path):
+    import urllib.error
+
+    X = _data(20_000)
+    array = zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(1000, D), dtype="f8")
+    array[...] = X
+    port = free_port()
+    thread, out = _in_thread(source=f"zarr:{tmp_path / 'x.zarr'}", n_features=D, checkpoint=tmp_path / "c",
+                             model=streamem.OnlineGaussianMixture(K, random_state=0), batch_size=100,
+                             stop_after_idle=3.0, poll_timeout=0.05, metrics_port=port)  # fmt: skip
+    seen, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and thread.is_alive():
+        try:
+            seen.append(_metric(_scrape(port)[1], "streamem_consumer_lag"))
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        if seen and seen[-1] == 0 and len(set(seen)) > 1:
+            break
+        time.sleep(0.05)
+    thread.join()
+    assert out["result"].rows == len(X)
+    assert max(seen) > 0 and seen[-1] == 0  # rows waiting while the run reads, none once it caught up
+    assert all(0 <= lag <= len(X) for lag in seen)

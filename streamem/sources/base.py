@@ -118,6 +118,11 @@ class Source:
     def ack(self, position) -> None:
         """Nothing to tell: the source keeps no record of what was read."""
 
+    def lag(self) -> int | None:
+        """Records in the source after the last one read, as the broker reports them (the
+        consumer lag), or None where it does not."""
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 

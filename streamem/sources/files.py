@@ -72,6 +72,10 @@ class ZarrTailSource(Source):
             )
         return array, array.shape[0]
 
+    def lag(self) -> int:
+        """Rows in the array after the last one read."""
+        return max(self._available()[1] - self.position, 0)
+
     def read(self, max_rows: int, timeout: float = 0.0) -> Batch | None:
         deadline = time.monotonic() + timeout
         while True:

@@ -84,6 +84,18 @@ class KafkaSource(RecordSource):
         if offsets:
             self.consumer.commit(offsets=offsets, asynchronous=False)
 
+    def lag(self) -> int | None:
+        """Messages after the position on the partitions assigned to this consumer: each
+        partition's high watermark less the next offset to read."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return None
+        total = 0
+        for tp in assigned:
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=2.0, cached=False)
+            total += max(high - self.position.get(str(tp.partition), low), 0)
+        return total
+
     def close(self) -> None:
         self.producer.flush()
         self.consumer.close()

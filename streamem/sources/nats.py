@@ -98,6 +98,12 @@ class NatsSource(RecordSource):
         if last is not None:
             self._run(last.ack_sync())
 
+    def lag(self) -> int | None:
+        """Messages of the stream not delivered to the durable consumer yet (``num_pending``)."""
+        if self._sub is None:
+            return None
+        return int(self._run(self._js.consumer_info(self.stream, self.durable)).num_pending)
+
     def close(self) -> None:
         if self._nc is not None and not self._nc.is_closed:
             self._run(self._nc.close())

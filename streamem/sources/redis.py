@@ -103,5 +103,15 @@ class RedisSource(RecordSource):
         if done:
             self.client.xack(self.stream, self.group, *done)
 
+    def lag(self) -> int | None:
+        """Entries of the stream not delivered to the group yet (``XINFO GROUPS``'s ``lag``;
+        None when Redis cannot tell, after deletions)."""
+        for group in self.client.xinfo_groups(self.stream):
+            name = group.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) == self.group:
+                lag = group.get("lag")
+                return None if lag is None else int(lag)
+        return None
+
     def close(self) -> None:
         self.client.close()
