@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from . import formats, io
 from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
-from .em import FitState
+from .em import FitState, Scaling
 from .init import INIT_METHODS
 from .params import FREEZABLE, InitialParameters, MixtureParams, NoisyParams, responsibilities_inplace
 from .reduce import apply_blocks
@@ -567,8 +567,9 @@ def _from_checkpoint(path, storage_options=None):
         model = cls(**{name: value for name, value in fingerprint["params"].items() if name in names})
         best = max(runs, key=lambda run: run.objective)
         if "scaling" in attrs:  # a standardised fit: its candidates back in the data's units
-            mean, scale = (np.asarray(v, dtype=np.float64) for v in attrs["scaling"])
-            best, arrays = best.affine(mean, scale), {"scaler_mean": mean, "scaler_scale": scale}
+            mean, scale, loglik_shift, per_sample = attrs["scaling"]
+            scaling = Scaling(np.asarray(mean), np.asarray(scale), loglik_shift, per_sample)
+            best, arrays = scaling.to_data_units(best), {"scaler_mean": scaling.mean, "scaler_scale": scaling.scale}
         model._restore(best, arrays if "scaling" in attrs else {}, {})
         model.n_features_in_ = int(fingerprint["shape"][1])
     except (KeyError, TypeError, ValueError) as exc:

@@ -26,7 +26,7 @@ from . import io
 from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
-from .em import FitState, GaussianModel, run_em
+from .em import FitState, GaussianModel, Scaling, StandardizedModel, run_em
 from .init import data_box, initial_states, labelled_start, with_noise
 from .params import InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
@@ -164,8 +164,11 @@ class GaussianMixture(MixtureBase):
     standardize : bool, default=False
         Fit on standardised features: each feature's mean and standard deviation
         (weighted, NaN ignored; scikit-learn's ``StandardScaler``) are computed in the
-        first pass, exactly (merged over chunks in float64), and every later pass reads
-        ``(x - mean) / scale``. The fitted parameters are reported in the data's units
+        first pass, exactly (merged over chunks in float64), the initialisation reads
+        ``(x - mean) / scale``, and EM runs on the standardised features without computing
+        them (:class:`~streamem.em.StandardizedModel`: each E-step reads ``x``, with the
+        parameters mapped to its units, and maps its statistics back, so a pass costs what
+        it costs without standardising). The fitted parameters are reported in the data's units
         (the same mixture, mapped back), so every prediction applies the transform, and
         ``lower_bound_`` is the log-likelihood of the data itself. The transform is kept
         as ``scaler_mean_`` and ``scaler_scale_`` (saved with the model). ``means_init``
@@ -339,17 +342,20 @@ class GaussianMixture(MixtureBase):
         state = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
         try:
             with _connected(self.scheduler_address):
-                if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
-                    self._scaling = feature_scaling(ChunkedData(data, weights, timeout=self.timeout))
-                    data = ((data - self._scaling[0]) / self._scaling[1]).astype(data.dtype)
-                    initial = _standardized_start(initial, *self._scaling, self.covariance_type)
                 chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
-                runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint)
+                starting = chunked
+                if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
+                    self._scaling = scaling = feature_scaling(chunked)
+                    # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
+                    standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
+                    starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels)
+                    initial = _standardized_start(initial, scaling.mean, scaling.scale, self.covariance_type)
+                runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint, starting)
         finally:
             self.__dict__.pop("_storage_options", None)  # credentials are not kept
             scaling = self.__dict__.pop("_scaling", None)
         best = max(runs, key=lambda run: run.objective)
-        set_fitted(self, best if scaling is None else best.affine(*scaling), warn=True)
+        set_fitted(self, best if scaling is None else scaling.to_data_units(best), warn=True)
         self._set_scaling(scaling)
         return self
 
@@ -358,7 +364,7 @@ class GaussianMixture(MixtureBase):
             self.__dict__.pop("scaler_mean_", None)
             self.__dict__.pop("scaler_scale_", None)
         else:
-            self.scaler_mean_, self.scaler_scale_ = (np.asarray(v, dtype=np.float64) for v in scaling)
+            self.scaler_mean_, self.scaler_scale_ = (np.asarray(v, dtype=np.float64) for v in scaling[:2])
 
     def _validate_labels(self, y, data: da.Array) -> da.Array | None:
         """``y`` as a dask array of component indices aligned to the rows (-1: unknown), or
@@ -403,8 +409,9 @@ class GaussianMixture(MixtureBase):
         logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
         return data.persist()
 
-    def _fit_chunks(self, chunked, initial, random_state, state, fingerprint):
-        """Initialise (or resume from a checkpoint) and run EM; the candidates and the shift."""
+    def _fit_chunks(self, chunked, initial, random_state, state, fingerprint, starting=None):
+        """Initialise (from the rows of ``starting``, default ``chunked``) or resume from a
+        checkpoint, and run EM; the candidates and the shift."""
         with blas_per_task(chunked.n_chunks):
             if state is not None:
                 if state[1].get("fingerprint") != fingerprint:
@@ -415,7 +422,7 @@ class GaussianMixture(MixtureBase):
                 runs, shift = state_to_runs(*state, params_class=self._params_class)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
-                runs, shift = self._initial_runs(chunked, initial, random_state)
+                runs, shift = self._initial_runs(starting or chunked, initial, random_state)
                 self._save_checkpoint(runs, shift, 0, fingerprint)
             self._run_em(chunked, runs, shift, fingerprint)
         return runs, shift
@@ -452,24 +459,27 @@ class GaussianMixture(MixtureBase):
             model = self._run_em(chunked, runs, shift)
         return max(runs, key=lambda run: run.objective).params, shift, model
 
-    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel:
-        """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior."""
+    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel | StandardizedModel:
+        """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior;
+        on standardised features when the fit standardises."""
         prior, freeze = self._prior(chunked.n_features, shift), self._frozen()
         if prior is not None and freeze:
             raise ValueError("freeze holds parameters at their initial values: it cannot be combined with a prior")
         if prior is not None and getattr(self, "noise", None):
             raise ValueError("noise='uniform' cannot be combined with a prior")
-        return GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
-                             freeze)  # fmt: skip
+        model = GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
+                              freeze)  # fmt: skip
+        scaling = getattr(self, "_scaling", None)
+        return model if scaling is None else StandardizedModel(model, scaling)
 
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params = self._state_params()
             if getattr(self, "_scaling", None) is not None:  # the previous fit's parameters, standardised
-                mean, scale = self._scaling
-                params = params.affine(-mean / scale, 1.0 / scale)
-            return [FitState(params, objective=self.lower_bound_)], params.weights @ params.means
+                params = self._scaling.to_standard_units(params)
+            objective = self.lower_bound_ + (self._scaling.per_sample if getattr(self, "_scaling", None) else 0.0)
+            return [FitState(params, objective=objective)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
             runs, shift = [FitState(params)], params.weights @ params.means
@@ -528,7 +538,7 @@ class GaussianMixture(MixtureBase):
             arrays, attrs = runs_to_state(runs, shift)
             attrs = {**attrs, "fingerprint": fingerprint, "estimator": type(self).__name__}
             if getattr(self, "_scaling", None) is not None:  # the candidates are standardised
-                attrs["scaling"] = [np.asarray(v).tolist() for v in self._scaling]
+                attrs["scaling"] = [np.asarray(v).tolist() for v in self._scaling]  # mean, scale, shifts
             save_state(self.checkpoint, step, arrays, attrs, storage_options=getattr(self, "_storage_options", None))
 
     # ---------------------------------------------------------- persistence
@@ -578,10 +588,12 @@ class GaussianMixture(MixtureBase):
         return out
 
 
-def feature_scaling(chunked: ChunkedData) -> tuple[np.ndarray, np.ndarray]:
+def feature_scaling(chunked: ChunkedData) -> Scaling:
     """Each feature's mean and standard deviation, in one pass (:class:`~streamem.stats.FeatureMoments`)."""
     moments = chunked.map_reduce(feature_moments_chunk)
-    return moments.mean, moments.scale()
+    scale = moments.scale()
+    loglik_shift = float(moments.weight @ np.log(scale))
+    return Scaling(moments.mean, scale, loglik_shift, loglik_shift / moments.rows if moments.rows else 0.0)
 
 
 def _standardized_start(initial: InitialParameters, mean, scale, covariance_type: str) -> InitialParameters:

@@ -267,6 +267,10 @@ class Covariance:
         (n_features,), positive) from those of ``x``: :math:`S \Sigma S` and :math:`S^{-1} L`."""
         raise NotImplementedError
 
+    def scaled_second_moment(self, s2, scale):
+        """Second moments of ``x * scale`` (``scale`` of shape (n_features,)) from those of ``x``."""
+        raise NotImplementedError
+
     def shifted_second_moment(self, s2, nk, s1, delta):
         r"""Second moments about ``c - delta`` from those about ``c`` (Chan's update, exact in
         float64): with ``s1`` the sums of ``r (x - c)`` of shape (K, D) and ``delta`` of
@@ -294,6 +298,10 @@ class _Packed(Covariance):
 
     def n_extra(self, n_features):
         return n_features * (n_features + 1) // 2
+
+    def scaled_second_moment(self, s2, scale):
+        rows, cols = upper_indices(len(scale))
+        return s2 * (scale[rows] * scale[cols])
 
     def _extra(self, xct, out):
         n_features = len(xct)
@@ -507,6 +515,9 @@ class Diag(_Scalar):
 
     name = "diag"
 
+    def scaled_second_moment(self, s2, scale):
+        return s2 * scale**2
+
     def scaled(self, covariances, precisions_chol, scale):
         return covariances * scale**2, precisions_chol / scale
 
@@ -567,6 +578,9 @@ class Spherical(_Scalar):
     """A multiple of the identity per component."""
 
     name = "spherical"
+
+    def scaled_second_moment(self, s2, scale):
+        return self.scaled(s2, s2, scale)[0]  # one scale for every feature, or an error
 
     def scaled(self, covariances, precisions_chol, scale):
         if np.allclose(scale, scale[0], rtol=1e-12, atol=0):

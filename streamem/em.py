@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,16 +67,16 @@ class FitState:
     means_history: list = dataclasses.field(default_factory=list)
     n_rows_ignored: int = 0
 
-    def affine(self, offset, scale) -> FitState:
-        r"""The same state for data ``offset + scale * x`` (:meth:`MixtureParams.affine`): a
-        fit on standardised data in the data's units. Log-likelihoods per sample change by
-        :math:`-\sum_d \log s_d`, the log of the map's Jacobian."""
-        log_det = float(np.log(scale).sum())
+    def affine(self, offset, scale, objective_shift: float) -> FitState:
+        """The same state for data ``offset + scale * x`` (:meth:`MixtureParams.affine`): a
+        fit on standardised data in the data's units. The objective and the history's
+        log-likelihoods per sample move by ``objective_shift`` (for complete rows,
+        :math:`-\\sum_d \\log s_d`, the log of the map's Jacobian)."""
         shifted = ("log_likelihood", "objective")
-        history = [{k: v - log_det if k in shifted else v for k, v in record.items()} for record in self.history]
+        history = [{k: v + objective_shift if k in shifted else v for k, v in r.items()} for r in self.history]
         return dataclasses.replace(
-            self, params=self.params.affine(offset, scale), objective=self.objective - log_det, history=history,
-            means_history=[offset + scale * means for means in self.means_history],
+            self, params=self.params.affine(offset, scale), objective=self.objective + objective_shift,
+            history=history, means_history=[offset + scale * means for means in self.means_history],
         )  # fmt: skip
 
     def to_arrays(self, prefix: str = "") -> tuple[dict, dict]:
@@ -155,6 +156,50 @@ class GaussianModel:
                 new = dataclasses.replace(new, weights=new.weights * (1.0 - noise_weight))
             new = NoisyParams.of(new, noise_weight, params.box)
         return new, reseeded
+
+
+class Scaling(NamedTuple):
+    """Standardisation of the features, :math:`z = (x - m) / s`: ``mean`` and ``scale`` of
+    shape (n_features,); ``loglik_shift``, :math:`\\sum_d W_d \\log s_d` over the weight
+    ``W_d`` of the rows with feature ``d`` observed, is the log-likelihood of ``z`` less
+    that of ``x``, and ``per_sample`` the same per unit of row weight."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    loglik_shift: float
+    per_sample: float
+
+    def to_data_units(self, state: FitState) -> FitState:
+        """A state fitted on ``z`` in the data's units."""
+        return state.affine(self.mean, self.scale, -self.per_sample)
+
+    def to_standard_units(self, params: MixtureParams) -> MixtureParams:
+        return params.affine(-self.mean / self.scale, 1.0 / self.scale)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StandardizedModel:
+    """EM on standardised data :math:`z = (x - m) / s` whose passes read ``x`` itself: for
+    the E-step each candidate's parameters go to the data's units, and its statistics come
+    back to the standardised ones (:meth:`SufficientStats.affine`), where ``model`` (a
+    :class:`GaussianModel` in standardised units) evaluates and maximises them. EM commutes
+    with an affine map of the data, so this is the fit on ``z`` without computing ``z``:
+    nothing per row."""
+
+    model: GaussianModel
+    scaling: Scaling
+
+    def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
+        mean, scale = self.scaling.mean, self.scaling.scale
+        raw = dataclasses.replace(self.model, centre=mean + scale * self.model.centre)
+        totals = raw.estep(data, [params.affine(mean, scale) for params in params_list])
+        return [total.affine(-mean / scale, 1.0 / scale, self.scaling.loglik_shift) for total in totals]
+
+    def objective(self, stats, params: MixtureParams) -> dict:
+        return self.model.objective(stats, params)
+
+    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
+        return self.model.mstep(stats, params)
 
 
 def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:

@@ -98,6 +98,10 @@ class LowestScoringRows:
             picked = np.argpartition(scores, size - 1)[:size]
         return cls.of(scores[picked], rows[picked], size)
 
+    def affine(self, offset, scale, score_shift: float) -> LowestScoringRows:
+        """The same rows as ``offset + scale * x``, their scores moved by ``score_shift``."""
+        return LowestScoringRows(self.scores + score_shift, offset + scale * self.points, self.size)
+
     def __add__(self, other: LowestScoringRows) -> LowestScoringRows:
         return LowestScoringRows.of(
             np.concatenate([self.scores, other.scores]),
@@ -209,6 +213,22 @@ class SufficientStats:
             ignored=self.ignored + other.ignored,
             hole_entropy=self.hole_entropy + other.hole_entropy,
             noise=self.noise + other.noise,
+        )
+
+    def affine(self, offset, scale, loglik_shift: float) -> SufficientStats:
+        """The statistics of the same rows as ``offset + scale * x`` (``scale`` positive, of
+        shape (n_features,)), about the centres mapped alike: :math:`s_1 \\to S s_1`,
+        :math:`S_2 \\to S S_2 S`. Each row's log-density moves by :math:`-\\sum_d \\log s_d`
+        over its observed features; ``loglik_shift`` is that sum over the rows (a property
+        of the data, not of the parameters). The entropy of holes is left as it is."""
+        row_shift = -float(np.log(scale).sum())
+        return dataclasses.replace(
+            self,
+            s1=self.s1 * scale,
+            s2=get_covariance(self.covariance_type).scaled_second_moment(self.s2, scale),
+            shift=offset + scale * self.shift,
+            loglik=self.loglik + loglik_shift,
+            worst=self.worst.affine(offset, scale, row_shift),
         )
 
     def __mul__(self, factor: float) -> SufficientStats:
@@ -492,12 +512,15 @@ class FeatureMoments:
     ----------
     weight, shift, offset, m2 : ndarray of shape (n_features,)
         The mean is ``shift + offset``.
+    rows : float
+        The weight of the rows with some value observed.
     """
 
     weight: np.ndarray
     shift: np.ndarray
     offset: np.ndarray
     m2: np.ndarray
+    rows: float = 0.0
 
     @classmethod
     def of(cls, X: np.ndarray, sample_weight: np.ndarray | None = None) -> FeatureMoments:
@@ -512,7 +535,9 @@ class FeatureMoments:
         with np.errstate(invalid="ignore", divide="ignore"):
             offset = np.where(weight > 0, (w * values).sum(axis=0) / weight, 0.0)
         m2 = (w * (values - offset) ** 2).sum(axis=0)
-        return cls(weight, shift, offset, m2)
+        seen = present.any(axis=1)
+        rows = float(seen.sum() if sample_weight is None else sample_weight[seen].sum())
+        return cls(weight, shift, offset, m2, rows)
 
     @property
     def mean(self) -> np.ndarray:
@@ -525,7 +550,7 @@ class FeatureMoments:
             share = np.where(weight > 0, other.weight / weight, 0.0)
         offset = self.offset + delta * share
         m2 = self.m2 + other.m2 + delta**2 * self.weight * share
-        return FeatureMoments(weight, self.shift, offset, m2)
+        return FeatureMoments(weight, self.shift, offset, m2, self.rows + other.rows)
 
     def scale(self) -> np.ndarray:
         """The standard deviations (weighted, over the weight: scikit-learn's

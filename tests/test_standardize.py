@@ -143,3 +143,45 @@ def test_cli_fit_standardize(tmp_path):
     np.testing.assert_allclose(model.scaler_mean_, scaled_data().mean(axis=0), rtol=1e-12)
     several = subprocess.run([*command[:6], "2:3", *command[7:]], capture_output=True, text=True, timeout=120)
     assert several.returncode == 2 and "--standardize works with one --n-components" in several.stderr
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_with_missing_values_equals_the_fit_on_standardised_data():
+    X = scaled_data()
+    rng = np.random.default_rng(3)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    mean, std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
+    Z = (X - mean) / std
+    start = dict(
+        n_components=2, missing="marginalize", tol=0, max_iter=15, means_init=[[0, 1e4, -3e-3], [6, 1.4e4, 2e-3]]
+    )
+    on_z = streamem.GaussianMixture(**{**start, "means_init": (np.asarray(start["means_init"]) - mean) / std}).fit(Z)
+    gm = streamem.GaussianMixture(**start, standardize=True).fit(da.from_array(X, chunks=(500, 3)))
+    np.testing.assert_allclose((gm.means_ - mean) / std, on_z.means_, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(gm.covariances_, on_z.covariances_ * np.outer(std, std), rtol=1e-8)
+    # the data's own log-likelihood: each row's moves by the log-scales of its observed features
+    observed = ~np.isnan(X)
+    assert gm.lower_bound_ == pytest.approx(on_z.lower_bound_ - (observed @ np.log(std)).mean(), rel=1e-10)
+    np.testing.assert_allclose(gm.score_samples(X), on_z.score_samples(Z) - observed @ np.log(std), rtol=1e-8)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
+def test_statistics_of_the_data_mapped_equal_those_of_standardised_data(covariance_type):
+    from streamem.params import MixtureParams
+    from streamem.stats import chunk_stats
+
+    X = scaled_data()
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    Z = (X - mean) / scale
+    rng = np.random.default_rng(0)
+    covariances = {"full": np.stack([np.cov(Z[:1800].T), np.cov(Z[1800:].T)]), "tied": np.cov(Z.T),
+                   "diag": np.stack([Z[:1800].var(axis=0), Z[1800:].var(axis=0)])}[covariance_type]  # fmt: skip
+    params_z = MixtureParams.from_covariances([0.6, 0.4], rng.normal(size=(2, 3)), covariances, covariance_type)
+    params_x = params_z.affine(mean, scale)
+    (direct,) = chunk_stats(Z, None, [params_z], Z.mean(axis=0))
+    (mapped,) = chunk_stats(X, None, [params_x], X.mean(axis=0))
+    mapped = mapped.affine(-mean / scale, 1 / scale, len(X) * np.log(scale).sum()).recentred(direct.shift)
+    np.testing.assert_allclose(mapped.nk, direct.nk, rtol=1e-10)
+    np.testing.assert_allclose(mapped.s1, direct.s1, rtol=1e-8, atol=1e-8 * len(X))
+    np.testing.assert_allclose(mapped.s2, direct.s2, rtol=1e-8, atol=1e-8 * len(X))
+    assert mapped.loglik == pytest.approx(direct.loglik, rel=1e-10)
