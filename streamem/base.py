@@ -290,7 +290,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if allow_nan is None:
             allow_nan = self.missing == "marginalize"
         if formats.is_xarray(X):
-            X, template = formats.xarray_samples(X, feature_dim if reset else self._feature_dim(X))
+            chosen = feature_dim or getattr(self, "feature_dim", None) if reset else self._feature_dim(X)
+            X, template = formats.xarray_samples(X, chosen)
             if reset:
                 self.feature_dim_ = template["feature_dim"]
         elif reset:
@@ -409,8 +410,10 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def _feature_dim(self, X) -> str | None:
         """The dimension of an xarray input that holds the features: the fit's when it has one."""
-        fitted = getattr(self, "feature_dim_", None)
-        return fitted if fitted in X.dims else None
+        for name in (getattr(self, "feature_dim_", None), getattr(self, "feature_dim", None)):
+            if name in X.dims:
+                return name
+        return None
 
     def _apply(self, X, output: RowOutput, params: MixtureParams | None = None):
         params = self.fitted_params() if params is None else params

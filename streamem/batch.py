@@ -175,6 +175,9 @@ class GaussianMixture(MixtureBase):
         and ``precisions_init`` are in the data's units; priors apply to the standardised
         features. Not with ``covariance_type='spherical'`` (a different scale per feature
         makes spherical components diagonal).
+    feature_dim : str, default=None
+        For xarray ``DataArray`` inputs: the dimension that holds the features (default:
+        the last); :meth:`fit` takes it too.
 
     Attributes
     ----------
@@ -222,6 +225,7 @@ class GaussianMixture(MixtureBase):
         "persist_fraction": [Interval(Real, 0.0, 1.0, closed="right")],
         "timeout": [Interval(Real, 0.0, None, closed="neither"), None],
         "standardize": ["boolean"],
+        "feature_dim": [str, None],
     }
 
     def __init__(
@@ -255,6 +259,7 @@ class GaussianMixture(MixtureBase):
         persist_fraction=0.5,
         timeout=None,
         standardize=False,
+        feature_dim=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -284,6 +289,7 @@ class GaussianMixture(MixtureBase):
         self.persist_fraction = persist_fraction
         self.timeout = timeout
         self.standardize = standardize
+        self.feature_dim = feature_dim
 
     # ------------------------------------------------------------------ input
 
@@ -312,8 +318,9 @@ class GaussianMixture(MixtureBase):
             environment (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``...) is used.
         feature_dim : str, default=None
             For an xarray ``DataArray``: the dimension that holds the features (default: the
-            last); every other dimension holds samples. Predictions on a DataArray come back
-            over its sample dimensions, with their coordinates.
+            estimator's ``feature_dim``, else the last); every other dimension holds samples.
+            Predictions on a DataArray come back over its sample dimensions, with their
+            coordinates.
 
         Returns
         -------

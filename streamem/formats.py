@@ -122,41 +122,42 @@ def _arrow_kind(arrow_type) -> str:
 
 def parquet_pieces(loc: Location, columns=None, target_rows: int | None = None):
     """The row groups of a Parquet file or data set, in order, gathered into chunks: a
-    list of ``(file, [row group, ...], n_rows)`` and the schema's ``(name, kind)`` pairs.
-    Only the files' footers are read. Consecutive small row groups of a file share a
-    chunk of up to ``target_rows`` rows (default: a few per core)."""
-    import pyarrow.parquet as pq
-
+    list of ``(file, [row group, ...], n_rows)``, and the feature columns (``columns``
+    checked against the first file's schema, or its numeric columns). Only the files'
+    footers are read. Consecutive small row groups of a file share a chunk of up to
+    ``target_rows`` rows (default: a few per core); a chunk never spans two files."""
     files = _parquet_files(loc)
     if not files:
         raise ValueError(f"no Parquet files in {loc.url!r}")
-    pieces, schema = [], None
-    try:
-        for path in files:
-            with loc.fs.open(path, "rb") as handle:
-                meta = pq.ParquetFile(handle).metadata
-            if schema is None:
-                schema = meta.schema.to_arrow_schema()
-                index = _index_columns(schema)
-                names_types = [(f.name, _arrow_kind(f.type)) for f in schema if f.name not in index]
-                chosen = choose_columns(names_types, columns, loc.url)
-                width = len(chosen)
-                target_rows = target_rows or default_chunk_rows(meta.num_rows * len(files), max(width, 1), 8)
-            run, run_rows = [], 0
-            for group in range(meta.num_row_groups):
-                rows = meta.row_group(group).num_rows
-                if run and run_rows + rows > target_rows:
-                    pieces.append((path, run, run_rows))
-                    run, run_rows = [], 0
-                run.append(group)
-                run_rows += rows
-            if run:
+    footers = [_footer(loc, path) for path in files]
+    schema = footers[0].schema.to_arrow_schema()
+    index = _index_columns(schema)
+    chosen = choose_columns([(f.name, _arrow_kind(f.type)) for f in schema if f.name not in index], columns, loc.url)
+    target_rows = target_rows or default_chunk_rows(sum(f.num_rows for f in footers), max(len(chosen), 1), 8)
+    pieces = []
+    for path, footer in zip(files, footers):
+        run, run_rows = [], 0
+        for group in range(footer.num_row_groups):
+            rows = footer.row_group(group).num_rows
+            if run and run_rows + rows > target_rows:
                 pieces.append((path, run, run_rows))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ValueError) and str(exc).startswith(("columns ", "expected numeric")):
-            raise
-        raise ValueError(f"cannot read {loc.url!r} as Parquet: {exc}") from None
+                run, run_rows = [], 0
+            run.append(group)
+            run_rows += rows
+        if run:
+            pieces.append((path, run, run_rows))
     return pieces, chosen
+
+
+def _footer(loc: Location, path: str):
+    """A Parquet file's metadata (its footer alone is read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with loc.fs.open(path, "rb") as handle:
+            return pq.ParquetFile(handle).metadata
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"cannot read {path!r} as Parquet: {exc}") from None
 
 
 def _index_columns(schema) -> set[str]:

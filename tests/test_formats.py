@@ -191,3 +191,14 @@ def test_predict_labelled_zarr_group_threshold_labels_and_per_row_scores(tmp_pat
     assert again.returncode == 1 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     assert sorted(zarr.open_group(str(tmp_path / "labelled.zarr"), mode="r").array_keys())[-2] == "outlier"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_feature_dim_as_a_parameter_is_kept_by_a_saved_model(tmp_path):
+    X, _ = mixture_data(n_samples=900)
+    array = xr.DataArray(X.T, dims=("band", "time"), coords={"time": np.arange(900) * 2})
+    gm = streamem.GaussianMixture(3, random_state=0, feature_dim="band").fit(array)
+    gm.save(tmp_path / "m.zarr")
+    loaded = streamem.load(tmp_path / "m.zarr")
+    labels = loaded.predict(array)
+    assert loaded.feature_dim == "band" and labels.dims == ("time",)
+    np.testing.assert_array_equal(labels.values, gm.predict(X))
