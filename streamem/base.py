@@ -290,7 +290,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if allow_nan is None:
             allow_nan = self.missing == "marginalize"
         if formats.is_xarray(X):
-            chosen = feature_dim or getattr(self, "feature_dim", None) if reset else self._feature_dim(X)
+            chosen = (feature_dim or getattr(self, "feature_dim", None)) if reset else self._feature_dim(X)
             X, template = formats.xarray_samples(X, chosen)
             if reset:
                 self.feature_dim_ = template["feature_dim"]

@@ -66,8 +66,8 @@ def load_state(directory, storage_options: dict | None = None) -> tuple[dict, di
         present = latest.exists()
     except OSError as exc:
         raise ValueError(f"cannot read the checkpoint in {directory.url!r}: {exc}") from None
-    if not present:
-        if any(not name.startswith(".") for name in directory.listdir()):
+    if not present:  # a state written before the first LATEST (the process stopped) is not a foreign file
+        if any(not name.startswith((".", "state-")) for name in directory.listdir()):
             raise ValueError(f"{directory.url!r} is not a streamem checkpoint: it has no {_LATEST} file")
         return None
     try:

@@ -279,7 +279,7 @@ def _parse_columns(columns: str | None):
 )
 @click.option("--init", "init_params", default="k-means||", show_default=True, type=click.Choice(INIT_CHOICES))
 @click.option("--seed", default=None, type=int, help="Random seed (default: not reproducible).")
-@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", help="A dask scheduler, tcp://HOST:PORT.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Start a local cluster of N processes.")
 @click.option(
@@ -296,7 +296,9 @@ def _parse_columns(columns: str | None):
 @_command
 def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
         columns, scheduler, workers, checkpoint, standardize, out, storage_options, quiet, log_json):  # fmt: skip
-    """Fit a mixture to DATA (zarr, .npy, .csv or .parquet) and save it to --out.
+    """Fit a mixture to DATA and save it to --out. DATA is a zarr array, .npy, .csv, Parquet
+    (a file or a data set), FILE.h5:/group/dataset or FILE.nc:variable; a local path or an
+    s3:// (or other fsspec) URL.
 
     With several values of --n-components or of --covariance-type, every candidate is
     fitted in the same passes over the data and the one with the lowest --criterion is
@@ -367,7 +369,8 @@ def _load_and_read(model_path, data_path, columns, storage_options=None):
 @_storage_options
 @_command
 def predict(model, data, out, proba, labelled, threshold, columns, storage_options, quiet, log_json):
-    """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk."""
+    """Write the labels (or responsibilities) of DATA under MODEL to --out, chunk by chunk;
+    or DATA labelled (a .parquet --out, or a .zarr one with --labelled), partition by partition."""
     from .labelled import outlier_threshold, write_labelled
 
     suffix = os.path.splitext(str(out).rstrip("/"))[1].lower()
@@ -520,7 +523,7 @@ def export_onnx(model, out, single, storage_options, quiet, log_json):
     type=click.IntRange(min=1),
     help="Points drawn from DATA for the 2-D view.",
 )
-@click.option("--columns", default=None, help="Comma-separated columns of a CSV or Parquet input.")
+@click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @_storage_options
 @_command
 def plot(model, data, out, projection, n_points, columns, storage_options, quiet, log_json):  # fmt: skip

@@ -9,6 +9,7 @@ its own that opens the file itself, so the graph runs on any scheduler, on a clu
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 
 import dask
@@ -19,6 +20,7 @@ from .reduce import default_chunk_rows
 from .storage import Location, location
 
 __all__ = [
+    "check_positions",
     "choose_columns",
     "frame_kinds",
     "hdf5_parts",
@@ -48,17 +50,24 @@ def _positions(columns) -> list[int] | None:
         return None
 
 
-def select_positions(X: da.Array, columns, where: str) -> da.Array:
-    """The columns of an array without column names at the positions ``columns`` gives."""
+def check_positions(columns, n_columns: int, where: str) -> list[int] | None:
+    """``columns`` as positions in an array of ``n_columns`` columns without names (None
+    for all of them); ValueError for names or positions out of range."""
     if not columns:
-        return X
+        return None
     picks = _positions(columns)
     if picks is None:
         raise ValueError(f"{where!r} has no column names: expected column positions (0, 1, ...), got {list(columns)}")
-    bad = [p for p in picks if not -X.shape[1] <= p < X.shape[1]]
+    bad = [p for p in picks if not -n_columns <= p < n_columns]
     if bad:
-        raise ValueError(f"column positions {bad} out of range: {where!r} has {X.shape[1]} columns")
-    return X[:, picks]
+        raise ValueError(f"column positions {bad} out of range: {where!r} has {n_columns} columns")
+    return picks
+
+
+def select_positions(X: da.Array, columns, where: str) -> da.Array:
+    """The columns of an array without column names at the positions ``columns`` gives."""
+    picks = check_positions(columns, X.shape[1], where)
+    return X if picks is None else X[:, picks]
 
 
 def choose_columns(names_types, columns, where: str) -> list[str]:
@@ -129,7 +138,8 @@ def parquet_pieces(loc: Location, columns=None, target_rows: int | None = None):
     files = _parquet_files(loc)
     if not files:
         raise ValueError(f"no Parquet files in {loc.url!r}")
-    footers = [_footer(loc, path) for path in files]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(files))) as pool:  # requests in flight
+        footers = list(pool.map(lambda path: _footer(loc, path), files))
     schema = footers[0].schema.to_arrow_schema()
     index = _index_columns(schema)
     chosen = choose_columns([(f.name, _arrow_kind(f.type)) for f in schema if f.name not in index], columns, loc.url)
@@ -257,9 +267,7 @@ def read_hdf5(path: str, columns=None, storage_options: dict | None = None) -> d
         raise ValueError(f"cannot read {path!r} as HDF5: {exc}") from None
     if len(shape) != 2 or dtype.kind not in "fiu":
         raise ValueError(f"expected a 2-D numeric dataset at {path!r}, got shape {shape} and dtype {dtype}")
-    picks = _positions(columns)
-    X = da.empty((shape[0], shape[1]), chunks=(1, shape[1]), dtype=dtype)  # for the checks only
-    select_positions(X, columns, path)
+    picks = check_positions(columns, shape[1], path)
     n_columns = shape[1] if picks is None else len(picks)
     rows = default_chunk_rows(shape[0], shape[1], dtype.itemsize)
     if stored:

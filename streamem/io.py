@@ -196,13 +196,19 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
     return Path(out) if target.local else target.url
 
 
+def _probe(target: Location) -> tuple[bool, bool]:
+    """Whether ``target`` exists, and whether the directory or bucket that would hold it
+    does; a store that cannot be asked (unreachable, access denied) as one ValueError."""
+    try:
+        return target.exists(), target.store_exists()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot write to {target.url!r}: {exc}") from None
+
+
 def check_new_output(target: Location) -> None:
     """ValueError unless ``target`` is a new name in a place that exists (checked before
     long work): one line that names the place."""
-    try:
-        exists, parent_exists = target.exists(), target.store_exists()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot write to {target.url!r}: {exc}") from None
+    exists, parent_exists = _probe(target)
     if exists:
         raise ValueError(f"{target.url!r} already exists; choose another output path")
     if not parent_exists:
@@ -266,10 +272,7 @@ def json_safe(value):
 def check_model_path(path, storage_options: dict | None = None) -> None:
     """Raise ValueError unless a model can be saved at ``path`` (checked before long work)."""
     target = location(path, storage_options)
-    try:
-        exists, parent_exists = target.exists(), target.store_exists()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot write to {target.url!r}: {exc}") from None
+    exists, parent_exists = _probe(target)
     if not parent_exists:
         raise ValueError(f"expected an existing directory or bucket to save into, got {target.parent.url!r}")
     if exists:

@@ -24,10 +24,8 @@ from .io import atomic_location, check_new_output
 from .reduce import apply_blocks
 from .storage import Location, location
 
-__all__ = ["LABEL_COLUMNS", "outlier_threshold", "write_labelled"]
+__all__ = ["outlier_threshold", "write_labelled"]
 
-#: the columns a labelled output adds
-LABEL_COLUMNS = ("component", "responsibility", "log_density")
 _PARQUET = (".parquet", ".pq")
 
 

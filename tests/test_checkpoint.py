@@ -82,3 +82,14 @@ def test_resume_after_an_early_stop_continues_exactly(tmp_path, blobs):
     np.testing.assert_array_equal(resumed.means_, reference.means_)
     assert resumed.lower_bounds_ == reference.lower_bounds_
     assert [h["iteration"] for h in resumed.history_] == list(range(1, 16))
+
+
+def test_a_state_written_before_the_first_pointer_is_not_a_foreign_directory(tmp_path):
+    from streamem.checkpoint import load_state
+    from streamem.io import write_group
+
+    write_group(tmp_path / "ck" / "state-000000-deadbeef.zarr", {"shift": np.zeros(2)}, {"format": "partial"})
+    assert load_state(tmp_path / "ck") is None  # stopped before LATEST: start afresh
+    (tmp_path / "ck" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a streamem checkpoint"):
+        load_state(tmp_path / "ck")

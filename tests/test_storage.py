@@ -225,3 +225,22 @@ def test_dir_source_in_a_bucket_and_labelled_parquet_written_to_a_bucket(s3_serv
         labelled = pd.read_parquet(handle)
     assert list(labelled.columns[-3:]) == ["component", "responsibility", "log_density"] and len(labelled) == 4000
     assert not [k for k in keys("data") if "/." in k]  # no temporary objects left
+
+
+def test_hdf5_and_netcdf_files_in_a_bucket(s3_server):
+    import io as _io
+
+    import h5py
+    import s3fs
+    import xarray as xr
+
+    X, _ = mixture_data(n_samples=3000)
+    fs = s3fs.S3FileSystem()
+    buffer = _io.BytesIO()  # HDF5 is written with seeks: in memory, then one PUT
+    with h5py.File(buffer, "w") as h5:
+        h5.create_dataset("/g/X", data=X, chunks=(256, 3))
+    fs.pipe_file("data/x.h5", buffer.getvalue())
+    np.testing.assert_array_equal(streamem.read_data("s3://data/x.h5:/g/X", columns=[0, 2]).compute(), X[:, [0, 2]])
+    with fs.open("data/x.nc", "wb") as handle:
+        handle.write(xr.Dataset({"obs": (("time", "band"), X)}).to_netcdf(engine="h5netcdf"))
+    np.testing.assert_array_equal(streamem.read_data("s3://data/x.nc:obs").compute(), X)
