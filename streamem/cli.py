@@ -620,7 +620,7 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
     kafka://BROKER/TOPIC?group=G, zarr:PATH or dir:PATH. A record carries rows of
     little-endian float64 values. SIGTERM or Ctrl-C checkpoint and stop.
     """
-    from .sources import open_source
+    from .sources import SourceURLError, open_source
     from .stream import run
 
     if kind == "bayesian":
@@ -640,7 +640,7 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
         )  # fmt: skip
     try:
         opened = open_source(source, n_features, storage_options)
-    except ValueError as exc:
+    except SourceURLError as exc:
         raise click.BadParameter(str(exc), param_hint="SOURCE") from None
     result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
                  checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,

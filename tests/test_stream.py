@@ -346,6 +346,8 @@ def test_stream_bad_input_exit_codes_as_a_subprocess(tmp_path):
         unreachable.stderr.strip().startswith("error: cannot read")
         and len(unreachable.stderr.strip().splitlines()) == 1
     )
+    missing = stream(f"dir:{tmp_path / 'nowhere'}")  # a well-formed URL whose folder is not there: bad data, not usage
+    assert missing.returncode == 1 and missing.stderr.startswith("error: expected an existing folder")
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "junk.txt").write_text("not a checkpoint")
     foreign = stream(f"dir:{tmp_path}")

@@ -25,9 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from .base import Batch, RecordSource, Source, decode_rows, encode_rows
 
-__all__ = ["Batch", "RecordSource", "Source", "decode_rows", "encode_rows", "open_source"]
+__all__ = ["Batch", "RecordSource", "Source", "SourceURLError", "decode_rows", "encode_rows", "open_source"]
 
 SCHEMES = ("redis", "nats", "kafka", "zarr", "dir")
+
+
+class SourceURLError(ValueError):
+    """A source URL of the wrong form (a usage error on the command line), as opposed to a
+    well-formed URL whose place cannot be read (a missing folder or bucket)."""
 
 
 def open_source(url: str, n_features: int, storage_options: dict | None = None, **options):
@@ -45,10 +50,10 @@ def open_source(url: str, n_features: int, storage_options: dict | None = None, 
     scheme, sep, rest = url.partition(":")
     if not sep or scheme not in SCHEMES:
         schemes = ", ".join(f"{s}:" for s in SCHEMES)
-        raise ValueError(f"expected a source URL starting with one of {schemes} got {url!r}")
+        raise SourceURLError(f"expected a source URL starting with one of {schemes} got {url!r}")
     if scheme in ("zarr", "dir"):
         if not rest:
-            raise ValueError(f"expected a path after {scheme}:, got {url!r}")
+            raise SourceURLError(f"expected a path after {scheme}:, got {url!r}")
         from .files import DirectorySource, ZarrTailSource
 
         source = ZarrTailSource if scheme == "zarr" else DirectorySource
@@ -57,7 +62,7 @@ def open_source(url: str, n_features: int, storage_options: dict | None = None, 
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     name = parts.path.strip("/")
     if not parts.hostname or not name:
-        raise ValueError(f"expected {scheme}://HOST:PORT/NAME, got {url!r}")
+        raise SourceURLError(f"expected {scheme}://HOST:PORT/NAME, got {url!r}")
     try:
         return _open_broker(scheme, parts, name, query, url, n_features, options)
     except (ValueError, TypeError, ImportError):
@@ -86,5 +91,5 @@ def _open_broker(scheme, parts, name, query, url, n_features, options):
 
 def _required(query: dict, key: str, url: str) -> str:
     if not query.get(key):
-        raise ValueError(f"expected ?{key}=NAME in the source URL, got {url!r}")
+        raise SourceURLError(f"expected ?{key}=NAME in the source URL, got {url!r}")
     return query[key]
