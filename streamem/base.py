@@ -568,12 +568,12 @@ def _from_checkpoint(path, storage_options=None):
         runs, _ = state_to_runs(arrays, attrs, cls._params_class)
         names = cls().get_params()
         model = cls(**{name: value for name, value in fingerprint["params"].items() if name in names})
-        best = max(runs, key=lambda run: run.objective)
+        best, saved = max(runs, key=lambda run: run.objective), {}
         if "scaling" in attrs:  # a standardised fit: its candidates back in the data's units
             mean, scale, loglik_shift, per_sample = attrs["scaling"]
             scaling = Scaling(np.asarray(mean), np.asarray(scale), loglik_shift, per_sample)
-            best, arrays = scaling.to_data_units(best), {"scaler_mean": scaling.mean, "scaler_scale": scaling.scale}
-        model._restore(best, arrays if "scaling" in attrs else {}, {})
+            best, saved = scaling.to_data_units(best), {"scaler_mean": scaling.mean, "scaler_scale": scaling.scale}
+        model._restore(best, saved, {})
         model.n_features_in_ = int(fingerprint["shape"][1])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{str(path)!r} is a corrupt streamem checkpoint: {exc}") from None

@@ -356,7 +356,7 @@ class GaussianMixture(MixtureBase):
                     # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
                     standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
                     starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels)
-                    initial = _standardized_start(initial, scaling.mean, scaling.scale, self.covariance_type)
+                    initial = scaling.to_standard_start(initial, self.covariance_type)
                 runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint, starting)
         finally:
             self.__dict__.pop("_storage_options", None)  # credentials are not kept
@@ -482,10 +482,9 @@ class GaussianMixture(MixtureBase):
     def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
-            params = self._state_params()
-            if getattr(self, "_scaling", None) is not None:  # the previous fit's parameters, standardised
-                params = self._scaling.to_standard_units(params)
-            objective = self.lower_bound_ + (self._scaling.per_sample if getattr(self, "_scaling", None) else 0.0)
+            params, objective, scaling = self._state_params(), self.lower_bound_, getattr(self, "_scaling", None)
+            if scaling is not None:  # the previous fit, standardised
+                params, objective = scaling.to_standard_units(params), objective + scaling.per_sample
             return [FitState(params, objective=objective)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
@@ -601,15 +600,6 @@ def feature_scaling(chunked: ChunkedData) -> Scaling:
     scale = moments.scale()
     loglik_shift = float(moments.weight @ np.log(scale))
     return Scaling(moments.mean, scale, loglik_shift, loglik_shift / moments.rows if moments.rows else 0.0)
-
-
-def _standardized_start(initial: InitialParameters, mean, scale, covariance_type: str) -> InitialParameters:
-    """The initial parameters a user gave (in the data's units) for standardised data."""
-    precisions_chol = initial.precisions_chol
-    if precisions_chol is not None:  # the Cholesky factors of the precisions of x / scale: S L
-        precisions_chol = get_covariance(covariance_type).scaled(precisions_chol, precisions_chol, 1.0 / scale)[1]
-    means = None if initial.means is None else (initial.means - mean) / scale
-    return InitialParameters(initial.weights, means, precisions_chol)
 
 
 def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> None:

@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .params import MixtureParams, NoisyParams, m_step
+from .covariance import get_covariance
+from .params import InitialParameters, MixtureParams, NoisyParams, m_step
 from .prior import Prior
 from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
@@ -175,6 +176,15 @@ class Scaling(NamedTuple):
 
     def to_standard_units(self, params: MixtureParams) -> MixtureParams:
         return params.affine(-self.mean / self.scale, 1.0 / self.scale)
+
+    def to_standard_start(self, initial: InitialParameters, covariance_type: str) -> InitialParameters:
+        """The initial parameters a user gave (in the data's units, each possibly None) for
+        standardised data."""
+        chol = initial.precisions_chol
+        if chol is not None:  # the Cholesky factors of the precisions of x / scale: S L
+            chol = get_covariance(covariance_type).scaled(chol, chol, 1 / self.scale)[1]
+        means = None if initial.means is None else (initial.means - self.mean) / self.scale
+        return InitialParameters(initial.weights, means, chol)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

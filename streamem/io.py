@@ -115,10 +115,10 @@ def read_data(path, columns: list | None = None, storage_options: dict | None = 
     """
     from . import formats
 
-    text = str(path)
-    if isinstance(path, (str, os.PathLike)) and formats.hdf5_parts(text) is not None:
+    text = str(path) if isinstance(path, (str, os.PathLike)) else ""
+    if formats.hdf5_parts(text) is not None:
         return formats.read_hdf5(text, columns, storage_options)
-    if isinstance(path, (str, os.PathLike)) and formats.netcdf_parts(text) is not None:
+    if formats.netcdf_parts(text) is not None:
         return formats.read_netcdf(text, columns, storage_options)
     loc = location(path, storage_options)
     try:

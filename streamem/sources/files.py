@@ -159,7 +159,7 @@ class DirectorySource(Source):
     def _maybe_being_written(self, name: str) -> bool:
         try:
             return time.time() - (self.path / name).modified() < self.write_grace
-        except (FileNotFoundError, OSError):
+        except OSError:  # gone already
             return False
 
     def _reject(self, name: str, reason: str) -> None:
