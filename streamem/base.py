@@ -259,7 +259,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def _fit_state(self) -> FitState:
         """The fitted model as the state of one candidate of a fit."""
-        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_)
+        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
+                        n_passes=getattr(self, "n_passes_", 0))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:
         """The fitted model as arrays and JSON attributes, what ``save`` writes and

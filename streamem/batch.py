@@ -23,6 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import io
+from .accelerate import ACCELERATIONS, STOPPING_RULES, resolve_stopping
 from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
@@ -77,8 +78,12 @@ class GaussianMixture(MixtureBase):
     reduction adds them, and the M-step on the client turns the totals into the new
     parameters. Memory stays bounded by the chunk size, whatever the data size.
 
-    Given the same initial parameters, the fit equals
-    :class:`sklearn.mixture.GaussianMixture`'s.
+    By default EM's steps are extrapolated (SQUAREM, ``accelerate="squarem"``), which
+    reaches the same optimum in a fraction of the passes where plain EM creeps
+    (overlapping components), and the fit stops when the gain still to come is estimated
+    below ``tol / 10`` (Aitken's rule), not when one step gains little. With
+    ``accelerate=None`` the iterations, ``n_iter_`` and ``converged_`` equal
+    :class:`sklearn.mixture.GaussianMixture`'s from the same initial parameters.
 
     Parameters
     ----------
@@ -86,7 +91,8 @@ class GaussianMixture(MixtureBase):
         Number of mixture components.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
     tol : float, default=1e-3
-        Convergence threshold on the change of the mean log-likelihood per sample.
+        Convergence threshold, in nats per sample (of the mean log-likelihood, or of the
+        objective under a prior): see ``stopping``.
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     max_iter : int, default=100
@@ -178,6 +184,22 @@ class GaussianMixture(MixtureBase):
     feature_dim : str, default=None
         For xarray ``DataArray`` inputs: the dimension that holds the features (default:
         the last); :meth:`fit` takes it too.
+    accelerate : {"squarem"} or None, default="squarem"
+        ``"squarem"`` extrapolates EM's steps (Varadhan & Roland 2008; see
+        :mod:`streamem.accelerate`): after two EM steps the next point is taken along their
+        path as far as the S3 step length says, on log-weights, means and precision
+        Cholesky factors (so it is always a valid mixture), and kept only if its objective
+        is no lower, otherwise the fit goes on from the plain EM step. Each pass still
+        evaluates one point per candidate; ``n_init`` candidates share the passes. None is
+        plain EM: one M-step per pass, scikit-learn's iterations.
+    stopping : {"auto", "aitken", "change"}, default="auto"
+        When a candidate has converged. ``"aitken"``: when the gain still to come, by
+        Aitken's estimate from three consecutive EM objectives (taken ten times over, as
+        EM's rate of convergence rises as it goes), is below ``tol / 10`` and the last change
+        below ``tol``; a fit that creeps (a rate near one) is not stopped.
+        ``"change"``: when the objective changes by less than ``tol`` (scikit-learn's rule,
+        which stops slow fits far from their optimum). ``"auto"``: ``"aitken"`` with an
+        acceleration, ``"change"`` with ``accelerate=None``.
 
     Attributes
     ----------
@@ -188,17 +210,25 @@ class GaussianMixture(MixtureBase):
     precisions_cholesky_ : ndarray
     converged_ : bool
     n_iter_ : int
+        EM iterations, one pass over the data each.
+    n_passes_ : int
+        Passes over the data the fit made, initialisation included (a resumed fit's before
+        the checkpoint too).
     lower_bound_ : float
-        Mean log-likelihood per sample at the last iteration's E-step.
+        Mean log-likelihood per sample at the last accepted iteration's E-step.
     lower_bounds_ : list of float
-        ``lower_bound_`` at every iteration, as in scikit-learn.
+        ``lower_bound_`` after every iteration, as in scikit-learn (a rejected
+        extrapolation leaves it where it was).
     means_history_ : ndarray of shape (n_iter + 1, n_components, n_features)
         The means before the first iteration and after each one.
     n_features_in_ : int
     history_ : list of dict
-        One dict per iteration: ``iteration``, ``log_likelihood`` (mean per sample),
-        ``change``, ``seconds``, and ``reseeded`` (components re-seeded at this
-        iteration) when any was.
+        One dict per iteration: ``iteration``, ``passes`` (over the data so far,
+        initialisation included), ``log_likelihood`` (mean per sample, at the point the
+        pass evaluated), ``change`` (from the last accepted point), ``step`` (the
+        extrapolation's step length, 1 for an EM point), ``accepted`` (False for an
+        extrapolated point whose objective was lower: the fit went on without it),
+        ``seconds``, and ``reseeded`` (components re-seeded at this iteration) when any was.
 
     Examples
     --------
@@ -226,6 +256,8 @@ class GaussianMixture(MixtureBase):
         "timeout": [Interval(Real, 0.0, None, closed="neither"), None],
         "standardize": ["boolean"],
         "feature_dim": [str, None],
+        "accelerate": [StrOptions(set(ACCELERATIONS)), None],
+        "stopping": [StrOptions(set(STOPPING_RULES))],
     }
 
     def __init__(
@@ -260,6 +292,8 @@ class GaussianMixture(MixtureBase):
         timeout=None,
         standardize=False,
         feature_dim=None,
+        accelerate="squarem",
+        stopping="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -290,6 +324,8 @@ class GaussianMixture(MixtureBase):
         self.timeout = timeout
         self.standardize = standardize
         self.feature_dim = feature_dim
+        self.accelerate = accelerate
+        self.stopping = stopping
 
     # ------------------------------------------------------------------ input
 
@@ -355,14 +391,16 @@ class GaussianMixture(MixtureBase):
                     self._scaling = scaling = feature_scaling(chunked)
                     # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
                     standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
-                    starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels)
+                    starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels,
+                                           counter=chunked.counter)  # fmt: skip
                     initial = scaling.to_standard_start(initial, self.covariance_type)
-                runs, shift = self._fit_chunks(chunked, initial, random_state, state, fingerprint, starting)
+                runs, shift, n_passes = self._fit_chunks(chunked, initial, random_state, state, fingerprint, starting)
         finally:
             self.__dict__.pop("_storage_options", None)  # credentials are not kept
             scaling = self.__dict__.pop("_scaling", None)
         best = max(runs, key=lambda run: run.objective)
         set_fitted(self, best if scaling is None else scaling.to_data_units(best), warn=True)
+        self.n_passes_ = n_passes
         self._set_scaling(scaling)
         return self
 
@@ -418,7 +456,8 @@ class GaussianMixture(MixtureBase):
 
     def _fit_chunks(self, chunked, initial, random_state, state, fingerprint, starting=None):
         """Initialise (from the rows of ``starting``, default ``chunked``) or resume from a
-        checkpoint, and run EM; the candidates and the shift."""
+        checkpoint, and run EM; the candidates, the shift and the fit's passes over the data
+        (a resumed fit's before the checkpoint too)."""
         with blas_per_task(chunked.n_chunks):
             if state is not None:
                 if state[1].get("fingerprint") != fingerprint:
@@ -431,8 +470,9 @@ class GaussianMixture(MixtureBase):
             else:
                 runs, shift = self._initial_runs(starting or chunked, initial, random_state)
                 self._save_checkpoint(runs, shift, 0, fingerprint)
+            before = max(run.n_passes for run in runs)
             self._run_em(chunked, runs, shift, fingerprint)
-        return runs, shift
+        return runs, shift, before + chunked.passes
 
     def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
@@ -444,14 +484,18 @@ class GaussianMixture(MixtureBase):
                 for index, state in enumerate(states):
                     if state.n_iter == n_iter:
                         record, chunks = state.history[-1], chunked.n_chunks
+                        step = "" if record["step"] == 1.0 else f", step {record['step']:.3g}" + (
+                            "" if record["accepted"] else " rejected")
                         logger.info(
-                            "candidate %d, iteration %d: log-likelihood %.8g, change %.3g, %.3fs, %d chunks",
-                            index, n_iter, record["log_likelihood"], record["change"], record["seconds"], chunks,
+                            "candidate %d, iteration %d (pass %d): log-likelihood %.8g, change %.3g%s, %.3fs, "
+                            "%d chunks", index, n_iter, record["passes"], record["log_likelihood"], record["change"],
+                            step, record["seconds"], chunks,
                             extra={"streamem": dict(record, candidate=index, chunks=chunks)},
                         )  # fmt: skip
             self._save_checkpoint(runs, shift, n_iter, fingerprint)
 
-        run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration)
+        run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration,
+               accelerate=self.accelerate, stopping=resolve_stopping(self.stopping, self.accelerate))  # fmt: skip
         return model
 
     def _fit_rows(self, data: np.ndarray, weights) -> tuple[MixtureParams, np.ndarray, object]:
@@ -483,9 +527,11 @@ class GaussianMixture(MixtureBase):
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params, objective, scaling = self._state_params(), self.lower_bound_, getattr(self, "_scaling", None)
+            chain = list(getattr(self, "_em_chain", []))  # the EM steps so far: the stopping rule goes on from them
             if scaling is not None:  # the previous fit, standardised
                 params, objective = scaling.to_standard_units(params), objective + scaling.per_sample
-            return [FitState(params, objective=objective)], params.weights @ params.means
+                chain = [value + scaling.per_sample for value in chain]
+            return [FitState(params, objective=objective, chain=chain)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
             runs, shift = [FitState(params)], params.weights @ params.means
@@ -551,7 +597,8 @@ class GaussianMixture(MixtureBase):
 
     def _fit_state(self) -> FitState:
         return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
-                        list(getattr(self, "means_history_", [])), getattr(self, "n_rows_ignored_", 0))  # fmt: skip
+                        list(getattr(self, "means_history_", [])), getattr(self, "n_rows_ignored_", 0),
+                        chain=list(getattr(self, "_em_chain", [])), n_passes=getattr(self, "n_passes_", 0))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()
@@ -617,13 +664,26 @@ def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> N
     model.n_iter_ = state.n_iter
     model.lower_bound_ = float(state.objective)
     model.n_rows_ignored_ = state.n_rows_ignored
+    model.n_passes_ = state.n_passes
+    model._em_chain = list(state.chain)  # a warm start's stopping rule goes on from the same EM steps
     model.history_ = state.history
-    model.lower_bounds_ = [h.get("objective", h["log_likelihood"]) for h in state.history]
+    model.lower_bounds_ = _lower_bounds(state.history)
     model.means_history_ = np.stack(state.means_history or [state.params.means])
     if model.verbose and warn:
-        logger.info(
-            "fit done: %d iterations, lower bound %.6g, converged %s", state.n_iter, state.objective, state.converged
-        )
+        logger.info("fit done: %d iterations (%d passes over the data), lower bound %.6g, converged %s",
+                    state.n_iter, state.n_passes, state.objective, state.converged)  # fmt: skip
+
+
+def _lower_bounds(history: list) -> list:
+    """The objective after each iteration: an extrapolated point that was rejected leaves
+    it where it was."""
+    bounds = []
+    for record in history:
+        if record.get("accepted", True) or not bounds:
+            bounds.append(record.get("objective", record["log_likelihood"]))
+        else:
+            bounds.append(bounds[-1])
+    return bounds
 
 
 def fit_candidates(

@@ -109,6 +109,27 @@ class VariationalParams(MixtureParams):
             weights[unused] = 0.0
         return MixtureParams(weights, self.means, self.covariances, self.precisions_chol, self.covariance_type)
 
+    def to_vector(self) -> np.ndarray:
+        """The posterior's own parameters as one unconstrained vector: the logs of the
+        concentrations and of the mean precisions, the means, the log of the degrees of
+        freedom's excess over :math:`D - 1`, and the expected precisions' Cholesky factors
+        (:meth:`Covariance.chol_to_free`)."""
+        D = self.n_features
+        return np.concatenate([
+            np.log(self.weight_concentration).ravel(), np.log(self.mean_precision), self.means.ravel(),
+            np.log(self.degrees_of_freedom - (D - 1)), self.covariance.chol_to_free(self.precisions_chol),
+        ])  # fmt: skip
+
+    def from_vector(self, vector: np.ndarray) -> VariationalParams:
+        K, D = self.means.shape
+        parts = np.split(vector, np.cumsum([self.weight_concentration.size, K, K * D, K]))
+        concentration = np.exp(parts[0]).reshape(self.weight_concentration.shape)
+        covariance = self.covariance
+        chol = covariance.chol_from_free(parts[4], self.precisions_chol.shape)
+        return VariationalParams.of(concentration, np.exp(parts[1]), parts[2].reshape(K, D), D - 1 + np.exp(parts[3]),
+                                    covariance.covariances_from_precisions_chol(chol), chol,
+                                    self.covariance_type)  # fmt: skip
+
     def to_arrays(self, prefix: str = "") -> dict:
         return {
             **super().to_arrays(prefix),
@@ -168,6 +189,12 @@ class VariationalModel:
 
     def mstep(self, stats, params: VariationalParams) -> tuple[VariationalParams, list[int]]:
         return self.update(stats), []
+
+    def to_vector(self, params: VariationalParams) -> np.ndarray:
+        return params.to_vector()
+
+    def from_vector(self, vector: np.ndarray, like: VariationalParams) -> VariationalParams:
+        return like.from_vector(vector)
 
     def update(self, stats) -> VariationalParams:
         """The variational posterior from the statistics of an E-step."""
@@ -442,6 +469,8 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         persist=False,
         persist_fraction=0.5,
         timeout=None,
+        accelerate="squarem",
+        stopping="auto",
     ):
         super().__init__(
             n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
@@ -451,6 +480,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
             mean_prior=mean_prior, mean_precision_prior=mean_precision_prior, covariance_prior=covariance_prior,
             degrees_of_freedom_prior=degrees_of_freedom_prior, missing=missing, checkpoint=checkpoint,
             scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
+            accelerate=accelerate, stopping=stopping,
         )  # fmt: skip
         del self.freeze, self.noise  # not parameters here: a posterior is not held, and has no noise component
         self.weight_concentration_prior_type = weight_concentration_prior_type

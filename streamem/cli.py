@@ -272,11 +272,18 @@ def _parse_columns(columns: str | None):
 @click.option("--covariance-type", default="full", show_default=True, type=_TypesType(),
               help="A covariance type, or several to compare: full,tied,diag,spherical.")  # fmt: skip
 @click.option("--max-iter", default=100, show_default=True, type=click.IntRange(min=0))
-@click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0))
+@click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0),
+              help="Convergence tolerance, in nats per row.")  # fmt: skip
 @click.option("--reg-covar", default=1e-6, show_default=True, type=click.FloatRange(min=0))
 @click.option(
     "--n-init", default=1, show_default=True, type=click.IntRange(min=1), help="Restarts, in the same passes."
 )
+@click.option("--accelerate", default="squarem", show_default=True, type=click.Choice(["squarem", "none"]),
+              help="Extrapolated EM steps (SQUAREM), or none for plain EM (scikit-learn's iterations).")  # fmt: skip
+@click.option("--stopping", default="auto", show_default=True, type=click.Choice(["auto", "aitken", "change"]),
+              help="When to stop: aitken (the estimated gain still to come is below tol/10), change (the "
+                   "last change is below tol, scikit-learn's rule); auto: aitken with --accelerate, else "
+                   "change.")  # fmt: skip
 @click.option("--init", "init_params", default="k-means||", show_default=True, type=click.Choice(INIT_CHOICES))
 @click.option("--seed", default=None, type=int, help="Random seed (default: not reproducible).")
 @click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
@@ -294,8 +301,9 @@ def _parse_columns(columns: str | None):
 @click.option("--out", required=True, type=click.Path(), help="Where to save the model (zarr).")
 @_storage_options
 @_command
-def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, init_params, seed,
-        columns, scheduler, workers, checkpoint, standardize, out, storage_options, quiet, log_json):  # fmt: skip
+def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, accelerate, stopping,
+        init_params, seed, columns, scheduler, workers, checkpoint, standardize, out, storage_options, quiet,
+        log_json):  # fmt: skip
     """Fit a mixture to DATA and save it to --out. DATA is a zarr array, .npy, .csv, Parquet
     (a file or a data set), FILE.h5:/group/dataset or FILE.nc:variable; a local path or an
     s3:// (or other fsspec) URL.
@@ -310,7 +318,8 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     check_model_path(out, storage_options)
     X = read_data(data, _parse_columns(columns), storage_options)
     params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
-                  random_state=seed, verbose=2, verbose_interval=1)  # fmt: skip
+                  random_state=seed, verbose=2, verbose_interval=1, stopping=stopping,
+                  accelerate=None if accelerate == "none" else accelerate)  # fmt: skip
     start = time.perf_counter()
     several = len(n_components) > 1 or len(covariance_type) > 1
     with _scheduler(scheduler, workers, quiet), _pass_bars(not quiet and not log_json):
@@ -336,8 +345,10 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     _report(
         log_json,
         f"fitted K={gm.n_components} {gm.covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
-        f"in {seconds:.1f} s, converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}; saved {out}",
-        {"event": "done", "n_components": gm.n_components, "n_iter": gm.n_iter_, "converged": bool(gm.converged_),
+        f"({gm.n_passes_} passes over the data) in {seconds:.1f} s, converged={gm.converged_}, mean log-likelihood "
+        f"{gm.lower_bound_:.6f}; saved {out}",
+        {"event": "done", "n_components": gm.n_components, "n_iter": gm.n_iter_, "n_passes": gm.n_passes_,
+         "converged": bool(gm.converged_),
          "lower_bound": gm.lower_bound_, "seconds": seconds, "out": str(out),
          "selection": getattr(gm, "selection_", None)},
     )  # fmt: skip
@@ -565,10 +576,11 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
     nearest = np.abs(gm.means_[:, None, :] - true_means[None]).max(axis=2).min(axis=1)
     _report(
         log_json,
-        f"streamem: {gm.n_iter_} iterations in {seconds:.2f} s, converged={gm.converged_}, "
-        f"mean log-likelihood {gm.lower_bound_:.6f}\n"
+        f"streamem: {gm.n_iter_} iterations ({gm.n_passes_} passes over the data) in {seconds:.2f} s, "
+        f"converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}\n"
         f"largest distance from a fitted mean to its true mean: {nearest.max():.3f}",
-        {"event": "done", "n_iter": gm.n_iter_, "converged": bool(gm.converged_), "lower_bound": gm.lower_bound_,
+        {"event": "done", "n_iter": gm.n_iter_, "n_passes": gm.n_passes_, "converged": bool(gm.converged_),
+         "lower_bound": gm.lower_bound_,
          "seconds": seconds, "max_mean_error": float(nearest.max())},
     )  # fmt: skip
 

@@ -198,6 +198,16 @@ class Covariance:
         """Every component's covariance as a full matrix, array of shape (K, D, D)."""
         raise NotImplementedError
 
+    def chol_to_free(self, precisions_chol) -> np.ndarray:
+        """The precision Cholesky factors as unconstrained values, array of shape (n,): the
+        logs of their (positive) diagonal, and the entries off it. Any values map back to
+        valid factors (:meth:`chol_from_free`), so an extrapolation of them stays valid."""
+        return np.log(precisions_chol).ravel()
+
+    def chol_from_free(self, values, shape: tuple) -> np.ndarray:
+        """The precision Cholesky factors of shape ``shape`` from :meth:`chol_to_free`'s values."""
+        return np.exp(values).reshape(shape)
+
     def full_precisions(self, precisions_chol, n_components: int, n_features: int):
         """Every component's precision as a contiguous array of shape (K, D, D)."""
         raise NotImplementedError
@@ -302,6 +312,26 @@ class _Packed(Covariance):
     def scaled_second_moment(self, s2, scale):
         rows, cols = upper_indices(len(scale))
         return s2 * (scale[rows] * scale[cols])
+
+    def chol_to_free(self, precisions_chol):
+        chol = np.asarray(precisions_chol, dtype=np.float64)
+        if np.any(np.tril(chol, -1)):  # a lower factor (from given precisions): the upper one of the same
+            chol = self.precisions_chol(self.covariances_from_precisions_chol(chol))
+        rows, cols = upper_indices(chol.shape[-1])
+        upper = chol[..., rows, cols].copy()
+        diagonal = rows == cols
+        upper[..., diagonal] = np.log(upper[..., diagonal])
+        return upper.ravel()
+
+    def chol_from_free(self, values, shape):
+        D = shape[-1]
+        rows, cols = upper_indices(D)
+        upper = np.reshape(values, (*shape[:-2], len(rows))).copy()
+        diagonal = rows == cols
+        upper[..., diagonal] = np.exp(upper[..., diagonal])
+        chol = np.zeros(shape)
+        chol[..., rows, cols] = upper
+        return chol
 
     def _extra(self, xct, out):
         n_features = len(xct)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .accelerate import MAX_HALVINGS, STEP_FACTOR, Squarem, converged, objective_rate, squarem_point
 from .covariance import get_covariance
 from .params import InitialParameters, MixtureParams, NoisyParams, m_step
 from .prior import Prior
@@ -35,7 +36,9 @@ from .validation import check_total_weight
 
 __all__ = ["FitState", "GaussianModel", "run_em"]
 
-HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective")
+HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective", "passes", "step", "accepted")
+#: history entries kept as integers and as booleans
+_INTEGER_KEYS, _BOOLEAN_KEYS = ("iteration", "passes"), ("accepted",)
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,19 @@ class FitState:
         The means before the first iteration and after each one.
     n_rows_ignored : int
         Rows the last pass left out (every value missing).
+    trial : MixtureParams or None
+        The point the next pass evaluates when it is not ``params``: an extrapolated one,
+        accepted only if its objective is no lower (:mod:`streamem.accelerate`).
+    squarem : Squarem or None
+        The accelerated fit's place in its cycle.
+    chain : list of float
+        The objectives of the EM steps that led to the next point (the last two at most),
+        for Aitken's stopping rule.
+    n_passes : int
+        Passes over the data the fit had made, initialisation included, when the state
+        was last updated.
+    rate : float
+        The largest rate of convergence the fit's EM steps have shown (for the stopping rule).
     """
 
     params: MixtureParams
@@ -67,6 +83,11 @@ class FitState:
     history: list = dataclasses.field(default_factory=list)
     means_history: list = dataclasses.field(default_factory=list)
     n_rows_ignored: int = 0
+    trial: MixtureParams | None = None
+    squarem: Squarem | None = None
+    chain: list = dataclasses.field(default_factory=list)
+    n_passes: int = 0
+    rate: float = 0.0
 
     def affine(self, offset, scale, objective_shift: float) -> FitState:
         """The same state for data ``offset + scale * x`` (:meth:`MixtureParams.affine`): a
@@ -78,6 +99,7 @@ class FitState:
         return dataclasses.replace(
             self, params=self.params.affine(offset, scale), objective=self.objective + objective_shift,
             history=history, means_history=[offset + scale * means for means in self.means_history],
+            chain=[value + objective_shift for value in self.chain],
         )  # fmt: skip
 
     def to_arrays(self, prefix: str = "") -> tuple[dict, dict]:
@@ -96,7 +118,15 @@ class FitState:
             "n_iter": int(self.n_iter),
             "n_rows_ignored": int(self.n_rows_ignored),
             "reseeded": {str(r["iteration"]): r["reseeded"] for r in self.history if "reseeded" in r},
+            "chain": [float(v) for v in self.chain],
+            "n_passes": int(self.n_passes),
+            "rate": float(self.rate),
         }
+        if self.trial is not None:
+            arrays.update(self.trial.to_arrays(f"{prefix}trial_"))
+        if self.squarem is not None:
+            squarem_arrays, meta["squarem"] = self.squarem.to_arrays(f"{prefix}squarem_")
+            arrays.update(squarem_arrays)
         return arrays, meta
 
     @classmethod
@@ -109,14 +139,20 @@ class FitState:
         history = []
         for values in zip(*(arrays[f"{prefix}history_{key}"].tolist() for key in keys), strict=True):
             record = dict(zip(keys, values))
-            record["iteration"] = int(record["iteration"])
+            record.update({key: int(record[key]) for key in _INTEGER_KEYS if key in record})
+            record.update({key: bool(record[key]) for key in _BOOLEAN_KEYS if key in record})
             if str(record["iteration"]) in reseeded:
                 record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
             history.append(record)
         means_history = list(arrays.get(f"{prefix}means_history", params.means[None]))
         objective = -np.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
+        trial = None
+        if f"{prefix}trial_means" in arrays:
+            trial = params_class.from_arrays(arrays, meta["covariance_type"], f"{prefix}trial_")
+        squarem = None if "squarem" not in meta else Squarem.from_arrays(arrays, meta["squarem"], f"{prefix}squarem_")
         return cls(params, objective, bool(meta["converged"]), int(meta["n_iter"]), history, means_history,
-                   int(meta.get("n_rows_ignored", 0)))  # fmt: skip
+                   int(meta.get("n_rows_ignored", 0)), trial, squarem, list(meta.get("chain", [])),
+                   int(meta.get("n_passes", 0)), float(meta.get("rate", 0.0)))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,6 +182,24 @@ class GaussianModel:
         if self.prior is not None:
             record["objective"] = stats.mean_loglik + self.prior.log_density(params) / stats.weight
         return record
+
+    def to_vector(self, params: MixtureParams) -> np.ndarray:
+        return params.to_vector()
+
+    def from_vector(self, vector: np.ndarray, like: MixtureParams) -> MixtureParams:
+        """Parameters from an extrapolated ``vector`` (:meth:`MixtureParams.from_vector`),
+        the frozen ones ``like``'s very arrays."""
+        new = like.from_vector(vector)
+        held = {}
+        if "weights" in self.freeze:
+            held["weights"] = like.weights
+            if like.has_noise:
+                held["noise_weight"] = like.noise_weight
+        if "means" in self.freeze:
+            held["means"] = like.means
+        if "covariances" in self.freeze:
+            held.update(covariances=like.covariances, precisions_chol=like.precisions_chol)
+        return dataclasses.replace(new, **held)
 
     def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
         new, reseeded = m_step(stats, params.covariance_type, self.reg_covar, self.prior, self.freeze, params)
@@ -211,40 +265,123 @@ class StandardizedModel:
     def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
         return self.model.mstep(stats, params)
 
+    def to_vector(self, params: MixtureParams) -> np.ndarray:
+        return self.model.to_vector(params)
 
-def run_em(data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None) -> list[FitState]:
+    def from_vector(self, vector: np.ndarray, like: MixtureParams) -> MixtureParams:
+        return self.model.from_vector(vector, like)
+
+
+def run_em(
+    data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None, accelerate=None,
+    stopping: str = "change",
+) -> list[FitState]:
     """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
 
-    A candidate stops when its objective changes by less than ``tol``; the others go on,
-    up to iteration ``max_iter`` (states resumed from a checkpoint go on from their
-    ``n_iter``). ``on_iteration(n_iter, states)`` is called after each pass (checkpoints,
-    progress). Returns ``states``.
+    Each pass evaluates one point per candidate that has not converged: the objective there
+    and the M-step from it. With ``accelerate="squarem"`` some of those points are
+    extrapolated (:mod:`streamem.accelerate`); a point whose objective is lower than the
+    candidate's is rejected (its history record says ``accepted: False``) and the candidate
+    goes on from the plain EM step. A candidate stops by ``stopping``: ``"change"`` when
+    its objective changes by less than ``tol`` (scikit-learn's rule), ``"aitken"`` when
+    the gain still to come is estimated below ``tol / 10``; the others go on, up to
+    iteration ``max_iter`` (states resumed from a checkpoint go on from their ``n_iter``).
+    ``on_iteration(n_iter, states)`` is called after each pass (checkpoints, progress).
+    Returns ``states``.
     """
     active = [state for state in states if not state.converged]
     for state in states:
         if not state.means_history:
             state.means_history.append(state.params.means)
+        if accelerate is None:
+            state.squarem, state.trial = None, None
+        elif state.squarem is None:
+            state.squarem = Squarem()
     done = max((state.n_iter for state in active), default=0)
+    # passes of a resumed fit before this run, for the history's count
+    earlier = max((state.n_passes for state in states), default=0)
     for n_iter in range(done + 1, max_iter + 1):
         if not active:
             break
         start = time.perf_counter()
-        totals = model.estep(data, [state.params for state in active])
+        totals = model.estep(data, [state.params if state.trial is None else state.trial for state in active])
         seconds = time.perf_counter() - start
         for state, total in zip(active, totals):
-            record = {"iteration": n_iter, **model.objective(total, state.params)}
-            objective = record.get("objective", record["log_likelihood"])
-            state.params, reseeded = model.mstep(total, state.params)
-            record["change"], record["seconds"] = objective - state.objective, seconds
-            state.objective, state.n_iter, state.n_rows_ignored = objective, n_iter, total.ignored
-            if reseeded:
-                record["reseeded"] = reseeded
+            record = _step(state, total, model, tol, stopping)
+            record.update(iteration=n_iter, seconds=seconds, passes=earlier + data.passes)
+            state.n_iter, state.n_rows_ignored, state.n_passes = n_iter, total.ignored, earlier + data.passes
+            if "reseeded" in record:
                 logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points",
-                               n_iter, reseeded)  # fmt: skip
+                               n_iter, record["reseeded"])  # fmt: skip
             state.history.append(record)
             state.means_history.append(state.params.means)
-            state.converged = abs(record["change"]) < tol
         active = [state for state in active if not state.converged]
         if on_iteration is not None:
             on_iteration(n_iter, states)
     return states
+
+
+def _step(state: FitState, total, model, tol: float, stopping: str) -> dict:
+    """One candidate's part of a pass: the objective at the point evaluated, its acceptance,
+    the next point (the M-step's, or an extrapolated one) and whether the fit stops. The
+    pass's history record, without its iteration, seconds and passes."""
+    point = state.params if state.trial is None else state.trial
+    record = model.objective(total, point)
+    objective = record.get("objective", record["log_likelihood"])
+    mapped, reseeded = model.mstep(total, point)
+    squarem, chain = state.squarem, [*state.chain, objective][-3:]
+    extrapolated = squarem is not None and squarem.phase == 2
+    record.update(change=objective - state.objective, step=squarem.step if extrapolated else 1.0, accepted=True)
+    if reseeded:
+        record["reseeded"] = reseeded
+    if extrapolated:
+        state.trial = None
+        squarem.restart()
+        if objective < state.objective:  # rejected: on from the EM step theta_2, already in params
+            record["accepted"] = False
+            squarem.step_max = max(1.0, squarem.step_max / STEP_FACTOR)
+            state.chain = squarem.fallback_chain
+            return record
+        chain = [objective]  # accepted: the first point of the next cycle
+    state.objective, state.params, state.chain = objective, mapped, chain
+    if len(chain) == 3:
+        state.rate = max(state.rate, objective_rate(chain))
+    state.converged = converged(stopping, record["change"], chain, tol, state.rate)
+    if reseeded:  # the EM steps start again from the re-seeded parameters
+        state.chain = []
+    if squarem is None or state.converged:
+        return record
+    if reseeded:
+        squarem.restart()
+    elif squarem.phase == 0:  # the cycle's first point (an accepted extrapolated one too)
+        squarem.base, squarem.first, squarem.phase = model.to_vector(point), model.to_vector(mapped), 1
+    elif len(chain) < 3 and abs(record["change"]) < tol:
+        # near the end a plain step, so that the stopping rule sees three EM objectives
+        squarem.base, squarem.first = squarem.first, model.to_vector(mapped)
+    else:  # theta_2 = mapped: extrapolate from the cycle's three points
+        step, trial = _extrapolate(model, squarem, model.to_vector(mapped), mapped)
+        squarem.restart()
+        if step > 1.0:
+            squarem.phase, squarem.step, squarem.fallback_chain, state.trial = 2, step, chain[-2:], trial
+    return record
+
+
+def _extrapolate(model, squarem: Squarem, second: np.ndarray, like) -> tuple[float, MixtureParams | None]:
+    """The SQUAREM point from the cycle's :math:`\theta_0, \theta_1` and ``second``, its step
+    halved toward the EM step while it is not a finite model; the step bound grows when
+    reached. Step 1 (no point) when no step longer than the EM step is valid."""
+    step, vector = squarem_point(squarem.base, squarem.first, second, squarem.step_max)
+    if step >= squarem.step_max:
+        squarem.step_max *= STEP_FACTOR
+    for _ in range(MAX_HALVINGS):
+        if step <= 1.0:
+            break
+        if np.isfinite(vector).all():
+            with np.errstate(all="ignore"):
+                trial = model.from_vector(vector, like)
+            if all(np.isfinite(a).all() for a in trial.to_arrays().values()):
+                return step, trial
+        step = 0.5 * (step + 1.0)
+        r, v = squarem.first - squarem.base, second - 2.0 * squarem.first + squarem.base
+        vector = squarem.base + 2.0 * step * r + step * step * v
+    return 1.0, None

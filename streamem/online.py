@@ -168,6 +168,7 @@ class Stepwise:
         self._step_origin = 0
         self.history_ = []
         self.n_iter_ = 0
+        self.n_passes_ = 0  # passes over a data set by fit; a stream's batches are seen once
         self.converged_ = False
 
     def _end_stream(self) -> None:
@@ -320,10 +321,14 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         The running (step-weighted) mean log-likelihood per sample of the recent batches.
     n_iter_ : int
         Passes made by the last ``fit``.
+    n_passes_ : int
+        Passes over the data made by ``fit`` since the model started (``partial_fit`` sees
+        each batch of a stream once and makes none).
     converged_ : bool
     history_ : list of dict
-        One record per pass of ``fit``: ``iteration``, ``log_likelihood`` (mean per sample
-        over the pass, each batch under the parameters of its E-step), ``change``, ``seconds``.
+        One record per pass of ``fit``: ``iteration``, ``passes``, ``log_likelihood`` (mean
+        per sample over the pass, each batch under the parameters of its E-step), ``change``,
+        ``seconds``.
     n_features_in_ : int
 
     Examples
@@ -526,9 +531,9 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
             change = mean - previous
             previous = mean
             self.n_iter_ = n_pass
-            self.history_.append(
-                {"iteration": n_pass, "log_likelihood": mean, "change": change, "seconds": time.perf_counter() - start}
-            )
+            self.n_passes_ += 1
+            self.history_.append({"iteration": n_pass, "passes": self.n_passes_, "log_likelihood": mean,
+                                  "change": change, "seconds": time.perf_counter() - start})  # fmt: skip
             if self.verbose >= 2 and n_pass % self.verbose_interval == 0:
                 logger.info("pass %d: log-likelihood %.8g, change %.3g", n_pass, mean, change)
             if abs(change) < self.tol:
@@ -555,6 +560,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         self._set_params(state.params)
         self._restore_running(arrays, fitted)
         self.n_iter_ = state.n_iter
+        self.n_passes_ = state.n_passes
         self.converged_ = state.converged
         self.lower_bound_ = state.objective
         self.history_ = state.history

@@ -165,6 +165,26 @@ class MixtureParams:
             float(-2 * log_likelihood + 2 * n_parameters),
         )
 
+    def to_vector(self) -> np.ndarray:
+        """The parameters as one unconstrained vector, for extrapolating EM's steps
+        (:mod:`streamem.accelerate`): the weights' logs, the means, and the precision Cholesky
+        factors with the logs of their diagonal (:meth:`Covariance.chol_to_free`). Every
+        vector maps back to valid parameters (:meth:`from_vector`)."""
+        free_chol = self.covariance.chol_to_free(self.precisions_chol)
+        return np.concatenate([_log(self.weights), self.means.ravel(), free_chol])
+
+    def from_vector(self, vector: np.ndarray) -> MixtureParams:
+        """Parameters of the same shapes from a :meth:`to_vector` vector: weights by softmax."""
+        K, D = self.means.shape
+        weights = _softmax(vector[:K])
+        return self._from_parts(weights, vector[K : K + K * D].reshape(K, D), vector[K + K * D :])
+
+    def _from_parts(self, weights, means, free_chol) -> MixtureParams:
+        covariance = self.covariance
+        chol = covariance.chol_from_free(free_chol, self.precisions_chol.shape)
+        return MixtureParams(weights, means, covariance.covariances_from_precisions_chol(chol), chol,
+                             self.covariance_type)  # fmt: skip
+
     def kernel(self, dtype, centre=None) -> LogProbKernel:
         """Constants for evaluating log-densities of rows of ``dtype`` (see :class:`LogProbKernel`);
         ``centre``, of shape (n_features,), is tried first as the centre of the components
@@ -180,6 +200,16 @@ BLOCK_ELEMENTS = 1 << 20
 #: about the centre of its group (:func:`reach`) stays below this
 ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 _FEATURE_COST = 8  # forming a group's features costs about a GEMM of this many components
+
+
+def _log(values: np.ndarray) -> np.ndarray:
+    """Logs of non-negative values, zeros as the log of the smallest normal number."""
+    return np.log(np.maximum(values, np.finfo(np.float64).tiny))
+
+
+def _softmax(logs: np.ndarray) -> np.ndarray:
+    weights = np.exp(logs - logs.max())
+    return weights / weights.sum()
 
 
 def reach(params: MixtureParams, centre: np.ndarray) -> np.ndarray:
@@ -233,6 +263,16 @@ class NoisyParams(MixtureParams):
         with np.errstate(divide="ignore"):
             log_noise = np.log(self.noise_weight) + self.log_noise_density
         return NoiseKernel(LogProbKernel(self, dtype, centre), log_noise)
+
+    def to_vector(self) -> np.ndarray:
+        """:meth:`MixtureParams.to_vector` with the noise weight's log first (the box is fixed)."""
+        return np.concatenate([_log(np.array([self.noise_weight])), super().to_vector()])
+
+    def from_vector(self, vector: np.ndarray) -> NoisyParams:
+        K, D = self.means.shape
+        weights = _softmax(vector[: K + 1])
+        params = self._from_parts(weights[1:], vector[K + 1 : K + 1 + K * D].reshape(K, D), vector[K + 1 + K * D :])
+        return NoisyParams.of(params, weights[0], self.box)
 
     def to_arrays(self, prefix: str = "") -> dict:
         return {**super().to_arrays(prefix), f"{prefix}noise_weight": np.array([self.noise_weight]),

@@ -26,7 +26,9 @@ import numpy as np
 from dask.optimization import cull
 from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
 
-__all__ = ["ChunkedData", "apply_blocks", "chunk_progress", "compute_key", "distributed_client", "row_batches"]
+__all__ = [
+    "ChunkedData", "PassCounter", "apply_blocks", "chunk_progress", "compute_key", "distributed_client", "row_batches",
+]  # fmt: skip
 
 SPLIT_EVERY = 8
 TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
@@ -111,6 +113,13 @@ def _call_group(func, combine, shared, complete_only, group, *values):
     return group.run(func, combine, shared, complete_only, values)
 
 
+class PassCounter:
+    """The number of passes made over one data set, shared by its views."""
+
+    def __init__(self):
+        self.passes = 0
+
+
 class ChunkedData:
     """A 2-D dask array split by rows, with optional per-row weights and labels aligned to it.
 
@@ -122,9 +131,14 @@ class ChunkedData:
         Seconds a pass may take on a distributed cluster.
     labels : dask.array.Array of shape (n_samples,) or None
         Each row's known component, -1 where unknown (passed to chunk functions that ask).
+    counter : PassCounter, default=None
+        Where the passes are counted: another ChunkedData's (``passes``), for rows derived
+        from the same data (standardised ones), or a new one.
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None, labels=None):
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None, labels=None,
+                 counter: PassCounter | None = None):  # fmt: skip
+        self.counter = PassCounter() if counter is None else counter
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
         if sample_weight is not None:
@@ -163,6 +177,12 @@ class ChunkedData:
         return len(self.x_keys)
 
     @property
+    def passes(self) -> int:
+        """Passes over the data so far (calls of :meth:`map_reduce`, by this data and every
+        view sharing its counter)."""
+        return self.counter.passes
+
+    @property
     def n_samples(self) -> int:
         return self.X.shape[0]
 
@@ -182,6 +202,7 @@ class ChunkedData:
         on a cluster's workers, by the worker that holds them), each reading its chunks
         itself, so that a pass costs a few tasks per thread however many chunks there are.
         """
+        self.counter.passes += 1
         token = uuid.uuid4().hex
         shared_key = f"streamem-shared-{token}"
         graph = dict(self._graph)

@@ -63,8 +63,9 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     GaussianMixture
         The fitted model with the lowest criterion. Its ``selection_`` attribute holds one
         dict per candidate: ``covariance_type, n_components, log_likelihood (mean per
-        sample), n_parameters, bic, icl, aic, lower_bound, n_iter, converged``, and
-        ``selection_criterion_`` the criterion that chose it.
+        sample), n_parameters, bic, icl, aic, lower_bound, n_iter, converged``,
+        ``selection_criterion_`` the criterion that chose it, and ``n_passes_`` the passes
+        over the data of the whole table (initialisation and the scoring pass included).
 
     Examples
     --------
@@ -109,6 +110,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     chosen = min(table, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
     set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True)
+    model.n_passes_ = chunked.passes
     model.selection_ = table
     model.selection_criterion_ = criterion
     return model

@@ -69,6 +69,15 @@ class TParams(MixtureParams):
     def kernel(self, dtype, centre=None) -> TKernel:
         return TKernel(self)
 
+    def to_vector(self) -> np.ndarray:
+        """:meth:`MixtureParams.to_vector` and the logs of the degrees of freedom."""
+        return np.concatenate([super().to_vector(), np.log(self.degrees_of_freedom)])
+
+    def from_vector(self, vector: np.ndarray) -> TParams:
+        K = self.n_components
+        dof = np.clip(np.exp(vector[-K:]), *DOF_RANGE)
+        return TParams.of(MixtureParams.from_vector(self, vector[:-K]), dof)
+
     def to_arrays(self, prefix: str = "") -> dict:
         return {**super().to_arrays(prefix), f"{prefix}degrees_of_freedom": self.degrees_of_freedom}
 
@@ -268,6 +277,14 @@ class StudentTModel:
     def mstep(self, stats: TStats, params: TParams) -> tuple[TParams, list[int]]:
         return t_m_step(stats, params.covariance_type, self.reg_covar, params, self.fixed_dof), []
 
+    def to_vector(self, params: TParams) -> np.ndarray:
+        return params.to_vector()
+
+    def from_vector(self, vector: np.ndarray, like: TParams) -> TParams:
+        """Parameters from an extrapolated ``vector``; fixed degrees of freedom stay ``like``'s."""
+        new = like.from_vector(vector)
+        return new if self.fixed_dof is None else dataclasses.replace(new, degrees_of_freedom=like.degrees_of_freedom)
+
 
 class StudentTMixture(Stepwise, GaussianMixture):
     """Mixture of multivariate t distributions, fitted by EM over the chunks of a dask array.
@@ -348,6 +365,8 @@ class StudentTMixture(Stepwise, GaussianMixture):
         persist=False,
         persist_fraction=0.5,
         timeout=None,
+        accelerate="squarem",
+        stopping="auto",
     ):
         super().__init__(
             n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
@@ -355,6 +374,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
             precisions_init=precisions_init, random_state=random_state, warm_start=warm_start, verbose=verbose,
             verbose_interval=verbose_interval, checkpoint=checkpoint, scheduler_address=scheduler_address,
             persist=persist, persist_fraction=persist_fraction, timeout=timeout,
+            accelerate=accelerate, stopping=stopping,
         )  # fmt: skip
         for name in ("freeze", "noise", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
                      "covariance_prior", "degrees_of_freedom_prior"):  # fmt: skip

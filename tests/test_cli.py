@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -150,7 +151,7 @@ def test_fit_chooses_k_and_plot_shows_bic(workdir, tmp_path):
 def test_progress_lines_quiet_and_json(workdir, tmp_path):
     loud = ok("fit", workdir / "points.zarr", "--n-components", 2, "--init", "random", "--max-iter", 3, "--tol", 0,
               "--seed", 0, "--out", tmp_path / "a.zarr")  # fmt: skip
-    assert "iteration 1: log-likelihood" in loud.stderr and "change" in loud.stderr
+    assert re.search(r"iteration 1 \(pass \d+\): log-likelihood", loud.stderr) and "change" in loud.stderr
     quiet = ok("fit", workdir / "points.zarr", "--n-components", 2, "--max-iter", 3, "--seed", 0, "--quiet",
                "--out", tmp_path / "b.zarr")  # fmt: skip
     assert "iteration" not in quiet.stderr
@@ -159,8 +160,9 @@ def test_progress_lines_quiet_and_json(workdir, tmp_path):
     records = [json.loads(line) for line in lines]
     iterations = [r for r in records if r["event"] == "iteration"]
     assert [r["iteration"] for r in iterations] == [1, 2, 3]
-    assert {"log_likelihood", "change", "seconds", "chunks"} <= set(iterations[0])
+    assert {"log_likelihood", "change", "seconds", "chunks", "passes", "step", "accepted"} <= set(iterations[0])
     assert records[-1]["event"] == "done" and records[-1]["n_iter"] == 3
+    assert records[-1]["n_passes"] == iterations[-1]["passes"]
 
 
 def test_fit_on_local_worker_processes(workdir, tmp_path):
@@ -203,7 +205,7 @@ def test_fit_draws_a_bar_over_the_chunks_of_each_pass_on_a_terminal(workdir, tmp
     assert code == 0, drawn
     n_chunks = 5  # 30,000 rows in chunks of 7,000
     assert drawn.count(f"{n_chunks}/{n_chunks}") >= 3, drawn  # the initial pass and two iterations
-    assert f"1/{n_chunks}" in drawn and "iteration 2: log-likelihood" in drawn
+    assert f"1/{n_chunks}" in drawn and re.search(r"iteration 2 \(pass \d+\): log-likelihood", drawn)
     code, drawn = run_on_terminal("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 2, "--seed", 0,
                                   "--quiet", "--out", tmp_path / "q.zarr", *extra, env=env)  # fmt: skip
     assert code == 0 and f"/{n_chunks}" not in drawn and "iteration" not in drawn, drawn
@@ -269,7 +271,7 @@ def test_make_data_refuses_to_overwrite(workdir):
 
 def test_demo_fits_generated_data():
     result = ok("demo", "--n-samples", 20000, "--n-components", 3, "--chunk-size", 3000)
-    assert "iteration 1:" in result.stderr
+    assert "iteration 1 (pass " in result.stderr
     assert "converged=True" in result.stdout
     distance = float(result.stdout.split("true mean:")[1].split()[0])
     assert distance < 0.1

@@ -17,7 +17,8 @@ from .conftest import mixture_data, sklearn_start
 def test_run_em_is_the_estimators_loop():
     X, _ = mixture_data(n_samples=3000, n_features=3, n_components=3, seed=2)
     start = sklearn_start(X, 3, "diag")
-    estimator = streamem.GaussianMixture(3, covariance_type="diag", max_iter=7, tol=0.0, **start).fit(X)
+    estimator = streamem.GaussianMixture(3, covariance_type="diag", max_iter=7, tol=0.0, accelerate=None,
+                                         **start).fit(X)  # fmt: skip
     params = MixtureParams.from_precisions_chol(
         start["weights_init"], start["means_init"], np.sqrt(start["precisions_init"]), "diag"
     )

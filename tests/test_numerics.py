@@ -176,7 +176,10 @@ def errors(weights, means, covariances, reference):
 
 
 def fit(model_class, X, start, covariance_type, **kwargs):
+    """``N_ITER`` iterations of plain EM (iterate for iterate the direct computation's)."""
     K = len(start["weights_init"])
+    if issubclass(model_class, streamem.GaussianMixture):
+        kwargs.setdefault("accelerate", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model_class(

@@ -36,7 +36,8 @@ def test_saved_group_holds_arrays_and_json(tmp_path, blobs):
     gm.save(tmp_path / "m.zarr")
     group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
     params = ["covariances", "means", "precisions_cholesky", "weights"]
-    history = ["history_change", "history_iteration", "history_log_likelihood", "history_seconds", "means_history"]
+    history = ["history_accepted", "history_change", "history_iteration", "history_log_likelihood", "history_passes",
+               "history_seconds", "history_step", "means_history"]  # fmt: skip
     assert sorted(group.array_keys()) == sorted(params + history)
     assert group.attrs["format"] == "streamem.GaussianMixture"
     assert group.attrs["format_version"] == 1

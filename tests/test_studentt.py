@@ -83,7 +83,7 @@ def test_equals_the_papers_formulas_from_the_same_start(covariance_type):
         warnings.simplefilter("ignore")
         start.fit(X)
         init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
-        model = streamem.StudentTMixture(K, covariance_type=covariance_type, max_iter=6, tol=0,
+        model = streamem.StudentTMixture(K, covariance_type=covariance_type, max_iter=6, tol=0, accelerate=None,
                                          degrees_of_freedom_init=8.0, **init).fit(X)  # fmt: skip
     weights, means, scales, dof, log_lik = _direct_ecm(X, start.weights_, start.means_, _full_scales(start),
                                                        np.full(K, 8.0), covariance_type, 6)  # fmt: skip
@@ -102,7 +102,7 @@ def test_fixed_degrees_of_freedom_stay_and_the_rest_follows_the_formulas():
         warnings.simplefilter("ignore")
         start.fit(X)
         init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
-        model = streamem.StudentTMixture(K, degrees_of_freedom=4.0, max_iter=5, tol=0, **init).fit(X)
+        model = streamem.StudentTMixture(K, degrees_of_freedom=4.0, max_iter=5, tol=0, accelerate=None, **init).fit(X)
     weights, means, scales, dof, _ = _direct_ecm(X, start.weights_, start.means_, start.covariances_,
                                                  np.full(K, 4.0), "full", 5, estimate_dof=False)  # fmt: skip
     np.testing.assert_array_equal(model.degrees_of_freedom_, np.full(K, 4.0))

@@ -1,0 +1,240 @@
+"""Fewer passes: SQUAREM on every model of the EM core, Aitken's stopping rule, passes counted."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+from sklearn.exceptions import ConvergenceWarning
+
+import streamem
+from streamem.accelerate import remaining_gain, squarem_point
+
+from .conftest import COVARIANCE_TYPES, mixture_data, sklearn_start
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def overlapping(n_samples=4000, n_features=4, n_components=5, seed=0, spread=1.3):
+    """Rows of strongly overlapping spherical clusters: plain EM creeps there."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, spread, (n_components, n_features))
+    labels = rng.integers(n_components, size=n_samples)
+    return means[labels] + rng.normal(size=(n_samples, n_features))
+
+
+def first_pass_within(model, target: float) -> int:
+    """The passes until the first accepted point at least ``target``."""
+    for record in model.history_:
+        if record["accepted"] and record.get("objective", record["log_likelihood"]) >= target:
+            return record["passes"]
+    raise AssertionError(f"never within reach: {model.lower_bound_} < {target}")
+
+
+@pytest.fixture(scope="module")
+def slow_case():
+    X = overlapping(spread=1.8)
+    start = sklearn_start(X, 5, "full", seed=0)
+    plain = streamem.GaussianMixture(5, accelerate=None, tol=1e-12, max_iter=3000, **start).fit(X)
+    return X, start, plain
+
+
+def test_squarem_reaches_plain_em_optimum_in_a_fraction_of_the_passes(slow_case):
+    X, start, plain = slow_case
+    fast = streamem.GaussianMixture(5, tol=1e-12, max_iter=3000, stopping="change", **start).fit(X)
+    assert plain.n_passes_ > 100  # a slow case
+    target = plain.lower_bound_ - 1e-6
+    plain_passes, fast_passes = first_pass_within(plain, target), first_pass_within(fast, target)
+    assert fast_passes <= plain_passes / 3, (fast_passes, plain_passes)
+    assert fast.lower_bound_ >= plain.lower_bound_ - 1e-9
+    rows, cols = linear_sum_assignment(((fast.means_[:, None] - plain.means_[None]) ** 2).sum(axis=2))
+    np.testing.assert_allclose(fast.means_[rows], plain.means_[cols], atol=1e-3)
+    assert any(record["step"] > 1 for record in fast.history_)
+
+
+def test_default_fit_does_not_stop_while_it_is_still_moving(slow_case):
+    X, start, plain = slow_case
+    default = streamem.GaussianMixture(5, max_iter=500, **start).fit(X)  # squarem, Aitken's rule, tol=1e-3
+    early = streamem.GaussianMixture(5, accelerate=None, **start).fit(X)  # scikit-learn's rule
+    gap = plain.lower_bound_ - default.lower_bound_
+    assert default.converged_ and gap < default.tol / 10, gap
+    assert plain.lower_bound_ - early.lower_bound_ > gap  # the change rule stops farther away
+
+
+def test_plain_em_keeps_scikit_learns_iterations_and_stopping():
+    from sklearn.mixture import GaussianMixture
+
+    X, _ = mixture_data(n_samples=4000, n_features=3, n_components=3, seed=5)
+    start = sklearn_start(X, 3, "full")
+    ours = streamem.GaussianMixture(3, accelerate=None, tol=1e-5, max_iter=500, **start).fit(X)
+    theirs = GaussianMixture(3, tol=1e-5, max_iter=500, **start).fit(X)
+    assert (ours.n_iter_, ours.converged_) == (theirs.n_iter_, theirs.converged_)
+    np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-8, atol=1e-10)
+    assert all(record["step"] == 1.0 and record["accepted"] for record in ours.history_)
+
+
+def objectives_never_fall(model) -> None:
+    bounds = np.array(model.lower_bounds_)
+    accepted = [r.get("objective", r["log_likelihood"]) for r in model.history_ if r["accepted"]]
+    scale = max(1.0, abs(bounds[-1]))
+    assert np.all(np.diff(bounds) >= -1e-12 * scale)
+    assert np.all(np.diff(accepted) >= -1e-12 * scale)
+    assert model.lower_bound_ == pytest.approx(accepted[-1])
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_accepted_steps_never_lower_the_objective(covariance_type):
+    X = overlapping(n_samples=6000, seed=1)
+    model = streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=150, random_state=0).fit(X)
+    objectives_never_fall(model)
+    assert sum(r["step"] > 1 for r in model.history_) > 5
+
+
+def test_every_model_of_the_em_core_is_accelerated():
+    """Missing values, a MAP prior, a noise component, partial labels, standardised features,
+    t components and the variational posterior: all extrapolated, none ever lower."""
+    X = overlapping(n_samples=6000, seed=2)
+    holes = X.copy()
+    holes[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
+    labels = np.full(len(X), -1)
+    labels[:50] = np.arange(50) % 4
+    common = dict(tol=0, max_iter=80, random_state=0)
+    fits = [
+        streamem.GaussianMixture(4, missing="marginalize", **common).fit(holes),
+        streamem.GaussianMixture(4, covariance_prior=np.eye(4), degrees_of_freedom_prior=5.0,
+                                 mean_precision_prior=0.1, **common).fit(X),
+        streamem.GaussianMixture(4, noise="uniform", **common).fit(X),
+        streamem.GaussianMixture(4, **common).fit(X, labels),
+        streamem.GaussianMixture(4, covariance_type="diag", standardize=True, **common).fit(X * [1, 10, 100, 0.1]),
+        streamem.StudentTMixture(4, **common).fit(X),
+        streamem.BayesianGaussianMixture(n_components=6, **common).fit(X),
+    ]  # fmt: skip
+    for model in fits:
+        objectives_never_fall(model)
+        assert any(r["step"] > 1 and r["accepted"] for r in model.history_), type(model).__name__
+        assert all(np.isfinite(v).all() for v in (model.weights_, model.means_, model.covariances_))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_the_accelerated_fit_does_not_depend_on_the_chunking(covariance_type):
+    import dask.array as da
+
+    X = overlapping(n_samples=6000, seed=3)
+    start = sklearn_start(X, 5, covariance_type, seed=0)
+    fits = [
+        streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=60, **start).fit(
+            da.from_array(X, chunks=(rows, -1))
+        )
+        for rows in (6000, 1000, 777)
+    ]
+    for other in fits[1:]:
+        assert [r["accepted"] for r in other.history_] == [r["accepted"] for r in fits[0].history_]
+        np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(other.covariances_, fits[0].covariances_, rtol=1e-8, atol=1e-8)
+
+
+def test_frozen_parameters_keep_their_bits_under_extrapolation():
+    X = overlapping(n_samples=6000, seed=4)
+    start = sklearn_start(X, 5, "full", seed=0)
+    held = streamem.GaussianMixture(5, max_iter=0, **start).fit(X)  # the initial parameters as fitted ones
+    model = streamem.GaussianMixture(5, freeze=("weights", "covariances"), tol=0, max_iter=60, **start).fit(X)
+    assert any(r["step"] > 1 and r["accepted"] for r in model.history_)
+    for name in ("weights_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(model, name), getattr(held, name), err_msg=name)
+    assert np.abs(model.means_ - held.means_).max() > 1e-3  # the means moved
+    t = streamem.StudentTMixture(3, degrees_of_freedom=4.0, tol=0, max_iter=40, random_state=0).fit(X)
+    np.testing.assert_array_equal(t.degrees_of_freedom_, np.full(3, 4.0))
+
+
+def test_candidates_share_the_passes_and_the_passes_are_counted():
+    X = overlapping(n_samples=6000, seed=5)
+    start = sklearn_start(X, 5, "full", seed=0)
+    given = streamem.GaussianMixture(5, tol=0, max_iter=25, **start).fit(X)
+    assert given.n_passes_ == given.n_iter_ == 25  # a start given costs no pass
+    assert [r["passes"] for r in given.history_] == list(range(1, 26))
+    drawn = streamem.GaussianMixture(5, n_init=3, random_state=0, max_iter=40).fit(X)
+    init_passes = drawn.history_[0]["passes"] - 1
+    assert init_passes > 0
+    assert drawn.n_passes_ >= init_passes + drawn.n_iter_
+    assert drawn.n_passes_ == init_passes + max(drawn.n_iter_, drawn.history_[-1]["iteration"])
+    assert drawn.n_passes_ < init_passes + 3 * drawn.n_iter_  # not one pass per candidate
+
+
+def test_passes_survive_save_load_and_checkpoint_resume(tmp_path):
+    X = overlapping(n_samples=6000, seed=6)
+    common = dict(tol=0, random_state=0, n_init=2)
+    reference = streamem.GaussianMixture(5, max_iter=30, **common).fit(X)
+    streamem.GaussianMixture(5, max_iter=11, checkpoint=tmp_path / "ck", **common).fit(X)
+    resumed = streamem.GaussianMixture(5, max_iter=30, checkpoint=tmp_path / "ck", **common).fit(X)
+    np.testing.assert_array_equal(resumed.means_, reference.means_)
+    assert resumed.history_ == [dict(r, seconds=s["seconds"]) for r, s in zip(reference.history_, resumed.history_)]
+    assert resumed.n_passes_ == reference.n_passes_
+    reference.save(tmp_path / "model.zarr")
+    loaded = streamem.load(tmp_path / "model.zarr")
+    assert loaded.n_passes_ == reference.n_passes_ and loaded.history_ == reference.history_
+
+
+def test_select_n_components_counts_the_passes_of_the_table():
+    X = overlapping(n_samples=4000, seed=7)
+    best = streamem.select_n_components(X, [2, 3, 4], covariance_type=["full", "diag"], random_state=0, max_iter=30)
+    assert best.n_passes_ <= 30 + 20  # one pass per iteration for the whole table, plus starts and scoring
+    assert best.n_passes_ > max(row["n_iter"] for row in best.selection_)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"accelerate": "fast"}, "accelerate.*squarem"), ({"stopping": "never"}, "stopping.*aitken"),
+     ({"accelerate": 1}, "accelerate")],
+)  # fmt: skip
+@pytest.mark.parametrize("estimator", [streamem.GaussianMixture, streamem.BayesianGaussianMixture,
+                                       streamem.StudentTMixture])  # fmt: skip
+def test_a_bad_acceleration_names_the_choices(estimator, params, match):
+    model = estimator(n_components=2, **params)
+    with pytest.raises(ValueError, match=match):
+        model.fit(overlapping(n_samples=200))
+    assert not hasattr(model, "means_")
+
+
+def test_aitken_estimate_of_the_remaining_gain():
+    limit, rate = -3.0, 0.9
+    objectives = [limit - 2.0 * rate**k for k in range(3)]
+    assert remaining_gain(objectives) == pytest.approx(limit - objectives[-1])
+    assert remaining_gain([0.0, 1.0, 1.0]) == 0.0  # nothing gained
+    assert remaining_gain([0.0, 1.0, 2.0]) == np.inf  # not shrinking yet
+
+
+def test_squarem_point_is_the_s3_extrapolation():
+    """On a linear map with one slow direction the S3 step lands on its fixed point."""
+    fixed, rate = np.array([1.0, -2.0]), 0.99
+    step = lambda v: fixed + rate * (v - fixed)  # noqa: E731
+    base = np.array([5.0, 3.0])
+    first, second = step(base), step(step(base))
+    length, point = squarem_point(base, first, second, step_max=1e6)
+    assert length == pytest.approx(1 / (1 - rate))
+    np.testing.assert_allclose(point, fixed, atol=1e-9)
+    assert squarem_point(base, first, second, step_max=4.0)[0] == 4.0
+
+
+def test_cli_shows_passes(tmp_path):
+    from click.testing import CliRunner
+
+    from streamem.cli import main
+
+    path = tmp_path / "x.npy"
+    np.save(path, overlapping(n_samples=3000, seed=8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--seed", "0",
+                                           "--out", str(tmp_path / "m.zarr")])  # fmt: skip
+        plain = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--seed", "0", "--accelerate",
+                                          "none", "--stopping", "change", "--out", str(tmp_path / "p.zarr")])  # fmt: skip
+    assert result.exit_code == 0 and plain.exit_code == 0, result.output + plain.output
+    assert "(pass " in result.output and "passes over the data" in result.output
+    model = streamem.load(tmp_path / "m.zarr")
+    assert f"({model.n_passes_} passes over the data)" in result.output
+    assert streamem.load(tmp_path / "p.zarr").accelerate is None
+    bad = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--accelerate", "fast",
+                                    "--out", str(tmp_path / "b.zarr")])  # fmt: skip
+    assert bad.exit_code == 2 and "squarem" in bad.output
