@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -217,7 +218,16 @@ def test_squarem_point_is_the_s3_extrapolation():
     assert squarem_point(base, first, second, step_max=4.0)[0] == 4.0
 
 
-def test_cli_shows_passes(tmp_path):
+@pytest.fixture
+def streamem_logger():
+    """The "streamem" logger as it was: the CLI run in-process sets its handlers and level."""
+    logger = logging.getLogger("streamem")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
+
+
+def test_cli_shows_passes(tmp_path, streamem_logger):
     from click.testing import CliRunner
 
     from streamem.cli import main
