@@ -38,7 +38,7 @@ from .online import Stepwise, warm_up_rows
 from .packed import unpack_symmetric
 from .params import EPS, MixtureParams
 from .reduce import ChunkedData
-from .stats import add_lists, chunk_stats
+from .stats import SufficientStats, add_lists, chunk_stats
 from .validation import check_total_weight
 
 __all__ = ["BayesianGaussianMixture", "VariationalModel", "VariationalParams", "VariationalPrior"]
@@ -47,6 +47,10 @@ PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 #: components whose expected weight is below this are unused: counted out of
 #: ``n_components_effective_`` and never a label of ``predict``
 UNUSED_WEIGHT = 1e-3
+#: the nearest components each used one is paired with as a merge candidate
+MERGE_NEIGHBOURS = 3
+#: the merge candidates a pass gathers terms for, at most
+MAX_MERGE_PAIRS = 8
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -61,6 +65,12 @@ class VariationalParams(MixtureParams):
         (the Beta distributions of the stick-breaking fractions).
     mean_precision : ndarray of shape (K,)
     degrees_of_freedom : ndarray of shape (K,) (equal values for ``"tied"``)
+    merge_pairs : ndarray of int of shape (n_pairs, 2) or None
+        The merges the pass that evaluates this posterior gathers terms for
+        (:meth:`VariationalModel.merge_candidates`); None: none.
+    merge_memo : ndarray of shape (n_memo, 3) or None
+        Pairs evaluated before (their components, then the change of the entropy their
+        merge gave), for the candidates' choice.
 
     ``covariances`` is the Wishart's scale inverse over its degrees of freedom, the
     expected covariance; ``weights`` the expected weights.
@@ -69,10 +79,12 @@ class VariationalParams(MixtureParams):
     weight_concentration: np.ndarray
     mean_precision: np.ndarray
     degrees_of_freedom: np.ndarray
+    merge_pairs: np.ndarray | None = None
+    merge_memo: np.ndarray | None = None
 
     @classmethod
     def of(cls, weight_concentration, mean_precision, means, degrees_of_freedom, covariances, precisions_chol,
-           covariance_type: str) -> VariationalParams:  # fmt: skip
+           covariance_type: str, merge_pairs=None, merge_memo=None) -> VariationalParams:  # fmt: skip
         """The posterior, its expected weights computed from ``weight_concentration``."""
         if weight_concentration.ndim == 2:
             a, b = weight_concentration
@@ -80,7 +92,7 @@ class VariationalParams(MixtureParams):
         else:
             weights = weight_concentration
         return cls(weights / weights.sum(), means, covariances, precisions_chol, covariance_type,
-                   weight_concentration, mean_precision, degrees_of_freedom)  # fmt: skip
+                   weight_concentration, mean_precision, degrees_of_freedom, merge_pairs, merge_memo)  # fmt: skip
 
     @property
     def dirichlet_process(self) -> bool:
@@ -127,16 +139,20 @@ class VariationalParams(MixtureParams):
         covariance = self.covariance
         chol = covariance.chol_from_free(parts[4], self.precisions_chol.shape)
         return VariationalParams.of(concentration, np.exp(parts[1]), parts[2].reshape(K, D), D - 1 + np.exp(parts[3]),
-                                    covariance.covariances_from_precisions_chol(chol), chol,
-                                    self.covariance_type)  # fmt: skip
+                                    covariance.covariances_from_precisions_chol(chol), chol, self.covariance_type,
+                                    self.merge_pairs, self.merge_memo)  # fmt: skip
 
     def to_arrays(self, prefix: str = "") -> dict:
-        return {
+        arrays = {
             **super().to_arrays(prefix),
             f"{prefix}weight_concentration": self.weight_concentration,
             f"{prefix}mean_precision": self.mean_precision,
             f"{prefix}degrees_of_freedom": self.degrees_of_freedom,
         }
+        for name in ("merge_pairs", "merge_memo"):
+            if getattr(self, name) is not None:
+                arrays[f"{prefix}{name}"] = getattr(self, name)
+        return arrays
 
     @classmethod
     def from_arrays(cls, arrays: dict, covariance_type: str, prefix: str = "") -> VariationalParams:
@@ -148,9 +164,17 @@ class VariationalParams(MixtureParams):
         for name in ("mean_precision", "degrees_of_freedom"):
             if arrays[prefix + name].shape != (K,):
                 raise ValueError(f"{prefix}{name} has shape {arrays[prefix + name].shape}, expected ({K},)")
+        pairs = arrays.get(f"{prefix}merge_pairs")
+        if pairs is not None:
+            pairs = np.asarray(pairs, dtype=np.intp)
+            if pairs.ndim != 2 or pairs.shape[1] != 2 or not ((pairs >= 0) & (pairs < K)).all():
+                raise ValueError(f"{prefix}merge_pairs must be pairs of components, got shape {pairs.shape}")
+        memo = arrays.get(f"{prefix}merge_memo")
+        if memo is not None and (memo.ndim != 2 or memo.shape[1] != 3):
+            raise ValueError(f"{prefix}merge_memo must have 3 columns, got shape {memo.shape}")
         return cls.of(concentration, arrays[f"{prefix}mean_precision"], expected.means,
                       arrays[f"{prefix}degrees_of_freedom"], expected.covariances, expected.precisions_chol,
-                      covariance_type)  # fmt: skip
+                      covariance_type, pairs, memo)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -169,17 +193,21 @@ class VariationalPrior:
 class VariationalModel:
     """The Bayesian Gaussian mixture for :func:`~streamem.em.run_em`: the E-step of the
     expected Gaussians (:meth:`VariationalParams.gaussian`) about ``centre``, the
-    variational update, and the ELBO as the objective (a total, as scikit-learn's)."""
+    variational update, and the ELBO as the objective (a total, as scikit-learn's).
+    With ``merges``, the update also merges pairs of components when that raises the ELBO
+    (:meth:`merge`)."""
 
     covariance_type: str
     reg_covar: float
     centre: np.ndarray
     prior: VariationalPrior
     missing: bool = False
+    merges: bool = False
 
     def estep(self, data: ChunkedData, params_list: list[VariationalParams]) -> list:
         gaussians = [params.gaussian() for params in params_list]
-        totals = data.map_reduce(chunk_stats, gaussians, self.centre, self.missing, combine=add_lists)
+        pairs = [params.merge_pairs if self.merges else None for params in params_list]
+        totals = data.map_reduce(chunk_stats, gaussians, self.centre, self.missing, pairs, combine=add_lists)
         for total in totals:
             check_total_weight(total.weight)
         return totals
@@ -187,8 +215,96 @@ class VariationalModel:
     def objective(self, stats, params: VariationalParams) -> dict:
         return {"log_likelihood": stats.mean_loglik, "objective": self.elbo(stats, params, self.update(stats))}
 
-    def mstep(self, stats, params: VariationalParams) -> tuple[VariationalParams, list[int]]:
-        return self.update(stats), []
+    def mstep(self, stats, params: VariationalParams) -> tuple[VariationalParams, dict]:
+        """The variational update; with ``merges``, the merges that raise the ELBO (the
+        move ``{"merged": pairs}``, each pair's second component emptied into its first),
+        then under the Dirichlet process the components in order of their weights when
+        that raises it (``{"reordered": order}``: the largest first, the emptied last), and
+        the candidates the next pass gathers terms for."""
+        new = self.update(stats)
+        if not self.merges:
+            return new, {}
+        moves = {}
+        memo = {} if params.merge_memo is None else {(int(j), int(k)): loss for j, k, loss in params.merge_memo}
+        if stats.merge_terms is not None and params.merge_pairs is not None and len(params.merge_pairs):
+            merged, losses = self.merge(stats, params, new)
+            memo.update(losses)
+            if merged:
+                stats = merged_stats(stats, merged)
+                new, moves["merged"] = self.update(stats), [[int(j), int(k)] for j, k in merged]
+        if moves and new.dirichlet_process:  # the stick-breaking order the fewer components fit best
+            order = np.argsort(-stats.nk, kind="stable")
+            if (order != np.arange(len(order))).any():
+                reordered = self.update(permuted_stats(stats, order))
+                # the entropy does not depend on the order: compare the other terms
+                if self.bound(0.0, reordered) > self.bound(0.0, new):
+                    stats, new, moves["reordered"] = permuted_stats(stats, order), reordered, order.tolist()
+        if moves:  # the components' indices changed
+            memo = {}
+        pairs = self.merge_candidates(stats, new, memo)
+        memo = np.array([(j, k, loss) for (j, k), loss in sorted(memo.items())], dtype=np.float64).reshape(-1, 3)
+        return dataclasses.replace(new, merge_pairs=pairs, merge_memo=memo), moves
+
+    def merge(self, stats, old: VariationalParams, new: VariationalParams) -> tuple[list, dict]:
+        r"""The pairs of ``old.merge_pairs`` to merge (Hughes & Sudderth 2013): each gives the
+        rows of its second component to its first. The responsibilities of a merged pair
+        are the sum of the two's, so its statistics are their sums, and its entropy loses
+        :math:`\sum_i w_i (s_i \log s_i - r_{ij} \log r_{ij} - r_{ik} \log r_{ik})`,
+        :math:`s_i = r_{ij} + r_{ik}`, from the terms the pass gathered
+        (:attr:`~streamem.stats.SufficientStats.merge_terms`): the ELBO of a set of merges
+        is exact. Pairs go by their gain alone, best first, each taken when the ELBO of
+        the set with it is higher than without; none shares a component with another.
+        The next E-step can only raise the ELBO further, so it never decreases. Returns
+        the merges and each pair's change of the entropy (by its components in order)."""
+        K, pairs, terms = old.n_components, old.merge_pairs, stats.merge_terms
+        if len(terms) != K + len(pairs):
+            return [], {}
+        entropy = self.entropy(stats, old)
+        losses = terms[pairs[:, 0]] + terms[pairs[:, 1]] - terms[K:]  # each merge's change of the entropy, <= 0
+        oriented = [(j, k) if stats.nk[j] >= stats.nk[k] else (k, j) for j, k in pairs.tolist()]
+
+        def bound(chosen):
+            loss = sum(losses[p] for p in chosen)
+            return self.bound(entropy + loss, self.update(merged_stats(stats, [oriented[p] for p in chosen])))
+
+        best = self.bound(entropy, new)
+        gains = np.array([bound([p]) - best for p in range(len(pairs))])
+        chosen, taken = [], set()
+        for p in np.argsort(-gains, kind="stable"):
+            if gains[p] <= 0:
+                break
+            if taken.isdisjoint(oriented[p]):
+                value = bound([*chosen, p])
+                if value > best:
+                    best, chosen = value, [*chosen, p]
+                    taken.update(oriented[p])
+        return [oriented[p] for p in chosen], {(min(j, k), max(j, k)): float(loss) for (j, k), loss in
+                                               zip(pairs.tolist(), losses)}  # fmt: skip
+
+    def merge_candidates(self, stats, new: VariationalParams, memo: dict) -> np.ndarray:
+        """The merges worth gathering terms for in the next pass: pairs of used components
+        (expected weight at least :data:`UNUSED_WEIGHT`), each component with its
+        :data:`MERGE_NEIGHBOURS` nearest (by the distance of their means in the sum of
+        their expected precisions), whose merge would raise the ELBO's other terms than
+        the entropy by more than the entropy lost when last evaluated (``memo``: pairs to
+        that loss; a merge can only lower the entropy, so a merge without this gain cannot
+        raise the ELBO, and one rejected is tried again only when its gain outgrows its
+        loss), the :data:`MAX_MERGE_PAIRS` best."""
+        used = np.flatnonzero(new.weights >= UNUSED_WEIGHT)
+        if len(used) < 2:
+            return np.empty((0, 2), dtype=np.intp)
+        K, D = new.means.shape
+        precisions = new.covariance.full_precisions(new.precisions_chol, K, D)[used]
+        delta = new.means[used][:, None] - new.means[used][None]
+        distance = np.einsum("jkd,jde,jke->jk", delta, precisions, delta)
+        distance = distance + distance.T
+        np.fill_diagonal(distance, np.inf)
+        nearest = np.argsort(distance, axis=1, kind="stable")[:, :MERGE_NEIGHBOURS]
+        pairs = sorted({(min(j, k), max(j, k)) for j, row in zip(used, used[nearest]) for k in row if j != k})
+        best = self.bound(0.0, new)
+        gains = [self.bound(0.0, self.update(merged_stats(stats, [pair]))) - best + memo.get(pair, 0.0) for pair in pairs]
+        ranked = [pair for gain, pair in sorted(zip(gains, pairs), key=lambda item: -item[0]) if gain > 0]
+        return np.array(ranked[:MAX_MERGE_PAIRS], dtype=np.intp).reshape(-1, 2)
 
     def to_vector(self, params: VariationalParams) -> np.ndarray:
         return params.to_vector()
@@ -297,6 +413,31 @@ class VariationalModel:
         return float(kl_weights + kl_means.sum() + kl_wishart.sum())
 
 
+def merged_stats(stats, pairs) -> SufficientStats:
+    """The statistics with each pair's second component's rows given to its first (the
+    second's left empty): its moments moved onto the first's centre, then added."""
+    shift = stats.shift.copy()
+    for j, k in pairs:
+        shift[k] = shift[j]
+    moved = stats.recentred(shift)
+    nk, s1, s2 = moved.nk.copy(), moved.s1.copy(), moved.s2.copy()
+    per_component = get_covariance(stats.covariance_type).per_component  # "tied" pools the components' moments
+    for j, k in pairs:
+        nk[j], s1[j] = nk[j] + nk[k], s1[j] + s1[k]
+        nk[k], s1[k] = 0.0, 0.0
+        if per_component:
+            s2[j], s2[k] = s2[j] + s2[k], 0.0
+    return dataclasses.replace(moved, nk=nk, s1=s1, s2=s2, merge_terms=None)
+
+
+def permuted_stats(stats, order) -> SufficientStats:
+    """The statistics of the components in ``order`` (component ``i`` of the result is
+    ``order[i]``)."""
+    per_component = get_covariance(stats.covariance_type).per_component
+    return dataclasses.replace(stats, nk=stats.nk[order], s1=stats.s1[order], shift=stats.shift[order],
+                               s2=stats.s2[order] if per_component else stats.s2, merge_terms=None)  # fmt: skip
+
+
 def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
     """The data's (``chunked``'s rows') weighted mean, its scatter about it (the matrix with ``full``, else its
     diagonal: the pass then forms 2D features per row, not D^2 / 2) and its total weight."""
@@ -376,6 +517,17 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         are latent, their variational factor the conditional of the expected Gaussian given
         the row's observed values (exact mean-field updates, and an ELBO that still never
         decreases). The prior's defaults and the initialisation use the complete rows.
+    moves : {"auto", "merge"} or None, default="auto"
+        ``"merge"``: ``fit`` merges pairs of components whenever that raises the ELBO
+        (Hughes & Sudderth 2013; :meth:`VariationalModel.merge`), so that surplus
+        components are pruned in tens of passes rather than drained over thousands; each
+        pass gathers the terms of a few candidate pairs (each component's nearest ones whose
+        merge could raise the ELBO), the ``history_`` record of a pass that merged has
+        ``merged`` (the pairs, the second of each emptied into the first). A merge needs
+        the responsibilities of complete rows: ``"auto"`` is ``"merge"`` unless
+        ``missing="marginalize"``, and None. None: the coordinate-ascent updates alone
+        (with ``accelerate=None``, scikit-learn's iterations). ``partial_fit`` never merges:
+        components the first rows do not need stay for later ones.
 
     Attributes
     ----------
@@ -432,6 +584,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         "weight_concentration_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "moves": [StrOptions({"auto", "merge"}), None],
         **Stepwise._step_constraints,
     }
     _params_class = VariationalParams
@@ -471,6 +624,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         timeout=None,
         accelerate="squarem",
         stopping="auto",
+        moves="auto",
     ):
         super().__init__(
             n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
@@ -488,6 +642,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         self.step_offset = step_offset
         self.forgetting = forgetting
         self.warm_up = warm_up
+        self.moves = moves
 
     # ------------------------------------------------------------------ fit
 
@@ -508,9 +663,11 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
             return cached[2]
         full = self.covariance_type in ("full", "tied") and self.covariance_prior is None
         missing = self.missing == "marginalize"
+        if missing and self.moves == "merge":
+            raise ValueError("moves='merge' needs complete rows: with missing='marginalize' pass moves=None or 'auto'")
         mean, scatter, total = _data_moments(chunked.complete_rows() if missing else chunked, shift, full)
         model = VariationalModel(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total),
-                                 missing)  # fmt: skip
+                                 missing, merges=self.moves is not None and not missing)  # fmt: skip
         self._fitted_model = (chunked, shift, model, total)
         return model
 
@@ -545,6 +702,15 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         return runs, shift
 
     # ------------------------------------------------------------ partial_fit
+
+    def _fit_rows(self, data, weights):
+        """The warm-up's batch fit, without merges: components the first rows do not need
+        stay for the stream's later rows."""
+        moves, self.moves = self.moves, None
+        try:
+            return super()._fit_rows(data, weights)
+        finally:
+            self.moves = moves
 
     def _initialise(self, batches) -> None:
         """The posterior of a batch fit of the warm-up rows (``n_init`` candidates; the

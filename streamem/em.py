@@ -37,6 +37,10 @@ from .validation import check_total_weight
 __all__ = ["FitState", "GaussianModel", "run_em"]
 
 HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective", "passes", "step", "accepted")
+#: what a model's M-step may do besides its update, as history entries: components re-seeded
+#: (a list of them), pairs of components merged (a list of pairs), components put in a new
+#: order (the old index of each)
+MOVES = ("reseeded", "merged", "reordered")
 #: history entries kept as integers and as booleans
 _INTEGER_KEYS, _BOOLEAN_KEYS = ("iteration", "passes"), ("accepted",)
 
@@ -117,7 +121,7 @@ class FitState:
             "converged": bool(self.converged),
             "n_iter": int(self.n_iter),
             "n_rows_ignored": int(self.n_rows_ignored),
-            "reseeded": {str(r["iteration"]): r["reseeded"] for r in self.history if "reseeded" in r},
+            **{move: {str(r["iteration"]): r[move] for r in self.history if move in r} for move in MOVES},
             "chain": [float(v) for v in self.chain],
             "n_passes": int(self.n_passes),
             "rate": float(self.rate),
@@ -135,14 +139,15 @@ class FitState:
         ``params_class``, whose ``from_arrays`` reads them)."""
         params = params_class.from_arrays(arrays, meta["covariance_type"], prefix)
         keys = [key for key in HISTORY_KEYS if f"{prefix}history_{key}" in arrays]
-        reseeded = meta.get("reseeded", {})
+        moves = {move: meta.get(move, {}) for move in MOVES}
         history = []
         for values in zip(*(arrays[f"{prefix}history_{key}"].tolist() for key in keys), strict=True):
             record = dict(zip(keys, values))
             record.update({key: int(record[key]) for key in _INTEGER_KEYS if key in record})
             record.update({key: bool(record[key]) for key in _BOOLEAN_KEYS if key in record})
-            if str(record["iteration"]) in reseeded:
-                record["reseeded"] = [int(k) for k in reseeded[str(record["iteration"])]]
+            for move, at in moves.items():
+                if str(record["iteration"]) in at:
+                    record[move] = at[str(record["iteration"])]
             history.append(record)
         means_history = list(arrays.get(f"{prefix}means_history", params.means[None]))
         objective = -np.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
@@ -201,7 +206,9 @@ class GaussianModel:
             held.update(covariances=like.covariances, precisions_chol=like.precisions_chol)
         return dataclasses.replace(new, **held)
 
-    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
+    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, dict]:
+        """The M-step, and its move ``{"reseeded": components}`` when empty components were
+        re-seeded (:func:`~streamem.params.m_step`)."""
         new, reseeded = m_step(stats, params.covariance_type, self.reg_covar, self.prior, self.freeze, params)
         if params.has_noise:  # the noise component's weight, the Gaussians' the rest
             noise_weight = stats.noise / (stats.nk.sum() + stats.noise)
@@ -210,7 +217,7 @@ class GaussianModel:
             else:
                 new = dataclasses.replace(new, weights=new.weights * (1.0 - noise_weight))
             new = NoisyParams.of(new, noise_weight, params.box)
-        return new, reseeded
+        return new, ({"reseeded": reseeded} if reseeded else {})
 
 
 class Scaling(NamedTuple):
@@ -262,7 +269,7 @@ class StandardizedModel:
     def objective(self, stats, params: MixtureParams) -> dict:
         return self.model.objective(stats, params)
 
-    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, list[int]]:
+    def mstep(self, stats, params: MixtureParams) -> tuple[MixtureParams, dict]:
         return self.model.mstep(stats, params)
 
     def to_vector(self, params: MixtureParams) -> np.ndarray:
@@ -313,6 +320,9 @@ def run_em(
             if "reseeded" in record:
                 logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points",
                                n_iter, record["reseeded"])  # fmt: skip
+            if "merged" in record:
+                logger.info("iteration %d: merged components %s (each pair's second into its first)",
+                            n_iter, record["merged"])  # fmt: skip
             state.history.append(record)
             state.means_history.append(state.params.means)
         active = [state for state in active if not state.converged]
@@ -328,12 +338,10 @@ def _step(state: FitState, total, model, tol: float, stopping: str) -> dict:
     point = state.params if state.trial is None else state.trial
     record = model.objective(total, point)
     objective = record.get("objective", record["log_likelihood"])
-    mapped, reseeded = model.mstep(total, point)
+    mapped, moves = model.mstep(total, point)
     squarem, chain = state.squarem, [*state.chain, objective][-3:]
     extrapolated = squarem is not None and squarem.phase == 2
     record.update(change=objective - state.objective, step=squarem.step if extrapolated else 1.0, accepted=True)
-    if reseeded:
-        record["reseeded"] = reseeded
     if extrapolated:
         state.trial = None
         squarem.restart()
@@ -343,15 +351,16 @@ def _step(state: FitState, total, model, tol: float, stopping: str) -> dict:
             state.chain = squarem.fallback_chain
             return record
         chain = [objective]  # accepted: the first point of the next cycle
+    record.update(moves)
     state.objective, state.params, state.chain = objective, mapped, chain
     if len(chain) == 3:
         state.rate = max(state.rate, objective_rate(chain))
     state.converged = converged(stopping, record["change"], chain, tol, state.rate)
-    if reseeded:  # the EM steps start again from the re-seeded parameters
+    if moves:  # the EM steps start again from the moved parameters
         state.chain = []
     if squarem is None or state.converged:
         return record
-    if reseeded:
+    if moves:
         squarem.restart()
     elif squarem.phase == 0:  # the cycle's first point (an accepted extrapolated one too)
         squarem.base, squarem.first, squarem.phase = model.to_vector(point), model.to_vector(mapped), 1

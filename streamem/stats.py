@@ -151,6 +151,11 @@ class SufficientStats:
     noise : float
         Sum of ``w`` times the noise component's responsibility (with one,
         :class:`~streamem.params.NoisyParams`).
+    merge_terms : ndarray of shape (n_components + n_pairs,) or None
+        With pairs of components asked for (:func:`chunk_stats`'s ``pairs``): each
+        component's :math:`\\sum_i w_i r_{ik} \\log r_{ik}`, then each pair's
+        :math:`\\sum_i w_i s_i \\log s_i`, :math:`s_i = r_{ij} + r_{ik}` (what merging the
+        pair takes from the responsibilities' entropy).
     """
 
     nk: np.ndarray
@@ -165,6 +170,7 @@ class SufficientStats:
     ignored: int = 0
     hole_entropy: float = 0.0
     noise: float = 0.0
+    merge_terms: np.ndarray | None = None
 
     @classmethod
     def zero(cls, n_components: int, n_features: int, covariance_type: str, shift) -> SufficientStats:
@@ -213,6 +219,7 @@ class SufficientStats:
             ignored=self.ignored + other.ignored,
             hole_entropy=self.hole_entropy + other.hole_entropy,
             noise=self.noise + other.noise,
+            merge_terms=_combined(self.merge_terms, other.merge_terms, 1.0),
         )
 
     def affine(self, offset, scale, loglik_shift: float) -> SufficientStats:
@@ -241,6 +248,7 @@ class SufficientStats:
             weight=self.weight * factor,
             hole_entropy=self.hole_entropy * factor,
             noise=self.noise * factor,
+            merge_terms=None if self.merge_terms is None else self.merge_terms * factor,
         )
 
     __rmul__ = __mul__
@@ -261,6 +269,7 @@ class SufficientStats:
             ignored=self.ignored - other.ignored,
             hole_entropy=self.hole_entropy - other.hole_entropy,
             noise=self.noise - other.noise,
+            merge_terms=_combined(self.merge_terms, other.merge_terms, -1.0),
         )
 
     @property
@@ -318,6 +327,13 @@ class SufficientStats:
         return dataclasses.replace(zero, nk=params.weights.copy(), s2=second, weight=1.0, count=1)
 
 
+def _combined(a: np.ndarray | None, b: np.ndarray | None, sign: float) -> np.ndarray | None:
+    """``a + sign * b`` of two statistics' merge terms, either one None when its rows had none."""
+    if a is None or b is None:
+        return a if b is None else sign * b
+    return a + sign * b
+
+
 class Accumulator:
     """Float64 running sums of one candidate's statistics over the blocks of a chunk, each
     component's about ``shift[k]``."""
@@ -331,6 +347,7 @@ class Accumulator:
         self.loglik = 0.0
         self.hole_entropy = 0.0
         self.noise = 0.0
+        self.merge_terms = None
         self.worst = LowestScoringRows.empty(n_features, n_components)
 
     def add_moments(self, components, resp, features):
@@ -343,6 +360,20 @@ class Accumulator:
         self.nk[components] += moments[:, 0]
         self.s1[components] += moments[:, 1 : 1 + n_features]
         self.covariance.add_second_moment(self.s2, components, moments[:, 1 + n_features :])
+
+    def add_merge_terms(self, resp, order, pairs, w):
+        """Add a block's merge terms (:attr:`SufficientStats.merge_terms`) from its
+        responsibilities ``resp`` (rows in the components' ``order``, without the weights)."""
+        row_of = np.empty(len(order), dtype=np.intp)
+        row_of[order] = np.arange(len(order))
+        own = resp[row_of]
+        terms = np.concatenate([own, own[pairs[:, 0]] + own[pairs[:, 1]]])
+        with np.errstate(divide="ignore", invalid="ignore"):  # 0 log 0 = 0
+            terms *= np.log(terms)
+        terms[np.isnan(terms)] = 0.0
+        terms = terms.astype(np.float64, copy=False)
+        block = terms.sum(axis=1) if w is None else terms @ w.astype(np.float64)
+        self.merge_terms = block if self.merge_terms is None else self.merge_terms + block
 
     def add_rows(self, log_lik, w, block, track_worst=True):
         """Add the block's log-likelihoods (and keep its worst-explained row)."""
@@ -377,7 +408,7 @@ class Accumulator:
         return dataclasses.replace(
             self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
             weight=weight, count=count, worst=self.worst, ignored=ignored, hole_entropy=self.hole_entropy,
-            noise=self.noise,
+            noise=self.noise, merge_terms=self.merge_terms,
         )  # fmt: skip
 
 
@@ -413,7 +444,7 @@ def labelled_stats(X, sample_weight, labels, covariance_type: str, shift, params
 
 
 def chunk_stats(
-    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False, labels=None
+    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False, pairs=None, labels=None
 ) -> list[SufficientStats]:
     """E-step of one chunk for every candidate in ``params_list``, from one read of X.
 
@@ -428,6 +459,9 @@ def chunk_stats(
     missing : bool
         Rows with NaN are missing those values: their E-step marginalises them. Rows with
         every value missing are ignored and counted.
+    pairs : list of (ndarray of int of shape (n_pairs, 2) or None) or None
+        For each candidate, pairs of components whose merge terms the statistics gather
+        (:attr:`SufficientStats.merge_terms`; complete rows only).
     labels : ndarray of int of shape (n_rows,) or None
         Each row's known component, -1 where unknown: known rows count for their component
         alone (:func:`labelled_stats`), the others get the E-step.
@@ -445,7 +479,7 @@ def chunk_stats(
         if missing and np.isnan(X[known]).any():
             raise ValueError("expected rows with a label to have no missing values (NaN)")
         w_known, w_unknown = (None, None) if sample_weight is None else (sample_weight[known], sample_weight[~known])
-        inferred = chunk_stats(X[~known], w_unknown, params_list, centre, missing)
+        inferred = chunk_stats(X[~known], w_unknown, params_list, centre, missing, pairs)
         return [
             total + labelled_stats(X[known], w_known, labels[known], p.covariance_type, p.means, p)
             for total, p in zip(inferred, params_list)
@@ -455,17 +489,17 @@ def chunk_stats(
     if missing:
         nan = np.isnan(X)
         if nan.any():
-            return _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan)
-    sums = _complete_stats(X, sample_weight, kernels, params_list)
+            return _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan, pairs)
+    sums = _complete_stats(X, sample_weight, kernels, params_list, pairs)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 
 
-def _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan):
+def _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan, pairs=None):
     n_nan = nan.sum(axis=1)
     complete, partial, empty = n_nan == 0, (n_nan > 0) & (n_nan < X.shape[1]), n_nan == X.shape[1]
     w_of = (lambda rows: None) if sample_weight is None else (lambda rows: sample_weight[rows])  # noqa: E731
-    sums = _complete_stats(X[complete], w_of(complete), kernels, params_list)
+    sums = _complete_stats(X[complete], w_of(complete), kernels, params_list, pairs)
     if partial.any():
         X_partial, w = X[partial], w_of(partial)
         w = None if w is None else w.astype(np.float64)
@@ -479,14 +513,17 @@ def _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan):
     return [acc.result(weight, count, ignored=ignored) for acc in sums]
 
 
-def _complete_stats(X, sample_weight, kernels, params_list) -> list[Accumulator]:
+def _complete_stats(X, sample_weight, kernels, params_list, pairs=None) -> list[Accumulator]:
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, k.shift) for p, k in zip(params_list, kernels)]
+    pairs = [None] * len(kernels) if pairs is None else pairs
     for block, w in iter_blocks(X, sample_weight, block_rows(kernels)):
         cache = {}  # features shared by the candidates' groups alike
-        for kernel, acc in zip(kernels, sums):
+        for kernel, acc, wanted in zip(kernels, sums, pairs, strict=True):
             evaluation = kernel.evaluate(block, cache)
             resp = evaluation.weighted
             log_lik = responsibilities_inplace(resp)
+            if wanted is not None:
+                acc.add_merge_terms(resp, kernel.order, wanted, w)
             if w is not None:
                 resp *= w.astype(resp.dtype, copy=False)
             if isinstance(kernel, NoiseKernel):  # its responsibility is the last row

@@ -274,8 +274,8 @@ class StudentTModel:
     def objective(self, stats: TStats, params: TParams) -> dict:
         return {"log_likelihood": stats.loglik / stats.weight}
 
-    def mstep(self, stats: TStats, params: TParams) -> tuple[TParams, list[int]]:
-        return t_m_step(stats, params.covariance_type, self.reg_covar, params, self.fixed_dof), []
+    def mstep(self, stats: TStats, params: TParams) -> tuple[TParams, dict]:
+        return t_m_step(stats, params.covariance_type, self.reg_covar, params, self.fixed_dof), {}
 
     def to_vector(self, params: TParams) -> np.ndarray:
         return params.to_vector()
