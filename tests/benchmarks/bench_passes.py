@@ -49,6 +49,10 @@ passes at a second or two each).
   path ends at another optimum than the accelerated run's, this one is the stopping rule's error.
 - **per-pass time**: the median seconds of a pass of the accelerated run over plain EM's (first
   passes left out).
+- **pruning** (the variational case, in its note): plain and accelerated runs there are coordinate
+  ascent (``moves=None``); the default fit merges. The note gives the components of expected
+  weight 1e-3 or more the default fit keeps and its passes and ELBO per row, coordinate ascent's
+  after 100 passes, and scikit-learn's after ``--sklearn-iterations`` (1,800) iterations.
 
 Each case's row is printed when it is done (flushed), then the notes, the median ratios over the
 slow (plain EM > 100 passes) and the fast cases, whether every default gap is at most 1e-4, and
@@ -278,6 +282,10 @@ def pass_seconds(history) -> float:
     return statistics.median(seconds)
 
 
+#: the components scikit-learn's variational runs left with an expected weight of 1e-3 at least
+SKLEARN_EFFECTIVE: list = []
+
+
 def sklearn_run(case: Case, X, resp, start: dict, target: float, max_iterations: int, seconds_cap: float):
     """scikit-learn's fit loop from the same start: its bounds per row and each iteration's
     seconds, until within ``target`` per row, ``max_iterations`` or ``seconds_cap``."""
@@ -307,6 +315,9 @@ def sklearn_run(case: Case, X, resp, start: dict, target: float, max_iterations:
             bounds.append(float(bound) / scale)
             if bounds[-1] >= target:
                 break
+    if case.kind == "variational":
+        model._set_parameters(model._get_parameters())  # its expected weights
+        SKLEARN_EFFECTIVE.append(int((model.weights_ >= 1e-3).sum()))
     return bounds, seconds
 
 
@@ -323,16 +334,25 @@ def run_case(case: Case, args) -> dict:
     tol = args.exhaust_tol * scale
     t_case = time.perf_counter()
 
-    plain = fit(case, X, start, accelerate=None, stopping="change", tol=tol, max_iter=args.max_iter)
+    # the variational case's plain and accelerated runs are coordinate ascent (its merges are the default's)
+    alone = {"moves": None} if case.kind == "variational" else {}
+    plain = fit(case, X, start, accelerate=None, stopping="change", tol=tol, max_iter=args.max_iter, **alone)
     optimum = final(plain, scale)
     target = optimum - args.within
     # accelerated EM to exhaustion too, at most twice plain EM's passes (or 1000)
     cap = min(args.max_iter, max(1000, 2 * len(plain.history_)))
-    accelerated = fit(case, X, start, accelerate="squarem", stopping="aitken", tol=tol, max_iter=cap)
+    accelerated = fit(case, X, start, accelerate="squarem", stopping="aitken", tol=tol, max_iter=cap, **alone)
     optimum_acc = final(accelerated, scale)
     # the defaults; then on from where they stopped to the limit of that fit's own path
     default = fit(case, X, start, warm_start=True)
     default_passes, default_converged, default_bound = default.n_passes_, default.converged_, default.lower_bound_
+    pruning = None
+    if case.kind == "variational":  # the defaults' merges against coordinate ascent and scikit-learn
+        capped = fit(case, X, start, accelerate=None, moves=None, max_iter=100)
+        bounds, _ = sklearn_run(case, X, resp, start, np.inf, args.sklearn_iterations, np.inf)
+        pruning = dict(default=default.n_components_effective_, default_elbo=default_bound / scale,
+                       capped=capped.n_components_effective_, sk_iterations=len(bounds), sk_elbo=bounds[-1],
+                       sk=SKLEARN_EFFECTIVE.pop())  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         default.set_params(tol=tol, stopping="aitken", max_iter=cap).fit(X)
@@ -350,7 +370,7 @@ def run_case(case: Case, args) -> dict:
                default_gap=optimum_acc - default_bound / scale,
                default_own_gap=final(default, scale) - default_bound / scale, acc_gap=optimum_acc - optimum,
                before=plain.history_[0]["passes"] - 1, n_passes=plain.n_passes_, optimum=optimum, about=case.about,
-               sk=None, sk_s=None, sk_note="", sk_diff=None)  # fmt: skip
+               sk=None, sk_s=None, sk_note="", sk_diff=None, pruning=pruning)  # fmt: skip
 
     if case.sklearn:
         reach = plain_passes if plain_passes is not None else len(plain.history_)
@@ -413,6 +433,12 @@ def note(row: dict) -> str:
         text += (f"; accepted records below the one before: {row['drops']} in the accelerated run, "
                  f"{row['default_drops']} in the default one and its continuation")  # fmt: skip
     text += f"; default fit's gap to the limit of its own path (continued): {row['default_own_gap']:.1e}"
+    if row["pruning"]:
+        p = row["pruning"]
+        text += (f"; pruning: the defaults (merges) {p['default']} components of weight >= 1e-3 in "
+                 f"{row['default']} passes, ELBO {p['default_elbo']:.6f} per row; coordinate ascent after 100 "
+                 f"passes {p['capped']}; scikit-learn after {p['sk_iterations']} iterations {p['sk']}, ELBO "
+                 f"{p['sk_elbo']:.6f} per row")  # fmt: skip
     if row["sk_diff"] is not None:
         text += (f"; scikit-learn ran {row['sk_iterations']} iterations, largest |bound - plain EM's| "
                  f"{row['sk_diff']:.1e}")  # fmt: skip
@@ -429,6 +455,8 @@ def main():
     parser.add_argument("--within", type=float, default=WITHIN, help="nats per row from L*")
     parser.add_argument("--sklearn-seconds", type=float, default=None,
                         help="scikit-learn's time per case before extrapolating (default 90, 2 with --quick)")  # fmt: skip
+    parser.add_argument("--sklearn-iterations", type=int, default=1800,
+                        help="scikit-learn's iterations on the variational case, for the pruning note")  # fmt: skip
     parser.add_argument("--sklearn-threads", type=int, default=None,
                         help="BLAS threads of scikit-learn's fits (default: its own, every core)")  # fmt: skip
     args = parser.parse_args()
