@@ -107,15 +107,18 @@ def converged(rule: str, change: float, chain: list, tol: float, rate_floor: flo
             and AITKEN_SAFETY * remaining_gain(chain, rate_floor) < tol / 10)  # fmt: skip
 
 
-def squarem_point(base: np.ndarray, first: np.ndarray, second: np.ndarray, step_max: float) -> tuple[float, np.ndarray]:
-    r"""The S3 step length :math:`\alpha \in [1, \text{step\_max}]` and the extrapolated
-    vector :math:`\theta_0 + 2\alpha r + \alpha^2 v` from :math:`\theta_0, \theta_1, \theta_2`."""
+def squarem_point(base: np.ndarray, first: np.ndarray, second: np.ndarray, step_max: float,
+                  step: float | None = None) -> tuple[float, np.ndarray]:  # fmt: skip
+    r"""The S3 step length :math:`\alpha \in [1, \text{step\_max}]` (or ``step``, when
+    given) and the extrapolated vector :math:`\theta_0 + 2\alpha r + \alpha^2 v` from
+    :math:`\theta_0, \theta_1, \theta_2`."""
     r = first - base
     v = second - 2.0 * first + base
-    norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
-    if not (norm_v > 0 and math.isfinite(norm_r) and math.isfinite(norm_v)):
-        return 1.0, second
-    step = min(max(norm_r / norm_v, 1.0), step_max)
+    if step is None:
+        norm_r, norm_v = float(np.linalg.norm(r)), float(np.linalg.norm(v))
+        if not (norm_v > 0 and math.isfinite(norm_r) and math.isfinite(norm_v)):
+            return 1.0, second
+        step = min(max(norm_r / norm_v, 1.0), step_max)
     return step, base + 2.0 * step * r + step * step * v
 
 

@@ -260,6 +260,11 @@ class StandardizedModel:
     model: GaussianModel
     scaling: Scaling
 
+    @property
+    def reg_covar(self) -> float:
+        """The Gaussian model's, in the standardised units its parameters are in."""
+        return self.model.reg_covar
+
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
         mean, scale = self.scaling.mean, self.scaling.scale
         raw = dataclasses.replace(self.model, centre=mean + scale * self.model.centre)
@@ -388,9 +393,23 @@ def _extrapolate(model, squarem: Squarem, second: np.ndarray, like) -> tuple[flo
         if np.isfinite(vector).all():
             with np.errstate(all="ignore"):
                 trial = model.from_vector(vector, like)
-            if all(np.isfinite(a).all() for a in trial.to_arrays().values()):
+            if all(np.isfinite(a).all() for a in trial.to_arrays().values()) and admissible(trial, model.reg_covar):
                 return step, trial
-        step = 0.5 * (step + 1.0)
-        r, v = squarem.first - squarem.base, second - 2.0 * squarem.first + squarem.base
-        vector = squarem.base + 2.0 * step * r + step * step * v
+        step, vector = squarem_point(squarem.base, squarem.first, second, squarem.step_max, 0.5 * (step + 1.0))
     return 1.0, None
+
+
+def admissible(params, reg_covar: float) -> bool:
+    """Whether extrapolated parameters lie where EM's own do: every covariance's eigenvalues
+    at least ``reg_covar`` (the M-step adds it to each). Beyond, a likelihood can exceed
+    anything EM reaches (a variance shrunk toward a few rows), and an accepted point would
+    outscore the optimum."""
+    if reg_covar <= 0:
+        return True
+    K, D = params.means.shape
+    covariance = params.covariance
+    if params.covariance_type in ("diag", "spherical"):
+        smallest = float(np.min(params.covariances))
+    else:
+        smallest = float(np.linalg.eigvalsh(covariance.full_covariances(params.covariances, K, D)).min())
+    return smallest >= reg_covar * (1.0 - 1e-9)

@@ -248,3 +248,29 @@ def test_cli_shows_passes(tmp_path, streamem_logger):
     bad = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--accelerate", "fast",
                                     "--out", str(tmp_path / "b.zarr")])  # fmt: skip
     assert bad.exit_code == 2 and "squarem" in bad.output
+
+
+def test_extrapolated_points_keep_variances_above_reg_covar():
+    """Digits have constant pixels: an extrapolated point with a variance below reg_covar
+    would outscore every EM point (and the EM step after it fall back below). Such points
+    are halved toward the EM step, so the bounds rise as plain EM's do (reg_covar makes EM
+    itself not exactly monotone, by about 1e-8 here)."""
+    from sklearn.datasets import load_digits
+
+    from streamem.em import admissible
+    from streamem.params import MixtureParams
+
+    from sklearn.cluster import KMeans
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    X = load_digits().data / 16.0
+    resp = np.eye(10)[KMeans(10, n_init=1, random_state=0).fit(X).labels_]
+    nk, means, variances = _estimate_gaussian_parameters(X, resp, 1e-6, "diag")
+    start = dict(weights_init=nk / nk.sum(), means_init=means, precisions_init=1.0 / variances)
+    fast = streamem.GaussianMixture(10, covariance_type="diag", tol=1e-12, max_iter=400, **start).fit(X)
+    plain = streamem.GaussianMixture(10, covariance_type="diag", tol=1e-12, max_iter=400, accelerate=None,
+                                     **start).fit(X)  # fmt: skip
+    assert np.diff(fast.lower_bounds_).min() >= min(np.diff(plain.lower_bounds_).min(), 0.0) - 1e-7
+    assert fast.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-9)
+    thin = MixtureParams.from_covariances(np.ones(1), np.zeros((1, 2)), np.array([[[1.0, 0.0], [0.0, 1e-8]]]), "full")
+    assert not admissible(thin, 1e-6) and admissible(thin, 1e-9)
