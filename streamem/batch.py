@@ -9,6 +9,7 @@ The estimator is a thin loop over the functional core: each iteration is one
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import warnings
@@ -527,11 +528,11 @@ class GaussianMixture(MixtureBase):
         """Initial candidates: ``n_init`` for each number of components in ``ks``."""
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             params, objective, scaling = self._state_params(), self.lower_bound_, getattr(self, "_scaling", None)
-            chain = list(getattr(self, "_em_chain", []))  # the EM steps so far: the stopping rule goes on from them
-            if scaling is not None:  # the previous fit, standardised
+            place = em_place(self)  # where EM was: the stopping rule and the extrapolation go on from there
+            if scaling is not None:  # the previous fit, standardised (its extrapolation's points already are)
                 params, objective = scaling.to_standard_units(params), objective + scaling.per_sample
-                chain = [value + scaling.per_sample for value in chain]
-            return [FitState(params, objective=objective, chain=chain)], params.weights @ params.means
+                place["chain"] = [value + scaling.per_sample for value in place["chain"]]
+            return [FitState(params, objective=objective, **place)], params.weights @ params.means
         if chunked.labels is not None and any(value is None for value in initial):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
             runs, shift = [FitState(params)], params.weights @ params.means
@@ -598,7 +599,7 @@ class GaussianMixture(MixtureBase):
     def _fit_state(self) -> FitState:
         return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
                         list(getattr(self, "means_history_", [])), getattr(self, "n_rows_ignored_", 0),
-                        chain=list(getattr(self, "_em_chain", [])), n_passes=getattr(self, "n_passes_", 0))  # fmt: skip
+                        n_passes=getattr(self, "n_passes_", 0), **em_place(self))  # fmt: skip
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()
@@ -665,13 +666,23 @@ def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> N
     model.lower_bound_ = float(state.objective)
     model.n_rows_ignored_ = state.n_rows_ignored
     model.n_passes_ = state.n_passes
-    model._em_chain = list(state.chain)  # a warm start's stopping rule goes on from the same EM steps
+    # where EM was, for a warm start: the stopping rule's EM steps and the extrapolation's cycle
+    model._em_place = dict(chain=list(state.chain), rate=state.rate, squarem=copy.deepcopy(state.squarem),
+                           trial=state.trial)  # fmt: skip
     model.history_ = state.history
     model.lower_bounds_ = _lower_bounds(state.history)
     model.means_history_ = np.stack(state.means_history or [state.params.means])
     if model.verbose and warn:
         logger.info("fit done: %d iterations (%d passes over the data), lower bound %.6g, converged %s",
                     state.n_iter, state.n_passes, state.objective, state.converged)  # fmt: skip
+
+
+def em_place(model) -> dict:
+    """A fitted model's place in EM (:func:`set_fitted`), as :class:`FitState` fields: a
+    warm start goes on from it as an uninterrupted fit would (a model fitted otherwise:
+    from its parameters alone)."""
+    place = getattr(model, "_em_place", None) or dict(chain=[], rate=0.0, squarem=None, trial=None)
+    return {**place, "chain": list(place["chain"]), "squarem": copy.deepcopy(place["squarem"])}
 
 
 def _lower_bounds(history: list) -> list:

@@ -274,3 +274,22 @@ def test_extrapolated_points_keep_variances_above_reg_covar():
     assert fast.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-9)
     thin = MixtureParams.from_covariances(np.ones(1), np.zeros((1, 2)), np.array([[[1.0, 0.0], [0.0, 1e-8]]]), "full")
     assert not admissible(thin, 1e-6) and admissible(thin, 1e-9)
+
+
+def test_one_iteration_warm_starts_go_on_as_one_fit():
+    """scikit-learn's idiom of fitting one iteration at a time (``warm_start=True,
+    max_iter=1``) keeps the extrapolation's cycle, its pending point and the stopping rule's
+    EM steps: the loop is the uninterrupted accelerated fit, extrapolations and stop included."""
+    X = overlapping(n_samples=3000, seed=9, spread=1.6)
+    start = sklearn_start(X, 5, "full", seed=0)
+    one = streamem.GaussianMixture(5, max_iter=400, **start).fit(X)
+    warm = streamem.GaussianMixture(5, max_iter=1, warm_start=True, **start)
+    for fits in range(1, 401):
+        warm.fit(X)
+        if warm.converged_:
+            break
+    assert one.converged_ and warm.converged_
+    assert any(record["step"] > 1 for record in one.history_)
+    assert fits == one.n_iter_
+    np.testing.assert_allclose(warm.means_, one.means_, atol=1e-8)
+    assert warm.lower_bound_ == pytest.approx(one.lower_bound_, abs=1e-10)
