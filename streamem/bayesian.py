@@ -235,10 +235,11 @@ class VariationalModel:
         if moves and new.dirichlet_process:  # the stick-breaking order the fewer components fit best
             order = np.argsort(-stats.nk, kind="stable")
             if (order != np.arange(len(order))).any():
-                reordered = self.update(permuted_stats(stats, order))
+                permuted = permuted_stats(stats, order)
+                reordered = self.update(permuted)
                 # the entropy does not depend on the order: compare the other terms
                 if self.bound(0.0, reordered) > self.bound(0.0, new):
-                    stats, new, moves["reordered"] = permuted_stats(stats, order), reordered, order.tolist()
+                    stats, new, moves["reordered"] = permuted, reordered, order.tolist()
         if moves:  # the components' indices changed
             memo = {}
         pairs = self.merge_candidates(stats, new, memo)

@@ -406,10 +406,9 @@ def admissible(params, reg_covar: float) -> bool:
     outscore the optimum."""
     if reg_covar <= 0:
         return True
-    K, D = params.means.shape
-    covariance = params.covariance
     if params.covariance_type in ("diag", "spherical"):
         smallest = float(np.min(params.covariances))
     else:
-        smallest = float(np.linalg.eigvalsh(covariance.full_covariances(params.covariances, K, D)).min())
+        K, D = params.means.shape
+        smallest = float(np.linalg.eigvalsh(params.covariance.full_covariances(params.covariances, K, D)).min())
     return smallest >= reg_covar * (1.0 - 1e-9)
