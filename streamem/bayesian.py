@@ -303,7 +303,8 @@ class VariationalModel:
         nearest = np.argsort(distance, axis=1, kind="stable")[:, :MERGE_NEIGHBOURS]
         pairs = sorted({(min(j, k), max(j, k)) for j, row in zip(used, used[nearest]) for k in row if j != k})
         best = self.bound(0.0, new)
-        gains = [self.bound(0.0, self.update(merged_stats(stats, [pair]))) - best + memo.get(pair, 0.0) for pair in pairs]
+        gains = [self.bound(0.0, self.update(merged_stats(stats, [pair]))) - best + memo.get(pair, 0.0)
+                 for pair in pairs]  # fmt: skip
         ranked = [pair for gain, pair in sorted(zip(gains, pairs), key=lambda item: -item[0]) if gain > 0]
         return np.array(ranked[:MAX_MERGE_PAIRS], dtype=np.intp).reshape(-1, 2)
 

@@ -255,13 +255,12 @@ def test_extrapolated_points_keep_variances_above_reg_covar():
     would outscore every EM point (and the EM step after it fall back below). Such points
     are halved toward the EM step, so the bounds rise as plain EM's do (reg_covar makes EM
     itself not exactly monotone, by about 1e-8 here)."""
+    from sklearn.cluster import KMeans
     from sklearn.datasets import load_digits
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
     from streamem.em import admissible
     from streamem.params import MixtureParams
-
-    from sklearn.cluster import KMeans
-    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
     X = load_digits().data / 16.0
     resp = np.eye(10)[KMeans(10, n_init=1, random_state=0).fit(X).labels_]
@@ -284,10 +283,10 @@ def test_one_iteration_warm_starts_go_on_as_one_fit():
     start = sklearn_start(X, 5, "full", seed=0)
     one = streamem.GaussianMixture(5, max_iter=400, **start).fit(X)
     warm = streamem.GaussianMixture(5, max_iter=1, warm_start=True, **start)
-    for fits in range(1, 401):
+    fits = 0
+    while fits < 400 and not (fits and warm.converged_):
         warm.fit(X)
-        if warm.converged_:
-            break
+        fits += 1
     assert one.converged_ and warm.converged_
     assert any(record["step"] > 1 for record in one.history_)
     assert fits == one.n_iter_
