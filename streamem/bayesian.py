@@ -580,6 +580,10 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     2
     """
 
+    # the start's covariances enter the posterior beside the prior's scale, which regularises
+    # them: a component of fewer rows than features has one (scikit-learn's, reg_covar=0 too)
+    _gaussian_start = False
+
     _parameter_constraints: dict = {
         **GaussianMixture._parameter_constraints,
         "weight_concentration_prior_type": [StrOptions(set(PRIOR_TYPES))],

@@ -278,8 +278,10 @@ def _parse_columns(columns: str | None):
 @click.option(
     "--n-init", default=1, show_default=True, type=click.IntRange(min=1), help="Restarts, in the same passes."
 )
-@click.option("--accelerate", default="squarem", show_default=True, type=click.Choice(["squarem", "none"]),
-              help="Extrapolated EM steps (SQUAREM), or none for plain EM (scikit-learn's iterations).")  # fmt: skip
+@click.option("--accelerate", default="squarem", show_default=True,
+              type=click.Choice(["squarem", "quasi-newton", "none"]),
+              help="Extrapolated EM steps (SQUAREM, or quasi-Newton steps), or none for plain EM "
+                   "(scikit-learn's iterations).")  # fmt: skip
 @click.option("--stopping", default="auto", show_default=True, type=click.Choice(["auto", "aitken", "change"]),
               help="When to stop: aitken (the estimated gain still to come is below tol/10), change (the "
                    "last change is below tol, scikit-learn's rule); auto: aitken with --accelerate, else "

@@ -26,7 +26,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .accelerate import MAX_HALVINGS, STEP_FACTOR, Squarem, converged, objective_rate, squarem_point
+from .accelerate import (
+    LOOK_FACTOR,
+    MAX_HALVINGS,
+    SECANTS,
+    STEP_FACTOR,
+    Cycle,
+    converged,
+    objective_rate,
+    quasi_newton_point,
+    squarem_point,
+)
 from .covariance import get_covariance
 from .params import InitialParameters, MixtureParams, NoisyParams, m_step
 from .prior import Prior
@@ -68,7 +78,7 @@ class FitState:
     trial : MixtureParams or None
         The point the next pass evaluates when it is not ``params``: an extrapolated one,
         accepted only if its objective is no lower (:mod:`streamem.accelerate`).
-    squarem : Squarem or None
+    cycle : Cycle or None
         The accelerated fit's place in its cycle.
     chain : list of float
         The objectives of the EM steps that led to the next point (the last two at most),
@@ -88,7 +98,7 @@ class FitState:
     means_history: list = dataclasses.field(default_factory=list)
     n_rows_ignored: int = 0
     trial: MixtureParams | None = None
-    squarem: Squarem | None = None
+    cycle: Cycle | None = None
     chain: list = dataclasses.field(default_factory=list)
     n_passes: int = 0
     rate: float = 0.0
@@ -128,9 +138,9 @@ class FitState:
         }
         if self.trial is not None:
             arrays.update(self.trial.to_arrays(f"{prefix}trial_"))
-        if self.squarem is not None:
-            squarem_arrays, meta["squarem"] = self.squarem.to_arrays(f"{prefix}squarem_")
-            arrays.update(squarem_arrays)
+        if self.cycle is not None:
+            cycle_arrays, meta["cycle"] = self.cycle.to_arrays(f"{prefix}cycle_")
+            arrays.update(cycle_arrays)
         return arrays, meta
 
     @classmethod
@@ -154,9 +164,9 @@ class FitState:
         trial = None
         if f"{prefix}trial_means" in arrays:
             trial = params_class.from_arrays(arrays, meta["covariance_type"], f"{prefix}trial_")
-        squarem = None if "squarem" not in meta else Squarem.from_arrays(arrays, meta["squarem"], f"{prefix}squarem_")
+        cycle = None if "cycle" not in meta else Cycle.from_arrays(arrays, meta["cycle"], f"{prefix}cycle_")
         return cls(params, objective, bool(meta["converged"]), int(meta["n_iter"]), history, means_history,
-                   int(meta.get("n_rows_ignored", 0)), trial, squarem, list(meta.get("chain", [])),
+                   int(meta.get("n_rows_ignored", 0)), trial, cycle, list(meta.get("chain", [])),
                    int(meta.get("n_passes", 0)), float(meta.get("rate", 0.0)))  # fmt: skip
 
 
@@ -291,8 +301,8 @@ def run_em(
     """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
 
     Each pass evaluates one point per candidate that has not converged: the objective there
-    and the M-step from it. With ``accelerate="squarem"`` some of those points are
-    extrapolated (:mod:`streamem.accelerate`); a point whose objective is lower than the
+    and the M-step from it. With ``accelerate`` (``"squarem"`` or ``"quasi-newton"``) some
+    of those points are extrapolated (:mod:`streamem.accelerate`); a point whose objective is lower than the
     candidate's is rejected (its history record says ``accepted: False``) and the candidate
     goes on from the plain EM step. A candidate stops by ``stopping``: ``"change"`` when
     its objective changes by less than ``tol`` (scikit-learn's rule), ``"aitken"`` when
@@ -306,9 +316,9 @@ def run_em(
         if not state.means_history:
             state.means_history.append(state.params.means)
         if accelerate is None:
-            state.squarem, state.trial = None, None
-        elif state.squarem is None:
-            state.squarem = Squarem()
+            state.cycle, state.trial = None, None
+        elif state.cycle is None or state.cycle.method != accelerate:  # a warm start may change the method
+            state.cycle, state.trial = Cycle(accelerate), None
     done = max((state.n_iter for state in active), default=0)
     # passes of a resumed fit before this run, for the history's count
     earlier = max((state.n_passes for state in states), default=0)
@@ -344,16 +354,16 @@ def _step(state: FitState, total, model, tol: float, stopping: str) -> dict:
     record = model.objective(total, point)
     objective = record.get("objective", record["log_likelihood"])
     mapped, moves = model.mstep(total, point)
-    squarem, chain = state.squarem, [*state.chain, objective][-3:]
-    extrapolated = squarem is not None and squarem.phase == 2
-    record.update(change=objective - state.objective, step=squarem.step if extrapolated else 1.0, accepted=True)
+    cycle, chain = state.cycle, [*state.chain, objective][-3:]
+    extrapolated = cycle is not None and cycle.phase == 2
+    record.update(change=objective - state.objective, step=cycle.step if extrapolated else 1.0, accepted=True)
     if extrapolated:
         state.trial = None
-        squarem.restart()
+        cycle.restart()
         if objective < state.objective:  # rejected: on from the EM step theta_2, already in params
             record["accepted"] = False
-            squarem.step_max = max(1.0, squarem.step_max / STEP_FACTOR)
-            state.chain = squarem.fallback_chain
+            cycle.step_max = max(1.0, cycle.step_max / STEP_FACTOR)
+            state.chain = cycle.fallback_chain
             return record
         chain = [objective]  # accepted: the first point of the next cycle
     record.update(moves)
@@ -363,40 +373,71 @@ def _step(state: FitState, total, model, tol: float, stopping: str) -> dict:
     state.converged = converged(stopping, record["change"], chain, tol, state.rate)
     if moves:  # the EM steps start again from the moved parameters
         state.chain = []
-    if squarem is None or state.converged:
+    if cycle is None or state.converged:
         return record
     if moves:
-        squarem.restart()
-    elif squarem.phase == 0:  # the cycle's first point (an accepted extrapolated one too)
-        squarem.base, squarem.first, squarem.phase = model.to_vector(point), model.to_vector(mapped), 1
-    elif len(chain) < 3 and abs(record["change"]) < tol:
-        # near the end a plain step, so that the stopping rule sees three EM objectives
-        squarem.base, squarem.first = squarem.first, model.to_vector(mapped)
-    else:  # theta_2 = mapped: extrapolate from the cycle's three points
-        step, trial = _extrapolate(model, squarem, model.to_vector(mapped), mapped)
-        squarem.restart()
-        if step > 1.0:
-            squarem.phase, squarem.step, squarem.fallback_chain, state.trial = 2, step, chain[-2:], trial
+        cycle.forget()
+    elif cycle.phase == 0:  # the cycle's first point (an accepted extrapolated one too)
+        cycle.base, cycle.first, cycle.phase = model.to_vector(point), model.to_vector(mapped), 1
+    else:  # theta_2 = mapped
+        second = model.to_vector(mapped)
+        if cycle.method == "quasi-newton":
+            cycle.secants = [*cycle.secants, (cycle.first - cycle.base, second - cycle.first)][-SECANTS:]
+        warming_up = cycle.method == "quasi-newton" and len(cycle.secants) < SECANTS
+        look = stopping == "aitken" and len(chain) < 3 and abs(record["change"]) < min(tol, cycle.look_below)
+        if warming_up or look:
+            # a plain step: near the end, so that the stopping rule sees three EM objectives
+            # (Cycle.look_below), and while the quasi-Newton step has too few secants
+            if look:
+                cycle.look_below = abs(record["change"]) / LOOK_FACTOR
+            cycle.base, cycle.first = cycle.first, second
+        else:  # extrapolate from the cycle's three points
+            step, trial = _extrapolate(model, cycle, second, mapped)
+            cycle.restart()
+            if trial is not None:
+                cycle.phase, cycle.step, cycle.fallback_chain, state.trial = 2, step, chain[-2:], trial
     return record
 
 
-def _extrapolate(model, squarem: Squarem, second: np.ndarray, like) -> tuple[float, MixtureParams | None]:
-    """The SQUAREM point from the cycle's :math:`\theta_0, \theta_1` and ``second``, its step
-    halved toward the EM step while it is not a finite model; the step bound grows when
-    reached. Step 1 (no point) when no step longer than the EM step is valid."""
-    step, vector = squarem_point(squarem.base, squarem.first, second, squarem.step_max)
-    if step >= squarem.step_max:
-        squarem.step_max *= STEP_FACTOR
+def _extrapolate(model, cycle: Cycle, second: np.ndarray, like) -> tuple[float, MixtureParams | None]:
+    """The extrapolated point from the cycle's :math:`\theta_0, \theta_1` and ``second``
+    (:math:`\theta_2`) and its step length, pulled toward the EM step while it is not a
+    valid model (SQUAREM's step halved toward 1, the quasi-Newton point's distance from
+    :math:`\theta_2` halved); SQUAREM's step bound grows when reached. No point (None) when
+    none beyond the EM step is valid."""
+    if cycle.method == "squarem":
+        step, vector = squarem_point(cycle.base, cycle.first, second, cycle.step_max)
+        if step >= cycle.step_max:
+            cycle.step_max *= STEP_FACTOR
+    else:
+        target = quasi_newton_point(cycle.first, cycle.secants)
+        if target is None:
+            return 1.0, None
+        vector, em_length = target, float(np.linalg.norm(second - cycle.first))
     for _ in range(MAX_HALVINGS):
-        if step <= 1.0:
+        if cycle.method == "squarem" and step <= 1.0:
             break
-        if np.isfinite(vector).all():
-            with np.errstate(all="ignore"):
-                trial = model.from_vector(vector, like)
-            if all(np.isfinite(a).all() for a in trial.to_arrays().values()) and admissible(trial, model.reg_covar):
-                return step, trial
-        step, vector = squarem_point(squarem.base, squarem.first, second, squarem.step_max, 0.5 * (step + 1.0))
+        trial = _valid(model, vector, like)
+        if trial is not None:
+            if cycle.method == "quasi-newton":
+                step = float(np.linalg.norm(vector - cycle.first)) / em_length if em_length > 0 else 1.0
+            return step, trial
+        if cycle.method == "squarem":
+            step, vector = squarem_point(cycle.base, cycle.first, second, cycle.step_max, 0.5 * (step + 1.0))
+        else:
+            vector = 0.5 * (vector + second)
     return 1.0, None
+
+
+def _valid(model, vector: np.ndarray, like) -> MixtureParams | None:
+    """The parameters of an extrapolated ``vector`` when they are a finite, admissible model."""
+    if not np.isfinite(vector).all():
+        return None
+    with np.errstate(all="ignore"):
+        trial = model.from_vector(vector, like)
+    if all(np.isfinite(a).all() for a in trial.to_arrays().values()) and admissible(trial, model.reg_covar):
+        return trial
+    return None
 
 
 def admissible(params, reg_covar: float) -> bool:

@@ -217,7 +217,7 @@ def _seeds(random_states):
     return [int(rs.randint(np.iinfo(np.int32).max)) for rs in random_states]
 
 
-def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes):
+def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes, cholesky=True):
     """Lloyd passes from ``centres_list``; the M-step of the last partition of each."""
     active = list(range(len(centres_list)))
     centres_list = [np.array(c, dtype=np.float64) for c in centres_list]
@@ -239,7 +239,7 @@ def _partition_params(data, centres_list, shift, covariance_type, reg_covar, llo
         active = still
         if not active:
             break
-    return [m_step(final[i], covariance_type, reg_covar)[0] for i in range(len(centres_list))]
+    return [m_step(final[i], covariance_type, reg_covar, cholesky=cholesky)[0] for i in range(len(centres_list))]
 
 
 def _recluster(candidates, mass, n_components, seed):
@@ -290,6 +290,7 @@ def initialise(
     reg_covar: float,
     random_states: list[np.random.RandomState],
     means_init=None,
+    cholesky: bool = True,
 ) -> tuple[list[MixtureParams], np.ndarray]:
     """Initial parameters for each candidate, and the data's centre (the pass shift).
 
@@ -304,6 +305,9 @@ def initialise(
     random_states : list of numpy RandomState, one per candidate
     means_init : ndarray of shape (n_components, n_features), optional
         When given, every candidate starts from the partition by these centres.
+    cholesky : bool
+        False: the covariances of the partition as they are, without their precisions'
+        Cholesky factors (:func:`~streamem.params.m_step`), for a variational start.
     """
     ks = [n_components] * len(random_states) if np.isscalar(n_components) else list(n_components)
     n_picks = max(ks) if method == "random_from_data" else 1
@@ -312,13 +316,13 @@ def initialise(
     shift = summary.mean
     if means_init is not None:
         centres = [np.asarray(means_init, dtype=np.float64)] * len(random_states)
-        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
     if method == "random":
         stats = data.map_reduce(
             _random_resp_chunk, _seeds(random_states), ks, shift, covariance_type,
             combine=add_lists, with_index=True,
         )  # fmt: skip
-        return [m_step(s, covariance_type, reg_covar)[0] for s in stats], shift
+        return [m_step(s, covariance_type, reg_covar, cholesky=cholesky)[0] for s in stats], shift
     if method == "random_from_data":
         centres = [p.points[:k] for p, k in zip(summary.picks, ks)]
         if any(len(c) < k for c, k in zip(centres, ks)):
@@ -326,12 +330,12 @@ def initialise(
                 f"expected at least n_components={max(ks)} rows with positive weight, "
                 f"got {min(len(c) for c in centres)}"
             )
-        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
     if method == "k-means++":
         centres = _kmeans_plusplus_centres(data, summary, shift, random_states, ks)
-        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1), shift
+        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
     centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
-    return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES), shift
+    return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky), shift
 
 
 def _labelled_moments(X, sample_weight, n_components, covariance_type, labels=None):
@@ -398,13 +402,14 @@ def initial_states(
     reg_covar: float,
     random_state: np.random.RandomState,
     missing: bool = False,
+    cholesky: bool = True,
 ) -> tuple[list[FitState], np.ndarray]:
     """The candidates EM starts from, and the data's centre: the user's parameters when all
     three are given (one candidate), otherwise one candidate per entry of ``ks`` (its number
     of components) initialised by ``init_params`` (``"kmeans"``, scikit-learn's name, is
     ``"k-means||"``) from the complete rows when ``missing``, with the given weights, means
     or precisions in place of the initialiser's. Each candidate draws its own random state
-    from ``random_state``."""
+    from ``random_state``. ``cholesky=False``: see :func:`initialise`."""
     weights, means, precisions_chol = initial
     if weights is not None and means is not None and precisions_chol is not None:
         params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, covariance_type)
@@ -412,7 +417,7 @@ def initial_states(
     random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
     method = "k-means||" if init_params == "kmeans" else init_params
     source = data.complete_rows() if missing else data
-    params_list, shift = initialise(source, method, ks, covariance_type, reg_covar, random_states, means)
+    params_list, shift = initialise(source, method, ks, covariance_type, reg_covar, random_states, means, cholesky)
     states = []
     for params in params_list:
         if means is not None or weights is not None:

@@ -581,7 +581,8 @@ FREEZABLE = ("weights", "means", "covariances")
 
 
 def m_step(
-    stats, covariance_type: str, reg_covar: float, prior=None, freeze=(), current: MixtureParams | None = None
+    stats, covariance_type: str, reg_covar: float, prior=None, freeze=(), current: MixtureParams | None = None,
+    cholesky: bool = True,
 ) -> tuple[MixtureParams, list[int]]:
     """New parameters from reduced sufficient statistics.
 
@@ -600,6 +601,10 @@ def m_step(
     arrays; the others maximise the likelihood given them: with the means held, the
     covariances are the scatter about them (the statistics moved onto them exactly). Nothing
     is re-seeded then.
+
+    With ``cholesky=False`` the precisions' Cholesky factors are left out (NaN), for a
+    caller that only reads the weights, means and covariances and regularises them itself
+    (a variational posterior's prior does): a covariance may then be singular.
     """
     if freeze:
         return _frozen_m_step(stats, covariance_type, reg_covar, freeze, current), []
@@ -624,6 +629,8 @@ def m_step(
         weights[reseeded] = weights[alive].min() if alive.any() else 1.0
         weights = weights / weights.sum()
     means = means_c + stats.shift
+    if not cholesky:
+        return MixtureParams(weights, means, covariances, np.full_like(covariances, np.nan), covariance_type), reseeded
     return MixtureParams.from_covariances(weights, means, covariances, covariance_type), reseeded
 
 

@@ -1,4 +1,5 @@
-"""Fewer passes: SQUAREM on every model of the EM core, Aitken's stopping rule, passes counted."""
+"""Fewer passes: SQUAREM and quasi-Newton steps on every model of the EM core, Aitken's stopping rule, passes
+counted."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.accelerate import remaining_gain, squarem_point
+from streamem.accelerate import ACCELERATIONS, quasi_newton_point, remaining_gain, squarem_point
 
 from .conftest import COVARIANCE_TYPES, mixture_data, sklearn_start
 
@@ -42,9 +43,11 @@ def slow_case():
     return X, start, plain
 
 
-def test_squarem_reaches_plain_em_optimum_in_a_fraction_of_the_passes(slow_case):
+@pytest.mark.parametrize("accelerate", ACCELERATIONS)
+def test_acceleration_reaches_plain_em_optimum_in_a_fraction_of_the_passes(slow_case, accelerate):
     X, start, plain = slow_case
-    fast = streamem.GaussianMixture(5, tol=1e-12, max_iter=3000, stopping="change", **start).fit(X)
+    fast = streamem.GaussianMixture(5, tol=1e-12, max_iter=3000, stopping="change", accelerate=accelerate,
+                                    **start).fit(X)  # fmt: skip
     assert plain.n_passes_ > 100  # a slow case
     target = plain.lower_bound_ - 1e-6
     plain_passes, fast_passes = first_pass_within(plain, target), first_pass_within(fast, target)
@@ -85,15 +88,18 @@ def objectives_never_fall(model) -> None:
     assert model.lower_bound_ == pytest.approx(accepted[-1])
 
 
+@pytest.mark.parametrize("accelerate", ACCELERATIONS)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_accepted_steps_never_lower_the_objective(covariance_type):
+def test_accepted_steps_never_lower_the_objective(covariance_type, accelerate):
     X = overlapping(n_samples=6000, seed=1)
-    model = streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=150, random_state=0).fit(X)
+    model = streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=150, random_state=0,
+                                     accelerate=accelerate).fit(X)  # fmt: skip
     objectives_never_fall(model)
     assert sum(r["step"] > 1 for r in model.history_) > 5
 
 
-def test_every_model_of_the_em_core_is_accelerated():
+@pytest.mark.parametrize("accelerate", ACCELERATIONS)
+def test_every_model_of_the_em_core_is_accelerated(accelerate):
     """Missing values, a MAP prior, a noise component, partial labels, standardised features,
     t components and the variational posterior: all extrapolated, none ever lower."""
     X = overlapping(n_samples=6000, seed=2)
@@ -101,7 +107,7 @@ def test_every_model_of_the_em_core_is_accelerated():
     holes[np.random.default_rng(0).random(X.shape) < 0.1] = np.nan
     labels = np.full(len(X), -1)
     labels[:50] = np.arange(50) % 4
-    common = dict(tol=0, max_iter=80, random_state=0)
+    common = dict(tol=0, max_iter=80, random_state=0, accelerate=accelerate)
     fits = [
         streamem.GaussianMixture(4, missing="marginalize", **common).fit(holes),
         streamem.GaussianMixture(4, covariance_prior=np.eye(4), degrees_of_freedom_prior=5.0,
@@ -118,14 +124,16 @@ def test_every_model_of_the_em_core_is_accelerated():
         assert all(np.isfinite(v).all() for v in (model.weights_, model.means_, model.covariances_))
 
 
-@pytest.mark.parametrize("covariance_type", ["full", "diag"])
-def test_the_accelerated_fit_does_not_depend_on_the_chunking(covariance_type):
+@pytest.mark.parametrize(("covariance_type", "accelerate"),
+                         [("full", "squarem"), ("diag", "squarem"), ("full", "quasi-newton")])  # fmt: skip
+def test_the_accelerated_fit_does_not_depend_on_the_chunking(covariance_type, accelerate):
     import dask.array as da
 
     X = overlapping(n_samples=6000, seed=3)
     start = sklearn_start(X, 5, covariance_type, seed=0)
     fits = [
-        streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=60, **start).fit(
+        streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=60, accelerate=accelerate,
+                                 **start).fit(  # fmt: skip
             da.from_array(X, chunks=(rows, -1))
         )
         for rows in (6000, 1000, 777)
@@ -163,9 +171,10 @@ def test_candidates_share_the_passes_and_the_passes_are_counted():
     assert drawn.n_passes_ < init_passes + 3 * drawn.n_iter_  # not one pass per candidate
 
 
-def test_passes_survive_save_load_and_checkpoint_resume(tmp_path):
+@pytest.mark.parametrize("accelerate", ACCELERATIONS)
+def test_passes_survive_save_load_and_checkpoint_resume(tmp_path, accelerate):
     X = overlapping(n_samples=6000, seed=6)
-    common = dict(tol=0, random_state=0, n_init=2)
+    common = dict(tol=0, random_state=0, n_init=2, accelerate=accelerate)
     reference = streamem.GaussianMixture(5, max_iter=30, **common).fit(X)
     streamem.GaussianMixture(5, max_iter=11, checkpoint=tmp_path / "ck", **common).fit(X)
     resumed = streamem.GaussianMixture(5, max_iter=30, checkpoint=tmp_path / "ck", **common).fit(X)
@@ -275,14 +284,15 @@ def test_extrapolated_points_keep_variances_above_reg_covar():
     assert not admissible(thin, 1e-6) and admissible(thin, 1e-9)
 
 
-def test_one_iteration_warm_starts_go_on_as_one_fit():
+@pytest.mark.parametrize("accelerate", ACCELERATIONS)
+def test_one_iteration_warm_starts_go_on_as_one_fit(accelerate):
     """scikit-learn's idiom of fitting one iteration at a time (``warm_start=True,
     max_iter=1``) keeps the extrapolation's cycle, its pending point and the stopping rule's
     EM steps: the loop is the uninterrupted accelerated fit, extrapolations and stop included."""
     X = overlapping(n_samples=3000, seed=9, spread=1.6)
     start = sklearn_start(X, 5, "full", seed=0)
-    one = streamem.GaussianMixture(5, max_iter=400, **start).fit(X)
-    warm = streamem.GaussianMixture(5, max_iter=1, warm_start=True, **start)
+    one = streamem.GaussianMixture(5, max_iter=400, accelerate=accelerate, **start).fit(X)
+    warm = streamem.GaussianMixture(5, max_iter=1, warm_start=True, accelerate=accelerate, **start)
     fits = 0
     while fits < 400 and not (fits and warm.converged_):
         warm.fit(X)
@@ -292,3 +302,19 @@ def test_one_iteration_warm_starts_go_on_as_one_fit():
     assert fits == one.n_iter_
     np.testing.assert_allclose(warm.means_, one.means_, atol=1e-8)
     assert warm.lower_bound_ == pytest.approx(one.lower_bound_, abs=1e-10)
+
+
+def test_quasi_newton_point_solves_a_linear_map_in_one_step():
+    """On a linear map with as many secants as dimensions the quasi-Newton point is the fixed
+    point itself (Zhou, Alexander & Lange 2011)."""
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    M = Q @ np.diag([0.99, 0.9, 0.5]) @ Q.T  # a contraction, slowest rate 0.99
+    fixed = np.array([1.0, -2.0, 0.5])
+    points = [rng.normal(size=3)]
+    for _ in range(4):
+        points.append(fixed + M @ (points[-1] - fixed))
+    secants = [(points[i + 1] - points[i], points[i + 2] - points[i + 1]) for i in range(3)]
+    np.testing.assert_allclose(quasi_newton_point(points[3], secants), fixed, atol=1e-9)
+    # collinear secants determine no point
+    assert quasi_newton_point(points[1], [secants[0], secants[0], secants[0]]) is None

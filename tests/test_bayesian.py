@@ -83,6 +83,28 @@ def test_the_lower_bound_never_decreases(covariance_type, settings):
         assert any("merged" in h for h in model.history_)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_start_with_a_singular_covariance_fits_without_reg_covar(covariance_type):
+    """The prior regularises the start's covariances: with ``reg_covar=0`` a component of two
+    rows in three features (a singular covariance) starts the posterior as scikit-learn's."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0.0, 1.0, (24, 3)), rng.normal(12.0, 1.0, (24, 3)),
+                        [[30.0, 30.0, 30.0], [30.5, 29.5, 30.25]]])  # fmt: skip
+    resp = np.zeros((len(X), 3))
+    resp[:24, 0], resp[24:48, 1], resp[48:, 2] = 1.0, 1.0, 1.0
+    centres = resp.T @ X / resp.sum(axis=0)[:, None]  # they partition X as resp does
+    params = dict(covariance_type=covariance_type, reg_covar=0.0, max_iter=10, tol=0.0)
+    reference = _GivenResponsibilities(n_components=3, **params)
+    reference.given_resp = resp
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference.fit(X)
+        model = streamem.BayesianGaussianMixture(3, accelerate=None, moves=None, means_init=centres, **params).fit(X)
+    for name in FITTED:
+        assert _relative(getattr(model, name), getattr(reference, name)) < 1e-8, name
+    assert _relative(model.lower_bound_, np.asarray(reference.lower_bound_).item()) < 1e-8
+
+
 @pytest.mark.parametrize("prior_type", PRIOR_TYPES)
 def test_chunking_does_not_change_the_fit(prior_type):
     X, _ = mixture_data(n_samples=2300, n_components=3, seed=4)

@@ -100,25 +100,12 @@ RELAXED = {
 
 KNOWN_BUGS = {
     "test_gaussian_mixture.py": {},
-    "test_bayesian_mixture.py": {
-        "test_bayesian_mixture_fit_predict[0-2-1e-07]": (
-            "reg_covar=0 on 50 rows: the variational fit starts from a Gaussian M-step of the k-means partition, "
-            "without the prior, and a component of two rows has no covariance"
-        ),
-    },
+    "test_bayesian_mixture.py": {},
     "test_mixture.py": {},
 }
 
 BY_DESIGN = {
-    "test_gaussian_mixture.py": {
-        "test_monotonic_likelihood": (
-            "asserts convergence within 600 one-iteration warm-started fits at tol=1e-7; its diag data (from a "
-            "k-means|| start, random_state=1) has a saddle plateau ~1.1e-4 nats/row below the optimum where the "
-            "objective moves by less than 1e-7 per pass for ~350 passes before it escapes: scikit-learn's rule "
-            "(stopping='change', with which the test passes) calls the plateau converged, the default must not "
-            "stop while the estimated remaining gain exceeds tol/10 (one accelerated fit needs ~650 passes)"
-        ),
-    },
+    "test_gaussian_mixture.py": {},
     "test_bayesian_mixture.py": {},
     "test_mixture.py": {},
 }

@@ -33,7 +33,9 @@ passes at a second or two each).
   above the EM steps that follow it: the notes count such drops), and the **seconds** of
   ``history_`` up to it, for: plain EM (that same run); accelerated EM
   (``accelerate="squarem", stopping="aitken"``, the same tiny ``tol``, also to exhaustion: its
-  last bound is **L*_acc**); and scikit-learn's ``GaussianMixture`` (``BayesianGaussianMixture``
+  last bound is **L*_acc**); the quasi-Newton acceleration (``accelerate="quasi-newton"``, the
+  same; its passes only, and in the notes its rejected points and its final bound against L*);
+  and scikit-learn's ``GaussianMixture`` (``BayesianGaussianMixture``
   from the same responsibilities for the variational case; none for the t mixture and missing
   values). scikit-learn's sequence is its ``fit`` loop run by hand (``_e_step``, ``_m_step``,
   ``_compute_lower_bound``, one EM iteration each, timed; its initialisation and final E-step
@@ -343,6 +345,7 @@ def run_case(case: Case, args) -> dict:
     cap = min(args.max_iter, max(1000, 2 * len(plain.history_)))
     accelerated = fit(case, X, start, accelerate="squarem", stopping="aitken", tol=tol, max_iter=cap, **alone)
     optimum_acc = final(accelerated, scale)
+    newton = fit(case, X, start, accelerate="quasi-newton", stopping="aitken", tol=tol, max_iter=cap, **alone)
     # the defaults; then on from where they stopped to the limit of that fit's own path
     default = fit(case, X, start, warm_start=True)
     default_passes, default_converged, default_bound = default.n_passes_, default.converged_, default.lower_bound_
@@ -359,8 +362,10 @@ def run_case(case: Case, args) -> dict:
 
     plain_passes, plain_seconds = first_within(plain.history_, target, scale)
     acc_passes, acc_seconds = first_within(accelerated.history_, target, scale)
+    qn_passes, _ = first_within(newton.history_, target, scale)
     row = dict(case=case.name, shape=f"{n_rows:,} x {X.shape[1]}", K=case.n_components, type=case.covariance_type,
-               plain=plain_passes, acc=acc_passes, plain_s=plain_seconds, acc_s=acc_seconds,
+               plain=plain_passes, acc=acc_passes, qn=qn_passes, qn_gap=final(newton, scale) - optimum,
+               qn_rejected=sum(not r["accepted"] for r in newton.history_), plain_s=plain_seconds, acc_s=acc_seconds,
                plain_total=len(plain.history_), plain_converged=plain.converged_,
                acc_total=len(accelerated.history_), acc_converged=accelerated.converged_,
                rejected=sum(not r["accepted"] for r in accelerated.history_),
@@ -401,9 +406,10 @@ def warm_up():
 # ---------------------------------------------------------------------------- output
 
 HEADER = (
-    "| case | N x D | K | type | plain passes | accelerated passes | ratio | scikit-learn passes | plain s "
-    "| accelerated s | scikit-learn s | per-pass time acc/plain | default passes | default gap (nats/row) "
-    "| L*_acc - L* |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| case | N x D | K | type | plain passes | accelerated passes | ratio | quasi-Newton passes "
+    "| scikit-learn passes | plain s | accelerated s | scikit-learn s | per-pass time acc/plain | default passes "
+    "| default gap (nats/row) | L*_acc - L* |\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+    "|---:|---:|"
 )
 
 
@@ -418,7 +424,7 @@ def table_row(row: dict) -> str:
     default = f"{row['default']}" + ("" if row["default_converged"] else " (not converged)")
     plain = _value(row["plain"]) + ("" if row["plain_converged"] else "‡")
     return (f"| {row['case']} | {row['shape']} | {row['K']} | {row['type']} | {plain} | "
-            f"{_value(row['acc'])} | {_value(ratio, '{:.1f}x')} | {sk} | {_value(row['plain_s'], '{:.2f}')} | "
+            f"{_value(row['acc'])} | {_value(ratio, '{:.1f}x')} | {_value(row['qn'])} | {sk} | {_value(row['plain_s'], '{:.2f}')} | "
             f"{_value(row['acc_s'], '{:.2f}')} | {sk_s} | {row['per_pass']:.2f} | {default} | "
             f"{row['default_gap']:.1e} | {row['acc_gap']:+.1e} |")  # fmt: skip
 
@@ -428,7 +434,8 @@ def note(row: dict) -> str:
     text = (f"{row['case']}{about}: {row['before']} passes before the first EM record (plain EM's n_passes_ "
             f"{row['n_passes']} for {row['plain_total']} EM records, converged: {row['plain_converged']}), "
             f"L* = {row['optimum']:.10f}; accelerated "
-            f"{row['acc_total']} ({row['rejected']} rejected, converged: {row['acc_converged']})")  # fmt: skip
+            f"{row['acc_total']} ({row['rejected']} rejected, converged: {row['acc_converged']}); quasi-Newton "
+            f"{row['qn_rejected']} rejected, final - L* {row['qn_gap']:+.1e}")  # fmt: skip
     if row["drops"] or row["default_drops"]:
         text += (f"; accepted records below the one before: {row['drops']} in the accelerated run, "
                  f"{row['default_drops']} in the default one and its continuation")  # fmt: skip
@@ -500,12 +507,20 @@ def main():
         if group:
             median = statistics.median(row["plain"] / row["acc"] for row in group)
             print(f"\nmedian ratio plain/accelerated over the {len(group)} {label} cases: {median:.1f}x", end="")
+            newton = [row["plain"] / row["qn"] for row in group if row["qn"]]
+            if newton:
+                print(f" (quasi-Newton: {statistics.median(newton):.1f}x over {len(newton)})", end="")
     gaps = ", ".join(f"{row['case']} {row['default_gap']:.1e}" for row in rows
                      if not row["default_gap"] <= DEFAULT_TOL / 10)  # fmt: skip
     print(f"\nevery default gap <= {DEFAULT_TOL / 10:g}: {'no: ' + gaps if gaps else 'yes'}")
     more = [f"{row['case']} ({row['acc']} against {row['plain']})" for row in rows
             if row["plain"] and row["acc"] and row["acc"] > row["plain"]]  # fmt: skip
     print(f"accelerated EM needing more passes than plain EM: {', '.join(more) or 'none'}")
+    more = [f"{row['case']} ({row['qn']} against {row['plain']})" for row in rows
+            if row["plain"] and row["qn"] and row["qn"] > row["plain"]]  # fmt: skip
+    print(f"quasi-Newton needing more passes than plain EM: {', '.join(more) or 'none'}")
+    worse = [f"{row['case']} {row['qn_gap']:+.1e}" for row in rows if row["qn_gap"] < -args.within]
+    print(f"quasi-Newton ending below plain EM's optimum: {', '.join(worse) or 'none'}")
     worse = [f"{row['case']} {row['acc_gap']:+.1e}" for row in rows if row["acc_gap"] < -args.within]
     print(f"accelerated EM ending below plain EM's optimum: {', '.join(worse) or 'none'}")
     unreached = [row["case"] for row in rows if row["acc"] is None]
