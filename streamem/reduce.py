@@ -4,7 +4,10 @@ A pass applies a chunk function to every row-chunk of the data (all features in 
 chunk) and adds the results in a tree of fan-in ``split_every``; only the small per-chunk
 results travel, and the client receives the total. The chunks are grouped into a few tasks
 per scheduler thread, each running its chunks' own tasks one after the other, so that a
-pass costs a few tasks per thread however many chunks there are. Predictions map a
+pass costs a few tasks per thread however many chunks there are. Whatever the grouping,
+the results are added on one fixed binary tree over the chunks' indices (:func:`_tree_add`):
+every sum is of the same two partial sums, so a pass's total depends on the chunking alone,
+bit for bit, never on the number of threads or workers or on which of them ran a chunk. Predictions map a
 function over the chunks lazily (:func:`apply_blocks`), and online fits read a dask array
 as mini-batches, one chunk computed at a time (:func:`row_batches`).
 """
@@ -17,7 +20,6 @@ import operator
 import os
 import sys
 import uuid
-from functools import reduce as _fold
 
 import dask
 import dask.array as da
@@ -52,8 +54,39 @@ def chunk_progress(make_bar):
         _progress_bars.remove(make_bar)
 
 
-def _combine(combine, *parts):
-    return _fold(combine, parts)
+def _tree_add(nodes: dict, level: int, index: int, value, combine, n_chunks: int) -> None:
+    """Put into ``nodes`` the partial sum ``value`` of node ``(level, index)`` of the fixed
+    binary tree over ``n_chunks`` chunks (node ``(l, i)`` holds chunks ``[i 2^l, (i+1) 2^l)``),
+    adding it to its sibling's, left then right, and on up while the sibling is there. A
+    node without a right subtree (past the last chunk) is its parent. In whatever order
+    the chunks' results arrive, every node's sum is the same: the root's is the total."""
+    while (1 << level) < n_chunks:
+        sibling = index ^ 1
+        if sibling > index and (sibling << level) >= n_chunks:  # no right subtree
+            level, index = level + 1, index // 2
+            continue
+        other = nodes.pop((level, sibling), None)
+        if other is None:
+            nodes[(level, index)] = value
+            return
+        value = combine(value, other) if index < sibling else combine(other, value)
+        level, index = level + 1, index // 2
+    nodes[(level, index)] = value
+
+
+def _tree_total(nodes: dict):
+    """The root's sum, once every chunk's result is in ``nodes``."""
+    (value,) = nodes.values()
+    return value
+
+
+def _combine(combine, n_chunks, *parts):
+    """The partial sums of several tasks' nodes (:func:`_tree_add`)."""
+    nodes = dict(parts[0])
+    for part in parts[1:]:
+        for (level, index), value in part.items():
+            _tree_add(nodes, level, index, value, combine, n_chunks)
+    return nodes
 
 
 def _complete_only(X, sample_weight):
@@ -86,9 +119,10 @@ class _Group:
     """The chunks of one task (opaque to dask): each chunk's task, run when its turn comes so
     that one chunk at a time is in memory, or the key of a chunk held by a worker."""
 
-    def __init__(self, chunks, keys):
+    def __init__(self, chunks, keys, members, n_chunks):
         self.chunks = chunks  # (X, sample_weight, labels, index) per chunk; the arrays: Task, key or None
         self.keys = keys  # the keys whose values the task receives
+        self.members, self.n_chunks = members, n_chunks  # the chunks' indices, of how many
 
     def run(self, func, combine, shared, complete_only, values):
         values = dict(zip(self.keys, values))
@@ -98,11 +132,11 @@ class _Group:
                 return part({k: values[k] for k in part.dependencies})
             return None if part is None else values[part]
 
-        parts = (
-            _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
-            for x, w, y, index in self.chunks
-        )
-        return _fold(combine, parts)
+        nodes = {}
+        for i, (x, w, y, index) in zip(self.members, self.chunks):
+            value = _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
+            _tree_add(nodes, 0, i, value, combine, self.n_chunks)
+        return nodes
 
 
 def _same(chunk):
@@ -220,8 +254,8 @@ class ChunkedData:
             keys = list(keys)
             key = (f"streamem-group-{token}", g)
             # explicit references: a key held by the cluster may be absent from the graph sent
-            graph[key] = (_call_group, func, combine, TaskRef(shared_key), self.complete_only, _Group(chunks, keys),
-                          *map(TaskRef, keys))  # fmt: skip
+            graph[key] = (_call_group, func, combine, TaskRef(shared_key), self.complete_only,
+                          _Group(chunks, keys, members, self.n_chunks), *map(TaskRef, keys))  # fmt: skip
             parts.append(key)
             sizes[key] = len(members)
             placed[key] = holder
@@ -231,14 +265,14 @@ class ChunkedData:
             parts = []
             for j, group in enumerate(grouped):
                 key = (f"streamem-combine-{token}-{level}", j)
-                graph[key] = (_combine, combine, *group)
+                graph[key] = (_combine, combine, self.n_chunks, *group)
                 parts.append(key)
             combined += parts
             level += 1
         graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
         if any(holder is not None for holder in placed.values()):
             graph = _placed(graph, placed, combined)
-        return compute_key(graph, parts[0], self.timeout, chunk_keys=sizes)
+        return _tree_total(compute_key(graph, parts[0], self.timeout, chunk_keys=sizes))
 
     def _task(self, key):
         """A chunk's task, to run inside its group's task; the key of data held elsewhere."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import weakref
 
@@ -10,7 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from streamem.reduce import TASKS_PER_THREAD, ChunkedData
+from streamem.reduce import TASKS_PER_THREAD, ChunkedData, _tree_add, _tree_total
 
 _live = {"now": 0, "most": 0}
 _lock = threading.Lock()
@@ -96,3 +97,39 @@ def test_a_fit_inside_a_cluster_task_runs_on_that_worker(blobs):
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         means = client.submit(_fit_means, X).result(timeout=120)  # a single thread: no passes sent to the cluster
     np.testing.assert_allclose(means, expected, rtol=1e-10)
+
+
+def _sum_of_rows(X, sample_weight):
+    return X.sum(axis=0)
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 3, 7, 8, 13, 100])
+def test_the_tree_gives_the_same_bits_in_any_order(n_chunks):
+    """Float addition is not associative; the tree's sums are the same whatever order the
+    chunks' results come in."""
+    rng = np.random.default_rng(n_chunks)
+    values = rng.normal(size=n_chunks) * 10.0 ** rng.integers(-12, 12, n_chunks)
+    totals = set()
+    for seed in range(30):
+        order = list(range(n_chunks))
+        random.Random(seed).shuffle(order)
+        nodes = {}
+        for i in order:
+            _tree_add(nodes, 0, i, values[i], lambda a, b: a + b, n_chunks)
+        totals.add(_tree_total(nodes))
+    assert len(totals) == 1
+    if n_chunks >= 7:  # while a left fold in another order does differ
+        folds = {sum(values[random.Random(seed).sample(range(n_chunks), n_chunks)]) for seed in range(30)}
+        assert len(folds) > 1
+
+
+def test_a_pass_gives_the_same_bits_on_any_number_of_threads():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50_000, 3)) * 10.0 ** rng.integers(-6, 6, (50_000, 1))
+    data = ChunkedData(da.from_array(X, chunks=(997, -1)))
+    totals = []
+    for threads in (1, 2, 3, 4, 7):
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            totals.append(data.map_reduce(_sum_of_rows))
+    for total in totals[1:]:
+        np.testing.assert_array_equal(total, totals[0])

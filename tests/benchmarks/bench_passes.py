@@ -5,6 +5,7 @@ Run by hand (not collected by the test run)::
     python tests/benchmarks/bench_passes.py                       # every case, about 15-30 minutes on 2 cores
     python tests/benchmarks/bench_passes.py --quick               # every N / 10, 200 iterations at most: a smoke run
     python tests/benchmarks/bench_passes.py --cases issue,iris    # a subset (``--list`` names the cases)
+    python tests/benchmarks/bench_passes.py --per-pass 5 --cases issue,C4-diag,W3   # seconds per pass, paired
 
 The cases: bench_core's W1 (1,000,000 x 16, K=16 full) and W3 (500,000 x 64, K=32 diag);
 overlapping clusters of our own (``overlapping``: means drawn from ``N(0, spread^2 I)``, components of
@@ -395,6 +396,33 @@ def run_case(case: Case, args) -> dict:
     return row
 
 
+def per_pass_times(names, repeats: int, passes: int) -> None:
+    """The seconds of a pass of each acceleration over plain EM's: for each case, ``repeats``
+    rounds of one fit each (plain, SQUAREM, quasi-Newton; ``passes`` passes, ``tol=0``) in
+    turn, each fit's median pass (the first two left out), and per round the ratio to plain
+    EM's of the same round; the median of the rounds' ratios. Counted passes do not depend on
+    the machine, seconds do: run this alone on the machine."""
+    print(f"\nSeconds per pass, accelerated over plain EM ({repeats} rounds of {passes}-pass fits, paired)\n")
+    print("| case | N x D | K | type | plain s/pass | SQUAREM / plain | quasi-Newton / plain |\n"
+          "|---|---:|---:|---|---:|---:|---:|")  # fmt: skip
+    for name in names:
+        case = CASES[name]
+        X = case.make(case.n_samples)
+        _, start = kmeans_start(X, case.n_components, case.covariance_type, case.seed)
+        alone = {"moves": None} if case.kind == "variational" else {}
+        seconds = {None: [], "squarem": [], "quasi-newton": []}
+        for _ in range(repeats):
+            for accelerate in seconds:
+                model = fit(case, X, start, accelerate=accelerate, stopping="change", tol=0.0, max_iter=passes,
+                            **alone)  # fmt: skip
+                seconds[accelerate].append(statistics.median(r["seconds"] for r in model.history_[2:]))
+        ratio = {acc: statistics.median(a / p for a, p in zip(seconds[acc], seconds[None]))
+                 for acc in ("squarem", "quasi-newton")}  # fmt: skip
+        print(f"| {name} | {len(X):,} x {X.shape[1]} | {case.n_components} | {case.covariance_type} | "
+              f"{statistics.median(seconds[None]):.4f} | {ratio['squarem']:.3f} | {ratio['quasi-newton']:.3f} |",
+              flush=True)  # fmt: skip
+
+
 def warm_up():
     """One small fit of each kind, so that the first case's first pass is not the process's."""
     X = overlapping(2000, 3, 3, 2.0, "full", 0)
@@ -466,6 +494,10 @@ def main():
                         help="scikit-learn's iterations on the variational case, for the pruning note")  # fmt: skip
     parser.add_argument("--sklearn-threads", type=int, default=None,
                         help="BLAS threads of scikit-learn's fits (default: its own, every core)")  # fmt: skip
+    parser.add_argument("--per-pass", type=int, default=None, metavar="ROUNDS",
+                        help="instead: the seconds per pass of each acceleration over plain EM's, paired, in ROUNDS "
+                             "rounds of fits of --per-pass-passes passes per case")  # fmt: skip
+    parser.add_argument("--per-pass-passes", type=int, default=30, help="passes of each --per-pass fit")
     args = parser.parse_args()
     if args.list:
         print("\n".join(CASES))
@@ -479,6 +511,10 @@ def main():
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {list(CASES)}")
 
+    if args.per_pass:
+        warm_up()
+        per_pass_times(names, args.per_pass, args.per_pass_passes)
+        return
     print(f"\nPasses to within {args.within:g} nats per row of plain EM's optimum L* (plain EM to |change| < "
           f"{args.exhaust_tol:g}, at most {args.max_iter} iterations){', --quick' if args.quick else ''}\n")  # fmt: skip
     warm_up()
