@@ -4,7 +4,9 @@ parameters, and predictions over the chunks of a dask array (lazy for lazy input
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import os
 import sys
 from numbers import Integral, Real
@@ -26,7 +28,7 @@ from .init import INIT_METHODS
 from .params import FREEZABLE, InitialParameters, MixtureParams, NoisyParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, iter_blocks
-from .validation import check_dask_array, check_finite
+from .validation import check_dask_array, check_finite, check_sample_weight_shape
 
 __all__ = ["MixtureBase", "RowOutput", "blas_per_task", "load"]
 
@@ -165,6 +167,26 @@ def blas_per_task(n_chunks: int):
         yield
 
 
+def _restored_on_failure(fit):
+    """``fit`` that leaves the estimator as it was when it raises: a fit fails after it has
+    set some attributes (``n_features_in_`` once X is read, a new stream's reset...), and
+    those of the previous fit come back. Hyper-parameters are kept as they are; the fitted
+    and private attributes are copied (a fit may change them in place)."""
+
+    @functools.wraps(fit)
+    def restoring_fit(self, *args, **kwargs):
+        hyper = self._get_param_names()
+        saved = {name: value if name in hyper else copy.deepcopy(value) for name, value in vars(self).items()}
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    return restoring_fit
+
+
 class MixtureBase(DensityMixin, BaseEstimator):
     """A Gaussian mixture's fitted parameters and what is computed from them: labels,
     responsibilities, log-likelihoods, imputations, information criteria and samples.
@@ -201,6 +223,8 @@ class MixtureBase(DensityMixin, BaseEstimator):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         MixtureBase._estimators[cls.__name__] = cls
+        if "fit" in vars(cls):
+            cls.fit = _restored_on_failure(vars(cls)["fit"])
 
     # ----------------------------------------------------------- persistence
 
@@ -299,10 +323,11 @@ class MixtureBase(DensityMixin, BaseEstimator):
             self.__dict__.pop("feature_dim_", None)
         lazy_X, lazy = io.as_dask_array(X, storage_options)
         if not lazy:
-            X = validate_data(
-                self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
-                ensure_all_finite="allow-nan" if allow_nan else True,
-            )  # fmt: skip
+            with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's check sums X: inf - inf is NaN
+                X = validate_data(
+                    self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
+                    ensure_all_finite="allow-nan" if allow_nan else True,
+                )  # fmt: skip
             return io.from_numpy(X), False
         lazy_X = check_dask_array(lazy_X)
         n_features = lazy_X.shape[1]
@@ -322,9 +347,9 @@ class MixtureBase(DensityMixin, BaseEstimator):
     def _validate_sample_weight(self, sample_weight, X: da.Array):
         if sample_weight is None:
             return None
+        check_sample_weight_shape(sample_weight, X.shape[0])
         if isinstance(sample_weight, da.Array):
-            if sample_weight.shape != (X.shape[0],):
-                raise ValueError(f"expected sample_weight of shape ({X.shape[0]},), got {sample_weight.shape}")
+            sample_weight = da.broadcast_to(sample_weight, (X.shape[0],))  # a 0-d weight: every row's
             return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
         sample_weight = _check_sample_weight(
             sample_weight, np.empty((X.shape[0], 0)), dtype=np.float64, ensure_non_negative=True
@@ -477,7 +502,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         params = self.fitted_params()
         if params.has_noise:
             raise TypeError("a mixture with a noise component has no scikit-learn equivalent (nor ONNX export)")
-        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
+        init = self.init_params if self.init_params in ("k-means++", "random", "random_from_data") else "kmeans"
         model = SkGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import warnings
@@ -35,7 +36,7 @@ from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 from .stats import feature_moments_chunk
 
-__all__ = ["GaussianMixture", "fit_candidates", "set_fitted"]
+__all__ = ["FitJob", "GaussianMixture", "fit_candidates", "set_fitted"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,42 @@ def _memory_capacity() -> float:
     import psutil
 
     return float(psutil.virtual_memory().available)
+
+
+@dataclasses.dataclass(eq=False)
+class FitJob:
+    """The state of one fit, passed through it and never kept on the estimator.
+
+    ``chunked`` is the data EM reads; ``starting`` the rows the initialisation reads
+    (standardised when the fit standardises, by ``scaling``); ``initial`` the parameters the
+    user gave; ``storage_options`` those of the URLs it reads and writes; ``fingerprint``
+    what a checkpoint must match, and ``saved`` the checkpoint it resumes from. ``ks`` and
+    ``covariance_types`` (a table of candidates, :func:`fit_candidates`) replace the
+    estimator's own. ``model`` is the model being fitted once it is built (with
+    ``data_weight``, the data's total weight, for a variational one), and ``warm_up`` marks
+    an online estimator's batch fit of its first rows.
+    """
+
+    chunked: ChunkedData
+    starting: ChunkedData
+    initial: InitialParameters
+    random_state: np.random.RandomState
+    scaling: Scaling | None = None
+    storage_options: dict | None = None
+    fingerprint: dict | None = None
+    saved: tuple | None = None
+    ks: list[int] | None = None
+    covariance_types: list[str] | None = None
+    model: object = None
+    data_weight: float | None = None
+    warm_up: bool = False
+
+    @classmethod
+    def in_memory(cls, data: np.ndarray, weights, initial: InitialParameters, random_state, warm_up=False) -> FitJob:
+        """A fit of rows in memory (an online estimator's warm-up)."""
+        rows = io.from_numpy(data)
+        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
+        return cls(chunked, chunked, initial, random_state, warm_up=warm_up)
 
 
 @contextlib.contextmanager
@@ -101,9 +138,11 @@ class GaussianMixture(MixtureBase):
     n_init : int, default=1
         Number of candidates (restarts); all are fitted in the same passes over the data
         and the one with the highest log-likelihood is kept.
-    init_params : {"k-means||", "k-means++", "random", "random_from_data", "kmeans"}, default="k-means||"
-        How the candidates are initialised; ``"kmeans"`` (scikit-learn's name) is
-        ``"k-means||"``.
+    init_params : {"auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", \
+"kmeans"}, default="auto"
+        How the candidates are initialised. ``"auto"``: ``"trimmed-k-means||"`` (a start that
+        outliers cannot capture) with ``noise="uniform"``, ``"k-means||"`` otherwise;
+        ``"kmeans"`` (scikit-learn's name) is ``"k-means||"``.
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None
@@ -248,6 +287,12 @@ class GaussianMixture(MixtureBase):
     #: (False: as they are, for a model whose prior regularises them)
     _gaussian_start = True
 
+    @property
+    def _expects_outliers(self) -> bool:
+        """Whether the model expects outliers, so that ``init_params="auto"`` starts from
+        ``"trimmed-k-means||"``."""
+        return getattr(self, "noise", None) == "uniform"
+
     _parameter_constraints: dict = {
         **MixtureBase._shared_constraints,
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -277,7 +322,7 @@ class GaussianMixture(MixtureBase):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
-        init_params="k-means||",
+        init_params="auto",
         weights_init=None,
         means_init=None,
         precisions_init=None,
@@ -370,51 +415,61 @@ class GaussianMixture(MixtureBase):
         -------
         self
         """
+        self._fit(X, y, sample_weight, storage_options, feature_dim)
+        return self
+
+    def _fit(self, X, y, sample_weight, storage_options, feature_dim) -> FitJob:
+        """:meth:`fit`, returning the fit's :class:`FitJob`."""
         self._validate_params()
-        self._storage_options = storage_options
+        with self._job(X, y, sample_weight, storage_options, feature_dim) as job:
+            runs, shift, n_passes = self._fit_chunks(job)
+        best = max(runs, key=lambda run: run.objective)
+        set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True)
+        self.n_passes_ = n_passes
+        self._set_scaling(job.scaling)
+        # the fit's own parameters, for a warm start that finds the fitted attributes unchanged
+        # (going through the attributes rounds them, and a loop of warm starts drifts off the fit)
+        self._em_exact = dict(params=best.params, objective=best.objective, chain=list(best.chain), shift=shift,
+                              attributes=_fitted_arrays(self))  # fmt: skip
+        return job
+
+    @contextlib.contextmanager
+    def _job(self, X, y, sample_weight, storage_options, feature_dim, ks=None, covariance_types=None):
+        """The :class:`FitJob` of a fit of X (checked), inside the fit's scheduler: the data
+        kept in memory when asked, each feature's mean and spread (one pass) when the fit
+        standardises, the checkpoint to resume from. ``ks`` and ``covariance_types``: a
+        table of candidates (:func:`fit_candidates`)."""
         data, lazy = self._validate_X(X, reset=True, storage_options=storage_options, feature_dim=feature_dim)
-        n_samples = data.shape[0]
-        self._check_n_samples(n_samples)
+        self._check_n_samples(data.shape[0], max(ks) if ks else None)
         weights = self._validate_sample_weight(sample_weight, data)
         labels = self._validate_labels(y, data)
         initial = self._check_initial_parameters(data.shape[1])
         self._check_values()
-        if getattr(self, "standardize", False) and self.covariance_type == "spherical":
+        if getattr(self, "standardize", False) and "spherical" in (covariance_types or [self.covariance_type]):
             raise ValueError(
                 "standardize=True scales each feature by its own spread, which makes spherical components "
                 "diagonal: choose covariance_type='diag' (or full, tied)"
             )
         if getattr(self, "noise", None) and self.missing == "marginalize":
             raise ValueError("noise='uniform' needs complete rows: it cannot be combined with missing='marginalize'")
-        random_state = check_random_state(self.random_state)
-
         fingerprint = self._fingerprint(data, weights is not None)
         fingerprint["labelled"] = labels is not None
-        state = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
-        try:
-            with _connected(self.scheduler_address):
-                chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
-                starting = chunked
-                if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
-                    self._scaling = scaling = feature_scaling(chunked)
-                    # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
-                    standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
-                    starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels,
+        if ks is not None:
+            fingerprint["table"] = {"n_components": list(ks), "covariance_types": list(covariance_types)}
+        saved = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
+        with _connected(self.scheduler_address):
+            chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
+            job = FitJob(chunked, chunked, initial, check_random_state(self.random_state),
+                         storage_options=storage_options, fingerprint=fingerprint, saved=saved, ks=ks,
+                         covariance_types=covariance_types)  # fmt: skip
+            if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
+                job.scaling = scaling = feature_scaling(chunked)
+                # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
+                standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
+                job.starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels,
                                            counter=chunked.counter)  # fmt: skip
-                    initial = scaling.to_standard_start(initial, self.covariance_type)
-                runs, shift, n_passes = self._fit_chunks(chunked, initial, random_state, state, fingerprint, starting)
-        finally:
-            self.__dict__.pop("_storage_options", None)  # credentials are not kept
-            scaling = self.__dict__.pop("_scaling", None)
-        best = max(runs, key=lambda run: run.objective)
-        set_fitted(self, best if scaling is None else scaling.to_data_units(best), warn=True)
-        self.n_passes_ = n_passes
-        self._set_scaling(scaling)
-        # the fit's own parameters, for a warm start that finds the fitted attributes unchanged
-        # (going through the attributes rounds them, and a loop of warm starts drifts off the fit)
-        self._em_exact = dict(params=best.params, objective=best.objective, chain=list(best.chain), shift=shift,
-                              attributes=_fitted_arrays(self))  # fmt: skip
-        return self
+                job.initial = scaling.to_standard_start(initial, self.covariance_type)
+            yield job
 
     def _set_scaling(self, scaling) -> None:
         if scaling is None:
@@ -466,30 +521,34 @@ class GaussianMixture(MixtureBase):
         logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
         return data.persist()
 
-    def _fit_chunks(self, chunked, initial, random_state, state, fingerprint, starting=None):
-        """Initialise (from the rows of ``starting``, default ``chunked``) or resume from a
-        checkpoint, and run EM; the candidates, the shift and the fit's passes over the data
-        (a resumed fit's before the checkpoint too)."""
-        with blas_per_task(chunked.n_chunks):
-            if state is not None:
-                if state[1].get("fingerprint") != fingerprint:
+    def _fit_chunks(self, job: FitJob) -> tuple[list[FitState], np.ndarray, int]:
+        """Initialise (from ``job.starting``) or resume from the job's checkpoint, and run EM;
+        the candidates, the shift and the fit's passes over the data (a resumed fit's before
+        the checkpoint too)."""
+        with blas_per_task(job.chunked.n_chunks):
+            if job.saved is not None:
+                if job.saved[1].get("fingerprint") != job.fingerprint:
                     raise ValueError(
                         f"the checkpoint in {str(self.checkpoint)!r} belongs to another fit (other data or "
                         "parameters); remove it or choose another checkpoint directory"
                     )
-                runs, shift = state_to_runs(*state, params_class=self._params_class)
+                runs, shift = state_to_runs(*job.saved, params_class=self._params_class)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
-                runs, shift = self._initial_runs(starting or chunked, initial, random_state)
-                self._save_checkpoint(runs, shift, 0, fingerprint)
+                runs, shift = self._initial_runs(job)
+                types = job.covariance_types or [self.covariance_type]
+                if types != [self.covariance_type]:
+                    runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
+                self._save_checkpoint(runs, shift, 0, job)
             before = max(run.n_passes for run in runs)
-            self._run_em(chunked, runs, shift, fingerprint)
-        return runs, shift, before + chunked.passes
+            self._run_em(job, runs, shift)
+        return runs, shift, before + job.chunked.passes
 
-    def _run_em(self, chunked: ChunkedData, runs: list[FitState], shift: np.ndarray, fingerprint=None) -> GaussianModel:
+    def _run_em(self, job: FitJob, runs: list[FitState], shift: np.ndarray) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
         >= 2``, a line per candidate after each pass. Returns the model it ran."""
-        model = self._model(chunked, shift)
+        model, chunked = self._model(job, shift), job.chunked
+        job.model = model
 
         def on_iteration(n_iter, states):
             if self.verbose >= 2 and n_iter % self.verbose_interval == 0:
@@ -504,7 +563,7 @@ class GaussianMixture(MixtureBase):
                             step, record["seconds"], chunks,
                             extra={"streamem": dict(record, candidate=index, chunks=chunks)},
                         )  # fmt: skip
-            self._save_checkpoint(runs, shift, n_iter, fingerprint)
+            self._save_checkpoint(runs, shift, n_iter, job)
 
         run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration,
                accelerate=self.accelerate, stopping=resolve_stopping(self.stopping, self.accelerate))  # fmt: skip
@@ -514,36 +573,36 @@ class GaussianMixture(MixtureBase):
         """EM on rows in memory (an online fit's warm-up rows; ``n_init`` candidates): the
         best candidate's parameters, the centre and the model it was fitted with."""
         self._check_n_samples(len(data))
-        rows = io.from_numpy(data)
-        chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
         initial = self._check_initial_parameters(data.shape[1])
-        with blas_per_task(chunked.n_chunks):
-            runs, shift = self._initial_runs(chunked, initial, check_random_state(self.random_state))
-            model = self._run_em(chunked, runs, shift)
+        job = FitJob.in_memory(data, weights, initial, check_random_state(self.random_state), warm_up=True)
+        with blas_per_task(job.chunked.n_chunks):
+            runs, shift = self._initial_runs(job)
+            model = self._run_em(job, runs, shift)
         return max(runs, key=lambda run: run.objective).params, shift, model
 
-    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> GaussianModel | StandardizedModel:
+    def _model(self, job: FitJob, shift: np.ndarray) -> GaussianModel | StandardizedModel:
         """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior;
         on standardised features when the fit standardises."""
-        prior, freeze = self._prior(chunked.n_features, shift), self._frozen()
+        prior, freeze = self._prior(job.chunked.n_features, shift), self._frozen()
         if prior is not None and freeze:
             raise ValueError("freeze holds parameters at their initial values: it cannot be combined with a prior")
         if prior is not None and getattr(self, "noise", None):
             raise ValueError("noise='uniform' cannot be combined with a prior")
         model = GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
                               freeze)  # fmt: skip
-        scaling = getattr(self, "_scaling", None)
-        return model if scaling is None else StandardizedModel(model, scaling)
+        return model if job.scaling is None else StandardizedModel(model, job.scaling)
 
-    def _initial_runs(self, chunked: ChunkedData, initial, random_state, ks=None) -> tuple[list[FitState], np.ndarray]:
-        """Initial candidates: ``n_init`` for each number of components in ``ks``."""
+    def _initial_runs(self, job: FitJob) -> tuple[list[FitState], np.ndarray]:
+        """Initial candidates: ``n_init`` for each number of components in ``job.ks`` (default:
+        the estimator's), from the rows of ``job.starting``."""
+        chunked, initial = job.starting, job.initial
         if self.warm_start and hasattr(self, "precisions_cholesky_"):
             place = em_place(self)  # where EM was: the stopping rule and the extrapolation go on from there
             exact = getattr(self, "_em_exact", None)
             if exact is not None and _same_arrays(exact["attributes"], _fitted_arrays(self)):
                 state = FitState(exact["params"], objective=exact["objective"], **{**place, "chain": exact["chain"]})
                 return [state], exact["shift"]
-            params, objective, scaling = self._state_params(), self.lower_bound_, getattr(self, "_scaling", None)
+            params, objective, scaling = self._state_params(), self.lower_bound_, job.scaling
             if scaling is not None:  # the previous fit, standardised (its extrapolation's points already are)
                 params, objective = scaling.to_standard_units(params), objective + scaling.per_sample
                 place["chain"] = [value + scaling.per_sample for value in place["chain"]]
@@ -552,10 +611,10 @@ class GaussianMixture(MixtureBase):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
             runs, shift = [FitState(params)], params.weights @ params.means
         else:
-            ks = [k for k in (ks or [self.n_components]) for _ in range(self.n_init)]
+            ks = [k for k in (job.ks or [self.n_components]) for _ in range(self.n_init)]
             runs, shift = initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
-                                         random_state, missing=self.missing == "marginalize",
-                                         cholesky=self._gaussian_start)  # fmt: skip
+                                         job.random_state, missing=self.missing == "marginalize",
+                                         cholesky=self._gaussian_start, robust=self._expects_outliers)  # fmt: skip
         if getattr(self, "noise", None) == "uniform":
             box = data_box(chunked)
             for run in runs:
@@ -602,13 +661,13 @@ class GaussianMixture(MixtureBase):
         params["freeze"] = sorted(self._frozen())
         return {"shape": list(data.shape), "dtype": str(data.dtype), "weighted": weighted, "params": params}
 
-    def _save_checkpoint(self, runs, shift, step, fingerprint) -> None:
-        if self.checkpoint is not None and fingerprint is not None:
+    def _save_checkpoint(self, runs, shift, step, job: FitJob) -> None:
+        if self.checkpoint is not None and job.fingerprint is not None:
             arrays, attrs = runs_to_state(runs, shift)
-            attrs = {**attrs, "fingerprint": fingerprint, "estimator": type(self).__name__}
-            if getattr(self, "_scaling", None) is not None:  # the candidates are standardised
-                attrs["scaling"] = [np.asarray(v).tolist() for v in self._scaling]  # mean, scale, shifts
-            save_state(self.checkpoint, step, arrays, attrs, storage_options=getattr(self, "_storage_options", None))
+            attrs = {**attrs, "fingerprint": job.fingerprint, "estimator": type(self).__name__}
+            if job.scaling is not None:  # the candidates are standardised
+                attrs["scaling"] = [np.asarray(v).tolist() for v in job.scaling]  # mean, scale, shifts
+            save_state(self.checkpoint, step, arrays, attrs, storage_options=job.storage_options)
 
     # ---------------------------------------------------------- persistence
 
@@ -727,32 +786,33 @@ def _lower_bounds(history: list) -> list:
 
 
 def fit_candidates(
-    model: GaussianMixture, X, sample_weight, ks, covariance_types=None
-) -> tuple[dict, GaussianModel, ChunkedData]:
+    model: GaussianMixture, X, sample_weight, ks, covariance_types=None, storage_options=None, feature_dim=None
+) -> tuple[dict, dict, int]:
     """``model.n_init`` candidates for each number of components in ``ks`` and each of
-    ``covariance_types`` (default: the model's), all fitted in the same passes over X
-    (validated for ``model``, which keeps its features); the best candidate of each
-    ``(covariance type, K)``, the Gaussian model they were fitted with and the data (for a
-    pass that scores them). Several types share their initialisation: each start is
-    computed once with full covariances, and each type's is what its M-step gives from
-    the same responsibilities (:meth:`~streamem.covariance.Covariance.from_full`)."""
+    ``covariance_types`` (default: the model's), all fitted in the same passes over X as
+    ``model`` fits (its checkpoint, standardisation, scheduler... apply; it keeps the
+    features and the scaling), then one pass that scores the best of each. Returns the best
+    candidate of each ``(covariance type, K)`` (in the data's units), its totals from the
+    scoring pass, and the passes over the data. Several types share their initialisation:
+    each start is computed once with full covariances, and each type's is what its M-step
+    gives from the same responsibilities (:meth:`~streamem.covariance.Covariance.from_full`)."""
     types = list(covariance_types or [model.covariance_type])
     model._validate_params()
-    data, _ = model._validate_X(X, reset=True)
-    model._check_n_samples(data.shape[0], max(ks))
-    chunked = ChunkedData(data, model._validate_sample_weight(sample_weight, data))
-    random_state = check_random_state(model.random_state)
-    with blas_per_task(chunked.n_chunks):
-        runs, shift = model._initial_runs(chunked, InitialParameters(None, None, None), random_state, ks=ks)
-        if types != [model.covariance_type]:
-            runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
-        gaussian = model._run_em(chunked, runs, shift)
-    best = {}
-    for run in runs:
-        key = (run.params.covariance_type, run.params.n_components)
-        if key not in best or run.objective > best[key].objective:
-            best[key] = run
-    return best, gaussian, chunked
+    with model._job(X, None, sample_weight, storage_options, feature_dim, ks=list(ks), covariance_types=types) as job:
+        runs, shift, n_passes = model._fit_chunks(job)
+        if job.scaling is not None:
+            runs = [job.scaling.to_data_units(run) for run in runs]
+        best = {}
+        for run in runs:
+            key = (run.params.covariance_type, run.params.n_components)
+            if key not in best or run.objective > best[key].objective:
+                best[key] = run
+        scorer = job.model.in_data_units() if job.scaling is not None else job.model
+        before = job.chunked.passes
+        with blas_per_task(job.chunked.n_chunks):
+            totals = scorer.estep(job.chunked, [state.params for state in best.values()])
+    model._set_scaling(job.scaling)
+    return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before
 
 
 def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:

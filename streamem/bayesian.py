@@ -303,10 +303,18 @@ class VariationalModel:
         nearest = np.argsort(distance, axis=1, kind="stable")[:, :MERGE_NEIGHBOURS]
         pairs = sorted({(min(j, k), max(j, k)) for j, row in zip(used, used[nearest]) for k in row if j != k})
         best = self.bound(0.0, new)
-        gains = [self.bound(0.0, self.update(merged_stats(stats, [pair]))) - best + memo.get(pair, 0.0)
-                 for pair in pairs]  # fmt: skip
+        gains = [self._merge_bound(stats, pair) - best + memo.get(pair, 0.0) for pair in pairs]
         ranked = [pair for gain, pair in sorted(zip(gains, pairs), key=lambda item: -item[0]) if gain > 0]
         return np.array(ranked[:MAX_MERGE_PAIRS], dtype=np.intp).reshape(-1, 2)
+
+    def _merge_bound(self, stats, pair) -> float:
+        """The bound's terms but the entropy after merging ``pair``; minus infinity when the
+        emptied component's posterior is the prior's alone and that is singular (data with
+        fewer rows than features, or a constant feature)."""
+        try:
+            return self.bound(0.0, self.update(merged_stats(stats, [pair])))
+        except ValueError:
+            return -np.inf
 
     def to_vector(self, params: VariationalParams) -> np.ndarray:
         return params.to_vector()
@@ -490,7 +498,8 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     reg_covar : float, default=1e-6
     max_iter : int, default=100
     n_init : int, default=1
-    init_params : {"k-means||", "k-means++", "random", "random_from_data", "kmeans"}, default="k-means||"
+    init_params : {"k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans", \
+"auto"}, default="k-means||"
     weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, default="dirichlet_process"
     weight_concentration_prior : float > 0, default=None
         ``1 / n_components`` when None.
@@ -656,25 +665,26 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         """Fit the variational posterior, one pass over the chunks of X per iteration (X,
         ``storage_options`` and ``feature_dim`` as :meth:`GaussianMixture.fit` takes them)."""
         self._end_stream()
-        try:
-            super().fit(X, None, sample_weight, storage_options, feature_dim)  # y is ignored, as by scikit-learn's
-            self._set_prior(self._fitted_model[2].prior)
-        finally:
-            self.__dict__.pop("_fitted_model", None)  # it holds the data
+        job = self._fit(X, None, sample_weight, storage_options, feature_dim)  # y is ignored, as by scikit-learn's
+        self._set_prior(job.model.prior)
         return self
 
-    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> VariationalModel:
-        cached = getattr(self, "_fitted_model", None)
-        if cached is not None and cached[0] is chunked and cached[1] is shift:
-            return cached[2]
+    def _model(self, job, shift: np.ndarray) -> VariationalModel:
+        """The variational model of the job's data (built once a job: the prior's defaults
+        take a pass); without merges for an online estimator's warm-up, so that components
+        the first rows do not need stay for the stream's later rows."""
+        if job.model is not None:
+            return job.model
+        chunked = job.chunked
         full = self.covariance_type in ("full", "tied") and self.covariance_prior is None
         missing = self.missing == "marginalize"
         if missing and self.moves == "merge":
             raise ValueError("moves='merge' needs complete rows: with missing='marginalize' pass moves=None or 'auto'")
         mean, scatter, total = _data_moments(chunked.complete_rows() if missing else chunked, shift, full)
+        merges = self.moves is not None and not missing and not job.warm_up
         model = VariationalModel(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total),
-                                 missing, merges=self.moves is not None and not missing)  # fmt: skip
-        self._fitted_model = (chunked, shift, model, total)
+                                 missing, merges=merges)  # fmt: skip
+        job.model, job.data_weight = model, total
         return model
 
     def _resolve_prior(self, mean, scatter, total) -> VariationalPrior:
@@ -698,34 +708,22 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         beta = 1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
         return VariationalPrior(self.weight_concentration_prior_type, alpha, beta, prior_mean, nu, psi)
 
-    def _initial_runs(self, chunked, initial, random_state, ks=None):
-        runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
+    def _initial_runs(self, job):
+        runs, shift = super()._initial_runs(job)
         starts = [run for run in runs if not isinstance(run.params, VariationalParams)]  # a warm start is a posterior
         if starts:
-            model = self._model(chunked, shift)
+            model = self._model(job, shift)
             for run in starts:
-                run.params = model.initial(run.params, self._fitted_model[3])
+                run.params = model.initial(run.params, job.data_weight)
         return runs, shift
 
     # ------------------------------------------------------------ partial_fit
-
-    def _fit_rows(self, data, weights):
-        """The warm-up's batch fit, without merges: components the first rows do not need
-        stay for the stream's later rows."""
-        moves, self.moves = self.moves, None
-        try:
-            return super()._fit_rows(data, weights)
-        finally:
-            self.moves = moves
 
     def _initialise(self, batches) -> None:
         """The posterior of a batch fit of the warm-up rows (``n_init`` candidates; the
         prior's defaults from those rows), and its statistics on them as the running ones."""
         data, weights = warm_up_rows(batches)
-        try:
-            posterior, shift, model = self._fit_rows(data, weights)
-        finally:
-            self.__dict__.pop("_fitted_model", None)  # it holds the rows
+        posterior, shift, model = self._fit_rows(data, weights)
         (stats,) = chunk_stats(data, weights, [posterior.gaussian()], shift, model.missing)
         self._variational, self._shift, self._seen = model, shift, 0.0
         self._stats, self._iterate = stats.normalized(), posterior
@@ -859,7 +857,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         """An equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""
         from sklearn.mixture import BayesianGaussianMixture as SkBayesianGaussianMixture
 
-        init = "kmeans" if self.init_params in ("k-means||", "kmeans") else self.init_params
+        init = self.init_params if self.init_params in ("k-means++", "random", "random_from_data") else "kmeans"
         model = SkBayesianGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,

@@ -26,7 +26,7 @@ from .covariance import COVARIANCE_TYPES
 __all__ = ["main"]
 
 COVARIANCE_CHOICES = list(COVARIANCE_TYPES)
-INIT_CHOICES = ["k-means||", "k-means++", "random", "random_from_data", "kmeans"]
+INIT_CHOICES = ["auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans"]
 
 
 class _JsonLines(logging.Handler):
@@ -286,7 +286,9 @@ def _parse_columns(columns: str | None):
               help="When to stop: aitken (the estimated gain still to come is below tol/10), change (the "
                    "last change is below tol, scikit-learn's rule); auto: aitken with --accelerate, else "
                    "change.")  # fmt: skip
-@click.option("--init", "init_params", default="k-means||", show_default=True, type=click.Choice(INIT_CHOICES))
+@click.option("--init", "init_params", default="auto", show_default=True, type=click.Choice(INIT_CHOICES),
+              help='"auto" is "k-means||" for this model, "trimmed-k-means||" (a start that outliers cannot '
+                   'capture) for models that expect outliers.')
 @click.option("--seed", default=None, type=int, help="Random seed (default: not reproducible).")
 @click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", help="A dask scheduler, tcp://HOST:PORT.")
@@ -329,11 +331,10 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
             gm = GaussianMixture(n_components[0], covariance_type=covariance_type[0], checkpoint=checkpoint,
                                  standardize=standardize, **params)  # fmt: skip
             gm.fit(X, storage_options=storage_options)
-        elif checkpoint is not None or standardize:
-            option = "--checkpoint" if checkpoint is not None else "--standardize"
-            raise click.UsageError(f"{option} works with one --n-components and one --covariance-type")
         else:
-            gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type, **params)
+            gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type,
+                                     checkpoint=checkpoint, standardize=standardize,
+                                     storage_options=storage_options, **params)  # fmt: skip
     seconds = time.perf_counter() - start
     gm.save(out, storage_options)
     if several and not log_json:

@@ -275,10 +275,14 @@ class StandardizedModel:
         """The Gaussian model's, in the standardised units its parameters are in."""
         return self.model.reg_covar
 
+    def in_data_units(self) -> GaussianModel:
+        """The Gaussian model in the data's units (its parameters too must be)."""
+        mean, scale = self.scaling.mean, self.scaling.scale
+        return dataclasses.replace(self.model, centre=mean + scale * self.model.centre)
+
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
         mean, scale = self.scaling.mean, self.scaling.scale
-        raw = dataclasses.replace(self.model, centre=mean + scale * self.model.centre)
-        totals = raw.estep(data, [params.affine(mean, scale) for params in params_list])
+        totals = self.in_data_units().estep(data, [params.affine(mean, scale) for params in params_list])
         return [total.affine(-mean / scale, 1.0 / scale, self.scaling.loglik_shift) for total in totals]
 
     def objective(self, stats, params: MixtureParams) -> dict:

@@ -9,6 +9,18 @@ Every pass reads each chunk once and serves all candidates (restarts) together.
     exponential keys, which merge exactly across chunks), a pass that weights the drawn
     rows by the mass nearest to them, k-means++ with Lloyd iterations on those few
     weighted rows on the client, and then Lloyd passes over the data.
+``"trimmed-k-means||"``
+    k-means‖ that outliers cannot capture: trimmed k-means (Cuesta-Albertos, Gordaliza &
+    Matrán 1997; García-Escudero et al. 2008, TCLUST), where every step leaves out the
+    fraction :data:`TRIM_FRACTION` of the weight farthest from its nearest centre. The
+    squared distances that drive the draws are capped at the untrimmed rows' largest, so
+    far rows are drawn in proportion to their weight, not their distance (a cluster of
+    many rows outweighs as many scattered outliers); the drawn rows are clustered by
+    trimmed weighted k-means on the client (several restarts, the lowest trimmed cost);
+    every Lloyd pass leaves out the rows beyond the same quantile, estimated from a weighted
+    random sample of :data:`TRIM_SAMPLE_ROWS` rows drawn in the first pass. The start is the
+    M-step of the last trimmed partition. Default for the estimators whose models expect
+    outliers (:class:`~streamem.StudentTMixture`, ``noise="uniform"``).
 ``"k-means++"``
     Exact k-means++ seeding (Arthur & Vassilvitskii, 2007): one pass per centre, then the
     partition of the data by the nearest centre.
@@ -16,6 +28,9 @@ Every pass reads each chunk once and serves all candidates (restarts) together.
     Random responsibilities, as in scikit-learn.
 ``"random_from_data"``
     ``K`` distinct rows drawn at random as centres, then the partition by the nearest one.
+
+``"auto"`` (the estimators' default) is ``"trimmed-k-means||"`` for a model that expects
+outliers and ``"k-means||"`` otherwise; ``"kmeans"`` (scikit-learn's name) is ``"k-means||"``.
 
 Each returns a :class:`~streamem.params.MixtureParams` per candidate: the M-step of the
 statistics of its final partition (hard responsibilities), as scikit-learn does for
@@ -52,6 +67,7 @@ __all__ = [
     "INIT_METHODS",
     "data_box",
     "initial_states",
+    "init_method",
     "initialise",
     "labelled_start",
     "row_uniforms",
@@ -59,11 +75,23 @@ __all__ = [
     "with_noise",
 ]
 
-INIT_METHODS = ("k-means||", "k-means++", "random", "random_from_data", "kmeans")
+INIT_METHODS = ("auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans")
 KMEANS_PARALLEL_ROUNDS = 5
 OVERSAMPLING = 2
 LLOYD_PASSES = 5
 LLOYD_TOL = 1e-4
+#: a trimmed start leaves out the rows farther from their nearest centre than this many
+#: times the median squared distance
+TRIM_SCALE = 100.0
+#: a trimmed start draws the rows farther than this many times the median squared distance
+#: from the drawn ones in proportion to their weight alone
+DRAW_SCALE = 10.0
+#: the rows of the first pass's weighted random sample that estimate a trimmed start's quantile
+TRIM_SAMPLE_ROWS = 1000
+#: restarts of the trimmed k-means on the client's drawn rows, at each of at most
+#: ``TRIM_ROUNDS`` limits
+TRIM_RESTARTS = 10
+TRIM_ROUNDS = 5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -106,31 +134,39 @@ def nearest(xct: np.ndarray, centres_c: np.ndarray) -> tuple[np.ndarray, np.ndar
     return labels, np.einsum("dn,dn->n", difference, difference)
 
 
-def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str) -> list[SufficientStats]:
+def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str, limits=None) -> list[SufficientStats]:
     """Statistics of hard assignments to the nearest centre, for each centre set, each
     component's about its own centre.
 
     ``loglik`` holds minus the weighted sum of squared distances (the k-means cost).
     These are the statistics of a Lloyd pass; their M-step is a mixture with the
     k-means partition as responsibilities. ``centre`` (n_features,) is the data's centre.
+    ``limits`` (one per centre set, or None): rows farther than this squared distance from
+    their nearest centre are left out (a trimmed Lloyd pass).
     """
     check_finite(X, sample_weight)
     centre = np.asarray(centre, dtype=np.float64)
     centres_list = [np.asarray(c, dtype=np.float64) for c in centres_list]
+    limits = [np.inf] * len(centres_list) if limits is None else limits
     sums = [Accumulator(len(c), X.shape[1], covariance_type, c) for c in centres_list]
     covariance = get_covariance(covariance_type)
     for block, w in iter_blocks(X, sample_weight, _HARD_BLOCK_ROWS):
         xct = centred(block, centre)
-        for centres, acc in zip(centres_list, sums):
+        for centres, acc, limit in zip(centres_list, sums, limits):
             labels, d2 = nearest(xct, centres - centre)
+            kept, kept_w = block, w
+            if limit < np.inf:
+                inside = d2 <= limit
+                kept, labels, d2 = block[inside], labels[inside], d2[inside]
+                kept_w = None if w is None else w[inside]
             order = np.argsort(labels, kind="stable")
             counts = np.bincount(labels, minlength=len(centres))
             for k, stop in zip(np.flatnonzero(counts), np.cumsum(counts)[counts > 0]):
                 rows = order[stop - counts[k] : stop]
-                features = covariance.centred_features(block[rows], centres[k], np.float64)
-                weights = np.ones((1, len(rows))) if w is None else w[rows][None, :].astype(np.float64)
+                features = covariance.centred_features(kept[rows], centres[k], np.float64)
+                weights = np.ones((1, len(rows))) if kept_w is None else kept_w[rows][None, :].astype(np.float64)
                 acc.add_moments([k], weights, features)
-            acc.add_rows(-d2, w, block, track_worst=False)
+            acc.add_rows(-d2, kept_w, kept, track_worst=False)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 
@@ -177,24 +213,31 @@ def summarise(data: ChunkedData, seeds, n_picks: int) -> Summary:
     return data.map_reduce(_summary_chunk, seeds, n_picks, with_index=True)
 
 
-def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list):
+def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_list, caps=None):
+    """Rows drawn with probability proportional to ``w d^2`` (``d^2`` capped at ``caps``)."""
     uniforms = [row_uniforms(seed, start, len(X))[:, 0] for seed in seeds]
     picks = [LowestScoringRows.empty(X.shape[1], n_picks) for n_picks in n_picks_list]
+    caps = [np.inf] * len(centres_list) if caps is None else caps
     for offset, (block, w) in zip(range(0, len(X), BLOCK_ROWS), iter_blocks(X, sample_weight)):
         xct = centred(block, shift)  # once for every candidate
-        for i, (centres, u, n_picks) in enumerate(zip(centres_list, uniforms, n_picks_list)):
-            d2 = nearest(xct, centres - shift)[1]
+        for i, (centres, u, n_picks, cap) in enumerate(zip(centres_list, uniforms, n_picks_list, caps)):
+            d2 = np.minimum(nearest(xct, centres - shift)[1], cap)
             scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
             picks[i] = picks[i] + LowestScoringRows.select(scores, block, n_picks)
     return picks
 
 
-def _nearest_mass_chunk(X, sample_weight, centres_list, shift):
+def _nearest_mass_chunk(X, sample_weight, centres_list, shift, limits=None):
+    """The weight nearest to each centre (of the rows within squared distance ``limits``)."""
     out = [np.zeros(len(centres)) for centres in centres_list]
+    limits = [np.inf] * len(centres_list) if limits is None else limits
     for block, w in iter_blocks(X, sample_weight):
         xct = centred(block, shift)  # once for every candidate
-        for centres, mass in zip(centres_list, out):
-            mass += np.bincount(nearest(xct, centres - shift)[0], weights=w, minlength=len(centres))
+        for centres, mass, limit in zip(centres_list, out, limits):
+            labels, d2 = nearest(xct, centres - shift)
+            inside = d2 <= limit
+            weights = inside if w is None else np.where(inside, w, 0.0)
+            mass += np.bincount(labels, weights=weights, minlength=len(centres))
     return out
 
 
@@ -217,15 +260,22 @@ def _seeds(random_states):
     return [int(rs.randint(np.iinfo(np.int32).max)) for rs in random_states]
 
 
-def _partition_params(data, centres_list, shift, covariance_type, reg_covar, lloyd_passes, cholesky=True):
-    """Lloyd passes from ``centres_list``; the M-step of the last partition of each."""
+def _partition_params(
+    data, centres_list, shift, covariance_type, reg_covar, lloyd_passes, cholesky=True, samples=None
+):
+    """Lloyd passes from ``centres_list``; the M-step of the last partition of each.
+
+    ``samples`` (one array of rows per centre set): each pass is trimmed, leaving out the
+    rows farther from their nearest centre than the sample's :data:`TRIM_FRACTION` farthest.
+    """
     active = list(range(len(centres_list)))
     centres_list = [np.array(c, dtype=np.float64) for c in centres_list]
     final: dict[int, SufficientStats] = {}
     previous_cost = {i: np.inf for i in active}
     for n_pass in range(max(1, lloyd_passes)):
+        limits = None if samples is None else [_trim_limit(samples[i], centres_list[i]) for i in active]
         stats = data.map_reduce(
-            hard_stats, [centres_list[i] for i in active], shift, covariance_type, combine=add_lists
+            hard_stats, [centres_list[i] for i in active], shift, covariance_type, limits, combine=add_lists
         )
         still = []
         for i, s in zip(active, stats):
@@ -265,6 +315,83 @@ def _kmeans_parallel_centres(data, summary, shift, random_states, ks):
         centres = [np.vstack([c, p.points]) for c, p in zip(centres, picks)]
     mass = data.map_reduce(_nearest_mass_chunk, centres, shift, combine=add_lists)
     return [_recluster(c, m, k, seed) for c, m, k, seed in zip(centres, mass, ks, _seeds(random_states))]
+
+
+def _squared_distances(points, centres) -> np.ndarray:
+    """Each point's squared distance to its nearest centre (a few rows, on the client)."""
+    centre = centres.mean(axis=0)
+    return nearest((points - centre).T, centres - centre)[1]
+
+
+def _trim_limit(sample, centres, scale=None) -> float:
+    """The squared distance to the nearest centre beyond which a trimmed step leaves rows
+    out: ``scale`` (:data:`TRIM_SCALE`) times the median of a random sample's."""
+    return (TRIM_SCALE if scale is None else scale) * float(np.median(_squared_distances(sample, centres)))
+
+
+def _capped_kmeans(points, mass, n_components, limit, rng, max_iter=100):
+    """Weighted k-means on a few rows whose squared distances are capped at ``limit`` (the
+    rows beyond it left out of the means), from k-means++ on the capped distances; the
+    centres and their cost."""
+    centres = points[[rng.choice(len(points), p=mass / mass.sum())]]
+    while len(centres) < n_components:
+        capped = mass * np.minimum(_squared_distances(points, centres), limit)
+        if capped.sum() <= 0:  # fewer distinct points than components
+            centres = np.vstack([centres, points[rng.choice(len(points), n_components - len(centres))]])
+            break
+        centres = np.vstack([centres, points[rng.choice(len(points), p=capped / capped.sum())]])
+    for _ in range(max_iter):
+        centre = centres.mean(axis=0)
+        labels, d2 = nearest((points - centre).T, centres - centre)
+        kept = np.where(d2 <= limit, mass, 0.0)
+        sums = np.bincount(labels, weights=kept, minlength=n_components)
+        moved = centres.copy()
+        for k in np.flatnonzero(sums > 0):
+            moved[k] = kept[labels == k] @ points[labels == k] / sums[k]
+        if np.array_equal(moved, centres):
+            break
+        centres = moved
+    return centres, float(mass @ np.minimum(d2, limit))
+
+
+def _trimmed_kmeans(points, mass, sample, n_components, rng):
+    """Trimmed k-means on the drawn rows (``points``, weighted by the ``mass`` nearest to
+    them), on the client: :data:`TRIM_RESTARTS` starts of capped k-means at one limit, the
+    lowest cost kept, then the limit of those centres (:func:`_trim_limit` of ``sample``,
+    rows of the data), until the limit settles."""
+    keep = mass > 0
+    points, mass = points[keep], mass[keep]
+    if len(points) <= n_components:
+        reps = -(-n_components // max(len(points), 1))
+        return np.tile(points, (reps, 1))[:n_components]
+    limit, best = _trim_limit(sample, points), None
+    for _ in range(TRIM_ROUNDS):
+        best = min((_capped_kmeans(points, mass, n_components, limit, rng) for _ in range(TRIM_RESTARTS)),
+                   key=lambda result: result[1])[0]  # fmt: skip
+        limit, previous = _trim_limit(sample, best), limit
+        if abs(limit - previous) <= 0.01 * previous:
+            break
+    return best
+
+
+def _trimmed_kmeans_parallel_centres(data, summary, shift, random_states, ks):
+    """k-means‖ from a weighted random sample of rows, whose draws are capped at the
+    trimming limit, and whose drawn rows are clustered by trimmed k-means."""
+    samples = [p.points for p in summary.picks]
+    n_picks = [OVERSAMPLING * k for k in ks]
+    centres = [s[:n] for s, n in zip(samples, n_picks)]
+    for _ in range(KMEANS_PARALLEL_ROUNDS):
+        caps = [_trim_limit(s, c, DRAW_SCALE) for s, c in zip(samples, centres)]
+        picks = data.map_reduce(
+            _d2_race_chunk, centres, shift, _seeds(random_states), n_picks, caps, combine=add_lists, with_index=True
+        )
+        centres = [np.vstack([c, p.points]) for c, p in zip(centres, picks)]
+    limits = [_trim_limit(s, c) for s, c in zip(samples, centres)]
+    mass = data.map_reduce(_nearest_mass_chunk, centres, shift, limits, combine=add_lists)
+    return [
+        _trimmed_kmeans(c, m, sample, k, np.random.RandomState(seed))
+        for c, m, sample, k, seed in zip(centres, mass, samples, ks, _seeds(random_states))
+    ]
 
 
 def _kmeans_plusplus_centres(data, summary, shift, random_states, ks):
@@ -310,7 +437,7 @@ def initialise(
         Cholesky factors (:func:`~streamem.params.m_step`), for a variational start.
     """
     ks = [n_components] * len(random_states) if np.isscalar(n_components) else list(n_components)
-    n_picks = max(ks) if method == "random_from_data" else 1
+    n_picks = {"random_from_data": max(ks), "trimmed-k-means||": TRIM_SAMPLE_ROWS}.get(method, 1)
     summary = summarise(data, _seeds(random_states), n_picks)
     check_total_weight(summary.weight)
     shift = summary.mean
@@ -334,6 +461,12 @@ def initialise(
     if method == "k-means++":
         centres = _kmeans_plusplus_centres(data, summary, shift, random_states, ks)
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
+    if method == "trimmed-k-means||":
+        centres = _trimmed_kmeans_parallel_centres(data, summary, shift, random_states, ks)
+        samples = [p.points for p in summary.picks]
+        return _partition_params(
+            data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky, samples
+        ), shift
     centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
     return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky), shift
 
@@ -393,6 +526,15 @@ def with_noise(params: MixtureParams, box: np.ndarray, noise_weight: float = NOI
     return NoisyParams.of(scaled, noise_weight, box)
 
 
+def init_method(init_params: str, robust: bool = False) -> str:
+    """The initialiser that ``init_params`` names, for a model that expects outliers when
+    ``robust``: ``"auto"`` is ``"trimmed-k-means||"`` for one and ``"k-means||"`` otherwise,
+    ``"kmeans"`` (scikit-learn's name) is ``"k-means||"``."""
+    if init_params == "auto":
+        return "trimmed-k-means||" if robust else "k-means||"
+    return "k-means||" if init_params == "kmeans" else init_params
+
+
 def initial_states(
     data: ChunkedData,
     initial: InitialParameters,
@@ -403,19 +545,20 @@ def initial_states(
     random_state: np.random.RandomState,
     missing: bool = False,
     cholesky: bool = True,
+    robust: bool = False,
 ) -> tuple[list[FitState], np.ndarray]:
     """The candidates EM starts from, and the data's centre: the user's parameters when all
     three are given (one candidate), otherwise one candidate per entry of ``ks`` (its number
-    of components) initialised by ``init_params`` (``"kmeans"``, scikit-learn's name, is
-    ``"k-means||"``) from the complete rows when ``missing``, with the given weights, means
-    or precisions in place of the initialiser's. Each candidate draws its own random state
-    from ``random_state``. ``cholesky=False``: see :func:`initialise`."""
+    of components) initialised by ``init_params`` (:func:`init_method`, with ``robust``)
+    from the complete rows when ``missing``, with the given weights, means or precisions in
+    place of the initialiser's. Each candidate draws its own random state from
+    ``random_state``. ``cholesky=False``: see :func:`initialise`."""
     weights, means, precisions_chol = initial
     if weights is not None and means is not None and precisions_chol is not None:
         params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, covariance_type)
         return [FitState(params)], weights @ means
     random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
-    method = "k-means||" if init_params == "kmeans" else init_params
+    method = init_method(init_params, robust)
     source = data.complete_rows() if missing else data
     params_list, shift = initialise(source, method, ks, covariance_type, reg_covar, random_states, means, cholesky)
     states = []

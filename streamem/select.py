@@ -7,7 +7,6 @@ from numbers import Integral
 
 import numpy as np
 
-from .base import blas_per_task
 from .batch import GaussianMixture, fit_candidates, set_fitted
 from .covariance import COVARIANCE_TYPES
 
@@ -34,7 +33,7 @@ def _parse_types(covariance_type) -> list[str]:
 
 
 def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *, covariance_type="full",
-                        sample_weight=None, **params):  # fmt: skip
+                        sample_weight=None, storage_options=None, feature_dim=None, **params):  # fmt: skip
     """Fit a mixture for every number of components (and covariance type) at once; return
     the best one.
 
@@ -54,9 +53,14 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     covariance_type : str or list of str, default="full"
         One covariance type, or several to compare (mclust's model table).
     sample_weight : array-like of shape (n_samples,), default=None
+    storage_options, feature_dim
+        As :meth:`GaussianMixture.fit` takes them.
     **params
-        Other parameters of :class:`~streamem.GaussianMixture` (``n_init``,
-        ``random_state``, ``max_iter``, ``tol``, ``reg_covar``, ``missing``, ...).
+        Other parameters of :class:`~streamem.GaussianMixture`, honoured as a fit honours
+        them (``n_init``, ``random_state``, ``standardize``, ``checkpoint`` — the table's
+        candidates are saved there and a second call resumes them —, ``noise``, ``freeze``,
+        the priors, ``accelerate``, ``scheduler_address``...). Those that fix one fit
+        (``weights_init``, ``means_init``, ``precisions_init``, ``warm_start``) are refused.
 
     Returns
     -------
@@ -86,14 +90,12 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     if len(types) > 1 and any(params.get(name) is not None for name in PRIORS):
         raise ValueError("a prior fixes one covariance type: give one covariance_type with priors")
     model = GaussianMixture(n_components=max(ks), covariance_type=types[0] if len(types) == 1 else "full", **params)
-    best, gaussian, chunked = fit_candidates(model, X, sample_weight, ks, types)
+    best, totals, n_passes = fit_candidates(model, X, sample_weight, ks, types, storage_options, feature_dim)
     keys = [(t, k) for t in types for k in ks]
-    with blas_per_task(chunked.n_chunks):
-        totals = gaussian.estep(chunked, [best[key].params for key in keys])
 
     table = []
-    for (t, k), total in zip(keys, totals):
-        params_k = best[(t, k)].params
+    for t, k in keys:
+        params_k, total = best[(t, k)].params, totals[(t, k)]
         bic, aic = params_k.information_criteria(total.loglik, total.weight)
         table.append({
             "covariance_type": t,
@@ -110,7 +112,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     chosen = min(table, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
     set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True)
-    model.n_passes_ = chunked.passes
+    model.n_passes_ = n_passes
     model.selection_ = table
     model.selection_criterion_ = criterion
     return model

@@ -297,8 +297,12 @@ class StudentTMixture(Stepwise, GaussianMixture):
 
     Parameters
     ----------
-    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_params
-        As in :class:`~streamem.GaussianMixture`; the initialisation is the Gaussian one.
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init
+        As in :class:`~streamem.GaussianMixture`.
+    init_params : str, default="auto"
+        As in :class:`~streamem.GaussianMixture`; ``"auto"`` is ``"trimmed-k-means||"``, a
+        start that outliers cannot capture. The start is the Gaussian one, each component's
+        scale its start's covariance.
     degrees_of_freedom : float > 0 or array-like of shape (n_components,), default=None
         The degrees of freedom, held fixed: one for every component, or each component's;
         None estimates each component's (from ``degrees_of_freedom_init``), in [0.01, 1e4].
@@ -346,7 +350,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
-        init_params="k-means||",
+        init_params="auto",
         degrees_of_freedom=None,
         degrees_of_freedom_init=10.0,
         weights_init=None,
@@ -387,6 +391,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
         self.warm_up = warm_up
 
     missing = "error"  # complete rows only
+    _expects_outliers = True  # init_params="auto" is "trimmed-k-means||"
 
     # ------------------------------------------------------------------ fit
 
@@ -412,11 +417,11 @@ class StudentTMixture(Stepwise, GaussianMixture):
     def _check_values(self) -> None:
         self._fixed_dof()
 
-    def _model(self, chunked: ChunkedData, shift: np.ndarray) -> StudentTModel:
+    def _model(self, job, shift: np.ndarray) -> StudentTModel:
         return StudentTModel(self.covariance_type, self.reg_covar, self._fixed_dof())
 
-    def _initial_runs(self, chunked, initial, random_state, ks=None):
-        runs, shift = super()._initial_runs(chunked, initial, random_state, ks)
+    def _initial_runs(self, job):
+        runs, shift = super()._initial_runs(job)
         fixed = self._fixed_dof()
         start = fixed if fixed is not None else self.degrees_of_freedom_init
         for run in runs:

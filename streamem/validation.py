@@ -11,7 +11,7 @@ import math
 import dask.array as da
 import numpy as np
 
-__all__ = ["check_dask_array", "check_finite", "check_total_weight"]
+__all__ = ["check_dask_array", "check_finite", "check_sample_weight_shape", "check_total_weight"]
 
 
 def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
@@ -29,9 +29,23 @@ def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_n
         raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
 
 
+def check_sample_weight_shape(sample_weight, n_samples: int) -> None:
+    """Raise ValueError naming ``sample_weight`` unless it is one number per sample (or a
+    single number, for every sample)."""
+    shape = sample_weight.shape if isinstance(sample_weight, da.Array) else np.asarray(sample_weight).shape
+    if shape not in ((n_samples,), ()):
+        raise ValueError(f"expected sample_weight of shape ({n_samples},), got {shape}")
+
+
 def check_total_weight(weight: float) -> None:
+    """Raise ValueError unless the rows used have a positive total weight, naming what can
+    leave them none: zero weights, or rows with missing values."""
     if not weight > 0:
-        raise ValueError(f"expected sample_weight with a positive sum, got a sum of {weight}")
+        raise ValueError(
+            f"expected sample_weight with a positive sum over the rows used, got a sum of {weight}: their weights "
+            "are 0 or, with missing='marginalize', they miss values (rows with every value missing count for "
+            "nothing, and the initialisation uses the rows without any)"
+        )
 
 
 def check_dask_array(X: da.Array) -> da.Array:

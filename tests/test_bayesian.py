@@ -597,3 +597,16 @@ def test_a_fit_with_merges_resumes_from_its_checkpoint_as_if_never_stopped(tmp_p
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history_] == \
         [{k: v for k, v in r.items() if k not in drop} for r in reference.history_]
     assert resumed.n_passes_ == reference.n_passes_ + 1
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fewer_rows_than_features_fit_as_scikit_learn_does(covariance_type):
+    """The prior's default scale from two rows in three dimensions is singular: a merge that
+    would leave a component with the prior alone is not a candidate, and the fit goes on."""
+    from sklearn.mixture import BayesianGaussianMixture as SkBGM
+
+    X = np.random.default_rng(0).normal(size=(2, 3))
+    ours = streamem.BayesianGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    theirs = SkBGM(n_components=2, covariance_type=covariance_type, random_state=0).fit(X)
+    assert np.isfinite(ours.means_).all() and np.isfinite(ours.precisions_cholesky_).all()
+    assert ours.lower_bound_ >= theirs.lower_bound_ - 1e-6  # the same bound, as high

@@ -133,3 +133,39 @@ def test_bad_covariance_types(five):
         streamem.select_n_components(five, [2, 3], covariance_type=["full", "round"])
     with pytest.raises(ValueError, match="a prior fixes one covariance type"):
         streamem.select_n_components(five, [2, 3], covariance_type=["full", "diag"], mean_precision_prior=1.0)
+
+
+def test_standardize_fits_the_table_on_standardised_features(five):
+    """``standardize=True`` is honoured: the table equals the one fitted on the standardised
+    data (log-likelihoods moved by the scaling's Jacobian), and the model keeps its scaler."""
+    X = five * np.array([1.0, 1000.0])  # features of very different spreads
+    mean, scale = X.mean(0), X.std(0)
+    standard = streamem.select_n_components((X - mean) / scale, [2, 4, 5], random_state=0)
+    scaled = streamem.select_n_components(X, [2, 4, 5], random_state=0, standardize=True)
+    np.testing.assert_allclose(scaled.scaler_mean_, mean, rtol=1e-12)
+    np.testing.assert_allclose(scaled.scaler_scale_, scale, rtol=1e-12)
+    jacobian = np.log(scale).sum()
+    for row, reference in zip(scaled.selection_, standard.selection_):
+        assert row["n_components"] == reference["n_components"]
+        np.testing.assert_allclose(row["log_likelihood"], reference["log_likelihood"] - jacobian, rtol=1e-9)
+    np.testing.assert_allclose(scaled.means_, standard.means_ * scale + mean, rtol=1e-8)
+    np.testing.assert_allclose(scaled.predict_proba(X), standard.predict_proba((X - mean) / scale), atol=1e-9)
+
+
+def test_a_checkpointed_table_resumes(five, tmp_path):
+    """``checkpoint`` is honoured: an interrupted table (max_iter reached) resumes from its
+    checkpoint and ends as one uninterrupted fit; another table refuses the checkpoint."""
+    whole = streamem.select_n_components(five, [2, 5], random_state=0, n_init=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        streamem.select_n_components(five, [2, 5], random_state=0, n_init=2, checkpoint=tmp_path / "c", max_iter=2)
+    resumed = streamem.select_n_components(five, [2, 5], random_state=0, n_init=2, checkpoint=tmp_path / "c")
+    np.testing.assert_array_equal(resumed.means_, whole.means_)
+    assert [row["log_likelihood"] for row in resumed.selection_] == [row["log_likelihood"] for row in whole.selection_]
+    with pytest.raises(ValueError, match="another fit"):
+        streamem.select_n_components(five, [2, 3], random_state=0, n_init=2, checkpoint=tmp_path / "c")
+
+
+def test_noise_and_storage_options_reach_the_table(five):
+    model = streamem.select_n_components(five, [4, 5], random_state=0, noise="uniform", storage_options={})
+    assert model.noise_weight_ >= 0 and all(np.isfinite(row["bic"]) for row in model.selection_)
