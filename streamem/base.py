@@ -24,7 +24,7 @@ from . import formats, io
 from .checkpoint import is_checkpoint, load_state, state_to_runs
 from .covariance import COVARIANCE_TYPES, get_covariance
 from .em import FitState, Scaling
-from .init import INIT_METHODS
+from .init import INIT_METHODS, sklearn_init_params
 from .params import FREEZABLE, InitialParameters, MixtureParams, NoisyParams, responsibilities_inplace
 from .reduce import apply_blocks
 from .stats import block_rows, iter_blocks
@@ -502,7 +502,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         params = self.fitted_params()
         if params.has_noise:
             raise TypeError("a mixture with a noise component has no scikit-learn equivalent (nor ONNX export)")
-        init = self.init_params if self.init_params in ("k-means++", "random", "random_from_data") else "kmeans"
+        init = sklearn_init_params(self.init_params)
         model = SkGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,

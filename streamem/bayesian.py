@@ -34,6 +34,7 @@ from .base import LABELS, blas_per_task
 from .batch import GaussianMixture, set_fitted
 from .covariance import get_covariance
 from .em import FitState
+from .init import sklearn_init_params
 from .online import Stepwise, warm_up_rows
 from .packed import unpack_symmetric
 from .params import EPS, MixtureParams
@@ -857,7 +858,7 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         """An equivalent fitted :class:`sklearn.mixture.BayesianGaussianMixture`."""
         from sklearn.mixture import BayesianGaussianMixture as SkBayesianGaussianMixture
 
-        init = self.init_params if self.init_params in ("k-means++", "random", "random_from_data") else "kmeans"
+        init = sklearn_init_params(self.init_params)
         model = SkBayesianGaussianMixture(
             n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
             reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,

@@ -26,6 +26,7 @@ from .covariance import COVARIANCE_TYPES
 __all__ = ["main"]
 
 COVARIANCE_CHOICES = list(COVARIANCE_TYPES)
+# streamem.init.INIT_METHODS, without importing the initialisers at start-up (a test checks they agree)
 INIT_CHOICES = ["auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans"]
 
 

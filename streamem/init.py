@@ -11,16 +11,18 @@ Every pass reads each chunk once and serves all candidates (restarts) together.
     weighted rows on the client, and then Lloyd passes over the data.
 ``"trimmed-k-means||"``
     k-means‖ that outliers cannot capture: trimmed k-means (Cuesta-Albertos, Gordaliza &
-    Matrán 1997; García-Escudero et al. 2008, TCLUST), where every step leaves out the
-    fraction :data:`TRIM_FRACTION` of the weight farthest from its nearest centre. The
-    squared distances that drive the draws are capped at the untrimmed rows' largest, so
-    far rows are drawn in proportion to their weight, not their distance (a cluster of
-    many rows outweighs as many scattered outliers); the drawn rows are clustered by
-    trimmed weighted k-means on the client (several restarts, the lowest trimmed cost);
-    every Lloyd pass leaves out the rows beyond the same quantile, estimated from a weighted
-    random sample of :data:`TRIM_SAMPLE_ROWS` rows drawn in the first pass. The start is the
-    M-step of the last trimmed partition. Default for the estimators whose models expect
-    outliers (:class:`~streamem.StudentTMixture`, ``noise="uniform"``).
+    Matrán 1997; García-Escudero et al. 2008, TCLUST), where every step leaves out the rows
+    farther from their nearest centre than :data:`TRIM_SCALE` times the median squared
+    distance, estimated from a weighted random sample of :data:`TRIM_SAMPLE_ROWS` rows drawn
+    in the first pass (a limit that follows the clusters' own spread, where a fixed share
+    of trimmed rows would drop a small cluster whole). The draws start from ``2K`` rows of
+    that sample and their squared distances are capped at :data:`DRAW_SCALE` times the
+    median, so far rows are drawn in proportion to their weight, not their distance (a
+    cluster of many rows outweighs as many scattered outliers); the drawn rows, weighted by
+    the rows within the limit, are clustered by trimmed weighted k-means on the client
+    (several restarts, the lowest trimmed cost). The start is the M-step of the last
+    trimmed partition. Default for the estimators whose models expect outliers
+    (:class:`~streamem.StudentTMixture`, ``noise="uniform"``).
 ``"k-means++"``
     Exact k-means++ seeding (Arthur & Vassilvitskii, 2007): one pass per centre, then the
     partition of the data by the nearest centre.
@@ -71,6 +73,7 @@ __all__ = [
     "initialise",
     "labelled_start",
     "row_uniforms",
+    "sklearn_init_params",
     "summarise",
     "with_noise",
 ]
@@ -266,7 +269,7 @@ def _partition_params(
     """Lloyd passes from ``centres_list``; the M-step of the last partition of each.
 
     ``samples`` (one array of rows per centre set): each pass is trimmed, leaving out the
-    rows farther from their nearest centre than the sample's :data:`TRIM_FRACTION` farthest.
+    rows farther from their nearest centre than the limit of :func:`_trim_limit`.
     """
     active = list(range(len(centres_list)))
     centres_list = [np.array(c, dtype=np.float64) for c in centres_list]
@@ -292,13 +295,18 @@ def _partition_params(
     return [m_step(final[i], covariance_type, reg_covar, cholesky=cholesky)[0] for i in range(len(centres_list))]
 
 
+def _repeated(points, n_components):
+    """``n_components`` centres from no more drawn rows than that: the rows, repeated."""
+    reps = -(-n_components // max(len(points), 1))
+    return np.tile(points, (reps, 1))[:n_components]
+
+
 def _recluster(candidates, mass, n_components, seed):
     """Weighted k-means on the few drawn rows, on the client."""
     keep = mass > 0
     candidates, mass = candidates[keep], mass[keep]
     if len(candidates) <= n_components:
-        reps = -(-n_components // max(len(candidates), 1))
-        return np.tile(candidates, (reps, 1))[:n_components]
+        return _repeated(candidates, n_components)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         km = KMeans(n_components, init="k-means++", n_init=1, random_state=seed)
@@ -317,10 +325,16 @@ def _kmeans_parallel_centres(data, summary, shift, random_states, ks):
     return [_recluster(c, m, k, seed) for c, m, k, seed in zip(centres, mass, ks, _seeds(random_states))]
 
 
-def _squared_distances(points, centres) -> np.ndarray:
-    """Each point's squared distance to its nearest centre (a few rows, on the client)."""
+def _nearest_points(points, centres) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` for a few rows on the client: each point's nearest centre and the
+    squared distance to it."""
     centre = centres.mean(axis=0)
-    return nearest((points - centre).T, centres - centre)[1]
+    return nearest((points - centre).T, centres - centre)
+
+
+def _squared_distances(points, centres) -> np.ndarray:
+    """Each point's squared distance to its nearest centre."""
+    return _nearest_points(points, centres)[1]
 
 
 def _trim_limit(sample, centres, scale=None) -> float:
@@ -341,8 +355,7 @@ def _capped_kmeans(points, mass, n_components, limit, rng, max_iter=100):
             break
         centres = np.vstack([centres, points[rng.choice(len(points), p=capped / capped.sum())]])
     for _ in range(max_iter):
-        centre = centres.mean(axis=0)
-        labels, d2 = nearest((points - centre).T, centres - centre)
+        labels, d2 = _nearest_points(points, centres)
         kept = np.where(d2 <= limit, mass, 0.0)
         sums = np.bincount(labels, weights=kept, minlength=n_components)
         moved = centres.copy()
@@ -362,8 +375,7 @@ def _trimmed_kmeans(points, mass, sample, n_components, rng):
     keep = mass > 0
     points, mass = points[keep], mass[keep]
     if len(points) <= n_components:
-        reps = -(-n_components // max(len(points), 1))
-        return np.tile(points, (reps, 1))[:n_components]
+        return _repeated(points, n_components)
     limit, best = _trim_limit(sample, points), None
     for _ in range(TRIM_ROUNDS):
         best = min((_capped_kmeans(points, mass, n_components, limit, rng) for _ in range(TRIM_RESTARTS)),
@@ -374,10 +386,10 @@ def _trimmed_kmeans(points, mass, sample, n_components, rng):
     return best
 
 
-def _trimmed_kmeans_parallel_centres(data, summary, shift, random_states, ks):
-    """k-means‖ from a weighted random sample of rows, whose draws are capped at the
-    trimming limit, and whose drawn rows are clustered by trimmed k-means."""
-    samples = [p.points for p in summary.picks]
+def _trimmed_kmeans_parallel_centres(data, samples, shift, random_states, ks):
+    """k-means‖ from ``samples`` (a weighted random sample of rows per candidate), whose
+    draws are capped at the trimming limit, and whose drawn rows are clustered by trimmed
+    k-means."""
     n_picks = [OVERSAMPLING * k for k in ks]
     centres = [s[:n] for s, n in zip(samples, n_picks)]
     for _ in range(KMEANS_PARALLEL_ROUNDS):
@@ -462,8 +474,8 @@ def initialise(
         centres = _kmeans_plusplus_centres(data, summary, shift, random_states, ks)
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
     if method == "trimmed-k-means||":
-        centres = _trimmed_kmeans_parallel_centres(data, summary, shift, random_states, ks)
         samples = [p.points for p in summary.picks]
+        centres = _trimmed_kmeans_parallel_centres(data, samples, shift, random_states, ks)
         return _partition_params(
             data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky, samples
         ), shift
@@ -524,6 +536,12 @@ def with_noise(params: MixtureParams, box: np.ndarray, noise_weight: float = NOI
     Gaussians' weights scaled to the rest)."""
     scaled = dataclasses.replace(params, weights=params.weights * (1.0 - noise_weight))
     return NoisyParams.of(scaled, noise_weight, box)
+
+
+def sklearn_init_params(init_params: str) -> str:
+    """scikit-learn's name for the initialiser ``init_params`` names (its ``"kmeans"`` for
+    every k-means‖)."""
+    return init_params if init_params in ("k-means++", "random", "random_from_data") else "kmeans"
 
 
 def init_method(init_params: str, robust: bool = False) -> str:

@@ -58,9 +58,10 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     **params
         Other parameters of :class:`~streamem.GaussianMixture`, honoured as a fit honours
         them (``n_init``, ``random_state``, ``standardize``, ``checkpoint`` — the table's
-        candidates are saved there and a second call resumes them —, ``noise``, ``freeze``,
-        the priors, ``accelerate``, ``scheduler_address``...). Those that fix one fit
-        (``weights_init``, ``means_init``, ``precisions_init``, ``warm_start``) are refused.
+        candidates are saved there and a second call resumes them —, ``noise``, the priors,
+        ``accelerate``, ``scheduler_address``...). Those that fix one fit (``weights_init``,
+        ``means_init``, ``precisions_init``, ``warm_start``) are refused, and so is
+        ``freeze``, which needs them.
 
     Returns
     -------

@@ -346,18 +346,6 @@ class Location:
             self.fs.unstrip_protocol(self.path), storage_options=self.options, read_only=read_only
         )
 
-    def copy_to(self, target: Location) -> None:
-        """Copy this file or directory tree to ``target`` in the same store, a zarr group's
-        root ``zarr.json`` last (it exists for readers at ``target`` once whole)."""
-        if self.local:
-            if Path(self.path).is_dir():
-                shutil.copytree(self.path, target.path)
-            else:
-                shutil.copyfile(self.path, target.path)
-            return
-        with self._named("copy"):
-            _copy_tree(self, target)
-
     def commit_from(self, tmp: Location) -> None:
         """Put what was written at ``tmp`` (a remote sibling) at this place, then remove ``tmp``.
 
