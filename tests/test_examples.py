@@ -43,8 +43,10 @@ def test_impute_missing_values(tmp_path):
     assert mixture < means
 
 
-def test_ingest_redis_stream(tmp_path):
-    out = run("ingest_redis_stream.py", "--records", 1500, "--workdir", tmp_path, cwd=tmp_path)
+def test_ingest_redis_stream(tmp_path, redis_server):
+    # the server of the test extra (the example starts a redis-server of the PATH without --redis)
+    out = run("ingest_redis_stream.py", "--redis", f"127.0.0.1:{redis_server}", "--records", 1500, "--workdir",
+              tmp_path, cwd=tmp_path)  # fmt: skip
     assert "rows in the model: 30,000 of 30,000 sent; dead letters: 1" in out
     assert "live model:" in out
     error = float(out.split("to the model's: ")[1].split()[0])
