@@ -29,6 +29,18 @@ def sklearn_start(X, n_components, covariance_type, seed=1):
     return {"weights_init": gm.weights_, "means_init": gm.means_, "precisions_init": gm.precisions_}
 
 
+@pytest.fixture(autouse=True)
+def _streamem_logger():
+    """The "streamem" logger as it was before each test: a CLI command run in-process sets its
+    handlers, level and propagation, which would hide later tests' records from ``caplog``."""
+    import logging
+
+    logger = logging.getLogger("streamem")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
+
+
 @pytest.fixture
 def blobs():
     return mixture_data()

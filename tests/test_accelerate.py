@@ -3,7 +3,6 @@ counted."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np
@@ -227,16 +226,7 @@ def test_squarem_point_is_the_s3_extrapolation():
     assert squarem_point(base, first, second, step_max=4.0)[0] == 4.0
 
 
-@pytest.fixture
-def streamem_logger():
-    """The "streamem" logger as it was: the CLI run in-process sets its handlers and level."""
-    logger = logging.getLogger("streamem")
-    saved = (logger.handlers[:], logger.propagate, logger.level)
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
-
-
-def test_cli_shows_passes(tmp_path, streamem_logger):
+def test_cli_shows_passes(tmp_path):
     from click.testing import CliRunner
 
     from streamem.cli import main

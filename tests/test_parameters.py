@@ -173,10 +173,11 @@ def _fit(estimator, params, data, caplog, logger="streamem"):
     return model, [r.getMessage() for r in caplog.records]
 
 
-def _cases():
+def _cases(fitting_only=False):
     for estimator, probes in PROBES.items():
         for name in sorted(probes):
-            yield pytest.param(estimator, name, id=f"{estimator.__name__}-{name}")
+            if not (fitting_only and probes[name]["kind"] == "error"):
+                yield pytest.param(estimator, name, id=f"{estimator.__name__}-{name}")
 
 
 def test_every_parameter_has_a_probe():
@@ -292,11 +293,9 @@ def test_select_n_components_honours_or_refuses_the_parameter(name, cluster, tmp
         np.asarray(model.get_params()[name], dtype=object), np.asarray(changed[name], dtype=object))
 
 
-@pytest.mark.parametrize("estimator, name", list(_cases()))
+@pytest.mark.parametrize("estimator, name", list(_cases(fitting_only=True)))  # an "error" value has no model
 def test_save_and_load_keep_the_parameter(estimator, name, cluster, tmp_path):
     probe = PROBES[estimator][name]
-    if probe["kind"] == "error":
-        pytest.skip("this value makes the fit fail: nothing to save")  # the error is tested above
     params = _resolve({"n_components": 2, "random_state": 0, **ESTIMATOR_BASE.get(estimator, {}), **probe.get("base", {}),
                        name: probe["value"]}, cluster, tmp_path)  # fmt: skip
     data = probe.get("data", lambda: X)()

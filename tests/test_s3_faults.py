@@ -9,7 +9,6 @@ chosen by method, path and header, so each test says which step of a write fails
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 import time
@@ -180,14 +179,11 @@ def test_a_persistent_fault_ends_the_fit_with_one_error_naming_the_data(few_retr
     assert len(str(caught.value).splitlines()) == 1
 
 
-def test_cli_fit_with_a_persistent_fault_exits_1_with_one_line_on_stderr(few_retries, proxy, data, monkeypatch):
+def test_cli_fit_with_a_persistent_fault_exits_1_with_one_line_on_stderr(few_retries, proxy, data):
     from click.testing import CliRunner
 
     from streamem.cli import main
 
-    logger = logging.getLogger("streamem")  # the command sets up the package's logging: put it back after
-    for name in ("handlers", "propagate", "level"):
-        monkeypatch.setattr(logger, name, list(logger.handlers) if name == "handlers" else getattr(logger, name))
     proxy.inject("drop", method="GET", path=CHUNKS)
     result = CliRunner().invoke(main, ["fit", DATA, "--n-components", "2", "--seed", "0", "--out", MODEL, "--quiet"])
     assert result.exit_code == 1, result.output
