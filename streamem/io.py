@@ -74,9 +74,11 @@ def atomic_location(target: Location):
     tmp = target.temporary()
     try:
         yield tmp
-        target.commit_from(tmp)
-    finally:
-        tmp.remove()
+        target.commit_from(tmp)  # removes tmp
+    except BaseException:
+        with contextlib.suppress(Exception):  # the first error is the one to see: it names where a model is kept
+            tmp.remove()
+        raise
 
 
 def _open_zarr_array(loc: Location) -> da.Array:
@@ -316,12 +318,16 @@ def publish_model(path, arrays: dict, attrs: dict, storage_options: dict | None 
         with atomic_path(path) as link:
             os.symlink(Path(versions.name) / name, link)
     else:
-        if target.exists() and _published_version(target) is None:
-            check_model_path(target)  # a model saved before: it is replaced
-            target.remove()
+        saved = target.exists() and _published_version(target) is None
+        if saved:
+            check_model_path(target)  # a model saved before: readers keep it until the new version is whole
         write_group(versions / name, arrays, attrs, pack=True)  # a reader sees it once its zarr.json is written
+        if saved:  # it becomes the oldest version, then its zarr.json turns into the pointer
+            target.copy_tree_to(versions / f"model-0-{uuid.uuid4().hex}.zarr")
         pointer = {"zarr_format": 3, "node_type": "group", "attributes": {"format": PUBLISHED, "current": name}}
         (target / "zarr.json").write_text(json.dumps(pointer))
+        if saved:
+            target.remove_below_root()
     old = sorted((n for n in versions.listdir() if n.startswith("model-")), key=lambda n: int(n.split("-")[1]))
     for stale in old[:-PUBLISHED_VERSIONS]:
         (versions / stale).remove()

@@ -333,6 +333,18 @@ class Location:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path, recursive=True)
 
+    def copy_tree_to(self, target: Location) -> None:
+        """Copy the objects here to ``target`` in the same store, its root ``zarr.json`` last."""
+        with self._named("copy"):
+            _copy_tree(self, target)
+
+    def remove_below_root(self) -> None:
+        """Remove every object here but the root ``zarr.json``."""
+        with self._named("remove"):
+            stale = [p for p in self.fs.find(self.path) if p != f"{self.path}/{_ROOT}"]
+            if stale:
+                self.fs.rm(stale)
+
     def move(self, target: Location) -> None:
         with self._named("move"):
             self.fs.mv(self.path, target.path, recursive=True)

@@ -231,11 +231,6 @@ def test_when_the_previous_model_cannot_be_put_back_the_error_names_where_it_is_
         streamem.load(MODEL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streamem/io.py atomic_location removes the temporary in a finally: when that fails too, its error "
-    "replaces the save's, which named where the previous model is kept",
-)
 def test_when_cleaning_up_fails_too_the_error_still_names_where_the_previous_model_is_kept(
     few_retries, proxy, two_models, tmp_path
 ):
@@ -306,11 +301,6 @@ def test_a_stream_whose_publishing_fails_leaves_the_published_model_whole(few_re
         assert_same_model(streamem.load(MODEL), published)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streamem/io.py publish_model removes a model saved by save() from an object store before the first "
-    "version is written: a failure in between leaves no model",
-)
 def test_a_stream_publishing_over_a_saved_model_keeps_it_until_the_first_version_is_whole(
     few_retries, proxy, two_models, tmp_path
 ):
