@@ -35,6 +35,7 @@ from .params import InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 from .stats import feature_moments_chunk
+from .validation import relative_weights
 
 __all__ = ["FitJob", "GaussianMixture", "fit_candidates", "set_fitted"]
 
@@ -64,7 +65,9 @@ class FitJob:
     ``covariance_types`` (a table of candidates, :func:`fit_candidates`) replace the
     estimator's own. ``model`` is the model being fitted once it is built (with
     ``data_weight``, the data's total weight, for a variational one), and ``warm_up`` marks
-    an online estimator's batch fit of its first rows.
+    an online estimator's batch fit of its first rows. ``weight_scale`` is the power of two
+    the sample weights of a maximum-likelihood fit were scaled by
+    (:func:`~streamem.validation.relative_weights`).
     """
 
     chunked: ChunkedData
@@ -80,6 +83,7 @@ class FitJob:
     model: object = None
     data_weight: float | None = None
     warm_up: bool = False
+    weight_scale: float = 1.0
 
     @classmethod
     def in_memory(cls, data: np.ndarray, weights, initial: InitialParameters, random_state, warm_up=False) -> FitJob:
@@ -458,12 +462,15 @@ class GaussianMixture(MixtureBase):
             fingerprint["table"] = {"n_components": list(ks), "covariance_types": list(covariance_types)}
         saved = load_state(self.checkpoint, storage_options) if self.checkpoint is not None else None
         with _connected(self.scheduler_address):
+            weight_scale = 1.0
+            if weights is not None and self._weights_relative():
+                weights, weight_scale = relative_weights(weights)
             chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
             job = FitJob(chunked, chunked, initial, check_random_state(self.random_state),
                          storage_options=storage_options, fingerprint=fingerprint, saved=saved, ks=ks,
-                         covariance_types=covariance_types)  # fmt: skip
+                         covariance_types=covariance_types, weight_scale=weight_scale)  # fmt: skip
             if getattr(self, "standardize", False):  # the first pass: each feature's mean and spread
-                job.scaling = scaling = feature_scaling(chunked)
+                job.scaling = scaling = feature_scaling(chunked, getattr(self, "missing", "error") == "marginalize")
                 # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
                 standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
                 job.starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels,
@@ -717,9 +724,10 @@ class GaussianMixture(MixtureBase):
         return out
 
 
-def feature_scaling(chunked: ChunkedData) -> Scaling:
-    """Each feature's mean and standard deviation, in one pass (:class:`~streamem.stats.FeatureMoments`)."""
-    moments = chunked.map_reduce(feature_moments_chunk)
+def feature_scaling(chunked: ChunkedData, allow_nan: bool) -> Scaling:
+    """Each feature's mean and standard deviation, in one pass (:class:`~streamem.stats.FeatureMoments`),
+    over the values that are not missing (``allow_nan``: NaN marks them; else NaN is refused)."""
+    moments = chunked.map_reduce(feature_moments_chunk, allow_nan)
     scale = moments.scale()
     loglik_shift = float(moments.weight @ np.log(scale))
     return Scaling(moments.mean, scale, loglik_shift, loglik_shift / moments.rows if moments.rows else 0.0)
@@ -811,6 +819,7 @@ def fit_candidates(
         before = job.chunked.passes
         with blas_per_task(job.chunked.n_chunks):
             totals = scorer.estep(job.chunked, [state.params for state in best.values()])
+        totals = [total * (1.0 / job.weight_scale) for total in totals]  # the criteria count rows by their weights
     model._set_scaling(job.scaling)
     return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before
 

@@ -265,9 +265,12 @@ class VariationalModel:
         losses = terms[pairs[:, 0]] + terms[pairs[:, 1]] - terms[K:]  # each merge's change of the entropy, <= 0
         oriented = [(j, k) if stats.nk[j] >= stats.nk[k] else (k, j) for j, k in pairs.tolist()]
 
-        def bound(chosen):
+        def bound(chosen):  # minus infinity for a set leaving a singular posterior (see _merge_bound)
             loss = sum(losses[p] for p in chosen)
-            return self.bound(entropy + loss, self.update(merged_stats(stats, [oriented[p] for p in chosen])))
+            try:
+                return self.bound(entropy + loss, self.update(merged_stats(stats, [oriented[p] for p in chosen])))
+            except ValueError:
+                return -np.inf
 
         best = self.bound(entropy, new)
         gains = np.array([bound([p]) - best for p in range(len(pairs))])
@@ -669,6 +672,9 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         job = self._fit(X, None, sample_weight, storage_options, feature_dim)  # y is ignored, as by scikit-learn's
         self._set_prior(job.model.prior)
         return self
+
+    def _weights_relative(self) -> bool:
+        return False  # the prior weighs against the rows, each counted by its weight
 
     def _model(self, job, shift: np.ndarray) -> VariationalModel:
         """The variational model of the job's data (built once a job: the prior's defaults

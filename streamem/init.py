@@ -174,12 +174,17 @@ def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str, lim
     return [acc.result(weight, count) for acc in sums]
 
 
-def _race_scores(u, weight):
-    """Exponential keys ``-log(u) / weight``: the ``m`` smallest are a weighted sample
-    of ``m`` rows without replacement, and the smallest of a union is the smallest of
-    the smallest (Efraimidis & Spirakis, 2006)."""
+def _race_scores(u, *weights):
+    """Exponential keys ``-log(u) / w`` (``w`` the product of ``weights``), in log space:
+    the ``m`` smallest are a weighted sample of ``m`` rows without replacement, and the
+    smallest of a union is the smallest of the smallest (Efraimidis & Spirakis, 2006).
+    Logarithms keep the order of keys whose quotient would overflow (weights near 1e-300)
+    or whose product would underflow; a weight of 0 gives +inf, never drawn."""
     with np.errstate(divide="ignore"):
-        return -np.log(u) / weight
+        score = np.log(-np.log(u))
+        for w in weights:
+            score -= np.log(w)
+    return score
 
 
 def row_uniforms(seed: int, start: int, n_rows: int, per_row: int = 1) -> np.ndarray:
@@ -225,7 +230,7 @@ def _d2_race_chunk(X, sample_weight, start, centres_list, shift, seeds, n_picks_
         xct = centred(block, shift)  # once for every candidate
         for i, (centres, u, n_picks, cap) in enumerate(zip(centres_list, uniforms, n_picks_list, caps)):
             d2 = np.minimum(nearest(xct, centres - shift)[1], cap)
-            scores = _race_scores(u[offset : offset + len(d2)], d2 if w is None else d2 * w)
+            scores = _race_scores(u[offset : offset + len(d2)], *((d2,) if w is None else (d2, w)))
             picks[i] = picks[i] + LowestScoringRows.select(scores, block, n_picks)
     return picks
 

@@ -30,7 +30,7 @@ import dask.array as da
 import numpy as np
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
 from . import io
@@ -40,7 +40,7 @@ from .init import initial_states
 from .params import MixtureParams, m_step
 from .reduce import ChunkedData, row_batches
 from .stats import SufficientStats, chunk_stats
-from .validation import check_total_weight
+from .validation import check_finite, check_sample_weight_shape, check_total_weight, relative_weights
 
 __all__ = ["OnlineGaussianMixture", "Stepwise", "warm_up_rows"]
 
@@ -105,8 +105,9 @@ class Stepwise:
         "warm_up": [Interval(Integral, 1, None, closed="left"), None],
     }
 
-    def _check_batch(self, X, sample_weight):
-        """One batch as a 2-D float array and its weights, or a ValueError naming the problem."""
+    def _check_batch(self, X, sample_weight, new_stream: bool = False):
+        """One batch as a 2-D float array and its weights, or a ValueError naming the problem
+        (the first batch of a new stream sets the width of the rest)."""
         if X is None:
             raise ValueError("expected a batch of shape (n_rows, n_features), got None")
         if isinstance(X, da.Array):
@@ -114,11 +115,12 @@ class Stepwise:
         X = np.asarray(X) if not hasattr(X, "__array__") else X
         if getattr(X, "ndim", 2) == 2 and 0 in getattr(X, "shape", ()):
             raise ValueError(f"expected a non-empty batch, got an empty one of shape {X.shape}")
-        X = check_array(
-            X, dtype=[np.float64, np.float32], ensure_min_samples=1,
-            ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
-        )  # fmt: skip
-        n_features = getattr(self, "n_features_in_", None)
+        with np.errstate(invalid="ignore", over="ignore"):  # the finiteness check sums the values
+            X = check_array(
+                X, dtype=[np.float64, np.float32], ensure_min_samples=1,
+                ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
+            )  # fmt: skip
+        n_features = None if new_stream else getattr(self, "n_features_in_", None)
         if n_features is not None and X.shape[1] != n_features:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {n_features} features as "
@@ -126,8 +128,10 @@ class Stepwise:
             )
         if len(X) < self.n_components:
             raise ValueError(f"expected batches of at least n_components={self.n_components} rows, got {len(X)} rows")
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if sample_weight is not None:  # a batch of weight 0 is refused later, where it would be used
+            check_sample_weight_shape(sample_weight, len(X))
+            sample_weight = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (len(X),)).copy()
+            check_finite(X, sample_weight, allow_nan=True)
         return X, sample_weight
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -143,11 +147,13 @@ class Stepwise:
         -------
         self
         """
-        if not hasattr(self, "n_batches_"):
+        new_stream = not hasattr(self, "n_batches_")
+        if new_stream:
             self._validate_params()
             self._check_values()
+        X, sample_weight = self._check_batch(X, sample_weight, new_stream)  # a bad batch leaves the model as it was
+        if new_stream:
             self._reset()
-        X, sample_weight = self._check_batch(X, sample_weight)
         with _one_blas_thread():
             if self._stats is None:
                 self._warm(X, sample_weight)
@@ -483,12 +489,17 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         data, _ = self._validate_X(X, reset=not continuing, storage_options=storage_options, feature_dim=feature_dim)
         self._check_n_samples(data.shape[0])
         weights = self._validate_sample_weight(sample_weight, data)
+        if weights is not None:  # stepwise EM takes the weights' ratios alone
+            weights, _ = relative_weights(weights)
         batches = lambda: row_batches(data, weights, self.batch_size, self.n_components)  # noqa: E731
         if not continuing:
             self._reset()
             head, rows = [], 0
             for batch in batches():  # the first rows initialise the model
-                head.append(self._check_batch(*batch))
+                batch = self._check_batch(*batch)
+                if not self._carries_weight(*batch):
+                    continue
+                head.append(batch)
                 rows += len(batch[0])
                 if rows >= self._warm_up_rows():
                     break
@@ -496,6 +507,12 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         with _one_blas_thread():
             self._passes(batches)
         return self
+
+    def _carries_weight(self, X: np.ndarray, sample_weight) -> bool:
+        """Whether a mini-batch of fit adds anything: a batch of rows of weight 0 (or, with
+        ``missing="marginalize"``, of rows with every value missing) leaves the model as it is."""
+        used = ~np.isnan(X).all(axis=1) if self.missing == "marginalize" else np.ones(len(X), dtype=bool)
+        return bool(used.any() if sample_weight is None else np.sum(sample_weight[used]) > 0)
 
     def _passes(self, batches) -> None:
         incremental = self.algorithm == "incremental"
@@ -510,6 +527,8 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
                 total = sum(per_batch[1:], per_batch[0])
             for index, (batch, w) in enumerate(batches()):
                 batch, w = self._check_batch(batch, w)
+                if not self._carries_weight(batch, w):  # rows of weight 0, or with every value missing
+                    continue
                 if not incremental:
                     stats = self._step(batch, w)
                 else:

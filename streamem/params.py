@@ -473,9 +473,10 @@ class LogProbKernel:
         # error of a dot product of F terms, of the cast of the form and of forming the features
         gamma = 2.0 * (form.shape[1] + 4) * float(np.finfo(first.dtype).eps)
         rho = covariance.abs_precision_product(params.precisions_chol, np.ones((K, D))).max(axis=1)
-        coefficients = gamma * np.column_stack([np.abs(form[:, 0]), np.linalg.norm(form[:, 1 : 1 + D], axis=1),
-                                                0.5 * rho])  # fmt: skip
-        finite = np.isfinite(self._stacked[:K]).all(axis=1)
+        with np.errstate(over="ignore"):  # precisions near 1e300 (reg_covar=0): such groups get no bound
+            coefficients = gamma * np.column_stack([np.abs(form[:, 0]), np.linalg.norm(form[:, 1 : 1 + D], axis=1),
+                                                    0.5 * rho])  # fmt: skip
+        finite = np.isfinite(self._stacked[:K]).all(axis=1) & np.isfinite(coefficients).all(axis=1)
         # per group: the coefficients, as columns, or None where the cast overflowed (no bound)
         self._error = [None] + [
             tuple(c[:, None] for c in coefficients[group.components].T) if finite[s].all() else None

@@ -78,25 +78,24 @@ class LowestScoringRows:
 
     @classmethod
     def of(cls, scores, points, size: int) -> LowestScoringRows:
+        """The ``size`` of these rows with the smallest scores; ties go by the rows' values,
+        so that the rows kept never depend on the order they came in (nor on the chunks)."""
         scores = np.asarray(scores, dtype=np.float64)
+        points = np.asarray(points, dtype=np.float64)
         keep = np.isfinite(scores)
         scores, points = scores[keep], points[keep]
-        if len(scores) > size:
-            part = np.argpartition(scores, size - 1)[:size]
-            scores, points = scores[part], points[part]
-        order = np.argsort(scores, kind="stable")
-        return cls(scores[order], np.asarray(points, dtype=np.float64)[order], size)
+        order = np.lexsort((*points.T[::-1], scores))[:size]
+        return cls(scores[order], points[order], size)
 
     @classmethod
     def select(cls, scores, rows, size: int) -> LowestScoringRows:
-        """The ``size`` rows of ``rows`` (an array of shape (n, n_features)) with the smallest scores."""
-        if len(scores) <= size:
-            picked = slice(None)
-        elif size == 1:
-            picked = [int(np.argmin(scores))]
-        else:
-            picked = np.argpartition(scores, size - 1)[:size]
-        return cls.of(scores[picked], rows[picked], size)
+        """The ``size`` rows of ``rows`` (an array of shape (n, n_features)) with the smallest
+        scores (rows tied with the last of them are compared by :meth:`of`)."""
+        if len(scores) > size:
+            cut = np.partition(scores, size - 1)[size - 1]
+            picked = np.flatnonzero(scores <= cut)
+            return cls.of(scores[picked], rows[picked], size)
+        return cls.of(scores, rows, size)
 
     def affine(self, offset, scale, score_shift: float) -> LowestScoringRows:
         """The same rows as ``offset + scale * x``, their scores moved by ``score_shift``."""
@@ -376,15 +375,15 @@ class Accumulator:
         self.merge_terms = block if self.merge_terms is None else self.merge_terms + block
 
     def add_rows(self, log_lik, w, block, track_worst=True):
-        """Add the block's log-likelihoods (and keep its worst-explained row)."""
+        """Add the block's log-likelihoods (and keep its worst-explained rows)."""
         if w is None:
             self.loglik += float(log_lik.sum(dtype=np.float64))
             scores = log_lik
         else:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
-        if track_worst:  # the block's worst row; the chunk keeps the K worst of its blocks
-            self.worst = self.worst + LowestScoringRows.select(scores, block, 1)
+        if track_worst:  # the block's K worst rows: the pass keeps the K worst of all, whatever the chunks
+            self.worst = self.worst + LowestScoringRows.select(scores, block, self.worst.size)
 
     def add_incomplete(self, X, w, params, centre):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
@@ -399,10 +398,13 @@ class Accumulator:
         self.loglik += float(estep.log_lik.sum() if w is None else estep.log_lik @ w)
         self.hole_entropy += float(estep.hole_entropy.sum())
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
-        if np.isfinite(scores).any():  # the worst-explained row, completed by its expectation
-            worst = int(np.argmin(scores))
-            completed = incomplete_estep(X[worst : worst + 1], params, centre).completed
-            self.worst = self.worst + LowestScoringRows.of(scores[worst : worst + 1], completed + centre, 1)
+        worst = np.flatnonzero(np.isfinite(scores))
+        size = self.worst.size
+        if len(worst) > size:
+            worst = worst[scores[worst] <= np.partition(scores[worst], size - 1)[size - 1]]
+        if len(worst):  # the K worst-explained rows (and rows tied with them), completed by their expectation
+            completed = incomplete_estep(X[worst], params, centre).completed
+            self.worst = self.worst + LowestScoringRows.of(scores[worst], completed + centre, size)
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
@@ -597,5 +599,6 @@ class FeatureMoments:
         return np.where(std > 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean), 1.0), std, 1.0)
 
 
-def feature_moments_chunk(X, sample_weight) -> FeatureMoments:
+def feature_moments_chunk(X, sample_weight, allow_nan: bool) -> FeatureMoments:
+    check_finite(X, sample_weight, allow_nan=allow_nan)
     return FeatureMoments.of(X, sample_weight)

@@ -246,7 +246,7 @@ def t_m_step(stats: TStats, covariance_type: str, reg_covar: float, current: TPa
     weights = nk / nk.sum()
     means = stats.shift + stats.s1 / su[:, None]
     # sum r u (x - mu)(x - mu)^T / sum r: the moments about c less s1 s1^T / su, over nk
-    scaled = stats.s1 / np.sqrt(su * nk)[:, None]
+    scaled = stats.s1 / (np.sqrt(su) * np.sqrt(nk))[:, None]  # su * nk overflows for weights near 1e300
     covariances = covariance.covariances(nk, scaled, stats.s2, reg_covar)
     if fixed_dof is not None:
         dof = current.degrees_of_freedom

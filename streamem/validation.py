@@ -11,7 +11,8 @@ import math
 import dask.array as da
 import numpy as np
 
-__all__ = ["check_dask_array", "check_finite", "check_sample_weight_shape", "check_total_weight"]
+__all__ = ["check_dask_array", "check_finite", "check_sample_weight_shape", "check_total_weight", "max_weight",
+           "relative_weights"]
 
 
 def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_nan: bool = False) -> None:
@@ -27,6 +28,35 @@ def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_n
             )
     if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
         raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
+    if sample_weight is not None and np.size(sample_weight) and np.max(sample_weight) > max_weight(X.dtype):
+        raise ValueError(
+            f"sample_weight holds {np.max(sample_weight):.3g}, above {max_weight(X.dtype):.3g}, where the weighted "
+            f"moments of {X.dtype} data overflow: with a prior, weights count rows; divide them by a common factor"
+        )
+
+
+def max_weight(dtype) -> float:
+    """The largest sample weight a fit of data of ``dtype`` takes (the square root of the
+    largest number: room for a weight times a squared value)."""
+    return float(np.sqrt(np.finfo(np.result_type(dtype, np.float32)).max))
+
+
+def relative_weights(sample_weight: da.Array) -> tuple[da.Array, float]:
+    """Weights scaled by a power of two so that the largest lies in [1, 2), and the factor.
+
+    A maximum-likelihood fit depends on the weights' ratios alone; scaled by a power of
+    two (which changes no ratio) they neither overflow the weighted moments nor vanish
+    beside the ``10 * eps`` that keeps a component's weight positive. Weights whose
+    largest is already in [1, 2), and unit weights, are kept as they are. Reads the
+    weights once when they are lazy."""
+    largest = float(sample_weight.max().compute())
+    if not (np.isfinite(largest) and largest > 0):  # the chunks' checks name the problem
+        return sample_weight, 1.0
+    exponent = math.frexp(largest)[1] - 1  # largest = m 2**exponent, 1 <= m < 2
+    if exponent == 0:
+        return sample_weight, 1.0
+    scale = math.ldexp(1.0, -exponent)
+    return sample_weight * scale, scale
 
 
 def check_sample_weight_shape(sample_weight, n_samples: int) -> None:

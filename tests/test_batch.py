@@ -168,6 +168,49 @@ def test_integer_sample_weights_equal_repeated_rows(blobs):
     assert weighted.lower_bound_ == pytest.approx(repeated.lower_bound_, rel=1e-10)
 
 
+@pytest.mark.parametrize("factor", [1e-300, 1e-20, 1e-10, 3.0, 1e100, 1e300])
+def test_a_fit_by_likelihood_depends_on_the_weights_ratios_alone(blobs, factor):
+    """Weights scaled by any factor give the same fit: they are scaled back by a power of two
+    (else weights of 1e-20 vanish beside the 10 eps that keeps a weight positive, and weights
+    of 1e300 overflow the moments)."""
+    X, _ = blobs
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(X))
+    for name, make in {"gaussian": streamem.GaussianMixture, "t": streamem.StudentTMixture,
+                       "online": streamem.OnlineGaussianMixture}.items():  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ref = make(3, random_state=0, max_iter=20).fit(X, sample_weight=w)
+            scaled = make(3, random_state=0, max_iter=20).fit(
+                da.from_array(X, chunks=(700, 3)), sample_weight=da.from_array(w * factor, chunks=500)
+            )
+        for attr in ("weights_", "means_", "covariances_"):
+            assert rel_err(getattr(scaled, attr), getattr(ref, attr)) < 1e-9, (name, attr)
+        assert scaled.lower_bound_ == pytest.approx(ref.lower_bound_, rel=1e-9)
+
+
+def test_information_criteria_count_rows_by_their_weights(blobs):
+    """The table of select_n_components scores the data with the weights as given."""
+    X, _ = blobs
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(X)) * 1e-30
+    model = streamem.select_n_components(X, [2, 3], sample_weight=w, random_state=0)
+    for row in model.selection_:
+        fitted = streamem.GaussianMixture(row["n_components"], random_state=0).fit(X, sample_weight=w)
+        log_lik = float(w @ fitted.score_samples(X))
+        expected = -2.0 * log_lik + row["n_parameters"] * np.log(w.sum())
+        assert row["bic"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_fit_with_a_prior_counts_rows_and_refuses_weights_that_overflow(blobs):
+    X, _ = blobs
+    for make, params in [(streamem.BayesianGaussianMixture, {}),
+                         (streamem.GaussianMixture, {"mean_precision_prior": 1.0})]:  # fmt: skip
+        with pytest.raises(ValueError, match=r"sample_weight holds 1e\+300, above 1\.34e\+154"):
+            make(3, random_state=0, **params).fit(X, sample_weight=np.full(len(X), 1e300))
+    few = streamem.BayesianGaussianMixture(3, random_state=0).fit(X, sample_weight=np.full(len(X), 1e-6))
+    many = streamem.BayesianGaussianMixture(3, random_state=0).fit(X)
+    assert not np.allclose(few.weights_, many.weights_)  # 0.003 rows in all: the prior dominates
+
+
 def test_sample_weights_change_the_fit(blobs):
     X, labels = blobs
     w = np.where(labels == 0, 10.0, 1.0)

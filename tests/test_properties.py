@@ -17,10 +17,8 @@ Each test is derandomized (a fixed seed, no example database), so a run is repro
 ``STREAMEM_PROPERTY_SEARCH=N`` searches N times as many examples, from random seeds (for
 a deeper search by hand: a failure prints the ``@reproduce_failure`` blob to replay it).
 
-Inputs that fail a property because of a bug in a file these tests do not fix are
-recognised by :func:`known_bug` (and the two predicates beside it) and left out of the
-search; each such bug has a strict xfail test at the end of this module with its minimal
-example, so that fixing the bug fails the run until its entry here goes.
+Each bug the search has found keeps its minimal example at the end of this module
+(``FIXED``), run on every test run.
 """
 
 from __future__ import annotations
@@ -406,118 +404,17 @@ def check_outcome(model, error, case: Case, fitted_on) -> None:
 
 # -------------------------------------------------------------------- known bugs
 
-#: bugs in files these tests do not fix, by name: where, and what a property finds
-KNOWN_BUGS = {
-    "huge-weights-overflow": (
-        "stats.py _complete_stats: the weights multiply the responsibilities, and the weighted moments are summed, "
-        "in the data's dtype: weights of 1e300 (above 3e38 for float32 data) overflow, RuntimeWarnings escape and "
-        "the fit fails naming reg_covar (or 'attempt to get argmin of an empty sequence')"
-    ),
-    "studentt-huge-weights": (
-        "studentt.py t_m_step: np.sqrt(su * nk) overflows for weights of 1e300; a RuntimeWarning escapes"
-    ),
-    "kmeans-tiny-weights": (
-        "init.py _race_scores: -log(u) / weight overflows for weights near 1e-300 (np.errstate ignores divide, "
-        "not over); a RuntimeWarning escapes, and subnormal weights end in 'attempt to get argmin of an empty "
-        "sequence'"
-    ),
-    "standardize-unchecked-chunks": (
-        "stats.py FeatureMoments.of (standardize=True's first pass) reads lazy chunks and dask weights without "
-        "check_finite: RuntimeWarnings escape, infinity turns into NaN and the error names NaN (or, with "
-        "missing='marginalize', zero weight) instead of infinity"
-    ),
-    "bayesian-merge-singular": (
-        "bayesian.py VariationalModel.merge: the posterior of a candidate merge of full covariances on "
-        "rank-deficient data (collinear rows) fails its Cholesky and the fit raises, where moves=None fits the data"
-    ),
-    "online-batch-infinities": (
-        "online.py Stepwise._check_batch: scikit-learn's check_array sums a batch holding +inf and -inf, and "
-        "'invalid value encountered in reduce' (RuntimeWarning) escapes before its ValueError"
-    ),
-    "online-weightless-batch": (
-        "online.py: a mini-batch of fit with no weight (rows of weight 0, or every value missing with "
-        "missing='marginalize') raises 'Sample weights must contain at least one non-zero number' or 'positive "
-        "sum' on a valid data set"
-    ),
-    "zero-reg-covar-overflow": (
-        "params.py _bound_far_groups: with reg_covar=0 and weights of 1e300 or 1e-300, a covariance near 1e-300 "
-        "gives precisions whose norm overflows; a RuntimeWarning escapes"
-    ),
-    "partial-fit-resets-first": (
-        "online.py Stepwise.partial_fit: the first partial_fit after fit (a new stream) resets the model before it "
-        "checks the batch, so a bad batch leaves BayesianGaussianMixture and StudentTMixture with no fitted "
-        "attribute (the README: bad batches 'leave the model as it was')"
-    ),
-    "reseed-ties-chunking": (
-        "the re-seeding of empty components at the worst-explained rows depends on the chunks when rows tie: "
-        "3 equal rows, 3 components: in one chunk 1 component is re-seeded, in two chunks 2"
-    ),
-}
-
-
-def _weightless_batch(params: dict, case: Case) -> bool:
-    """Whether one of the mini-batches an online fit makes of ``case`` has no weight (rows
-    of weight 0, or with every value missing)."""
-    n, size = len(case.values), params["batch_size"]
-    w = np.ones(n) if case.sample_weight is None else np.asarray(_computed(case.sample_weight), dtype=np.float64)
-    if w.shape != (n,):
-        return False
-    if params.get("missing") == "marginalize":
-        w = np.where(np.isnan(case.values).all(axis=1), 0.0, w)
-    starts = list(range(0, n, size))
-    if len(starts) > 1 and n - starts[-1] < params["n_components"]:
-        starts.pop()  # a last batch of fewer than n_components rows joins the one before
-    return any(w[start:end].sum() <= 0 for start, end in zip(starts, [*starts[1:], n]))
-
-
 def _rank(values: np.ndarray) -> int:
     """The rank of the finite rows about their mean (the dimension they span)."""
     rows = values[np.isfinite(values).all(axis=1)]
     return int(np.linalg.matrix_rank(rows - rows.mean(axis=0))) if len(rows) else 0
 
 
-def known_bug(name: str, params: dict, case: Case) -> str | None:
-    """The bug (outside the files these tests may fix) that makes ``case`` fail a property,
-    or None. Each has a strict xfail test at the end of this module with its minimal
-    example: once the bug is fixed that test passes, which fails the run, and its entry
-    here goes."""
-    lazy, values, kind = isinstance(case.X, da.Array), case.values, case.weight_kind
-    finite = np.abs(values[np.isfinite(values)])
-    if kind in ("huge", "huge_one") and (case.X.dtype == np.float32 or finite.max(initial=0.0) > 1e3):
-        return "huge-weights-overflow"
-    if name == "StudentTMixture" and kind in ("huge", "huge_one"):
-        return "studentt-huge-weights"
-    if kind == "tiny" and params.get("init_params", "auto") not in ("k-means++", "random", "random_from_data"):
-        return "kmeans-tiny-weights"
-    lazy_w = isinstance(case.sample_weight, da.Array)
-    if params.get("standardize") and lazy and (np.isinf(values).any() or lazy_w and kind in ("inf", "nan", "negative")):
-        return "standardize-unchecked-chunks"
-    merges = params.get("moves", "auto") in ("auto", "merge") and params.get("missing") != "marginalize"
-    if name == "BayesianGaussianMixture" and merges and params.get("covariance_type", "full") == "full":
-        rows = values[np.isfinite(values).all(axis=1)]
-        varying = int((np.ptp(rows, axis=0) > 0).sum()) if len(rows) else 0
-        if params["n_components"] > 1 and _rank(values) < varying:  # rows on a slanted subspace
-            return "bayesian-merge-singular"
-    if name == "OnlineGaussianMixture" and lazy and (values == np.inf).any() and (values == -np.inf).any():
-        return "online-batch-infinities"
-    if name == "OnlineGaussianMixture" and _weightless_batch(params, case):
-        return "online-weightless-batch"
-    if params.get("reg_covar") == 0.0 and kind in ("huge", "huge_one", "tiny"):
-        return "zero-reg-covar-overflow"
-    return None
-
-
-def known_bug_of_call(name: str, fitted_by: str, method: str) -> str | None:
-    """The known bug that makes ``method`` on a model fitted by ``fitted_by`` fail property 4."""
-    if name in ("BayesianGaussianMixture", "StudentTMixture") and (fitted_by, method) == ("fit", "partial_fit"):
-        return "partial-fit-resets-first"
-    return None
-
-
-def known_bug_of_chunking(n_components: int, X: np.ndarray) -> str | None:
-    """The known bug that makes a fit of X fail property 5."""
-    complete = X[~np.isnan(X).any(axis=1)]
-    return "reseed-ties-chunking" if len(np.unique(complete, axis=0)) < n_components else None
+def _counts_weights(name: str, params: dict) -> bool:
+    """Whether a fit counts each row by its weight (a prior weighs against the rows), rather
+    than taking the weights' ratios alone (maximum likelihood)."""
+    prior = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior", "degrees_of_freedom_prior")
+    return name == "BayesianGaussianMixture" or any(params.get(key) is not None for key in prior)
 
 
 # ---------------------------------------------------------- properties 1, 2, 3
@@ -533,8 +430,9 @@ def test_fit_succeeds_or_names_the_problem(name, examples):
     def run(data):
         params = data.draw(estimators(name), label="params")
         case = data.draw(cases(params.get("missing") == "marginalize", params["n_components"]), label="case")
-        assume(known_bug(name, params, case) is None)
         case.required |= _hyper_problems(name, params)
+        if _counts_weights(name, params) and case.weight_kind in ("huge", "huge_one"):
+            case.required.add("sample_weight")  # weights of 1e300 rows overflow the weighted moments
         if _negligible_regularisation(params, case):
             case.allowed.add("reg_covar")  # collapsed components have no covariance left
         if params.get("noise") and (np.ptp(case.values, axis=0) == 0).any():
@@ -554,7 +452,6 @@ def test_select_n_components_succeeds_or_names_the_problem(data):
     missing = data.draw(st.sampled_from(["error", "marginalize"]), label="missing")
     criterion = data.draw(st.sampled_from(["bic", "icl", "aic"]), label="criterion")
     case = data.draw(cases(missing == "marginalize", max(ks), max_rows=40), label="case")
-    assume(known_bug("select_n_components", {}, case) is None)
     if _negligible_regularisation({}, case):
         case.allowed.add("reg_covar")
     model, error = _fit(
@@ -671,7 +568,6 @@ def test_failed_fit_leaves_the_estimator_as_it_was(name):
         online = name != "GaussianMixture"
         how = data.draw(st.sampled_from(["fit", "partial_fit"] if online else ["fit"]), label="fitted by")
         method = data.draw(st.sampled_from(["fit", "partial_fit"] if online else ["fit"]), label="method")
-        assume(known_bug_of_call(name, how, method) is None)
         model = fitted_model(name, covariance_type, warm_start, how)
         # an online fit that goes on from its state (warm_start) has no use for initial parameters
         initial = not (name == "OnlineGaussianMixture" and warm_start)
@@ -717,8 +613,7 @@ def chunked_fits(draw, name: str):
     if draw(st.booleans()):
         w = np.random.default_rng(draw(st.integers(0, 2**16))).uniform(0.5, 2.0, len(X))
     case = Case(X, w, X, set(), weight_kind="none" if w is None else "random")
-    assume(not _negligible_regularisation(params, case) and known_bug(name, params, case) is None)
-    assume(known_bug_of_chunking(n_components, X) is None)
+    assume(not _negligible_regularisation(params, case))
     # well-posed: rows spanning every feature, more than enough for the components (on
     # degenerate data, rounding decides re-seeding and merges, as the chunking does)
     n_complete = int((~np.isnan(X).any(axis=1)).sum())
@@ -784,74 +679,67 @@ class Example:
     X: object
     sample_weight: object = None
     weight_kind: str = "none"
+    required: frozenset = frozenset()  # the problems its error must name (none: it must fit)
 
     def case(self) -> Case:
         values = np.asarray(_computed(self.X), dtype=np.float64)
-        return Case(self.X, self.sample_weight, values, set(), weight_kind=self.weight_kind)
+        return Case(self.X, self.sample_weight, values, set(self.required), weight_kind=self.weight_kind)
 
 
-EXAMPLES = {
-    "huge-weights-overflow": Example(
+#: bugs the search once found, now fixed: their minimal examples (``required``: the
+#: problems the error must name; none: the fit must succeed)
+FIXED = {
+    "huge-weights-overflow": Example(  # the weighted moments overflowed; a fit by likelihood scales the weights
         "GaussianMixture", {"n_components": 1, "max_iter": 1}, np.array([[2.0]], dtype=np.float32), np.array([1e300]),
         "huge",
     ),  # fmt: skip
-    "studentt-huge-weights": Example(
+    "zero-reg-covar-overflow": Example(  # the bound of far groups overflowed for a covariance near 1e-300
+        "GaussianMixture",
+        {"n_components": 2, "covariance_type": "tied", "reg_covar": 0.0, "max_iter": 1, "random_state": 0},
+        np.array([[-5.0], [-6.0], [1.0]]), np.array([1e300, 2.77, 0.51]), "huge_one",
+    ),  # fmt: skip
+    "studentt-huge-weights": Example(  # t_m_step formed su * nk, which overflowed
         "StudentTMixture", {"n_components": 1, "max_iter": 1}, np.array([[2.0]]), np.array([1e300]), "huge"
     ),
-    "kmeans-tiny-weights": Example(
+    "kmeans-tiny-weights": Example(  # the weighted draws' keys -log(u) / w overflowed
         "GaussianMixture", {"n_components": 1, "max_iter": 1},
         np.array([[0.00020593], [0.00028318], [0.00022963], [0.00016557]]),
         np.array([6.4059207e-300, 2.77088847e-300, 5.05637887e-301, 2.63623592e-301]), "tiny",
     ),  # fmt: skip
-    "standardize-unchecked-chunks": Example(
-        "GaussianMixture", {"n_components": 1, "max_iter": 1, "standardize": True}, da.from_array(np.array([[np.inf]]))
-    ),
-    "bayesian-merge-singular": Example(
+    "standardize-unchecked-chunks": Example(  # standardize's first pass did not check the chunks
+        "GaussianMixture", {"n_components": 1, "max_iter": 1, "standardize": True},
+        da.from_array(np.array([[np.inf]])), required=frozenset({"inf"}),
+    ),  # fmt: skip
+    "bayesian-merge-singular": Example(  # a merge leaving a singular posterior failed the fit
         "BayesianGaussianMixture",
         {"n_components": 2, "max_iter": 2, "random_state": 0, "weights_init": [0.5, 0.5],
          "means_init": [[0.0, 0.0], [1.0, 0.5]], "precisions_init": [np.eye(2), np.eye(2)]},
         np.array([[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]),
     ),  # fmt: skip
-    "online-batch-infinities": Example(
-        "OnlineGaussianMixture", {"n_components": 1, "max_iter": 1}, da.from_array(np.array([[-np.inf], [np.inf]]))
-    ),
-    "online-weightless-batch": Example(
+    "online-batch-infinities": Example(  # check_array's sum warned before its error
+        "OnlineGaussianMixture", {"n_components": 1, "max_iter": 1},
+        da.from_array(np.array([[-np.inf], [np.inf]])), required=frozenset({"inf"}),
+    ),  # fmt: skip
+    "online-weightless-batch": Example(  # a mini-batch without weight failed the fit
         "OnlineGaussianMixture", {"n_components": 1, "max_iter": 1, "batch_size": 1, "missing": "marginalize"},
         np.array([[2.0], [2.8], [np.nan]]),
     ),  # fmt: skip
-    "zero-reg-covar-overflow": Example(
-        "GaussianMixture",
-        {"n_components": 2, "covariance_type": "tied", "reg_covar": 0.0, "max_iter": 1, "random_state": 0},
-        np.array([[-5.0], [-6.0], [1.0]]), np.array([1e300, 2.77, 0.51]), "huge_one",
-    ),  # fmt: skip
 }
 
-
-@pytest.mark.parametrize("label", list(EXAMPLES))
-def test_known_bug_examples_are_left_out_of_the_search(label):
-    example = EXAMPLES[label]
-    assert known_bug(example.name, example.params, example.case()) == label
-
-
-@pytest.mark.parametrize(
-    "label",
-    [pytest.param(label, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS[label]))
-     for label in EXAMPLES],
-)  # fmt: skip
-def test_known_bug(label):
-    """Properties 1 to 3 on a known bug's minimal example (they fail until it is fixed)."""
-    example = EXAMPLES[label]
+@pytest.mark.parametrize("label", list(FIXED))
+def test_fixed_bug(label):
+    """Properties 1 to 3 on the minimal example of a bug the search found."""
+    example = FIXED[label]
     case = example.case()
     make = ESTIMATORS[example.name]
     model, error = _fit(lambda: make(**example.params).fit(case.X, sample_weight=case.sample_weight))
     check_outcome(model, error, case, case.X)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS["partial-fit-resets-first"])
-@pytest.mark.parametrize("name", ["BayesianGaussianMixture", "StudentTMixture"])
-def test_known_bug_partial_fit_after_fit(name):
-    """Property 4: a bad first batch after ``fit``."""
-    assert known_bug_of_call(name, "fit", "partial_fit") == "partial-fit-resets-first"
+@pytest.mark.parametrize("name", ["OnlineGaussianMixture", "BayesianGaussianMixture", "StudentTMixture"])
+def test_a_bad_first_batch_after_fit_leaves_the_model_as_it_was(name):
+    """Property 4 where the search once found a bug: the first ``partial_fit`` after ``fit``
+    starts a new stream, and checks its batch before it forgets the fit."""
     model = fitted_model(name, "full", False, "fit")
     before = _state(model)
     with pytest.raises(ValueError, match="NaN"):
@@ -859,13 +747,9 @@ def test_known_bug_partial_fit_after_fit(name):
     _same(before, _state(model), "the estimator")
 
 
-def test_known_bug_reseed_ties_is_left_out_of_the_search():
-    assert known_bug_of_chunking(3, np.full((3, 1), 2.0)) == "reseed-ties-chunking"
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS["reseed-ties-chunking"])
-def test_known_bug_reseed_ties_chunking():
-    """Property 5: three equal rows, three components, in one chunk and in two."""
+def test_reseeding_tied_rows_does_not_depend_on_the_chunks():
+    """Property 5 where the search once found a bug: three equal rows, three components,
+    in one chunk and in two (each block kept its single worst row)."""
     X = np.full((3, 1), 2.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
