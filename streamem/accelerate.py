@@ -100,13 +100,18 @@ def resolve_stopping(stopping: str, accelerate: str | None) -> str:
     return stopping
 
 
+#: the relative rounding of an objective summed over chunks: changes below it are none
+ROUNDING = 64 * float(np.finfo(np.float64).eps)
+
+
 def remaining_gain(objectives, rate_floor: float = 0.0) -> float:
     """Aitken's estimate of the gain still to come after the last of three consecutive EM
-    objectives, at a rate of at least ``rate_floor`` (0 when the last step gained nothing,
+    objectives, at a rate of at least ``rate_floor`` (0 when the last step gained nothing
+    beyond the rounding of the objective, so that the chunks' rounding never decides;
     infinite while the steps are not yet shrinking)."""
     l0, l1, l2 = objectives[-3:]
     d1, d2 = l1 - l0, l2 - l1
-    if d2 <= 0:
+    if d2 <= ROUNDING * max(abs(l2), 1.0):
         return 0.0
     if d1 <= 0 or d2 >= d1:
         return math.inf

@@ -795,13 +795,14 @@ def _lower_bounds(history: list) -> list:
 
 def fit_candidates(
     model: GaussianMixture, X, sample_weight, ks, covariance_types=None, storage_options=None, feature_dim=None
-) -> tuple[dict, dict, int]:
+) -> tuple[dict, dict, int, float]:
     """``model.n_init`` candidates for each number of components in ``ks`` and each of
     ``covariance_types`` (default: the model's), all fitted in the same passes over X as
     ``model`` fits (its checkpoint, standardisation, scheduler... apply; it keeps the
     features and the scaling), then one pass that scores the best of each. Returns the best
     candidate of each ``(covariance type, K)`` (in the data's units), its totals from the
-    scoring pass, and the passes over the data. Several types share their initialisation:
+    scoring pass, the passes over the data, and the factor the weights were scaled by for
+    the fit (the totals' weights are the scaled ones). Several types share their initialisation:
     each start is computed once with full covariances, and each type's is what its M-step
     gives from the same responsibilities (:meth:`~streamem.covariance.Covariance.from_full`)."""
     types = list(covariance_types or [model.covariance_type])
@@ -819,9 +820,8 @@ def fit_candidates(
         before = job.chunked.passes
         with blas_per_task(job.chunked.n_chunks):
             totals = scorer.estep(job.chunked, [state.params for state in best.values()])
-        totals = [total * (1.0 / job.weight_scale) for total in totals]  # the criteria count rows by their weights
     model._set_scaling(job.scaling)
-    return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before
+    return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before, job.weight_scale
 
 
 def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:

@@ -128,7 +128,7 @@ class Stepwise:
             )
         if len(X) < self.n_components:
             raise ValueError(f"expected batches of at least n_components={self.n_components} rows, got {len(X)} rows")
-        if sample_weight is not None:  # a batch of weight 0 is refused later, where it would be used
+        if sample_weight is not None:  # fit skips a mini-batch of weight 0; partial_fit refuses one
             check_sample_weight_shape(sample_weight, len(X))
             sample_weight = np.broadcast_to(np.asarray(sample_weight, dtype=np.float64), (len(X),)).copy()
             check_finite(X, sample_weight, allow_nan=True)
@@ -152,6 +152,8 @@ class Stepwise:
             self._validate_params()
             self._check_values()
         X, sample_weight = self._check_batch(X, sample_weight, new_stream)  # a bad batch leaves the model as it was
+        if sample_weight is not None:
+            check_total_weight(float(sample_weight.sum()))  # a batch that carries nothing is a mistake
         if new_stream:
             self._reset()
         with _one_blas_thread():
@@ -503,6 +505,8 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
                 rows += len(batch[0])
                 if rows >= self._warm_up_rows():
                     break
+            if not head:
+                check_total_weight(0.0)  # no row carries weight: names what can leave them none
             self._initialise(head)
         with _one_blas_thread():
             self._passes(batches)

@@ -610,10 +610,10 @@ def m_step(
     if freeze:
         return _frozen_m_step(stats, covariance_type, reg_covar, freeze, current), []
     covariance = get_covariance(covariance_type)
-    empty = stats.nk <= 1e-8 * stats.weight / max(stats.count, 1)
+    empty = stats.nk <= 1e-8 * row_weight(stats)
     outliers = stats.worst.points
     reseeded = [int(k) for k in np.flatnonzero(empty)][: len(outliers)]
-    nk = stats.nk + 10 * EPS
+    nk = stats.nk + 10 * EPS * row_weight(stats)
     means_c = stats.s1 / nk[:, None]
     if prior is None:
         covariances = covariance.covariances(nk, means_c, stats.s2, reg_covar)
@@ -635,9 +635,16 @@ def m_step(
     return MixtureParams.from_covariances(weights, means, covariances, covariance_type), reseeded
 
 
+def row_weight(stats) -> float:
+    """The mean weight of a row of the pass: the unit of the ``10 * eps`` added to each
+    component's weight (1 for rows without weights, so that a fit at any scale of the
+    weights is the same)."""
+    return stats.weight / stats.count if stats.count else 1.0
+
+
 def _frozen_m_step(stats, covariance_type, reg_covar, freeze, current: MixtureParams) -> MixtureParams:
     covariance = get_covariance(covariance_type)
-    nk = stats.nk + 10 * EPS
+    nk = stats.nk + 10 * EPS * row_weight(stats)
     weights = current.weights if "weights" in freeze else nk / nk.sum()
     if "means" in freeze:
         stats = stats.recentred(np.broadcast_to(current.means, stats.shift.shape))

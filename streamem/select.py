@@ -91,20 +91,21 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     if len(types) > 1 and any(params.get(name) is not None for name in PRIORS):
         raise ValueError("a prior fixes one covariance type: give one covariance_type with priors")
     model = GaussianMixture(n_components=max(ks), covariance_type=types[0] if len(types) == 1 else "full", **params)
-    best, totals, n_passes = fit_candidates(model, X, sample_weight, ks, types, storage_options, feature_dim)
+    best, totals, n_passes, scale = fit_candidates(model, X, sample_weight, ks, types, storage_options, feature_dim)
     keys = [(t, k) for t in types for k in ks]
 
     table = []
     for t, k in keys:
         params_k, total = best[(t, k)].params, totals[(t, k)]
-        bic, aic = params_k.information_criteria(total.loglik, total.weight)
+        # the criteria count rows by their weights as given (the fit scaled them by ``scale``)
+        bic, aic = params_k.information_criteria(total.loglik / scale, total.weight / scale)
         table.append({
             "covariance_type": t,
             "n_components": k,
             "log_likelihood": float(total.mean_loglik),
             "n_parameters": params_k.n_parameters(),
             "bic": bic,
-            "icl": bic + 2.0 * max(total.entropy(params_k), 0.0),
+            "icl": bic + 2.0 * max(total.entropy(params_k) / scale, 0.0),
             "aic": aic,
             "lower_bound": float(best[(t, k)].objective),
             "n_iter": best[(t, k)].n_iter,

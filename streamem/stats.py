@@ -508,10 +508,7 @@ def _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan, pai
         for params, acc in zip(params_list, sums):
             acc.add_incomplete(X_partial, w, params, centre)
     ignored = int(empty.sum())
-    weight, count = totals(X, sample_weight)
-    if ignored:
-        weight -= ignored if sample_weight is None else float(sample_weight[empty].sum(dtype=np.float64))
-        count -= ignored
+    weight, count = totals(X[~empty], w_of(~empty))  # summed afresh: a heavy empty row would cancel the rest
     return [acc.result(weight, count, ignored=ignored) for acc in sums]
 
 

@@ -42,7 +42,7 @@ from .batch import GaussianMixture
 from .covariance import get_covariance
 from .em import FitState
 from .online import Stepwise, warm_up_rows
-from .params import EPS, MixtureParams, responsibilities_inplace
+from .params import EPS, MixtureParams, responsibilities_inplace, row_weight
 from .reduce import ChunkedData
 from .stats import BLOCK_ROWS, add_lists, iter_blocks, totals
 from .validation import check_finite, check_total_weight
@@ -241,8 +241,9 @@ def t_m_step(stats: TStats, covariance_type: str, reg_covar: float, current: TPa
     """New parameters from a pass's statistics; the degrees of freedom stay ``fixed_dof``
     when given, else each is re-estimated."""
     covariance = get_covariance(covariance_type)
-    nk = stats.nk + 10 * EPS
-    su = stats.su + 10 * EPS
+    floor = 10 * EPS * row_weight(stats)
+    nk = stats.nk + floor
+    su = stats.su + floor
     weights = nk / nk.sum()
     means = stats.shift + stats.s1 / su[:, None]
     # sum r u (x - mu)(x - mu)^T / sum r: the moments about c less s1 s1^T / su, over nk
