@@ -382,8 +382,11 @@ class Accumulator:
         else:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
-        if track_worst:  # the block's K worst rows: the pass keeps the K worst of all, whatever the chunks
-            self.worst = self.worst + LowestScoringRows.select(scores, block, self.worst.size)
+        worst = self.worst
+        # the K worst rows of the pass, whatever the chunks; a block whose worst row is better
+        # than the K kept so far (the usual case, checked by one minimum) has none to add
+        if track_worst and (len(worst.scores) < worst.size or scores.min(initial=np.inf) <= worst.scores[-1]):
+            self.worst = worst + LowestScoringRows.select(scores, block, worst.size)
 
     def add_incomplete(self, X, w, params, centre):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
@@ -400,6 +403,8 @@ class Accumulator:
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
         worst = np.flatnonzero(np.isfinite(scores))
         size = self.worst.size
+        if len(self.worst.scores) == size and len(worst) and scores[worst].min() > self.worst.scores[-1]:
+            return  # better explained than the K kept so far
         if len(worst) > size:
             worst = worst[scores[worst] <= np.partition(scores[worst], size - 1)[size - 1]]
         if len(worst):  # the K worst-explained rows (and rows tied with them), completed by their expectation
