@@ -356,15 +356,6 @@ class MixtureBase(DensityMixin, BaseEstimator):
         )
         return da.from_array(sample_weight, chunks=(X.chunks[0],))
 
-    #: the hyper-parameters of a prior: a fit with one counts each row by its weight
-    PRIOR_PARAMETERS = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior",
-                        "degrees_of_freedom_prior")  # fmt: skip
-
-    def _weights_relative(self) -> bool:
-        """Whether a fit depends on the sample weights' ratios alone (maximum likelihood,
-        no prior): its weights are then scaled by a power of two to a largest in [1, 2)."""
-        return all(getattr(self, name, None) is None for name in self.PRIOR_PARAMETERS)
-
     def _check_n_samples(self, n_samples: int, n_components: int | None = None) -> None:
         n_components = self.n_components if n_components is None else n_components
         if n_samples < n_components:

@@ -628,10 +628,19 @@ class GaussianMixture(MixtureBase):
                 run.params = with_noise(run.params, box)
         return runs, shift
 
+    #: the hyper-parameters that make a prior (``mean_prior`` alone does not)
+    PRIOR_PARAMETERS = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior",
+                        "degrees_of_freedom_prior")  # fmt: skip
+
+    def _weights_relative(self) -> bool:
+        """Whether a fit depends on the sample weights' ratios alone (maximum likelihood, no
+        prior; with one, a weight counts rows): its weights are then scaled by a power of
+        two to a largest in [1, 2)."""
+        return all(getattr(self, name, None) is None for name in self.PRIOR_PARAMETERS)
+
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
         """The conjugate prior of the hyper-parameters, or None for maximum likelihood."""
-        names = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior", "degrees_of_freedom_prior")
-        if all(getattr(self, name) is None for name in names):
+        if all(getattr(self, name) is None for name in self.PRIOR_PARAMETERS):
             return None
         if self.degrees_of_freedom_prior is not None and self.covariance_prior is None:
             raise ValueError("degrees_of_freedom_prior needs covariance_prior, the scale of the inverse-Wishart prior")

@@ -493,14 +493,16 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         weights = self._validate_sample_weight(sample_weight, data)
         if weights is not None:  # stepwise EM takes the weights' ratios alone
             weights, _ = relative_weights(weights)
-        batches = lambda: row_batches(data, weights, self.batch_size, self.n_components)  # noqa: E731
+
+        def batches():  # checked; a mini-batch that carries no weight is left out
+            checked = (self._check_batch(*batch) for batch in row_batches(data, weights, self.batch_size,
+                                                                             self.n_components))  # fmt: skip
+            return (batch for batch in checked if self._carries_weight(*batch))
+
         if not continuing:
             self._reset()
             head, rows = [], 0
             for batch in batches():  # the first rows initialise the model
-                batch = self._check_batch(*batch)
-                if not self._carries_weight(*batch):
-                    continue
                 head.append(batch)
                 rows += len(batch[0])
                 if rows >= self._warm_up_rows():
@@ -530,9 +532,6 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
             if per_batch:  # the totals again from the parts, so rounding never accumulates
                 total = sum(per_batch[1:], per_batch[0])
             for index, (batch, w) in enumerate(batches()):
-                batch, w = self._check_batch(batch, w)
-                if not self._carries_weight(batch, w):  # rows of weight 0, or with every value missing
-                    continue
                 if not incremental:
                     stats = self._step(batch, w)
                 else:

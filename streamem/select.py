@@ -13,8 +13,7 @@ from .covariance import COVARIANCE_TYPES
 __all__ = ["select_n_components"]
 
 CRITERIA = ("bic", "icl", "aic")
-PRIORS = ("weight_concentration_prior", "mean_prior", "mean_precision_prior", "covariance_prior",
-          "degrees_of_freedom_prior")  # fmt: skip
+PRIORS = (*GaussianMixture.PRIOR_PARAMETERS, "mean_prior")
 
 
 def _parse_ks(n_components) -> list[int]:

@@ -97,6 +97,12 @@ class LowestScoringRows:
             return cls.of(scores[picked], rows[picked], size)
         return cls.of(scores, rows, size)
 
+    def admits(self, lowest: float) -> bool:
+        """Whether a row of score ``lowest`` would be kept (not all ``size`` places are
+        taken, or it scores no higher than the last row kept): a block whose lowest score
+        is not admitted has no row to add."""
+        return len(self.scores) < self.size or lowest <= self.scores[-1]
+
     def affine(self, offset, scale, score_shift: float) -> LowestScoringRows:
         """The same rows as ``offset + scale * x``, their scores moved by ``score_shift``."""
         return LowestScoringRows(self.scores + score_shift, offset + scale * self.points, self.size)
@@ -382,11 +388,10 @@ class Accumulator:
         else:
             self.loglik += float(np.dot(log_lik.astype(np.float64), w))
             scores = np.where(w > 0, log_lik, np.inf)
-        worst = self.worst
         # the K worst rows of the pass, whatever the chunks; a block whose worst row is better
         # than the K kept so far (the usual case, checked by one minimum) has none to add
-        if track_worst and (len(worst.scores) < worst.size or scores.min(initial=np.inf) <= worst.scores[-1]):
-            self.worst = worst + LowestScoringRows.select(scores, block, worst.size)
+        if track_worst and self.worst.admits(scores.min(initial=np.inf)):
+            self.worst = self.worst + LowestScoringRows.select(scores, block, self.worst.size)
 
     def add_incomplete(self, X, w, params, centre):
         """Add rows that each miss some values (NaN): the exact E-step of :mod:`streamem.missing`
@@ -403,13 +408,13 @@ class Accumulator:
         scores = estep.log_lik if w is None else np.where(w > 0, estep.log_lik, np.inf)
         worst = np.flatnonzero(np.isfinite(scores))
         size = self.worst.size
-        if len(self.worst.scores) == size and len(worst) and scores[worst].min() > self.worst.scores[-1]:
-            return  # better explained than the K kept so far
+        if not (len(worst) and self.worst.admits(scores[worst].min())):
+            return  # no row, or all better explained than the K kept so far
         if len(worst) > size:
             worst = worst[scores[worst] <= np.partition(scores[worst], size - 1)[size - 1]]
-        if len(worst):  # the K worst-explained rows (and rows tied with them), completed by their expectation
-            completed = incomplete_estep(X[worst], params, centre).completed
-            self.worst = self.worst + LowestScoringRows.of(scores[worst], completed + centre, size)
+        # the K worst-explained rows (and rows tied with them), completed by their expectation
+        completed = incomplete_estep(X[worst], params, centre).completed
+        self.worst = self.worst + LowestScoringRows.of(scores[worst], completed + centre, size)
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(

@@ -28,10 +28,11 @@ def check_finite(X: np.ndarray, sample_weight: np.ndarray | None = None, allow_n
             )
     if sample_weight is not None and not (np.isfinite(sample_weight).all() and (sample_weight >= 0).all()):
         raise ValueError("Negative or non-finite values in sample_weight; expected finite weights >= 0")
-    if sample_weight is not None and np.size(sample_weight) and np.max(sample_weight) > max_weight(X.dtype):
+    largest = np.max(sample_weight, initial=0.0) if sample_weight is not None else 0.0
+    if largest > max_weight(X.dtype):
         raise ValueError(
-            f"sample_weight holds {np.max(sample_weight):.3g}, above {max_weight(X.dtype):.3g}, where the weighted "
-            f"moments of {X.dtype} data overflow: with a prior, weights count rows; divide them by a common factor"
+            f"sample_weight holds {largest:.3g}, above {max_weight(X.dtype):.3g}, where the weighted moments of "
+            f"{X.dtype} data overflow: with a prior, weights count rows; divide them by a common factor"
         )
 
 
