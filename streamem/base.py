@@ -199,6 +199,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init_iter": [Interval(Integral, 0, None, closed="left"), None],
         "init_params": [StrOptions(set(INIT_METHODS))],
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],

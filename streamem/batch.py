@@ -29,8 +29,9 @@ from .accelerate import ACCELERATIONS, STOPPING_RULES, resolve_stopping
 from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
-from .em import FitState, GaussianModel, Scaling, StandardizedModel, run_em
+from .em import FitState, GaussianModel, Scaling, StandardizedModel, first_best, run_em
 from .init import data_box, initial_states, labelled_start, with_noise
+from .moves import split_merge
 from .params import InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
@@ -40,6 +41,8 @@ from .validation import relative_weights
 __all__ = ["FitJob", "GaussianMixture", "fit_candidates", "set_fitted"]
 
 logger = logging.getLogger(__name__)
+#: iterations of each split-and-merge candidate before the best is chosen, when ``init_iter`` is None
+SHORT_RUN = 10
 
 
 def _memory_capacity() -> float:
@@ -140,8 +143,33 @@ class GaussianMixture(MixtureBase):
     max_iter : int, default=100
         Number of EM iterations (passes over the data) at most.
     n_init : int, default=1
-        Number of candidates (restarts); all are fitted in the same passes over the data
-        and the one with the highest log-likelihood is kept.
+        Number of initialisations; the best fit is kept. All share the passes over the data.
+    n_starts : int, default=10
+        Starts of each initialisation: every start runs ``init_iter`` EM iterations, then
+        the best (the highest log-likelihood, or objective; one without a collapsed
+        component first) goes on alone to convergence (em-EM, Biernacki, Celeux & Govaert
+        2003). The starts share the passes, so they cost computation in the first passes,
+        not passes. With ``init_params="auto"`` they are of several kinds in turn, the first
+        k-means‖ (k-means‖, random responsibilities, random rows:
+        :data:`streamem.init.AUTO_STARTS`), and a start that duplicates an earlier one (the
+        same means, as when Lloyd's iterations take two k-means‖ starts to one partition)
+        is replaced by random responsibilities. ``n_init=k`` holds ``n_init=1``'s starts
+        among its own, so more initialisations never end lower. 1: one k-means‖ start.
+    init_iter : int or None, default=10
+        Iterations of every start before the best is chosen; None runs every start to
+        convergence and keeps the best.
+    moves : {"auto", "split-merge"} or None, default="auto"
+        After convergence, split-and-merge moves (Ueda, Nakano, Ghahramani & Hinton 2000;
+        :mod:`streamem.moves`): one pass chooses the pairs of components that explain the
+        same rows and the components least like a Gaussian, the best few moves (merge a
+        pair, split another) run ``init_iter`` iterations in the same passes, and the best
+        goes on to convergence, kept only when its objective is higher; until no move
+        helps. ``"auto"``: ``"split-merge"``, unless ``weights_init``, ``means_init`` and
+        ``precisions_init`` are all given (EM from that start, as scikit-learn's). Not with
+        partial labels, frozen parameters or a noise component (their components have
+        fixed places); needs three components. A move restarts EM from the moved
+        parameters: the history's records after it (``moved``: the merged pair and the
+        split component) may start below the objective before it, and end above.
     init_params : {"auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", \
 "kmeans"}, default="auto"
         How the candidates are initialised. ``"auto"``: ``"trimmed-k-means||"`` (a start that
@@ -275,7 +303,9 @@ class GaussianMixture(MixtureBase):
         pass evaluated), ``change`` (from the last accepted point), ``step`` (the
         extrapolation's step length, 1 for an EM point), ``accepted`` (False for an
         extrapolated point whose objective was lower: the fit went on without it),
-        ``seconds``, and ``reseeded`` (components re-seeded at this iteration) when any was.
+        ``seconds``, ``reseeded`` (components re-seeded at this iteration) when any was, and
+        ``moved`` (the merged pair and the split component) on the first iteration after a
+        split-and-merge move.
 
     Examples
     --------
@@ -315,6 +345,8 @@ class GaussianMixture(MixtureBase):
         "feature_dim": [str, None],
         "accelerate": [StrOptions(set(ACCELERATIONS)), None],
         "stopping": [StrOptions(set(STOPPING_RULES))],
+        "moves": [StrOptions({"auto", "split-merge"}), None],
+        "n_starts": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -326,6 +358,8 @@ class GaussianMixture(MixtureBase):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
+        n_starts=10,
+        init_iter=10,
         init_params="auto",
         weights_init=None,
         means_init=None,
@@ -351,6 +385,7 @@ class GaussianMixture(MixtureBase):
         feature_dim=None,
         accelerate="squarem",
         stopping="auto",
+        moves="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -358,6 +393,8 @@ class GaussianMixture(MixtureBase):
         self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.n_init = n_init
+        self.n_starts = n_starts
+        self.init_iter = init_iter
         self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
@@ -383,6 +420,7 @@ class GaussianMixture(MixtureBase):
         self.feature_dim = feature_dim
         self.accelerate = accelerate
         self.stopping = stopping
+        self.moves = moves
 
     # ------------------------------------------------------------------ input
 
@@ -427,7 +465,14 @@ class GaussianMixture(MixtureBase):
         self._validate_params()
         with self._job(X, y, sample_weight, storage_options, feature_dim) as job:
             runs, shift, n_passes = self._fit_chunks(job)
-        best = max(runs, key=lambda run: run.objective)
+        collapsed = self._collapse_test(job.chunked)
+        (best,) = _cells(runs, collapsed).values()
+        if collapsed is not None and collapsed(best.params):
+            warnings.warn(
+                "a component has collapsed onto a few rows, or onto rows that share a value (a spurious maximum of "
+                "the likelihood): try fewer components, a larger reg_covar, or a covariance_prior", UserWarning,
+                stacklevel=3,
+            )  # fmt: skip
         set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True)
         self.n_passes_ = n_passes
         self._set_scaling(job.scaling)
@@ -572,9 +617,59 @@ class GaussianMixture(MixtureBase):
                         )  # fmt: skip
             self._save_checkpoint(runs, shift, n_iter, job)
 
-        run_em(chunked, runs, model=model, tol=self.tol, max_iter=self.max_iter, on_iteration=on_iteration,
-               accelerate=self.accelerate, stopping=resolve_stopping(self.stopping, self.accelerate))  # fmt: skip
+        settings = dict(model=model, tol=self.tol, on_iteration=on_iteration, accelerate=self.accelerate,
+                        stopping=resolve_stopping(self.stopping, self.accelerate),
+                        passes_before=max(run.n_passes for run in runs))  # fmt: skip
+        collapsed = self._collapse_test(chunked)
+        n_starts = self.n_starts
+        n_cells = len({(run.params.covariance_type, run.params.n_components) for run in runs})
+        if self.init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
+            # em-EM: every start's short run in the same passes, then the best of each
+            # initialisation (n_starts consecutive candidates) goes on
+            run_em(chunked, runs, max_iter=min(self.init_iter, self.max_iter), **settings)
+            if self.init_iter < self.max_iter:  # (otherwise a resumed fit with more iterations goes on)
+                groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
+                kept = [_best(group, collapsed) for group in groups]
+                logger.info("kept the best of %d starts after %d iterations: %s", n_starts, self.init_iter,
+                            ", ".join(f"{r.objective:.6g}" for r in kept))  # fmt: skip
+                runs[:] = kept
+                self._save_checkpoint(runs, shift, max(run.n_iter for run in runs), job)
+        run_em(chunked, runs, max_iter=self.max_iter, **settings)
+        if self._split_merge_on(job, runs):
+            self._split_merge(job, runs, shift, settings)
         return model
+
+    #: the estimator offers split-and-merge moves (``moves``; False: a model with moves of its own)
+    _offers_split_merge = True
+
+    def _split_merge_on(self, job: FitJob, runs: list[FitState]) -> bool:
+        """Whether the fit makes split-and-merge moves: ``moves`` asks for them, and nothing
+        ties the components to their places (labels, frozen parameters, a noise component)."""
+        if not self._offers_split_merge or self.moves is None or job.warm_up:
+            return False
+        if self.moves == "auto" and all(value is not None for value in job.initial):
+            return False  # EM from the parameters the user gave (scikit-learn's iterations from its start)
+        tied = job.chunked.labels is not None or self._frozen() or getattr(self, "noise", None)
+        return not tied and any(run.converged and run.params.n_components >= 3 for run in runs)
+
+    def _split_merge(self, job: FitJob, runs: list[FitState], shift, settings: dict) -> None:
+        """Split-and-merge moves (:mod:`streamem.moves`) on every converged candidate, all in
+        the same passes; each candidate replaced by the result of the moves that raised its
+        objective."""
+        chunked = job.chunked
+        short = SHORT_RUN if self.init_iter is None else max(self.init_iter, 1)
+
+        def run(candidates, phase):
+            limit = max(c.n_iter for c in candidates) + (short if phase == "short" else self.max_iter)
+            run_em(chunked, candidates, max_iter=limit, **settings)
+
+        converged = [i for i, r in enumerate(runs) if r.converged]
+        source = chunked.complete_rows() if self.missing == "marginalize" else chunked
+        collapsed = self._collapse_test(chunked)
+        moved = split_merge(source, [runs[i] for i in converged], run, self.reg_covar, job.scaling, collapsed)
+        for i, state in zip(converged, moved):
+            runs[i] = state
+        self._save_checkpoint(runs, shift, max(r.n_iter for r in runs), job)
 
     def _fit_rows(self, data: np.ndarray, weights) -> tuple[MixtureParams, np.ndarray, object]:
         """EM on rows in memory (an online fit's warm-up rows; ``n_init`` candidates): the
@@ -585,7 +680,8 @@ class GaussianMixture(MixtureBase):
         with blas_per_task(job.chunked.n_chunks):
             runs, shift = self._initial_runs(job)
             model = self._run_em(job, runs, shift)
-        return max(runs, key=lambda run: run.objective).params, shift, model
+        (best,) = _cells(runs, self._collapse_test(job.chunked)).values()
+        return best.params, shift, model
 
     def _model(self, job: FitJob, shift: np.ndarray) -> GaussianModel | StandardizedModel:
         """The model :func:`~streamem.em.run_em` fits: the Gaussian mixture, MAP under a prior;
@@ -598,6 +694,19 @@ class GaussianMixture(MixtureBase):
         model = GaussianModel(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
                               freeze)  # fmt: skip
         return model if job.scaling is None else StandardizedModel(model, job.scaling)
+
+    #: candidates with a collapsed component lose to the others (False: a model whose
+    #: components may empty out, as a variational one's do)
+    _avoids_collapse = True
+
+    def _collapse_test(self, chunked: ChunkedData):
+        """How many components of a candidate's parameters have collapsed
+        (:meth:`~streamem.params.MixtureParams.collapsed`, against the rows of ``chunked``
+        and ``reg_covar``), as a function of them; None when the model does not tell."""
+        if not self._avoids_collapse:
+            return None
+        n_rows, reg_covar = chunked.X.shape[0], self.reg_covar
+        return lambda params: params.collapsed(n_rows, reg_covar)
 
     def _initial_runs(self, job: FitJob) -> tuple[list[FitState], np.ndarray]:
         """Initial candidates: ``n_init`` for each number of components in ``job.ks`` (default:
@@ -618,7 +727,7 @@ class GaussianMixture(MixtureBase):
             params = labelled_start(chunked, self.n_components, self.covariance_type, self.reg_covar)
             runs, shift = [FitState(params)], params.weights @ params.means
         else:
-            ks = [k for k in (job.ks or [self.n_components]) for _ in range(self.n_init)]
+            ks = [k for k in (job.ks or [self.n_components]) for _ in range(self.n_init * self.n_starts)]
             runs, shift = initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
                                          job.random_state, missing=self.missing == "marginalize",
                                          cholesky=self._gaussian_start, robust=self._expects_outliers)  # fmt: skip
@@ -818,19 +927,37 @@ def fit_candidates(
     model._validate_params()
     with model._job(X, None, sample_weight, storage_options, feature_dim, ks=list(ks), covariance_types=types) as job:
         runs, shift, n_passes = model._fit_chunks(job)
+        best = _cells(runs, model._collapse_test(job.chunked))  # (reg_covar in the units of the fit)
         if job.scaling is not None:
-            runs = [job.scaling.to_data_units(run) for run in runs]
-        best = {}
-        for run in runs:
-            key = (run.params.covariance_type, run.params.n_components)
-            if key not in best or run.objective > best[key].objective:
-                best[key] = run
+            best = {key: job.scaling.to_data_units(run) for key, run in best.items()}
         scorer = job.model.in_data_units() if job.scaling is not None else job.model
         before = job.chunked.passes
         with blas_per_task(job.chunked.n_chunks):
             totals = scorer.estep(job.chunked, [state.params for state in best.values()])
     model._set_scaling(job.scaling)
     return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before, job.weight_scale
+
+
+def _cells(runs: list[FitState], collapsed=None) -> dict:
+    """The best candidate of each (covariance type, number of components), in the order the
+    cells first appear (:func:`_best`)."""
+    cells: dict = {}
+    for run in runs:
+        cells.setdefault((run.params.covariance_type, run.params.n_components), []).append(run)
+    best = {key: _best(group, collapsed) for key, group in cells.items()}
+    failed = [run.failure for run in best.values() if run.failure is not None]
+    if failed:  # every candidate of a cell failed
+        raise ValueError(failed[0])
+    return best
+
+
+def _best(runs: list[FitState], collapsed=None) -> FitState:
+    """The best of some candidates: those that did not fail, then those with the fewest
+    collapsed components (``collapsed(params)``, :meth:`GaussianMixture._collapse_test`;
+    none counted without it), then the highest objective (:func:`~streamem.em.first_best`)."""
+    tiers = [(run.failure is None, 0 if collapsed is None else -collapsed(run.params)) for run in runs]
+    top = max(tiers)
+    return first_best([run for run, t in zip(runs, tiers) if t == top])
 
 
 def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:

@@ -502,6 +502,11 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     reg_covar : float, default=1e-6
     max_iter : int, default=100
     n_init : int, default=1
+    n_starts : int, default=1
+    init_iter : int or None, default=10
+        As :class:`~streamem.GaussianMixture`'s: with ``n_starts > 1``, each initialisation's
+        starts run ``init_iter`` iterations, then the best (the highest lower bound) goes on
+        alone.
     init_params : {"k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans", \
 "auto"}, default="k-means||"
     weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, default="dirichlet_process"
@@ -607,6 +612,8 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         **Stepwise._step_constraints,
     }
     _params_class = VariationalParams
+    _avoids_collapse = False  # components that empty out are the variational fit's pruning
+    _offers_split_merge = False  # its moves are merges whose bound is exact (``moves``)
 
     def __init__(
         self,
@@ -617,6 +624,8 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
+        n_starts=1,
+        init_iter=10,
         init_params="k-means||",
         weight_concentration_prior_type="dirichlet_process",
         weight_concentration_prior=None,
@@ -647,9 +656,9 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     ):
         super().__init__(
             n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-            n_init=n_init, init_params=init_params, weights_init=weights_init, means_init=means_init,
-            precisions_init=precisions_init, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            verbose_interval=verbose_interval, weight_concentration_prior=weight_concentration_prior,
+            n_init=n_init, n_starts=n_starts, init_iter=init_iter, init_params=init_params, weights_init=weights_init,
+            means_init=means_init, precisions_init=precisions_init, random_state=random_state, warm_start=warm_start,
+            verbose=verbose, verbose_interval=verbose_interval, weight_concentration_prior=weight_concentration_prior,
             mean_prior=mean_prior, mean_precision_prior=mean_precision_prior, covariance_prior=covariance_prior,
             degrees_of_freedom_prior=degrees_of_freedom_prior, missing=missing, checkpoint=checkpoint,
             scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,

@@ -260,6 +260,19 @@ def _report(log_json: bool, text: str, data: dict) -> None:
     click.echo(json.dumps(_jsonable(data)) if log_json else text)
 
 
+def _init_iter(value: str) -> int | None:
+    """``--init-iter``: a number of iterations, or ``none``."""
+    if value.lower() == "none":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise click.BadParameter(f"expected a number of iterations >= 0 or none, got {value!r}")
+    return number
+
+
 def _parse_columns(columns: str | None):
     return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
 
@@ -276,9 +289,16 @@ def _parse_columns(columns: str | None):
 @click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0),
               help="Convergence tolerance, in nats per row.")  # fmt: skip
 @click.option("--reg-covar", default=1e-6, show_default=True, type=click.FloatRange(min=0))
-@click.option(
-    "--n-init", default=1, show_default=True, type=click.IntRange(min=1), help="Restarts, in the same passes."
-)
+@click.option("--n-init", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Initialisations, in the same passes; the best fit is kept.")  # fmt: skip
+@click.option("--n-starts", default=10, show_default=True, type=click.IntRange(min=1),
+              help="Starts of each initialisation, in the same passes: each runs --init-iter iterations, then "
+                   "the best goes on alone.")  # fmt: skip
+@click.option("--moves", default="auto", show_default=True, type=click.Choice(["auto", "split-merge", "none"]),
+              help="Split-and-merge moves after convergence (auto: split-merge), or none.")  # fmt: skip
+@click.option("--init-iter", default="10", show_default=True, callback=lambda ctx, param, value: _init_iter(value),
+              help="Iterations of every start before the best is chosen; none runs every start to "
+                   "convergence.")  # fmt: skip
 @click.option("--accelerate", default="squarem", show_default=True,
               type=click.Choice(["squarem", "quasi-newton", "none"]),
               help="Extrapolated EM steps (SQUAREM, or quasi-Newton steps), or none for plain EM "
@@ -306,9 +326,9 @@ def _parse_columns(columns: str | None):
 @click.option("--out", required=True, type=click.Path(), help="Where to save the model (zarr).")
 @_storage_options
 @_command
-def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, accelerate, stopping,
-        init_params, seed, columns, scheduler, workers, checkpoint, standardize, out, storage_options, quiet,
-        log_json):  # fmt: skip
+def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, n_starts, moves, init_iter,
+        accelerate, stopping, init_params, seed, columns, scheduler, workers, checkpoint, standardize, out,
+        storage_options, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA and save it to --out. DATA is a zarr array, .npy, .csv, Parquet
     (a file or a data set), FILE.h5:/group/dataset or FILE.nc:variable; a local path or an
     s3:// (or other fsspec) URL.
@@ -322,7 +342,8 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
 
     check_model_path(out, storage_options)
     X = read_data(data, _parse_columns(columns), storage_options)
-    params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+    params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, n_starts=n_starts,
+                  init_iter=init_iter, moves=None if moves == "none" else moves, init_params=init_params,
                   random_state=seed, verbose=2, verbose_interval=1, stopping=stopping,
                   accelerate=None if accelerate == "none" else accelerate)  # fmt: skip
     start = time.perf_counter()

@@ -44,13 +44,13 @@ from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 from .validation import check_total_weight
 
-__all__ = ["FitState", "GaussianModel", "run_em"]
+__all__ = ["FitState", "GaussianModel", "first_best", "run_em"]
 
 HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective", "passes", "step", "accepted")
 #: what a model's M-step may do besides its update, as history entries: components re-seeded
 #: (a list of them), pairs of components merged (a list of pairs), components put in a new
 #: order (the old index of each)
-MOVES = ("reseeded", "merged", "reordered")
+MOVES = ("reseeded", "merged", "reordered", "moved")
 #: history entries kept as integers and as booleans
 _INTEGER_KEYS, _BOOLEAN_KEYS = ("iteration", "passes"), ("accepted",)
 
@@ -88,6 +88,12 @@ class FitState:
         was last updated.
     rate : float
         The largest rate of convergence the fit's EM steps have shown (for the stopping rule).
+    move : dict or None
+        A move made to the parameters before the next iteration (a split-and-merge move,
+        :mod:`streamem.moves`), for that iteration's history record.
+    failure : str or None
+        Why the candidate stopped when its M-step failed (an ill-defined covariance) while
+        other candidates went on: it stays where it was, out of the running.
     """
 
     params: MixtureParams
@@ -102,6 +108,8 @@ class FitState:
     chain: list = dataclasses.field(default_factory=list)
     n_passes: int = 0
     rate: float = 0.0
+    move: dict | None = None
+    failure: str | None = None
 
     def affine(self, offset, scale, objective_shift: float) -> FitState:
         """The same state for data ``offset + scale * x`` (:meth:`MixtureParams.affine`): a
@@ -298,9 +306,23 @@ class StandardizedModel:
         return self.model.from_vector(vector, like)
 
 
+#: candidates whose objectives differ by less than this (relative) are tied: the first wins,
+#: so that rounding (weights at another scale, another chunking) never decides between two
+#: candidates at one optimum
+TIE = 1e-10
+
+
+def first_best(states: list[FitState]) -> FitState:
+    """The state of highest objective, the first of those within :data:`TIE` of it."""
+    highest = max(state.objective for state in states)
+    if not np.isfinite(highest):
+        return states[0] if highest == -np.inf else max(states, key=lambda state: state.objective)
+    return next(state for state in states if state.objective >= highest - TIE * (1.0 + abs(highest)))
+
+
 def run_em(
     data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None, accelerate=None,
-    stopping: str = "change",
+    stopping: str = "change", passes_before: int | None = None,
 ) -> list[FitState]:
     """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
 
@@ -311,9 +333,12 @@ def run_em(
     goes on from the plain EM step. A candidate stops by ``stopping``: ``"change"`` when
     its objective changes by less than ``tol`` (scikit-learn's rule), ``"aitken"`` when
     the gain still to come is estimated below ``tol / 10``; the others go on, up to
-    iteration ``max_iter`` (states resumed from a checkpoint go on from their ``n_iter``).
+    ``max_iter - max(n_iter)`` more iterations (states resumed from a checkpoint go on from
+    their ``n_iter``; each state counts its own).
     ``on_iteration(n_iter, states)`` is called after each pass (checkpoints, progress).
-    Returns ``states``.
+    ``passes_before``: the passes made before ``data`` counted any (a resumed fit's before its
+    checkpoint; default: the states' ``n_passes``, right for a first call on ``data``); a
+    state's ``n_passes`` is that plus ``data.passes``. Returns ``states``.
     """
     active = [state for state in states if not state.converged]
     for state in states:
@@ -325,7 +350,7 @@ def run_em(
             state.cycle, state.trial = Cycle(accelerate), None
     done = max((state.n_iter for state in active), default=0)
     # passes of a resumed fit before this run, for the history's count
-    earlier = max((state.n_passes for state in states), default=0)
+    earlier = max((state.n_passes for state in states), default=0) if passes_before is None else passes_before
     for n_iter in range(done + 1, max_iter + 1):
         if not active:
             break
@@ -333,15 +358,27 @@ def run_em(
         totals = model.estep(data, [state.params if state.trial is None else state.trial for state in active])
         seconds = time.perf_counter() - start
         for state, total in zip(active, totals):
-            record = _step(state, total, model, tol, stopping)
-            record.update(iteration=n_iter, seconds=seconds, passes=earlier + data.passes)
-            state.n_iter, state.n_rows_ignored, state.n_passes = n_iter, total.ignored, earlier + data.passes
+            try:
+                record = _step(state, total, model, tol, stopping)
+            except ValueError as error:  # one candidate's failure: the others go on without it
+                if len(states) == 1:
+                    raise
+                logger.warning("a candidate stopped at iteration %d: %s", state.n_iter + 1, error)
+                state.failure, state.converged, state.objective, state.trial = str(error), True, -np.inf, None
+                continue
+            if state.move is not None:
+                record.update(state.move)
+                state.move = None
+            # each state's own count: states that start from different iterations (moves of a
+            # table's cells) run the same number of iterations
+            state.n_iter, state.n_rows_ignored, state.n_passes = state.n_iter + 1, total.ignored, earlier + data.passes
+            record.update(iteration=state.n_iter, seconds=seconds, passes=state.n_passes)
             if "reseeded" in record:
                 logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points",
-                               n_iter, record["reseeded"])  # fmt: skip
+                               state.n_iter, record["reseeded"])  # fmt: skip
             if "merged" in record:
                 logger.info("iteration %d: merged components %s (each pair's second into its first)",
-                            n_iter, record["merged"])  # fmt: skip
+                            state.n_iter, record["merged"])  # fmt: skip
             state.history.append(record)
             state.means_history.append(state.params.means)
         active = [state for state in active if not state.converged]

@@ -42,6 +42,7 @@ statistics of its final partition (hard responsibilities), as scikit-learn does 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 
 import numpy as np
@@ -95,6 +96,14 @@ TRIM_SAMPLE_ROWS = 1000
 #: ``TRIM_ROUNDS`` limits
 TRIM_RESTARTS = 10
 TRIM_ROUNDS = 5
+#: the kinds of start ``init_params="auto"`` gives the candidates in turn (the first a k-means‖
+#: start), for a model that expects no outliers: chosen on the catalogue of
+#: ``tests/benchmarks/bench_optima.py``
+AUTO_STARTS = ("k-means||", "random", "random_from_data")
+#: two starts are one when their means lie within this share of the data's spread
+DUPLICATE_RTOL = 1e-6
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -194,10 +203,10 @@ def row_uniforms(seed: int, start: int, n_rows: int, per_row: int = 1) -> np.nda
     keyed by ``seed`` (a counter-based generator that jumps ahead for free), so the draws,
     and the fit, do not depend on how the rows are split into chunks and blocks.
     """
-    first = start * per_row
+    first = int(start) * int(per_row)  # Python integers: Philox.advance takes no numpy ones
     bitgen = np.random.Philox(key=seed)
     bitgen.advance(first // 4)  # one counter step is four 64-bit outputs
-    raw = bitgen.random_raw(n_rows * per_row + first % 4)[first % 4 :]
+    raw = bitgen.random_raw(int(n_rows) * int(per_row) + first % 4)[first % 4 :]
     return ((raw >> np.uint64(11)) * (1.0 / (1 << 53))).reshape(n_rows, per_row)
 
 
@@ -268,36 +277,64 @@ def _seeds(random_states):
     return [int(rs.randint(np.iinfo(np.int32).max)) for rs in random_states]
 
 
+def _first_pass_chunk(X, sample_weight, start, centres_list, centre, covariance_type, limits, random_seeds, random_ks):
+    """A first Lloyd pass (:func:`hard_stats`) and the statistics of random responsibilities
+    (:func:`_random_resp_chunk`) from one read of the chunk."""
+    hard = hard_stats(X, sample_weight, centres_list, centre, covariance_type, limits) if centres_list else []
+    return hard + _random_resp_chunk(X, sample_weight, start, random_seeds, random_ks, centre, covariance_type)
+
+
 def _partition_params(
-    data, centres_list, shift, covariance_type, reg_covar, lloyd_passes, cholesky=True, samples=None
+    data, centres_list, shift, covariance_type, reg_covar, lloyd_passes, cholesky=True, samples=None, random=None
 ):
     """Lloyd passes from ``centres_list``; the M-step of the last partition of each.
 
-    ``samples`` (one array of rows per centre set): each pass is trimmed, leaving out the
-    rows farther from their nearest centre than the limit of :func:`_trim_limit`.
+    ``lloyd_passes``: the passes at most, one number for every centre set or one each.
+    ``samples`` (one array of rows per centre set, or None for one that is not trimmed): each
+    pass is trimmed, leaving out the rows farther from their nearest centre than the limit of
+    :func:`_trim_limit`. ``random``: ``(seeds, ks)`` of starts from random responsibilities,
+    whose statistics the first pass gathers too; their M-steps follow the centre sets'.
     """
-    active = list(range(len(centres_list)))
+    n_sets = len(centres_list)
+    passes = [lloyd_passes] * n_sets if np.isscalar(lloyd_passes) else list(lloyd_passes)
+    samples = [None] * n_sets if samples is None else samples
+    seeds, random_ks = random if random is not None else ([], [])
+    active = list(range(n_sets))
     centres_list = [np.array(c, dtype=np.float64) for c in centres_list]
     final: dict[int, SufficientStats] = {}
     previous_cost = {i: np.inf for i in active}
-    for n_pass in range(max(1, lloyd_passes)):
-        limits = None if samples is None else [_trim_limit(samples[i], centres_list[i]) for i in active]
-        stats = data.map_reduce(
-            hard_stats, [centres_list[i] for i in active], shift, covariance_type, limits, combine=add_lists
-        )
+    for n_pass in range(max([1, *passes])):
+        limits = [np.inf if samples[i] is None else _trim_limit(samples[i], centres_list[i]) for i in active]
+        centres = [centres_list[i] for i in active]
+        if n_pass == 0 and seeds:
+            stats = data.map_reduce(_first_pass_chunk, centres, shift, covariance_type, limits, seeds, random_ks,
+                                    combine=add_lists, with_index=True)  # fmt: skip
+            stats, drawn = stats[: len(active)], stats[len(active) :]
+        else:
+            stats = data.map_reduce(hard_stats, centres, shift, covariance_type, limits, combine=add_lists)
         still = []
         for i, s in zip(active, stats):
             final[i] = s
             cost = -s.loglik
             moved = s.nk > 0
             centres_list[i][moved] += s.s1[moved] / s.nk[moved, None]  # statistics about the centres
-            if n_pass + 1 < lloyd_passes and previous_cost[i] - cost > LLOYD_TOL * max(cost, 1e-300):
+            if n_pass + 1 < passes[i] and previous_cost[i] - cost > LLOYD_TOL * max(cost, 1e-300):
                 still.append(i)
             previous_cost[i] = cost
         active = still
         if not active:
             break
-    return [m_step(final[i], covariance_type, reg_covar, cholesky=cholesky)[0] for i in range(len(centres_list))]
+    partitions = [final[i] for i in range(n_sets)] + (drawn if seeds else [])
+    return [_start_params(s, covariance_type, reg_covar, cholesky) for s in partitions]
+
+
+def _start_params(stats: SufficientStats, covariance_type: str, reg_covar: float, cholesky: bool):
+    """The M-step of a start's statistics, or the error that says why it has none (an
+    ill-defined covariance: random responsibilities over far clusters)."""
+    try:
+        return m_step(stats, covariance_type, reg_covar, cholesky=cholesky)[0]
+    except ValueError as error:
+        return error
 
 
 def _repeated(points, n_components):
@@ -441,7 +478,10 @@ def initialise(
     Parameters
     ----------
     data : ChunkedData
-    method : one of :data:`INIT_METHODS`
+    method : one of :data:`INIT_METHODS`, or a list of them (one per candidate)
+        Candidates may start by different methods: they share every pass (the k-means‖
+        rounds only the candidates that need them; the first Lloyd pass gathers the
+        random responsibilities' statistics too).
     n_components : int, or list of int (one per candidate)
         Candidates may have different numbers of components: they share every pass.
     covariance_type : str
@@ -453,39 +493,53 @@ def initialise(
         False: the covariances of the partition as they are, without their precisions'
         Cholesky factors (:func:`~streamem.params.m_step`), for a variational start.
     """
-    ks = [n_components] * len(random_states) if np.isscalar(n_components) else list(n_components)
-    n_picks = {"random_from_data": max(ks), "trimmed-k-means||": TRIM_SAMPLE_ROWS}.get(method, 1)
+    n = len(random_states)
+    ks = [n_components] * n if np.isscalar(n_components) else list(n_components)
+    methods = [method] * n if isinstance(method, str) else list(method)
+    n_picks = max(_picks_needed(m, k) for m, k in zip(methods, ks))
     summary = summarise(data, _seeds(random_states), n_picks)
     check_total_weight(summary.weight)
     shift = summary.mean
     if means_init is not None:
-        centres = [np.asarray(means_init, dtype=np.float64)] * len(random_states)
+        centres = [np.asarray(means_init, dtype=np.float64)] * n
         return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
-    if method == "random":
-        stats = data.map_reduce(
-            _random_resp_chunk, _seeds(random_states), ks, shift, covariance_type,
-            combine=add_lists, with_index=True,
-        )  # fmt: skip
-        return [m_step(s, covariance_type, reg_covar, cholesky=cholesky)[0] for s in stats], shift
-    if method == "random_from_data":
-        centres = [p.points[:k] for p, k in zip(summary.picks, ks)]
-        if any(len(c) < k for c, k in zip(centres, ks)):
-            raise ValueError(
-                f"expected at least n_components={max(ks)} rows with positive weight, "
-                f"got {min(len(c) for c in centres)}"
-            )
-        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
-    if method == "k-means++":
-        centres = _kmeans_plusplus_centres(data, summary, shift, random_states, ks)
-        return _partition_params(data, centres, shift, covariance_type, reg_covar, 1, cholesky), shift
-    if method == "trimmed-k-means||":
-        samples = [p.points for p in summary.picks]
-        centres = _trimmed_kmeans_parallel_centres(data, samples, shift, random_states, ks)
-        return _partition_params(
-            data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky, samples
-        ), shift
-    centres = _kmeans_parallel_centres(data, summary, shift, random_states, ks)
-    return _partition_params(data, centres, shift, covariance_type, reg_covar, LLOYD_PASSES, cholesky), shift
+    centred_starts = {}  # candidate -> (centres, Lloyd passes, trimming sample or None)
+    for name in dict.fromkeys(methods):
+        index = [i for i in range(n) if methods[i] == name]
+        if name == "random":
+            continue
+        states, sub_ks = [random_states[i] for i in index], [ks[i] for i in index]
+        sub = dataclasses.replace(summary, picks=[summary.picks[i] for i in index])
+        samples = [None] * len(index)
+        passes = LLOYD_PASSES if name in ("k-means||", "trimmed-k-means||") else 1
+        if name == "random_from_data":
+            centres = [p.points[:k] for p, k in zip(sub.picks, sub_ks)]
+            if any(len(c) < k for c, k in zip(centres, sub_ks)):
+                raise ValueError(
+                    f"expected at least n_components={max(sub_ks)} rows with positive weight, "
+                    f"got {min(len(c) for c in centres)}"
+                )
+        elif name == "k-means++":
+            centres = _kmeans_plusplus_centres(data, sub, shift, states, sub_ks)
+        elif name == "trimmed-k-means||":
+            samples = [p.points[:TRIM_SAMPLE_ROWS] for p in sub.picks]
+            centres = _trimmed_kmeans_parallel_centres(data, samples, shift, states, sub_ks)
+        else:
+            centres = _kmeans_parallel_centres(data, sub, shift, states, sub_ks)
+        centred_starts.update(zip(index, zip(centres, [passes] * len(index), samples)))
+    drawn = [i for i in range(n) if methods[i] == "random"]
+    order = list(centred_starts) + drawn
+    centres, passes, samples = zip(*centred_starts.values()) if centred_starts else ((), (), ())
+    random = (_seeds([random_states[i] for i in drawn]), [ks[i] for i in drawn]) if drawn else None
+    params = _partition_params(data, list(centres), shift, covariance_type, reg_covar, list(passes), cholesky,
+                               list(samples), random)  # fmt: skip
+    by_candidate = dict(zip(order, params))
+    return [by_candidate[i] for i in range(n)], shift
+
+
+def _picks_needed(method: str, n_components: int) -> int:
+    """The weighted random rows a start by ``method`` takes from the first pass."""
+    return {"random_from_data": n_components, "trimmed-k-means||": TRIM_SAMPLE_ROWS}.get(method, 1)
 
 
 def _labelled_moments(X, sample_weight, n_components, covariance_type, labels=None):
@@ -580,12 +634,24 @@ def initial_states(
     if weights is not None and means is not None and precisions_chol is not None:
         params = MixtureParams.from_precisions_chol(weights, means, precisions_chol, covariance_type)
         return [FitState(params)], weights @ means
-    random_states = [np.random.RandomState(random_state.randint(np.iinfo(np.int32).max)) for _ in ks]
-    method = init_method(init_params, robust)
+    if means is not None:  # every start would be the partition by these means: one is enough
+        ks = list(dict.fromkeys(ks))
+    random_states = _candidate_states(random_state, ks)
+    methods = start_methods(init_params, _slots(ks), robust)
     source = data.complete_rows() if missing else data
-    params_list, shift = initialise(source, method, ks, covariance_type, reg_covar, random_states, means, cholesky)
+    params_list, shift = initialise(source, methods, ks, covariance_type, reg_covar, random_states, means, cholesky)
+    failed = {i: p for i, p in enumerate(params_list) if isinstance(p, ValueError)}
+    if failed and not _each_k_starts(params_list, ks):
+        raise next(iter(failed.values()))
+    if failed:
+        logger.warning("%d starts of %d failed: %s", len(failed), len(params_list), next(iter(failed.values())))
+    params_list = _replace_duplicates(source, params_list, shift, covariance_type, reg_covar, random_states, cholesky)
     states = []
-    for params in params_list:
+    for i, params in enumerate(params_list):
+        if i in failed:  # kept in its place, out of the running, with a sibling's parameters
+            sibling = next(p for p, k in zip(params_list, ks) if k == ks[i] and not isinstance(p, ValueError))
+            states.append(FitState(sibling, converged=True, failure=str(failed[i])))
+            continue
         if means is not None or weights is not None:
             params = dataclasses.replace(
                 params,
@@ -596,3 +662,79 @@ def initial_states(
             params = MixtureParams.from_precisions_chol(params.weights, params.means, precisions_chol, covariance_type)
         states.append(FitState(params))
     return states, shift
+
+
+def _each_k_starts(params_list: list, ks: list[int]) -> bool:
+    """Whether every number of components keeps a start (``params_list`` holding errors)."""
+    return all(any(k == kk and not isinstance(p, ValueError) for p, kk in zip(params_list, ks)) for k in set(ks))
+
+
+def _slots(ks: list[int]) -> list[int]:
+    """Each candidate's place among the candidates with its number of components."""
+    seen: dict[int, int] = {}
+    slots = []
+    for k in ks:
+        slots.append(seen.get(k, 0))
+        seen[k] = slots[-1] + 1
+    return slots
+
+
+def _candidate_states(random_state: np.random.RandomState, ks: list[int]) -> list[np.random.RandomState]:
+    """One random state per candidate: the ``j``-th candidate with ``K`` components draws
+    the ``j``-th seed of ``random_state``, whatever the other numbers of components, so that
+    each ``K`` of a table starts as a fit of that ``K`` alone would (``random_state``
+    advances by the most candidates of one ``K``)."""
+    slots = _slots(ks)
+    draws = [random_state.randint(np.iinfo(np.int32).max) for _ in range(max(slots, default=-1) + 1)]
+    return [np.random.RandomState(draws[slot]) for slot in slots]
+
+
+def start_methods(init_params: str, slots: list[int], robust: bool = False) -> list[str]:
+    """The initialiser of each candidate, by its slot (:func:`_slots`): ``init_params``
+    (:func:`init_method`) for all, or with ``"auto"`` and a model without outliers the
+    kinds of :data:`AUTO_STARTS` in turn, the first a k-means‖ start."""
+    if init_params != "auto" or robust:
+        return [init_method(init_params, robust)] * len(slots)
+    return [AUTO_STARTS[slot % len(AUTO_STARTS)] for slot in slots]
+
+
+def same_start(a: MixtureParams, b: MixtureParams, rtol: float = DUPLICATE_RTOL) -> bool:
+    """Whether two starts are one: the same number of components whose means, paired up,
+    lie within ``rtol`` times the data's spread (the mixture's standard deviation, averaged
+    over the features) of each other."""
+    if a.n_components != b.n_components:
+        return False
+    from scipy.optimize import linear_sum_assignment
+
+    d2 = ((a.means[:, None, :] - b.means[None, :, :]) ** 2).sum(axis=2)
+    rows, cols = linear_sum_assignment(d2)
+    return bool(np.sqrt(d2[rows, cols].max()) <= rtol * _spread(a))
+
+
+def _spread(params: MixtureParams) -> float:
+    """The mixture's standard deviation, averaged over the features (its variance's mean)."""
+    K, D = params.means.shape
+    full = params.covariance.full_covariances(params.covariances, K, D)
+    second = params.weights @ (np.diagonal(full, axis1=1, axis2=2) + params.means**2)
+    variance = second - (params.weights @ params.means) ** 2
+    return float(np.sqrt(max(variance.mean(), 0.0)))
+
+
+def _replace_duplicates(data, params_list, shift, covariance_type, reg_covar, random_states, cholesky):
+    """The starts with every duplicate (:func:`same_start` as an earlier one) replaced by a
+    start from random responsibilities, drawn by the duplicate's own random state (one more
+    pass, only when there are duplicates); failed starts (errors) stay as they are."""
+    starts = [(i, p) for i, p in enumerate(params_list) if not isinstance(p, ValueError)]
+    duplicates = [i for n, (i, p) in enumerate(starts) if any(same_start(q, p) for _, q in starts[:n])]
+    if not duplicates:
+        return params_list
+    ks = [params_list[i].n_components for i in duplicates]
+    seeds = _seeds([random_states[i] for i in duplicates])
+    stats = data.map_reduce(_random_resp_chunk, seeds, ks, shift, covariance_type, combine=add_lists, with_index=True)
+    fresh = [_start_params(s, covariance_type, reg_covar, cholesky) for s in stats]
+    logger.info("replaced %d duplicate starts (of %d) by random responsibilities", len(duplicates), len(params_list))
+    params_list = list(params_list)
+    for i, params in zip(duplicates, fresh):
+        if not isinstance(params, ValueError):  # (a random start that fails leaves the duplicate)
+            params_list[i] = params
+    return params_list

@@ -33,6 +33,11 @@ __all__ = [
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 EPS = float(np.finfo(np.float64).eps)
+#: a small component whose variance in some direction is below this share of the components'
+#: pooled variance in that direction has collapsed (:meth:`MixtureParams.spurious`)
+SPURIOUS_SQUEEZE = 1e-3
+#: a component of a weight below this is small
+SPURIOUS_WEIGHT = 0.05
 
 
 class InitialParameters(NamedTuple):
@@ -147,6 +152,54 @@ class MixtureParams:
     def full_covariances(self) -> np.ndarray:
         """Every component's covariance as a full matrix, array of shape (K, D, D)."""
         return self.covariance.full_covariances(self.covariances, *self.means.shape)
+
+    def log_density_of_mahalanobis(self, distances: np.ndarray, log_det: np.ndarray) -> np.ndarray:
+        """Each component's log-density at rows of squared Mahalanobis ``distances`` (K, n),
+        with ``log_det`` (K,) the log-determinants of its precisions' Cholesky factors."""
+        return log_det[:, None] - 0.5 * (self.n_features * np.log(2 * np.pi) + distances)
+
+    def with_components(self, weights, means, covariances, origin) -> MixtureParams:
+        """New components of the same kind (a split-and-merge move's), each component's
+        other parameters from the component ``origin`` gives (none for a Gaussian)."""
+        return MixtureParams.from_covariances(weights, means, covariances, self.covariance_type)
+
+    def spurious(self, n_rows: float, reg_covar: float = 0.0) -> bool:
+        """Whether a component has collapsed (:meth:`collapsed`): a spurious maximum."""
+        return self.collapsed(n_rows, reg_covar) > 0
+
+    def collapsed(self, n_rows: float, reg_covar: float = 0.0) -> int:
+        """How many components have collapsed: a spurious maximum, whose likelihood grows
+        without bound as a component shrinks onto a few rows, or onto rows that share a
+        value (McLachlan & Peel 2000, 3.10). A component has collapsed when
+
+        - its weight gives it fewer than twice the rows its covariance needs
+          (``n_features + 1`` for full, 2 for diag and spherical, 1 for tied) of ``n_rows``;
+        - or its variance in some direction is below :data:`SPURIOUS_SQUEEZE` times the
+          components' pooled variance in that direction (the smallest eigenvalue of its
+          covariance in the coordinates that whiten their weighted mean), and it is small
+          (a weight below :data:`SPURIOUS_WEIGHT`: a small weight and a small variance) or
+          that variance is ``reg_covar``'s floor (below twice it: its rows share a value
+          in that direction, as rounded data's do).
+        """
+        K, D = self.means.shape
+        needed = 2 * {"full": D + 1, "tied": 1}.get(self.covariance_type, 2)
+        few = self.weights * n_rows < needed
+        if self.covariance_type == "tied":  # a tied covariance collapses for all or none
+            return int(few.sum())
+        full = self.full_covariances
+        pooled = np.einsum("k,kij->ij", self.weights, full)
+        try:
+            white = np.linalg.inv(np.linalg.cholesky(pooled))
+        except np.linalg.LinAlgError:
+            return int(few.sum())
+        values, vectors = np.linalg.eigh(white @ full @ white.T)
+        squeezed = values[:, 0] < SPURIOUS_SQUEEZE
+        # the component's own variance along that direction (back in the data's coordinates)
+        direction = np.linalg.solve(white, vectors[:, :, 0].T).T
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        own = np.einsum("ki,kij,kj->k", direction, full, direction)
+        floored = own < 2.0 * reg_covar
+        return int((few | (squeezed & ((self.weights < SPURIOUS_WEIGHT) | floored))).sum())
 
     def n_parameters(self) -> int:
         """Number of free parameters (for BIC and AIC)."""

@@ -69,6 +69,15 @@ class TParams(MixtureParams):
     def kernel(self, dtype, centre=None) -> TKernel:
         return TKernel(self)
 
+    def log_density_of_mahalanobis(self, distances: np.ndarray, log_det: np.ndarray) -> np.ndarray:
+        nu, D = self.degrees_of_freedom[:, None], self.n_features
+        constants = gammaln(0.5 * (nu + D)) - gammaln(0.5 * nu) - 0.5 * D * np.log(nu * np.pi) + log_det[:, None]
+        return constants - 0.5 * (nu + D) * np.log1p(distances / nu)
+
+    def with_components(self, weights, means, covariances, origin) -> TParams:
+        gaussian = MixtureParams.from_covariances(weights, means, covariances, self.covariance_type)
+        return TParams.of(gaussian, self.degrees_of_freedom[np.asarray(origin)])
+
     def to_vector(self) -> np.ndarray:
         """:meth:`MixtureParams.to_vector` and the logs of the degrees of freedom."""
         return np.concatenate([super().to_vector(), np.log(self.degrees_of_freedom)])
@@ -298,8 +307,12 @@ class StudentTMixture(Stepwise, GaussianMixture):
 
     Parameters
     ----------
-    n_components, covariance_type, tol, reg_covar, max_iter, n_init
-        As in :class:`~streamem.GaussianMixture`.
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_iter, moves
+        As in :class:`~streamem.GaussianMixture` (a split-and-merge move's new components
+        take the degrees of freedom of the components they come from).
+    n_starts : int, default=1
+        As in :class:`~streamem.GaussianMixture`, whose default is 10: each start costs a t
+        E-step, and the trimmed start is made for data with outliers.
     init_params : str, default="auto"
         As in :class:`~streamem.GaussianMixture`; ``"auto"`` is ``"trimmed-k-means||"``, a
         start that outliers cannot capture. The start is the Gaussian one, each component's
@@ -351,6 +364,8 @@ class StudentTMixture(Stepwise, GaussianMixture):
         reg_covar=1e-6,
         max_iter=100,
         n_init=1,
+        n_starts=1,
+        init_iter=10,
         init_params="auto",
         degrees_of_freedom=None,
         degrees_of_freedom_init=10.0,
@@ -372,14 +387,15 @@ class StudentTMixture(Stepwise, GaussianMixture):
         timeout=None,
         accelerate="squarem",
         stopping="auto",
+        moves="auto",
     ):
         super().__init__(
             n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-            n_init=n_init, init_params=init_params, weights_init=weights_init, means_init=means_init,
-            precisions_init=precisions_init, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            verbose_interval=verbose_interval, checkpoint=checkpoint, scheduler_address=scheduler_address,
-            persist=persist, persist_fraction=persist_fraction, timeout=timeout,
-            accelerate=accelerate, stopping=stopping,
+            n_init=n_init, n_starts=n_starts, init_iter=init_iter, init_params=init_params, weights_init=weights_init,
+            means_init=means_init, precisions_init=precisions_init, random_state=random_state, warm_start=warm_start,
+            verbose=verbose, verbose_interval=verbose_interval, checkpoint=checkpoint,
+            scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
+            accelerate=accelerate, stopping=stopping, moves=moves,
         )  # fmt: skip
         for name in ("freeze", "noise", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
                      "covariance_prior", "degrees_of_freedom_prior"):  # fmt: skip

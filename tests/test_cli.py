@@ -156,7 +156,7 @@ def test_progress_lines_quiet_and_json(workdir, tmp_path):
                "--out", tmp_path / "b.zarr")  # fmt: skip
     assert "iteration" not in quiet.stderr
     lines = ok("fit", workdir / "points.zarr", "--n-components", 2, "--init", "random", "--max-iter", 3, "--tol", 0,
-               "--seed", 0, "--log-json", "--out", tmp_path / "c.zarr").stdout.splitlines()  # fmt: skip
+               "--seed", 0, "--n-starts", 1, "--log-json", "--out", tmp_path / "c.zarr").stdout.splitlines()  # fmt: skip
     records = [json.loads(line) for line in lines]
     iterations = [r for r in records if r["event"] == "iteration"]
     assert [r["iteration"] for r in iterations] == [1, 2, 3]

@@ -54,6 +54,10 @@ COMMON = {
     "reg_covar": dict(value=1.0, kind="result"),
     "max_iter": dict(value=2, kind="result"),
     "n_init": dict(value=3, kind="logs", base=dict(verbose=2, verbose_interval=1)),  # a line for each candidate
+    "n_starts": dict(value=3, kind="logs", base=dict(verbose=2, verbose_interval=1)),
+    "init_iter": dict(value=2, kind="logs", base=dict(n_starts=3, verbose=2, verbose_interval=1)),
+    # the moves' candidates log their iterations too
+    "moves": dict(value=None, kind="logs", base=dict(n_components=3, verbose=2, verbose_interval=1)),
     "init_params": dict(value="random", kind="result"),
     "weights_init": dict(value=np.array([0.9, 0.1]), kind="result", base=dict(max_iter=1)),
     "means_init": dict(value=np.array([[0.0, 0.0], [1.0, 1.0]]), kind="result"),
@@ -323,6 +327,9 @@ CLI_OPTIONS = {
     "--tol": ("tol", "0.01"),
     "--reg-covar": ("reg_covar", "0.001"),
     "--n-init": ("n_init", "2"),
+    "--n-starts": ("n_starts", "3"),
+    "--init-iter": ("init_iter", "5"),
+    "--moves": ("moves", "none"),
     "--accelerate": ("accelerate", "quasi-newton"),
     "--stopping": ("stopping", "change"),
     "--init": ("init_params", "k-means++"),

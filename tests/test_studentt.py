@@ -149,8 +149,11 @@ def test_the_chunking_and_sample_weights_change_nothing():
         warnings.simplefilter("ignore")  # 15 iterations, converged or not
         whole = streamem.StudentTMixture(K, **params).fit(X)
         chunked = streamem.StudentTMixture(K, **params).fit(da.from_array(X, chunks=(271, D)))
-    for name in ("weights_", "means_", "covariances_", "degrees_of_freedom_"):
+    for name in ("weights_", "means_", "covariances_"):
         np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), rtol=1e-10, atol=1e-12)
+    # a large number of degrees of freedom is the root of a flat function: the statistics'
+    # last-digit differences between chunkings move it ~1e4 times more (seen: 1.8e-10 at nu = 72)
+    np.testing.assert_allclose(chunked.degrees_of_freedom_, whole.degrees_of_freedom_, rtol=1e-9)
     start = {"weights_init": whole.weights_, "means_init": whole.means_, "precisions_init": whole.precisions_}
     counts = np.random.default_rng(5).integers(0, 3, len(X))
     weighted = streamem.StudentTMixture(K, max_iter=3, tol=0, **start).fit(X, sample_weight=counts)

@@ -1,0 +1,130 @@
+"""Split-and-merge moves: a fit stuck with two components on one cluster and one over two
+gets out, on every model of the EM core that offers them, in shared passes."""
+
+from __future__ import annotations
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import streamem
+from streamem.moves import MoveStats, move_stats_chunk, proposals
+from streamem.params import MixtureParams
+
+
+@pytest.fixture(scope="module")
+def stuck():
+    """Three clusters, and a start with two components on the first and one over the others."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[-10.0, 0.0], [8.0, 4.0], [8.0, -4.0]])
+    X = centres[rng.integers(3, size=3000)] + rng.normal(size=(3000, 2))
+    start = np.array([[-10.5, 0.0], [-9.5, 0.0], [8.0, 0.0]])
+    return X, centres, start
+
+
+def _fit(model, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(X)
+
+
+def _found(means, centres, tol=0.3):
+    return all(np.min(np.linalg.norm(means - c, axis=1)) < tol for c in centres)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_a_move_gets_a_stuck_fit_out(stuck, covariance_type):
+    X, centres, start = stuck
+    common = dict(covariance_type=covariance_type, means_init=start, random_state=0)
+    stays = _fit(streamem.GaussianMixture(3, moves=None, **common), X)
+    assert not _found(stays.means_, centres)  # EM alone keeps the start's mistake
+    moved = _fit(streamem.GaussianMixture(3, **common), X)
+    assert _found(moved.means_, centres)
+    assert moved.score(X) > stays.score(X) + 0.1
+    records = [r for r in moved.history_ if "moved" in r]
+    assert records and sorted(records[0]["moved"][:2]) == [0, 1]  # the pair on the first cluster merged
+    # the log-likelihood never falls, moves included, and the history counts every pass once
+    bounds = np.array(moved.lower_bounds_)
+    assert np.all(np.diff(bounds[np.isfinite(bounds)]) >= -1e-12)
+    assert moved.history_[-1]["passes"] <= moved.n_passes_
+
+
+def test_moves_do_not_depend_on_the_chunking(stuck):
+    X, _, start = stuck
+    fits = [_fit(streamem.GaussianMixture(3, means_init=start, random_state=0), da.from_array(X, chunks=(c, 2)))
+            for c in (3000, 701)]  # fmt: skip
+    np.testing.assert_allclose(fits[0].means_, fits[1].means_, rtol=1e-9, atol=1e-9)
+    assert [r.get("moved") for r in fits[0].history_] == [r.get("moved") for r in fits[1].history_]
+
+
+def test_moves_on_standardised_features_and_a_saved_history(stuck, tmp_path):
+    X, centres, start = stuck
+    scaled = X * [100.0, 0.01]
+    gm = _fit(streamem.GaussianMixture(3, means_init=start * [100.0, 0.01], standardize=True, random_state=0), scaled)
+    assert _found(gm.means_ / [100.0, 0.01], centres)
+    gm.save(tmp_path / "m.zarr")
+    loaded = streamem.load(tmp_path / "m.zarr")
+    assert [r.get("moved") for r in loaded.history_] == [r.get("moved") for r in gm.history_]
+    assert any("moved" in r for r in loaded.history_)
+
+
+def test_the_t_mixture_moves_too(stuck):
+    X, centres, start = stuck
+    common = dict(means_init=start, degrees_of_freedom=8.0, random_state=0)  # estimated, they creep: no convergence
+    stays = _fit(streamem.StudentTMixture(3, moves=None, **common), X)
+    moved = _fit(streamem.StudentTMixture(3, **common), X)
+    assert not _found(stays.means_, centres) and _found(moved.means_, centres)
+    assert moved.lower_bound_ > stays.lower_bound_
+
+
+def test_no_move_where_components_have_fixed_places(stuck):
+    X, _, start = stuck
+    y = np.full(len(X), -1)
+    for k, centre in enumerate(start):  # a few rows of each component labelled
+        y[np.argsort(np.linalg.norm(X - centre, axis=1))[:5]] = k
+    labelled = _fit(streamem.GaussianMixture(3, means_init=start, random_state=0), X)
+    assert any("moved" in r for r in labelled.history_)
+    for model, target in [
+        (streamem.GaussianMixture(3, means_init=start, random_state=0), (X, y)),
+        (streamem.GaussianMixture(3, means_init=start, noise="uniform", random_state=0), (X,)),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitted = model.fit(*target)
+        assert not any("moved" in r for r in fitted.history_)
+
+
+def test_the_criteria_pick_the_pair_and_the_component():
+    rng = np.random.default_rng(1)
+    centres = np.array([[-10.0, 0.0], [8.0, 4.0], [8.0, -4.0]])
+    X = centres[rng.integers(3, size=2000)] + rng.normal(size=(2000, 2))
+    params = MixtureParams.from_covariances(np.array([0.17, 0.16, 0.67]), np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
+                                            np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]), "full")  # fmt: skip
+    (stats,) = move_stats_chunk(X, None, [params])
+    halves = move_stats_chunk(X[:777], None, [params])[0] + move_stats_chunk(X[777:], None, [params])[0]
+    for name in ("gram", "nk", "kurtosis", "scatter"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(halves, name), rtol=1e-10)
+    (best, (i, j, k)), *_ = proposals(params, stats, 1e-6)
+    assert sorted((i, j)) == [0, 1] and k == 2
+    # the merged component holds the pair's moments; the split halves hold the component's
+    assert best.weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(best.means[i], params.weights[:2] @ params.means[:2] / params.weights[:2].sum())
+    assert best.means[j][1] * best.means[k][1] < 0  # the halves either side of the split one's mean
+    assert isinstance(stats, MoveStats)
+
+
+def test_the_halves_of_a_split_t_component_keep_its_degrees_of_freedom():
+    from streamem.studentt import TParams
+
+    gaussian = MixtureParams.from_covariances(np.array([0.2, 0.2, 0.6]), np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
+                                              np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]), "full")  # fmt: skip
+    params = TParams.of(gaussian, [3.0, 5.0, 30.0])
+    rng = np.random.default_rng(2)
+    X = np.array([[-10.0, 0.0], [8.0, 4.0], [8.0, -4.0]])[rng.integers(3, size=1500)] + rng.normal(size=(1500, 2))
+    (stats,) = move_stats_chunk(X, None, [params])
+    (moved, (i, j, k)), *_ = proposals(params, stats, 1e-6)
+    assert moved.degrees_of_freedom[j] == moved.degrees_of_freedom[k] == 30.0
+    assert moved.degrees_of_freedom[i] == params.degrees_of_freedom[i]
