@@ -246,7 +246,9 @@ def test_hard_case_does_not_depend_on_the_chunking(case, covariance_type, dtype)
     chunks = tuple(np.diff(np.concatenate([[0], cuts, [len(X)]])).tolist())
     many = fit(streamem.GaussianMixture, da.from_array(X, chunks=(chunks, X.shape[1])), start, covariance_type)
     reference = summary(one, covariance_type)
-    assert max(errors(*summary(many, covariance_type), reference)) < (1e-10 if dtype == np.float64 else 1e-5)
+    # float32 rows: 15 iterations of single-precision products whose rounding depends on the
+    # BLAS kernel the CPU selects (1.24e-5 seen with numpy 1.26's OpenBLAS, below 1e-5 with 2.x's)
+    assert max(errors(*summary(many, covariance_type), reference)) < (1e-10 if dtype == np.float64 else 3e-5)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
