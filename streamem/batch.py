@@ -32,7 +32,7 @@ from .covariance import get_covariance
 from .em import FitState, GaussianModel, Scaling, StandardizedModel, first_best, run_em
 from .init import data_box, initial_states, labelled_start, with_noise
 from .moves import split_merge
-from .params import InitialParameters, MixtureParams, NoisyParams
+from .params import CollapsedComponentWarning, InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
 from .reduce import ChunkedData, distributed_client
 from .stats import feature_moments_chunk
@@ -470,7 +470,8 @@ class GaussianMixture(MixtureBase):
         if collapsed is not None and collapsed(best.params):
             warnings.warn(
                 "a component has collapsed onto a few rows, or onto rows that share a value (a spurious maximum of "
-                "the likelihood): try fewer components, a larger reg_covar, or a covariance_prior", UserWarning,
+                "the likelihood): try fewer components, a larger reg_covar, or a covariance_prior",
+                CollapsedComponentWarning,
                 stacklevel=3,
             )  # fmt: skip
         set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True)
