@@ -730,8 +730,7 @@ def _replace_duplicates(data, params_list, shift, covariance_type, reg_covar, ra
         return params_list
     ks = [params_list[i].n_components for i in duplicates]
     seeds = _seeds([random_states[i] for i in duplicates])
-    stats = data.map_reduce(_random_resp_chunk, seeds, ks, shift, covariance_type, combine=add_lists, with_index=True)
-    fresh = [_start_params(s, covariance_type, reg_covar, cholesky) for s in stats]
+    fresh = _partition_params(data, [], shift, covariance_type, reg_covar, 1, cholesky, random=(seeds, ks))
     logger.info("replaced %d duplicate starts (of %d) by random responsibilities", len(duplicates), len(params_list))
     params_list = list(params_list)
     for i, params in zip(duplicates, fresh):

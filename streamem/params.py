@@ -167,10 +167,6 @@ class MixtureParams:
         other parameters from the component ``origin`` gives (none for a Gaussian)."""
         return MixtureParams.from_covariances(weights, means, covariances, self.covariance_type)
 
-    def spurious(self, n_rows: float, reg_covar: float = 0.0) -> bool:
-        """Whether a component has collapsed (:meth:`collapsed`): a spurious maximum."""
-        return self.collapsed(n_rows, reg_covar) > 0
-
     def collapsed(self, n_rows: float, reg_covar: float = 0.0) -> int:
         """How many components have collapsed: a spurious maximum, whose likelihood grows
         without bound as a component shrinks onto a few rows, or onto rows that share a

@@ -147,17 +147,17 @@ def _two_components(second_covariance, second_weight=0.04):
 
 
 def test_a_collapsed_component_is_spurious():
-    assert not _two_components(np.diag([1.0, 0.5])).spurious(1000)
-    assert _two_components(np.diag([1.0, 1e-6])).spurious(1000)  # rows that share a value
-    assert not _two_components(np.diag([1.0, 1e-6]), second_weight=0.5).spurious(1000)  # half the rows: a real mass
+    assert not _two_components(np.diag([1.0, 0.5])).collapsed(1000) > 0
+    assert _two_components(np.diag([1.0, 1e-6])).collapsed(1000) > 0  # rows that share a value
+    assert not _two_components(np.diag([1.0, 1e-6]), second_weight=0.5).collapsed(1000) > 0  # half the rows: a real mass
     # ... unless its rows share a value: its variance is reg_covar's floor in that direction
-    assert _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).spurious(1000, reg_covar=1e-6)
-    assert not _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).spurious(1000, reg_covar=1e-7)
+    assert _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-6) > 0
+    assert not _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-7) > 0
     far = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[-300.0, 0], [300.0, 0]]),
                                          np.stack([np.eye(2), 1e-3 * np.eye(2)]), "full")  # fmt: skip
-    assert not far.spurious(1000)  # far apart and of different spreads, but not collapsed
-    assert _two_components(np.eye(2), second_weight=0.005).spurious(1000)  # five rows: fewer than 2 (D + 1)
-    assert not _two_components(np.eye(2), second_weight=0.007).spurious(1000)
+    assert not far.collapsed(1000) > 0  # far apart and of different spreads, but not collapsed
+    assert _two_components(np.eye(2), second_weight=0.005).collapsed(1000) > 0  # five rows: fewer than 2 (D + 1)
+    assert not _two_components(np.eye(2), second_weight=0.007).collapsed(1000) > 0
 
 
 def test_a_collapsed_candidate_loses_to_a_lower_sound_one():
