@@ -474,8 +474,7 @@ class GaussianMixture(MixtureBase):
                 CollapsedComponentWarning,
                 stacklevel=3,
             )  # fmt: skip
-        set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True)
-        self.n_passes_ = n_passes
+        set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True, n_passes=n_passes)
         self._set_scaling(job.scaling)
         # the fit's own parameters, for a warm start that finds the fitted attributes unchanged
         # (going through the attributes rounds them, and a loop of warm starts drifts off the fit)
@@ -852,9 +851,10 @@ def feature_scaling(chunked: ChunkedData, allow_nan: bool) -> Scaling:
     return Scaling(moments.mean, scale, loglik_shift, loglik_shift / moments.rows if moments.rows else 0.0)
 
 
-def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> None:
+def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False, n_passes: int | None = None) -> None:
     """The fitted attributes of ``model`` from one candidate's state; with ``warn``, a
-    ``ConvergenceWarning`` when it did not converge."""
+    ``ConvergenceWarning`` when it did not converge. ``n_passes``: the fit's passes over the
+    data, when the candidates together made more than this one's (other starts, moves)."""
     if warn and not state.converged and model.max_iter > 0:
         warnings.warn(
             "Best performing initialization did not converge. Try different init parameters, "
@@ -867,7 +867,7 @@ def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> N
     model.n_iter_ = state.n_iter
     model.lower_bound_ = float(state.objective)
     model.n_rows_ignored_ = state.n_rows_ignored
-    model.n_passes_ = state.n_passes
+    model.n_passes_ = state.n_passes if n_passes is None else n_passes
     # where EM was, for a warm start: the stopping rule's EM steps and the extrapolation's cycle
     model._em_place = dict(chain=list(state.chain), rate=state.rate, cycle=copy.deepcopy(state.cycle),
                            trial=state.trial)  # fmt: skip
@@ -876,7 +876,7 @@ def set_fitted(model: GaussianMixture, state: FitState, warn: bool = False) -> N
     model.means_history_ = np.stack(state.means_history or [state.params.means])
     if model.verbose and warn:
         logger.info("fit done: %d iterations (%d passes over the data), lower bound %.6g, converged %s",
-                    state.n_iter, state.n_passes, state.objective, state.converged)  # fmt: skip
+                    state.n_iter, model.n_passes_, state.objective, state.converged)  # fmt: skip
 
 
 #: the fitted attributes a warm start reads its parameters from

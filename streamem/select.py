@@ -112,8 +112,7 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
         })  # fmt: skip
     chosen = min(table, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
-    set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True)
-    model.n_passes_ = n_passes
+    set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True, n_passes=n_passes)
     model.selection_ = table
     model.selection_criterion_ = criterion
     return model
