@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 import os
 import warnings
@@ -157,7 +158,10 @@ class GaussianMixture(MixtureBase):
         among its own, so more initialisations never end lower. 1: one k-means‖ start.
     init_iter : int or None, default=10
         Iterations of every start before the best is chosen; None runs every start to
-        convergence and keeps the best.
+        convergence and keeps the best. Once the best has converged, a start whose
+        objective plus its last change for each iteration it has left stays below the
+        best's stops there (it would end below it as EM's changes shrink): on
+        well-separated clusters the short runs end with the best's convergence.
     moves : {"auto", "split-merge"} or None, default="auto"
         After convergence, split-and-merge moves (Ueda, Nakano, Ghahramani & Hinton 2000;
         :mod:`streamem.moves`): one pass chooses the pairs of components that explain the
@@ -626,8 +630,11 @@ class GaussianMixture(MixtureBase):
         if self.init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
             # em-EM: every start's short run in the same passes, then the best of each
             # initialisation (n_starts consecutive candidates) goes on
-            run_em(chunked, runs, max_iter=min(self.init_iter, self.max_iter), **settings)
-            if self.init_iter < self.max_iter:  # (otherwise a resumed fit with more iterations goes on)
+            choose = self.init_iter < self.max_iter  # (otherwise a resumed fit with more iterations goes on)
+            settled = functools.partial(_settled, n_starts=n_starts, init_iter=self.init_iter, collapsed=collapsed)
+            run_em(chunked, runs, max_iter=min(self.init_iter, self.max_iter), **settings,
+                   settled=settled if choose else None)  # fmt: skip
+            if choose:
                 groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
                 kept = [_best(group, collapsed) for group in groups]
                 logger.info("kept the best of %d starts after %d iterations: %s", n_starts, self.init_iter,
@@ -914,21 +921,25 @@ def _lower_bounds(history: list) -> list:
 
 def fit_candidates(
     model: GaussianMixture, X, sample_weight, ks, covariance_types=None, storage_options=None, feature_dim=None
-) -> tuple[dict, dict, int, float]:
+) -> tuple[dict, dict, int, float, dict]:
     """``model.n_init`` candidates for each number of components in ``ks`` and each of
     ``covariance_types`` (default: the model's), all fitted in the same passes over X as
     ``model`` fits (its checkpoint, standardisation, scheduler... apply; it keeps the
     features and the scaling), then one pass that scores the best of each. Returns the best
     candidate of each ``(covariance type, K)`` (in the data's units), its totals from the
-    scoring pass, the passes over the data, and the factor the weights were scaled by for
-    the fit (the totals' weights are the scaled ones). Several types share their initialisation:
+    scoring pass, the passes over the data, the factor the weights were scaled by for the
+    fit (the totals' weights are the scaled ones), and how many of each best candidate's
+    components have collapsed (:meth:`~streamem.params.MixtureParams.collapsed`; 0 for a
+    model that does not tell). Several types share their initialisation:
     each start is computed once with full covariances, and each type's is what its M-step
     gives from the same responsibilities (:meth:`~streamem.covariance.Covariance.from_full`)."""
     types = list(covariance_types or [model.covariance_type])
     model._validate_params()
     with model._job(X, None, sample_weight, storage_options, feature_dim, ks=list(ks), covariance_types=types) as job:
         runs, shift, n_passes = model._fit_chunks(job)
-        best = _cells(runs, model._collapse_test(job.chunked))  # (reg_covar in the units of the fit)
+        test = model._collapse_test(job.chunked)  # (reg_covar in the units of the fit)
+        best = _cells(runs, test)
+        collapsed = {key: 0 if test is None else test(run.params) for key, run in best.items()}
         if job.scaling is not None:
             best = {key: job.scaling.to_data_units(run) for key, run in best.items()}
         scorer = job.model.in_data_units() if job.scaling is not None else job.model
@@ -936,7 +947,7 @@ def fit_candidates(
         with blas_per_task(job.chunked.n_chunks):
             totals = scorer.estep(job.chunked, [state.params for state in best.values()])
     model._set_scaling(job.scaling)
-    return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before, job.weight_scale
+    return best, dict(zip(best, totals)), n_passes + job.chunked.passes - before, job.weight_scale, collapsed
 
 
 def _cells(runs: list[FitState], collapsed=None) -> dict:
@@ -956,9 +967,39 @@ def _best(runs: list[FitState], collapsed=None) -> FitState:
     """The best of some candidates: those that did not fail, then those with the fewest
     collapsed components (``collapsed(params)``, :meth:`GaussianMixture._collapse_test`;
     none counted without it), then the highest objective (:func:`~streamem.em.first_best`)."""
-    tiers = [(run.failure is None, 0 if collapsed is None else -collapsed(run.params)) for run in runs]
+    tiers = [_tier(run, collapsed) for run in runs]
     top = max(tiers)
     return first_best([run for run, t in zip(runs, tiers) if t == top])
+
+
+def _tier(run: FitState, collapsed=None) -> tuple[bool, int]:
+    return run.failure is None, 0 if collapsed is None else -collapsed(run.params)
+
+
+def _settled(states: list[FitState], n_starts: int, init_iter: int, collapsed=None) -> list[FitState]:
+    """em-EM's starts that can no longer be chosen after ``init_iter`` iterations: in each
+    group of ``n_starts`` (an initialisation's), once the best (:func:`_best`) has
+    converged, a start still running that is no better placed (failure, collapse) and
+    whose objective, plus its last change for each iteration it has left, stays below the
+    best's. EM's changes shrink as it nears its maximum, so the start would end below it;
+    stopping it saves the passes up to ``init_iter`` when the best converges first, as on
+    well-separated clusters."""
+    out = []
+    for first in range(0, len(states), n_starts):
+        group = states[first : first + n_starts]
+        leader = _best(group, collapsed)
+        if not leader.converged or leader.failure is not None:
+            continue
+        top = _tier(leader, collapsed)
+        for state in group:
+            if state is leader or state.converged or not state.history or _tier(state, collapsed) > top:
+                continue
+            if not state.history[-1].get("accepted", True):  # an extrapolation rejected: no EM change to go by
+                continue
+            gain = max(state.history[-1]["change"], 0.0) * (init_iter - state.n_iter)
+            if state.objective + gain < leader.objective:
+                out.append(state)
+    return out
 
 
 def _as_type(params: MixtureParams, covariance_type: str) -> MixtureParams:

@@ -363,7 +363,8 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
         click.echo(" covariance      K          BIC          ICL          AIC   log-lik  iterations")
         for row in gm.selection_:
             mark = (
-                " <" if (row["n_components"], row["covariance_type"]) == (gm.n_components, gm.covariance_type) else ""
+                " <" if (row["n_components"], row["covariance_type"]) == (gm.n_components, gm.covariance_type)
+                else " collapsed" if row.get("collapsed") else ""
             )
             click.echo(f"{row['covariance_type']:>11} {row['n_components']:>6} {row['bic']:>12.1f} {row['icl']:>12.1f}"
                        f" {row['aic']:>12.1f} {row['log_likelihood']:>9.4f} {row['n_iter']:>11}{mark}")  # fmt: skip

@@ -322,7 +322,7 @@ def first_best(states: list[FitState]) -> FitState:
 
 def run_em(
     data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None, accelerate=None,
-    stopping: str = "change", passes_before: int | None = None,
+    stopping: str = "change", passes_before: int | None = None, settled=None,
 ) -> list[FitState]:
     """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
 
@@ -338,7 +338,9 @@ def run_em(
     ``on_iteration(n_iter, states)`` is called after each pass (checkpoints, progress).
     ``passes_before``: the passes made before ``data`` counted any (a resumed fit's before its
     checkpoint; default: the states' ``n_passes``, right for a first call on ``data``); a
-    state's ``n_passes`` is that plus ``data.passes``. Returns ``states``.
+    state's ``n_passes`` is that plus ``data.passes``. ``settled(states)``, after each
+    pass: the states whose outcome is decided (em-EM's starts that can no longer be
+    chosen), which stop there unconverged. Returns ``states``.
     """
     active = [state for state in states if not state.converged]
     for state in states:
@@ -382,6 +384,9 @@ def run_em(
             state.history.append(record)
             state.means_history.append(state.params.means)
         active = [state for state in active if not state.converged]
+        if settled is not None:
+            stop = {id(state) for state in settled(states)}
+            active = [state for state in active if id(state) not in stop]
         if on_iteration is not None:
             on_iteration(n_iter, states)
     return states

@@ -20,7 +20,9 @@ One pass gathers what the moves are chosen from (:func:`move_stats_chunk`):
   moves the two halves apart in (for every covariance type).
 
 The ``MOVE_CANDIDATES`` best triples (the merge pairs by their criterion, each with the
-components to split in the order of theirs) become candidates: the merged component
+components to split in the order of theirs) become candidates, of the pairs that share rows
+(a criterion of at least ``MERGE_OVERLAP``: on well-separated clusters no pair does, and the
+moves cost the one pass of their statistics): the merged component
 moment-matched from the pair, the split one as two of half its weight, means
 :math:`\mu \pm a \sqrt{\lambda} v` along its principal axis (:math:`a` = ``SPLIT_OFFSET``)
 and covariance :math:`\Sigma - a^2 \lambda v v^T` (the pair's moments are the component's).
@@ -53,6 +55,10 @@ SPLIT_OFFSET = 0.5
 MAX_ROUNDS = 10
 #: a move is kept when it raises the objective per sample by more than this
 MOVE_GAIN = 1e-8
+#: a pair is merged only when its merge criterion is at least this: two components that
+#: share no rows (well-separated clusters) are not two halves of one cluster, and a fit
+#: without such a pair makes no move (one pass, the statistics', and no short runs)
+MERGE_OVERLAP = 1e-3
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +111,12 @@ def move_stats_chunk(X, sample_weight, params_list: list[MixtureParams]) -> list
 
 
 def _merge_order(stats: MoveStats) -> list[tuple[int, int]]:
-    """The pairs of components by their merge criterion, highest first."""
+    """The pairs of components by their merge criterion, highest first; only those that
+    share rows (a criterion of at least :data:`MERGE_OVERLAP`)."""
     norms = np.sqrt(np.clip(np.diag(stats.gram), 1e-300, None))
     cosine = stats.gram / np.outer(norms, norms)
     K = len(norms)
-    pairs = [(i, j) for i in range(K) for j in range(i + 1, K)]
+    pairs = [(i, j) for i in range(K) for j in range(i + 1, K) if cosine[i, j] >= MERGE_OVERLAP]
     return sorted(pairs, key=lambda pair: -cosine[pair])
 
 

@@ -125,14 +125,20 @@ def bic_figure(table: list[dict], criterion: str = "bic"):
 
 
 def _draw_criterion(ax, table: list[dict], criterion: str) -> None:
-    """The criterion that chose the model against K, one line per covariance type."""
+    """The criterion that chose the model against K, one line per covariance type; a
+    candidate with a collapsed component (a spurious maximum, never chosen over a sound
+    one) crossed out."""
     rows = [row for row in table if criterion in row]
     types = list(dict.fromkeys(row.get("covariance_type", "") for row in rows))
     for t in types:
         line = sorted((row for row in rows if row.get("covariance_type", "") == t), key=lambda row: row["n_components"])
-        ax.plot([row["n_components"] for row in line], [row[criterion] for row in line], marker="o",
-                label=f"{criterion.upper()} {t}".strip())  # fmt: skip
-    best = min(rows, key=lambda row: row[criterion])
+        drawn = ax.plot([row["n_components"] for row in line], [row[criterion] for row in line], marker="o",
+                        label=f"{criterion.upper()} {t}".strip())  # fmt: skip
+        spurious = [row for row in line if row.get("collapsed")]
+        if spurious:
+            ax.plot([row["n_components"] for row in spurious], [row[criterion] for row in spurious], ls="none",
+                    marker="x", ms=10, color=drawn[0].get_color())  # fmt: skip
+    best = min([row for row in rows if not row.get("collapsed")] or rows, key=lambda row: row[criterion])
     ax.axvline(best["n_components"], color="grey", ls="--", lw=1)
     chosen = f"K={best['n_components']}" + (f", {best['covariance_type']}" if len(types) > 1 else "")
     ax.set(title=f"Lowest {criterion.upper()} at {chosen}", xlabel="n_components", ylabel=criterion.upper())

@@ -67,7 +67,10 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     GaussianMixture
         The fitted model with the lowest criterion. Its ``selection_`` attribute holds one
         dict per candidate: ``covariance_type, n_components, log_likelihood (mean per
-        sample), n_parameters, bic, icl, aic, lower_bound, n_iter, converged``,
+        sample), n_parameters, bic, icl, aic, lower_bound, n_iter, converged, collapsed``
+        (how many of its components have collapsed onto a few rows, or onto rows that
+        share a value: :meth:`~streamem.params.MixtureParams.collapsed`; a candidate with
+        one is a spurious maximum, chosen only when every candidate has one),
         ``selection_criterion_`` the criterion that chose it, and ``n_passes_`` the passes
         over the data of the whole table (initialisation and the scoring pass included).
 
@@ -90,7 +93,9 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
     if len(types) > 1 and any(params.get(name) is not None for name in PRIORS):
         raise ValueError("a prior fixes one covariance type: give one covariance_type with priors")
     model = GaussianMixture(n_components=max(ks), covariance_type=types[0] if len(types) == 1 else "full", **params)
-    best, totals, n_passes, scale = fit_candidates(model, X, sample_weight, ks, types, storage_options, feature_dim)
+    best, totals, n_passes, scale, collapsed = fit_candidates(
+        model, X, sample_weight, ks, types, storage_options, feature_dim
+    )
     keys = [(t, k) for t in types for k in ks]
 
     table = []
@@ -109,8 +114,12 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
             "lower_bound": float(best[(t, k)].objective),
             "n_iter": best[(t, k)].n_iter,
             "converged": bool(best[(t, k)].converged),
+            "collapsed": collapsed[(t, k)],
         })  # fmt: skip
-    chosen = min(table, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
+    # a spurious maximum's likelihood is unbounded, not a better fit: the candidates without a
+    # collapsed component are chosen from (all of them when every one has one)
+    sound = [row for row in table if not row["collapsed"]] or table
+    chosen = min(sound, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
     set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True, n_passes=n_passes)
     model.selection_ = table

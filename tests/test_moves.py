@@ -128,3 +128,20 @@ def test_the_halves_of_a_split_t_component_keep_its_degrees_of_freedom():
     (moved, (i, j, k)), *_ = proposals(params, stats, 1e-6)
     assert moved.degrees_of_freedom[j] == moved.degrees_of_freedom[k] == 30.0
     assert moved.degrees_of_freedom[i] == params.degrees_of_freedom[i]
+
+
+def test_no_move_between_components_that_share_no_rows(stuck):
+    # at the right answer the clusters are 8 standard deviations apart: no pair of
+    # components explains the same rows, so no merge is proposed, and the moves cost only
+    # the pass of their statistics
+    X, centres, _ = stuck
+    common = dict(means_init=centres, random_state=0)
+    plain = _fit(streamem.GaussianMixture(3, moves=None, **common), X)
+    moved = _fit(streamem.GaussianMixture(3, moves="split-merge", **common), X)
+    params = MixtureParams.from_covariances(plain.weights_, plain.means_, plain.covariances_, "full")
+    (stats,) = move_stats_chunk(X, None, [params])
+    cosine = stats.gram / np.sqrt(np.outer(np.diag(stats.gram), np.diag(stats.gram)))
+    assert cosine[np.triu_indices(3, 1)].max() < 1e-3
+    assert proposals(params, stats, 1e-6) == []
+    assert moved.n_passes_ == plain.n_passes_ + 1
+    np.testing.assert_array_equal(moved.means_, plain.means_)

@@ -169,3 +169,30 @@ def test_a_checkpointed_table_resumes(five, tmp_path):
 def test_noise_and_storage_options_reach_the_table(five):
     model = streamem.select_n_components(five, [4, 5], random_state=0, noise="uniform", storage_options={})
     assert model.noise_weight_ >= 0 and all(np.isfinite(row["bic"]) for row in model.selection_)
+
+
+def test_a_spurious_maximum_is_not_chosen():
+    # four copies of one row: a single k-means|| start puts a third component on them, with
+    # reg_covar's variance, a likelihood far above any sound fit's and the table's lowest BIC
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal((6, 0), 1, (200, 2)), np.full((4, 2), 20.0)])
+    for seed in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = streamem.select_n_components(X, [2, 3], random_state=seed, n_starts=1, moves=None)
+        rows = {row["n_components"]: row for row in model.selection_}
+        assert rows[3]["collapsed"] == 1 and rows[2]["collapsed"] == 0
+        assert rows[3]["bic"] < rows[2]["bic"] - 100
+        assert model.n_components == 2
+        assert np.allclose(sorted(model.means_[:, 0]), [0, 6], atol=0.5)
+
+
+def test_the_plot_chooses_as_the_table_and_crosses_a_spurious_cell_out():
+    pytest.importorskip("matplotlib")  # the plot extra (the test extra brings it; the floors' run has none)
+    from streamem.plot import bic_figure
+
+    table = [{"covariance_type": "full", "n_components": k, "bic": bic, "collapsed": c}
+             for k, bic, c in ((1, 900.0, 0), (2, 800.0, 0), (3, 650.0, 1))]  # fmt: skip
+    (ax,) = bic_figure(table).axes
+    assert ax.get_title() == "Lowest BIC at K=2"
+    assert [list(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "x"] == [[3]]

@@ -98,6 +98,22 @@ def test_the_best_start_goes_on_alone(caplog):
     assert short.lower_bound_ >= three.lower_bound_
 
 
+def test_starts_that_can_no_longer_be_chosen_stop_early(monkeypatch):
+    # on well-separated clusters the k-means|| start converges in a few iterations while
+    # random responsibilities climb slowly far below it: once their last change times the
+    # iterations they have left cannot bring them up to it, they stop, and the fit keeps
+    # the same start in fewer passes
+    import streamem.batch
+
+    X = _separated()
+    early = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
+    monkeypatch.setattr(streamem.batch, "_settled", lambda states, **_: [])
+    every = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
+    np.testing.assert_array_equal(early.means_, every.means_)
+    assert early.lower_bound_ == every.lower_bound_
+    assert early.n_passes_ < every.n_passes_
+
+
 def test_more_starts_reach_a_better_optimum():
     gaps = []
     for seed in range(6):

@@ -12,6 +12,8 @@ collected by the test run)::
     nice -n 19 python tests/benchmarks/bench_optima.py --reference  # best known optima, 1.5-2 h
     nice -n 19 python tests/benchmarks/bench_optima.py --out results.json  # the shares, about 25 min
     nice -n 19 python tests/benchmarks/bench_optima.py --datasets iris,faithful --types full,diag --seeds 0-4
+    nice -n 19 python tests/benchmarks/bench_optima.py --select  # the model table's choice per seed
+    nice -n 19 python tests/benchmarks/bench_optima.py --workloads W1,W3  # out of core: passes, s per pass
 
 **Catalogue** (:data:`CATALOGUE`, each with the four covariance types): scikit-learn's iris
 (K=2-9), wine (standardised, 2-7), breast cancer (standardised, 2-4) and digits (pixels / 16)
@@ -72,6 +74,16 @@ makes its start from the k-means labels (its k-means iterations and its final E-
 counted). Seconds are each fit's, on one core (dask with one worker). A table per data set,
 then the shares over every (data set, K, type, seed) of the cells with a best known optimum,
 overall and by covariance type, and the cells where streamem does worst.
+
+**The model table**, ``--select``: ``streamem.select_n_components(X, range(1, 10),
+covariance_type=[the types], random_state=seed)`` on each data set of the catalogue and
+seed, with streamem's defaults and with ``n_starts=1, moves=None``: the (type, K) each seed
+chooses by BIC, and how many seeds choose the most chosen one (the target: 9 of 10).
+
+**Out of core**, ``--workloads W1,W3``: bench_core's workloads (W1: 1,000,000 x 16, K=16
+full; W3: 500,000 x 64, K=32 diag) written to a zarr store on disk (``--tmp``), fitted from
+it by each streamem tool with ``random_state`` from ``--seeds`` (default 0): passes,
+iterations, seconds, seconds per pass, and the mean log-likelihood per row.
 """
 
 from __future__ import annotations
@@ -415,6 +427,85 @@ def summary(rows, tools=tuple(TOOLS)):
     )
 
 
+# ---------------------------------------------------------------------------- the model table
+
+
+def select(names, types, seeds, ks=range(1, 10), tools=("streamem", "streamem-1")):
+    """``select_n_components(X, ks, covariance_type=types, random_state=seed)`` on each data
+    set and seed, for each tool (streamem's: defaults, and ``n_starts=1, moves=None``): the
+    (covariance type, K) each seed chooses by BIC, how many seeds choose the most chosen,
+    passes and seconds."""
+    import streamem
+
+    print("\n| data set | tool | chosen by BIC (seeds) | most chosen | median passes | median s |")
+    print("|---|---|---|---:|---:|---:|")
+    stable = {tool: 0 for tool in tools}
+    for name in names:
+        X = CATALOGUE[name][0]()
+        for tool in tools:
+            chosen, passes, seconds = [], [], []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = streamem.select_n_components(X, ks, covariance_type=list(types), random_state=seed,
+                                                         **TOOLS[tool])  # fmt: skip
+                seconds.append(time.perf_counter() - t0)
+                chosen.append(f"{model.covariance_type} {model.n_components}")
+                passes.append(model.n_passes_)
+            counts = {c: chosen.count(c) for c in dict.fromkeys(chosen)}
+            top = max(counts.values())
+            stable[tool] += top >= 0.9 * len(seeds)
+            print(f"| {name} | {tool} | {', '.join(f'{c} ({n})' for c, n in counts.items())} | {top}/{len(seeds)} | "
+                  f"{statistics.median(passes):.0f} | {statistics.median(seconds):.1f} |", flush=True)  # fmt: skip
+    for tool in tools:
+        print(f"{tool}: the same choice on at least 9 of 10 seeds on {stable[tool]} of {len(names)} data sets")
+
+
+# ---------------------------------------------------------------------------- out of core
+
+
+def workloads(names, seeds, tmp=None, tools=("streamem", "streamem-1")):
+    """bench_core's workloads (W1: 1,000,000 x 16, K=16 full; W3: 500,000 x 64, K=32 diag)
+    from a zarr store on disk in chunks of 100,000 rows, fitted by each tool (streamem's
+    defaults, and its single k-means|| start without moves): passes, seconds, seconds per
+    pass and the mean log-likelihood per row."""
+    import shutil
+    import tempfile
+
+    import dask.array as da
+    import zarr
+    from bench_core import WORKLOADS, make_data
+
+    import streamem
+
+    print("\n| workload | tool | seed | passes | iterations | s | s per pass | log-likelihood per row |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    directory = tempfile.mkdtemp(dir=tmp)
+    try:
+        for name in names:
+            spec = WORKLOADS[name]
+            path = os.path.join(directory, f"{name}.zarr")
+            X = make_data(spec["n_samples"], spec["n_features"], spec["n_components"])
+            z = zarr.create_array(path, shape=X.shape, chunks=(100_000, X.shape[1]), dtype="f8")
+            z[:] = X
+            del X
+            for seed in seeds:
+                for tool in tools:
+                    model = streamem.GaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"],
+                                                     random_state=seed, **TOOLS[tool])  # fmt: skip
+                    t0 = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        model.fit(path)
+                    seconds = time.perf_counter() - t0
+                    score = model.score(da.from_zarr(path))
+                    print(f"| {name} | {tool} | {seed} | {model.n_passes_} | {model.n_iter_} | {seconds:.1f} | "
+                          f"{seconds / model.n_passes_:.2f} | {score:.6f} |", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------- command line
 
 
@@ -435,7 +526,20 @@ def main():
     parser.add_argument("--seeds", default="0-9", help="seeds of the default fits, e.g. 0-9 or 0,3,7")
     parser.add_argument("--out", default=None, help="write every default fit to this JSON file")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, among {list(TOOLS)}")
+    parser.add_argument("--params", default="{}", metavar="JSON",
+                        help='more parameters of the streamem tool, e.g. \'{"n_starts": 20, "init_iter": 10}\'')
+    parser.add_argument("--select", action="store_true",
+                        help="the model table instead: select_n_components(X, range(1, 10), the types) per seed")
+    parser.add_argument("--workloads", default=None, metavar="W1,W3",
+                        help="out of core instead: bench_core's workloads from zarr on disk, passes and seconds")
+    parser.add_argument("--tmp", default=None, help="directory for --workloads' zarr stores")
     args = parser.parse_args()
+    TOOLS["streamem"] = dict(TOOLS["streamem"], **json.loads(args.params))
+    if args.workloads:
+        dask.config.set(num_workers=1)
+        workloads(args.workloads.split(","), _seeds(args.seeds if args.seeds != "0-9" else "0"), args.tmp,
+                  [tool for tool in args.tools.split(",") if tool != "sklearn"])  # fmt: skip
+        return
     names, types = args.datasets.split(","), args.types.split(",")
     tools = args.tools.split(",")
     unknown = [n for n in names if n not in CATALOGUE] + [t for t in types if t not in TYPES]
@@ -443,6 +547,9 @@ def main():
     if unknown:
         parser.error(f"unknown {unknown}; data sets: {list(CATALOGUE)}, types: {list(TYPES)}")
     dask.config.set(num_workers=1)
+    if args.select:
+        select(names, types, _seeds(args.seeds), tools=[tool for tool in tools if tool != "sklearn"])
+        return
     cache = read_cache()
     if not args.reference:
         share(names, types, _seeds(args.seeds), cache, args.out, tools)
