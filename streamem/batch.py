@@ -967,20 +967,16 @@ def _best(runs: list[FitState], collapsed=None) -> FitState:
     """The best of some candidates: those that did not fail, then those with the fewest
     collapsed components (``collapsed(params)``, :meth:`GaussianMixture._collapse_test`;
     none counted without it), then the highest objective (:func:`~streamem.em.first_best`)."""
-    tiers = [_tier(run, collapsed) for run in runs]
+    tiers = [(run.failure is None, 0 if collapsed is None else -collapsed(run.params)) for run in runs]
     top = max(tiers)
     return first_best([run for run, t in zip(runs, tiers) if t == top])
 
 
-def _tier(run: FitState, collapsed=None) -> tuple[bool, int]:
-    return run.failure is None, 0 if collapsed is None else -collapsed(run.params)
-
-
 def _settled(states: list[FitState], n_starts: int, init_iter: int, collapsed=None) -> list[FitState]:
     """em-EM's starts that can no longer be chosen after ``init_iter`` iterations: in each
-    group of ``n_starts`` (an initialisation's), once the best (:func:`_best`) has
-    converged, a start still running that is no better placed (failure, collapse) and
-    whose objective, plus its last change for each iteration it has left, stays below the
+    group of ``n_starts`` (an initialisation's), once the best (:func:`_best`: none is
+    better placed by failure or collapse) has converged, a start still running whose
+    objective, plus its last change for each iteration it has left, stays below the
     best's. EM's changes shrink as it nears its maximum, so the start would end below it;
     stopping it saves the passes up to ``init_iter`` when the best converges first, as on
     well-separated clusters."""
@@ -990,9 +986,8 @@ def _settled(states: list[FitState], n_starts: int, init_iter: int, collapsed=No
         leader = _best(group, collapsed)
         if not leader.converged or leader.failure is not None:
             continue
-        top = _tier(leader, collapsed)
         for state in group:
-            if state is leader or state.converged or not state.history or _tier(state, collapsed) > top:
+            if state is leader or state.converged or not state.history:
                 continue
             if not state.history[-1].get("accepted", True):  # an extrapolation rejected: no EM change to go by
                 continue

@@ -34,14 +34,14 @@ __all__ = [
 LOG_2PI = float(np.log(2.0 * np.pi))
 EPS = float(np.finfo(np.float64).eps)
 #: a small component whose variance in some direction is below this share of the components'
-#: pooled variance in that direction has collapsed (:meth:`MixtureParams.spurious`)
+#: pooled variance in that direction has collapsed (:meth:`MixtureParams.collapsed`)
 SPURIOUS_SQUEEZE = 1e-3
-class CollapsedComponentWarning(UserWarning):
-    """A fit ended with a collapsed component (:meth:`MixtureParams.collapsed`)."""
-
-
 #: a component of a weight below this is small
 SPURIOUS_WEIGHT = 0.05
+
+
+class CollapsedComponentWarning(UserWarning):
+    """A fit ended with a collapsed component (:meth:`MixtureParams.collapsed`)."""
 
 
 class InitialParameters(NamedTuple):

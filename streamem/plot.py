@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .select import chosen_row
+
 __all__ = ["bic_figure", "model_figure", "projection_matrix", "sample_rows"]
 
 _ELLIPSE_SCALE = 2.4477  # sqrt of the 95% quantile of chi-squared with 2 degrees of freedom
@@ -138,7 +140,7 @@ def _draw_criterion(ax, table: list[dict], criterion: str) -> None:
         if spurious:
             ax.plot([row["n_components"] for row in spurious], [row[criterion] for row in spurious], ls="none",
                     marker="x", ms=10, color=drawn[0].get_color())  # fmt: skip
-    best = min([row for row in rows if not row.get("collapsed")] or rows, key=lambda row: row[criterion])
+    best = chosen_row(rows, criterion)
     ax.axvline(best["n_components"], color="grey", ls="--", lw=1)
     chosen = f"K={best['n_components']}" + (f", {best['covariance_type']}" if len(types) > 1 else "")
     ax.set(title=f"Lowest {criterion.upper()} at {chosen}", xlabel="n_components", ylabel=criterion.upper())

@@ -10,7 +10,7 @@ import numpy as np
 from .batch import GaussianMixture, fit_candidates, set_fitted
 from .covariance import COVARIANCE_TYPES
 
-__all__ = ["select_n_components"]
+__all__ = ["chosen_row", "select_n_components"]
 
 CRITERIA = ("bic", "icl", "aic")
 PRIORS = (*GaussianMixture.PRIOR_PARAMETERS, "mean_prior")
@@ -116,12 +116,17 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
             "converged": bool(best[(t, k)].converged),
             "collapsed": collapsed[(t, k)],
         })  # fmt: skip
-    # a spurious maximum's likelihood is unbounded, not a better fit: the candidates without a
-    # collapsed component are chosen from (all of them when every one has one)
-    sound = [row for row in table if not row["collapsed"]] or table
-    chosen = min(sound, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
+    chosen = chosen_row(table, criterion)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
     set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True, n_passes=n_passes)
     model.selection_ = table
     model.selection_criterion_ = criterion
     return model
+
+
+def chosen_row(table: list[dict], criterion: str) -> dict:
+    """The row of a model table (``selection_``) with the lowest finite ``criterion``, among
+    those without a collapsed component: a spurious maximum's likelihood is unbounded, not
+    a better fit (among all rows when every one has one, or in a table without the count)."""
+    sound = [row for row in table if not row.get("collapsed")] or table
+    return min(sound, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)

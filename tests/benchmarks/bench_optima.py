@@ -523,7 +523,7 @@ def main():
     parser.add_argument("--starts", type=int, default=300, help="EM starts per cell of the reference")
     parser.add_argument("--datasets", default=",".join(CATALOGUE), help="comma-separated names")
     parser.add_argument("--types", default=",".join(TYPES), help="comma-separated covariance types")
-    parser.add_argument("--seeds", default="0-9", help="seeds of the default fits, e.g. 0-9 or 0,3,7")
+    parser.add_argument("--seeds", default=None, help="seeds of the fits, e.g. 0-9 or 0,3,7 (default 0-9; 0 for --workloads)")
     parser.add_argument("--out", default=None, help="write every default fit to this JSON file")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, among {list(TOOLS)}")
     parser.add_argument("--params", default="{}", metavar="JSON",
@@ -537,7 +537,7 @@ def main():
     TOOLS["streamem"] = dict(TOOLS["streamem"], **json.loads(args.params))
     if args.workloads:
         dask.config.set(num_workers=1)
-        workloads(args.workloads.split(","), _seeds(args.seeds if args.seeds != "0-9" else "0"), args.tmp,
+        workloads(args.workloads.split(","), _seeds(args.seeds or "0"), args.tmp,
                   [tool for tool in args.tools.split(",") if tool != "sklearn"])  # fmt: skip
         return
     names, types = args.datasets.split(","), args.types.split(",")
@@ -548,11 +548,11 @@ def main():
         parser.error(f"unknown {unknown}; data sets: {list(CATALOGUE)}, types: {list(TYPES)}")
     dask.config.set(num_workers=1)
     if args.select:
-        select(names, types, _seeds(args.seeds), tools=[tool for tool in tools if tool != "sklearn"])
+        select(names, types, _seeds(args.seeds or "0-9"), tools=[tool for tool in tools if tool != "sklearn"])
         return
     cache = read_cache()
     if not args.reference:
-        share(names, types, _seeds(args.seeds), cache, args.out, tools)
+        share(names, types, _seeds(args.seeds or "0-9"), cache, args.out, tools)
         return
     print(
         "| data set | N x D | K | type | best known | distinct optima | starts at best (1e-6) | within 1e-3 "
