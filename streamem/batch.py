@@ -31,7 +31,7 @@ from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
 from .em import FitState, GaussianModel, Scaling, StandardizedModel, first_best, run_em
-from .init import data_box, initial_states, labelled_start, with_noise
+from .init import data_box, initial_states, labelled_start, priority_sample, with_noise
 from .moves import split_merge
 from .params import CollapsedComponentWarning, InitialParameters, MixtureParams, NoisyParams
 from .prior import Prior
@@ -44,6 +44,11 @@ __all__ = ["FitJob", "GaussianMixture", "fit_candidates", "set_fitted"]
 logger = logging.getLogger(__name__)
 #: iterations of each split-and-merge candidate before the best is chosen, when ``init_iter`` is None
 SHORT_RUN = 10
+#: ``explore_rows="auto"``: the sample's rows, fewer for wide rows (at most ``EXPLORE_BYTES`` of float64)
+EXPLORE_ROWS = 100_000
+EXPLORE_BYTES = 2**28
+#: EM iterations of the sample's fit at most
+EXPLORE_MAX_ITER = 100
 
 
 def _memory_capacity() -> float:
@@ -69,7 +74,10 @@ class FitJob:
     ``covariance_types`` (a table of candidates, :func:`fit_candidates`) replace the
     estimator's own. ``model`` is the model being fitted once it is built (with
     ``data_weight``, the data's total weight, for a variational one), and ``warm_up`` marks
-    an online estimator's batch fit of its first rows. ``weight_scale`` is the power of two
+    an online estimator's batch fit of its first rows. ``explored`` marks a fit whose
+    starts were explored on a sample of the rows (:meth:`GaussianMixture._explore`), and
+    ``iterations`` replaces the estimator's ``max_iter`` (a sample's fit).
+    ``weight_scale`` is the power of two
     the sample weights of a maximum-likelihood fit were scaled by
     (:func:`~streamem.validation.relative_weights`).
     """
@@ -87,6 +95,8 @@ class FitJob:
     model: object = None
     data_weight: float | None = None
     warm_up: bool = False
+    explored: bool = False
+    iterations: int | None = None
     weight_scale: float = 1.0
 
     @classmethod
@@ -95,6 +105,10 @@ class FitJob:
         rows = io.from_numpy(data)
         chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
         return cls(chunked, chunked, initial, random_state, warm_up=warm_up)
+
+    def max_iter(self, estimator) -> int:
+        """The EM iterations of each candidate at most: ``iterations``, or the estimator's."""
+        return estimator.max_iter if self.iterations is None else self.iterations
 
 
 @contextlib.contextmanager
@@ -174,6 +188,18 @@ class GaussianMixture(MixtureBase):
         fixed places); needs three components. A move restarts EM from the moved
         parameters: the history's records after it (``moved``: the merged pair and the
         split component) may start below the objective before it, and end above.
+    explore_rows : int, "auto" or None, default="auto"
+        With more rows than this, the starts are explored on a random sample of this many
+        rows, drawn in the first pass (in proportion to the sample weights, each weighing
+        the rows it stands for: priority sampling, the same rows on any chunking): the
+        initialisation, every start's short run, the best's convergence and the moves run
+        in memory, and the best of each cell goes on alone over all the rows, without
+        moves. Out of core a fit then costs a pass for the sample and EM's passes from a
+        start that is already near its optimum, instead of the initialisation's passes
+        and the starts'. ``"auto"``: 100,000 rows, fewer for rows wider than 335 features
+        (256 MiB of float64). None: every start runs on all the rows. Not with partial
+        labels, frozen parameters, a noise component, given initial parameters or a warm
+        start (their starts are not explored).
     init_params : {"auto", "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", \
 "kmeans"}, default="auto"
         How the candidates are initialised. ``"auto"``: ``"trimmed-k-means||"`` (a start that
@@ -351,6 +377,7 @@ class GaussianMixture(MixtureBase):
         "stopping": [StrOptions(set(STOPPING_RULES))],
         "moves": [StrOptions({"auto", "split-merge"}), None],
         "n_starts": [Interval(Integral, 1, None, closed="left")],
+        "explore_rows": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
     }
 
     def __init__(
@@ -390,6 +417,7 @@ class GaussianMixture(MixtureBase):
         accelerate="squarem",
         stopping="auto",
         moves="auto",
+        explore_rows="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -425,6 +453,7 @@ class GaussianMixture(MixtureBase):
         self.accelerate = accelerate
         self.stopping = stopping
         self.moves = moves
+        self.explore_rows = explore_rows
 
     # ------------------------------------------------------------------ input
 
@@ -591,14 +620,79 @@ class GaussianMixture(MixtureBase):
                 runs, shift = state_to_runs(*job.saved, params_class=self._params_class)
                 logger.info("resuming from the checkpoint at iteration %d", max(r.n_iter for r in runs))
             else:
-                runs, shift = self._initial_runs(job)
-                types = job.covariance_types or [self.covariance_type]
-                if types != [self.covariance_type]:
-                    runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
+                runs, shift = self._explore(job) if self._explores(job) else self._starts(job)
                 self._save_checkpoint(runs, shift, 0, job)
             before = max(run.n_passes for run in runs)
             self._run_em(job, runs, shift)
         return runs, shift, before + job.chunked.passes
+
+    def _starts(self, job: FitJob) -> tuple[list[FitState], np.ndarray]:
+        """The initial candidates (:meth:`_initial_runs`), for each covariance type of a table."""
+        runs, shift = self._initial_runs(job)
+        types = job.covariance_types or [self.covariance_type]
+        if types != [self.covariance_type]:
+            runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
+        return runs, shift
+
+    #: the estimator explores its starts on a sample of the rows (``explore_rows``)
+    _explores_on_sample = True
+
+    def _explore_size(self, n_features: int) -> int | None:
+        """The rows of ``explore_rows``' sample, or None for no sample."""
+        size = getattr(self, "explore_rows", None)
+        if size == "auto":
+            return max(min(EXPLORE_ROWS, EXPLORE_BYTES // (8 * n_features)), 1)
+        return size
+
+    def _explores(self, job: FitJob) -> bool:
+        """Whether the fit explores its starts on a sample (``explore_rows``): more rows than
+        the sample's, and starts to explore (none given, no labels, frozen parameters, noise
+        component or warm start)."""
+        size = self._explore_size(job.chunked.n_features)
+        return (
+            self._explores_on_sample
+            and size is not None
+            and job.chunked.X.shape[0] > size
+            and not job.warm_up
+            and all(value is None for value in job.initial)
+            and job.chunked.labels is None
+            and not self._frozen()
+            and not getattr(self, "noise", None)
+            and not (self.warm_start and hasattr(self, "precisions_cholesky_"))
+        )
+
+    def _explore(self, job: FitJob) -> tuple[list[FitState], np.ndarray]:
+        """The starts of a fit explored on a sample (``explore_rows``): one pass draws the
+        rows (:func:`~streamem.init.priority_sample`), the whole fit runs on them in memory
+        (initialisation, em-EM's starts, convergence, moves), and the best candidate of each
+        cell starts EM over all the rows. On a cluster the sample goes to the workers once,
+        and its passes have the fit's ``timeout``."""
+        size = self._explore_size(job.chunked.n_features)
+        seed = int(job.random_state.randint(np.iinfo(np.int32).max))
+        rows, weights = priority_sample(job.chunked, size, seed)
+
+        def in_memory(values, counter=None) -> ChunkedData:
+            X = self._maybe_persist(io.from_numpy(values), lazy=False)
+            w = self._maybe_persist(da.from_array(weights, chunks=(X.chunks[0],)), lazy=False)
+            return ChunkedData(X, w, timeout=job.chunked.timeout, counter=counter)
+
+        data = in_memory(rows)
+        starting = data  # the initialisation reads standardised rows when the fit standardises
+        if job.scaling is not None:
+            starting = in_memory(((rows - job.scaling.mean) / job.scaling.scale).astype(rows.dtype), data.counter)
+        # (max_iter counts passes over the data, and may grow when a fit resumes)
+        sample = FitJob(data, starting, job.initial, job.random_state, scaling=job.scaling, ks=job.ks,
+                        covariance_types=job.covariance_types, iterations=EXPLORE_MAX_ITER)  # fmt: skip
+        runs, shift = self._starts(sample)
+        self._run_em(sample, runs, shift)
+        best = _cells(runs, self._collapse_test(sample.chunked))
+        logger.info("explored the starts on a sample of %d rows of %d (%d passes over it): %s", len(rows),
+                    job.chunked.X.shape[0], sample.chunked.passes,
+                    ", ".join(f"{r.objective:.6g}" for r in best.values()))  # fmt: skip
+        job.explored = True
+        # the first step over all the rows moves from the sample's optimum to theirs: the
+        # stopping rule reads EM's rate from the steps after it
+        return [FitState(run.params, settle=1) for run in best.values()], shift
 
     def _run_em(self, job: FitJob, runs: list[FitState], shift: np.ndarray) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
@@ -625,14 +719,14 @@ class GaussianMixture(MixtureBase):
                         stopping=resolve_stopping(self.stopping, self.accelerate),
                         passes_before=max(run.n_passes for run in runs))  # fmt: skip
         collapsed = self._collapse_test(chunked)
-        n_starts = self.n_starts
+        n_starts, max_iter = self.n_starts, job.max_iter(self)
         n_cells = len({(run.params.covariance_type, run.params.n_components) for run in runs})
         if self.init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
             # em-EM: every start's short run in the same passes, then the best of each
             # initialisation (n_starts consecutive candidates) goes on
-            choose = self.init_iter < self.max_iter  # (otherwise a resumed fit with more iterations goes on)
+            choose = self.init_iter < max_iter  # (otherwise a resumed fit with more iterations goes on)
             settled = functools.partial(_settled, n_starts=n_starts, init_iter=self.init_iter, collapsed=collapsed)
-            run_em(chunked, runs, max_iter=min(self.init_iter, self.max_iter), **settings,
+            run_em(chunked, runs, max_iter=min(self.init_iter, max_iter), **settings,
                    settled=settled if choose else None)  # fmt: skip
             if choose:
                 groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
@@ -641,7 +735,7 @@ class GaussianMixture(MixtureBase):
                             ", ".join(f"{r.objective:.6g}" for r in kept))  # fmt: skip
                 runs[:] = kept
                 self._save_checkpoint(runs, shift, max(run.n_iter for run in runs), job)
-        run_em(chunked, runs, max_iter=self.max_iter, **settings)
+        run_em(chunked, runs, max_iter=max_iter, **settings)
         if self._split_merge_on(job, runs):
             self._split_merge(job, runs, shift, settings)
         return model
@@ -652,7 +746,7 @@ class GaussianMixture(MixtureBase):
     def _split_merge_on(self, job: FitJob, runs: list[FitState]) -> bool:
         """Whether the fit makes split-and-merge moves: ``moves`` asks for them, and nothing
         ties the components to their places (labels, frozen parameters, a noise component)."""
-        if not self._offers_split_merge or self.moves is None or job.warm_up:
+        if not self._offers_split_merge or self.moves is None or job.warm_up or job.explored:
             return False
         if self.moves == "auto" and all(value is not None for value in job.initial):
             return False  # EM from the parameters the user gave (scikit-learn's iterations from its start)
@@ -667,7 +761,7 @@ class GaussianMixture(MixtureBase):
         short = SHORT_RUN if self.init_iter is None else max(self.init_iter, 1)
 
         def run(candidates, phase):
-            limit = max(c.n_iter for c in candidates) + (short if phase == "short" else self.max_iter)
+            limit = max(c.n_iter for c in candidates) + (short if phase == "short" else job.max_iter(self))
             run_em(chunked, candidates, max_iter=limit, **settings)
 
         converged = [i for i, r in enumerate(runs) if r.converged]

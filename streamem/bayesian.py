@@ -664,7 +664,8 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
             scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
             accelerate=accelerate, stopping=stopping,
         )  # fmt: skip
-        del self.freeze, self.noise  # not parameters here: a posterior is not held, and has no noise component
+        # not parameters here: a posterior is not held, has no noise component, and is not of a sample
+        del self.freeze, self.noise, self.explore_rows
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.step_exponent = step_exponent
         self.step_offset = step_offset

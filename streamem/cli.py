@@ -273,6 +273,19 @@ def _init_iter(value: str) -> int | None:
     return number
 
 
+def _explore_rows(value: str) -> int | str | None:
+    """``--explore-rows``: a number of rows, ``auto`` or ``none``."""
+    if value.lower() in ("auto", "none"):
+        return None if value.lower() == "none" else "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise click.BadParameter(f"expected a number of rows >= 1, auto or none, got {value!r}")
+    return number
+
+
 def _parse_columns(columns: str | None):
     return [c.strip() for c in columns.split(",") if c.strip()] if columns else None
 
@@ -299,6 +312,11 @@ def _parse_columns(columns: str | None):
 @click.option("--init-iter", default="10", show_default=True, callback=lambda ctx, param, value: _init_iter(value),
               help="Iterations of every start before the best is chosen; none runs every start to "
                    "convergence.")  # fmt: skip
+@click.option("--explore-rows", default="auto", show_default=True,
+              callback=lambda ctx, param, value: _explore_rows(value),
+              help="With more rows than this, the starts are explored on a random sample of this many rows "
+                   "(auto: 100,000, fewer for wide rows), and only the best goes on over all of them; none: "
+                   "every start over all the rows.")  # fmt: skip
 @click.option("--accelerate", default="squarem", show_default=True,
               type=click.Choice(["squarem", "quasi-newton", "none"]),
               help="Extrapolated EM steps (SQUAREM, or quasi-Newton steps), or none for plain EM "
@@ -327,8 +345,8 @@ def _parse_columns(columns: str | None):
 @_storage_options
 @_command
 def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, n_starts, moves, init_iter,
-        accelerate, stopping, init_params, seed, columns, scheduler, workers, checkpoint, standardize, out,
-        storage_options, quiet, log_json):  # fmt: skip
+        explore_rows, accelerate, stopping, init_params, seed, columns, scheduler, workers, checkpoint, standardize,
+        out, storage_options, quiet, log_json):  # fmt: skip
     """Fit a mixture to DATA and save it to --out. DATA is a zarr array, .npy, .csv, Parquet
     (a file or a data set), FILE.h5:/group/dataset or FILE.nc:variable; a local path or an
     s3:// (or other fsspec) URL.
@@ -343,7 +361,8 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     check_model_path(out, storage_options)
     X = read_data(data, _parse_columns(columns), storage_options)
     params = dict(tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, n_starts=n_starts,
-                  init_iter=init_iter, moves=None if moves == "none" else moves, init_params=init_params,
+                  init_iter=init_iter, explore_rows=explore_rows, moves=None if moves == "none" else moves,
+                  init_params=init_params,
                   random_state=seed, verbose=2, verbose_interval=1, stopping=stopping,
                   accelerate=None if accelerate == "none" else accelerate)  # fmt: skip
     start = time.perf_counter()

@@ -73,6 +73,7 @@ __all__ = [
     "init_method",
     "initialise",
     "labelled_start",
+    "priority_sample",
     "row_uniforms",
     "sklearn_init_params",
     "summarise",
@@ -181,6 +182,56 @@ def hard_stats(X, sample_weight, centres_list, centre, covariance_type: str, lim
             acc.add_rows(-d2, kept_w, kept, track_worst=False)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PrioritySample:
+    """The ``size`` rows of highest priority seen so far (lowest ``scores``, ties by row
+    index), with their indices and weights: adds like the statistics, so any chunking keeps
+    the same rows."""
+
+    scores: np.ndarray
+    index: np.ndarray
+    rows: np.ndarray
+    weights: np.ndarray
+    size: int
+
+    @classmethod
+    def of(cls, scores, index, rows, weights, size: int) -> PrioritySample:
+        keep = np.lexsort((index, scores))[:size]
+        return cls(scores[keep], index[keep], rows[keep], weights[keep], size)
+
+    def __add__(self, other: PrioritySample) -> PrioritySample:
+        return PrioritySample.of(*(np.concatenate([getattr(self, name), getattr(other, name)])
+                                   for name in ("scores", "index", "rows", "weights")), self.size)  # fmt: skip
+
+
+def _priority_chunk(X, sample_weight, start, seed, size):
+    """The chunk's ``size`` rows of highest priority ``w / (1 - u)`` (scores ``log(1 - u) - log(w)``)."""
+    weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        scores = np.log1p(-row_uniforms(seed, start, len(X))[:, 0]) - np.log(weight)
+    keep = np.flatnonzero(np.isfinite(scores))  # (a row of weight 0 is never drawn)
+    if len(keep) > size:
+        keep = keep[np.argpartition(scores[keep], size - 1)[:size]]
+    return PrioritySample.of(scores[keep], start + keep, np.asarray(X)[keep], weight[keep], size)
+
+
+def priority_sample(data: ChunkedData, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pass: ``size`` rows drawn at random in proportion to their weights, and weights
+    that make any sum over them an unbiased estimate of the same sum over all the rows
+    (priority sampling, Duffield, Lund & Thorup 2007): each row's priority is ``w / (1 - u)``,
+    ``u`` uniform and keyed by the row's index (:func:`row_uniforms`: any chunking draws the
+    same rows); the ``size`` of highest priority are kept, each weighing ``max(w, tau)``,
+    ``tau`` the next priority. Without weights, a uniform sample of rows that weigh
+    ``tau``, about ``n_rows / size``, each. The rows come in the data's order; all of them,
+    with their own weights, when there are no more than ``size``."""
+    drawn = data.map_reduce(_priority_chunk, seed, size + 1, with_index=True)
+    order = np.argsort(drawn.index[:size], kind="stable")
+    weights = drawn.weights[:size]
+    if len(drawn.scores) > size:
+        weights = np.maximum(weights, np.exp(-drawn.scores[size]))
+    return drawn.rows[:size][order], weights[order]
 
 
 def _race_scores(u, *weights):

@@ -398,7 +398,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
             accelerate=accelerate, stopping=stopping, moves=moves,
         )  # fmt: skip
         for name in ("freeze", "noise", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
-                     "covariance_prior", "degrees_of_freedom_prior"):  # fmt: skip
+                     "covariance_prior", "degrees_of_freedom_prior", "explore_rows"):  # fmt: skip
             delattr(self, name)  # not parameters of the t mixture
         self.degrees_of_freedom = degrees_of_freedom
         self.degrees_of_freedom_init = degrees_of_freedom_init

@@ -95,6 +95,8 @@ PROBES = {
         "noise": dict(value="uniform", kind="result"),
         "freeze": dict(value=["means"], kind="result", base=dict(means_init=np.array([[0.0, 0.0], [1.0, 1.0]]))),
         "standardize": dict(value=True, kind="scaler"),
+        # more rows than this: the starts are explored on a sample, which the fit logs
+        "explore_rows": dict(value=100, kind="logs", base=dict(verbose=1), logger="streamem.batch"),
         "feature_dim": dict(value="feature", kind="result", data=_xarray, select_default_error="n_samples"),
     },
     streamem.StudentTMixture: {
@@ -330,6 +332,7 @@ CLI_OPTIONS = {
     "--n-starts": ("n_starts", "3"),
     "--init-iter": ("init_iter", "5"),
     "--moves": ("moves", "none"),
+    "--explore-rows": ("explore_rows", "300"),
     "--accelerate": ("accelerate", "quasi-newton"),
     "--stopping": ("stopping", "change"),
     "--init": ("init_params", "k-means++"),

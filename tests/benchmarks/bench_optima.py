@@ -83,7 +83,10 @@ chooses by BIC, and how many seeds choose the most chosen one (the target: 9 of 
 **Out of core**, ``--workloads W1,W3``: bench_core's workloads (W1: 1,000,000 x 16, K=16
 full; W3: 500,000 x 64, K=32 diag) written to a zarr store on disk (``--tmp``), fitted from
 it by each streamem tool with ``random_state`` from ``--seeds`` (default 0): passes,
-iterations, seconds, seconds per pass, and the mean log-likelihood per row.
+iterations, seconds, seconds per pass, and the mean log-likelihood per row. The tools:
+streamem's defaults (the starts explored on a sample of 100,000 rows), the same with
+``explore_rows=None`` (``streamem-all-rows``: every start over all the rows), and
+``streamem-1`` (one start over all the rows without moves: the default before em-EM).
 """
 
 from __future__ import annotations
@@ -110,9 +113,11 @@ REG_COVAR, TOL, MAX_ITER = 1e-6, 1e-10, 5000
 SAME, REACHED = 1e-6, 1e-3  # nats per row: one optimum; a fit at the best known
 SQUEEZE, MIN_WEIGHT = 1e-3, 0.01
 #: the fits compared, each a GaussianMixture with these parameters besides its defaults:
-#: streamem's, streamem's with one k-means|| start (its default before em-EM, and the same fit
-#: bit for bit), scikit-learn's
-TOOLS = {"streamem": {}, "streamem-1": {"n_starts": 1, "moves": None}, "sklearn": {}}
+#: streamem's, streamem's with one k-means|| start over all the rows (its default before em-EM,
+#: and the same fit bit for bit), scikit-learn's, and streamem's with every start over all the
+#: rows (no sample: the same as its defaults on fewer than 100,000 rows, so only for --workloads)
+TOOLS = {"streamem": {}, "streamem-1": {"n_starts": 1, "moves": None, "explore_rows": None}, "sklearn": {},
+         "streamem-all-rows": {"explore_rows": None}}
 BATCH = 4_000_000  # starts run together: K x N x D values each, at most this many in all
 
 # ---------------------------------------------------------------------------- data
@@ -465,11 +470,12 @@ def select(names, types, seeds, ks=range(1, 10), tools=("streamem", "streamem-1"
 # ---------------------------------------------------------------------------- out of core
 
 
-def workloads(names, seeds, tmp=None, tools=("streamem", "streamem-1")):
+def workloads(names, seeds, tmp=None, tools=("streamem", "streamem-all-rows", "streamem-1")):
     """bench_core's workloads (W1: 1,000,000 x 16, K=16 full; W3: 500,000 x 64, K=32 diag)
     from a zarr store on disk in chunks of 100,000 rows, fitted by each tool (streamem's
-    defaults, and its single k-means|| start without moves): passes, seconds, seconds per
-    pass and the mean log-likelihood per row."""
+    defaults, with its starts explored on a sample; the same over all the rows; its single
+    k-means|| start without moves over all the rows): passes, seconds, seconds per pass and
+    the mean log-likelihood per row."""
     import shutil
     import tempfile
 
@@ -525,7 +531,8 @@ def main():
     parser.add_argument("--types", default=",".join(TYPES), help="comma-separated covariance types")
     parser.add_argument("--seeds", default=None, help="seeds of the fits, e.g. 0-9 or 0,3,7 (default 0-9; 0 for --workloads)")
     parser.add_argument("--out", default=None, help="write every default fit to this JSON file")
-    parser.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated, among {list(TOOLS)}")
+    parser.add_argument("--tools", default=None, help=f"comma-separated, among {list(TOOLS)} (default: "
+                        "streamem, streamem-1 and sklearn; for --workloads streamem, streamem-all-rows and streamem-1)")
     parser.add_argument("--params", default="{}", metavar="JSON",
                         help='more parameters of the streamem tool, e.g. \'{"n_starts": 20, "init_iter": 10}\'')
     parser.add_argument("--select", action="store_true",
@@ -537,11 +544,12 @@ def main():
     TOOLS["streamem"] = dict(TOOLS["streamem"], **json.loads(args.params))
     if args.workloads:
         dask.config.set(num_workers=1)
+        tools = (args.tools or "streamem,streamem-all-rows,streamem-1").split(",")
         workloads(args.workloads.split(","), _seeds(args.seeds or "0"), args.tmp,
-                  [tool for tool in args.tools.split(",") if tool != "sklearn"])  # fmt: skip
+                  [tool for tool in tools if tool != "sklearn"])  # fmt: skip
         return
     names, types = args.datasets.split(","), args.types.split(",")
-    tools = args.tools.split(",")
+    tools = (args.tools or "streamem,streamem-1,sklearn").split(",")
     unknown = [n for n in names if n not in CATALOGUE] + [t for t in types if t not in TYPES]
     unknown += [tool for tool in tools if tool not in TOOLS]
     if unknown:
