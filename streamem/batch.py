@@ -30,7 +30,7 @@ from .accelerate import ACCELERATIONS, STOPPING_RULES, resolve_stopping
 from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
-from .em import FitState, GaussianModel, Scaling, StandardizedModel, first_best, run_em
+from .em import FitState, GaussianModel, Scaling, StandardizedModel, best_of, run_em
 from .init import data_box, initial_states, labelled_start, priority_sample, with_noise
 from .moves import split_merge
 from .params import CollapsedComponentWarning, InitialParameters, MixtureParams, NoisyParams
@@ -47,8 +47,9 @@ SHORT_RUN = 10
 #: ``explore_rows="auto"``: the sample's rows, fewer for wide rows (at most ``EXPLORE_BYTES`` of float64)
 EXPLORE_ROWS = 100_000
 EXPLORE_BYTES = 2**28
-#: EM iterations of the sample's fit at most
+#: EM iterations of the sample's fit at most, and its convergence threshold at the finest
 EXPLORE_MAX_ITER = 100
+EXPLORE_TOL = 1e-3
 
 
 def _memory_capacity() -> float:
@@ -75,8 +76,10 @@ class FitJob:
     estimator's own. ``model`` is the model being fitted once it is built (with
     ``data_weight``, the data's total weight, for a variational one), and ``warm_up`` marks
     an online estimator's batch fit of its first rows. ``explored`` marks a fit whose
-    starts were explored on a sample of the rows (:meth:`GaussianMixture._explore`), and
-    ``iterations`` replaces the estimator's ``max_iter`` (a sample's fit).
+    starts were explored on a sample of the rows (:meth:`GaussianMixture._explore`),
+    ``sample`` the fit of that sample (whose lines say so); ``iterations`` and ``tolerance``
+    replace the estimator's ``max_iter`` and ``tol``. ``unmoved`` holds the candidates as they were before the
+    split-and-merge moves.
     ``weight_scale`` is the power of two
     the sample weights of a maximum-likelihood fit were scaled by
     (:func:`~streamem.validation.relative_weights`).
@@ -96,7 +99,10 @@ class FitJob:
     data_weight: float | None = None
     warm_up: bool = False
     explored: bool = False
+    sample: bool = False
+    unmoved: list | None = None
     iterations: int | None = None
+    tolerance: float | None = None
     weight_scale: float = 1.0
 
     @classmethod
@@ -109,6 +115,10 @@ class FitJob:
     def max_iter(self, estimator) -> int:
         """The EM iterations of each candidate at most: ``iterations``, or the estimator's."""
         return estimator.max_iter if self.iterations is None else self.iterations
+
+    def tol(self, estimator) -> float:
+        """The convergence threshold: ``tolerance``, or the estimator's."""
+        return estimator.tol if self.tolerance is None else self.tolerance
 
 
 @contextlib.contextmanager
@@ -193,10 +203,12 @@ class GaussianMixture(MixtureBase):
         rows, drawn in the first pass (in proportion to the sample weights, each weighing
         the rows it stands for: priority sampling, the same rows on any chunking): the
         initialisation, every start's short run, the best's convergence and the moves run
-        in memory, and the best of each cell goes on alone over all the rows, without
-        moves. Out of core a fit then costs a pass for the sample and EM's passes from a
-        start that is already near its optimum, instead of the initialisation's passes
-        and the starts'. ``"auto"``: 100,000 rows, fewer for rows wider than 335 features
+        in memory (to ``tol``, no finer than 1e-3, in 100 iterations at most), and the best
+        of each cell goes on alone over all the rows, without moves (with the optimum it
+        had before the moves too, when they won: the first pass keeps the better). Out of
+        core a fit then costs a pass for the sample and EM's passes from a start that is
+        already near its optimum, instead of the initialisation's passes and the starts'.
+        ``"auto"``: 100,000 rows, fewer for rows wider than 335 features
         (256 MiB of float64). None: every start runs on all the rows. Not with partial
         labels, frozen parameters, a noise component, given initial parameters or a warm
         start (their starts are not explored).
@@ -680,19 +692,30 @@ class GaussianMixture(MixtureBase):
         starting = data  # the initialisation reads standardised rows when the fit standardises
         if job.scaling is not None:
             starting = in_memory(((rows - job.scaling.mean) / job.scaling.scale).astype(rows.dtype), data.counter)
-        # (max_iter counts passes over the data, and may grow when a fit resumes)
+        # (max_iter counts passes over the data, and may grow when a fit resumes; the
+        # sample's optimum is the data's only to its sampling error, so no finer tol)
         sample = FitJob(data, starting, job.initial, job.random_state, scaling=job.scaling, ks=job.ks,
-                        covariance_types=job.covariance_types, iterations=EXPLORE_MAX_ITER)  # fmt: skip
+                        covariance_types=job.covariance_types, sample=True, iterations=EXPLORE_MAX_ITER,
+                        tolerance=max(self.tol, EXPLORE_TOL))  # fmt: skip
         runs, shift = self._starts(sample)
         self._run_em(sample, runs, shift)
-        best = _cells(runs, self._collapse_test(sample.chunked))
+        collapsed = self._collapse_test(sample.chunked)
+        best = _cells(runs, collapsed)
+        unmoved = _cells(sample.unmoved, collapsed) if sample.unmoved is not None else {}
         logger.info("explored the starts on a sample of %d rows of %d (%d passes over it): %s", len(rows),
                     job.chunked.X.shape[0], sample.chunked.passes,
                     ", ".join(f"{r.objective:.6g}" for r in best.values()))  # fmt: skip
         job.explored = True
         # the first step over all the rows moves from the sample's optimum to theirs: the
-        # stopping rule reads EM's rate from the steps after it
-        return [FitState(run.params, settle=1) for run in best.values()], shift
+        # stopping rule reads EM's rate from the steps after it. A cell whose moves won on
+        # the sample starts from both optima, and the first pass keeps the better (a
+        # sample tells optima within its sampling error of each other apart by chance).
+        starts = []
+        for key, state in best.items():
+            starts.append(FitState(state.params, settle=1))
+            if unmoved.get(key, state) is not state:
+                starts.append(FitState(unmoved[key].params, settle=1))
+        return starts, shift
 
     def _run_em(self, job: FitJob, runs: list[FitState], shift: np.ndarray) -> GaussianModel:
         """EM for every candidate, all in the same passes; a checkpoint and, with ``verbose
@@ -708,19 +731,24 @@ class GaussianMixture(MixtureBase):
                         step = "" if record["step"] == 1.0 else f", step {record['step']:.3g}" + (
                             "" if record["accepted"] else " rejected")
                         logger.info(
-                            "candidate %d, iteration %d (pass %d): log-likelihood %.8g, change %.3g%s, %.3fs, "
-                            "%d chunks", index, n_iter, record["passes"], record["log_likelihood"], record["change"],
-                            step, record["seconds"], chunks,
-                            extra={"streamem": dict(record, candidate=index, chunks=chunks)},
+                            "%scandidate %d, iteration %d (pass %d): log-likelihood %.8g, change %.3g%s, %.3fs, "
+                            "%d chunks", "sample: " if job.sample else "", index, n_iter, record["passes"],
+                            record["log_likelihood"], record["change"], step, record["seconds"], chunks,
+                            extra={"streamem": dict(record, candidate=index, chunks=chunks, sample=job.sample)},
                         )  # fmt: skip
             self._save_checkpoint(runs, shift, n_iter, job)
 
-        settings = dict(model=model, tol=self.tol, on_iteration=on_iteration, accelerate=self.accelerate,
+        settings = dict(model=model, tol=job.tol(self), on_iteration=on_iteration, accelerate=self.accelerate,
                         stopping=resolve_stopping(self.stopping, self.accelerate),
                         passes_before=max(run.n_passes for run in runs))  # fmt: skip
         collapsed = self._collapse_test(chunked)
         n_starts, max_iter = self.n_starts, job.max_iter(self)
         n_cells = len({(run.params.covariance_type, run.params.n_components) for run in runs})
+        if len(runs) > n_cells and all(run.settle > 0 and run.n_iter == 0 for run in runs):
+            # a sample's optima of a cell (_explore): the first pass over all the rows keeps the better
+            run_em(chunked, runs, max_iter=min(1, max_iter), **settings)
+            runs[:] = list(_cells(runs, collapsed).values())
+            self._save_checkpoint(runs, shift, max(run.n_iter for run in runs), job)
         if self.init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
             # em-EM: every start's short run in the same passes, then the best of each
             # initialisation (n_starts consecutive candidates) goes on
@@ -730,7 +758,7 @@ class GaussianMixture(MixtureBase):
                    settled=settled if choose else None)  # fmt: skip
             if choose:
                 groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
-                kept = [_best(group, collapsed) for group in groups]
+                kept = [best_of(group, collapsed) for group in groups]
                 logger.info("kept the best of %d starts after %d iterations: %s", n_starts, self.init_iter,
                             ", ".join(f"{r.objective:.6g}" for r in kept))  # fmt: skip
                 runs[:] = kept
@@ -756,7 +784,9 @@ class GaussianMixture(MixtureBase):
     def _split_merge(self, job: FitJob, runs: list[FitState], shift, settings: dict) -> None:
         """Split-and-merge moves (:mod:`streamem.moves`) on every converged candidate, all in
         the same passes; each candidate replaced by the result of the moves that raised its
-        objective."""
+        objective. In a table of several numbers of components, each cell's best candidate is
+        offered its neighbours' solutions too, split or merged to its K, in the same rounds
+        (``table`` of :func:`~streamem.moves.split_merge`)."""
         chunked = job.chunked
         short = SHORT_RUN if self.init_iter is None else max(self.init_iter, 1)
 
@@ -764,12 +794,11 @@ class GaussianMixture(MixtureBase):
             limit = max(c.n_iter for c in candidates) + (short if phase == "short" else job.max_iter(self))
             run_em(chunked, candidates, max_iter=limit, **settings)
 
-        converged = [i for i, r in enumerate(runs) if r.converged]
         source = chunked.complete_rows() if self.missing == "marginalize" else chunked
         collapsed = self._collapse_test(chunked)
-        moved = split_merge(source, [runs[i] for i in converged], run, self.reg_covar, job.scaling, collapsed)
-        for i, state in zip(converged, moved):
-            runs[i] = state
+        table = job.ks is not None and len(set(job.ks)) > 1
+        job.unmoved = list(runs)
+        runs[:] = split_merge(source, runs, run, self.reg_covar, job.scaling, collapsed, table=table)
         self._save_checkpoint(runs, shift, max(r.n_iter for r in runs), job)
 
     def _fit_rows(self, data: np.ndarray, weights) -> tuple[MixtureParams, np.ndarray, object]:
@@ -1046,29 +1075,20 @@ def fit_candidates(
 
 def _cells(runs: list[FitState], collapsed=None) -> dict:
     """The best candidate of each (covariance type, number of components), in the order the
-    cells first appear (:func:`_best`)."""
+    cells first appear (:func:`~streamem.em.best_of`)."""
     cells: dict = {}
     for run in runs:
         cells.setdefault((run.params.covariance_type, run.params.n_components), []).append(run)
-    best = {key: _best(group, collapsed) for key, group in cells.items()}
+    best = {key: best_of(group, collapsed) for key, group in cells.items()}
     failed = [run.failure for run in best.values() if run.failure is not None]
     if failed:  # every candidate of a cell failed
         raise ValueError(failed[0])
     return best
 
 
-def _best(runs: list[FitState], collapsed=None) -> FitState:
-    """The best of some candidates: those that did not fail, then those with the fewest
-    collapsed components (``collapsed(params)``, :meth:`GaussianMixture._collapse_test`;
-    none counted without it), then the highest objective (:func:`~streamem.em.first_best`)."""
-    tiers = [(run.failure is None, 0 if collapsed is None else -collapsed(run.params)) for run in runs]
-    top = max(tiers)
-    return first_best([run for run, t in zip(runs, tiers) if t == top])
-
-
 def _settled(states: list[FitState], n_starts: int, init_iter: int, collapsed=None) -> list[FitState]:
     """em-EM's starts that can no longer be chosen after ``init_iter`` iterations: in each
-    group of ``n_starts`` (an initialisation's), once the best (:func:`_best`: none is
+    group of ``n_starts`` (an initialisation's), once the best (:func:`~streamem.em.best_of`: none is
     better placed by failure or collapse) has converged, a start still running whose
     objective, plus its last change for each iteration it has left, stays below the
     best's. EM's changes shrink as it nears its maximum, so the start would end below it;
@@ -1077,7 +1097,7 @@ def _settled(states: list[FitState], n_starts: int, init_iter: int, collapsed=No
     out = []
     for first in range(0, len(states), n_starts):
         group = states[first : first + n_starts]
-        leader = _best(group, collapsed)
+        leader = best_of(group, collapsed)
         if not leader.converged or leader.failure is not None:
             continue
         for state in group:

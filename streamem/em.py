@@ -44,13 +44,13 @@ from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 from .validation import check_total_weight
 
-__all__ = ["FitState", "GaussianModel", "first_best", "run_em"]
+__all__ = ["FitState", "GaussianModel", "best_of", "first_best", "run_em"]
 
 HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective", "passes", "step", "accepted")
 #: what a model's M-step may do besides its update, as history entries: components re-seeded
 #: (a list of them), pairs of components merged (a list of pairs), components put in a new
 #: order (the old index of each)
-MOVES = ("reseeded", "merged", "reordered", "moved")
+MOVES = ("reseeded", "merged", "reordered", "moved", "neighbour")
 #: history entries kept as integers and as booleans
 _INTEGER_KEYS, _BOOLEAN_KEYS = ("iteration", "passes"), ("accepted",)
 
@@ -325,6 +325,15 @@ def first_best(states: list[FitState]) -> FitState:
     if not np.isfinite(highest):
         return states[0] if highest == -np.inf else max(states, key=lambda state: state.objective)
     return next(state for state in states if state.objective >= highest - TIE * (1.0 + abs(highest)))
+
+
+def best_of(states: list[FitState], collapsed=None) -> FitState:
+    """The best of some candidates: those that did not fail, then those with the fewest
+    collapsed components (``collapsed(params)``, the estimator's ``_collapse_test``; none
+    counted without it), then the highest objective (:func:`first_best`)."""
+    tiers = [(state.failure is None, 0 if collapsed is None else -collapsed(state.params)) for state in states]
+    top = max(tiers)
+    return first_best([state for state, tier in zip(states, tiers) if tier == top])
 
 
 def run_em(

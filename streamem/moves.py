@@ -39,7 +39,7 @@ import logging
 import numpy as np
 
 from .covariance import get_covariance
-from .em import FitState, first_best
+from .em import FitState, best_of, first_best
 from .params import MixtureParams
 from .stats import iter_blocks
 from .validation import check_finite
@@ -129,29 +129,59 @@ def _split_order(stats: MoveStats, n_features: int) -> list[int]:
     return [int(k) for k in np.argsort(-deviation, kind="stable")]
 
 
-def _moved(params: MixtureParams, stats: MoveStats, i: int, j: int, k: int, reg_covar: float) -> MixtureParams:
-    """``params`` with components ``i`` and ``j`` merged and ``k`` split (the merged one in
-    ``i``'s place, the halves of ``k`` in ``j``'s and ``k``'s)."""
-    K, D = params.means.shape
-    weights, means = params.weights.copy(), params.means.copy()
-    full = params.full_covariances.copy()
+def _merged(weights, means, full, i: int, j: int):
+    """The weight, mean and covariance of components ``i`` and ``j`` moment-matched into one."""
     w = weights[i] + weights[j]
     mean = (weights[i] * means[i] + weights[j] * means[j]) / w
     spread = [means[c] - mean for c in (i, j)]
-    full[i] = (weights[i] * (full[i] + np.outer(spread[0], spread[0]))
-               + weights[j] * (full[j] + np.outer(spread[1], spread[1]))) / w  # fmt: skip
-    weights[i], means[i] = w, mean
+    covariance = (weights[i] * (full[i] + np.outer(spread[0], spread[0]))
+                  + weights[j] * (full[j] + np.outer(spread[1], spread[1]))) / w  # fmt: skip
+    return w, mean, covariance
+
+
+def _halves(weights, means, full, stats: MoveStats, k: int, reg_covar: float):
+    """The two halves of component ``k``: their weight, means and covariance (the pair's
+    moments are the component's), apart along the principal axis of its scatter."""
     own = stats.scatter[k] / max(stats.nk[k], 1e-300) if stats.nk[k] > 0 else full[k]
     values, vectors = np.linalg.eigh(own)
     offset = SPLIT_OFFSET * np.sqrt(max(values[-1], 0.0)) * vectors[:, -1]
-    halved = full[k] - np.outer(offset, offset)
-    halved = _at_least(halved, reg_covar)
-    weights[j] = weights[k] = weights[k] / 2
-    means[j], means[k] = means[k] + offset, means[k] - offset
-    full[j] = full[k] = halved
-    covariance = get_covariance(params.covariance_type)
-    covariances = covariance.from_full(full, weights)
-    return params.with_components(weights, means, covariances, origin=[k if c == j else c for c in range(K)])
+    halved = _at_least(full[k] - np.outer(offset, offset), reg_covar)
+    return weights[k] / 2, means[k] + offset, means[k] - offset, halved
+
+
+def _new_params(params: MixtureParams, weights, means, full, origin) -> MixtureParams:
+    covariances = get_covariance(params.covariance_type).from_full(full, weights)
+    return params.with_components(weights, means, covariances, origin=origin)
+
+
+def _moved(params: MixtureParams, stats: MoveStats, i: int, j: int, k: int, reg_covar: float) -> MixtureParams:
+    """``params`` with components ``i`` and ``j`` merged and ``k`` split (the merged one in
+    ``i``'s place, the halves of ``k`` in ``j``'s and ``k``'s)."""
+    K = params.n_components
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    halves = _halves(weights, means, full, stats, k, reg_covar)
+    weights[i], means[i], full[i] = _merged(weights, means, full, i, j)
+    weights[j] = weights[k] = halves[0]
+    means[j], means[k] = halves[1], halves[2]
+    full[j] = full[k] = halves[3]
+    return _new_params(params, weights, means, full, origin=[k if c == j else c for c in range(K)])
+
+
+def _merged_one(params: MixtureParams, i: int, j: int) -> MixtureParams:
+    """``params`` with components ``i`` and ``j`` merged (in ``i``'s place): one component fewer."""
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    weights[i], means[i], full[i] = _merged(weights, means, full, i, j)
+    keep = [c for c in range(params.n_components) if c != j]
+    return _new_params(params, weights[keep], means[keep], full[keep], origin=keep)
+
+
+def _split_one(params: MixtureParams, stats: MoveStats, k: int, reg_covar: float) -> MixtureParams:
+    """``params`` with component ``k`` split (one half in its place, the other last): one more."""
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    w, plus, minus, halved = _halves(weights, means, full, stats, k, reg_covar)
+    weights[k], means[k], full[k] = w, plus, halved
+    return _new_params(params, np.append(weights, w), np.vstack([means, minus]), np.concatenate([full, halved[None]]),
+                       origin=[*range(params.n_components), k])  # fmt: skip
 
 
 def _at_least(matrix: np.ndarray, floor: float) -> np.ndarray:
@@ -179,51 +209,94 @@ def proposals(params: MixtureParams, stats: MoveStats, reg_covar: float, n_candi
 
 
 def split_merge(data, states: list, run, reg_covar: float, scaling=None, collapsed=None,
-                max_rounds: int = MAX_ROUNDS) -> list:  # fmt: skip
-    """Moves on ``states`` (converged :class:`~streamem.em.FitState`, one per cell of a
-    fit) until none raises a state's objective, all states' moves in the same passes: each
-    round one pass of :class:`MoveStats` (over ``data``, whose rows are in the data's units
-    when the states are in ``scaling``'s standardised ones), then ``run(candidates, phase)``
-    (EM of the candidates in shared passes: ``phase`` ``"short"`` for the comparison,
-    ``"long"`` for the winners' convergence). ``collapsed(params)``: how many components
-    have collapsed (a move that collapses more, into a spurious maximum, is not kept).
-    Returns the states, each replaced by the candidate of every move that raised its
-    objective."""
+                max_rounds: int = MAX_ROUNDS, table: bool = False) -> list:  # fmt: skip
+    """Moves on ``states`` (the :class:`~streamem.em.FitState` of a fit's candidates) until
+    none raises a state's objective, all states' moves in the same passes: each round one
+    pass of :class:`MoveStats` of the converged states (over ``data``, whose rows are in
+    the data's units when the states are in ``scaling``'s standardised ones), then
+    ``run(candidates, phase)`` (EM of the candidates in shared passes: ``phase``
+    ``"short"`` for the comparison, ``"long"`` for the winners' convergence).
+    ``collapsed(params)``: how many components have collapsed (a move that collapses more,
+    into a spurious maximum, is not kept).
+
+    With ``table`` (the cells of a model table: states of several numbers of components),
+    each cell's lead (:func:`~streamem.em.best_of`) is also offered its neighbours' solutions
+    in the same round (:func:`_neighbour_offers`), so that an optimum one cell found reaches
+    the next. Returns the states, each replaced by the candidate of every move that raised
+    its objective."""
     states = list(states)
-    active = [i for i, state in enumerate(states) if state.params.n_components >= 3]
+
+    def movable(n):
+        return states[n].converged and states[n].failure is None and (table or states[n].params.n_components >= 3)
+
+    active = [n for n in range(len(states)) if movable(n)]
     for _ in range(max_rounds):
         if not active:
             break
-        passed = [states[i].params for i in active]
+        passed = [states[n].params for n in active]
         if scaling is not None:
             passed = [params.affine(scaling.mean, scaling.scale) for params in passed]
         totals = data.map_reduce(move_stats_chunk, passed, combine=_add_lists)
-        candidates = {}
-        for i, stats in zip(active, totals):
-            if scaling is not None:  # the scatter in the standardised units
-                stats = dataclasses.replace(stats, scatter=stats.scatter / np.outer(scaling.scale, scaling.scale))
-            candidates[i] = [_moved_state(states[i], params, triple)
-                             for params, triple in proposals(states[i].params, stats, reg_covar)]  # fmt: skip
-        flat = [candidate for i in active for candidate in candidates[i]]
+        if scaling is not None:  # the scatter in the standardised units
+            scale = np.outer(scaling.scale, scaling.scale)
+            totals = [dataclasses.replace(t, scatter=t.scatter / scale) for t in totals]
+        candidates: dict[int, list] = {}
+        for n, stats in zip(active, totals):
+            candidates[n] = [_moved_state(states[n], params, {"moved": [int(v) for v in triple]})
+                             for params, triple in proposals(states[n].params, stats, reg_covar)]  # fmt: skip
+        if table:
+            for target, offer in _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed):
+                candidates.setdefault(target, []).append(offer)
+        flat = [candidate for cell in candidates.values() for candidate in cell]
         if not flat:
             break
         run(flat, "short")
         winners = {}
-        for i in active:
-            kept = [c for c in candidates[i] if c.objective > states[i].objective + MOVE_GAIN]
-            kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[i])]
+        for n, cell in candidates.items():
+            kept = [c for c in cell if c.objective > states[n].objective + MOVE_GAIN]
+            kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[n])]
             if kept:
-                winners[i] = first_best(kept)
+                winners[n] = first_best(kept)
         if not winners:
             break
         run(list(winners.values()), "long")
-        winners = {i: best for i, best in winners.items() if _no_more_collapsed(collapsed, best, states[i])}
-        for i, best in winners.items():
-            logger.info("split-and-merge move %s: objective %.8g -> %.8g", best.history[states[i].n_iter]["moved"],
-                        states[i].objective, best.objective)  # fmt: skip
-            states[i] = best
-        active = list(winners)
+        winners = {n: best for n, best in winners.items() if _no_more_collapsed(collapsed, best, states[n])}
+        for n, best in winners.items():
+            record = best.history[states[n].n_iter]
+            logger.info("%s %s: objective %.8g -> %.8g", "split-and-merge move" if "moved" in record else
+                        "a neighbour's solution", record.get("moved", record.get("neighbour")), states[n].objective,
+                        best.objective)  # fmt: skip
+            states[n] = best
+        active = [n for n in winners if movable(n)]
     return states
+
+
+def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=None):
+    """``(target, candidate)`` pairs: each cell's lead (a state of each (covariance type, K),
+    :func:`~streamem.em.best_of`) whose :class:`MoveStats` are in ``stats`` (by index),
+    split (its ``MOVE_CANDIDATES`` components least like a Gaussian, one at a time) as a
+    start for the lead of the K + 1 cell, and merged (its ``MOVE_CANDIDATES`` pairs that
+    share the most rows, of those that share any) as one for the K - 1 cell's (K - 1 >= 2)."""
+    cells: dict = {}
+    for n, state in enumerate(states):
+        cells.setdefault((state.params.covariance_type, state.params.n_components), []).append(n)
+    leads = {}
+    for key, members in cells.items():
+        lead = best_of([states[n] for n in members], collapsed)
+        leads[key] = next(n for n in members if states[n] is lead)
+    for (kind, K), n in leads.items():
+        if n not in stats:
+            continue
+        params, own = states[n].params, stats[n]
+        above, below = leads.get((kind, K + 1)), leads.get((kind, K - 1))
+        if above is not None and states[above].failure is None:
+            for k in [k for k in _split_order(own, params.n_features) if own.nk[k] > 0][:MOVE_CANDIDATES]:
+                move = {"neighbour": {"n_components": K, "split": k}}
+                yield above, _moved_state(states[above], _split_one(params, own, k, reg_covar), move)
+        if below is not None and K > 2 and states[below].failure is None:
+            for i, j in _merge_order(own)[:MOVE_CANDIDATES]:
+                move = {"neighbour": {"n_components": K, "merged": [i, j]}}
+                yield below, _moved_state(states[below], _merged_one(params, i, j), move)
 
 
 def _no_more_collapsed(collapsed, candidate, state) -> bool:
@@ -234,8 +307,9 @@ def _add_lists(a, b):
     return [x + y for x, y in zip(a, b, strict=True)]
 
 
-def _moved_state(state, params, triple):
+def _moved_state(state, params, move: dict):
     """A candidate that goes on from ``state``'s history with moved parameters; its first
-    record says which move (``moved``: merged ``i`` and ``j``, split ``k``)."""
+    record says which move (``moved``: merged ``i`` and ``j``, split ``k``; ``neighbour``:
+    the neighbouring cell's solution it comes from, and the pair merged or the component split)."""
     return FitState(params, n_iter=state.n_iter, history=list(state.history), means_history=list(state.means_history),
-                    n_passes=state.n_passes, move={"moved": [int(v) for v in triple]})  # fmt: skip
+                    n_passes=state.n_passes, move=move)  # fmt: skip

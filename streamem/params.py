@@ -178,8 +178,8 @@ class MixtureParams:
           components' pooled variance in that direction (the smallest eigenvalue of its
           covariance in the coordinates that whiten their weighted mean), and it is small
           (a weight below :data:`SPURIOUS_WEIGHT`: a small weight and a small variance) or
-          that variance is ``reg_covar``'s floor (below twice it: its rows share a value
-          in that direction, as rounded data's do).
+          its own smallest variance is ``reg_covar``'s floor (below twice it: its rows
+          share a value in some direction, as rounded data's do).
         """
         K, D = self.means.shape
         needed = 2 * {"full": D + 1, "tied": 1}.get(self.covariance_type, 2)
@@ -194,11 +194,8 @@ class MixtureParams:
             return int(few.sum())
         values, vectors = np.linalg.eigh(white @ full @ white.T)
         squeezed = values[:, 0] < SPURIOUS_SQUEEZE
-        # the component's own variance along that direction (back in the data's coordinates)
-        direction = np.linalg.solve(white, vectors[:, :, 0].T).T
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        own = np.einsum("ki,kij,kj->k", direction, full, direction)
-        floored = own < 2.0 * reg_covar
+        # the component's own smallest variance, in the data's coordinates
+        floored = np.linalg.eigvalsh(full)[:, 0] < 2.0 * reg_covar
         return int((few | (squeezed & ((self.weights < SPURIOUS_WEIGHT) | floored))).sum())
 
     def n_parameters(self) -> int:

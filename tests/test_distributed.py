@@ -95,7 +95,8 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     with local_cluster(2, memory_limit="1GB", dashboard_address=None) as cluster, Client(cluster) as client:
         workers_before = set(client.scheduler_info()["workers"])
         with caplog.at_level("INFO", logger="streamem"):
-            gm = streamem.GaussianMixture(4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto")
+            gm = streamem.GaussianMixture(4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto",
+                                          explore_rows=None)  # every pass over all the rows
             gm.fit(str(data))
         assert any("does not fit" in r.message for r in caplog.records)
         assert set(client.scheduler_info()["workers"]) == workers_before  # no worker restarted

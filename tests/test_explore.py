@@ -88,9 +88,13 @@ def test_a_fit_explored_on_a_sample_reaches_the_optimum_in_fewer_passes(caplog):
     X = _clusters(seed=3, spread=4.0)
     common = dict(random_state=0)
     with caplog.at_level(logging.INFO, logger="streamem"):
-        explored = _fit(streamem.GaussianMixture(6, explore_rows=3000, verbose=1, **common), X)
+        explored = _fit(streamem.GaussianMixture(6, explore_rows=3000, verbose=2, verbose_interval=1, **common), X)
     everywhere = _fit(streamem.GaussianMixture(6, explore_rows=None, **common), X)
     assert "explored the starts on a sample of 3000 rows of 20000" in caplog.text
+    lines = [record.getMessage() for record in caplog.records if "iteration" in record.getMessage()]
+    # the sample's iterations say so; the others are one per pass over all the rows
+    assert any(line.startswith("sample: candidate") for line in lines)
+    assert sum(line.startswith("candidate") for line in lines) == explored.n_iter_
     # one pass draws the sample; every other pass is an EM iteration over all the rows
     assert explored.n_passes_ == 1 + explored.n_iter_
     assert explored.n_passes_ < everywhere.n_passes_ / 2

@@ -145,3 +145,66 @@ def test_no_move_between_components_that_share_no_rows(stuck):
     assert proposals(params, stats, 1e-6) == []
     assert moved.n_passes_ == plain.n_passes_ + 1
     np.testing.assert_array_equal(moved.means_, plain.means_)
+
+
+def _digits_plane():
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    return PCA(2, svd_solver="full").fit_transform(load_digits().data / 16.0)
+
+
+def test_a_table_cell_reaches_the_optimum_its_neighbour_shows(monkeypatch):
+    """On the digits' first two principal components, seven full components have an optimum
+    (-2.10097 nats per row) that few starts reach, and that merging a pair of the eight
+    components' optimum reaches: with its neighbours' solutions on offer, the K=7 cell gets
+    there and BIC chooses it, as it chooses it where the cell gets there by itself."""
+    import streamem.moves
+
+    X = _digits_plane()
+
+    def table(seed):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = streamem.select_n_components(X, range(6, 9), random_state=seed)
+        return model, {row["n_components"]: row["log_likelihood"] for row in model.selection_}
+
+    offered, offered_rows = table(1)
+    monkeypatch.setattr(streamem.moves, "_neighbour_offers", lambda *args: iter(()))
+    alone, alone_rows = table(1)
+    assert alone_rows[7] < offered_rows[7] - 5e-3 and alone.n_components == 8
+    assert offered.n_components == 7 and offered_rows[7] == pytest.approx(-2.10097, abs=2e-5)
+    for k in (6, 8):  # a cell is replaced only by a better solution
+        assert offered_rows[k] >= alone_rows[k] - 1e-9
+    assert offered.n_passes_ <= 1.5 * alone.n_passes_  # the offers run in the moves' passes
+
+
+def test_neighbour_offers_are_split_and_merged_solutions():
+    from streamem.em import FitState
+    from streamem.moves import split_merge
+    from streamem.reduce import ChunkedData
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 1.0, (400, 2)) for c in ([-4, 0], [0, 0], [4, 0])])
+    chunked = ChunkedData(da.from_array(X, chunks=(300, 2)))
+    fits = [streamem.GaussianMixture(k, random_state=0, moves=None, n_starts=1).fit(X) for k in (2, 3, 4)]
+    states = [FitState(fit._state_params(), objective=fit.lower_bound_, converged=True) for fit in fits]
+    offers = []
+
+    def run(candidates, phase):  # no EM: every offer stays below its cell, so the round ends
+        offers.extend(c for c in candidates if "neighbour" in c.move)
+
+    out = split_merge(chunked, states, run, 1e-6, table=True)
+    assert all(a is b for a, b in zip(out, states))  # nothing better on offer: the cells stay
+    by_cell = {}
+    for offer in offers:
+        by_cell.setdefault(offer.params.n_components, []).append(offer.move["neighbour"])
+    # K=2 from merging K=3's pairs, K=3 from both sides, K=4 from splitting K=3's components
+    assert {m["n_components"] for m in by_cell[2]} == {3} and all("merged" in m for m in by_cell[2])
+    assert {m["n_components"] for m in by_cell[3]} == {2, 4}
+    assert {m["n_components"] for m in by_cell[4]} == {3} and all("split" in m for m in by_cell[4])
+    for offer in offers:  # a merge or a split keeps the mixture's weight and mean
+        np.testing.assert_allclose(offer.params.weights.sum(), 1.0)
+        source = fits[offer.move["neighbour"]["n_components"] - 2]
+        np.testing.assert_allclose(offer.params.weights @ offer.params.means, source.weights_ @ source.means_,
+                                   atol=1e-12)  # fmt: skip

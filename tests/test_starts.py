@@ -169,6 +169,12 @@ def test_a_collapsed_component_is_spurious():
     # ... unless its rows share a value: its variance is reg_covar's floor in that direction
     assert _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-6) > 0
     assert not _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-7) > 0
+    # the floor is the component's own smallest variance, whatever the directions the others
+    # squeeze least in (iris: a fifth of the rows sharing a petal width, beside correlated components)
+    correlated = np.array([[1.0, 0.9], [0.9, 1.0]])
+    squeezed = MixtureParams.from_covariances(np.array([0.8, 0.2]), np.array([[0.0, 0.0], [3.0, 0.0]]),
+                                              np.stack([correlated, np.diag([1.0, 1.5e-6])]), "full")  # fmt: skip
+    assert squeezed.collapsed(1000, reg_covar=1e-6) == 1 and squeezed.collapsed(1000, reg_covar=1e-7) == 0
     far = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[-300.0, 0], [300.0, 0]]),
                                          np.stack([np.eye(2), 1e-3 * np.eye(2)]), "full")  # fmt: skip
     assert not far.collapsed(1000) > 0  # far apart and of different spreads, but not collapsed
