@@ -30,7 +30,7 @@ from .accelerate import ACCELERATIONS, STOPPING_RULES, resolve_stopping
 from .base import MixtureBase, blas_per_task
 from .checkpoint import load_state, runs_to_state, save_state, state_to_runs
 from .covariance import get_covariance
-from .em import FitState, GaussianModel, Scaling, StandardizedModel, best_of, run_em
+from .em import FitState, GaussianModel, Scaling, StandardizedModel, best_by_cell, best_of, run_em
 from .init import data_box, initial_states, labelled_start, priority_sample, with_noise
 from .moves import split_merge
 from .params import CollapsedComponentWarning, InitialParameters, MixtureParams, NoisyParams
@@ -646,9 +646,6 @@ class GaussianMixture(MixtureBase):
             runs = [FitState(_as_type(run.params, t)) for t in types for run in runs]
         return runs, shift
 
-    #: the estimator explores its starts on a sample of the rows (``explore_rows``)
-    _explores_on_sample = True
-
     def _explore_size(self, n_features: int) -> int | None:
         """The rows of ``explore_rows``' sample, or None for no sample."""
         size = getattr(self, "explore_rows", None)
@@ -662,16 +659,19 @@ class GaussianMixture(MixtureBase):
         component or warm start)."""
         size = self._explore_size(job.chunked.n_features)
         return (
-            self._explores_on_sample
-            and size is not None
+            size is not None
             and job.chunked.X.shape[0] > size
             and not job.warm_up
             and all(value is None for value in job.initial)
             and job.chunked.labels is None
             and not self._frozen()
             and not getattr(self, "noise", None)
-            and not (self.warm_start and hasattr(self, "precisions_cholesky_"))
+            and not self._continues()
         )
+
+    def _continues(self) -> bool:
+        """Whether the fit goes on from the fitted parameters (``warm_start`` after a fit)."""
+        return self.warm_start and hasattr(self, "precisions_cholesky_")
 
     def _explore(self, job: FitJob) -> tuple[list[FitState], np.ndarray]:
         """The starts of a fit explored on a sample (``explore_rows``): one pass draws the
@@ -842,7 +842,7 @@ class GaussianMixture(MixtureBase):
         """Initial candidates: ``n_init`` for each number of components in ``job.ks`` (default:
         the estimator's), from the rows of ``job.starting``."""
         chunked, initial = job.starting, job.initial
-        if self.warm_start and hasattr(self, "precisions_cholesky_"):
+        if self._continues():
             place = em_place(self)  # where EM was: the stopping rule and the extrapolation go on from there
             exact = getattr(self, "_em_exact", None)
             if exact is not None and _same_arrays(exact["attributes"], _fitted_arrays(self)):
@@ -1075,11 +1075,9 @@ def fit_candidates(
 
 def _cells(runs: list[FitState], collapsed=None) -> dict:
     """The best candidate of each (covariance type, number of components), in the order the
-    cells first appear (:func:`~streamem.em.best_of`)."""
-    cells: dict = {}
-    for run in runs:
-        cells.setdefault((run.params.covariance_type, run.params.n_components), []).append(run)
-    best = {key: best_of(group, collapsed) for key, group in cells.items()}
+    cells first appear (:func:`~streamem.em.best_by_cell`); an error when every candidate of
+    a cell failed."""
+    best = best_by_cell(runs, collapsed)
     failed = [run.failure for run in best.values() if run.failure is not None]
     if failed:  # every candidate of a cell failed
         raise ValueError(failed[0])

@@ -260,29 +260,17 @@ def _report(log_json: bool, text: str, data: dict) -> None:
     click.echo(json.dumps(_jsonable(data)) if log_json else text)
 
 
-def _init_iter(value: str) -> int | None:
-    """``--init-iter``: a number of iterations, or ``none``."""
-    if value.lower() == "none":
-        return None
+def _count_or(value: str, what: str, minimum: int, words: dict):
+    """An option that takes a count of ``what`` (at least ``minimum``) or one of ``words``
+    (each word's value): ``--init-iter``, ``--explore-rows``."""
+    if value.lower() in words:
+        return words[value.lower()]
     try:
         number = int(value)
     except ValueError:
-        number = -1
-    if number < 0:
-        raise click.BadParameter(f"expected a number of iterations >= 0 or none, got {value!r}")
-    return number
-
-
-def _explore_rows(value: str) -> int | str | None:
-    """``--explore-rows``: a number of rows, ``auto`` or ``none``."""
-    if value.lower() in ("auto", "none"):
-        return None if value.lower() == "none" else "auto"
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise click.BadParameter(f"expected a number of rows >= 1, auto or none, got {value!r}")
+        number = minimum - 1
+    if number < minimum:
+        raise click.BadParameter(f"expected a number of {what} >= {minimum} or {' or '.join(words)}, got {value!r}")
     return number
 
 
@@ -309,11 +297,12 @@ def _parse_columns(columns: str | None):
                    "the best goes on alone.")  # fmt: skip
 @click.option("--moves", default="auto", show_default=True, type=click.Choice(["auto", "split-merge", "none"]),
               help="Split-and-merge moves after convergence (auto: split-merge), or none.")  # fmt: skip
-@click.option("--init-iter", default="10", show_default=True, callback=lambda ctx, param, value: _init_iter(value),
+@click.option("--init-iter", default="10", show_default=True,
+              callback=lambda ctx, param, value: _count_or(value, "iterations", 0, {"none": None}),
               help="Iterations of every start before the best is chosen; none runs every start to "
                    "convergence.")  # fmt: skip
 @click.option("--explore-rows", default="auto", show_default=True,
-              callback=lambda ctx, param, value: _explore_rows(value),
+              callback=lambda ctx, param, value: _count_or(value, "rows", 1, {"auto": "auto", "none": None}),
               help="With more rows than this, the starts are explored on a random sample of this many rows "
                    "(auto: 100,000, fewer for wide rows), and only the best goes on over all of them; none: "
                    "every start over all the rows.")  # fmt: skip

@@ -44,7 +44,7 @@ from .reduce import ChunkedData
 from .stats import add_lists, chunk_stats
 from .validation import check_total_weight
 
-__all__ = ["FitState", "GaussianModel", "best_of", "first_best", "run_em"]
+__all__ = ["FitState", "GaussianModel", "best_by_cell", "best_of", "first_best", "run_em"]
 
 HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective", "passes", "step", "accepted")
 #: what a model's M-step may do besides its update, as history entries: components re-seeded
@@ -334,6 +334,15 @@ def best_of(states: list[FitState], collapsed=None) -> FitState:
     tiers = [(state.failure is None, 0 if collapsed is None else -collapsed(state.params)) for state in states]
     top = max(tiers)
     return first_best([state for state, tier in zip(states, tiers) if tier == top])
+
+
+def best_by_cell(states: list[FitState], collapsed=None) -> dict:
+    """The best state (:func:`best_of`) of each (covariance type, number of components), in
+    the order the cells first appear."""
+    cells: dict = {}
+    for state in states:
+        cells.setdefault((state.params.covariance_type, state.params.n_components), []).append(state)
+    return {key: best_of(group, collapsed) for key, group in cells.items()}
 
 
 def run_em(

@@ -39,7 +39,7 @@ import logging
 import numpy as np
 
 from .covariance import get_covariance
-from .em import FitState, best_of, first_best
+from .em import FitState, best_by_cell, first_best
 from .params import MixtureParams
 from .stats import iter_blocks
 from .validation import check_finite
@@ -220,7 +220,7 @@ def split_merge(data, states: list, run, reg_covar: float, scaling=None, collaps
     into a spurious maximum, is not kept).
 
     With ``table`` (the cells of a model table: states of several numbers of components),
-    each cell's lead (:func:`~streamem.em.best_of`) is also offered its neighbours' solutions
+    each cell's lead (:func:`~streamem.em.best_by_cell`) is also offered its neighbours' solutions
     in the same round (:func:`_neighbour_offers`), so that an optimum one cell found reaches
     the next. Returns the states, each replaced by the candidate of every move that raised
     its objective."""
@@ -273,17 +273,12 @@ def split_merge(data, states: list, run, reg_covar: float, scaling=None, collaps
 
 def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=None):
     """``(target, candidate)`` pairs: each cell's lead (a state of each (covariance type, K),
-    :func:`~streamem.em.best_of`) whose :class:`MoveStats` are in ``stats`` (by index),
+    :func:`~streamem.em.best_by_cell`) whose :class:`MoveStats` are in ``stats`` (by index),
     split (its ``MOVE_CANDIDATES`` components least like a Gaussian, one at a time) as a
     start for the lead of the K + 1 cell, and merged (its ``MOVE_CANDIDATES`` pairs that
     share the most rows, of those that share any) as one for the K - 1 cell's (K - 1 >= 2)."""
-    cells: dict = {}
-    for n, state in enumerate(states):
-        cells.setdefault((state.params.covariance_type, state.params.n_components), []).append(n)
-    leads = {}
-    for key, members in cells.items():
-        lead = best_of([states[n] for n in members], collapsed)
-        leads[key] = next(n for n in members if states[n] is lead)
+    index = {id(state): n for n, state in enumerate(states)}
+    leads = {key: index[id(lead)] for key, lead in best_by_cell(states, collapsed).items()}
     for (kind, K), n in leads.items():
         if n not in stats:
             continue
