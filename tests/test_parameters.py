@@ -56,8 +56,9 @@ COMMON = {
     "n_init": dict(value=3, kind="logs", base=dict(verbose=2, verbose_interval=1)),  # a line for each candidate
     "n_starts": dict(value=3, kind="logs", base=dict(verbose=2, verbose_interval=1)),
     "init_iter": dict(value=2, kind="logs", base=dict(n_starts=3, verbose=2, verbose_interval=1)),
-    # the moves' candidates log their iterations too
-    "moves": dict(value=None, kind="logs", base=dict(n_components=3, verbose=2, verbose_interval=1)),
+    # the moves' candidates log their iterations too; moves follow convergence, which a t
+    # mixture's third component on two clusters takes about 300 iterations to reach
+    "moves": dict(value=None, kind="logs", base=dict(n_components=3, max_iter=500, verbose=2, verbose_interval=1)),
     "init_params": dict(value="random", kind="result"),
     "weights_init": dict(value=np.array([0.9, 0.1]), kind="result", base=dict(max_iter=1)),
     "means_init": dict(value=np.array([[0.0, 0.0], [1.0, 1.0]]), kind="result"),
