@@ -108,7 +108,10 @@ def read_csv(loc: Location, columns) -> da.Array:
     except Exception as exc:  # the reader raises many types for unreadable files
         raise ValueError(f"cannot read {loc.url!r}: {exc}") from None
     chosen = choose_columns(frame_kinds(frame), columns, loc.url)
-    return frame[chosen].to_dask_array(lengths=True).astype(np.float64)
+    # each partition's rows, counted here: dask's own count (``lengths=True``) comes back as a
+    # scalar for a single partition with pandas 2.1 (dask 2025.4), which it cannot iterate
+    lengths = tuple(int(n) for n in np.atleast_1d(frame.map_partitions(len).compute()))
+    return frame[chosen].to_dask_array(lengths=lengths).astype(np.float64)
 
 
 def is_parquet_dataset(loc: Location) -> bool:

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 import streamem
 from streamem.accelerate import ACCELERATIONS, quasi_newton_point, remaining_gain, squarem_point
 
-from .conftest import COVARIANCE_TYPES, mixture_data, sklearn_start
+from .helpers import COVARIANCE_TYPES, cli, mixture_data, sklearn_start
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -170,6 +170,7 @@ def test_candidates_share_the_passes_and_the_passes_are_counted():
     assert drawn.n_passes_ < init_passes + 3 * drawn.n_iter_  # not one pass per candidate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accelerate", ACCELERATIONS)
 def test_passes_survive_save_load_and_checkpoint_resume(tmp_path, accelerate):
     X = overlapping(n_samples=6000, seed=6)
@@ -228,26 +229,20 @@ def test_squarem_point_is_the_s3_extrapolation():
 
 
 def test_cli_shows_passes(tmp_path):
-    from click.testing import CliRunner
-
-    from streamem.cli import main
-
     path = tmp_path / "x.npy"
     np.save(path, overlapping(n_samples=3000, seed=8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        result = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--seed", "0",
-                                           "--out", str(tmp_path / "m.zarr")])  # fmt: skip
-        plain = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--seed", "0", "--accelerate",
-                                          "none", "--stopping", "change", "--out", str(tmp_path / "p.zarr")])  # fmt: skip
-    assert result.exit_code == 0 and plain.exit_code == 0, result.output + plain.output
-    assert "(pass " in result.output and "passes over the data" in result.output
+        result = cli("fit", path, "--n-components", 3, "--seed", 0, "--out", tmp_path / "m.zarr")
+        plain = cli("fit", path, "--n-components", 3, "--seed", 0, "--accelerate", "none", "--stopping", "change",
+                    "--out", tmp_path / "p.zarr")  # fmt: skip
+    assert result.returncode == 0 and plain.returncode == 0, result.stderr + plain.stderr
+    assert "(pass " in result.stderr and "passes over the data" in result.stderr
     model = streamem.load(tmp_path / "m.zarr")
-    assert f"({model.n_passes_} passes over the data)" in result.output
+    assert f"({model.n_passes_} passes over the data)" in result.stderr
     assert streamem.load(tmp_path / "p.zarr").accelerate is None
-    bad = CliRunner().invoke(main, ["fit", str(path), "--n-components", "3", "--accelerate", "fast",
-                                    "--out", str(tmp_path / "b.zarr")])  # fmt: skip
-    assert bad.exit_code == 2 and "squarem" in bad.output
+    bad = cli("fit", path, "--n-components", 3, "--accelerate", "fast", "--out", tmp_path / "b.zarr")
+    assert bad.returncode == 2 and "squarem" in bad.stderr
 
 
 def test_extrapolated_points_keep_variances_above_reg_covar():

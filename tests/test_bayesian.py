@@ -12,7 +12,7 @@ from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
 import streamem
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, cli, mixture_data
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "mean_precision_", "degrees_of_freedom_")
@@ -254,8 +254,6 @@ def test_missing_values_without_holes_change_nothing_and_chunking_changes_nothin
 
 
 def test_the_command_line_reads_a_saved_variational_fit(tmp_path):
-    import subprocess
-    import sys
 
     X, _ = mixture_data(n_samples=800, n_components=2, seed=13)
     np.save(tmp_path / "x.npy", X)
@@ -263,9 +261,6 @@ def test_the_command_line_reads_a_saved_variational_fit(tmp_path):
         warnings.simplefilter("ignore")
         model = streamem.BayesianGaussianMixture(3, max_iter=30, random_state=0).fit(X)
     model.save(tmp_path / "m.zarr")
-
-    def cli(*args):
-        return subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True)
 
     info = cli("info", tmp_path / "m.zarr")
     assert info.returncode == 0 and "BayesianGaussianMixture" in info.stdout

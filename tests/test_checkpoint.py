@@ -33,6 +33,7 @@ def latest_iteration(checkpoint):
     return int(name.split("-")[1])
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_equals_an_uninterrupted_fit(tmp_path):
     data = tmp_path / "points.zarr"
     streamem.make_data(data, 400_000, 6, 6, chunk_size=50_000, seed=2)
@@ -73,6 +74,7 @@ def test_checkpoint_of_another_fit_is_refused(tmp_path, blobs):
         streamem.GaussianMixture(3, checkpoint=tmp_path / "other").fit(X)
 
 
+@pytest.mark.slow
 def test_resume_after_an_early_stop_continues_exactly(tmp_path, blobs):
     X, _ = blobs
     common = dict(init_params="random", tol=0, random_state=0, n_init=2)

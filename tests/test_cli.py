@@ -1,4 +1,6 @@
-"""The command line, run as a user runs it: subprocesses on real files."""
+"""The command line on real files: in-process through click's test runner
+(:func:`~tests.helpers.cli`), and as a user runs it, in a subprocess, where only a new process
+shows what is tested (the entry point, a terminal, worker processes)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ import zarr
 
 import streamem
 
+from .helpers import cli, cli_process
 
-def run(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
+
+def run(*args, cwd=None):
+    return cli(*args, cwd=cwd)
 
 
 def ok(*args, **kwargs):
@@ -48,6 +50,20 @@ def no_leftovers(directory):
     return not [p.name for p in directory.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
+def test_the_command_runs_as_a_process_as_it_does_in_process(workdir, tmp_path):
+    """The entry point a user runs, in a new process: a fit equal to the in-process one, an
+    error in one line with exit code 1, a usage error with exit code 2."""
+    assert "make-data" in cli_process("--help").stdout
+    fitted = cli_process("fit", workdir / "points.zarr", "--n-components", 3, "--seed", 0, "--out", tmp_path / "m.zarr")
+    assert fitted.returncode == 0, fitted.stderr
+    np.testing.assert_array_equal(streamem.load(tmp_path / "m.zarr").means_, streamem.load(workdir / "model.zarr").means_)
+    missing = cli_process("fit", tmp_path / "absent.npy", "--n-components", 2, "--out", tmp_path / "n.zarr")
+    assert missing.returncode == 1 and missing.stderr.startswith("error:") and len(missing.stderr.splitlines()) == 1
+    assert not (tmp_path / "n.zarr").exists()
+    assert cli_process("nonsense").returncode == 2
+
+
 def test_every_command_has_help():
     for command in ("make-data", "fit", "predict", "score", "info", "plot", "demo"):
         result = ok(command, "--help")
@@ -71,24 +87,33 @@ def test_fit_recovers_the_generating_means(workdir):
     assert no_leftovers(workdir)
 
 
-def test_fit_reads_npy_csv_and_parquet(tmp_path):
+def _two_clusters_as_files(tmp_path):
     import pandas as pd
 
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(-4, 1, (500, 2)), rng.normal(4, 1, (500, 2))])
     np.save(tmp_path / "x.npy", X)
-    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "name": ["p"] * len(X)})
-    frame.to_csv(tmp_path / "x.csv", index=False)
-    frame.to_parquet(tmp_path / "x.parquet")
-    means = []
-    for data, extra in (("x.npy", []), ("x.csv", ["--columns", "a,b"]), ("x.parquet", ["--columns", "a, b"])):
-        ok("fit", tmp_path / data, "--n-components", 2, "--seed", 0, "--out", tmp_path / f"{data}.zarr", *extra)
-        means.append(np.sort(streamem.load(tmp_path / f"{data}.zarr").means_, axis=0))
-    np.testing.assert_allclose(means[1], means[0], rtol=1e-10)
-    np.testing.assert_allclose(means[2], means[0], rtol=1e-10)
+    return pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "name": ["p"] * len(X)})
+
+
+def _fitted_means(tmp_path, data, *extra):
+    ok("fit", tmp_path / data, "--n-components", 2, "--seed", 0, "--out", tmp_path / f"{data}.zarr", *extra)
+    return np.sort(streamem.load(tmp_path / f"{data}.zarr").means_, axis=0)
+
+
+def test_fit_reads_npy_and_csv(tmp_path):
+    _two_clusters_as_files(tmp_path).to_csv(tmp_path / "x.csv", index=False)
+    np.testing.assert_allclose(_fitted_means(tmp_path, "x.csv", "--columns", "a,b"), _fitted_means(tmp_path, "x.npy"),
+                               rtol=1e-10)  # fmt: skip
     result = fails(1, "fit", tmp_path / "x.csv", "--n-components", 2, "--out", tmp_path / "m.zarr")
     assert "non-numeric ['name']" in result.stderr and "--columns" in result.stderr
     fails(1, "fit", tmp_path / "x.csv", "--n-components", 2, "--columns", "a,zz", "--out", tmp_path / "m.zarr")
+
+
+def test_fit_reads_parquet(tmp_path):
+    _two_clusters_as_files(tmp_path).to_parquet(tmp_path / "x.parquet")
+    np.testing.assert_allclose(_fitted_means(tmp_path, "x.parquet", "--columns", "a, b"),
+                               _fitted_means(tmp_path, "x.npy"), rtol=1e-10)  # fmt: skip
 
 
 def test_predict_writes_labels_and_responsibilities(workdir, tmp_path):
@@ -165,6 +190,7 @@ def test_progress_lines_quiet_and_json(workdir, tmp_path):
     assert records[-1]["n_passes"] == iterations[-1]["passes"]
 
 
+@pytest.mark.cluster
 def test_fit_on_local_worker_processes(workdir, tmp_path):
     result = ok("fit", workdir / "points.zarr", "--n-components", 3, "--seed", 0, "--workers", 2,
                 "--out", tmp_path / "m.zarr")  # fmt: skip
@@ -195,6 +221,7 @@ def run_on_terminal(*args, env=None, timeout=300):
     return result.returncode, drawn.decode()
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("workers", [None, 2], ids=["threads", "two-worker-processes"])
 def test_fit_draws_a_bar_over_the_chunks_of_each_pass_on_a_terminal(workdir, tmp_path, workers):
     env = dict(os.environ, DASK_STREAMEM__PROGRESS_DELAY="0")  # draw from the first chunk of every pass

@@ -6,7 +6,7 @@ from scipy.stats import multivariate_normal
 
 from streamem.params import MixtureParams, responsibilities_inplace
 
-from .conftest import COVARIANCE_TYPES
+from .helpers import COVARIANCE_TYPES
 
 
 def random_covariances(covariance_type, n_components, n_features, rng):

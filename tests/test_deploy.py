@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 import streamem
@@ -35,6 +36,7 @@ def fit_options() -> set[str]:
     return set(re.findall(r"--[a-z][a-z-]+", help_text))
 
 
+@pytest.mark.cluster
 def test_local_recipe_runs_a_fit(tmp_path):
     port = free_port()
     state = tmp_path / "state"

@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import streamem
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.cluster]
 
 
 class _IterationWatch(logging.Handler):

@@ -10,7 +10,7 @@ from streamem.em import FitState, GaussianModel, run_em
 from streamem.params import MixtureParams
 from streamem.reduce import ChunkedData
 
-from .conftest import mixture_data, sklearn_start
+from .helpers import mixture_data, sklearn_start
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -190,6 +190,7 @@ def test_a_bad_explore_rows_is_refused(value):
         streamem.GaussianMixture(2, explore_rows=value).fit(_clusters(n=200))
 
 
+@pytest.mark.cluster
 def test_an_explored_fit_on_a_cluster_is_the_local_fit():
     from distributed import LocalCluster
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import onnxruntime as rt
 import pytest
-from click.testing import CliRunner
 
 import streamem
-from streamem.cli import main
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, cli, mixture_data
+
+rt = pytest.importorskip("onnxruntime")
 
 
 def _run(path, X):
@@ -64,12 +63,11 @@ def test_float32_graph(tmp_path):
 def test_command_line_export_and_errors(tmp_path):
     X, _ = mixture_data(2000, 3, 2, seed=5)
     streamem.GaussianMixture(2, random_state=0).fit(X).save(tmp_path / "m.zarr")
-    runner = CliRunner()
-    result = runner.invoke(main, ["export-onnx", str(tmp_path / "m.zarr"), str(tmp_path / "m.onnx")])
-    assert result.exit_code == 0, result.output
+    result = cli("export-onnx", tmp_path / "m.zarr", tmp_path / "m.onnx")
+    assert result.returncode == 0, result.stderr
     _assert_same_outputs(streamem.load(tmp_path / "m.zarr"), _run(tmp_path / "m.onnx", X), X)
-    missing = runner.invoke(main, ["export-onnx", str(tmp_path / "none.zarr"), str(tmp_path / "x.onnx")])
-    assert missing.exit_code == 1 and missing.output.startswith("error:") and len(missing.output.splitlines()) == 1
+    missing = cli("export-onnx", tmp_path / "none.zarr", tmp_path / "x.onnx")
+    assert missing.returncode == 1 and missing.stderr.startswith("error:") and len(missing.stderr.splitlines()) == 1
     assert not (tmp_path / "x.onnx").exists()
     with pytest.raises(ValueError, match="expected dtype float64 or float32"):
         streamem.load(tmp_path / "m.zarr").to_onnx(dtype=np.int32)

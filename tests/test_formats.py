@@ -3,9 +3,6 @@ outputs (predict to Parquet or a zarr group, outliers, per-row scores)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -16,15 +13,10 @@ import streamem
 from streamem.formats import parquet_pieces
 from streamem.storage import location
 
-from .conftest import mixture_data
+from .helpers import cli, mixture_data
 
 h5py = pytest.importorskip("h5py")
 xr = pytest.importorskip("xarray")
-
-
-def cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +146,7 @@ def test_predict_writes_a_labelled_parquet_data_set_partition_by_partition(table
     assert flagged["outlier"].sum() == 120
 
 
+@pytest.mark.slow
 def test_predict_labelled_zarr_group_threshold_labels_and_per_row_scores(tmp_path):
     assert cli("make-data", tmp_path / "points.zarr", "--n-samples", 5000, "--n-features", 2, "--n-components", 2,
                "--chunk-size", 1000, "--quiet").returncode == 0  # fmt: skip

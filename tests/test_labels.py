@@ -9,11 +9,10 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
-from scipy import stats
 
 import streamem
 
-from .conftest import COVARIANCE_TYPES
+from .helpers import COVARIANCE_TYPES, reference_em
 
 
 def _parallel_clusters(seed, n=20_000):
@@ -33,26 +32,6 @@ def _partial(truth, fraction, seed):
     return y, known
 
 
-def _direct_em(X, y, weights, means, covariances, n_iter, reg_covar=1e-6):
-    """Semi-supervised EM with full covariances written out: fixed one-hot responsibilities for
-    the known rows, the posterior for the others; the last E-step's mean log-likelihood."""
-    K = len(weights)
-    for _ in range(n_iter):
-        dens = np.stack([w * stats.multivariate_normal(m, c).pdf(X) for w, m, c in zip(weights, means, covariances)], 1)
-        resp = dens / dens.sum(1, keepdims=True)
-        known = y >= 0
-        resp[known] = np.eye(K)[y[known]]
-        log_lik = np.where(known, np.log(dens[np.arange(len(X)), np.maximum(y, 0)]), np.log(dens.sum(1)))
-        nk = resp.sum(0)
-        weights = nk / len(X)
-        means = resp.T @ X / nk[:, None]
-        covariances = np.stack(
-            [(resp[:, k, None] * (X - means[k])).T @ (X - means[k]) / nk[k] + reg_covar * np.eye(X.shape[1])
-             for k in range(K)]
-        )  # fmt: skip
-    return weights, means, covariances, log_lik.mean()
-
-
 def test_known_rows_count_for_their_component_alone_as_a_direct_computation():
     X, truth = _parallel_clusters(0, n=3000)
     y, _ = _partial(truth, 0.05, 1)
@@ -61,12 +40,11 @@ def test_known_rows_count_for_their_component_alone_as_a_direct_computation():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = streamem.GaussianMixture(3, max_iter=5, tol=0, accelerate=None, **start).fit(X, y)
-    weights, means, covariances, log_lik = _direct_em(X, y, start["weights_init"], start["means_init"],
-                                                      np.tile(np.eye(2), (3, 1, 1)), 5)  # fmt: skip
-    np.testing.assert_allclose(model.weights_, weights, rtol=1e-10)
-    np.testing.assert_allclose(model.means_, means, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(model.covariances_, covariances, rtol=1e-10)
-    assert model.lower_bound_ == pytest.approx(log_lik, rel=1e-12)
+    direct = reference_em(X, start["weights_init"], start["means_init"], np.tile(np.eye(2), (3, 1, 1)), 5, labels=y)
+    np.testing.assert_allclose(model.weights_, direct["weights"], rtol=1e-10)
+    np.testing.assert_allclose(model.means_, direct["means"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.covariances_, direct["covariances"], rtol=1e-10)
+    assert model.lower_bound_ == pytest.approx(direct["log_likelihood"], rel=1e-12)
     assert np.all(np.diff(model.lower_bounds_) > -1e-12)  # EM: the objective never decreases
 
 

@@ -12,7 +12,7 @@ from streamem.missing import incomplete_estep
 from streamem.packed import lower_slots, sweep
 from streamem.stats import chunk_stats
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, mixture_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

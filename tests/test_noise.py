@@ -8,11 +8,10 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
-from scipy import stats
 
 import streamem
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, mixture_data, reference_em
 
 K, D = 3, 2
 
@@ -24,22 +23,6 @@ def _noisy_data(seed, n=4000, n_noise=400):
     return np.concatenate([X, noise]), np.concatenate([labels, np.full(n_noise, -1)])
 
 
-def _direct_em(X, weights, means, covariances, noise_weight, n_iter, reg_covar=1e-6):
-    """EM for Gaussians plus a uniform component over X's bounding box, written out."""
-    log_density = -np.log(X.max(0) - X.min(0)).sum()
-    for _ in range(n_iter):
-        dens = np.column_stack([w * stats.multivariate_normal(m, c).pdf(X) for w, m, c in zip(weights, means, covariances)]
-                               + [np.full(len(X), noise_weight * np.exp(log_density))])  # fmt: skip
-        log_lik = np.log(dens.sum(1)).mean()
-        resp = dens / dens.sum(1, keepdims=True)
-        nk = resp.sum(0)
-        weights, noise_weight = nk[:K] / len(X), nk[K] / len(X)
-        means = resp[:, :K].T @ X / nk[:K, None]
-        covariances = np.stack([(resp[:, k, None] * (X - means[k])).T @ (X - means[k]) / nk[k] + reg_covar * np.eye(D)
-                                for k in range(K)])  # fmt: skip
-    return weights, means, covariances, noise_weight, log_lik
-
-
 def test_equals_em_with_a_uniform_component_written_out():
     X, _ = _noisy_data(0, n=2000, n_noise=200)
     start = {"weights_init": np.full(K, 1 / K), "means_init": mixture_data(300, D, K, seed=0, spread=8.0)[0][:K],
@@ -47,14 +30,13 @@ def test_equals_em_with_a_uniform_component_written_out():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = streamem.GaussianMixture(K, noise="uniform", max_iter=6, tol=0, accelerate=None, **start).fit(X)
-    weights, means, covariances, noise_weight, log_lik = _direct_em(
-        X, start["weights_init"] * 0.95, start["means_init"], np.tile(np.eye(D), (K, 1, 1)), 0.05, 6
-    )
-    np.testing.assert_allclose(model.weights_, weights, rtol=1e-10)
-    assert model.noise_weight_ == pytest.approx(noise_weight, rel=1e-10)
-    np.testing.assert_allclose(model.means_, means, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(model.covariances_, covariances, rtol=1e-10)
-    assert model.history_[-1]["log_likelihood"] == pytest.approx(log_lik, rel=1e-12)
+    direct = reference_em(X, start["weights_init"] * 0.95, start["means_init"], np.tile(np.eye(D), (K, 1, 1)), 6,
+                          noise_weight=0.05)  # fmt: skip
+    np.testing.assert_allclose(model.weights_, direct["weights"], rtol=1e-10)
+    assert model.noise_weight_ == pytest.approx(direct["noise_weight"], rel=1e-10)
+    np.testing.assert_allclose(model.means_, direct["means"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.covariances_, direct["covariances"], rtol=1e-10)
+    assert model.history_[-1]["log_likelihood"] == pytest.approx(direct["log_likelihood"], rel=1e-12)
     assert model.weights_.sum() + model.noise_weight_ == pytest.approx(1.0)
     assert model.noise_density_ == pytest.approx(1 / np.prod(X.max(0) - X.min(0)))
     np.testing.assert_array_equal(model.noise_box_, np.stack([X.min(0), X.max(0)]))

@@ -10,7 +10,7 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import streamem
 
-from .conftest import COVARIANCE_TYPES
+from .helpers import COVARIANCE_TYPES
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -12,7 +12,7 @@ from streamem.params import MixtureParams, m_step
 from streamem.prior import Prior
 from streamem.stats import chunk_stats
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, mixture_data
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -60,6 +60,7 @@ def _where(X, sample_weight, start):
     return {(start, get_worker().address)}
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("placement", ["as dask placed them", "all on one worker"])
 def test_chunks_kept_on_workers_are_spread_evenly_once(placement):
     distributed = pytest.importorskip("distributed")
@@ -89,6 +90,7 @@ def _fit_means(X):
     return streamem.GaussianMixture(2, random_state=0).fit(X).means_
 
 
+@pytest.mark.cluster
 def test_a_fit_inside_a_cluster_task_runs_on_that_worker(blobs):
     distributed = pytest.importorskip("distributed")
     X, _ = blobs

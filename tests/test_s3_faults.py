@@ -25,8 +25,8 @@ from streamem.sources.memory import MemorySource
 from streamem.storage import location
 from streamem.stream import run
 
-from .conftest import _server, free_port, mixture_data
 from .faultproxy import FaultProxy
+from .helpers import cli, free_port, mixture_data, run_server
 
 s3fs = pytest.importorskip("s3fs")
 
@@ -45,7 +45,7 @@ def moto():
     """One S3 server (moto in server mode, as ``s3_server`` runs it) for the module, emptied
     before each test: starting one per test would take most of the module's time."""
     port = free_port()
-    for _port in _server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
+    for _port in run_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -180,13 +180,9 @@ def test_a_persistent_fault_ends_the_fit_with_one_error_naming_the_data(few_retr
 
 
 def test_cli_fit_with_a_persistent_fault_exits_1_with_one_line_on_stderr(few_retries, proxy, data):
-    from click.testing import CliRunner
-
-    from streamem.cli import main
-
     proxy.inject("drop", method="GET", path=CHUNKS)
-    result = CliRunner().invoke(main, ["fit", DATA, "--n-components", "2", "--seed", "0", "--out", MODEL, "--quiet"])
-    assert result.exit_code == 1, result.output
+    result = cli("fit", DATA, "--n-components", 2, "--seed", 0, "--out", MODEL, "--quiet")
+    assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and re.match(r"error: cannot read 's3://data/x\.zarr/c/\d/0': \S", lines[0]), result.stderr
     proxy.clear()

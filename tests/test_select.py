@@ -152,6 +152,7 @@ def test_standardize_fits_the_table_on_standardised_features(five):
     np.testing.assert_allclose(scaled.predict_proba(X), standard.predict_proba((X - mean) / scale), atol=1e-9)
 
 
+@pytest.mark.slow
 def test_a_checkpointed_table_resumes(five, tmp_path):
     """``checkpoint`` is honoured: an interrupted table (max_iter reached) resumes from its
     checkpoint and ends as one uninterrupted fit; another table refuses the checkpoint."""

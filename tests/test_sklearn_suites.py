@@ -49,6 +49,9 @@ from pathlib import Path
 
 import pytest
 
+#: scikit-learn's suites run in a subprocess of their own, about 35 s
+pytestmark = pytest.mark.slow
+
 SUITES = ("test_gaussian_mixture.py", "test_bayesian_mixture.py", "test_mixture.py")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")
 MIN_PASSED = {"test_gaussian_mixture.py": 40, "test_bayesian_mixture.py": 10, "test_mixture.py": 4}

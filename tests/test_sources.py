@@ -214,7 +214,12 @@ class Harness:
         return info.state.messages
 
 
-KINDS = ["memory", "zarr", "dir", "redis", "nats", "kafka"]
+def _kinds(*names):
+    """The kinds of source as test parameters, those read from a server marked ``server``."""
+    return [pytest.param(name, marks=pytest.mark.server) if name in ("redis", "nats") else name for name in names]
+
+
+KINDS = _kinds("memory", "zarr", "dir", "redis", "nats", "kafka")
 
 
 def _read_all(source, max_rows=7, until=None):
@@ -281,7 +286,7 @@ def test_restart_after_an_acknowledged_position_reads_exactly_the_rest(kind, tmp
     second.close()
 
 
-@pytest.mark.parametrize("kind", ["zarr", "redis", "nats", "kafka"])
+@pytest.mark.parametrize("kind", _kinds("zarr", "redis", "nats", "kafka"))
 def test_consumer_lag_counts_the_records_not_read_yet(kind, tmp_path, request):
     harness = Harness(kind, tmp_path, request)
     source = harness.open()
@@ -335,7 +340,7 @@ def test_bad_source_urls(url, message):
 
 
 def test_unreachable_broker_is_a_connection_error():
-    from .conftest import free_port
+    from .helpers import free_port
 
     with pytest.raises(ConnectionError, match="cannot read"):
         open_source(f"redis://127.0.0.1:{free_port()}/points?group=g", D)

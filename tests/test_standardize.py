@@ -3,9 +3,6 @@ standardised data, the parameters reported in the data's units."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import dask.array as da
 import numpy as np
 import pytest
@@ -17,6 +14,8 @@ from sklearn.preprocessing import StandardScaler
 import streamem
 from streamem.reduce import ChunkedData
 from streamem.stats import FeatureMoments
+
+from .helpers import cli
 
 
 def scaled_data(seed=0):
@@ -135,13 +134,13 @@ def test_spherical_is_refused_before_any_pass():
 
 def test_cli_fit_standardize(tmp_path):
     np.save(tmp_path / "x.npy", scaled_data())
-    command = [sys.executable, "-m", "streamem", "fit", str(tmp_path / "x.npy"), "--n-components", "2", "--seed", "0",
-               "--standardize", "--out", str(tmp_path / "m.zarr"), "--quiet"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    command = ["fit", str(tmp_path / "x.npy"), "--n-components", "2", "--seed", "0", "--standardize",
+               "--out", str(tmp_path / "m.zarr"), "--quiet"]  # fmt: skip
+    result = cli(*command)
     assert result.returncode == 0, result.stderr
     model = streamem.load(tmp_path / "m.zarr")
     np.testing.assert_allclose(model.scaler_mean_, scaled_data().mean(axis=0), rtol=1e-12)
-    several = subprocess.run([*command[:6], "2:3", *command[7:]], capture_output=True, text=True, timeout=120)
+    several = cli(*command[:3], "2:3", *command[4:])
     assert several.returncode == 0, several.stderr  # the table standardises too
     chosen = streamem.load(tmp_path / "m.zarr")
     np.testing.assert_allclose(chosen.scaler_mean_, scaled_data().mean(axis=0), rtol=1e-12)

@@ -7,7 +7,7 @@ from streamem.init import hard_stats
 from streamem.params import MixtureParams, m_step
 from streamem.stats import SufficientStats, chunk_stats
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, mixture_data
 
 
 def params_for(X, covariance_type, K=3):

@@ -4,8 +4,6 @@ server mode, ``s3_server``) on a loopback port, driven through the API and the c
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,14 +17,9 @@ from streamem.sources.files import DirectorySource
 from streamem.storage import location, parse_storage_options
 from streamem.stream import run
 
-from .conftest import mixture_data
+from .helpers import cli, mixture_data
 
 pytest.importorskip("s3fs")
-
-
-def cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)  # fmt: skip
 
 
 def keys(prefix: str) -> list[str]:

@@ -26,7 +26,7 @@ from streamem.sources import encode_rows
 from streamem.sources.memory import MemorySource
 from streamem.stream import run
 
-from .conftest import free_port
+from .helpers import free_port
 
 D, K = 3, 2
 ROWS_PER_RECORD = 10

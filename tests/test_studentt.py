@@ -10,11 +10,10 @@ import dask.array as da
 import numpy as np
 import pytest
 from scipy import optimize, special
-from sklearn.utils.estimator_checks import check_estimator
 
 import streamem
 
-from .conftest import COVARIANCE_TYPES, mixture_data
+from .helpers import COVARIANCE_TYPES, mixture_data
 
 K, D = 3, 3
 
@@ -218,7 +217,3 @@ def test_bad_degrees_of_freedom_name_the_parameter_and_leave_the_model_untouched
     with pytest.raises(ValueError, match=match):
         online.partial_fit(X[:10])  # checked at the first batch, before any is buffered
     assert not hasattr(online, "n_batches_")
-
-
-def test_check_estimator():
-    check_estimator(streamem.StudentTMixture())
