@@ -922,7 +922,7 @@ class GaussianMixture(MixtureBase):
             attrs = {**attrs, "fingerprint": job.fingerprint, "estimator": type(self).__name__}
             if job.scaling is not None:  # the candidates are standardised
                 attrs["scaling"] = [np.asarray(v).tolist() for v in job.scaling]  # mean, scale, shifts
-            save_state(self.checkpoint, step, arrays, attrs, storage_options=job.storage_options)
+            save_state(self.checkpoint, step, arrays, attrs, pack=True, storage_options=job.storage_options)
 
     # ---------------------------------------------------------- persistence
 
