@@ -507,8 +507,9 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         As :class:`~streamem.GaussianMixture`'s: with ``n_starts > 1``, each initialisation's
         starts run ``init_iter`` iterations, then the best (the highest lower bound) goes on
         alone.
-    init_params : {"k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans", \
-"auto"}, default="k-means||"
+    init_params : str, default="k-means||"
+        One of "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data",
+        "kmeans" and "auto".
     weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}, default="dirichlet_process"
     weight_concentration_prior : float > 0, default=None
         ``1 / n_components`` when None.

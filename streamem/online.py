@@ -296,9 +296,9 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         The buffered batches are then used in order, none is lost.
     n_init : int, default=1
         Initial candidates on the warm-up rows; the best is kept.
-    init_params : {"k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data", "kmeans", \
-"auto"}, default="k-means||"
-        How the warm-up rows are clustered first: k-means|| (k-means++ seeding with
+    init_params : str, default="k-means||"
+        One of "k-means||", "trimmed-k-means||", "k-means++", "random", "random_from_data",
+        "kmeans" and "auto": how the warm-up rows are clustered first: k-means|| (k-means++ seeding with
         oversampling, then Lloyd passes) is the default because k-means++ seeding alone
         leaves one pass of stepwise EM in a poor optimum far more often. A few EM
         iterations on the warm-up rows follow.
