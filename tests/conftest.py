@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import free_port, mixture_data, run_server, server_binary
+from .helpers import free_port, mixture_data, moto_server, run_server, server_binary, streamem_logger_kept
 
 #: fixtures that start a server (Redis, NATS, S3): their tests carry the ``server`` marker
 SERVER_FIXTURES = {"redis_server", "nats_server", "s3_server", "moto"}
@@ -25,14 +25,10 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True)
 def _streamem_logger():
-    """The "streamem" logger as it was before each test: a CLI command run in-process sets its
-    handlers, level and propagation, which would hide later tests' records from ``caplog``."""
-    import logging
-
-    logger = logging.getLogger("streamem")
-    saved = (logger.handlers[:], logger.propagate, logger.level)
-    yield
-    logger.handlers[:], logger.propagate, logger.level = saved
+    """The "streamem" logger as it was before each test (a command run in-process through
+    click's runner sets it)."""
+    with streamem_logger_kept():
+        yield
 
 
 @pytest.fixture
@@ -70,7 +66,6 @@ def s3_server(monkeypatch):
     """A real S3-compatible server (moto in server mode) on a free loopback port, with a
     bucket ``data`` and the usual environment pointing at it (``AWS_ENDPOINT_URL``, keys,
     region); yields the endpoint URL."""
-    import sys
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -82,7 +77,7 @@ def s3_server(monkeypatch):
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    for _port in run_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
+    for _port in moto_server(port):
         import s3fs
 
         s3fs.S3FileSystem.clear_instance_cache()

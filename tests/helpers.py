@@ -4,6 +4,7 @@ conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -108,7 +109,6 @@ def reference_em(X, weights, means, covariances, n_iter=1, *, covariance_type="f
                 noise_weight=noise_weight, log_likelihood=log_likelihood)  # fmt: skip
 
 
-
 def free_port() -> int:
     import socket
 
@@ -132,7 +132,6 @@ def server_binary(name: str) -> str:
     """The path of the server ``name`` (a key of ``SERVERS``): the binary that its package in
     the test extra installs, else one on the PATH; the test fails in one line without one."""
     import importlib.metadata
-    import os
     import shutil
 
     distribution, packaged, commands = SERVERS[name]
@@ -176,7 +175,6 @@ def wait_for_port(port: int, process, name: str, log, seconds: float = 15.0) -> 
 def run_server(command: list[str], port: int, name: str):
     """Run ``command`` until the test ends; yields ``port`` once it listens there. Its output
     goes to a temporary file, whose last line names the reason when it does not start."""
-    import subprocess
     import tempfile
 
     with tempfile.TemporaryFile() as log:
@@ -190,6 +188,24 @@ def run_server(command: list[str], port: int, name: str):
         finally:
             process.terminate()
             process.wait(10)
+
+
+def moto_server(port: int):
+    """An S3-compatible server (moto in server mode) on ``port`` until the test ends (:func:`run_server`)."""
+    return run_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto")
+
+
+@contextlib.contextmanager
+def streamem_logger_kept():
+    """The "streamem" logger's handlers, level and propagation put back on exit: a command run
+    in-process sets them for its run, which would hide later records from pytest's caplog."""
+    logger = logging.getLogger("streamem")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate, logger.level = saved
+
 
 def cli(*args, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
     """``streamem *args`` run in this process by click's test runner, as the
@@ -207,20 +223,16 @@ def cli(*args, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
         runner = CliRunner()
     arguments = [str(a) for a in args]
     previous = os.getcwd()
-    # a command sets the "streamem" logger's handlers, level and propagation for its run: put
-    # back, so that later tests' records reach pytest's caplog
-    logger = logging.getLogger("streamem")
-    saved = (logger.handlers[:], logger.propagate, logger.level)
     try:
-        if cwd is not None:
-            os.chdir(cwd)
-        result = runner.invoke(main, arguments, env=env, input=input, prog_name="streamem")
+        with streamem_logger_kept():
+            if cwd is not None:
+                os.chdir(cwd)
+            result = runner.invoke(main, arguments, env=env, input=input, prog_name="streamem")
     finally:
         os.chdir(previous)
-        logger.handlers[:], logger.propagate, logger.level = saved
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(result.exception))
+        stderr += "".join(traceback.format_exception(result.exception))  # "Traceback (most recent call last): ..."
     return subprocess.CompletedProcess(["streamem", *arguments], result.exit_code, result.stdout, stderr)
 
 

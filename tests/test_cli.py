@@ -19,18 +19,14 @@ import streamem
 from .helpers import cli, cli_process
 
 
-def run(*args, cwd=None):
-    return cli(*args, cwd=cwd)
-
-
 def ok(*args, **kwargs):
-    result = run(*args, **kwargs)
+    result = cli(*args, **kwargs)
     assert result.returncode == 0, result.stderr
     return result
 
 
 def fails(code, *args, **kwargs):
-    result = run(*args, **kwargs)
+    result = cli(*args, **kwargs)
     assert result.returncode == code, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     return result
@@ -276,7 +272,7 @@ def test_bad_inputs_exit_1_with_one_line(workdir, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (args, result.stderr)
     # nothing half-written: no outputs and no temporary files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flat.npy", "junk.npy", "nan.npy", "wide.npy"]
-    debug = run("fit", tmp_path / "nan.npy", "--n-components", 2, "--out", tmp_path / "m.zarr", "--debug")
+    debug = cli("fit", tmp_path / "nan.npy", "--n-components", 2, "--out", tmp_path / "m.zarr", "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 

@@ -10,7 +10,6 @@ chosen by method, path and header, so each test says which step of a write fails
 from __future__ import annotations
 
 import re
-import sys
 import time
 import urllib.request
 
@@ -26,7 +25,7 @@ from streamem.storage import location
 from streamem.stream import run
 
 from .faultproxy import FaultProxy
-from .helpers import cli, free_port, mixture_data, run_server
+from .helpers import cli, free_port, mixture_data, moto_server
 
 s3fs = pytest.importorskip("s3fs")
 
@@ -45,7 +44,7 @@ def moto():
     """One S3 server (moto in server mode, as ``s3_server`` runs it) for the module, emptied
     before each test: starting one per test would take most of the module's time."""
     port = free_port()
-    for _port in run_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "moto"):
+    for _port in moto_server(port):
         yield f"http://127.0.0.1:{port}"
 
 

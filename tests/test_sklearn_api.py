@@ -25,8 +25,7 @@ def _instances():
 
 
 def _expected_failures(estimator) -> dict:
-    # the variational mixture passes: on the check's data its fits from the two starts end
-    # at the same posterior
+    # the variational mixture passes this check (an expected failure that passes is reported)
     several = estimator.n_components > 1 and not isinstance(estimator, streamem.BayesianGaussianMixture)
     return ROW_ORDER if several else {}
 
