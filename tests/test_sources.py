@@ -316,6 +316,26 @@ def test_zarr_tail_waits_for_rows_being_written(tmp_path):
     np.testing.assert_array_equal(batch.X, np.full((3, D), 2.0))
 
 
+def test_zarr_tail_reads_again_metadata_caught_mid_rewrite(tmp_path):
+    """An append rewrites the array's zarr.json in place: a reader may find it empty. The
+    source reads it again at the next poll; metadata that stays unparsable past
+    ``blank_grace`` is an error naming the source."""
+    array = zarr.create_array(str(tmp_path / "x.zarr"), shape=(0, D), chunks=(4, D), dtype="f8", fill_value=np.nan)
+    array.append(np.ones((3, D)))
+    metadata = tmp_path / "x.zarr" / "zarr.json"
+    whole = metadata.read_bytes()
+    metadata.write_bytes(b"")  # as an append that has truncated the file and not written it yet
+    source = ZarrTailSource(tmp_path / "x.zarr", D, blank_grace=0.3)
+    assert source.read(10, timeout=0.05) is None
+    metadata.write_bytes(whole)
+    batch = source.read(10, timeout=0.05)
+    np.testing.assert_array_equal(batch.X, np.ones((3, D)))
+    metadata.write_bytes(b"{")
+    assert source.read(10, timeout=0.05) is None
+    with pytest.raises(ValueError, match="x.zarr.*does not parse"):
+        source.read(10, timeout=0.5)
+
+
 def test_decode_rows_reasons():
     assert decode_rows("text", D)[1].startswith("expected bytes")
     assert "multiple of 24 bytes" in decode_rows(b"\x00" * 25, D)[1]

@@ -39,7 +39,10 @@ class ZarrTailSource(Source):
     Appending grows the array's shape before the new rows are written (chunk by chunk, in
     any order); create the array with ``fill_value=nan`` so that rows not written yet (all
     NaN) are waited for rather than read. A row still all NaN after ``blank_grace`` seconds,
-    and rows with some NaN or infinity, are rejected and counted.
+    and rows with some NaN or infinity, are rejected and counted. The array's metadata is
+    rewritten in place by each append (not atomically on local disk): a metadata document
+    that does not parse is read again at the next poll, and is an error only once it has
+    not parsed for ``blank_grace`` seconds.
     """
 
     def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0,
@@ -56,6 +59,7 @@ class ZarrTailSource(Source):
         self.position = 0
         self.blank_grace = blank_grace
         self._blank_since = None
+        self._unparsed_since = None
         self.poll_interval = poll_interval
 
     def seek(self, position) -> None:
@@ -66,6 +70,13 @@ class ZarrTailSource(Source):
             array = _open_array(self.path)
         except FileNotFoundError:
             return None, 0
+        except json.JSONDecodeError as exc:  # caught while an append rewrites it
+            now = time.monotonic()
+            self._unparsed_since = self._unparsed_since or now
+            if now - self._unparsed_since >= self.blank_grace:
+                raise ValueError(f"the zarr: source's metadata at {self.path.url!r} does not parse: {exc}") from None
+            return None, 0
+        self._unparsed_since = None
         if array.ndim != 2 or array.shape[1] != self.n_features:
             raise ValueError(
                 f"expected an array of shape (n, {self.n_features}) at {self.path.url!r}, got {array.shape}"
