@@ -28,7 +28,7 @@ import numpy as np
 import redis
 
 import streamem
-from streamem.sources import encode_rows
+from streamem.stream.sources import encode_rows
 
 D, K = 4, 3
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .base import load
-from .batch import GaussianMixture
-from .bayesian import BayesianGaussianMixture
-from .io import make_data, read_data
-from .online import OnlineGaussianMixture
-from .select import select_n_components
-from .studentt import StudentTMixture
+from streamem.data.arrays import read_data
+from streamem.data.generate import make_data
+from streamem.models.base import load
+from streamem.models.bayesian import BayesianGaussianMixture
+from streamem.models.gaussian import GaussianMixture
+from streamem.models.online import OnlineGaussianMixture
+from streamem.models.select import select_n_components
+from streamem.models.studentt import StudentTMixture
 
 __all__ = [
     "BayesianGaussianMixture",

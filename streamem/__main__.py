@@ -1,3 +1,3 @@
-from .cli import main
+from streamem.cli import main
 
 main()

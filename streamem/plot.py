@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .select import chosen_row
+from streamem.models.select import chosen_row
 
 __all__ = ["bic_figure", "model_figure", "projection_matrix", "sample_rows"]
 

@@ -11,7 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.accelerate import ACCELERATIONS, quasi_newton_point, remaining_gain, squarem_point
+from streamem.engine.accelerate import ACCELERATIONS, quasi_newton_point, remaining_gain, squarem_point
 
 from .helpers import COVARIANCE_TYPES, cli, mixture_data, sklearn_start
 
@@ -254,8 +254,8 @@ def test_extrapolated_points_keep_variances_above_reg_covar():
     from sklearn.datasets import load_digits
     from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
 
-    from streamem.em import admissible
-    from streamem.params import MixtureParams
+    from streamem.core.params import MixtureParams
+    from streamem.engine.em import admissible
 
     X = load_digits().data / 16.0
     resp = np.eye(10)[KMeans(10, n_init=1, random_state=0).fit(X).labels_]

@@ -339,11 +339,11 @@ def test_missing_values_equal_a_direct_variational_step():
 
 def _fitted_model(model):
     """The variational model of a fitted estimator (its prior, about the data's centre)."""
-    prior = streamem.bayesian.VariationalPrior(
+    prior = streamem.models.bayesian.VariationalPrior(
         model.weight_concentration_prior_type, model.weight_concentration_prior_, model.mean_precision_prior_,
         model.mean_prior_, model.degrees_of_freedom_prior_, np.asarray(model.covariance_prior_),
     )  # fmt: skip
-    return streamem.bayesian.VariationalModel(model.covariance_type, model.reg_covar, model.mean_prior_, prior)
+    return streamem.models.bayesian.VariationalModel(model.covariance_type, model.reg_covar, model.mean_prior_, prior)
 
 
 @pytest.mark.parametrize("prior_type", PRIOR_TYPES)
@@ -536,8 +536,8 @@ def test_a_merge_elbo_equals_a_direct_computation(covariance_type):
     from scipy.special import logsumexp
     from scipy.stats import multivariate_normal
 
-    from streamem.bayesian import merged_stats
-    from streamem.stats import chunk_stats
+    from streamem.core.stats import chunk_stats
+    from streamem.models.bayesian import merged_stats
 
     X = _separated(n_samples=1500, n_features=3, seed=11)
     with warnings.catch_warnings():

@@ -87,8 +87,8 @@ def test_resume_after_an_early_stop_continues_exactly(tmp_path, blobs):
 
 
 def test_a_state_written_before_the_first_pointer_is_not_a_foreign_directory(tmp_path):
-    from streamem.checkpoint import load_state
-    from streamem.io import write_group
+    from streamem.data.checkpoint import load_state
+    from streamem.data.store import write_group
 
     write_group(tmp_path / "ck" / "state-000000-deadbeef.zarr", {"shift": np.zeros(2)}, {"format": "partial"})
     assert load_state(tmp_path / "ck") is None  # stopped before LATEST: start afresh

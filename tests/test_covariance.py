@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from streamem.params import MixtureParams, responsibilities_inplace
+from streamem.core.kernels import responsibilities_inplace
+from streamem.core.params import MixtureParams
 
 from .helpers import COVARIANCE_TYPES
 
@@ -62,7 +63,7 @@ def test_singular_covariance_names_the_remedy():
 
 
 def test_unknown_covariance_type():
-    from streamem.covariance import get_covariance
+    from streamem.core.covariance import get_covariance
 
     with pytest.raises(ValueError, match="expected covariance_type"):
         get_covariance("banana")

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import streamem
-from streamem.cluster import WORKER_ENVIRON
+from streamem.engine.cluster import WORKER_ENVIRON
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

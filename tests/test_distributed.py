@@ -88,7 +88,7 @@ def test_worker_killed_mid_fit(tmp_path):
 def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     from distributed import Client
 
-    from streamem.cluster import local_cluster
+    from streamem.engine.cluster import local_cluster
 
     data = tmp_path / "big.zarr"
     streamem.make_data(data, 17_000_000, 8, 4, chunk_size=250_000, seed=1)  # 1.09 GB of float64
@@ -113,7 +113,7 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
 def test_local_cluster_workers_start_with_the_worker_environment(monkeypatch):
     from distributed import Client
 
-    from streamem.cluster import WORKER_ENVIRON, local_cluster
+    from streamem.engine.cluster import WORKER_ENVIRON, local_cluster
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a dask nanny started here before leaves it
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
@@ -130,7 +130,7 @@ def test_local_cluster_workers_start_with_the_worker_environment(monkeypatch):
 
 
 def test_local_cluster_refuses_to_start_its_workers_later():
-    from streamem.cluster import local_cluster
+    from streamem.engine.cluster import local_cluster
 
     with pytest.raises(ValueError, match="asynchronous"):
         local_cluster(1, asynchronous=True)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import streamem
-from streamem.em import FitState, GaussianModel, run_em
-from streamem.params import MixtureParams
-from streamem.reduce import ChunkedData
+from streamem.core.params import MixtureParams
+from streamem.engine.em import FitState, GaussianModel, run_em
+from streamem.engine.passes import ChunkedData
 
 from .helpers import mixture_data, sklearn_start
 
@@ -25,7 +25,7 @@ def test_run_em_is_the_estimators_loop():
     seen = []
     states = [FitState(params), FitState(params)]  # two candidates, the same passes
     model = GaussianModel("diag", 1e-6, start["weights_init"] @ start["means_init"])
-    data = ChunkedData(streamem.io.from_numpy(X), None)
+    data = ChunkedData(streamem.engine.passes.from_numpy(X), None)
     run_em(data, states, model=model, tol=0.0, max_iter=7, on_iteration=lambda n, s: seen.append(n))
     assert seen == list(range(1, 8))
     for state in states:
@@ -45,8 +45,8 @@ def _same_state(a: FitState, b: FitState) -> None:
 
 def test_one_serialiser_behind_checkpoints_and_saved_models(tmp_path):
     """A checkpoint's candidate and a saved model are the same FitState written the same way."""
-    from streamem.checkpoint import load_state, state_to_runs
-    from streamem.io import read_model
+    from streamem.data.checkpoint import load_state, state_to_runs
+    from streamem.data.store import read_model
 
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(-4, 1, (400, 2)), rng.normal(4, 1, (400, 2))])

@@ -65,3 +65,11 @@ def test_automatic_k(tmp_path):
     effective = int(out.split("Dirichlet-process variational fit (K <= 7)")[1].split()[0])
     assert 6 <= effective <= 7
     assert (tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adding_a_mixture(tmp_path):
+    out = run("adding_a_mixture.py", "--n-samples", 5000, cwd=tmp_path)
+    gaussian, equal = (line for line in out.splitlines() if "weights" in line)
+    assert "EqualWeightsMixture: weights [0.5, 0.5]" in equal
+    small = float(gaussian.split("weights [")[1].split(",")[1].split("]")[0])
+    assert abs(small - 0.1) < 0.03  # the clusters are of 9:1 sizes: the Gaussian mixture finds them

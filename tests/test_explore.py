@@ -13,8 +13,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.init import priority_sample
-from streamem.reduce import ChunkedData
+from streamem.engine.passes import ChunkedData
+from streamem.engine.starts import priority_sample
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

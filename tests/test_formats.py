@@ -10,8 +10,8 @@ import pytest
 import zarr
 
 import streamem
-from streamem.formats import parquet_pieces
-from streamem.storage import location
+from streamem.data.formats import parquet_pieces
+from streamem.data.storage import location
 
 from .helpers import cli, mixture_data
 

@@ -8,9 +8,9 @@ import pytest
 from scipy.stats import multivariate_normal
 
 import streamem
-from streamem.missing import incomplete_estep
-from streamem.packed import lower_slots, sweep
-from streamem.stats import chunk_stats
+from streamem.core.missing import incomplete_estep
+from streamem.core.packed import lower_slots, sweep
+from streamem.core.stats import chunk_stats
 
 from .helpers import COVARIANCE_TYPES, mixture_data
 
@@ -30,7 +30,7 @@ def holes(X, fraction, seed=0):
 @pytest.mark.parametrize("D", [4, 20, 50])  # patterns kept as 16-bit integers, as floats, as bytes
 def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern, D, monkeypatch):
     # every pattern fitted as a marginal mixture, or every row on its own
-    monkeypatch.setattr(streamem.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
+    monkeypatch.setattr(streamem.core.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
     X, _ = mixture_data(n_samples=300, n_features=D, n_components=3, seed=1)
     X += np.random.default_rng(1).normal(scale=0.3, size=X.shape)  # covariances far from singular in 50-D too
     gm = streamem.GaussianMixture(3, covariance_type=covariance_type, random_state=0, n_starts=1, moves=None).fit(X)

@@ -11,8 +11,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.moves import MoveStats, move_stats_chunk, proposals
-from streamem.params import MixtureParams
+from streamem.core.params import MixtureParams
+from streamem.engine.moves import MoveStats, move_stats_chunk, proposals
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_the_criteria_pick_the_pair_and_the_component():
 
 
 def test_the_halves_of_a_split_t_component_keep_its_degrees_of_freedom():
-    from streamem.studentt import TParams
+    from streamem.models.studentt import TParams
 
     gaussian = MixtureParams.from_covariances(np.array([0.2, 0.2, 0.6]), np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
                                               np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]), "full")  # fmt: skip
@@ -159,7 +159,7 @@ def test_a_table_cell_reaches_the_optimum_its_neighbour_shows(monkeypatch):
     (-2.10097 nats per row) that few starts reach, and that merging a pair of the eight
     components' optimum reaches: with its neighbours' solutions on offer, the K=7 cell gets
     there and BIC chooses it, as it chooses it where the cell gets there by itself."""
-    import streamem.moves
+    import streamem.engine.moves
 
     X = _digits_plane()
 
@@ -170,7 +170,7 @@ def test_a_table_cell_reaches_the_optimum_its_neighbour_shows(monkeypatch):
         return model, {row["n_components"]: row["log_likelihood"] for row in model.selection_}
 
     offered, offered_rows = table(1)
-    monkeypatch.setattr(streamem.moves, "_neighbour_offers", lambda *args: iter(()))
+    monkeypatch.setattr(streamem.engine.moves, "_neighbour_offers", lambda *args: iter(()))
     alone, alone_rows = table(1)
     assert alone_rows[7] < offered_rows[7] - 5e-3 and alone.n_components == 8
     assert offered.n_components == 7 and offered_rows[7] == pytest.approx(-2.10097, abs=2e-5)
@@ -180,9 +180,9 @@ def test_a_table_cell_reaches_the_optimum_its_neighbour_shows(monkeypatch):
 
 
 def test_neighbour_offers_are_split_and_merged_solutions():
-    from streamem.em import FitState
-    from streamem.moves import split_merge
-    from streamem.reduce import ChunkedData
+    from streamem.engine.em import FitState
+    from streamem.engine.moves import split_merge
+    from streamem.engine.passes import ChunkedData
 
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(c, 1.0, (400, 2)) for c in ([-4, 0], [0, 0], [4, 0])])

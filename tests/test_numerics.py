@@ -20,10 +20,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 
 import streamem
-from streamem.covariance import get_covariance
-from streamem.init import nearest
-from streamem.params import MixtureParams, plan_groups
-from streamem.stats import SufficientStats, chunk_stats
+from streamem.core.covariance import get_covariance
+from streamem.core.kernels import plan_groups
+from streamem.core.params import MixtureParams
+from streamem.core.stats import SufficientStats, chunk_stats
+from streamem.engine.starts import nearest
 
 from .helpers import COVARIANCE_TYPES
 
@@ -348,8 +349,8 @@ def test_recentred_statistics_give_the_same_m_step():
     params = _params(np.array([[5e5, 5e5]]), np.array([1e-6 * np.eye(2)]))
     stats = chunk_stats(X, None, [params], X.mean(axis=0))[0]
     moved = stats.recentred(stats.shift + 2e-3)
-    a = streamem.params.m_step(stats, "full", 0.0)[0]
-    b = streamem.params.m_step(moved, "full", 0.0)[0]
+    a = streamem.core.mstep.m_step(stats, "full", 0.0)[0]
+    b = streamem.core.mstep.m_step(moved, "full", 0.0)[0]
     np.testing.assert_allclose(b.means, a.means, rtol=0, atol=1e-12)
     np.testing.assert_allclose(b.covariances, a.covariances, rtol=1e-9)
     direct = np.cov(X.T, bias=True)
@@ -369,7 +370,7 @@ def test_nearest_distance_is_exact_far_from_the_centre():
 def test_implied_statistics_give_back_the_parameters():
     params = _params(np.array([[1e6, 0.0], [0.0, 1e-3]]), np.array([np.eye(2) * 1e-6, [[2.0, 0.5], [0.5, 1.0]]]))
     stats = SufficientStats.implied(params, 1e-6)
-    back = streamem.params.m_step(stats, "full", 1e-6)[0]
+    back = streamem.core.mstep.m_step(stats, "full", 1e-6)[0]
     np.testing.assert_allclose(back.means, params.means, rtol=0, atol=1e-12)
     np.testing.assert_allclose(back.covariances, params.covariances, rtol=1e-9)
 
@@ -382,9 +383,9 @@ def test_missing_value_estep_on_tight_far_clusters(covariance_type, by_pattern, 
     own standard deviations."""
     from scipy.stats import multivariate_normal
 
-    from streamem.missing import incomplete_estep
+    from streamem.core.missing import incomplete_estep
 
-    monkeypatch.setattr(streamem.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
+    monkeypatch.setattr(streamem.core.missing, "FREQUENT_PATTERN_ROWS", 0 if by_pattern else 10**9)
     rng = np.random.default_rng(6)
     D = 3
     X = np.concatenate([rng.normal(0.0, 1e-3, (150, D)), rng.normal(1e6, 1e-3, (150, D))])

@@ -121,7 +121,7 @@ def test_to_and_from_sklearn(blobs, covariance_type):
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):
-    from streamem.io import atomic_path
+    from streamem.data.store import atomic_path
 
     target = tmp_path / "out.zarr"
     with atomic_path(target) as tmp:
@@ -161,8 +161,8 @@ def test_models_saved_in_format_1_still_load():
 def test_load_reads_a_checkpoint_directory(tmp_path):
     """streamem.load gives the model a checkpoint holds: a batch fit's best candidate at its
     last saved iteration, and a stream's online model."""
-    from streamem.sources.memory import MemorySource
     from streamem.stream import run
+    from streamem.stream.sources.memory import MemorySource
 
     rng = np.random.default_rng(5)
     X = np.concatenate([rng.normal(-4, 1, (600, 3)), rng.normal(4, 1, (600, 3))])

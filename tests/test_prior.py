@@ -8,9 +8,10 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import streamem
-from streamem.params import MixtureParams, m_step
-from streamem.prior import Prior
-from streamem.stats import chunk_stats
+from streamem.core.mstep import m_step
+from streamem.core.params import MixtureParams
+from streamem.core.prior import Prior
+from streamem.core.stats import chunk_stats
 
 from .helpers import COVARIANCE_TYPES, mixture_data
 

@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.init import INIT_METHODS
-from streamem.params import CollapsedComponentWarning
+from streamem.core.params import CollapsedComponentWarning
+from streamem.engine.starts import INIT_METHODS
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 DTYPES = ("float64", "float32", "int64", "bool", "object", "complex128")

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from streamem.reduce import TASKS_PER_THREAD, ChunkedData, _tree_add, _tree_total
+from streamem.engine.passes import TASKS_PER_THREAD, ChunkedData, _tree_add, _tree_total
 
 _live = {"now": 0, "most": 0}
 _lock = threading.Lock()

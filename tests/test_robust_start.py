@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.init import INIT_METHODS, _trimmed_kmeans, init_method
+from streamem.engine.starts import INIT_METHODS, _trimmed_kmeans, init_method
 
 
 def _contaminated(seed, fraction, n_per_cluster=3000, n_features=2):
@@ -127,6 +127,6 @@ def test_weights_are_honoured_by_the_trimmed_start():
 
 
 def test_the_cli_offers_every_initialiser():
-    from streamem.cli import INIT_CHOICES
+    from streamem.cli.commands import INIT_CHOICES
 
     assert sorted(INIT_CHOICES) == sorted(INIT_METHODS)

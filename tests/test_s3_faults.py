@@ -19,10 +19,10 @@ import pytest
 import zarr
 
 import streamem
-from streamem.checkpoint import load_state, save_state
-from streamem.sources.memory import MemorySource
-from streamem.storage import location
+from streamem.data.checkpoint import load_state, save_state
+from streamem.data.storage import location
 from streamem.stream import run
+from streamem.stream.sources.memory import MemorySource
 
 from .faultproxy import FaultProxy
 from .helpers import cli, free_port, mixture_data, moto_server

@@ -100,7 +100,7 @@ def test_a_table_of_covariance_types_and_icl(five):
 
 
 def test_icl_entropy_with_weights_and_missing_values():
-    from streamem.stats import chunk_stats
+    from streamem.core.stats import chunk_stats
 
     rng = np.random.default_rng(4)
     X = np.concatenate([rng.normal(m, s, (1500, 4)) for m, s in ((-2, 1.0), (0, 0.7), (2, 1.5))])

@@ -8,7 +8,7 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import streamem
-from streamem.base import MixtureBase
+from streamem.models.base import MixtureBase
 
 ESTIMATORS = sorted(MixtureBase._estimators.values(), key=lambda cls: cls.__name__)
 

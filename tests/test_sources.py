@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import zarr
 
-from streamem.sources import decode_rows, encode_rows, open_source
-from streamem.sources.files import DirectorySource, ZarrTailSource
-from streamem.sources.kafka import KafkaSource
-from streamem.sources.memory import MemorySource
+from streamem.stream.sources import decode_rows, encode_rows, open_source
+from streamem.stream.sources.files import DirectorySource, ZarrTailSource
+from streamem.stream.sources.kafka import KafkaSource
+from streamem.stream.sources.memory import MemorySource
 
 D = 3
 GOOD = [np.random.default_rng(i).normal(size=(1 + i % 4, D)) for i in range(40)]
@@ -379,9 +379,9 @@ def test_dir_source_waits_for_a_file_still_being_written(tmp_path):
 
 
 def test_every_source_speaks_the_protocol():
-    from streamem.sources import RecordSource, Source
-    from streamem.sources.nats import NatsSource
-    from streamem.sources.redis import RedisSource
+    from streamem.stream.sources import RecordSource, Source
+    from streamem.stream.sources.nats import NatsSource
+    from streamem.stream.sources.redis import RedisSource
 
     for cls in (RedisSource, NatsSource, KafkaSource, MemorySource):
         assert issubclass(cls, RecordSource)

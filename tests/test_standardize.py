@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import streamem
-from streamem.reduce import ChunkedData
-from streamem.stats import FeatureMoments
+from streamem.core.stats import FeatureMoments
+from streamem.engine.passes import ChunkedData
 
 from .helpers import cli
 
@@ -169,8 +169,8 @@ def test_with_missing_values_equals_the_fit_on_standardised_data():
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
 def test_statistics_of_the_data_mapped_equal_those_of_standardised_data(covariance_type):
-    from streamem.params import MixtureParams
-    from streamem.stats import chunk_stats
+    from streamem.core.params import MixtureParams
+    from streamem.core.stats import chunk_stats
 
     X = scaled_data()
     mean, scale = X.mean(axis=0), X.std(axis=0)

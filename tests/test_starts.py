@@ -12,9 +12,9 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
-from streamem.init import AUTO_STARTS, _candidate_states, initial_states, same_start, start_methods
-from streamem.params import InitialParameters, MixtureParams
-from streamem.reduce import ChunkedData
+from streamem.core.params import InitialParameters, MixtureParams
+from streamem.engine.passes import ChunkedData
+from streamem.engine.starts import AUTO_STARTS, _candidate_states, initial_states, same_start, start_methods
 
 
 def _overlapping(seed=0, n=3000):
@@ -103,11 +103,11 @@ def test_starts_that_can_no_longer_be_chosen_stop_early(monkeypatch):
     # random responsibilities climb slowly far below it: once their last change times the
     # iterations they have left cannot bring them up to it, they stop, and the fit keeps
     # the same start in fewer passes
-    import streamem.batch
+    import streamem.models.gaussian
 
     X = _separated()
     early = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
-    monkeypatch.setattr(streamem.batch, "_settled", lambda states, **_: [])
+    monkeypatch.setattr(streamem.models.gaussian, "_settled", lambda states, **_: [])
     every = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
     np.testing.assert_array_equal(early.means_, every.means_)
     assert early.lower_bound_ == every.lower_bound_
@@ -183,18 +183,17 @@ def test_a_collapsed_component_is_spurious():
 
 
 def test_a_collapsed_candidate_loses_to_a_lower_sound_one():
-    from streamem.batch import _cells
-    from streamem.em import FitState
+    from streamem.engine.em import FitState, best_cells
 
     sound = FitState(_two_components(np.diag([1.0, 0.5])), objective=-3.0)
     collapsed = FitState(_two_components(np.diag([1.0, 1e-6])), objective=-2.0)
     count = lambda params: params.collapsed(1000)  # noqa: E731
-    assert _cells([collapsed, sound], count)[("full", 2)] is sound
-    assert _cells([collapsed, sound], None)[("full", 2)] is collapsed  # a model that does not tell them
+    assert best_cells([collapsed, sound], count)[("full", 2)] is sound
+    assert best_cells([collapsed, sound], None)[("full", 2)] is collapsed  # a model that does not tell them
     worse = FitState(_two_components(np.diag([1.0, 1e-7])), objective=-2.5)
-    assert _cells([collapsed, worse], count)[("full", 2)] is collapsed  # all collapsed: the highest
+    assert best_cells([collapsed, worse], count)[("full", 2)] is collapsed  # all collapsed: the highest
     tied = FitState(_two_components(np.diag([1.0, 0.5])), objective=-3.0 + 1e-12)
-    assert _cells([sound, tied], count)[("full", 2)] is sound  # within rounding: the first
+    assert best_cells([sound, tied], count)[("full", 2)] is sound  # within rounding: the first
 
 
 def test_a_fit_that_collapses_says_so():

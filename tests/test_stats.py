@@ -1,11 +1,14 @@
 """Sufficient statistics: split-additivity, dtypes, shift invariance."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from streamem.init import hard_stats
-from streamem.params import MixtureParams, m_step
-from streamem.stats import SufficientStats, chunk_stats
+from streamem.core.mstep import m_step
+from streamem.core.params import MixtureParams
+from streamem.core.stats import SufficientStats, chunk_stats
+from streamem.engine.starts import hard_stats
 
 from .helpers import COVARIANCE_TYPES, mixture_data
 
@@ -101,3 +104,29 @@ def test_hard_stats_are_a_partition():
     (stats,) = hard_stats(X, None, [centres], X.mean(axis=0), "full")
     assert stats.nk.sum() == len(X)
     assert np.all(np.isin(stats.nk, np.bincount(np.argmin(((X[:, None] - centres) ** 2).sum(-1), axis=1))))
+
+
+def test_moments_merge_by_the_roles_their_fields_declare():
+    from streamem.core.moments import Moments, counted, kept, summed
+
+    @dataclasses.dataclass(frozen=True, eq=False)
+    class Tally(Moments):
+        weight: float = summed()
+        count: int = counted()
+        seen: tuple = kept()
+        optional: np.ndarray | None = summed(default=None)
+        label: str = "same"
+
+    a, b = Tally(2.0, 3, ("a",), np.array([1.0, 2.0])), Tally(6.0, 1, ("b",), None)
+    total = a + b
+    assert (total.weight, total.count, total.seen, total.label) == (8.0, 4, ("a", "b"), "same")
+    np.testing.assert_array_equal(total.optional, [1.0, 2.0])  # b had none of the optional term
+    back = total - b
+    assert (back.weight, back.count, back.seen) == (2.0, 3, ("a", "b"))  # subtraction keeps the kept rows
+    half = a * 0.5
+    assert (half.weight, half.count, half.seen) == (1.0, 3, ("a",)) and half.optional.tolist() == [0.5, 1.0]
+    unit = a.normalized()
+    assert (unit.weight, unit.count) == (1.0, 1) and unit.optional.tolist() == [0.5, 1.0]
+    stepped = a.step(b, 0.25)  # a quarter of b's rows per unit weight, three quarters of a's
+    assert stepped.weight == 1.0 and stepped.seen == ("b",)
+    np.testing.assert_allclose(stepped.optional, 0.75 * np.array([0.5, 1.0]))

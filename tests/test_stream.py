@@ -20,11 +20,11 @@ import zarr
 from click.testing import CliRunner
 
 import streamem
-from streamem.checkpoint import load_state
 from streamem.cli import main
-from streamem.sources import encode_rows
-from streamem.sources.memory import MemorySource
+from streamem.data.checkpoint import load_state
 from streamem.stream import run
+from streamem.stream.sources import encode_rows
+from streamem.stream.sources.memory import MemorySource
 
 from .helpers import free_port
 
@@ -287,7 +287,7 @@ def test_cli_stream_errors(tmp_path):
     assert result.exit_code == 2
     result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:],
                                   "--weight-concentration-prior", "0.1"])  # fmt: skip
-    assert result.exit_code == 2 and "--weight-concentration-prior needs --model bayesian" in result.output
+    assert result.exit_code == 2 and "--weight-concentration-prior does not apply to --model online" in result.output
     result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--model", "dp"])
     assert result.exit_code == 2 and "--model" in result.output
 

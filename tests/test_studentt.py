@@ -217,3 +217,28 @@ def test_bad_degrees_of_freedom_name_the_parameter_and_leave_the_model_untouched
     with pytest.raises(ValueError, match=match):
         online.partial_fit(X[:10])  # checked at the first batch, before any is buffered
     assert not hasattr(online, "n_batches_")
+
+
+def test_far_tight_components_are_exact_about_their_groups_centres():
+    # components 1e6 from the origin, far apart against their spreads: the shared kernel
+    # takes each one's distances about a centre near it (its group's), so the E-step keeps
+    # the precision of a computation about each component's own mean
+    rng = np.random.default_rng(3)
+    centres = 1e6 + np.array([[0.0, 0.0, 0.0], [40.0, -30.0, 10.0], [-25.0, 60.0, 35.0]])
+    X = np.concatenate([c + rng.standard_t(6, size=(500, D)) * s for c, s in zip(centres, (0.01, 0.05, 0.02))])
+    start = streamem.GaussianMixture(K, max_iter=3, random_state=0, reg_covar=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start.fit(X)
+        init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
+        model = streamem.StudentTMixture(K, max_iter=4, tol=0, accelerate=None, degrees_of_freedom_init=8.0,
+                                         reg_covar=1e-9, **init).fit(X)  # fmt: skip
+    # the reference, on the rows less 1e6 (exact in float64; EM commutes with the translation)
+    weights, means, scales, dof, log_lik = _direct_ecm(X - 1e6, start.weights_, start.means_ - 1e6,
+                                                       _full_scales(start), np.full(K, 8.0), "full", 4,
+                                                       reg_covar=1e-9)  # fmt: skip
+    np.testing.assert_allclose(model.weights_, weights, rtol=1e-8)
+    np.testing.assert_allclose(model.means_ - 1e6, means, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(_full_scales(model), scales, rtol=1e-7, atol=1e-14)
+    np.testing.assert_allclose(model.degrees_of_freedom_, dof, rtol=1e-7)
+    assert model.history_[-1]["log_likelihood"] == pytest.approx(log_lik, rel=1e-9)

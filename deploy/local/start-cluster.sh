@@ -15,7 +15,7 @@ for _ in $(seq 1 100); do  # wait until the scheduler accepts connections
     if grep -q "Scheduler at" "$state/scheduler.log" 2>/dev/null; then break; fi
     sleep 0.1
 done
-# glibc's mmap threshold back to 32 MiB for the workers (see streamem/cluster.py): the E-step
+# glibc's mmap threshold back to 32 MiB for the workers (see streamem/engine/cluster.py): the E-step
 # runs about twice as fast per chunk as under the nanny's default MALLOC_TRIM_THRESHOLD_.
 export MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-67108864}
 dask worker "$address" --host 127.0.0.1 --nworkers "$n_workers" --nthreads 1 --memory-limit auto \

@@ -9,7 +9,7 @@ Run by hand::
    chunks), full covariances with K=16 and with K=64 (four times the arithmetic per byte
    read), and the speed-up. The two clusters run side by side and their fits alternate,
    five rounds, so that both see the same machine; the medians are shown. With the
-   workers of :func:`streamem.cluster.local_cluster` (the environment of ``streamem fit
+   workers of :func:`streamem.engine.cluster.local_cluster` (the environment of ``streamem fit
    --workers`` and the deploy/ recipes), and for K=16 also with dask's default worker
    environment.
 2. For each K, the same ratio for the chunk E-step alone in two plain Python processes (no
@@ -38,8 +38,8 @@ import dask.array as da
 import numpy as np
 
 import streamem
-from streamem.cluster import WORKER_ENVIRON, local_cluster
-from streamem.reduce import ChunkedData
+from streamem.engine.cluster import WORKER_ENVIRON, local_cluster
+from streamem.engine.passes import ChunkedData
 
 N_SAMPLES, N_FEATURES, CHUNK_ROWS = 4_000_000, 16, 125_000
 ROUNDS = 5
@@ -95,7 +95,7 @@ _ESTEP_PROCESS = """
 import sys, warnings
 import numpy as np
 import streamem
-from streamem.stats import chunk_stats
+from streamem.core.stats import chunk_stats
 warnings.simplefilter("ignore")
 X = np.random.default_rng(0).normal(size=({rows}, {features}))
 params = streamem.GaussianMixture({k}, max_iter=1, weights_init=np.full({k}, 1 / {k}), means_init=X[:{k}],

@@ -35,8 +35,8 @@ import numpy as np
 import zarr
 
 import streamem
-from streamem.reduce import ChunkedData
-from streamem.storage import location
+from streamem.data.storage import location
+from streamem.engine.passes import ChunkedData
 
 N_FEATURES, K, CHUNK_ROWS = 16, 8, 250_000
 
@@ -67,7 +67,7 @@ def start_s3():
 
 
 def data(n_samples: int) -> da.Array:
-    X, _, _ = streamem.io.mixture_data(n_samples, N_FEATURES, K, CHUNK_ROWS, seed=0)
+    X, _, _ = streamem.data.generate.mixture_data(n_samples, N_FEATURES, K, CHUNK_ROWS, seed=0)
     return X
 
 

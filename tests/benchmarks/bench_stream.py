@@ -4,7 +4,7 @@ Run by hand (needs ``redis-server`` on the PATH for the Redis rows)::
 
     python tests/benchmarks/bench_stream.py
 
-1. Records (rows) per second through :func:`streamem.stream.run` for D=16, K=16 full
+1. Records (rows) per second through :func:`streamem.stream.runner.run` for D=16, K=16 full
    covariance, batches of 1,000 and 10,000 rows, from an in-memory source and from a Redis
    stream (entries of 100 rows, read through a consumer group), best of 3 runs. For scale,
    scikit-learn's batch EM in the same run: rows per second of one EM iteration.
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 import streamem
-from streamem.sources import encode_rows
-from streamem.sources.memory import MemorySource
 from streamem.stream import run
+from streamem.stream.sources import encode_rows
+from streamem.stream.sources.memory import MemorySource
 
 D, K = 16, 16
 ROWS_PER_ENTRY = 100
@@ -187,8 +187,8 @@ def _child_rate(root, start_path, name):
         del sys.modules[module]
     global streamem, MemorySource, encode_rows, run
     import streamem
-    from streamem.sources.memory import MemorySource
     from streamem.stream import run
+    from streamem.stream.sources.memory import MemorySource
 
     if not os.path.abspath(streamem.__file__).startswith(os.path.abspath(root) + os.sep):
         raise RuntimeError(f"imported {streamem.__file__}, not the checkout at {root}")

@@ -1,0 +1,307 @@
+r"""Split-and-merge moves after convergence (Ueda, Nakano, Ghahramani & Hinton 2000, SMEM).
+
+EM stops at the local maximum nearest its start: two components sharing one cluster while
+another component covers two clusters is such a maximum, and no EM step leaves it. A move
+merges the first pair into one component and splits the second in two, keeping the number
+of components, and EM goes on from there.
+
+One pass gathers what the moves are chosen from (:func:`move_stats_chunk`):
+
+- the **merge** criterion of each pair, the cosine of their responsibility vectors,
+  :math:`J_{ij} = \sum_n w_n r_{ni} r_{nj} / \sqrt{\sum_n w_n r_{ni}^2 \sum_n w_n r_{nj}^2}`
+  (Ueda et al.'s, normalised): components that explain the same rows;
+- the **split** criterion of each component, how far its rows are from a Gaussian by
+  Mardia's kurtosis, :math:`|b_k / (D (D + 2)) - 1|`, :math:`b_k` the responsibility-weighted
+  mean of the squared Mahalanobis distance squared (:math:`D (D + 2)` for Gaussian rows;
+  below for a component over two clusters, above for one over a cluster and far rows) —
+  Ueda et al.'s local Kullback-Leibler divergence needs a density estimate per row, this
+  needs one number per component;
+- each component's scatter about its mean, whose principal axis is the direction a split
+  moves the two halves apart in (for every covariance type).
+
+The ``MOVE_CANDIDATES`` best triples (the merge pairs by their criterion, each with the
+components to split in the order of theirs) become candidates, of the pairs that share rows
+(a criterion of at least ``MERGE_OVERLAP``: on well-separated clusters no pair does, and the
+moves cost the one pass of their statistics): the merged component
+moment-matched from the pair, the split one as two of half its weight, means
+:math:`\mu \pm a \sqrt{\lambda} v` along its principal axis (:math:`a` = ``SPLIT_OFFSET``)
+and covariance :math:`\Sigma - a^2 \lambda v v^T` (the pair's moments are the component's).
+All candidates run EM in the same passes (every component free: in shared passes the whole
+model climbs as cheaply as the three moved components would), the best is continued, and
+it replaces the fit only when its objective is higher; moves repeat until none is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from streamem.core.covariance import get_covariance
+from streamem.core.moments import Moments, summed
+from streamem.core.params import MixtureParams
+from streamem.core.stats import iter_blocks
+from streamem.core.validation import check_finite
+from streamem.engine.em import FitState, best_by_cell, first_best
+
+__all__ = ["MOVE_CANDIDATES", "MoveStats", "move_stats_chunk", "proposals", "split_merge"]
+
+#: candidate moves tried at once in each round (Ueda et al. try five in turn)
+MOVE_CANDIDATES = 5
+#: a split puts the two halves' means this many standard deviations (along the principal
+#: axis) either side of the component's
+SPLIT_OFFSET = 0.5
+#: rounds of moves at most
+MAX_ROUNDS = 10
+#: a move is kept when it raises the objective per sample by more than this
+MOVE_GAIN = 1e-8
+#: a pair is merged only when its merge criterion is at least this: two components that
+#: share no rows (well-separated clusters) are not two halves of one cluster, and a fit
+#: without such a pair makes no move (one pass, the statistics', and no short runs)
+MERGE_OVERLAP = 1e-3
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MoveStats(Moments):
+    """What the moves of one candidate are chosen from, summed over rows: ``gram`` (K, K),
+    :math:`\\sum w r_i r_j`; ``nk`` (K,); ``kurtosis`` (K,), :math:`\\sum w r_k m_k^2`;
+    ``scatter`` (K, D, D), :math:`\\sum w r_k (x - \\mu_k)(x - \\mu_k)^T`."""
+
+    gram: np.ndarray = summed()
+    nk: np.ndarray = summed()
+    kurtosis: np.ndarray = summed()
+    scatter: np.ndarray = summed()
+
+
+def move_stats_chunk(X, sample_weight, params_list: list[MixtureParams]) -> list[MoveStats]:
+    """:class:`MoveStats` of a chunk (complete rows) for each candidate."""
+    check_finite(X, sample_weight)
+    out = []
+    for params in params_list:
+        K, D = params.means.shape
+        covariance = params.covariance
+        log_det = np.broadcast_to(covariance.log_det_chol(params.precisions_chol, D), (K,))
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        gram, nk, kurtosis, scatter = np.zeros((K, K)), np.zeros(K), np.zeros(K), np.zeros((K, D, D))
+        for block, w in iter_blocks(X, sample_weight):
+            block = np.asarray(block, dtype=np.float64)
+            distances = np.empty((K, len(block)))
+            for k in range(K):
+                z = covariance.whitened(block - params.means[k], params.precisions_chol, k)
+                distances[k] = np.einsum("nd,nd->n", z, z)
+            log_prob = params.log_density_of_mahalanobis(distances, log_det) + log_weights[:, None]
+            resp = np.exp(log_prob - log_prob.max(axis=0))
+            resp /= resp.sum(axis=0)
+            weighted = resp if w is None else resp * w
+            gram += weighted @ resp.T
+            nk += weighted.sum(axis=1)
+            kurtosis += np.einsum("kn,kn->k", weighted, distances * distances)
+            for k in range(K):
+                centred = block - params.means[k]
+                scatter[k] += (centred * weighted[k][:, None]).T @ centred
+        out.append(MoveStats(gram, nk, kurtosis, scatter))
+    return out
+
+
+def _merge_order(stats: MoveStats) -> list[tuple[int, int]]:
+    """The pairs of components by their merge criterion, highest first; only those that
+    share rows (a criterion of at least :data:`MERGE_OVERLAP`)."""
+    norms = np.sqrt(np.clip(np.diag(stats.gram), 1e-300, None))
+    cosine = stats.gram / np.outer(norms, norms)
+    K = len(norms)
+    pairs = [(i, j) for i in range(K) for j in range(i + 1, K) if cosine[i, j] >= MERGE_OVERLAP]
+    return sorted(pairs, key=lambda pair: -cosine[pair])
+
+
+def _split_order(stats: MoveStats, n_features: int) -> list[int]:
+    """The components by their split criterion, highest first (empty ones last)."""
+    D = n_features
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation = np.abs(stats.kurtosis / stats.nk / (D * (D + 2)) - 1.0)
+    deviation = np.where(stats.nk > 0, deviation, -np.inf)
+    return [int(k) for k in np.argsort(-deviation, kind="stable")]
+
+
+def _merged(weights, means, full, i: int, j: int):
+    """The weight, mean and covariance of components ``i`` and ``j`` moment-matched into one."""
+    w = weights[i] + weights[j]
+    mean = (weights[i] * means[i] + weights[j] * means[j]) / w
+    spread = [means[c] - mean for c in (i, j)]
+    covariance = (weights[i] * (full[i] + np.outer(spread[0], spread[0]))
+                  + weights[j] * (full[j] + np.outer(spread[1], spread[1]))) / w  # fmt: skip
+    return w, mean, covariance
+
+
+def _halves(weights, means, full, stats: MoveStats, k: int, reg_covar: float):
+    """The two halves of component ``k``: their weight, means and covariance (the pair's
+    moments are the component's), apart along the principal axis of its scatter."""
+    own = stats.scatter[k] / max(stats.nk[k], 1e-300) if stats.nk[k] > 0 else full[k]
+    values, vectors = np.linalg.eigh(own)
+    offset = SPLIT_OFFSET * np.sqrt(max(values[-1], 0.0)) * vectors[:, -1]
+    halved = _at_least(full[k] - np.outer(offset, offset), reg_covar)
+    return weights[k] / 2, means[k] + offset, means[k] - offset, halved
+
+
+def _new_params(params: MixtureParams, weights, means, full, origin) -> MixtureParams:
+    covariances = get_covariance(params.covariance_type).from_full(full, weights)
+    return params.with_components(weights, means, covariances, origin=origin)
+
+
+def _moved(params: MixtureParams, stats: MoveStats, i: int, j: int, k: int, reg_covar: float) -> MixtureParams:
+    """``params`` with components ``i`` and ``j`` merged and ``k`` split (the merged one in
+    ``i``'s place, the halves of ``k`` in ``j``'s and ``k``'s)."""
+    K = params.n_components
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    halves = _halves(weights, means, full, stats, k, reg_covar)
+    weights[i], means[i], full[i] = _merged(weights, means, full, i, j)
+    weights[j] = weights[k] = halves[0]
+    means[j], means[k] = halves[1], halves[2]
+    full[j] = full[k] = halves[3]
+    return _new_params(params, weights, means, full, origin=[k if c == j else c for c in range(K)])
+
+
+def _merged_one(params: MixtureParams, i: int, j: int) -> MixtureParams:
+    """``params`` with components ``i`` and ``j`` merged (in ``i``'s place): one component fewer."""
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    weights[i], means[i], full[i] = _merged(weights, means, full, i, j)
+    keep = [c for c in range(params.n_components) if c != j]
+    return _new_params(params, weights[keep], means[keep], full[keep], origin=keep)
+
+
+def _split_one(params: MixtureParams, stats: MoveStats, k: int, reg_covar: float) -> MixtureParams:
+    """``params`` with component ``k`` split (one half in its place, the other last): one more."""
+    weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
+    w, plus, minus, halved = _halves(weights, means, full, stats, k, reg_covar)
+    weights[k], means[k], full[k] = w, plus, halved
+    return _new_params(params, np.append(weights, w), np.vstack([means, minus]), np.concatenate([full, halved[None]]),
+                       origin=[*range(params.n_components), k])  # fmt: skip
+
+
+def _at_least(matrix: np.ndarray, floor: float) -> np.ndarray:
+    """``matrix`` with its eigenvalues raised to ``floor`` at least."""
+    values, vectors = np.linalg.eigh(matrix)
+    return (vectors * np.maximum(values, max(floor, 1e-12 * values.max(initial=1.0)))) @ vectors.T
+
+
+def proposals(params: MixtureParams, stats: MoveStats, reg_covar: float, n_candidates: int = MOVE_CANDIDATES):
+    """The candidate moves, best first: ``(params, (i, j, k))`` for merging ``i`` and ``j`` and
+    splitting ``k``."""
+    K, D = params.means.shape
+    if K < 3:
+        return []
+    splits = _split_order(stats, D)
+    out = []
+    for i, j in _merge_order(stats):
+        for k in splits:
+            if k not in (i, j) and stats.nk[k] > 0:
+                out.append((_moved(params, stats, i, j, k, reg_covar), (i, j, k)))
+                break
+        if len(out) == n_candidates:
+            break
+    return out
+
+
+def split_merge(data, states: list, run, reg_covar: float, scaling=None, collapsed=None,
+                max_rounds: int = MAX_ROUNDS, table: bool = False) -> list:  # fmt: skip
+    """Moves on ``states`` (the :class:`~streamem.engine.em.FitState` of a fit's candidates) until
+    none raises a state's objective, all states' moves in the same passes: each round one
+    pass of :class:`MoveStats` of the converged states (over ``data``, whose rows are in
+    the data's units when the states are in ``scaling``'s standardised ones), then
+    ``run(candidates, phase)`` (EM of the candidates in shared passes: ``phase``
+    ``"short"`` for the comparison, ``"long"`` for the winners' convergence).
+    ``collapsed(params)``: how many components have collapsed (a move that collapses more,
+    into a spurious maximum, is not kept).
+
+    With ``table`` (the cells of a model table: states of several numbers of components),
+    each cell's lead (:func:`~streamem.engine.em.best_by_cell`) is also offered its neighbours' solutions
+    in the same round (:func:`_neighbour_offers`), so that an optimum one cell found reaches
+    the next. Returns the states, each replaced by the candidate of every move that raised
+    its objective."""
+    states = list(states)
+
+    def movable(n):
+        return states[n].converged and states[n].failure is None and (table or states[n].params.n_components >= 3)
+
+    active = [n for n in range(len(states)) if movable(n)]
+    for _ in range(max_rounds):
+        if not active:
+            break
+        passed = [states[n].params for n in active]
+        if scaling is not None:
+            passed = [params.affine(scaling.mean, scaling.scale) for params in passed]
+        totals = data.map_reduce(move_stats_chunk, passed, combine=_add_lists)
+        if scaling is not None:  # the scatter in the standardised units
+            scale = np.outer(scaling.scale, scaling.scale)
+            totals = [dataclasses.replace(t, scatter=t.scatter / scale) for t in totals]
+        candidates: dict[int, list] = {}
+        for n, stats in zip(active, totals):
+            candidates[n] = [_moved_state(states[n], params, {"moved": [int(v) for v in triple]})
+                             for params, triple in proposals(states[n].params, stats, reg_covar)]  # fmt: skip
+        if table:
+            for target, offer in _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed):
+                candidates.setdefault(target, []).append(offer)
+        flat = [candidate for cell in candidates.values() for candidate in cell]
+        if not flat:
+            break
+        run(flat, "short")
+        winners = {}
+        for n, cell in candidates.items():
+            kept = [c for c in cell if c.objective > states[n].objective + MOVE_GAIN]
+            kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[n])]
+            if kept:
+                winners[n] = first_best(kept)
+        if not winners:
+            break
+        run(list(winners.values()), "long")
+        winners = {n: best for n, best in winners.items() if _no_more_collapsed(collapsed, best, states[n])}
+        for n, best in winners.items():
+            record = best.history[states[n].n_iter]
+            logger.info("%s %s: objective %.8g -> %.8g", "split-and-merge move" if "moved" in record else
+                        "a neighbour's solution", record.get("moved", record.get("neighbour")), states[n].objective,
+                        best.objective)  # fmt: skip
+            states[n] = best
+        active = [n for n in winners if movable(n)]
+    return states
+
+
+def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=None):
+    """``(target, candidate)`` pairs: each cell's lead (a state of each (covariance type, K),
+    :func:`~streamem.engine.em.best_by_cell`) whose :class:`MoveStats` are in ``stats`` (by index),
+    split (its ``MOVE_CANDIDATES`` components least like a Gaussian, one at a time) as a
+    start for the lead of the K + 1 cell, and merged (its ``MOVE_CANDIDATES`` pairs that
+    share the most rows, of those that share any) as one for the K - 1 cell's (K - 1 >= 2)."""
+    index = {id(state): n for n, state in enumerate(states)}
+    leads = {key: index[id(lead)] for key, lead in best_by_cell(states, collapsed).items()}
+    for (kind, K), n in leads.items():
+        if n not in stats:
+            continue
+        params, own = states[n].params, stats[n]
+        above, below = leads.get((kind, K + 1)), leads.get((kind, K - 1))
+        if above is not None and states[above].failure is None:
+            for k in [k for k in _split_order(own, params.n_features) if own.nk[k] > 0][:MOVE_CANDIDATES]:
+                move = {"neighbour": {"n_components": K, "split": k}}
+                yield above, _moved_state(states[above], _split_one(params, own, k, reg_covar), move)
+        if below is not None and K > 2 and states[below].failure is None:
+            for i, j in _merge_order(own)[:MOVE_CANDIDATES]:
+                move = {"neighbour": {"n_components": K, "merged": [i, j]}}
+                yield below, _moved_state(states[below], _merged_one(params, i, j), move)
+
+
+def _no_more_collapsed(collapsed, candidate, state) -> bool:
+    return collapsed is None or collapsed(candidate.params) <= collapsed(state.params)
+
+
+def _add_lists(a, b):
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def _moved_state(state, params, move: dict):
+    """A candidate that goes on from ``state``'s history with moved parameters; its first
+    record says which move (``moved``: merged ``i`` and ``j``, split ``k``; ``neighbour``:
+    the neighbouring cell's solution it comes from, and the pair merged or the component split)."""
+    return FitState(params, n_iter=state.n_iter, history=list(state.history), means_history=list(state.means_history),
+                    n_passes=state.n_passes, move=move)  # fmt: skip

@@ -1,0 +1,510 @@
+"""The only module that builds dask graphs for statistics: one pass, a tree reduction.
+
+A pass applies a chunk function to every row-chunk of the data (all features in one
+chunk) and adds the results in a tree of fan-in ``split_every``; only the small per-chunk
+results travel, and the client receives the total. The chunks are grouped into a few tasks
+per scheduler thread, each running its chunks' own tasks one after the other, so that a
+pass costs a few tasks per thread however many chunks there are. Whatever the grouping,
+the results are added on one fixed binary tree over the chunks' indices (:func:`_tree_add`):
+every sum is of the same two partial sums, so a pass's total depends on the chunking alone,
+bit for bit, never on the number of threads or workers or on which of them ran a chunk. Predictions map a
+function over the chunks lazily (:func:`apply_blocks`), and online fits read a dask array
+as mini-batches, one chunk computed at a time (:func:`row_batches`). Rows in memory become
+a dask array of chunks of a few MiB (:func:`from_numpy`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import operator
+import os
+import sys
+import uuid
+
+import dask
+import dask.array as da
+import dask.callbacks
+import numpy as np
+from dask.optimization import cull
+from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
+
+__all__ = [
+    "ChunkedData", "PassCounter", "apply_blocks", "chunk_progress", "compute_key", "distributed_client", "row_batches",
+]  # fmt: skip
+
+SPLIT_EVERY = 8
+TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
+
+_progress_bars = []  # the factories installed by chunk_progress, innermost last
+
+
+@contextlib.contextmanager
+def chunk_progress(make_bar):
+    """While active, each pass reports its chunks as they finish, on any scheduler.
+
+    ``make_bar(n_chunks)`` is called at the start of a pass and returns a context manager
+    with ``update(n)`` (such as ``click.progressbar(length=n_chunks)``), entered for the
+    pass. On a distributed client the chunks are followed from the client, each released
+    as soon as it is counted, so the workers keep no more than without a bar.
+    """
+    _progress_bars.append(make_bar)
+    try:
+        yield
+    finally:
+        _progress_bars.remove(make_bar)
+
+
+def _tree_add(nodes: dict, level: int, index: int, value, combine, n_chunks: int) -> None:
+    """Put into ``nodes`` the partial sum ``value`` of node ``(level, index)`` of the fixed
+    binary tree over ``n_chunks`` chunks (node ``(l, i)`` holds chunks ``[i 2^l, (i+1) 2^l)``),
+    adding it to its sibling's, left then right, and on up while the sibling is there. A
+    node without a right subtree (past the last chunk) is its parent. In whatever order
+    the chunks' results arrive, every node's sum is the same: the root's is the total."""
+    while (1 << level) < n_chunks:
+        sibling = index ^ 1
+        if sibling > index and (sibling << level) >= n_chunks:  # no right subtree
+            level, index = level + 1, index // 2
+            continue
+        other = nodes.pop((level, sibling), None)
+        if other is None:
+            nodes[(level, index)] = value
+            return
+        value = combine(value, other) if index < sibling else combine(other, value)
+        level, index = level + 1, index // 2
+    nodes[(level, index)] = value
+
+
+def _tree_total(nodes: dict):
+    """The root's sum, once every chunk's result is in ``nodes``."""
+    (value,) = nodes.values()
+    return value
+
+
+def _combine(combine, n_chunks, *parts):
+    """The partial sums of several tasks' nodes (:func:`_tree_add`)."""
+    nodes = dict(parts[0])
+    for part in parts[1:]:
+        for (level, index), value in part.items():
+            _tree_add(nodes, level, index, value, combine, n_chunks)
+    return nodes
+
+
+def _complete_only(X, sample_weight):
+    """Rows with a NaN get weight zero (and zeros for values), for initialisation passes."""
+    nan = np.isnan(X).any(axis=1)
+    if not nan.any():
+        return X, sample_weight
+    weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return np.where(np.isnan(X), 0, X), np.where(nan, 0.0, weight)
+
+
+class _Shared:
+    """Arguments sent once per pass and shared by its chunk tasks (opaque to dask)."""
+
+    def __init__(self, values):
+        self.values = values
+
+
+def _call(func, X, sample_weight, labels, index, shared, complete_only=False):
+    shared = shared.values if isinstance(shared, _Shared) else shared
+    if complete_only:
+        X, sample_weight = _complete_only(X, sample_weight)
+    keywords = {} if labels is None else {"labels": labels}
+    if index is None:
+        return func(X, sample_weight, *shared, **keywords)
+    return func(X, sample_weight, index, *shared, **keywords)
+
+
+class _Group:
+    """The chunks of one task (opaque to dask): each chunk's task, run when its turn comes so
+    that one chunk at a time is in memory, or the key of a chunk held by a worker."""
+
+    def __init__(self, chunks, keys, members, n_chunks):
+        self.chunks = chunks  # (X, sample_weight, labels, index) per chunk; the arrays: Task, key or None
+        self.keys = keys  # the keys whose values the task receives
+        self.members, self.n_chunks = members, n_chunks  # the chunks' indices, of how many
+
+    def run(self, func, combine, shared, complete_only, values):
+        values = dict(zip(self.keys, values))
+
+        def resolve(part):
+            if isinstance(part, (Task, DataNode)):
+                return part({k: values[k] for k in part.dependencies})
+            return None if part is None else values[part]
+
+        nodes = {}
+        for i, (x, w, y, index) in zip(self.members, self.chunks):
+            value = _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
+            _tree_add(nodes, 0, i, value, combine, self.n_chunks)
+        return nodes
+
+
+def _same(chunk):
+    return chunk
+
+
+def _call_group(func, combine, shared, complete_only, group, *values):
+    return group.run(func, combine, shared, complete_only, values)
+
+
+class PassCounter:
+    """The number of passes made over one data set, shared by its views."""
+
+    def __init__(self):
+        self.passes = 0
+
+
+class ChunkedData:
+    """A 2-D dask array split by rows, with optional per-row weights and labels aligned to it.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+    timeout : float or None
+        Seconds a pass may take on a distributed cluster.
+    labels : dask.array.Array of shape (n_samples,) or None
+        Each row's known component, -1 where unknown (passed to chunk functions that ask).
+    counter : PassCounter, default=None
+        Where the passes are counted: another ChunkedData's (``passes``), for rows derived
+        from the same data (standardised ones), or a new one.
+    """
+
+    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None, labels=None,
+                 counter: PassCounter | None = None):  # fmt: skip
+        self.counter = PassCounter() if counter is None else counter
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+        if sample_weight is not None:
+            sample_weight = sample_weight.rechunk((X.chunks[0],))
+        if labels is not None:
+            labels = labels.rechunk((X.chunks[0],))
+        self.X = X
+        self.sample_weight = sample_weight
+        self.labels = labels
+        self.complete_only = False
+        self.timeout = timeout
+        self._cluster_groups = (None, None)  # the client the groups were made for, and the groups
+        # the chunks' own graph, optimised and materialised once; each pass adds its tasks
+        originals = [X, *(a for a in (sample_weight, labels) if a is not None)]
+        collections = dask.optimize(*originals)
+        self._graph = {}
+        for original, collection in zip(originals, collections):
+            self._graph.update(dict(collection.__dask_graph__()))
+            if "distributed" in sys.modules:  # chunks persisted on a cluster are futures
+                from distributed import futures_of
+
+                self._graph.update({future.key: future for future in futures_of(original)})
+        keys = iter([list(dask.core.flatten(c.__dask_keys__())) for c in collections])
+        self.x_keys = next(keys)
+        self.w_keys = [None] * len(self.x_keys) if sample_weight is None else next(keys)
+        self.y_keys = [None] * len(self.x_keys) if labels is None else next(keys)
+
+    def complete_rows(self) -> ChunkedData:
+        """The same chunks, where rows with a missing value (NaN) weigh nothing."""
+        view = copy.copy(self)
+        view.complete_only = True
+        return view
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.x_keys)
+
+    @property
+    def passes(self) -> int:
+        """Passes over the data so far (calls of :meth:`map_reduce`, by this data and every
+        view sharing its counter)."""
+        return self.counter.passes
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def map_reduce(
+        self, func, *shared, combine=operator.add, with_index=False, with_labels=False, split_every: int = SPLIT_EVERY
+    ):
+        """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
+
+        With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
+        draws keyed by the row); with ``with_labels`` and labels, the chunk's labels as
+        the keyword ``labels``. ``shared`` is sent once per pass, not once per chunk.
+        Consecutive chunks are grouped into a few tasks per scheduler thread (chunks kept
+        on a cluster's workers, by the worker that holds them), each reading its chunks
+        itself, so that a pass costs a few tasks per thread however many chunks there are.
+        """
+        self.counter.passes += 1
+        token = uuid.uuid4().hex
+        shared_key = f"streamem-shared-{token}"
+        graph = dict(self._graph)
+        graph[shared_key] = _Shared(shared)
+        starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
+        parts, sizes, placed = [], {}, {}
+        for g, (holder, members) in enumerate(self._groups()):
+            chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]),
+                       self._task(self.y_keys[i]) if with_labels else None, starts[i] if with_index else None)
+                      for i in members]  # fmt: skip
+            keys = set()
+            for x, w, y, _ in chunks:
+                for part in (x, w, y):
+                    keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
+            keys = list(keys)
+            key = (f"streamem-group-{token}", g)
+            # explicit references: a key held by the cluster may be absent from the graph sent
+            graph[key] = (_call_group, func, combine, TaskRef(shared_key), self.complete_only,
+                          _Group(chunks, keys, members, self.n_chunks), *map(TaskRef, keys))  # fmt: skip
+            parts.append(key)
+            sizes[key] = len(members)
+            placed[key] = holder
+        level, combined = 0, []
+        while len(parts) > 1:
+            grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
+            parts = []
+            for j, group in enumerate(grouped):
+                key = (f"streamem-combine-{token}-{level}", j)
+                graph[key] = (_combine, combine, self.n_chunks, *group)
+                parts.append(key)
+            combined += parts
+            level += 1
+        graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
+        if any(holder is not None for holder in placed.values()):
+            graph = _placed(graph, placed, combined)
+        return _tree_total(compute_key(graph, parts[0], self.timeout, chunk_keys=sizes))
+
+    def _task(self, key):
+        """A chunk's task, to run inside its group's task; the key of data held elsewhere."""
+        task = self._graph.get(key)
+        if isinstance(task, (Task, DataNode)):
+            return task
+        return key
+
+    def _groups(self) -> list[tuple]:
+        """The chunks' indices in groups of consecutive chunks, a few groups per scheduler
+        thread, as ``(worker, indices)``; chunks held by a cluster's workers are grouped by
+        the worker holding them (None otherwise), after the chunks beyond a worker's share of
+        the threads are copied, once, to the workers below theirs (so that every pass keeps
+        all threads equally busy)."""
+        client = distributed_client()
+        if client is not None and self._cluster_groups[0] is client:
+            return self._cluster_groups[1]  # asked once per cluster: passes send no other request
+        holders = [None] * self.n_chunks
+        if client is None:
+            threads = {None: int(dask.config.get("num_workers", None) or os.cpu_count() or 1)}
+        else:
+            try:
+                threads = client.nthreads(callback_timeout=self.timeout) or {None: 1}
+                held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
+                if held:
+                    holders = self._spread(client, held, threads)
+            except TimeoutError:
+                raise _unreachable(client, self.timeout) from None
+        n_groups = min(self.n_chunks, TASKS_PER_THREAD * sum(threads.values()))
+        buckets: dict = {}
+        for i, holder in enumerate(holders):
+            buckets.setdefault(holder, []).append(i)
+        groups = []
+        for holder, members in buckets.items():
+            count = max(1, round(n_groups * len(members) / self.n_chunks))
+            groups += [(holder, part.tolist()) for part in np.array_split(members, count) if len(part)]
+        if client is not None:
+            self._cluster_groups = (client, groups)
+        return groups
+
+    def _spread(self, client, held, threads) -> list:
+        """Each chunk's worker, once the chunks a worker holds beyond its share of the
+        threads are copied to the workers below their share."""
+        from distributed import wait
+
+        wait([self._graph[k] for k in held], timeout=self.timeout)  # where they are once computed
+        who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
+        holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
+        total = sum(threads.values())
+        share = {w: len(held) * n / total for w, n in threads.items()}
+        load = dict.fromkeys(threads, 0)
+        extra = []
+        for i, holder in enumerate(holders):
+            if holder in load and load[holder] + 1 <= np.ceil(share[holder]):
+                load[holder] += 1
+            elif holder is not None:
+                extra.append(i)
+        moved = []
+        for i in extra:
+            target = min(load, key=lambda w: (load[w] + 1) / threads[w])
+            load[target] += 1
+            if target == holders[i]:
+                continue
+            future = client.submit(_same, self._graph[self.x_keys[i]], workers=[target], pure=False)
+            self._graph[future.key] = future
+            self.x_keys[i] = future.key
+            holders[i] = target
+            moved.append(future)
+        wait(moved, timeout=self.timeout)
+        return holders
+
+
+def _placed(graph: dict, placed: dict, combined: list):
+    """The pass's graph, with each group task (keys of ``placed``) asking for the worker that
+    holds its chunks (any other may run it if that one is lost); ``combined``: the keys of
+    the reduction."""
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
+
+    combine = {key: graph[key] for key in combined}
+    groups = {key: graph[key] for key in placed}
+    rest = {key: task for key, task in graph.items() if key not in combine and key not in groups}
+    layers, dependencies = {"streamem-inputs": MaterializedLayer(rest)}, {"streamem-inputs": set()}
+    by_worker: dict = {}
+    for key, worker in placed.items():
+        by_worker.setdefault(worker, {})[key] = groups[key]
+    for n, (worker, tasks) in enumerate(by_worker.items()):
+        annotations = None if worker is None else {"workers": (worker,), "allow_other_workers": True}
+        layers[f"streamem-groups-{n}"] = MaterializedLayer(tasks, annotations=annotations)
+        dependencies[f"streamem-groups-{n}"] = {"streamem-inputs"}
+    layers["streamem-combine"] = MaterializedLayer(combine)
+    dependencies["streamem-combine"] = set(layers) - {"streamem-combine"}
+    return HighLevelGraph(layers, dependencies)
+
+
+def redact(address: str) -> str:
+    """An address without any user or password in it, for messages and logs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.username is None and parts.password is None:
+        return address
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+
+
+def distributed_client():
+    """The active ``dask.distributed`` client, or None (without importing distributed)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client, get_worker
+
+    try:
+        get_worker()
+        return None  # inside a task on a worker: compute there, not through its cluster
+    except ValueError:
+        pass
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _unreachable(client, timeout) -> TimeoutError:
+    return TimeoutError(
+        f"a pass over the data took longer than timeout={timeout} s: the dask scheduler at "
+        f"{redact(client.scheduler.address)} may be unreachable"
+    )
+
+
+def compute_key(graph: dict, key, timeout: float | None = None, chunk_keys=None):
+    """Compute one key of a task graph, on the distributed client if one is active.
+
+    On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
+    raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
+    never hangs on an unreachable cluster. Under :func:`chunk_progress`, the tasks named
+    by ``chunk_keys`` (a mapping from key to the number of chunks it holds) are counted on
+    the bar as they finish.
+    """
+    chunk_keys = chunk_keys or {}
+    if _progress_bars and chunk_keys:
+        bar = _progress_bars[-1](sum(chunk_keys.values()))
+    else:
+        bar = None
+    client = distributed_client()
+    if client is None:
+        get = dask.base.get_scheduler() or dask.threaded.get
+        if bar is None:
+            return get(graph, key)
+
+        def posttask(done, result, dsk, state, worker_id):
+            if done in chunk_keys:
+                progress.update(chunk_keys[done])
+
+        with bar as progress, dask.callbacks.Callback(posttask=posttask):
+            return get(graph, key)
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+
+    try:
+        if bar is None:
+            return client.get(graph, key, sync=False).result(timeout=timeout)
+        future, *chunks = client.get(graph, [key, *chunk_keys], sync=False)
+        finished = as_completed(chunks, timeout=timeout)
+        del chunks  # each group is released once counted
+        with bar as progress:
+            for done in finished:
+                progress.update(chunk_keys[done.key])
+        return future.result(timeout=timeout)
+    except TimeoutError:
+        raise _unreachable(client, timeout) from None
+    except FutureCancelledError as exc:
+        raise ConnectionError(f"lost the connection to the dask scheduler during a pass: {exc}") from None
+
+
+def apply_blocks(X: da.Array, func, *args, dtype, n_columns: int | None = None) -> da.Array:
+    """Lazily apply a row-wise ``func(chunk, *args)`` to every row-chunk of ``X``.
+
+    The result has one entry per row, or ``n_columns`` columns per row when given.
+    """
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    if n_columns is None:
+        return X.map_blocks(func, *args, dtype=dtype, drop_axis=1, meta=np.empty((0,), dtype=dtype))
+    chunks = (X.chunks[0], (n_columns,))
+    return X.map_blocks(func, *args, dtype=dtype, chunks=chunks, meta=np.empty((0, 0), dtype=dtype))
+
+
+def default_chunk_rows(n_samples: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk for in-memory arrays: a few chunks per core, at most ~64 MiB each."""
+    n_cores = os.cpu_count() or 1
+    max_rows = max(1, (64 << 20) // max(1, n_features * itemsize))
+    rows = -(-n_samples // (2 * n_cores))
+    return int(max(min(rows, max_rows), min(n_samples, 8192), 1))
+
+
+def row_batches(X: da.Array, sample_weight: da.Array | None, batch_size: int, min_rows: int):
+    """``(batch, weights)`` of ``batch_size`` rows, as numpy arrays, over a dask array with
+    its columns in one chunk, reading one chunk at a time (the mini-batches of an online
+    fit over a finite array); a last batch of fewer
+    than ``min_rows`` rows joins the one before it."""
+    held = None
+    for batch in _slices(X, sample_weight, batch_size):
+        if held is not None and len(batch[0]) < min_rows:
+            x, w = held
+            held = (np.concatenate([x, batch[0]]), None if w is None else np.concatenate([w, batch[1]]))
+            continue
+        if held is not None:
+            yield held
+        held = batch
+    if held is not None:
+        yield held
+
+
+def _slices(X: da.Array, sample_weight: da.Array | None, batch_size: int):
+    """Slices of ``batch_size`` rows, one chunk of X computed at a time (a remainder is
+    carried into the next chunk)."""
+    w_parts = None if sample_weight is None else sample_weight.rechunk((X.chunks[0],)).to_delayed()
+    rest_x = rest_w = None
+    for i, part in enumerate(X.to_delayed()[:, 0]):
+        x = part.compute()
+        w = None if w_parts is None else w_parts[i].compute()
+        if rest_x is not None and len(rest_x):
+            x = np.concatenate([rest_x, x])
+            w = None if w is None else np.concatenate([rest_w, w])
+        n_full = len(x) // batch_size * batch_size
+        for start in range(0, n_full, batch_size):
+            yield x[start : start + batch_size], None if w is None else w[start : start + batch_size]
+        rest_x, rest_w = x[n_full:], None if w is None else w[n_full:]
+    if rest_x is not None and len(rest_x):
+        yield rest_x, rest_w
+
+def from_numpy(X: np.ndarray) -> da.Array:
+    """A dask view of an in-memory array, a few chunks per core."""
+    rows = default_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
+    return da.from_array(X, chunks=(rows, X.shape[1]), asarray=False, name=False)
