@@ -68,9 +68,9 @@ COMMON = {
     "checkpoint": dict(value="CHECKPOINT", kind="checkpoint"),
     "scheduler_address": dict(value="CLUSTER", kind="cluster"),
     "timeout": dict(value=1e-9, kind="error", base=dict(scheduler_address="CLUSTER"), match="timeout"),
-    "persist": dict(value=True, kind="logs", data=_dask, logger="streamem.models.gaussian"),
+    "persist": dict(value=True, kind="logs", data=_dask, logger="streamem.models.batch"),
     "persist_fraction": dict(value=1e-12, kind="logs", base=dict(persist="auto"), data=_dask,
-                             logger="streamem.models.gaussian"),  # fmt: skip
+                             logger="streamem.models.batch"),  # fmt: skip
     "accelerate": dict(value=None, kind="result", base=dict(tol=1e-6)),
     "stopping": dict(value="change", kind="result"),
     "missing": dict(value="marginalize", kind="result", data=_missing, default_error="NaN"),
@@ -95,7 +95,7 @@ PROBES = {
         "freeze": dict(value=["means"], kind="result", base=dict(means_init=np.array([[0.0, 0.0], [1.0, 1.0]]))),
         "standardize": dict(value=True, kind="scaler"),
         # more rows than this: the starts are explored on a sample, which the fit logs
-        "explore_rows": dict(value=100, kind="logs", base=dict(verbose=1), logger="streamem.models.gaussian"),
+        "explore_rows": dict(value=100, kind="logs", base=dict(verbose=1), logger="streamem.models.batch"),
         "feature_dim": dict(value="feature", kind="result", data=_xarray, select_default_error="n_samples"),
     },
     streamem.StudentTMixture: {

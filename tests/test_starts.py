@@ -103,11 +103,11 @@ def test_starts_that_can_no_longer_be_chosen_stop_early(monkeypatch):
     # random responsibilities climb slowly far below it: once their last change times the
     # iterations they have left cannot bring them up to it, they stop, and the fit keeps
     # the same start in fewer passes
-    import streamem.models.gaussian
+    import streamem.models.batch
 
     X = _separated()
     early = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
-    monkeypatch.setattr(streamem.models.gaussian, "_settled", lambda states, **_: [])
+    monkeypatch.setattr(streamem.models.batch, "_settled", lambda states, **_: [])
     every = _fit(streamem.GaussianMixture(3, moves=None, random_state=0), X)
     np.testing.assert_array_equal(early.means_, every.means_)
     assert early.lower_bound_ == every.lower_bound_

@@ -92,6 +92,15 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "freeze": [tuple, list, str, None],
     }
 
+    # Hyper-parameters some estimators do not take: class-level defaults (an estimator that
+    # takes one sets it in ``__init__``, and ``get_params`` lists only those), read alike
+    # for every estimator. Without ``missing``, rows with NaN are refused; without
+    # ``freeze``, nothing is held; without ``feature_dim``, an xarray input's features are
+    # along its last dimension.
+    missing = "error"
+    freeze = ()
+    feature_dim = None
+
     #: the class of a fitted state's parameters
     _params_class = MixtureParams
 
@@ -113,12 +122,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
         super().__init_subclass__(**kwargs)
         if "model_name" not in vars(cls):
             cls.model_name = None  # a subclass is not its parent under the parent's name
-        for known in MixtureBase._estimators.values():
+        for known in [] if vars(cls).get("_abstract", False) else MixtureBase._estimators.values():
             if (known.__module__, known.__qualname__) == (cls.__module__, cls.__qualname__):
                 continue  # the same class defined again (a module reloaded)
             for name in {cls.__name__, cls.model_name} & {known.__name__, known.model_name} - {None}:
                 raise ValueError(f"expected a new estimator name, got {name!r}, which {known.__qualname__} has")
-        MixtureBase._estimators[cls.__name__] = cls
+        if not vars(cls).get("_abstract", False):
+            MixtureBase._estimators[cls.__name__] = cls
         if "fit" in vars(cls):
             cls.fit = _restored_on_failure(vars(cls)["fit"])
 
@@ -211,7 +221,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if allow_nan is None:
             allow_nan = self.missing == "marginalize"
         if formats.is_xarray(X):
-            chosen = (feature_dim or getattr(self, "feature_dim", None)) if reset else self._feature_dim(X)
+            chosen = (feature_dim or self.feature_dim) if reset else self._feature_dim(X)
             X, template = formats.xarray_samples(X, chosen)
             if reset:
                 self.feature_dim_ = template["feature_dim"]
@@ -266,7 +276,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def _frozen(self) -> tuple:
         """The names in ``freeze``, checked: known, and each with its initial value."""
-        freeze = getattr(self, "freeze", ())  # the variational mixture has none
+        freeze = self.freeze
         names = (freeze,) if isinstance(freeze, str) else tuple(freeze or ())
         needs = {"weights": "weights_init", "means": "means_init", "covariances": "precisions_init"}
         for name in names:
@@ -332,7 +342,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def _feature_dim(self, X) -> str | None:
         """The dimension of an xarray input that holds the features: the fit's when it has one."""
-        for name in (getattr(self, "feature_dim_", None), getattr(self, "feature_dim", None)):
+        for name in (getattr(self, "feature_dim_", None), self.feature_dim):
             if name in X.dims:
                 return name
         return None
@@ -505,8 +515,8 @@ def estimator_names(streams: bool = False) -> list[str]:
     """The short names of the registered estimators (:func:`estimator_class`); with
     ``streams``, of those that learn from batches as they come (``partial_fit``)."""
     _load_plugins()
-    return [cls.model_name for cls in MixtureBase._estimators.values()
-            if cls.model_name is not None and (not streams or hasattr(cls, "partial_fit"))]  # fmt: skip
+    return sorted(cls.model_name for cls in MixtureBase._estimators.values()
+                  if cls.model_name is not None and (not streams or hasattr(cls, "partial_fit")))  # fmt: skip
 
 
 def load(path, storage_options: dict | None = None):

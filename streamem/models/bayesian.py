@@ -40,7 +40,7 @@ from streamem.engine.passes import ChunkedData
 from streamem.engine.rows import blas_per_task
 from streamem.engine.starts import sklearn_init_params
 from streamem.models.base import LABELS
-from streamem.models.gaussian import GaussianMixture, set_fitted
+from streamem.models.batch import BatchMixture, set_fitted
 from streamem.models.online import Stepwise, warm_up_rows
 
 __all__ = ["BayesianGaussianMixture", "VariationalModel", "VariationalParams", "VariationalPrior"]
@@ -479,7 +479,7 @@ def _posterior_of(model) -> VariationalParams:
                                 as_float(model.precisions_cholesky_), model.covariance_type)  # fmt: skip
 
 
-class BayesianGaussianMixture(Stepwise, GaussianMixture):
+class BayesianGaussianMixture(Stepwise, BatchMixture):
     r"""Variational Bayesian Gaussian mixture, fitted over the chunks of a dask array.
 
     The model, parameters and fitted attributes of scikit-learn's
@@ -609,11 +609,13 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
     _gaussian_start = False
 
     _parameter_constraints: dict = {
-        **GaussianMixture._parameter_constraints,
+        **BatchMixture._batch_constraints,
         "weight_concentration_prior_type": [StrOptions(set(PRIOR_TYPES))],
         "weight_concentration_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "mean_precision_prior": [Interval(Real, 0.0, None, closed="neither"), None],
         "degrees_of_freedom_prior": [Interval(Real, 0.0, None, closed="neither"), None],
+        "mean_prior": ["array-like", None],
+        "covariance_prior": ["array-like", Interval(Real, 0.0, None, closed="neither"), None],
         "moves": [StrOptions({"auto", "merge"}), None],
         **Stepwise._step_constraints,
     }
@@ -660,23 +662,40 @@ class BayesianGaussianMixture(Stepwise, GaussianMixture):
         stopping="auto",
         moves="auto",
     ):
-        super().__init__(
-            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-            n_init=n_init, n_starts=n_starts, init_iter=init_iter, init_params=init_params, weights_init=weights_init,
-            means_init=means_init, precisions_init=precisions_init, random_state=random_state, warm_start=warm_start,
-            verbose=verbose, verbose_interval=verbose_interval, weight_concentration_prior=weight_concentration_prior,
-            mean_prior=mean_prior, mean_precision_prior=mean_precision_prior, covariance_prior=covariance_prior,
-            degrees_of_freedom_prior=degrees_of_freedom_prior, missing=missing, checkpoint=checkpoint,
-            scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
-            accelerate=accelerate, stopping=stopping,
-        )  # fmt: skip
-        # not parameters here: a posterior is not held, has no noise component, and is not of a sample
-        del self.freeze, self.noise, self.explore_rows
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.n_starts = n_starts
+        self.init_iter = init_iter
+        self.init_params = init_params
         self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.step_exponent = step_exponent
         self.step_offset = step_offset
         self.forgetting = forgetting
         self.warm_up = warm_up
+        self.missing = missing
+        self.checkpoint = checkpoint
+        self.scheduler_address = scheduler_address
+        self.persist = persist
+        self.persist_fraction = persist_fraction
+        self.timeout = timeout
+        self.accelerate = accelerate
+        self.stopping = stopping
         self.moves = moves
 
     # ------------------------------------------------------------------ fit

@@ -11,7 +11,8 @@ from streamem.core.covariance import COVARIANCE_TYPES
 from streamem.engine.em import best_cells
 from streamem.engine.rows import blas_per_task
 from streamem.models.base import MixtureBase, estimator_class
-from streamem.models.gaussian import GaussianMixture, set_fitted
+from streamem.models.batch import set_fitted
+from streamem.models.gaussian import GaussianMixture
 
 __all__ = ["chosen_row", "select_n_components"]
 

@@ -47,7 +47,7 @@ from streamem.core.stats import Accumulator, add_lists, block_rows, iter_blocks,
 from streamem.core.validation import check_finite, check_total_weight
 from streamem.engine.em import FitState
 from streamem.engine.passes import ChunkedData
-from streamem.models.gaussian import GaussianMixture
+from streamem.models.batch import BatchMixture
 from streamem.models.online import Stepwise, warm_up_rows
 
 __all__ = ["StudentTMixture", "StudentTModel", "TParams", "TStats", "t_chunk_stats", "t_m_step"]
@@ -287,7 +287,7 @@ class StudentTModel:
         return new if self.fixed_dof is None else dataclasses.replace(new, degrees_of_freedom=like.degrees_of_freedom)
 
 
-class StudentTMixture(Stepwise, GaussianMixture):
+class StudentTMixture(Stepwise, BatchMixture):
     """Mixture of multivariate t distributions, fitted by EM over the chunks of a dask array.
 
     :class:`~streamem.GaussianMixture`'s engine and parameters (one pass per iteration, a
@@ -342,7 +342,7 @@ class StudentTMixture(Stepwise, GaussianMixture):
     model_class = StudentTModel
 
     _parameter_constraints: dict = {
-        **GaussianMixture._parameter_constraints,
+        **BatchMixture._batch_constraints,
         "degrees_of_freedom": [Interval(Real, 0.0, None, closed="neither"), "array-like", None],
         "degrees_of_freedom_init": [Interval(Real, 0.0, None, closed="neither")],
         **Stepwise._step_constraints,
@@ -383,25 +383,37 @@ class StudentTMixture(Stepwise, GaussianMixture):
         stopping="auto",
         moves="auto",
     ):
-        super().__init__(
-            n_components, covariance_type=covariance_type, tol=tol, reg_covar=reg_covar, max_iter=max_iter,
-            n_init=n_init, n_starts=n_starts, init_iter=init_iter, init_params=init_params, weights_init=weights_init,
-            means_init=means_init, precisions_init=precisions_init, random_state=random_state, warm_start=warm_start,
-            verbose=verbose, verbose_interval=verbose_interval, checkpoint=checkpoint,
-            scheduler_address=scheduler_address, persist=persist, persist_fraction=persist_fraction, timeout=timeout,
-            accelerate=accelerate, stopping=stopping, moves=moves,
-        )  # fmt: skip
-        for name in ("freeze", "noise", "missing", "weight_concentration_prior", "mean_prior", "mean_precision_prior",
-                     "covariance_prior", "degrees_of_freedom_prior", "explore_rows"):  # fmt: skip
-            delattr(self, name)  # not parameters of the t mixture
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.n_starts = n_starts
+        self.init_iter = init_iter
+        self.init_params = init_params
         self.degrees_of_freedom = degrees_of_freedom
         self.degrees_of_freedom_init = degrees_of_freedom_init
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.step_exponent = step_exponent
         self.step_offset = step_offset
         self.forgetting = forgetting
         self.warm_up = warm_up
+        self.checkpoint = checkpoint
+        self.scheduler_address = scheduler_address
+        self.persist = persist
+        self.persist_fraction = persist_fraction
+        self.timeout = timeout
+        self.accelerate = accelerate
+        self.stopping = stopping
+        self.moves = moves
 
-    missing = "error"  # complete rows only
     _expects_outliers = True  # init_params="auto" is "trimmed-k-means||"
 
     # ------------------------------------------------------------------ fit
