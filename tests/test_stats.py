@@ -107,15 +107,19 @@ def test_hard_stats_are_a_partition():
 
 
 def test_moments_merge_by_the_roles_their_fields_declare():
-    from streamem.core.moments import Moments, counted, kept, summed
+    from streamem.core.moments import Moments
 
     @dataclasses.dataclass(frozen=True, eq=False)
     class Tally(Moments):
-        weight: float = summed()
-        count: int = counted()
-        seen: tuple = kept()
-        optional: np.ndarray | None = summed(default=None)
+        weight: float
+        count: int
+        seen: tuple
+        optional: np.ndarray | None = None
         label: str = "same"
+
+        summed = ("weight", "optional")
+        counted = ("count",)
+        kept = ("seen",)
 
     a, b = Tally(2.0, 3, ("a",), np.array([1.0, 2.0])), Tally(6.0, 1, ("b",), None)
     total = a + b

@@ -229,7 +229,7 @@ class LogProbKernel:
         self.slices = [slice(stop - len(group.components), stop) for group, stop in zip(self.groups, ends)]
         self.dtype = np.result_type(*(group.dtype for group in self.groups))
         self.n_components = K
-        self._buffers = {}
+        self._buffers: dict = {}
         if not self.identity and not self.every_row:
             self._bound_far_groups(params, forms(self.groups[0].centre))
 
@@ -289,7 +289,7 @@ class LogProbKernel:
             return Evaluation(first.form @ features, [(0, None, features)])
         if self.every_row:
             weighted = np.empty((self.n_components, len(block)), dtype=self.dtype)
-            parts = []
+            parts: list = []
             for index, (group, rows) in enumerate(zip(self.groups, self.slices)):
                 group_features = features if index == 0 else self._features(block, group)
                 weighted[rows] = group.form @ group_features

@@ -81,8 +81,8 @@ class MarginalEstep:
     """
 
     log_lik: np.ndarray
-    resp: np.ndarray
-    completed: np.ndarray
+    resp: np.ndarray | None
+    completed: np.ndarray | None
     nk: np.ndarray
     s1: np.ndarray
     s2: np.ndarray

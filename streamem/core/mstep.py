@@ -45,6 +45,8 @@ def m_step(
     (a variational posterior's prior does): a covariance may then be singular.
     """
     if freeze:
+        if current is None:
+            raise ValueError("freeze holds parameters at their current values: give current")
         return _frozen_m_step(stats, covariance_type, reg_covar, freeze, current), []
     covariance = get_covariance(covariance_type)
     empty = stats.nk <= 1e-8 * row_weight(stats)

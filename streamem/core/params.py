@@ -89,7 +89,9 @@ class MixtureParams:
         )
         params = MixtureParams(self.weights, offset + scale * self.means, covariances, precisions_chol,
                                self.covariance_type)  # fmt: skip
-        return NoisyParams.of(params, self.noise_weight, offset + scale * self.box) if self.has_noise else params
+        if isinstance(self, NoisyParams):
+            return NoisyParams.of(params, self.noise_weight, offset + scale * self.box)
+        return params
 
     def to_arrays(self, prefix: str = "") -> dict:
         """The parameters as arrays named ``prefix`` + ``weights``, ``means``, ``covariances``
@@ -220,7 +222,7 @@ class MixtureParams:
         return MixtureParams(weights, means, covariance.covariances_from_precisions_chol(chol), chol,
                              self.covariance_type)  # fmt: skip
 
-    def kernel(self, dtype, centre=None) -> LogProbKernel:
+    def kernel(self, dtype, centre=None) -> LogProbKernel | NoiseKernel:
         """Constants for evaluating log-densities of rows of ``dtype`` (see :class:`LogProbKernel`);
         ``centre``, of shape (n_features,), is tried first as the centre of the components
         (candidates of one pass given the same centre share the features of a block)."""
@@ -251,7 +253,7 @@ class NoisyParams(MixtureParams):
     """
 
     noise_weight: float = 0.0
-    box: np.ndarray | None = None
+    box: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((2, 0)))
 
     has_noise = True
 

@@ -21,7 +21,7 @@ import numpy as np
 from streamem.core.covariance import get_covariance, products
 from streamem.core.kernels import BLOCK_ELEMENTS, LOG_2PI, NoiseKernel, responsibilities_inplace
 from streamem.core.missing import incomplete_estep
-from streamem.core.moments import Moments, counted, kept, summed
+from streamem.core.moments import Moments
 from streamem.core.params import MixtureParams
 from streamem.core.validation import check_finite
 
@@ -165,20 +165,23 @@ class SufficientStats(Moments):
         pair takes from the responsibilities' entropy).
     """
 
-    nk: np.ndarray = summed()
-    s1: np.ndarray = summed()
-    s2: np.ndarray = summed()
-    loglik: float = summed()
-    weight: float = summed()
-    count: int = counted()
+    nk: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    loglik: float
+    weight: float
+    count: int
     shift: np.ndarray
-    worst: LowestScoringRows = kept()
+    worst: LowestScoringRows
     covariance_type: str
-    ignored: int = counted(default=0)
-    hole_entropy: float = summed(default=0.0)
-    noise: float = summed(default=0.0)
-    merge_terms: np.ndarray | None = summed(default=None)
+    ignored: int = 0
+    hole_entropy: float = 0.0
+    noise: float = 0.0
+    merge_terms: np.ndarray | None = None
 
+    summed = ("nk", "s1", "s2", "loglik", "weight", "hole_entropy", "noise", "merge_terms")
+    counted = ("count", "ignored")
+    kept = ("worst",)
     moment_weight = "nk"
 
     @classmethod
@@ -444,7 +447,7 @@ def _complete_stats(X, sample_weight, kernels, params_list, pairs=None) -> list[
     sums = [Accumulator(p.n_components, p.n_features, p.covariance_type, k.shift) for p, k in zip(params_list, kernels)]
     pairs = [None] * len(kernels) if pairs is None else pairs
     for block, w in iter_blocks(X, sample_weight, block_rows(kernels)):
-        cache = {}  # features shared by the candidates' groups alike
+        cache: dict = {}  # features shared by the candidates' groups alike
         for kernel, acc, wanted in zip(kernels, sums, pairs, strict=True):
             evaluation = kernel.evaluate(block, cache)
             resp = evaluation.weighted

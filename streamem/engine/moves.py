@@ -39,7 +39,7 @@ import logging
 import numpy as np
 
 from streamem.core.covariance import get_covariance
-from streamem.core.moments import Moments, summed
+from streamem.core.moments import Moments
 from streamem.core.params import MixtureParams
 from streamem.core.stats import iter_blocks
 from streamem.core.validation import check_finite
@@ -70,10 +70,12 @@ class MoveStats(Moments):
     :math:`\\sum w r_i r_j`; ``nk`` (K,); ``kurtosis`` (K,), :math:`\\sum w r_k m_k^2`;
     ``scatter`` (K, D, D), :math:`\\sum w r_k (x - \\mu_k)(x - \\mu_k)^T`."""
 
-    gram: np.ndarray = summed()
-    nk: np.ndarray = summed()
-    kurtosis: np.ndarray = summed()
-    scatter: np.ndarray = summed()
+    gram: np.ndarray
+    nk: np.ndarray
+    kurtosis: np.ndarray
+    scatter: np.ndarray
+
+    summed = ("gram", "nk", "kurtosis", "scatter")
 
 
 def move_stats_chunk(X, sample_weight, params_list: list[MixtureParams]) -> list[MoveStats]:

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from streamem.core.covariance import get_covariance
 from streamem.core.kernels import LogProbKernel, responsibilities_inplace
-from streamem.core.moments import Moments, counted, summed
+from streamem.core.moments import Moments
 from streamem.core.mstep import row_weight
 from streamem.core.params import EPS, MixtureParams
 from streamem.core.stats import Accumulator, add_lists, block_rows, iter_blocks, totals
@@ -170,18 +170,20 @@ class TStats(Moments):
         As in :class:`~streamem.core.stats.SufficientStats`.
     """
 
-    nk: np.ndarray = summed()
-    su: np.ndarray = summed()
-    s1: np.ndarray = summed()
-    s2: np.ndarray = summed()
-    log_u: np.ndarray = summed()
-    loglik: float = summed()
-    weight: float = summed()
-    count: int = counted()
+    nk: np.ndarray
+    su: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    log_u: np.ndarray
+    loglik: float
+    weight: float
+    count: int
     shift: np.ndarray
     covariance_type: str
-    ignored: int = counted(default=0)  # rows left out (none: the t mixture takes complete rows)
+    ignored: int = 0  # rows left out (none: the t mixture takes complete rows)
 
+    summed = ("nk", "su", "s1", "s2", "log_u", "loglik", "weight")
+    counted = ("count", "ignored")
     moment_weight = "su"
 
 
