@@ -74,8 +74,10 @@ def main(argv=None) -> None:
     for estimator in (streamem.GaussianMixture, EqualWeightsMixture):
         model = estimator(2, random_state=args.seed).fit(X)
         order = np.argsort(model.means_[:, 0])
-        print(f"{estimator.__name__:>20}: weights {np.round(model.weights_[order], 3).tolist()}, "
-              f"means {np.round(model.means_[order], 2).tolist()}, {model.n_passes_} passes")  # fmt: skip
+        print(
+            f"{estimator.__name__:>20}: weights {np.round(model.weights_[order], 3).tolist()}, "
+            f"means {np.round(model.means_[order], 2).tolist()}, {model.n_passes_} passes"
+        )
 
 
 if __name__ == "__main__":

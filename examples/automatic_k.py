@@ -50,19 +50,25 @@ def main(argv=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        bayes = streamem.BayesianGaussianMixture(args.max_k, weight_concentration_prior=1e-3, max_iter=args.max_iter,
-                                                 random_state=0).fit(store)  # fmt: skip
+        bayes = streamem.BayesianGaussianMixture(
+            args.max_k, weight_concentration_prior=1e-3, max_iter=args.max_iter, random_state=0
+        ).fit(store)
         bayes_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        table = streamem.select_n_components(store, range(1, args.max_k + 1), "icl",
-                                             covariance_type=["full", "diag", "spherical"], random_state=0)  # fmt: skip
+        table = streamem.select_n_components(
+            store, range(1, args.max_k + 1), "icl", covariance_type=["full", "diag", "spherical"], random_state=0
+        )
         table_seconds = time.perf_counter() - start
 
     print(f"{'method':<48} {'clusters':>8} {'seconds':>8}")
-    print(f"{'Dirichlet-process variational fit (K <= ' + str(args.max_k) + ')':<48} "
-          f"{bayes.n_components_effective_:>8} {bayes_seconds:>8.1f}")  # fmt: skip
-    print(f"{'ICL over ' + str(len(table.selection_)) + ' (covariance type, K) candidates':<48} "
-          f"{table.n_components:>8} {table_seconds:>8.1f}")  # fmt: skip
+    print(
+        f"{'Dirichlet-process variational fit (K <= ' + str(args.max_k) + ')':<48} "
+        f"{bayes.n_components_effective_:>8} {bayes_seconds:>8.1f}"
+    )
+    print(
+        f"{'ICL over ' + str(len(table.selection_)) + ' (covariance type, K) candidates':<48} "
+        f"{table.n_components:>8} {table_seconds:>8.1f}"
+    )
     print(
         f"ICL's choice: K={table.n_components}, {table.covariance_type} covariances; "
         f"true number of clusters: {args.true_k}"

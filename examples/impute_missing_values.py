@@ -32,15 +32,18 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     holes = rng.random(X.shape) < args.missing
     Xm = np.where(holes, np.nan, X)
-    print(f"{holes.sum()} of {X.size} values removed ({holes.mean():.0%}); "
-          f"{np.isnan(Xm).any(axis=1).mean():.0%} of the rows have a hole")  # fmt: skip
+    print(
+        f"{holes.sum()} of {X.size} values removed ({holes.mean():.0%}); "
+        f"{np.isnan(Xm).any(axis=1).mean():.0%} of the rows have a hole"
+    )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         complete = streamem.GaussianMixture(args.n_components, covariance_type="diag", n_init=4, random_state=0)
         complete.fit(X)
-        gm = streamem.GaussianMixture(args.n_components, covariance_type="diag", n_init=4, random_state=0,
-                                      missing="marginalize", max_iter=500)  # fmt: skip
+        gm = streamem.GaussianMixture(
+            args.n_components, covariance_type="diag", n_init=4, random_state=0, missing="marginalize", max_iter=500
+        )
         gm.fit(Xm)
     filled = gm.impute(Xm)
     column_means = np.where(holes, np.nanmean(Xm, axis=0), Xm)

@@ -39,8 +39,10 @@ def start_redis() -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     for _ in range(200):
         try:
@@ -87,13 +89,35 @@ def main(argv=None):
     client = redis.Redis(host=host, port=int(port))
     try:
         truth = {}
-        producer = threading.Thread(target=lambda: truth.update(final=produce(
-            client, stream, args.records, args.rows_per_record, args.seed)))  # fmt: skip
+        producer = threading.Thread(
+            target=lambda: truth.update(final=produce(client, stream, args.records, args.rows_per_record, args.seed))
+        )
         producer.start()
-        command = [sys.executable, "-m", "streamem", "stream", f"redis://{host}:{port}/{stream}?group=clusters",
-                   "--n-features", str(D), "--n-components", str(K), "--checkpoint", str(workdir / "checkpoint"),
-                   "--out", str(workdir / "model.zarr"), "--batch-size", "500", "--checkpoint-interval", "0.5",
-                   "--forgetting", "0.3", "--stop-after-idle", "2", "--seed", str(args.seed)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "streamem",
+            "stream",
+            f"redis://{host}:{port}/{stream}?group=clusters",
+            "--n-features",
+            str(D),
+            "--n-components",
+            str(K),
+            "--checkpoint",
+            str(workdir / "checkpoint"),
+            "--out",
+            str(workdir / "model.zarr"),
+            "--batch-size",
+            "500",
+            "--checkpoint-interval",
+            "0.5",
+            "--forgetting",
+            "0.3",
+            "--stop-after-idle",
+            "2",
+            "--seed",
+            str(args.seed),
+        ]
         print("$", " ".join(command[1:]))
         runner = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         while runner.poll() is None:  # the published model can be read at any time
@@ -109,8 +133,10 @@ def main(argv=None):
         model = streamem.load(workdir / "model.zarr")
         final = truth["final"]
         error = np.abs(model.means_[:, None, :] - final[None]).max(axis=2).min(axis=0).max()
-        print(f"rows in the model: {model.n_samples_seen_:,} of {args.records * args.rows_per_record:,} sent; "
-              f"dead letters: {client.xlen(stream + ':dlq')}")  # fmt: skip
+        print(
+            f"rows in the model: {model.n_samples_seen_:,} of {args.records * args.rows_per_record:,} sent; "
+            f"dead letters: {client.xlen(stream + ':dlq')}"
+        )
         print(f"largest distance from a true (drifted) mean to the model's: {error:.3f}")
         print(f"checkpoint and model in {workdir}; run the same command again to resume")
     finally:

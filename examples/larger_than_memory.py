@@ -47,8 +47,10 @@ def main(argv=None):
     start = time.perf_counter()
     gm = streamem.GaussianMixture(args.n_components, init_params="random_from_data", n_init=3, random_state=0)
     gm.fit(str(data))  # a path: the chunks are read from disk at every pass
-    print(f"fit: {gm.n_iter_} iterations in {time.perf_counter() - start:.1f} s, converged={gm.converged_}, "
-          f"mean log-likelihood {gm.lower_bound_:.4f}")  # fmt: skip
+    print(
+        f"fit: {gm.n_iter_} iterations in {time.perf_counter() - start:.1f} s, converged={gm.converged_}, "
+        f"mean log-likelihood {gm.lower_bound_:.4f}"
+    )
     gm.save(workdir / "model.zarr")
 
     start = time.perf_counter()

@@ -42,8 +42,10 @@ def main(argv=None):
         sk = SkGaussianMixture(K, max_iter=50, tol=0, **init).fit(X)
         ours = streamem.GaussianMixture(K, max_iter=50, tol=0, accelerate=None, **init).fit(X)
     difference = np.abs(ours.means_ - sk.means_).max() / np.abs(sk.means_).max()
-    print(f"same start, 50 iterations: largest relative difference of the means {difference:.1e}, "
-          f"log-likelihoods {ours.lower_bound_:.10f} and {sk.lower_bound_:.10f}")  # fmt: skip
+    print(
+        f"same start, 50 iterations: largest relative difference of the means {difference:.1e}, "
+        f"log-likelihoods {ours.lower_bound_:.10f} and {sk.lower_bound_:.10f}"
+    )
 
     # 2. each with its own initialisation
     print(f"\n{'':<14}{'seconds':>8}{'iterations':>12}{'log-lik':>10}{'BIC':>10}{'ARI':>7}")

@@ -134,12 +134,22 @@ def _draw_criterion(ax, table: list[dict], criterion: str) -> None:
     types = list(dict.fromkeys(row.get("covariance_type", "") for row in rows))
     for t in types:
         line = sorted((row for row in rows if row.get("covariance_type", "") == t), key=lambda row: row["n_components"])
-        drawn = ax.plot([row["n_components"] for row in line], [row[criterion] for row in line], marker="o",
-                        label=f"{criterion.upper()} {t}".strip())  # fmt: skip
+        drawn = ax.plot(
+            [row["n_components"] for row in line],
+            [row[criterion] for row in line],
+            marker="o",
+            label=f"{criterion.upper()} {t}".strip(),
+        )
         spurious = [row for row in line if row.get("collapsed")]
         if spurious:
-            ax.plot([row["n_components"] for row in spurious], [row[criterion] for row in spurious], ls="none",
-                    marker="x", ms=10, color=drawn[0].get_color())  # fmt: skip
+            ax.plot(
+                [row["n_components"] for row in spurious],
+                [row[criterion] for row in spurious],
+                ls="none",
+                marker="x",
+                ms=10,
+                color=drawn[0].get_color(),
+            )
     best = chosen_row(rows, criterion)
     ax.axvline(best["n_components"], color="grey", ls="--", lw=1)
     chosen = f"K={best['n_components']}" + (f", {best['covariance_type']}" if len(types) > 1 else "")

@@ -62,8 +62,19 @@ def _covariance_mstep(scatter, nk, covariance_type, reg_covar):
     return (variances if covariance_type == "diag" else variances.mean(1)) + reg_covar
 
 
-def reference_em(X, weights, means, covariances, n_iter=1, *, covariance_type="full", labels=None,
-                 noise_weight=None, freeze=(), reg_covar=1e-6) -> dict:
+def reference_em(
+    X,
+    weights,
+    means,
+    covariances,
+    n_iter=1,
+    *,
+    covariance_type="full",
+    labels=None,
+    noise_weight=None,
+    freeze=(),
+    reg_covar=1e-6,
+) -> dict:
     """EM for a Gaussian mixture written out from scipy's densities, the one reference the
     tests compare the estimators with.
 
@@ -105,8 +116,13 @@ def reference_em(X, weights, means, covariances, n_iter=1, *, covariance_type="f
             scatter = np.stack([(resp[:, k, None] * (X - means[k])).T @ (X - means[k]) for k in range(K)])
             shaped = _covariance_mstep(scatter, nk[:K], covariance_type, reg_covar)
             matrices = full_covariances(shaped, covariance_type, K, D)
-    return dict(weights=weights, means=means, covariances=matrices if shaped is None else shaped,
-                noise_weight=noise_weight, log_likelihood=log_likelihood)  # fmt: skip
+    return dict(
+        weights=weights,
+        means=means,
+        covariances=matrices if shaped is None else shaped,
+        noise_weight=noise_weight,
+        log_likelihood=log_likelihood,
+    )
 
 
 def free_port() -> int:
@@ -239,5 +255,11 @@ def cli(*args, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
 def cli_process(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
     """``python -m streamem *args`` in a subprocess of its own: for what only a new process
     shows (the entry point, signals, a terminal, a fresh import)."""
-    return subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streamem", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )

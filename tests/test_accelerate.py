@@ -45,8 +45,9 @@ def slow_case():
 @pytest.mark.parametrize("accelerate", ACCELERATIONS)
 def test_acceleration_reaches_plain_em_optimum_in_a_fraction_of_the_passes(slow_case, accelerate):
     X, start, plain = slow_case
-    fast = streamem.GaussianMixture(5, tol=1e-12, max_iter=3000, stopping="change", accelerate=accelerate,
-                                    **start).fit(X)  # fmt: skip
+    fast = streamem.GaussianMixture(5, tol=1e-12, max_iter=3000, stopping="change", accelerate=accelerate, **start).fit(
+        X
+    )
     assert plain.n_passes_ > 100  # a slow case
     target = plain.lower_bound_ - 1e-6
     plain_passes, fast_passes = first_pass_within(plain, target), first_pass_within(fast, target)
@@ -91,8 +92,9 @@ def objectives_never_fall(model) -> None:
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_accepted_steps_never_lower_the_objective(covariance_type, accelerate):
     X = overlapping(n_samples=6000, seed=1)
-    model = streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=150, random_state=0,
-                                     accelerate=accelerate).fit(X)  # fmt: skip
+    model = streamem.GaussianMixture(
+        5, covariance_type=covariance_type, tol=0, max_iter=150, random_state=0, accelerate=accelerate
+    ).fit(X)
     objectives_never_fall(model)
     assert sum(r["step"] > 1 for r in model.history_) > 5
 
@@ -109,32 +111,33 @@ def test_every_model_of_the_em_core_is_accelerated(accelerate):
     common = dict(tol=0, max_iter=80, random_state=0, accelerate=accelerate)
     fits = [
         streamem.GaussianMixture(4, missing="marginalize", **common).fit(holes),
-        streamem.GaussianMixture(4, covariance_prior=np.eye(4), degrees_of_freedom_prior=5.0,
-                                 mean_precision_prior=0.1, **common).fit(X),
+        streamem.GaussianMixture(
+            4, covariance_prior=np.eye(4), degrees_of_freedom_prior=5.0, mean_precision_prior=0.1, **common
+        ).fit(X),
         streamem.GaussianMixture(4, noise="uniform", **common).fit(X),
         streamem.GaussianMixture(4, **common).fit(X, labels),
         streamem.GaussianMixture(4, covariance_type="diag", standardize=True, **common).fit(X * [1, 10, 100, 0.1]),
         streamem.StudentTMixture(4, **common).fit(X),
         streamem.BayesianGaussianMixture(n_components=6, **common).fit(X),
-    ]  # fmt: skip
+    ]
     for model in fits:
         objectives_never_fall(model)
         assert any(r["step"] > 1 and r["accepted"] for r in model.history_), type(model).__name__
         assert all(np.isfinite(v).all() for v in (model.weights_, model.means_, model.covariances_))
 
 
-@pytest.mark.parametrize(("covariance_type", "accelerate"),
-                         [("full", "squarem"), ("diag", "squarem"), ("full", "quasi-newton")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("covariance_type", "accelerate"), [("full", "squarem"), ("diag", "squarem"), ("full", "quasi-newton")]
+)
 def test_the_accelerated_fit_does_not_depend_on_the_chunking(covariance_type, accelerate):
     import dask.array as da
 
     X = overlapping(n_samples=6000, seed=3)
     start = sklearn_start(X, 5, covariance_type, seed=0)
     fits = [
-        streamem.GaussianMixture(5, covariance_type=covariance_type, tol=0, max_iter=60, accelerate=accelerate,
-                                 **start).fit(  # fmt: skip
-            da.from_array(X, chunks=(rows, -1))
-        )
+        streamem.GaussianMixture(
+            5, covariance_type=covariance_type, tol=0, max_iter=60, accelerate=accelerate, **start
+        ).fit(da.from_array(X, chunks=(rows, -1)))
         for rows in (6000, 1000, 777)
     ]
     for other in fits[1:]:
@@ -188,19 +191,24 @@ def test_passes_survive_save_load_and_checkpoint_resume(tmp_path, accelerate):
 
 def test_select_n_components_counts_the_passes_of_the_table():
     X = overlapping(n_samples=4000, seed=7)
-    best = streamem.select_n_components(X, [2, 3, 4], covariance_type=["full", "diag"], random_state=0, max_iter=30,
-                                       moves=None)  # fmt: skip
+    best = streamem.select_n_components(
+        X, [2, 3, 4], covariance_type=["full", "diag"], random_state=0, max_iter=30, moves=None
+    )
     assert best.n_passes_ <= 30 + 20  # one pass per iteration for the whole table, plus starts and scoring
     assert best.n_passes_ > max(row["n_iter"] for row in best.selection_)
 
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"accelerate": "fast"}, "accelerate.*squarem"), ({"stopping": "never"}, "stopping.*aitken"),
-     ({"accelerate": 1}, "accelerate")],
-)  # fmt: skip
-@pytest.mark.parametrize("estimator", [streamem.GaussianMixture, streamem.BayesianGaussianMixture,
-                                       streamem.StudentTMixture])  # fmt: skip
+    [
+        ({"accelerate": "fast"}, "accelerate.*squarem"),
+        ({"stopping": "never"}, "stopping.*aitken"),
+        ({"accelerate": 1}, "accelerate"),
+    ],
+)
+@pytest.mark.parametrize(
+    "estimator", [streamem.GaussianMixture, streamem.BayesianGaussianMixture, streamem.StudentTMixture]
+)
 def test_a_bad_acceleration_names_the_choices(estimator, params, match):
     model = estimator(n_components=2, **params)
     with pytest.raises(ValueError, match=match):
@@ -234,8 +242,20 @@ def test_cli_shows_passes(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = cli("fit", path, "--n-components", 3, "--seed", 0, "--out", tmp_path / "m.zarr")
-        plain = cli("fit", path, "--n-components", 3, "--seed", 0, "--accelerate", "none", "--stopping", "change",
-                    "--out", tmp_path / "p.zarr")  # fmt: skip
+        plain = cli(
+            "fit",
+            path,
+            "--n-components",
+            3,
+            "--seed",
+            0,
+            "--accelerate",
+            "none",
+            "--stopping",
+            "change",
+            "--out",
+            tmp_path / "p.zarr",
+        )
     assert result.returncode == 0 and plain.returncode == 0, result.stderr + plain.stderr
     assert "(pass " in result.stderr and "passes over the data" in result.stderr
     model = streamem.load(tmp_path / "m.zarr")
@@ -262,8 +282,9 @@ def test_extrapolated_points_keep_variances_above_reg_covar():
     nk, means, variances = _estimate_gaussian_parameters(X, resp, 1e-6, "diag")
     start = dict(weights_init=nk / nk.sum(), means_init=means, precisions_init=1.0 / variances)
     fast = streamem.GaussianMixture(10, covariance_type="diag", tol=1e-12, max_iter=400, **start).fit(X)
-    plain = streamem.GaussianMixture(10, covariance_type="diag", tol=1e-12, max_iter=400, accelerate=None,
-                                     **start).fit(X)  # fmt: skip
+    plain = streamem.GaussianMixture(10, covariance_type="diag", tol=1e-12, max_iter=400, accelerate=None, **start).fit(
+        X
+    )
     assert np.diff(fast.lower_bounds_).min() >= min(np.diff(plain.lower_bounds_).min(), 0.0) - 1e-7
     assert fast.lower_bound_ == pytest.approx(plain.lower_bound_, abs=1e-9)
     thin = MixtureParams.from_covariances(np.ones(1), np.zeros((1, 2)), np.array([[[1.0, 0.0], [0.0, 1e-8]]]), "full")

@@ -36,8 +36,9 @@ def test_equals_sklearn_from_the_same_start(covariance_type):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         sk = SkGaussianMixture(4, covariance_type=covariance_type, max_iter=25, tol=0, **start).fit(X)
-        ours = streamem.GaussianMixture(4, covariance_type=covariance_type, max_iter=25, tol=0, accelerate=None,
-                                        **start).fit(X)  # fmt: skip
+        ours = streamem.GaussianMixture(
+            4, covariance_type=covariance_type, max_iter=25, tol=0, accelerate=None, **start
+        ).fit(X)
     assert ours.n_iter_ == sk.n_iter_ == 25
     for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
         assert rel_err(getattr(ours, name), getattr(sk, name)) < 1e-8, name
@@ -55,8 +56,9 @@ def test_convergence_matches_sklearn(covariance_type):
     X, _ = mixture_data(n_samples=3000, seed=12)
     start = sklearn_start(X, 3, covariance_type)
     sk = SkGaussianMixture(3, covariance_type=covariance_type, tol=1e-6, max_iter=500, **start).fit(X)
-    ours = streamem.GaussianMixture(3, covariance_type=covariance_type, tol=1e-6, max_iter=500, accelerate=None,
-                                    **start).fit(X)  # fmt: skip
+    ours = streamem.GaussianMixture(
+        3, covariance_type=covariance_type, tol=1e-6, max_iter=500, accelerate=None, **start
+    ).fit(X)
     assert ours.converged_ and sk.converged_
     assert ours.n_iter_ == sk.n_iter_
     assert rel_err(ours.means_, sk.means_) < 1e-8
@@ -82,8 +84,9 @@ def test_chunking_does_not_change_the_result(covariance_type):
 
 def test_history_and_monotone_likelihood(blobs):
     X, _ = blobs
-    gm = streamem.GaussianMixture(3, init_params="random", random_state=0, tol=1e-8, max_iter=200,
-                                  accelerate=None).fit(X)  # fmt: skip
+    gm = streamem.GaussianMixture(3, init_params="random", random_state=0, tol=1e-8, max_iter=200, accelerate=None).fit(
+        X
+    )
     assert len(gm.history_) == gm.n_iter_
     assert [h["iteration"] for h in gm.history_] == list(range(1, gm.n_iter_ + 1))
     lls = np.array([h["log_likelihood"] for h in gm.history_])
@@ -176,8 +179,11 @@ def test_a_fit_by_likelihood_depends_on_the_weights_ratios_alone(blobs, factor):
     of 1e300 overflow the moments)."""
     X, _ = blobs
     w = np.random.default_rng(2).uniform(0.5, 2.0, len(X))
-    for name, make in {"gaussian": streamem.GaussianMixture, "t": streamem.StudentTMixture,
-                       "online": streamem.OnlineGaussianMixture}.items():  # fmt: skip
+    for name, make in {
+        "gaussian": streamem.GaussianMixture,
+        "t": streamem.StudentTMixture,
+        "online": streamem.OnlineGaussianMixture,
+    }.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ref = make(3, random_state=0, max_iter=20).fit(X, sample_weight=w)
@@ -203,8 +209,10 @@ def test_information_criteria_count_rows_by_their_weights(blobs):
 
 def test_a_fit_with_a_prior_counts_rows_and_refuses_weights_that_overflow(blobs):
     X, _ = blobs
-    for make, params in [(streamem.BayesianGaussianMixture, {}),
-                         (streamem.GaussianMixture, {"mean_precision_prior": 1.0})]:  # fmt: skip
+    for make, params in [
+        (streamem.BayesianGaussianMixture, {}),
+        (streamem.GaussianMixture, {"mean_precision_prior": 1.0}),
+    ]:
         with pytest.raises(ValueError, match=r"sample_weight holds 1e\+300, above 1\.34e\+154"):
             make(3, random_state=0, **params).fit(X, sample_weight=np.full(len(X), 1e300))
     few = streamem.BayesianGaussianMixture(3, random_state=0).fit(X, sample_weight=np.full(len(X), 1e-6))
@@ -244,8 +252,9 @@ def test_far_from_origin(blobs):
 def test_every_initialiser_finds_separated_clusters(init_params, covariance_type):
     X, labels = mixture_data(n_samples=4000, n_components=4, seed=21, spread=12)
     data = da.from_array(X, chunks=(900, 3))
-    gm = streamem.GaussianMixture(4, covariance_type=covariance_type, init_params=init_params, n_init=3,
-                                  random_state=0).fit(data)  # fmt: skip
+    gm = streamem.GaussianMixture(
+        4, covariance_type=covariance_type, init_params=init_params, n_init=3, random_state=0
+    ).fit(data)
     true_means = np.stack([X[labels == k].mean(axis=0) for k in range(4)])
     distance = np.abs(gm.means_[:, None] - true_means[None]).sum(axis=2)
     assert np.all(distance.min(axis=0) < 0.3)
@@ -259,8 +268,9 @@ def test_random_initialisation_does_not_depend_on_chunking(init_params):
     w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
     fits = []
     for chunks in ((5000,), uneven_chunks(5000, 37, seed=3)):
-        gm = streamem.GaussianMixture(4, init_params=init_params, n_init=2, random_state=5, tol=1e-6, max_iter=300,
-                                      accelerate=None)  # fmt: skip
+        gm = streamem.GaussianMixture(
+            4, init_params=init_params, n_init=2, random_state=5, tol=1e-6, max_iter=300, accelerate=None
+        )
         fits.append(gm.fit(da.from_array(X, chunks=(chunks, 3)), sample_weight=w))
     assert fits[0].n_iter_ == fits[1].n_iter_
     for name in ("weights_", "means_", "covariances_"):
@@ -271,8 +281,9 @@ def test_random_initialisation_does_not_depend_on_chunking(init_params):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_initial_parameters_are_valid(init_params, covariance_type, blobs):
     X, _ = blobs
-    gm = streamem.GaussianMixture(3, covariance_type=covariance_type, init_params=init_params, max_iter=0,
-                                  random_state=0).fit(X)  # fmt: skip
+    gm = streamem.GaussianMixture(
+        3, covariance_type=covariance_type, init_params=init_params, max_iter=0, random_state=0
+    ).fit(X)
     assert gm.n_iter_ == 0 and gm.lower_bound_ == -np.inf
     assert gm.weights_.sum() == pytest.approx(1.0) and np.all(gm.weights_ > 0)
     assert np.all(gm.means_ >= X.min(axis=0)) and np.all(gm.means_ <= X.max(axis=0))
@@ -325,8 +336,17 @@ def test_best_restart_is_kept(caplog):
     the best; on four overlapping clusters they end at different optima, none collapsed."""
     X, _ = mixture_data(3000, 2, 4, seed=0, spread=2.0)
     with caplog.at_level(logging.INFO, logger="streamem"):
-        many = streamem.GaussianMixture(4, n_init=5, n_starts=1, moves=None, init_params="random", random_state=3,
-                                        max_iter=300, verbose=2, verbose_interval=1).fit(X)  # fmt: skip
+        many = streamem.GaussianMixture(
+            4,
+            n_init=5,
+            n_starts=1,
+            moves=None,
+            init_params="random",
+            random_state=3,
+            max_iter=300,
+            verbose=2,
+            verbose_interval=1,
+        ).fit(X)
     last = {}
     for record in caplog.records:
         data = getattr(record, "streamem", None)
@@ -352,9 +372,13 @@ def test_empty_component_is_reseeded(caplog, tmp_path):
     X = np.concatenate([rng.normal(0, 1, (1000, 2)), rng.normal(20, 1, (5, 2))])
     means = np.array([[0.0, 0.0], [0.5, 0.5], [1e4, 1e4]])
     gm = streamem.GaussianMixture(
-        3, weights_init=np.full(3, 1 / 3), means_init=means, precisions_init=np.ones((3, 2)),
-        covariance_type="diag", max_iter=50,
-    )  # fmt: skip
+        3,
+        weights_init=np.full(3, 1 / 3),
+        means_init=means,
+        precisions_init=np.ones((3, 2)),
+        covariance_type="diag",
+        max_iter=50,
+    )
     with caplog.at_level("WARNING", logger="streamem"):
         gm.fit(X)
     assert any("re-seeded" in r.message for r in caplog.records)
@@ -387,8 +411,12 @@ def test_runs_unchanged_on_a_distributed_cluster(blobs):
         warnings.simplefilter("ignore", ConvergenceWarning)
         local = streamem.GaussianMixture(3, max_iter=10, tol=0, **start).fit(data)
         seeded_local = streamem.GaussianMixture(3, random_state=0).fit(data)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            ) as cluster,
+            Client(cluster),
+        ):
             remote = streamem.GaussianMixture(3, max_iter=10, tol=0, **start).fit(data)
             seeded_remote = streamem.GaussianMixture(3, random_state=0).fit(data)
             labels = remote.predict(data).compute()

@@ -54,8 +54,9 @@ def test_equals_scikit_learn_from_the_same_responsibilities(covariance_type, pri
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference.fit(X)
-        model = streamem.BayesianGaussianMixture(K, accelerate=None, moves=None, **params,
-                                                 **_start_from(X, resp, covariance_type)).fit(X)  # fmt: skip
+        model = streamem.BayesianGaussianMixture(
+            K, accelerate=None, moves=None, **params, **_start_from(X, resp, covariance_type)
+        ).fit(X)
     for name in FITTED:
         assert _relative(getattr(model, name), getattr(reference, name)) < 1e-8, name
     assert _relative(np.asarray(model.weight_concentration_), np.asarray(reference.weight_concentration_)) < 1e-8
@@ -72,8 +73,9 @@ def test_the_lower_bound_never_decreases(covariance_type, settings):
     X, _ = mixture_data(n_samples=3000, n_components=4, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = streamem.BayesianGaussianMixture(8, covariance_type=covariance_type, max_iter=40, tol=0.0,
-                                                 random_state=0, **settings).fit(X)  # fmt: skip
+        model = streamem.BayesianGaussianMixture(
+            8, covariance_type=covariance_type, max_iter=40, tol=0.0, random_state=0, **settings
+        ).fit(X)
     bounds = np.array(model.lower_bounds_)
     assert len(bounds) == 40 and np.all(np.isfinite(bounds))
     assert np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:])), np.diff(bounds).min()
@@ -88,8 +90,9 @@ def test_a_start_with_a_singular_covariance_fits_without_reg_covar(covariance_ty
     """The prior regularises the start's covariances: with ``reg_covar=0`` a component of two
     rows in three features (a singular covariance) starts the posterior as scikit-learn's."""
     rng = np.random.default_rng(0)
-    X = np.concatenate([rng.normal(0.0, 1.0, (24, 3)), rng.normal(12.0, 1.0, (24, 3)),
-                        [[30.0, 30.0, 30.0], [30.5, 29.5, 30.25]]])  # fmt: skip
+    X = np.concatenate(
+        [rng.normal(0.0, 1.0, (24, 3)), rng.normal(12.0, 1.0, (24, 3)), [[30.0, 30.0, 30.0], [30.5, 29.5, 30.25]]]
+    )
     resp = np.zeros((len(X), 3))
     resp[:24, 0], resp[24:48, 1], resp[48:, 2] = 1.0, 1.0, 1.0
     centres = resp.T @ X / resp.sum(axis=0)[:, None]  # they partition X as resp does
@@ -228,8 +231,9 @@ def test_missing_values_keep_the_lower_bound_increasing(covariance_type):
     X, _ = mixture_data(n_samples=1500, n_features=4, n_components=3, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = streamem.BayesianGaussianMixture(5, covariance_type=covariance_type, missing="marginalize",
-                                                 max_iter=40, tol=0.0, random_state=0).fit(_with_holes(X))  # fmt: skip
+        model = streamem.BayesianGaussianMixture(
+            5, covariance_type=covariance_type, missing="marginalize", max_iter=40, tol=0.0, random_state=0
+        ).fit(_with_holes(X))
     bounds = np.array(model.lower_bounds_)
     assert np.all(np.isfinite(bounds)) and np.all(np.diff(bounds) >= -1e-9 * np.abs(bounds[1:]))
     assert model.n_rows_ignored_ == 3
@@ -340,9 +344,13 @@ def test_missing_values_equal_a_direct_variational_step():
 def _fitted_model(model):
     """The variational model of a fitted estimator (its prior, about the data's centre)."""
     prior = streamem.models.bayesian.VariationalPrior(
-        model.weight_concentration_prior_type, model.weight_concentration_prior_, model.mean_precision_prior_,
-        model.mean_prior_, model.degrees_of_freedom_prior_, np.asarray(model.covariance_prior_),
-    )  # fmt: skip
+        model.weight_concentration_prior_type,
+        model.weight_concentration_prior_,
+        model.mean_precision_prior_,
+        model.mean_prior_,
+        model.degrees_of_freedom_prior_,
+        np.asarray(model.covariance_prior_),
+    )
     return streamem.models.bayesian.VariationalModel(model.covariance_type, model.reg_covar, model.mean_prior_, prior)
 
 
@@ -354,8 +362,9 @@ def test_the_divergence_from_the_prior_equals_a_monte_carlo_estimate(prior_type)
     X = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = streamem.BayesianGaussianMixture(4, weight_concentration_prior_type=prior_type, max_iter=3,
-                                                 random_state=0).fit(X)  # fmt: skip
+        model = streamem.BayesianGaussianMixture(
+            4, weight_concentration_prior_type=prior_type, max_iter=3, random_state=0
+        ).fit(X)
     prior = _fitted_model(model).prior
     rng = np.random.default_rng(0)
     N, D = 6000, X.shape[1]
@@ -392,8 +401,9 @@ def test_the_divergence_from_the_prior_equals_a_monte_carlo_estimate(prior_type)
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_the_elbo_of_the_data_never_decreases_along_the_iterations(covariance_type):
     X = _data()
-    model = streamem.BayesianGaussianMixture(6, covariance_type=covariance_type, max_iter=1, init_params="random",
-                                             random_state=0, warm_start=True)  # fmt: skip
+    model = streamem.BayesianGaussianMixture(
+        6, covariance_type=covariance_type, max_iter=1, init_params="random", random_state=0, warm_start=True
+    )
     values = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -476,9 +486,12 @@ def test_partial_fit_prunes_like_the_batch_fit_and_fit_starts_again():
 
 @pytest.mark.parametrize(
     ("batch", "match"),
-    [(np.ones((500, 3)), "X has 3 features, but BayesianGaussianMixture is expecting 4 features"),
-     (np.full((500, 4), np.nan), "NaN"), (np.ones((2, 4)), "at least n_components=6 rows")],
-)  # fmt: skip
+    [
+        (np.ones((500, 3)), "X has 3 features, but BayesianGaussianMixture is expecting 4 features"),
+        (np.full((500, 4), np.nan), "NaN"),
+        (np.ones((2, 4)), "at least n_components=6 rows"),
+    ],
+)
 def test_a_bad_batch_names_the_problem_and_leaves_the_posterior_untouched(batch, match):
     X = _workload(7, n=4000)
     model = streamem.BayesianGaussianMixture(6, random_state=0).partial_fit(X[:2000]).partial_fit(X[2000:])
@@ -516,7 +529,9 @@ def test_merges_prune_surplus_components_in_tens_of_passes(prior_type):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference.fit(X)
-        slow = streamem.BayesianGaussianMixture(8, accelerate=None, moves=None, **params, **_start_from(X, resp, "full"))
+        slow = streamem.BayesianGaussianMixture(
+            8, accelerate=None, moves=None, **params, **_start_from(X, resp, "full")
+        )
         slow.fit(X)
     model = streamem.BayesianGaussianMixture(8, **params, **_start_from(X, resp, "full")).fit(X)
     assert slow.n_components_effective_ > 3 and not slow.converged_
@@ -542,19 +557,23 @@ def test_a_merge_elbo_equals_a_direct_computation(covariance_type):
     X = _separated(n_samples=1500, n_features=3, seed=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fitted = streamem.BayesianGaussianMixture(5, covariance_type=covariance_type, max_iter=3, moves=None,
-                                                  random_state=0).fit(X)  # fmt: skip
+        fitted = streamem.BayesianGaussianMixture(
+            5, covariance_type=covariance_type, max_iter=3, moves=None, random_state=0
+        ).fit(X)
     model, params = _fitted_model(fitted), fitted._state_params()
     pairs = np.array([[0, 1], [2, 4], [1, 3]])
     centre = X.mean(axis=0)
     (stats,) = chunk_stats(X, None, [params.gaussian()], centre, False, [pairs])
-    parts = [chunk_stats(X[a : a + 400], None, [params.gaussian()], centre, False, [pairs])[0] for a in range(0, 1500, 400)]
+    parts = [
+        chunk_stats(X[a : a + 400], None, [params.gaussian()], centre, False, [pairs])[0] for a in range(0, 1500, 400)
+    ]
     np.testing.assert_allclose(sum(parts[1:], parts[0]).merge_terms, stats.merge_terms, rtol=1e-12)
     # the responsibilities, directly: the E-step's Gaussians of weights exp(c_k)
     gaussian = params.gaussian()
     covariances = gaussian.covariance.full_covariances(gaussian.covariances, 5, 3)
     log_rho = np.log(gaussian.weights) + np.stack(
-        [multivariate_normal(m, c).logpdf(X) for m, c in zip(gaussian.means, covariances)], axis=1)
+        [multivariate_normal(m, c).logpdf(X) for m, c in zip(gaussian.means, covariances)], axis=1
+    )
     resp = np.exp(log_rho - logsumexp(log_rho, axis=1, keepdims=True))
     for j, k in pairs:
         merged_resp = resp.copy()
@@ -569,7 +588,6 @@ def test_a_merge_elbo_equals_a_direct_computation(covariance_type):
         loss = stats.merge_terms[j] + stats.merge_terms[k] - stats.merge_terms[K + p]
         judged = model.bound(model.entropy(stats, params) + loss, model.update(merged_stats(stats, [(j, k)])))
         assert judged == pytest.approx(expected, rel=1e-9)
-
 
 
 @pytest.mark.parametrize("stop_after", [2, 3])
@@ -589,8 +607,9 @@ def test_a_fit_with_merges_resumes_from_its_checkpoint_as_if_never_stopped(tmp_p
     np.testing.assert_array_equal(resumed.means_, reference.means_)
     assert resumed.lower_bounds_ == reference.lower_bounds_
     drop = ("seconds", "passes")  # a resumed fit reads the data once more, for the prior's defaults
-    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history_] == \
-        [{k: v for k, v in r.items() if k not in drop} for r in reference.history_]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed.history_] == [
+        {k: v for k, v in r.items() if k not in drop} for r in reference.history_
+    ]
     assert resumed.n_passes_ == reference.n_passes_ + 1
 
 

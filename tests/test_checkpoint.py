@@ -20,9 +20,28 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 def fit_command(data, checkpoint, out):
-    return [sys.executable, "-m", "streamem", "fit", str(data), "--n-components", "6", "--init", "random",
-            "--max-iter", "60", "--tol", "0", "--seed", "3", "--quiet", "--checkpoint", str(checkpoint),
-            "--out", str(out)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "streamem",
+        "fit",
+        str(data),
+        "--n-components",
+        "6",
+        "--init",
+        "random",
+        "--max-iter",
+        "60",
+        "--tol",
+        "0",
+        "--seed",
+        "3",
+        "--quiet",
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(out),
+    ]
 
 
 def latest_iteration(checkpoint):

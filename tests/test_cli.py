@@ -36,8 +36,20 @@ def fails(code, *args, **kwargs):
 def workdir(tmp_path_factory):
     """A data set made with make-data and a model fitted to it by the CLI."""
     d = tmp_path_factory.mktemp("cli")
-    ok("make-data", d / "points.zarr", "--n-samples", 30000, "--n-features", 3, "--n-components", 3,
-       "--chunk-size", 7000, "--seed", 1)  # fmt: skip
+    ok(
+        "make-data",
+        d / "points.zarr",
+        "--n-samples",
+        30000,
+        "--n-features",
+        3,
+        "--n-components",
+        3,
+        "--chunk-size",
+        7000,
+        "--seed",
+        1,
+    )
     ok("fit", d / "points.zarr", "--n-components", 3, "--seed", 0, "--out", d / "model.zarr")
     return d
 
@@ -53,7 +65,9 @@ def test_the_command_runs_as_a_process_as_it_does_in_process(workdir, tmp_path):
     assert "make-data" in cli_process("--help").stdout
     fitted = cli_process("fit", workdir / "points.zarr", "--n-components", 3, "--seed", 0, "--out", tmp_path / "m.zarr")
     assert fitted.returncode == 0, fitted.stderr
-    np.testing.assert_array_equal(streamem.load(tmp_path / "m.zarr").means_, streamem.load(workdir / "model.zarr").means_)
+    np.testing.assert_array_equal(
+        streamem.load(tmp_path / "m.zarr").means_, streamem.load(workdir / "model.zarr").means_
+    )
     missing = cli_process("fit", tmp_path / "absent.npy", "--n-components", 2, "--out", tmp_path / "n.zarr")
     assert missing.returncode == 1 and missing.stderr.startswith("error:") and len(missing.stderr.splitlines()) == 1
     assert not (tmp_path / "n.zarr").exists()
@@ -99,8 +113,9 @@ def _fitted_means(tmp_path, data, *extra):
 
 def test_fit_reads_npy_and_csv(tmp_path):
     _two_clusters_as_files(tmp_path).to_csv(tmp_path / "x.csv", index=False)
-    np.testing.assert_allclose(_fitted_means(tmp_path, "x.csv", "--columns", "a,b"), _fitted_means(tmp_path, "x.npy"),
-                               rtol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(
+        _fitted_means(tmp_path, "x.csv", "--columns", "a,b"), _fitted_means(tmp_path, "x.npy"), rtol=1e-10
+    )
     result = fails(1, "fit", tmp_path / "x.csv", "--n-components", 2, "--out", tmp_path / "m.zarr")
     assert "non-numeric ['name']" in result.stderr and "--columns" in result.stderr
     fails(1, "fit", tmp_path / "x.csv", "--n-components", 2, "--columns", "a,zz", "--out", tmp_path / "m.zarr")
@@ -108,8 +123,9 @@ def test_fit_reads_npy_and_csv(tmp_path):
 
 def test_fit_reads_parquet(tmp_path):
     _two_clusters_as_files(tmp_path).to_parquet(tmp_path / "x.parquet")
-    np.testing.assert_allclose(_fitted_means(tmp_path, "x.parquet", "--columns", "a, b"),
-                               _fitted_means(tmp_path, "x.npy"), rtol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(
+        _fitted_means(tmp_path, "x.parquet", "--columns", "a, b"), _fitted_means(tmp_path, "x.npy"), rtol=1e-10
+    )
 
 
 def test_predict_writes_labels_and_responsibilities(workdir, tmp_path):
@@ -162,22 +178,78 @@ def test_fit_chooses_k_and_plot_shows_bic(workdir, tmp_path):
     assert gm.n_components == 3 and [row["n_components"] for row in gm.selection_] == [1, 2, 3, 4, 5]
     ok("plot", tmp_path / "m.zarr", workdir / "points.zarr", "--out", tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
-    record = json.loads(ok("fit", workdir / "points.zarr", "--n-components", "2,3", "--criterion", "aic", "--seed", 0,
-                           "--quiet", "--log-json", "--out", tmp_path / "n.zarr").stdout.splitlines()[-1])  # fmt: skip
+    record = json.loads(
+        ok(
+            "fit",
+            workdir / "points.zarr",
+            "--n-components",
+            "2,3",
+            "--criterion",
+            "aic",
+            "--seed",
+            0,
+            "--quiet",
+            "--log-json",
+            "--out",
+            tmp_path / "n.zarr",
+        ).stdout.splitlines()[-1]
+    )
     assert record["n_components"] == 3 and len(record["selection"]) == 2
     fails(2, "fit", workdir / "points.zarr", "--n-components", "3:x", "--out", tmp_path / "o.zarr")
     fails(2, "fit", workdir / "points.zarr", "--n-components", "0:3", "--out", tmp_path / "o.zarr")
 
 
 def test_progress_lines_quiet_and_json(workdir, tmp_path):
-    loud = ok("fit", workdir / "points.zarr", "--n-components", 2, "--init", "random", "--max-iter", 3, "--tol", 0,
-              "--seed", 0, "--out", tmp_path / "a.zarr")  # fmt: skip
+    loud = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        2,
+        "--init",
+        "random",
+        "--max-iter",
+        3,
+        "--tol",
+        0,
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "a.zarr",
+    )
     assert re.search(r"iteration 1 \(pass \d+\): log-likelihood", loud.stderr) and "change" in loud.stderr
-    quiet = ok("fit", workdir / "points.zarr", "--n-components", 2, "--max-iter", 3, "--seed", 0, "--quiet",
-               "--out", tmp_path / "b.zarr")  # fmt: skip
+    quiet = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        2,
+        "--max-iter",
+        3,
+        "--seed",
+        0,
+        "--quiet",
+        "--out",
+        tmp_path / "b.zarr",
+    )
     assert "iteration" not in quiet.stderr
-    lines = ok("fit", workdir / "points.zarr", "--n-components", 2, "--init", "random", "--max-iter", 3, "--tol", 0,
-               "--seed", 0, "--n-starts", 1, "--log-json", "--out", tmp_path / "c.zarr").stdout.splitlines()  # fmt: skip
+    lines = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        2,
+        "--init",
+        "random",
+        "--max-iter",
+        3,
+        "--tol",
+        0,
+        "--seed",
+        0,
+        "--n-starts",
+        1,
+        "--log-json",
+        "--out",
+        tmp_path / "c.zarr",
+    ).stdout.splitlines()
     records = [json.loads(line) for line in lines]
     iterations = [r for r in records if r["event"] == "iteration"]
     assert [r["iteration"] for r in iterations] == [1, 2, 3]
@@ -188,8 +260,9 @@ def test_progress_lines_quiet_and_json(workdir, tmp_path):
 
 @pytest.mark.cluster
 def test_fit_on_local_worker_processes(workdir, tmp_path):
-    result = ok("fit", workdir / "points.zarr", "--n-components", 3, "--seed", 0, "--workers", 2,
-                "--out", tmp_path / "m.zarr")  # fmt: skip
+    result = ok(
+        "fit", workdir / "points.zarr", "--n-components", 3, "--seed", 0, "--workers", 2, "--out", tmp_path / "m.zarr"
+    )
     assert "dashboard" in result.stderr
     here = streamem.load(workdir / "model.zarr")
     there = streamem.load(tmp_path / "m.zarr")
@@ -200,8 +273,14 @@ def run_on_terminal(*args, env=None, timeout=300):
     """Run the CLI with its stderr on a pseudo-terminal; return the exit code and what it drew."""
     main, secondary = os.openpty()
     try:
-        result = subprocess.run([sys.executable, "-m", "streamem", *map(str, args)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=secondary, timeout=timeout, env=env)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "streamem", *map(str, args)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=secondary,
+            timeout=timeout,
+            env=env,
+        )
     finally:
         os.close(secondary)
     drawn = b""
@@ -222,25 +301,78 @@ def run_on_terminal(*args, env=None, timeout=300):
 def test_fit_draws_a_bar_over_the_chunks_of_each_pass_on_a_terminal(workdir, tmp_path, workers):
     env = dict(os.environ, DASK_STREAMEM__PROGRESS_DELAY="0")  # draw from the first chunk of every pass
     extra = ["--workers", workers] if workers else []
-    code, drawn = run_on_terminal("fit", workdir / "points.zarr", "--n-components", 3, "--init", "random",
-                                  "--max-iter", 2, "--tol", 0, "--seed", 0, "--out", tmp_path / "m.zarr", *extra,
-                                  env=env)  # fmt: skip
+    code, drawn = run_on_terminal(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        3,
+        "--init",
+        "random",
+        "--max-iter",
+        2,
+        "--tol",
+        0,
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "m.zarr",
+        *extra,
+        env=env,
+    )
     assert code == 0, drawn
     n_chunks = 5  # 30,000 rows in chunks of 7,000
     assert drawn.count(f"{n_chunks}/{n_chunks}") >= 3, drawn  # the initial pass and two iterations
     assert f"1/{n_chunks}" in drawn and re.search(r"iteration 2 \(pass \d+\): log-likelihood", drawn)
-    code, drawn = run_on_terminal("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 2, "--seed", 0,
-                                  "--quiet", "--out", tmp_path / "q.zarr", *extra, env=env)  # fmt: skip
+    code, drawn = run_on_terminal(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        3,
+        "--max-iter",
+        2,
+        "--seed",
+        0,
+        "--quiet",
+        "--out",
+        tmp_path / "q.zarr",
+        *extra,
+        env=env,
+    )
     assert code == 0 and f"/{n_chunks}" not in drawn and "iteration" not in drawn, drawn
 
 
 def test_warnings_are_one_line(workdir, tmp_path):
-    result = ok("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 1, "--tol", 0, "--seed", 0,
-                "--out", tmp_path / "m.zarr")  # fmt: skip
+    result = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        3,
+        "--max-iter",
+        1,
+        "--tol",
+        0,
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "m.zarr",
+    )
     assert "warning: Best performing initialization did not converge" in result.stderr
     assert "cli.py" not in result.stderr and "ConvergenceWarning" not in result.stderr
-    lines = ok("fit", workdir / "points.zarr", "--n-components", 3, "--max-iter", 1, "--tol", 0, "--seed", 0,
-               "--log-json", "--out", tmp_path / "n.zarr").stdout.splitlines()  # fmt: skip
+    lines = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        3,
+        "--max-iter",
+        1,
+        "--tol",
+        0,
+        "--seed",
+        0,
+        "--log-json",
+        "--out",
+        tmp_path / "n.zarr",
+    ).stdout.splitlines()
     assert {"event": "warning", "category": "ConvergenceWarning"}.items() <= json.loads(lines[-2]).items()
 
 
@@ -256,16 +388,25 @@ def test_bad_inputs_exit_1_with_one_line(workdir, tmp_path):
         (("fit", tmp_path / "nan.npy", "--n-components", 2, "--out", tmp_path / "m.zarr"), "NaN"),
         (("fit", tmp_path / "flat.npy", "--n-components", 2, "--out", tmp_path / "m.zarr"), "2-D"),
         (("fit", tmp_path / "junk.npy", "--n-components", 2, "--out", tmp_path / "m.zarr"), ".npy"),
-        (("fit", tmp_path / "wide.npy", "--n-components", 20, "--out", tmp_path / "m.zarr"), "n_samples >= n_components"),
-        (("fit", tmp_path / "wide.npy", "--n-components", 2, "--out", tmp_path / "no" / "m.zarr"), "existing directory"),
+        (
+            ("fit", tmp_path / "wide.npy", "--n-components", 20, "--out", tmp_path / "m.zarr"),
+            "n_samples >= n_components",
+        ),
+        (
+            ("fit", tmp_path / "wide.npy", "--n-components", 2, "--out", tmp_path / "no" / "m.zarr"),
+            "existing directory",
+        ),
         (("predict", workdir / "model.zarr", tmp_path / "wide.npy", "--out", tmp_path / "l.npy"), "features"),
         (("predict", workdir / "model.zarr", tmp_path / "nan.npy", "--out", tmp_path / "l.npy"), "NaN"),
         (("predict", workdir / "model.zarr", workdir / "points.zarr", "--out", tmp_path / "l.txt"), ".npy or .zarr"),
-        (("predict", workdir / "points.zarr", workdir / "points.zarr", "--out", tmp_path / "l.npy"), "not a streamem model"),
+        (
+            ("predict", workdir / "points.zarr", workdir / "points.zarr", "--out", tmp_path / "l.npy"),
+            "not a streamem model",
+        ),
         (("score", tmp_path / "missing.zarr", workdir / "points.zarr"), "not a streamem model"),
         (("info", workdir / "points.zarr"), "not a streamem model"),
         (("plot", workdir / "model.zarr", tmp_path / "wide.npy", "--out", tmp_path / "p.png"), "features"),
-    ]  # fmt: skip
+    ]
     for args, message in cases:
         result = fails(1, *args)
         lines = result.stderr.strip().splitlines()
@@ -280,8 +421,19 @@ def test_usage_errors_exit_2(workdir, tmp_path):
     fails(2, "fit", workdir / "points.zarr", "--out", tmp_path / "m.zarr")  # no --n-components
     fails(2, "fit", workdir / "points.zarr", "--n-components", 0, "--out", tmp_path / "m.zarr")
     fails(2, "fit", workdir / "points.zarr", "--n-components", 2, "--covariance-type", "x", "--out", tmp_path / "m")
-    fails(2, "fit", workdir / "points.zarr", "--n-components", 2, "--workers", 2, "--scheduler", "tcp://127.0.0.1:1",
-          "--out", tmp_path / "m.zarr")  # fmt: skip
+    fails(
+        2,
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        2,
+        "--workers",
+        2,
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+        "--out",
+        tmp_path / "m.zarr",
+    )
     fails(2, "predict", workdir / "model.zarr")
     fails(2, "make-data", tmp_path / "d.zarr", "--n-samples", "many", "--n-features", 2, "--n-components", 2)
     fails(2, "nonsense")
@@ -301,8 +453,20 @@ def test_demo_fits_generated_data():
 
 
 def test_fit_compares_covariance_types_by_icl_and_plot_draws_them(workdir, tmp_path):
-    result = ok("fit", workdir / "points.zarr", "--n-components", "2:4", "--covariance-type", "full,diag",
-                "--criterion", "icl", "--seed", 0, "--out", tmp_path / "m.zarr")  # fmt: skip
+    result = ok(
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        "2:4",
+        "--covariance-type",
+        "full,diag",
+        "--criterion",
+        "icl",
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "m.zarr",
+    )
     assert "ICL" in result.stdout and " diag " in result.stdout and "<" in result.stdout
     gm = streamem.load(tmp_path / "m.zarr")
     assert [(row["covariance_type"], row["n_components"]) for row in gm.selection_] == [
@@ -315,5 +479,14 @@ def test_fit_compares_covariance_types_by_icl_and_plot_draws_them(workdir, tmp_p
     )
     ok("plot", tmp_path / "m.zarr", "--out", tmp_path / "m.png")
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
-    fails(2, "fit", workdir / "points.zarr", "--n-components", "3", "--covariance-type", "full,round",
-          "--out", tmp_path / "o.zarr")  # fmt: skip
+    fails(
+        2,
+        "fit",
+        workdir / "points.zarr",
+        "--n-components",
+        "3",
+        "--covariance-type",
+        "full,round",
+        "--out",
+        tmp_path / "o.zarr",
+    )

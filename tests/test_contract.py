@@ -81,13 +81,18 @@ def test_every_estimator_runs_a_model_that_keeps_the_contract(fit, monkeypatch):
     first, second = (model.estep(ChunkedData(from_numpy(part)), [fitted])[0] for part in (X[:500], X[500:]))
     assert isinstance(whole, Statistics) and whole.weight == pytest.approx(len(X))
     merged = first + second
-    np.testing.assert_allclose(model.objective(merged, fitted)["log_likelihood"],
-                               model.objective(whole, fitted)["log_likelihood"], rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        model.objective(merged, fitted)["log_likelihood"], model.objective(whole, fitted)["log_likelihood"], rtol=1e-12
+    )
     after_merged, after_whole = model.mstep(merged, fitted)[0], model.mstep(whole, fitted)[0]
     np.testing.assert_allclose(model.to_vector(after_merged), model.to_vector(after_whole), rtol=1e-9, atol=1e-12)
     # and the flat vector goes back to the same parameters
-    np.testing.assert_allclose(model.to_vector(model.from_vector(model.to_vector(fitted), fitted)),
-                               model.to_vector(fitted), rtol=1e-12, atol=1e-14)  # fmt: skip
+    np.testing.assert_allclose(
+        model.to_vector(model.from_vector(model.to_vector(fitted), fitted)),
+        model.to_vector(fitted),
+        rtol=1e-12,
+        atol=1e-14,
+    )
 
 
 def test_run_em_refuses_what_is_not_a_model():
@@ -182,14 +187,26 @@ def test_the_toy_climbs_saves_loads_and_fills_a_model_table(toy, tmp_path):
 
 def test_the_command_line_fits_the_toy_by_its_name(toy, tmp_path):
     np.save(tmp_path / "X.npy", mixture_data(1500, 2, 3, seed=4)[0])
-    result = cli("fit", tmp_path / "X.npy", "--n-components", 3, "--model", "equal-weights", "--seed", 0,
-                 "--out", tmp_path / "m.zarr", "--quiet")  # fmt: skip
+    result = cli(
+        "fit",
+        tmp_path / "X.npy",
+        "--n-components",
+        3,
+        "--model",
+        "equal-weights",
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "m.zarr",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     model = streamem.load(tmp_path / "m.zarr")
     assert type(model) is toy.EqualWeightsMixture
     np.testing.assert_array_equal(model.weights_, np.full(3, 1 / 3))
-    result = cli("fit", tmp_path / "X.npy", "--n-components", "2,3", "--model", "equal-weights",
-                 "--out", tmp_path / "n.zarr")  # fmt: skip
+    result = cli(
+        "fit", tmp_path / "X.npy", "--n-components", "2,3", "--model", "equal-weights", "--out", tmp_path / "n.zarr"
+    )
     assert result.returncode == 0, result.stderr
     assert type(streamem.load(tmp_path / "n.zarr")) is toy.EqualWeightsMixture
 
@@ -206,11 +223,23 @@ def test_an_installed_plugin_is_found_by_a_new_process(tmp_path):
     (info / "entry_points.txt").write_text("[streamem.models]\nequal-weights = adding_a_mixture:EqualWeightsMixture\n")
     np.save(tmp_path / "X.npy", mixture_data(1500, 2, 3, seed=5)[0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    result = cli_process("fit", tmp_path / "X.npy", "--n-components", 3, "--model", "equal-weights", "--seed", 0,
-                         "--out", tmp_path / "m.zarr", env=env)  # fmt: skip
+    result = cli_process(
+        "fit",
+        tmp_path / "X.npy",
+        "--n-components",
+        3,
+        "--model",
+        "equal-weights",
+        "--seed",
+        0,
+        "--out",
+        tmp_path / "m.zarr",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     result = cli_process("info", tmp_path / "m.zarr", env=env)
     assert result.returncode == 0 and "EqualWeightsMixture" in result.stdout, result.stderr
-    result = cli_process("fit", tmp_path / "X.npy", "--n-components", 3, "--model", "equal-weights",
-                         "--out", tmp_path / "n.zarr")  # fmt: skip
+    result = cli_process(
+        "fit", tmp_path / "X.npy", "--n-components", 3, "--model", "equal-weights", "--out", tmp_path / "n.zarr"
+    )
     assert result.returncode == 2 and "expected one of bayesian, gaussian, online, t" in result.stderr

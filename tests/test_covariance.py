@@ -35,9 +35,9 @@ def test_log_density_matches_scipy(covariance_type, shift):
     c = np.full(D, shift)
     kernel = params.kernel(np.float64, c)
     weighted = kernel.log_prob(X).T
-    expected = np.column_stack([
-        np.log(weights[k]) + multivariate_normal(means[k], params.full_covariances[k]).logpdf(X) for k in range(K)
-    ])  # fmt: skip
+    expected = np.column_stack(
+        [np.log(weights[k]) + multivariate_normal(means[k], params.full_covariances[k]).logpdf(X) for k in range(K)]
+    )
     np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-10)
     log_lik = responsibilities_inplace(weighted.T.copy())
     np.testing.assert_allclose(log_lik, np.logaddexp.reduce(expected, axis=1), rtol=1e-12)

@@ -41,18 +41,38 @@ def test_local_recipe_runs_a_fit(tmp_path):
     port = free_port()
     state = tmp_path / "state"
     environ = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
-    started = subprocess.run(["bash", str(DEPLOY / "local" / "start-cluster.sh"), "2", str(port), str(state)],
-                             capture_output=True, text=True, timeout=120, env=environ)  # fmt: skip
+    started = subprocess.run(
+        ["bash", str(DEPLOY / "local" / "start-cluster.sh"), "2", str(port), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+    )
     try:
         assert started.returncode == 0, started.stderr
         address = started.stdout.strip().splitlines()[-1]
         assert address == f"tcp://127.0.0.1:{port}"
         streamem.make_data(tmp_path / "points.zarr", 40_000, 3, 3, chunk_size=8000, seed=0)
         fit = subprocess.run(
-            [sys.executable, "-m", "streamem", "fit", str(tmp_path / "points.zarr"), "--n-components", "3",
-             "--seed", "0", "--scheduler", address, "--out", str(tmp_path / "model.zarr")],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "streamem",
+                "fit",
+                str(tmp_path / "points.zarr"),
+                "--n-components",
+                "3",
+                "--seed",
+                "0",
+                "--scheduler",
+                address,
+                "--out",
+                str(tmp_path / "model.zarr"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert fit.returncode == 0, fit.stderr
         assert "dashboard" in fit.stderr
         from distributed import Client

@@ -62,8 +62,12 @@ def test_worker_killed_mid_fit(tmp_path):
     logger.setLevel(logging.INFO)
     killed = []
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
 
             def kill_one_worker():
                 if watch.reached.wait(timeout=120):
@@ -95,8 +99,9 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     with local_cluster(2, memory_limit="1GB", dashboard_address=None) as cluster, Client(cluster) as client:
         workers_before = set(client.scheduler_info()["workers"])
         with caplog.at_level("INFO", logger="streamem"):
-            gm = streamem.GaussianMixture(4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto",
-                                          explore_rows=None)  # every pass over all the rows
+            gm = streamem.GaussianMixture(
+                4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto", explore_rows=None
+            )  # every pass over all the rows
             gm.fit(str(data))
         assert any("does not fit" in r.message for r in caplog.records)
         assert set(client.scheduler_info()["workers"]) == workers_before  # no worker restarted
@@ -145,10 +150,16 @@ def _start_cluster(tmp_path):
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115
-    scheduler = subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                  "--dashboard-address", "127.0.0.1:0"], stdout=log, stderr=log)  # fmt: skip
-    worker = subprocess.Popen(["dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                               "--dashboard-address", "127.0.0.1:0"], stdout=log, stderr=log)  # fmt: skip
+    scheduler = subprocess.Popen(
+        ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", "127.0.0.1:0"],
+        stdout=log,
+        stderr=log,
+    )
+    worker = subprocess.Popen(
+        ["dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--dashboard-address", "127.0.0.1:0"],
+        stdout=log,
+        stderr=log,
+    )
     deadline = time.monotonic() + 60
     while "Starting established connection" not in (tmp_path / "cluster.log").read_text():
         assert time.monotonic() < deadline, (tmp_path / "cluster.log").read_text()
@@ -167,8 +178,16 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
     outcome = {}
 
     def fit():
-        gm = streamem.GaussianMixture(4, init_params="random", max_iter=500, tol=0, timeout=15.0, verbose=2,
-                                      verbose_interval=1, scheduler_address=address)  # fmt: skip
+        gm = streamem.GaussianMixture(
+            4,
+            init_params="random",
+            max_iter=500,
+            tol=0,
+            timeout=15.0,
+            verbose=2,
+            verbose_interval=1,
+            scheduler_address=address,
+        )
         try:
             gm.fit(str(tmp_path / "points.zarr"))
         except Exception as exc:  # the outcome is checked below
@@ -196,11 +215,18 @@ def test_chunks_persisted_on_one_worker_are_spread_and_the_fit_is_unchanged():
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(loc, 1.0, size=(6000, 3)) for loc in (-4.0, 0.0, 4.0)])
     data = da.from_array(X, chunks=(450, 3))
-    start = {"weights_init": np.full(3, 1 / 3), "means_init": X[[0, 6000, 12000]],
-             "precisions_init": np.tile(np.eye(3), (3, 1, 1))}  # fmt: skip
+    start = {
+        "weights_init": np.full(3, 1 / 3),
+        "means_init": X[[0, 6000, 12000]],
+        "precisions_init": np.tile(np.eye(3), (3, 1, 1)),
+    }
     local = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(X)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         workers = sorted(client.nthreads())
         persisted = client.persist(data, workers=workers[:1])  # every chunk on one worker
         remote = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(persisted)
@@ -227,8 +253,12 @@ def test_the_same_chunking_gives_the_same_bits_on_any_scheduler(tmp_path):
         with dask.config.set(scheduler="threads", num_workers=threads):
             fits[f"{threads} threads"] = streamem.GaussianMixture(**params).fit(str(data))
     for workers in (1, 2, 4):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster):  # fmt: skip
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            ) as cluster,
+            Client(cluster),
+        ):
             fits[f"{workers} workers"] = streamem.GaussianMixture(**params).fit(str(data))
     reference = fits.pop("1 threads")
     for where, model in fits.items():

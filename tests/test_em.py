@@ -17,8 +17,9 @@ from .helpers import mixture_data, sklearn_start
 def test_run_em_is_the_estimators_loop():
     X, _ = mixture_data(n_samples=3000, n_features=3, n_components=3, seed=2)
     start = sklearn_start(X, 3, "diag")
-    estimator = streamem.GaussianMixture(3, covariance_type="diag", max_iter=7, tol=0.0, accelerate=None,
-                                         **start).fit(X)  # fmt: skip
+    estimator = streamem.GaussianMixture(3, covariance_type="diag", max_iter=7, tol=0.0, accelerate=None, **start).fit(
+        X
+    )
     params = MixtureParams.from_precisions_chol(
         start["weights_init"], start["means_init"], np.sqrt(start["precisions_init"]), "diag"
     )
@@ -37,8 +38,12 @@ def test_run_em_is_the_estimators_loop():
 def _same_state(a: FitState, b: FitState) -> None:
     for name in ("weights", "means", "covariances", "precisions_chol"):
         np.testing.assert_array_equal(getattr(a.params, name), getattr(b.params, name))
-    assert (a.objective, a.converged, a.n_iter, a.n_rows_ignored) == (b.objective, b.converged, b.n_iter,
-                                                                      b.n_rows_ignored)  # fmt: skip
+    assert (a.objective, a.converged, a.n_iter, a.n_rows_ignored) == (
+        b.objective,
+        b.converged,
+        b.n_iter,
+        b.n_rows_ignored,
+    )
     assert a.history == b.history
     np.testing.assert_array_equal(np.stack(a.means_history), np.stack(b.means_history))
 

@@ -15,8 +15,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run(script, *args, cwd):
-    result = subprocess.run([sys.executable, str(EXAMPLES / script), *map(str, args)], capture_output=True,
-                            text=True, timeout=600, cwd=cwd)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -50,8 +51,16 @@ def test_impute_missing_values(tmp_path):
 
 def test_ingest_redis_stream(tmp_path, redis_server):
     # the server of the test extra (the example starts a redis-server of the PATH without --redis)
-    out = run("ingest_redis_stream.py", "--redis", f"127.0.0.1:{redis_server}", "--records", 1500, "--workdir",
-              tmp_path, cwd=tmp_path)  # fmt: skip
+    out = run(
+        "ingest_redis_stream.py",
+        "--redis",
+        f"127.0.0.1:{redis_server}",
+        "--records",
+        1500,
+        "--workdir",
+        tmp_path,
+        cwd=tmp_path,
+    )
     assert "rows in the model: 30,000 of 30,000 sent; dead letters: 1" in out
     assert "live model:" in out
     error = float(out.split("to the model's: ")[1].split()[0])
@@ -59,8 +68,20 @@ def test_ingest_redis_stream(tmp_path, redis_server):
 
 
 def test_automatic_k(tmp_path):
-    out = run("automatic_k.py", "--n-samples", 20000, "--max-k", 7, "--max-iter", 150, "--workdir", tmp_path,
-              "--out", tmp_path / "k.png", cwd=tmp_path)  # fmt: skip
+    out = run(
+        "automatic_k.py",
+        "--n-samples",
+        20000,
+        "--max-k",
+        7,
+        "--max-iter",
+        150,
+        "--workdir",
+        tmp_path,
+        "--out",
+        tmp_path / "k.png",
+        cwd=tmp_path,
+    )
     assert "ICL's choice: K=6" in out and "true number of clusters: 6" in out
     effective = int(out.split("Dirichlet-process variational fit (K <= 7)")[1].split()[0])
     assert 6 <= effective <= 7

@@ -114,8 +114,10 @@ def test_fewer_rows_than_the_sample_are_fitted_as_before():
 
 def test_an_explored_fit_does_not_depend_on_the_chunks():
     X = _clusters(seed=4)
-    fits = [_fit(streamem.GaussianMixture(5, explore_rows=2500, random_state=1), da.from_array(X, chunks=(c, 3)))
-            for c in (20_000, 3000, 777)]  # fmt: skip
+    fits = [
+        _fit(streamem.GaussianMixture(5, explore_rows=2500, random_state=1), da.from_array(X, chunks=(c, 3)))
+        for c in (20_000, 3000, 777)
+    ]
     for other in fits[1:]:
         assert other.n_iter_ == fits[0].n_iter_
         np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-8, atol=1e-10)
@@ -197,8 +199,9 @@ def test_an_explored_fit_on_a_cluster_is_the_local_fit():
     X = _clusters(seed=8, n=12_000)
     params = dict(explore_rows=2000, random_state=0)
     local = _fit(streamem.GaussianMixture(4, **params), X)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:  # fmt: skip
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
         remote = _fit(streamem.GaussianMixture(4, scheduler_address=cluster.scheduler_address, **params), X)
     assert remote.n_passes_ == local.n_passes_ and remote.n_iter_ == local.n_iter_
     np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10, atol=1e-12)

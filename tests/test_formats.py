@@ -61,8 +61,9 @@ def test_hdf5_dataset_by_path_inside_the_file(tmp_path):
     data = streamem.read_data(f"{tmp_path / 'data.h5'}:/group/X")
     assert all(rows % 512 == 0 for rows in data.chunks[0][:-1])
     np.testing.assert_array_equal(data.compute(), X)
-    np.testing.assert_array_equal(streamem.read_data(f"{tmp_path / 'data.h5'}:/group/X", columns=[2, 0]).compute(),
-                                  X[:, [2, 0]])  # fmt: skip
+    np.testing.assert_array_equal(
+        streamem.read_data(f"{tmp_path / 'data.h5'}:/group/X", columns=[2, 0]).compute(), X[:, [2, 0]]
+    )
     with pytest.raises(ValueError, match="datasets"):
         streamem.read_data(tmp_path / "data.h5")  # two datasets: which one?
     with pytest.raises(ValueError, match="no dataset"):
@@ -72,8 +73,17 @@ def test_hdf5_dataset_by_path_inside_the_file(tmp_path):
     gm = streamem.GaussianMixture(3, random_state=0).fit(f"{tmp_path / 'data.h5'}:/group/X")
     reference = streamem.GaussianMixture(3, random_state=0).fit(da.from_array(X, chunks=data.chunks))
     np.testing.assert_allclose(gm.means_, reference.means_, rtol=1e-10)
-    fitted = cli("fit", f"{tmp_path / 'data.h5'}:/group/X", "--n-components", 3, "--columns", "0,1",
-                 "--out", tmp_path / "m.zarr", "--quiet")  # fmt: skip
+    fitted = cli(
+        "fit",
+        f"{tmp_path / 'data.h5'}:/group/X",
+        "--n-components",
+        3,
+        "--columns",
+        "0,1",
+        "--out",
+        tmp_path / "m.zarr",
+        "--quiet",
+    )
     assert fitted.returncode == 0, fitted.stderr
     assert streamem.load(tmp_path / "m.zarr").n_features_in_ == 2
 
@@ -91,8 +101,9 @@ def test_netcdf_variable_or_variables_as_columns(tmp_path):
     np.testing.assert_array_equal(both.compute(), X[:, [1, 0]])
     with pytest.raises(ValueError, match="no variable"):
         streamem.read_data(f"{tmp_path / 'data.nc'}:nothing")
-    fitted = cli("fit", tmp_path / "data.nc", "--columns", "t2m,rh", "--n-components", 2, "--out", tmp_path / "m.zarr",
-                 "--quiet")  # fmt: skip
+    fitted = cli(
+        "fit", tmp_path / "data.nc", "--columns", "t2m,rh", "--n-components", 2, "--out", tmp_path / "m.zarr", "--quiet"
+    )
     assert fitted.returncode == 0, fitted.stderr
 
 
@@ -122,8 +133,22 @@ def test_xarray_dataarray_with_feature_dim_and_labels_with_coordinates():
 
 def test_predict_writes_a_labelled_parquet_data_set_partition_by_partition(table, tmp_path):
     folder, X, _ = table
-    assert cli("fit", folder, "--columns", "a,b,c", "--n-components", 3, "--seed", 0, "--out", tmp_path / "m.zarr",
-               "--quiet").returncode == 0  # fmt: skip
+    assert (
+        cli(
+            "fit",
+            folder,
+            "--columns",
+            "a,b,c",
+            "--n-components",
+            3,
+            "--seed",
+            0,
+            "--out",
+            tmp_path / "m.zarr",
+            "--quiet",
+        ).returncode
+        == 0
+    )
     gm = streamem.load(tmp_path / "m.zarr")
     result = cli("predict", tmp_path / "m.zarr", folder, "--columns", "a,b,c", "--out", tmp_path / "labelled.parquet")
     assert result.returncode == 0, result.stderr
@@ -137,8 +162,17 @@ def test_predict_writes_a_labelled_parquet_data_set_partition_by_partition(table
     np.testing.assert_allclose(out["responsibility"], gm.predict_proba(X).max(axis=1), rtol=1e-12)
     np.testing.assert_allclose(out["log_density"], gm.score_samples(X), rtol=1e-12)
     # outliers: the rows below the 0.02-quantile of the log-density
-    result = cli("predict", tmp_path / "m.zarr", folder, "--columns", "a,b,c", "--threshold", 0.02, "--out",
-                 tmp_path / "flagged.parquet")  # fmt: skip
+    result = cli(
+        "predict",
+        tmp_path / "m.zarr",
+        folder,
+        "--columns",
+        "a,b,c",
+        "--threshold",
+        0.02,
+        "--out",
+        tmp_path / "flagged.parquet",
+    )
     assert result.returncode == 0, result.stderr
     flagged = pd.read_parquet(tmp_path / "flagged.parquet")
     scores = gm.score_samples(X)
@@ -148,15 +182,41 @@ def test_predict_writes_a_labelled_parquet_data_set_partition_by_partition(table
 
 @pytest.mark.slow
 def test_predict_labelled_zarr_group_threshold_labels_and_per_row_scores(tmp_path):
-    assert cli("make-data", tmp_path / "points.zarr", "--n-samples", 5000, "--n-features", 2, "--n-components", 2,
-               "--chunk-size", 1000, "--quiet").returncode == 0  # fmt: skip
-    assert cli("fit", tmp_path / "points.zarr", "--n-components", 2, "--seed", 0, "--out", tmp_path / "m.zarr",
-               "--quiet").returncode == 0  # fmt: skip
+    assert (
+        cli(
+            "make-data",
+            tmp_path / "points.zarr",
+            "--n-samples",
+            5000,
+            "--n-features",
+            2,
+            "--n-components",
+            2,
+            "--chunk-size",
+            1000,
+            "--quiet",
+        ).returncode
+        == 0
+    )
+    assert (
+        cli(
+            "fit", tmp_path / "points.zarr", "--n-components", 2, "--seed", 0, "--out", tmp_path / "m.zarr", "--quiet"
+        ).returncode
+        == 0
+    )
     gm = streamem.load(tmp_path / "m.zarr")
     X = zarr.open_group(str(tmp_path / "points.zarr"), mode="r")["X"][...]
     scores = gm.score_samples(X)
-    result = cli("predict", tmp_path / "m.zarr", tmp_path / "points.zarr", "--labelled", "--threshold", 0.1, "--out",
-                 tmp_path / "labelled.zarr")  # fmt: skip
+    result = cli(
+        "predict",
+        tmp_path / "m.zarr",
+        tmp_path / "points.zarr",
+        "--labelled",
+        "--threshold",
+        0.1,
+        "--out",
+        tmp_path / "labelled.zarr",
+    )
     assert result.returncode == 0, result.stderr
     group = zarr.open_group(str(tmp_path / "labelled.zarr"), mode="r")
     assert sorted(group.array_keys()) == ["X", "component", "log_density", "outlier", "responsibility"]
@@ -165,8 +225,9 @@ def test_predict_labelled_zarr_group_threshold_labels_and_per_row_scores(tmp_pat
     np.testing.assert_allclose(group["log_density"][...], scores, rtol=1e-12)
     np.testing.assert_array_equal(group["outlier"][...], scores < np.quantile(scores, 0.1))
     # plain labels with outliers as -1
-    result = cli("predict", tmp_path / "m.zarr", tmp_path / "points.zarr", "--threshold", 0.1, "--out",
-                 tmp_path / "labels.npy")  # fmt: skip
+    result = cli(
+        "predict", tmp_path / "m.zarr", tmp_path / "points.zarr", "--threshold", 0.1, "--out", tmp_path / "labels.npy"
+    )
     assert result.returncode == 0, result.stderr
     labels = np.load(tmp_path / "labels.npy")
     np.testing.assert_array_equal(labels, np.where(scores < np.quantile(scores, 0.1), -1, gm.predict(X)))
@@ -174,13 +235,17 @@ def test_predict_labelled_zarr_group_threshold_labels_and_per_row_scores(tmp_pat
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(zarr.open_array(str(tmp_path / "s.zarr"), mode="r")[...], scores, rtol=1e-12)
     # bad combinations: usage errors; an existing output: one line, exit 1, untouched
-    usage = [("--proba", "--out", tmp_path / "p.parquet"), ("--labelled", "--out", tmp_path / "p.npy"),
-             ("--threshold", 1.5, "--out", tmp_path / "p.npy")]  # fmt: skip
+    usage = [
+        ("--proba", "--out", tmp_path / "p.parquet"),
+        ("--labelled", "--out", tmp_path / "p.npy"),
+        ("--threshold", 1.5, "--out", tmp_path / "p.npy"),
+    ]
     for args in usage:
         assert cli("predict", tmp_path / "m.zarr", tmp_path / "points.zarr", *args).returncode == 2, args
     assert cli("score", tmp_path / "m.zarr", tmp_path / "points.zarr", "--per-row").returncode == 2
-    again = cli("predict", tmp_path / "m.zarr", tmp_path / "points.zarr", "--labelled", "--out",
-                tmp_path / "labelled.zarr")  # fmt: skip
+    again = cli(
+        "predict", tmp_path / "m.zarr", tmp_path / "points.zarr", "--labelled", "--out", tmp_path / "labelled.zarr"
+    )
     assert again.returncode == 1 and "already exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     assert sorted(zarr.open_group(str(tmp_path / "labelled.zarr"), mode="r").array_keys())[-2] == "outlier"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -41,8 +41,14 @@ def test_frozen_parameters_keep_their_bits_and_the_others_equal_a_direct_step(co
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one iteration does not converge
         one = streamem.GaussianMixture(K, max_iter=1, tol=0, freeze=freeze, **params).fit(X)
-    direct = reference_em(X, start.weights_, start.means_, full_covariances(start.covariances_, covariance_type, K, D),
-                          covariance_type=covariance_type, freeze=freeze)  # fmt: skip
+    direct = reference_em(
+        X,
+        start.weights_,
+        start.means_,
+        full_covariances(start.covariances_, covariance_type, K, D),
+        covariance_type=covariance_type,
+        freeze=freeze,
+    )
     np.testing.assert_allclose(one.weights_, direct["weights"], rtol=1e-10)
     np.testing.assert_allclose(one.means_, direct["means"], rtol=1e-10, atol=1e-10)
     if "covariances" in freeze:
@@ -70,8 +76,9 @@ def test_frozen_fit_does_not_depend_on_the_chunking():
 def test_online_fits_keep_frozen_parameters():
     X, _ = mixture_data(6000, D, K, seed=3)
     start = _start("diag")
-    online = streamem.OnlineGaussianMixture(K, covariance_type="diag", freeze=("means", "weights"), warm_up=500,
-                                            **start)  # fmt: skip
+    online = streamem.OnlineGaussianMixture(
+        K, covariance_type="diag", freeze=("means", "weights"), warm_up=500, **start
+    )
     for i in range(0, len(X), 500):
         online.partial_fit(X[i : i + 500])
         np.testing.assert_array_equal(online.means_, start["means_init"])
@@ -83,17 +90,20 @@ def test_online_fits_keep_frozen_parameters():
     assert not np.array_equal(free.covariances_, online.covariances_)
     incremental = streamem.OnlineGaussianMixture(K, algorithm="incremental", freeze=("covariances",), **_start("full"))
     incremental.fit(X)
-    np.testing.assert_array_equal(incremental.precisions_cholesky_,
-                                  np.linalg.cholesky(_start("full")["precisions_init"]))  # fmt: skip
+    np.testing.assert_array_equal(
+        incremental.precisions_cholesky_, np.linalg.cholesky(_start("full")["precisions_init"])
+    )
 
 
 @pytest.mark.parametrize(
     ("params", "match"),
-    [({"freeze": ("mean",)}, "freeze among weights, means, covariances, got 'mean'"),
-     ({"freeze": ("means",), "means_init": None}, "give means_init"),
-     ({"freeze": "covariances", "precisions_init": None}, "give precisions_init"),
-     ({"freeze": ("means",), "mean_precision_prior": 1.0}, "cannot be combined with a prior")],
-)  # fmt: skip
+    [
+        ({"freeze": ("mean",)}, "freeze among weights, means, covariances, got 'mean'"),
+        ({"freeze": ("means",), "means_init": None}, "give means_init"),
+        ({"freeze": "covariances", "precisions_init": None}, "give precisions_init"),
+        ({"freeze": ("means",), "mean_precision_prior": 1.0}, "cannot be combined with a prior"),
+    ],
+)
 def test_bad_freeze_names_the_problem_and_leaves_the_model_untouched(params, match):
     X, _ = mixture_data(1000, D, K, seed=4)
     model = streamem.GaussianMixture(K, random_state=0).fit(X)

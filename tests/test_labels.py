@@ -35,8 +35,11 @@ def _partial(truth, fraction, seed):
 def test_known_rows_count_for_their_component_alone_as_a_direct_computation():
     X, truth = _parallel_clusters(0, n=3000)
     y, _ = _partial(truth, 0.05, 1)
-    start = {"weights_init": np.full(3, 1 / 3), "means_init": np.array([[-3.0, 0.0], [0.0, 2.0], [3.0, 4.0]]),
-             "precisions_init": np.tile(np.eye(2), (3, 1, 1))}  # fmt: skip
+    start = {
+        "weights_init": np.full(3, 1 / 3),
+        "means_init": np.array([[-3.0, 0.0], [0.0, 2.0], [3.0, 4.0]]),
+        "precisions_init": np.tile(np.eye(2), (3, 1, 1)),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = streamem.GaussianMixture(3, max_iter=5, tol=0, accelerate=None, **start).fit(X, y)
@@ -84,12 +87,14 @@ def test_a_target_without_unknown_rows_is_ignored_as_by_scikit_learn():
 
 @pytest.mark.parametrize(
     ("y", "error", "match"),
-    [(np.full(1999, -1), ValueError, r"expected y of shape \(2000,\)"),
-     (np.r_[np.full(1999, -1), 3], ValueError, r"expected labels in -1..2 .* got 3"),
-     (np.r_[np.full(1999, -1), -2], ValueError, r"expected labels in -1..2 .* got -2"),
-     (np.r_[np.full(1999, -1.0), 0.5], TypeError, "expected y of integers"),
-     (np.r_[np.full(1998, -1), 0, 0], ValueError, r"none for components \[1, 2\]")],
-)  # fmt: skip
+    [
+        (np.full(1999, -1), ValueError, r"expected y of shape \(2000,\)"),
+        (np.r_[np.full(1999, -1), 3], ValueError, r"expected labels in -1..2 .* got 3"),
+        (np.r_[np.full(1999, -1), -2], ValueError, r"expected labels in -1..2 .* got -2"),
+        (np.r_[np.full(1999, -1.0), 0.5], TypeError, "expected y of integers"),
+        (np.r_[np.full(1998, -1), 0, 0], ValueError, r"none for components \[1, 2\]"),
+    ],
+)
 def test_bad_labels_name_the_problem_and_leave_the_model_untouched(y, error, match):
     X, _ = _parallel_clusters(4, n=2000)
     model = streamem.GaussianMixture(3, random_state=0).fit(X)

@@ -45,10 +45,13 @@ def test_marginal_estep_against_a_direct_computation(covariance_type, by_pattern
     for i, row in enumerate(Xm):
         o = ~np.isnan(row)
         m = ~o
-        densities = np.array([
-            p.weights[k] * (multivariate_normal(p.means[k][o], full[k][np.ix_(o, o)]).pdf(row[o]) if o.any() else 1.0)
-            for k in range(3)
-        ])  # fmt: skip
+        densities = np.array(
+            [
+                p.weights[k]
+                * (multivariate_normal(p.means[k][o], full[k][np.ix_(o, o)]).pdf(row[o]) if o.any() else 1.0)
+                for k in range(3)
+            ]
+        )
         resp = densities / densities.sum()
         assert estep.log_lik[i] == pytest.approx(np.log(densities.sum()), rel=1e-10, abs=1e-10)
         np.testing.assert_allclose(estep.resp[i], resp, rtol=1e-8, atol=1e-12)
@@ -104,8 +107,9 @@ def test_recovers_the_complete_data_fit_and_never_decreases(covariance_type):
     Xm = holes(X, 0.1, seed=4)
     Xm[:20] = np.nan  # rows with nothing observed are ignored and counted
     data = da.from_array(Xm, chunks=(1500, 4))
-    gm = streamem.GaussianMixture(3, covariance_type=covariance_type, missing="marginalize", random_state=0,
-                                  tol=1e-8, max_iter=300, n_starts=1).fit(data)  # fmt: skip
+    gm = streamem.GaussianMixture(
+        3, covariance_type=covariance_type, missing="marginalize", random_state=0, tol=1e-8, max_iter=300, n_starts=1
+    ).fit(data)
     assert gm.n_rows_ignored_ == np.isnan(Xm).all(axis=1).sum() >= 20
     assert np.all(np.diff(gm.lower_bounds_) >= -1e-10)
     order = [np.argmin(np.abs(gm.means_ - m).sum(axis=1)) for m in complete.means_]
@@ -131,8 +135,10 @@ def test_chunking_and_weights_with_missing_values():
     )
     np.testing.assert_allclose(repeated.covariances_, fits[0].covariances_, rtol=1e-10)
     (stats,) = chunk_stats(Xm, w.astype(float), [fits[0].fitted_params()], X.mean(axis=0), True)
-    parts = [chunk_stats(Xm[a:b], w[a:b].astype(float), [fits[0].fitted_params()], X.mean(axis=0), True)[0]
-             for a, b in ((0, 1000), (1000, 3000))]  # fmt: skip
+    parts = [
+        chunk_stats(Xm[a:b], w[a:b].astype(float), [fits[0].fitted_params()], X.mean(axis=0), True)[0]
+        for a, b in ((0, 1000), (1000, 3000))
+    ]
     np.testing.assert_allclose((parts[0] + parts[1]).s2, stats.s2, rtol=1e-12)
 
 
@@ -154,10 +160,12 @@ def test_impute_and_score_samples_with_missing_values(blobs):
     assert np.all(np.isfinite(scores))
     one = Xm[~np.isnan(Xm).all(axis=1)][:1]
     o = ~np.isnan(one[0])
-    direct = np.log(sum(
-        gm.weights_[k] * multivariate_normal(gm.means_[k][o], gm.covariances_[k][np.ix_(o, o)]).pdf(one[0][o])
-        for k in range(3)
-    ))  # fmt: skip
+    direct = np.log(
+        sum(
+            gm.weights_[k] * multivariate_normal(gm.means_[k][o], gm.covariances_[k][np.ix_(o, o)]).pdf(one[0][o])
+            for k in range(3)
+        )
+    )
     assert gm.score_samples(one)[0] == pytest.approx(direct, rel=1e-10)
     assert gm.predict(Xm).shape == (len(X),)
     np.testing.assert_allclose(gm.predict_proba(Xm).sum(axis=1), 1.0)

@@ -54,8 +54,10 @@ def test_a_move_gets_a_stuck_fit_out(stuck, covariance_type):
 
 def test_moves_do_not_depend_on_the_chunking(stuck):
     X, _, start = stuck
-    fits = [_fit(streamem.GaussianMixture(3, means_init=start, random_state=0), da.from_array(X, chunks=(c, 2)))
-            for c in (3000, 701)]  # fmt: skip
+    fits = [
+        _fit(streamem.GaussianMixture(3, means_init=start, random_state=0), da.from_array(X, chunks=(c, 2)))
+        for c in (3000, 701)
+    ]
     np.testing.assert_allclose(fits[0].means_, fits[1].means_, rtol=1e-9, atol=1e-9)
     assert [r.get("moved") for r in fits[0].history_] == [r.get("moved") for r in fits[1].history_]
 
@@ -101,8 +103,12 @@ def test_the_criteria_pick_the_pair_and_the_component():
     rng = np.random.default_rng(1)
     centres = np.array([[-10.0, 0.0], [8.0, 4.0], [8.0, -4.0]])
     X = centres[rng.integers(3, size=2000)] + rng.normal(size=(2000, 2))
-    params = MixtureParams.from_covariances(np.array([0.17, 0.16, 0.67]), np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
-                                            np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]), "full")  # fmt: skip
+    params = MixtureParams.from_covariances(
+        np.array([0.17, 0.16, 0.67]),
+        np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
+        np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]),
+        "full",
+    )
     (stats,) = move_stats_chunk(X, None, [params])
     halves = move_stats_chunk(X[:777], None, [params])[0] + move_stats_chunk(X[777:], None, [params])[0]
     for name in ("gram", "nk", "kurtosis", "scatter"):
@@ -119,8 +125,12 @@ def test_the_criteria_pick_the_pair_and_the_component():
 def test_the_halves_of_a_split_t_component_keep_its_degrees_of_freedom():
     from streamem.models.studentt import TParams
 
-    gaussian = MixtureParams.from_covariances(np.array([0.2, 0.2, 0.6]), np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
-                                              np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]), "full")  # fmt: skip
+    gaussian = MixtureParams.from_covariances(
+        np.array([0.2, 0.2, 0.6]),
+        np.array([[-10.3, 0], [-9.7, 0], [8, 0]]),
+        np.stack([np.eye(2), np.eye(2), np.diag([1.0, 17.0])]),
+        "full",
+    )
     params = TParams.of(gaussian, [3.0, 5.0, 30.0])
     rng = np.random.default_rng(2)
     X = np.array([[-10.0, 0.0], [8.0, 4.0], [8.0, -4.0]])[rng.integers(3, size=1500)] + rng.normal(size=(1500, 2))
@@ -206,5 +216,6 @@ def test_neighbour_offers_are_split_and_merged_solutions():
     for offer in offers:  # a merge or a split keeps the mixture's weight and mean
         np.testing.assert_allclose(offer.params.weights.sum(), 1.0)
         source = fits[offer.move["neighbour"]["n_components"] - 2]
-        np.testing.assert_allclose(offer.params.weights @ offer.params.means, source.weights_ @ source.means_,
-                                   atol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            offer.params.weights @ offer.params.means, source.weights_ @ source.means_, atol=1e-12
+        )

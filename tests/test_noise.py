@@ -25,13 +25,17 @@ def _noisy_data(seed, n=4000, n_noise=400):
 
 def test_equals_em_with_a_uniform_component_written_out():
     X, _ = _noisy_data(0, n=2000, n_noise=200)
-    start = {"weights_init": np.full(K, 1 / K), "means_init": mixture_data(300, D, K, seed=0, spread=8.0)[0][:K],
-             "precisions_init": np.tile(np.eye(D), (K, 1, 1))}  # fmt: skip
+    start = {
+        "weights_init": np.full(K, 1 / K),
+        "means_init": mixture_data(300, D, K, seed=0, spread=8.0)[0][:K],
+        "precisions_init": np.tile(np.eye(D), (K, 1, 1)),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = streamem.GaussianMixture(K, noise="uniform", max_iter=6, tol=0, accelerate=None, **start).fit(X)
-    direct = reference_em(X, start["weights_init"] * 0.95, start["means_init"], np.tile(np.eye(D), (K, 1, 1)), 6,
-                          noise_weight=0.05)  # fmt: skip
+    direct = reference_em(
+        X, start["weights_init"] * 0.95, start["means_init"], np.tile(np.eye(D), (K, 1, 1)), 6, noise_weight=0.05
+    )
     np.testing.assert_allclose(model.weights_, direct["weights"], rtol=1e-10)
     assert model.noise_weight_ == pytest.approx(direct["noise_weight"], rel=1e-10)
     np.testing.assert_allclose(model.means_, direct["means"], rtol=1e-10, atol=1e-12)
@@ -84,11 +88,13 @@ def test_persistence_sampling_and_criteria(tmp_path):
 
 @pytest.mark.parametrize(
     ("params", "X", "match"),
-    [({}, np.column_stack([np.arange(100.0), np.ones(100)]), r"constant features \[1\]"),
-     ({"mean_precision_prior": 1.0}, None, "cannot be combined with a prior"),
-     ({"missing": "marginalize"}, None, "cannot be combined with missing"),
-     ({"noise": "gaussian"}, None, "noise")],
-)  # fmt: skip
+    [
+        ({}, np.column_stack([np.arange(100.0), np.ones(100)]), r"constant features \[1\]"),
+        ({"mean_precision_prior": 1.0}, None, "cannot be combined with a prior"),
+        ({"missing": "marginalize"}, None, "cannot be combined with missing"),
+        ({"noise": "gaussian"}, None, "noise"),
+    ],
+)
 def test_bad_input_names_the_problem_and_leaves_the_model_untouched(params, X, match):
     data = _noisy_data(4, n=500, n_noise=50)[0] if X is None else X
     model = streamem.GaussianMixture(2, random_state=0).fit(_noisy_data(5, n=500, n_noise=50)[0])

@@ -198,9 +198,14 @@ def summary(model, covariance_type):
 TOLERANCE = {np.float64: 1e-8, np.float32: 1e-4}
 # where scikit-learn's full covariances agree with the direct computation in float64 (its
 # means lose 2e-7 of a standard deviation at 1e6 against spreads of 1e-3, and 4e-8 at 1e7)
-STABLE_FOR_SKLEARN_FULL = ("two clusters at +-300", "two clusters at +-3000", "two clusters at +-1e5",
-                           "features of scales 1e-6 and 1e6", "a component collapsing onto duplicates",
-                           "near-singular covariances")  # fmt: skip
+STABLE_FOR_SKLEARN_FULL = (
+    "two clusters at +-300",
+    "two clusters at +-3000",
+    "two clusters at +-1e5",
+    "features of scales 1e-6 and 1e6",
+    "a component collapsing onto duplicates",
+    "near-singular covariances",
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
@@ -235,8 +240,10 @@ def test_hard_case_equals_the_direct_computation_and_sklearn(case, covariance_ty
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("case", ["two clusters at +-3000", "tight clusters at 0 and 1e6",
-                                  "outliers at 1e6, duplicates at 0", "unit spread at 1e7"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    ["two clusters at +-3000", "tight clusters at 0 and 1e6", "outliers at 1e6, duplicates at 0", "unit spread at 1e7"],
+)
 def test_hard_case_does_not_depend_on_the_chunking(case, covariance_type, dtype):
     X, labels = CASES[case]()
     X = X.astype(dtype)
@@ -253,8 +260,16 @@ def test_hard_case_does_not_depend_on_the_chunking(case, covariance_type, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("case", ["two clusters at +-300", "two clusters at +-3000", "two clusters at +-1e5",
-                                  "tight clusters at 0 and 1e6", "outliers at 1e6, duplicates at 0"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "two clusters at +-300",
+        "two clusters at +-3000",
+        "two clusters at +-1e5",
+        "tight clusters at 0 and 1e6",
+        "outliers at 1e6, duplicates at 0",
+    ],
+)
 def test_hard_case_with_the_defaults_as_a_new_user(case, dtype):
     """Default parameters and ``random_state=0``: no error, no NaN, a score at least
     scikit-learn's, and the same parameters from float32 as from float64 data."""
@@ -327,8 +342,12 @@ def test_statistics_about_other_centres_merge_exactly(covariance_type):
     means = np.array([[0.0, 0.0, 0.0], [1e4, 1e4, 1e4]])
     covariances = get_covariance(covariance_type)
     full = np.stack([np.eye(3), 1e-4 * np.eye(3)])
-    cov = {"full": full, "tied": np.eye(3), "diag": np.diagonal(full, axis1=1, axis2=2),
-           "spherical": np.array([1.0, 1e-4])}[covariance_type]  # fmt: skip
+    cov = {
+        "full": full,
+        "tied": np.eye(3),
+        "diag": np.diagonal(full, axis1=1, axis2=2),
+        "spherical": np.array([1.0, 1e-4]),
+    }[covariance_type]
     params = _params(means, cov, covariance_type)
     moved = _params(means + 1e-3, cov, covariance_type)
     whole = chunk_stats(X, None, [params], X.mean(axis=0))[0]
@@ -393,8 +412,9 @@ def test_missing_value_estep_on_tight_far_clusters(covariance_type, by_pattern, 
     labels = np.repeat([0, 1], 150)
     start = _start(X, labels, covariance_type)
     precisions_chol = get_covariance(covariance_type).precisions_chol_from_precisions(start["precisions_init"])
-    params = MixtureParams.from_precisions_chol(start["weights_init"], start["means_init"], precisions_chol,
-                                                covariance_type)  # fmt: skip
+    params = MixtureParams.from_precisions_chol(
+        start["weights_init"], start["means_init"], precisions_chol, covariance_type
+    )
     Xm = X.copy()
     Xm[rng.random(X.shape) < 0.3] = np.nan
     Xm[np.isnan(Xm).all(axis=1), 0] = X[np.isnan(Xm).all(axis=1), 0]  # every row keeps a value
@@ -405,8 +425,13 @@ def test_missing_value_estep_on_tight_far_clusters(covariance_type, by_pattern, 
     for row in Xm:
         o = ~np.isnan(row)
         m = ~o
-        log_dens = np.array([np.log(params.weights[k]) + multivariate_normal(params.means[k][o], full[k][np.ix_(o, o)])
-                             .logpdf(row[o]) for k in range(2)])  # fmt: skip
+        log_dens = np.array(
+            [
+                np.log(params.weights[k])
+                + multivariate_normal(params.means[k][o], full[k][np.ix_(o, o)]).logpdf(row[o])
+                for k in range(2)
+            ]
+        )
         resp = np.exp(log_dens - logsumexp(log_dens))
         resps.append(resp)
         x_hat, cond = [], []
@@ -473,8 +498,9 @@ def test_far_groups_are_exact_where_they_matter(dtype):
     kernel = params.kernel(dtype, X.astype(np.float64).mean(axis=0))
     assert len(kernel.groups) >= 2
     ours = kernel.log_prob(X).T
-    exact = np.column_stack([np.log(0.25) + multivariate_normal(means[k], covariances[k]).logpdf(X.astype(np.float64))
-                             for k in range(4)])  # fmt: skip
+    exact = np.column_stack(
+        [np.log(0.25) + multivariate_normal(means[k], covariances[k]).logpdf(X.astype(np.float64)) for k in range(4)]
+    )
     kept = np.isfinite(ours)
     tolerance = {np.float32: 1e-4, np.float64: 1e-9}[dtype]  # the rounding budgets, on log-densities of order 1
     np.testing.assert_allclose(ours[kept], exact[kept], rtol=tolerance, atol=tolerance)
@@ -493,8 +519,9 @@ def test_a_tight_component_is_evaluated_on_the_rows_near_it_only(covariance_type
     covariances = np.array([[1.0, 1.0], [1e-8, 100.0]])  # diagonals
     if covariance_type == "full":
         covariances = np.stack([np.diag(c) for c in covariances])
-    params = MixtureParams.from_covariances(np.array([0.99, 0.01]), np.array([[0.0, 0.0], [5.0, 0.0]]),
-                                            covariances, covariance_type)  # fmt: skip
+    params = MixtureParams.from_covariances(
+        np.array([0.99, 0.01]), np.array([[0.0, 0.0], [5.0, 0.0]]), covariances, covariance_type
+    )
     for dtype in (np.float64, np.float32):
         kernel = params.kernel(dtype, np.zeros(2))
         assert len(kernel.groups) == 2

@@ -69,8 +69,9 @@ COMMON = {
     "scheduler_address": dict(value="CLUSTER", kind="cluster"),
     "timeout": dict(value=1e-9, kind="error", base=dict(scheduler_address="CLUSTER"), match="timeout"),
     "persist": dict(value=True, kind="logs", data=_dask, logger="streamem.models.batch"),
-    "persist_fraction": dict(value=1e-12, kind="logs", base=dict(persist="auto"), data=_dask,
-                             logger="streamem.models.batch"),  # fmt: skip
+    "persist_fraction": dict(
+        value=1e-12, kind="logs", base=dict(persist="auto"), data=_dask, logger="streamem.models.batch"
+    ),
     "accelerate": dict(value=None, kind="result", base=dict(tol=1e-6)),
     "stopping": dict(value="change", kind="result"),
     "missing": dict(value="marginalize", kind="result", data=_missing, default_error="NaN"),
@@ -90,7 +91,8 @@ PRIORS = {
 }
 PROBES = {
     streamem.GaussianMixture: {
-        **COMMON, **PRIORS,
+        **COMMON,
+        **PRIORS,
         "noise": dict(value="uniform", kind="result"),
         "freeze": dict(value=["means"], kind="result", base=dict(means_init=np.array([[0.0, 0.0], [1.0, 1.0]]))),
         "standardize": dict(value=True, kind="scaler"),
@@ -99,12 +101,15 @@ PROBES = {
         "feature_dim": dict(value="feature", kind="result", data=_xarray, select_default_error="n_samples"),
     },
     streamem.StudentTMixture: {
-        **{k: v for k, v in COMMON.items() if k != "missing"}, **STEPWISE,
+        **{k: v for k, v in COMMON.items() if k != "missing"},
+        **STEPWISE,
         "degrees_of_freedom": dict(value=1.5, kind="result"),
         "degrees_of_freedom_init": dict(value=2.0, kind="result"),
     },
     streamem.BayesianGaussianMixture: {
-        **COMMON, **PRIORS, **STEPWISE,
+        **COMMON,
+        **PRIORS,
+        **STEPWISE,
         "weights_init": dict(value=np.array([0.9, 0.1]), kind="result", base=dict(max_iter=1, moves=None)),
         "weight_concentration_prior": dict(value=50.0, kind="result"),
         "degrees_of_freedom_prior": dict(value=300.0, kind="result"),
@@ -112,10 +117,28 @@ PROBES = {
         "moves": dict(value=None, kind="result", base=dict(n_components=6)),
     },
     streamem.OnlineGaussianMixture: {
-        **{k: v for k, v in COMMON.items() if k in (
-            "n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-            "weights_init", "means_init", "precisions_init", "random_state", "warm_start", "verbose",
-            "verbose_interval", "missing")},
+        **{
+            k: v
+            for k, v in COMMON.items()
+            if k
+            in (
+                "n_components",
+                "covariance_type",
+                "tol",
+                "reg_covar",
+                "max_iter",
+                "n_init",
+                "init_params",
+                "weights_init",
+                "means_init",
+                "precisions_init",
+                "random_state",
+                "warm_start",
+                "verbose",
+                "verbose_interval",
+                "missing",
+            )
+        },
         "step_exponent": dict(value=0.9, kind="result"),
         "step_offset": dict(value=10.0, kind="result"),
         "forgetting": dict(value=0.9, kind="result"),
@@ -132,10 +155,11 @@ PROBES = {
         "random_state": dict(value=7, kind="result", base=dict(init_params="random"), data=lambda: OVERLAPPING),
         "n_init": dict(value=3, kind="result", base=dict(init_params="random"), data=lambda: OVERLAPPING),
         "weights_init": dict(value=np.array([0.9, 0.1]), kind="result", data=lambda: OVERLAPPING),
-        "precisions_init": dict(value=np.stack([np.eye(2) * 9, np.eye(2) * 9]), kind="result",
-                                data=lambda: OVERLAPPING),  # fmt: skip
+        "precisions_init": dict(
+            value=np.stack([np.eye(2) * 9, np.eye(2) * 9]), kind="result", data=lambda: OVERLAPPING
+        ),
     },
-}  # fmt: skip
+}
 #: parameters every probe of an estimator shares: the online estimator sees the rows in
 #: several batches, so that what shapes its steps shows
 ESTIMATOR_BASE = {streamem.OnlineGaussianMixture: dict(batch_size=50)}
@@ -193,8 +217,11 @@ def test_every_parameter_has_a_probe():
 @pytest.mark.parametrize("estimator, name", list(_cases()))
 def test_fit_honours_the_parameter(estimator, name, cluster, tmp_path, caplog):
     probe = PROBES[estimator][name]
-    base = _resolve({"n_components": 2, "random_state": 0, **ESTIMATOR_BASE.get(estimator, {}), **probe.get("base", {})},
-                    cluster, tmp_path)  # fmt: skip
+    base = _resolve(
+        {"n_components": 2, "random_state": 0, **ESTIMATOR_BASE.get(estimator, {}), **probe.get("base", {})},
+        cluster,
+        tmp_path,
+    )
     changed = _resolve({**base, name: probe["value"]}, cluster, tmp_path)
     data = probe.get("data", lambda: X)()
     kind = probe["kind"]
@@ -272,7 +299,9 @@ def test_select_n_components_honours_or_refuses_the_parameter(name, cluster, tmp
             select(changed)
         return
     if "default_error" in probe or "select_default_error" in probe:
-        with pytest.raises((ValueError, TypeError), match=probe.get("select_default_error", probe.get("default_error"))):
+        with pytest.raises(
+            (ValueError, TypeError), match=probe.get("select_default_error", probe.get("default_error"))
+        ):
             select(base)
         model, _ = select(changed)
         assert np.isfinite(model.means_).all()
@@ -284,8 +313,9 @@ def test_select_n_components_honours_or_refuses_the_parameter(name, cluster, tmp
     default, default_logs = select(base)
     model, logs = select(changed)
     if kind == "result":
-        assert [row["log_likelihood"] for row in model.selection_] != [row["log_likelihood"] for row in
-                                                                       default.selection_]  # fmt: skip
+        assert [row["log_likelihood"] for row in model.selection_] != [
+            row["log_likelihood"] for row in default.selection_
+        ]
     elif kind == "logs":
         assert logs != default_logs
     elif kind == "checkpoint":
@@ -295,14 +325,24 @@ def test_select_n_components_honours_or_refuses_the_parameter(name, cluster, tmp
     elif kind == "scaler":
         assert hasattr(model, "scaler_mean_") and not hasattr(default, "scaler_mean_")
     assert model.get_params()[name] is probe["value"] or np.array_equal(
-        np.asarray(model.get_params()[name], dtype=object), np.asarray(changed[name], dtype=object))
+        np.asarray(model.get_params()[name], dtype=object), np.asarray(changed[name], dtype=object)
+    )
 
 
 @pytest.mark.parametrize("estimator, name", list(_cases(fitting_only=True)))  # an "error" value has no model
 def test_save_and_load_keep_the_parameter(estimator, name, cluster, tmp_path):
     probe = PROBES[estimator][name]
-    params = _resolve({"n_components": 2, "random_state": 0, **ESTIMATOR_BASE.get(estimator, {}), **probe.get("base", {}),
-                       name: probe["value"]}, cluster, tmp_path)  # fmt: skip
+    params = _resolve(
+        {
+            "n_components": 2,
+            "random_state": 0,
+            **ESTIMATOR_BASE.get(estimator, {}),
+            **probe.get("base", {}),
+            name: probe["value"],
+        },
+        cluster,
+        tmp_path,
+    )
     data = probe.get("data", lambda: X)()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -371,8 +411,7 @@ def test_every_parameter_is_on_the_command_line_or_said_not_to_be():
 
 def test_the_command_line_sets_each_parameter_it_offers(tmp_path):
     np.save(tmp_path / "x.npy", X)
-    arguments = ["fit", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.zarr"),
-                 "--quiet", "--standardize"]  # fmt: skip
+    arguments = ["fit", str(tmp_path / "x.npy"), "--out", str(tmp_path / "m.zarr"), "--quiet", "--standardize"]
     expected = {"standardize": True}
     for option, (name, value) in CLI_OPTIONS.items():
         if value is None:
@@ -391,8 +430,16 @@ def test_the_command_line_sets_each_parameter_it_offers(tmp_path):
 def test_the_command_line_runs_on_the_scheduler_it_is_given(tmp_path, cluster):
     np.save(tmp_path / "x.npy", X)
     before = cluster.scheduler.transition_counter
-    result = cli("fit", tmp_path / "x.npy", "--n-components", 2, "--out", tmp_path / "m.zarr",
-                 "--scheduler", cluster.scheduler_address)  # fmt: skip
+    result = cli(
+        "fit",
+        tmp_path / "x.npy",
+        "--n-components",
+        2,
+        "--out",
+        tmp_path / "m.zarr",
+        "--scheduler",
+        cluster.scheduler_address,
+    )
     assert result.returncode == 0, result.stderr
     assert cluster.scheduler.transition_counter > before + 20  # the passes ran there
 
@@ -401,8 +448,17 @@ def test_the_command_line_runs_on_the_scheduler_it_is_given(tmp_path, cluster):
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
     np.save(tmp_path / "x.npy", X)
     port = free_port()
-    result = cli_process("fit", tmp_path / "x.npy", "--n-components", 2, "--out", tmp_path / "m.zarr",
-                         "--scheduler", f"tcp://127.0.0.1:{port}", timeout=120,
-                         env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})  # fmt: skip
+    result = cli_process(
+        "fit",
+        tmp_path / "x.npy",
+        "--n-components",
+        2,
+        "--out",
+        tmp_path / "m.zarr",
+        "--scheduler",
+        f"tcp://127.0.0.1:{port}",
+        timeout=120,
+        env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
+    )
     assert result.returncode == 1 and str(port) in result.stderr and len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "m.zarr").exists()

@@ -26,8 +26,11 @@ def test_round_trip(tmp_path, blobs, covariance_type):
     assert loaded.history_ == gm.history_
     np.testing.assert_array_equal(loaded.means_history_, gm.means_history_)
     assert (loaded.converged_, loaded.n_iter_, loaded.lower_bound_, loaded.n_features_in_) == (
-        gm.converged_, gm.n_iter_, gm.lower_bound_, gm.n_features_in_,
-    )  # fmt: skip
+        gm.converged_,
+        gm.n_iter_,
+        gm.lower_bound_,
+        gm.n_features_in_,
+    )
     np.testing.assert_array_equal(loaded.predict_proba(X), gm.predict_proba(X))
 
 
@@ -36,8 +39,16 @@ def test_saved_group_holds_arrays_and_json(tmp_path, blobs):
     gm.save(tmp_path / "m.zarr")
     group = zarr.open_group(str(tmp_path / "m.zarr"), mode="r")
     params = ["covariances", "means", "precisions_cholesky", "weights"]
-    history = ["history_accepted", "history_change", "history_iteration", "history_log_likelihood", "history_passes",
-               "history_seconds", "history_step", "means_history"]  # fmt: skip
+    history = [
+        "history_accepted",
+        "history_change",
+        "history_iteration",
+        "history_log_likelihood",
+        "history_passes",
+        "history_seconds",
+        "history_step",
+        "means_history",
+    ]
     extra = set(group.array_keys()) - set(params + history)  # where EM was in an extrapolation cycle, if it was
     assert set(params + history) <= set(group.array_keys()) and all(k.startswith("cycle_") for k in extra)
     assert group.attrs["format"] == "streamem.GaussianMixture"

@@ -59,8 +59,14 @@ def test_map_step_maximises_the_posterior(covariance_type, with_mean_prior):
     p0 = start.fitted_params()
     shift = X.mean(axis=0)
     (stats,) = chunk_stats(X, None, [p0], shift)
-    prior = Prior(3.0, np.array([0.5, -0.5, 1.0]), 2.0 if with_mean_prior else None, np.asarray(psi_for(covariance_type, D)),
-                  D + 2.0, covariance_type)  # fmt: skip
+    prior = Prior(
+        3.0,
+        np.array([0.5, -0.5, 1.0]),
+        2.0 if with_mean_prior else None,
+        np.asarray(psi_for(covariance_type, D)),
+        D + 2.0,
+        covariance_type,
+    )
     best, _ = m_step(stats, covariance_type, 0.0, prior)
     resp = start.predict_proba(X)
     f_best = objective(best, X, resp, prior)
@@ -90,20 +96,28 @@ def test_strong_priors_pull_the_estimates():
 def test_map_em_never_decreases_the_posterior(covariance_type, tmp_path):
     X, _ = mixture_data(n_samples=2000, n_features=3, n_components=3, seed=6)
     gm = streamem.GaussianMixture(
-        3, covariance_type=covariance_type, init_params="random", random_state=1, max_iter=60, tol=1e-9,
-        weight_concentration_prior=2.0, mean_precision_prior=0.5, covariance_prior=psi_for(covariance_type, 3),
+        3,
+        covariance_type=covariance_type,
+        init_params="random",
+        random_state=1,
+        max_iter=60,
+        tol=1e-9,
+        weight_concentration_prior=2.0,
+        mean_precision_prior=0.5,
+        covariance_prior=psi_for(covariance_type, 3),
         degrees_of_freedom_prior=5.0,
-    )  # fmt: skip
+    )
     gm.fit(X)
     assert np.all(np.diff(gm.lower_bounds_) >= -1e-10)
     # the lower bound is the mean log-likelihood plus the log-prior per sample
     p = gm.fitted_params()
     assert gm.history_[-1]["objective"] != gm.history_[-1]["log_likelihood"]
     log_lik = logsumexp(
-        np.column_stack([
-            np.log(p.weights[k]) + multivariate_normal(p.means[k], p.full_covariances[k]).logpdf(X) for k in range(3)
-        ]), axis=1,
-    ).mean()  # fmt: skip
+        np.column_stack(
+            [np.log(p.weights[k]) + multivariate_normal(p.means[k], p.full_covariances[k]).logpdf(X) for k in range(3)]
+        ),
+        axis=1,
+    ).mean()
     assert gm.score(X) == pytest.approx(log_lik, rel=1e-10)
     gm.save(tmp_path / "m.zarr")
     loaded = streamem.load(tmp_path / "m.zarr")

@@ -95,7 +95,6 @@ class Case:
     weight_kind: str = "none"
 
 
-
 def _computed(value):
     return value.compute() if isinstance(value, da.Array) else value
 
@@ -218,7 +217,9 @@ def cases(draw, missing: bool, n_components: int = 1, max_rows: int = 60) -> Cas
     dtype = draw(st.sampled_from(DTYPES[:4] if valid else DTYPES))
     pattern = "none"
     if dtype in ("float64", "float32", "object", "complex128") and (missing or not valid):
-        pattern = draw(st.sampled_from(["none"] * 4 + ["rows", "column", "scattered", "single"] + ["all"] * (not valid)))
+        pattern = draw(
+            st.sampled_from(["none"] * 4 + ["rows", "column", "scattered", "single"] + ["all"] * (not valid))
+        )
     X = _holes(draw, X, pattern, nan_only=valid)
     data = _cast(X, dtype)
     values = np.asarray(data.real if dtype == "complex128" else data, dtype=np.float64)
@@ -406,6 +407,7 @@ def check_outcome(model, error, case: Case, fitted_on) -> None:
 
 # -------------------------------------------------------------------- known bugs
 
+
 def _rank(values: np.ndarray) -> int:
     """The rank of the finite rows about their mean (the dimension they span)."""
     rows = values[np.isfinite(values).all(axis=1)]
@@ -458,9 +460,15 @@ def test_select_n_components_succeeds_or_names_the_problem(data):
         case.allowed.add("reg_covar")
     model, error = _fit(
         lambda: streamem.select_n_components(
-            case.X, ks, criterion, covariance_type=types, sample_weight=case.sample_weight, max_iter=2,
-            missing=missing, random_state=0,
-        )  # fmt: skip
+            case.X,
+            ks,
+            criterion,
+            covariance_type=types,
+            sample_weight=case.sample_weight,
+            max_iter=2,
+            missing=missing,
+            random_state=0,
+        )
     )
     check_outcome(model, error, case, case.X)
     if model is not None:
@@ -692,41 +700,60 @@ class Example:
 #: problems the error must name; none: the fit must succeed)
 FIXED = {
     "huge-weights-overflow": Example(  # the weighted moments overflowed; a fit by likelihood scales the weights
-        "GaussianMixture", {"n_components": 1, "max_iter": 1}, np.array([[2.0]], dtype=np.float32), np.array([1e300]),
+        "GaussianMixture",
+        {"n_components": 1, "max_iter": 1},
+        np.array([[2.0]], dtype=np.float32),
+        np.array([1e300]),
         "huge",
-    ),  # fmt: skip
+    ),
     "zero-reg-covar-overflow": Example(  # the bound of far groups overflowed for a covariance near 1e-300
         "GaussianMixture",
         {"n_components": 2, "covariance_type": "tied", "reg_covar": 0.0, "max_iter": 1, "random_state": 0},
-        np.array([[-5.0], [-6.0], [1.0]]), np.array([1e300, 2.77, 0.51]), "huge_one",
-    ),  # fmt: skip
+        np.array([[-5.0], [-6.0], [1.0]]),
+        np.array([1e300, 2.77, 0.51]),
+        "huge_one",
+    ),
     "studentt-huge-weights": Example(  # t_m_step formed su * nk, which overflowed
         "StudentTMixture", {"n_components": 1, "max_iter": 1}, np.array([[2.0]]), np.array([1e300]), "huge"
     ),
     "kmeans-tiny-weights": Example(  # the weighted draws' keys -log(u) / w overflowed
-        "GaussianMixture", {"n_components": 1, "max_iter": 1},
+        "GaussianMixture",
+        {"n_components": 1, "max_iter": 1},
         np.array([[0.00020593], [0.00028318], [0.00022963], [0.00016557]]),
-        np.array([6.4059207e-300, 2.77088847e-300, 5.05637887e-301, 2.63623592e-301]), "tiny",
-    ),  # fmt: skip
+        np.array([6.4059207e-300, 2.77088847e-300, 5.05637887e-301, 2.63623592e-301]),
+        "tiny",
+    ),
     "standardize-unchecked-chunks": Example(  # standardize's first pass did not check the chunks
-        "GaussianMixture", {"n_components": 1, "max_iter": 1, "standardize": True},
-        da.from_array(np.array([[np.inf]])), required=frozenset({"inf"}),
-    ),  # fmt: skip
+        "GaussianMixture",
+        {"n_components": 1, "max_iter": 1, "standardize": True},
+        da.from_array(np.array([[np.inf]])),
+        required=frozenset({"inf"}),
+    ),
     "bayesian-merge-singular": Example(  # a merge leaving a singular posterior failed the fit
         "BayesianGaussianMixture",
-        {"n_components": 2, "max_iter": 2, "random_state": 0, "weights_init": [0.5, 0.5],
-         "means_init": [[0.0, 0.0], [1.0, 0.5]], "precisions_init": [np.eye(2), np.eye(2)]},
+        {
+            "n_components": 2,
+            "max_iter": 2,
+            "random_state": 0,
+            "weights_init": [0.5, 0.5],
+            "means_init": [[0.0, 0.0], [1.0, 0.5]],
+            "precisions_init": [np.eye(2), np.eye(2)],
+        },
         np.array([[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]),
-    ),  # fmt: skip
+    ),
     "online-batch-infinities": Example(  # check_array's sum warned before its error
-        "OnlineGaussianMixture", {"n_components": 1, "max_iter": 1},
-        da.from_array(np.array([[-np.inf], [np.inf]])), required=frozenset({"inf"}),
-    ),  # fmt: skip
+        "OnlineGaussianMixture",
+        {"n_components": 1, "max_iter": 1},
+        da.from_array(np.array([[-np.inf], [np.inf]])),
+        required=frozenset({"inf"}),
+    ),
     "online-weightless-batch": Example(  # a mini-batch without weight failed the fit
-        "OnlineGaussianMixture", {"n_components": 1, "max_iter": 1, "batch_size": 1, "missing": "marginalize"},
+        "OnlineGaussianMixture",
+        {"n_components": 1, "max_iter": 1, "batch_size": 1, "missing": "marginalize"},
         np.array([[2.0], [2.8], [np.nan]]),
-    ),  # fmt: skip
+    ),
 }
+
 
 @pytest.mark.parametrize("label", list(FIXED))
 def test_fixed_bug(label):

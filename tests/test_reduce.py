@@ -64,8 +64,10 @@ def _where(X, sample_weight, start):
 @pytest.mark.parametrize("placement", ["as dask placed them", "all on one worker"])
 def test_chunks_kept_on_workers_are_spread_evenly_once(placement):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         X = da.from_array(np.arange(64 * 10 * 2, dtype=float).reshape(-1, 2), chunks=(10, 2))
         workers = sorted(client.nthreads())
         X = client.persist(X, workers=workers[:1]) if placement == "all on one worker" else X.persist()
@@ -95,8 +97,10 @@ def test_a_fit_inside_a_cluster_task_runs_on_that_worker(blobs):
     distributed = pytest.importorskip("distributed")
     X, _ = blobs
     expected = _fit_means(X)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:  # fmt: skip
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         means = client.submit(_fit_means, X).result(timeout=120)  # a single thread: no passes sent to the cluster
     np.testing.assert_allclose(means, expected, rtol=1e-10)
 

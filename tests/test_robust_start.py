@@ -46,10 +46,14 @@ def _fit(model, X):
 
 
 @pytest.mark.parametrize("fraction", [0.05, 0.2])
-@pytest.mark.parametrize("make", [
-    lambda seed: streamem.StudentTMixture(3, random_state=seed),
-    lambda seed: streamem.GaussianMixture(3, noise="uniform", random_state=seed),
-], ids=["t", "noise"])  # fmt: skip
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda seed: streamem.StudentTMixture(3, random_state=seed),
+        lambda seed: streamem.GaussianMixture(3, noise="uniform", random_state=seed),
+    ],
+    ids=["t", "noise"],
+)
 def test_defaults_find_every_cluster_among_gross_outliers(make, fraction):
     for seed in range(3):
         X, centres = _contaminated(seed, fraction)
@@ -64,18 +68,25 @@ def test_k_means_parallel_is_captured_where_the_trimmed_start_is_not(fraction):
     errors = {}
     for init in ("k-means||", "trimmed-k-means||"):
         errors[init] = [
-            _worst_error(_fit(streamem.GaussianMixture(3, noise="uniform", init_params=init, random_state=s),
-                              _contaminated(s, fraction)[0]).means_, _contaminated(s, fraction)[1])
+            _worst_error(
+                _fit(
+                    streamem.GaussianMixture(3, noise="uniform", init_params=init, random_state=s),
+                    _contaminated(s, fraction)[0],
+                ).means_,
+                _contaminated(s, fraction)[1],
+            )
             for s in range(3)
-        ]  # fmt: skip
+        ]
     assert max(errors["trimmed-k-means||"]) < 0.15
     assert max(errors["k-means||"]) > 3.0
 
 
 def test_the_trimmed_start_costs_no_more_passes_than_k_means_parallel():
     X, _ = _contaminated(0, 0.05)
-    passes = {init: _fit(streamem.GaussianMixture(3, init_params=init, max_iter=0, random_state=0), X).n_passes_
-              for init in ("k-means||", "trimmed-k-means||")}  # fmt: skip
+    passes = {
+        init: _fit(streamem.GaussianMixture(3, init_params=init, max_iter=0, random_state=0), X).n_passes_
+        for init in ("k-means||", "trimmed-k-means||")
+    }
     assert passes["trimmed-k-means||"] <= passes["k-means||"]
 
 
@@ -93,10 +104,12 @@ def test_the_gaussian_default_is_k_means_parallel_without_noise():
 def test_the_trimmed_start_does_not_depend_on_the_chunking(covariance_type):
     X, _ = _contaminated(2, 0.2, n_per_cluster=1000)
     fits = [
-        _fit(streamem.GaussianMixture(3, covariance_type=covariance_type, noise="uniform", random_state=3, max_iter=3),
-             data)
+        _fit(
+            streamem.GaussianMixture(3, covariance_type=covariance_type, noise="uniform", random_state=3, max_iter=3),
+            data,
+        )
         for data in (X, da.from_array(X, chunks=(337, 2)), da.from_array(X, chunks=(2000, 2)))
-    ]  # fmt: skip
+    ]
     for fit in fits[1:]:
         np.testing.assert_allclose(fit.means_, fits[0].means_, rtol=1e-10)
         np.testing.assert_allclose(fit.covariances_, fits[0].covariances_, rtol=1e-10)

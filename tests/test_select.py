@@ -192,8 +192,10 @@ def test_the_plot_chooses_as_the_table_and_crosses_a_spurious_cell_out():
     pytest.importorskip("matplotlib")  # the plot extra (the test extra brings it; the floors' run has none)
     from streamem.plot import bic_figure
 
-    table = [{"covariance_type": "full", "n_components": k, "bic": bic, "collapsed": c}
-             for k, bic, c in ((1, 900.0, 0), (2, 800.0, 0), (3, 650.0, 1))]  # fmt: skip
+    table = [
+        {"covariance_type": "full", "n_components": k, "bic": bic, "collapsed": c}
+        for k, bic, c in ((1, 900.0, 0), (2, 800.0, 0), (3, 650.0, 1))
+    ]
     (ax,) = bic_figure(table).axes
     assert ax.get_title() == "Lowest BIC at K=2"
     assert [list(line.get_xdata()) for line in ax.get_lines() if line.get_marker() == "x"] == [[3]]

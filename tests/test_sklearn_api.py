@@ -31,8 +31,11 @@ def _expected_failures(estimator) -> dict:
 
 
 def test_every_public_estimator_is_registered():
-    public = {name for name in streamem.__all__ if isinstance(getattr(streamem, name), type)
-              and issubclass(getattr(streamem, name), MixtureBase)}  # fmt: skip
+    public = {
+        name
+        for name in streamem.__all__
+        if isinstance(getattr(streamem, name), type) and issubclass(getattr(streamem, name), MixtureBase)
+    }
     assert public == {cls.__name__ for cls in ESTIMATORS} and len(public) >= 4
 
 

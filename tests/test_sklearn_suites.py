@@ -250,9 +250,24 @@ def suite_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     env.pop("SKLEARN_RUN_FLOAT32_TESTS", None)
     env.update(SCIPY_ARRAY_API="1")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "sklearn.conftest",
-               "-c", str(work / "pytest.ini"), "--rootdir", str(work), "--import-mode=importlib",
-               "--junitxml", str(work / "report.xml"), *SUITES]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "sklearn.conftest",
+        "-c",
+        str(work / "pytest.ini"),
+        "--rootdir",
+        str(work),
+        "--import-mode=importlib",
+        "--junitxml",
+        str(work / "report.xml"),
+        *SUITES,
+    ]
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     output = f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     assert result.returncode in (0, 1), f"pytest exited with {result.returncode}:\n{output}"
@@ -278,7 +293,9 @@ def test_public_api_tests_pass(suite_run, suite):
     failures = [
         f"{name}: {outcome}: {message[:1500]}"
         for (where, name), (outcome, message) in sorted(outcomes.items())
-        if where == suite and outcome in ("failed", "error") and name.partition("[")[0] not in EXCLUDED[suite]
+        if where == suite
+        and outcome in ("failed", "error")
+        and name.partition("[")[0] not in EXCLUDED[suite]
         and name not in {**KNOWN_BUGS[suite], **BY_DESIGN[suite]}
         and name.partition("[")[0] not in {**KNOWN_BUGS[suite], **BY_DESIGN[suite]}
     ]

@@ -144,8 +144,9 @@ class Harness:
             for i, payload in enumerate(self.records):
                 self.broker.send(payload, key=i)
         elif kind == "zarr":
-            array = zarr.create_array(str(tmp_path / "x.zarr"), shape=(0, D), chunks=(16, D), dtype="f8",
-                                      fill_value=np.nan)  # fmt: skip
+            array = zarr.create_array(
+                str(tmp_path / "x.zarr"), shape=(0, D), chunks=(16, D), dtype="f8", fill_value=np.nan
+            )
             for i, X in enumerate(GOOD):
                 array.append(X if i != 19 else np.vstack([X, np.full((1, D), np.inf)]))
         elif kind == "dir":
@@ -175,14 +176,18 @@ class Harness:
     def rows(self) -> np.ndarray:
         if self.kind == "kafka":  # partitions are read one after the other
             good = [decode_rows(p, D)[0] for p in self.records]
-            return np.concatenate([g for i, g in enumerate(good) if i % 2 == 0 and g is not None]
-                                  + [g for i, g in enumerate(good) if i % 2 == 1 and g is not None])  # fmt: skip
+            return np.concatenate(
+                [g for i, g in enumerate(good) if i % 2 == 0 and g is not None]
+                + [g for i, g in enumerate(good) if i % 2 == 1 and g is not None]
+            )
         return np.concatenate(GOOD)
 
     def open(self):
         if self.kind == "memory":
-            records = [decode_rows(p, D)[0] if decode_rows(p, D)[0] is not None else np.full((1, D), np.nan)
-                       for p in self.records]  # fmt: skip
+            records = [
+                decode_rows(p, D)[0] if decode_rows(p, D)[0] is not None else np.full((1, D), np.nan)
+                for p in self.records
+            ]
             return MemorySource(records, D)
         if self.kind == "redis":
             return open_source(f"redis://127.0.0.1:{self.port}/points?group=g", D)

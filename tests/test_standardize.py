@@ -34,8 +34,15 @@ def test_matches_standard_scaler_then_sklearn_from_the_same_start(covariance_typ
     scaler = StandardScaler().fit(X)
     Z = scaler.transform(X)
     start = SkGaussianMixture(2, covariance_type=covariance_type, max_iter=2, random_state=0).fit(Z)
-    sk = SkGaussianMixture(2, covariance_type=covariance_type, tol=0, max_iter=30, weights_init=start.weights_,
-                           means_init=start.means_, random_state=0).fit(Z)  # fmt: skip
+    sk = SkGaussianMixture(
+        2,
+        covariance_type=covariance_type,
+        tol=0,
+        max_iter=30,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        random_state=0,
+    ).fit(Z)
     gm = streamem.GaussianMixture(
         2,
         covariance_type=covariance_type,
@@ -90,8 +97,9 @@ def test_one_pass_more_than_without_whatever_the_iterations(monkeypatch):
     for standardize in (False, True):
         for max_iter in (3, 8):
             passes.clear()
-            streamem.GaussianMixture(2, tol=0, max_iter=max_iter, means_init=[[0, 1e4, 0], [6, 1.4e4, 0]],
-                                     standardize=standardize).fit(X)  # fmt: skip
+            streamem.GaussianMixture(
+                2, tol=0, max_iter=max_iter, means_init=[[0, 1e4, 0], [6, 1.4e4, 0]], standardize=standardize
+            ).fit(X)
             counts[standardize, max_iter] = len(passes)
     assert counts[True, 3] == counts[False, 3] + 1 and counts[True, 8] == counts[False, 8] + 1
 
@@ -134,8 +142,18 @@ def test_spherical_is_refused_before_any_pass():
 
 def test_cli_fit_standardize(tmp_path):
     np.save(tmp_path / "x.npy", scaled_data())
-    command = ["fit", str(tmp_path / "x.npy"), "--n-components", "2", "--seed", "0", "--standardize",
-               "--out", str(tmp_path / "m.zarr"), "--quiet"]  # fmt: skip
+    command = [
+        "fit",
+        str(tmp_path / "x.npy"),
+        "--n-components",
+        "2",
+        "--seed",
+        "0",
+        "--standardize",
+        "--out",
+        str(tmp_path / "m.zarr"),
+        "--quiet",
+    ]
     result = cli(*command)
     assert result.returncode == 0, result.stderr
     model = streamem.load(tmp_path / "m.zarr")
@@ -176,8 +194,11 @@ def test_statistics_of_the_data_mapped_equal_those_of_standardised_data(covarian
     mean, scale = X.mean(axis=0), X.std(axis=0)
     Z = (X - mean) / scale
     rng = np.random.default_rng(0)
-    covariances = {"full": np.stack([np.cov(Z[:1800].T), np.cov(Z[1800:].T)]), "tied": np.cov(Z.T),
-                   "diag": np.stack([Z[:1800].var(axis=0), Z[1800:].var(axis=0)])}[covariance_type]  # fmt: skip
+    covariances = {
+        "full": np.stack([np.cov(Z[:1800].T), np.cov(Z[1800:].T)]),
+        "tied": np.cov(Z.T),
+        "diag": np.stack([Z[:1800].var(axis=0), Z[1800:].var(axis=0)]),
+    }[covariance_type]
     params_z = MixtureParams.from_covariances([0.6, 0.4], rng.normal(size=(2, 3)), covariances, covariance_type)
     params_x = params_z.affine(mean, scale)
     (direct,) = chunk_stats(Z, None, [params_z], Z.mean(axis=0))

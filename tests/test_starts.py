@@ -39,8 +39,9 @@ def _fit(model, X):
 
 def _starts(X, init_params, n, chunks=500):
     chunked = ChunkedData(da.from_array(X, chunks=(chunks, X.shape[1])), None)
-    states, _ = initial_states(chunked, InitialParameters(None, None, None), init_params, [3] * n, "full", 1e-6,
-                               np.random.RandomState(0))  # fmt: skip
+    states, _ = initial_states(
+        chunked, InitialParameters(None, None, None), init_params, [3] * n, "full", 1e-6, np.random.RandomState(0)
+    )
     return [state.params for state in states], chunked.passes
 
 
@@ -73,8 +74,9 @@ def test_same_start_pairs_the_components_up():
     X = _separated()
     (params,), _ = _starts(X, "k-means||", 1)
     order = [2, 0, 1]
-    permuted = MixtureParams.from_covariances(params.weights[order], params.means[order],
-                                              params.covariances[order], "full")  # fmt: skip
+    permuted = MixtureParams.from_covariances(
+        params.weights[order], params.means[order], params.covariances[order], "full"
+    )
     assert same_start(params, permuted)
     moved = MixtureParams.from_covariances(params.weights, params.means + [[0.1, 0.0]], params.covariances, "full")
     assert not same_start(params, moved)
@@ -82,8 +84,9 @@ def test_same_start_pairs_the_components_up():
 
 def test_the_starts_share_the_passes_of_one():
     X = _overlapping()
-    passes = {n: _fit(streamem.GaussianMixture(6, n_starts=n, max_iter=0, random_state=0), X).n_passes_
-              for n in (1, 10)}  # fmt: skip
+    passes = {
+        n: _fit(streamem.GaussianMixture(6, n_starts=n, max_iter=0, random_state=0), X).n_passes_ for n in (1, 10)
+    }
     assert passes[10] <= passes[1] + 1  # + the pass that replaces duplicates, when there are any
 
 
@@ -151,8 +154,9 @@ def test_every_cell_of_the_table_is_its_dedicated_fit(covariance_type):
     X = _overlapping(1, 2000)
     table = streamem.select_n_components(X, range(2, 8), covariance_type=covariance_type, random_state=3)
     for row in table.selection_:
-        dedicated = _fit(streamem.GaussianMixture(row["n_components"], covariance_type=row["covariance_type"],
-                                                  random_state=3), X)  # fmt: skip
+        dedicated = _fit(
+            streamem.GaussianMixture(row["n_components"], covariance_type=row["covariance_type"], random_state=3), X
+        )
         assert row["log_likelihood"] >= dedicated.score(X) - 1e-8, row
 
 
@@ -165,18 +169,22 @@ def _two_components(second_covariance, second_weight=0.04):
 def test_a_collapsed_component_is_spurious():
     assert not _two_components(np.diag([1.0, 0.5])).collapsed(1000) > 0
     assert _two_components(np.diag([1.0, 1e-6])).collapsed(1000) > 0  # rows that share a value
-    assert not _two_components(np.diag([1.0, 1e-6]), second_weight=0.5).collapsed(1000) > 0  # half the rows: a real mass
+    assert (
+        not _two_components(np.diag([1.0, 1e-6]), second_weight=0.5).collapsed(1000) > 0
+    )  # half the rows: a real mass
     # ... unless its rows share a value: its variance is reg_covar's floor in that direction
     assert _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-6) > 0
     assert not _two_components(np.diag([1.0, 1.5e-6]), second_weight=0.5).collapsed(1000, reg_covar=1e-7) > 0
     # the floor is the component's own smallest variance, whatever the directions the others
     # squeeze least in (iris: a fifth of the rows sharing a petal width, beside correlated components)
     correlated = np.array([[1.0, 0.9], [0.9, 1.0]])
-    squeezed = MixtureParams.from_covariances(np.array([0.8, 0.2]), np.array([[0.0, 0.0], [3.0, 0.0]]),
-                                              np.stack([correlated, np.diag([1.0, 1.5e-6])]), "full")  # fmt: skip
+    squeezed = MixtureParams.from_covariances(
+        np.array([0.8, 0.2]), np.array([[0.0, 0.0], [3.0, 0.0]]), np.stack([correlated, np.diag([1.0, 1.5e-6])]), "full"
+    )
     assert squeezed.collapsed(1000, reg_covar=1e-6) == 1 and squeezed.collapsed(1000, reg_covar=1e-7) == 0
-    far = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[-300.0, 0], [300.0, 0]]),
-                                         np.stack([np.eye(2), 1e-3 * np.eye(2)]), "full")  # fmt: skip
+    far = MixtureParams.from_covariances(
+        np.array([0.5, 0.5]), np.array([[-300.0, 0], [300.0, 0]]), np.stack([np.eye(2), 1e-3 * np.eye(2)]), "full"
+    )
     assert not far.collapsed(1000) > 0  # far apart and of different spreads, but not collapsed
     assert _two_components(np.eye(2), second_weight=0.005).collapsed(1000) > 0  # five rows: fewer than 2 (D + 1)
     assert not _two_components(np.eye(2), second_weight=0.007).collapsed(1000) > 0

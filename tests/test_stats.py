@@ -16,8 +16,12 @@ from .helpers import COVARIANCE_TYPES, mixture_data
 def params_for(X, covariance_type, K=3):
     rng = np.random.default_rng(5)
     means = X[rng.choice(len(X), K, replace=False)]
-    cov = {"full": np.tile(np.eye(X.shape[1]), (K, 1, 1)), "tied": np.eye(X.shape[1]),
-           "diag": np.ones((K, X.shape[1])), "spherical": np.ones(K)}[covariance_type]  # fmt: skip
+    cov = {
+        "full": np.tile(np.eye(X.shape[1]), (K, 1, 1)),
+        "tied": np.eye(X.shape[1]),
+        "diag": np.ones((K, X.shape[1])),
+        "spherical": np.ones(K),
+    }[covariance_type]
     return MixtureParams.from_covariances(np.full(K, 1 / K), means, cov, covariance_type)
 
 

@@ -33,8 +33,9 @@ def keys(prefix: str) -> list[str]:
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_save_load_predict_in_a_bucket_equal_the_same_on_local_disk(s3_server, tmp_path):
     X, _ = mixture_data(n_samples=4000)
-    zarr.create_array(location("s3://data/x.zarr").zarr_store(read_only=False), shape=X.shape, chunks=(700, 3),
-                      dtype="f8")[...] = X  # fmt: skip
+    zarr.create_array(
+        location("s3://data/x.zarr").zarr_store(read_only=False), shape=X.shape, chunks=(700, 3), dtype="f8"
+    )[...] = X
     start = dict(n_components=3, random_state=0, max_iter=20, tol=0)
     remote = streamem.GaussianMixture(**start, checkpoint="s3://data/runs/ck").fit("s3://data/x.zarr")
     local = streamem.GaussianMixture(**start).fit(da_chunks(X, 700))
@@ -70,16 +71,44 @@ def test_storage_options_instead_of_the_environment(s3_server, monkeypatch):
 
 def test_parse_storage_options():
     assert parse_storage_options(["anon=true", "endpoint_url=http://h:1", 'client_kwargs={"region_name": "x"}']) == {
-        "anon": True, "endpoint_url": "http://h:1", "client_kwargs": {"region_name": "x"}}  # fmt: skip
+        "anon": True,
+        "endpoint_url": "http://h:1",
+        "client_kwargs": {"region_name": "x"},
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_storage_options(["novalue"])
 
 
 def test_cli_make_data_fit_predict_score_info_against_the_bucket(s3_server):
-    assert cli("make-data", "s3://data/points.zarr", "--n-samples", 6000, "--n-features", 2, "--n-components", 2,
-               "--chunk-size", 2000, "--quiet").returncode == 0  # fmt: skip
-    fitted = cli("fit", "s3://data/points.zarr", "--n-components", 2, "--seed", 0, "--checkpoint", "s3://data/ck",
-                 "--out", "s3://data/model.zarr", "--quiet")  # fmt: skip
+    assert (
+        cli(
+            "make-data",
+            "s3://data/points.zarr",
+            "--n-samples",
+            6000,
+            "--n-features",
+            2,
+            "--n-components",
+            2,
+            "--chunk-size",
+            2000,
+            "--quiet",
+        ).returncode
+        == 0
+    )
+    fitted = cli(
+        "fit",
+        "s3://data/points.zarr",
+        "--n-components",
+        2,
+        "--seed",
+        0,
+        "--checkpoint",
+        "s3://data/ck",
+        "--out",
+        "s3://data/model.zarr",
+        "--quiet",
+    )
     assert fitted.returncode == 0, fitted.stderr
     predicted = cli("predict", "s3://data/model.zarr", "s3://data/points.zarr", "--out", "s3://data/labels.zarr")
     assert predicted.returncode == 0, predicted.stderr
@@ -143,17 +172,34 @@ def test_checkpointed_stream_from_a_growing_zarr_array_in_a_bucket(s3_server):
     thread = threading.Thread(target=writer)
     thread.start()
     model = streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000)
-    result = run("zarr:s3://data/stream.zarr", model, "s3://data/ck", "s3://data/model.zarr", n_features=3,
-                          batch_size=500, stop_after_idle=2.0, poll_timeout=0.05, labels="s3://data/labels.zarr")  # fmt: skip
+    result = run(
+        "zarr:s3://data/stream.zarr",
+        model,
+        "s3://data/ck",
+        "s3://data/model.zarr",
+        n_features=3,
+        batch_size=500,
+        stop_after_idle=2.0,
+        poll_timeout=0.05,
+        labels="s3://data/labels.zarr",
+    )
     thread.join()
     assert result.rows == 6000 and result.position == 6000 and result.checkpoints >= 1
     published = streamem.load("s3://data/model.zarr")
     np.testing.assert_allclose(published.means_, result.model.means_)
     # more rows arrive; the same command resumes after the checkpoint's position
     array.append(X[6000:])
-    again = run("zarr:s3://data/stream.zarr", streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000),
-                         "s3://data/ck", "s3://data/model.zarr", n_features=3, batch_size=500, stop_after_idle=0.5,
-                         poll_timeout=0.05, labels="s3://data/labels.zarr")  # fmt: skip
+    again = run(
+        "zarr:s3://data/stream.zarr",
+        streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000),
+        "s3://data/ck",
+        "s3://data/model.zarr",
+        n_features=3,
+        batch_size=500,
+        stop_after_idle=0.5,
+        poll_timeout=0.05,
+        labels="s3://data/labels.zarr",
+    )
     assert again.resumed and again.rows == 9000 and again.batches == 6
     labels = zarr.open_array(location("s3://data/labels.zarr").zarr_store(), mode="r")[...]
     assert len(labels) == 9000 and set(np.unique(labels)) <= {0, 1}
@@ -162,8 +208,20 @@ def test_checkpointed_stream_from_a_growing_zarr_array_in_a_bucket(s3_server):
 
 
 def test_cli_stream_from_a_bucket_with_a_wrong_bucket_is_one_line(s3_server):
-    result = cli("stream", "zarr:s3://no-bucket/stream.zarr", "--n-features", 3, "--n-components", 2,
-                 "--checkpoint", "s3://data/ck", "--out", "s3://data/m.zarr", "--stop-after-idle", 0.1)  # fmt: skip
+    result = cli(
+        "stream",
+        "zarr:s3://no-bucket/stream.zarr",
+        "--n-features",
+        3,
+        "--n-components",
+        2,
+        "--checkpoint",
+        "s3://data/ck",
+        "--out",
+        "s3://data/m.zarr",
+        "--stop-after-idle",
+        0.1,
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "no-bucket" in lines[0]
     assert keys("data") == []
@@ -201,8 +259,14 @@ def test_dir_source_in_a_bucket_and_labelled_parquet_written_to_a_bucket(s3_serv
     fs.pipe_file("data/in/part-9.npy", b"garbage")
     fs.invalidate_cache()
     source = DirectorySource("s3://data/in", 3, write_grace=0.0)  # the garbage is not being written: reject it now
-    result = run(source, streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000), "s3://data/ck",
-                 batch_size=500, stop_after_idle=0.5, poll_timeout=0.05)  # fmt: skip
+    result = run(
+        source,
+        streamem.OnlineGaussianMixture(2, random_state=0, warm_up=1000),
+        "s3://data/ck",
+        batch_size=500,
+        stop_after_idle=0.5,
+        poll_timeout=0.05,
+    )
     assert result.rows == 4000 and result.rejected == 1
     assert "data/in/dlq/part-9.npy" in keys("data/in") and "data/in/dlq/part-9.npy.reason" in keys("data/in")
     # a model in the bucket labels a Parquet data set in the bucket into another one there
@@ -210,8 +274,9 @@ def test_dir_source_in_a_bucket_and_labelled_parquet_written_to_a_bucket(s3_serv
     with fs.open("data/table/part-0.parquet", "wb") as handle:
         frame.to_parquet(handle)
     streamem.GaussianMixture(2, random_state=0).fit(X).save("s3://data/m.zarr")
-    done = cli("predict", "s3://data/m.zarr", "s3://data/table", "--columns", "a,b,c", "--out",
-               "s3://data/labelled.parquet")  # fmt: skip
+    done = cli(
+        "predict", "s3://data/m.zarr", "s3://data/table", "--columns", "a,b,c", "--out", "s3://data/labelled.parquet"
+    )
     assert done.returncode == 0, done.stderr
     fs.invalidate_cache()
     with fs.open("data/labelled.parquet/part-00000.parquet", "rb") as handle:

@@ -43,9 +43,30 @@ def _records(X):
 
 
 def _cli(url, tmp_path, name, *extra):
-    return [sys.executable, "-m", "streamem", "stream", url, "--n-features", str(D), "--n-components", str(K),
-            "--checkpoint", str(tmp_path / f"{name}.ckpt"), "--out", str(tmp_path / f"{name}.zarr"),
-            "--batch-size", "200", "--checkpoint-every", "3", "--stop-after-idle", "1.5", "--seed", "0", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "streamem",
+        "stream",
+        url,
+        "--n-features",
+        str(D),
+        "--n-components",
+        str(K),
+        "--checkpoint",
+        str(tmp_path / f"{name}.ckpt"),
+        "--out",
+        str(tmp_path / f"{name}.zarr"),
+        "--batch-size",
+        "200",
+        "--checkpoint-every",
+        "3",
+        "--stop-after-idle",
+        "1.5",
+        "--seed",
+        "0",
+        *extra,
+    ]
 
 
 def _assert_same_model(a, b):
@@ -79,11 +100,11 @@ def _kill_and_resume(command, checkpoint, rng, kills=3):
 def _uninterrupted_and_killed(url, tmp_path, seed, *extra):
     """The model of an uninterrupted run (``url`` + "reference") and of one killed with SIGKILL
     at least twice and resumed (``url`` + "killed"), over the same records."""
-    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference", *extra), capture_output=True,
-                               timeout=300)  # fmt: skip
+    reference = subprocess.run(_cli(url + "reference", tmp_path, "reference", *extra), capture_output=True, timeout=300)
     assert reference.returncode == 0, reference.stderr.decode()
-    landed = _kill_and_resume(_cli(url + "killed", tmp_path, "killed", *extra), tmp_path / "killed.ckpt",
-                                 np.random.default_rng(seed))  # fmt: skip
+    landed = _kill_and_resume(
+        _cli(url + "killed", tmp_path, "killed", *extra), tmp_path / "killed.ckpt", np.random.default_rng(seed)
+    )
     assert landed >= 2
     return streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
 
@@ -187,9 +208,16 @@ def test_published_model_is_always_whole_while_the_runner_writes(tmp_path):
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        result = run(MemorySource(slow_records(), D), streamem.OnlineGaussianMixture(K, random_state=0),
-                     tmp_path / "ckpt", out, batch_size=100, checkpoint_every=1, stop_after_idle=0.0,
-                     poll_timeout=0.01)  # fmt: skip
+        result = run(
+            MemorySource(slow_records(), D),
+            streamem.OnlineGaussianMixture(K, random_state=0),
+            tmp_path / "ckpt",
+            out,
+            batch_size=100,
+            checkpoint_every=1,
+            stop_after_idle=0.0,
+            poll_timeout=0.01,
+        )
     finally:
         done.set()
         thread.join()
@@ -202,29 +230,56 @@ def test_published_model_is_always_whole_while_the_runner_writes(tmp_path):
 def test_checkpoint_resume_equals_uninterrupted_in_process(tmp_path, estimator):
     X = _data(20_000)
     records = _records(X)
-    whole = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "a",
-                batch_size=300, stop_after_idle=0.0, poll_timeout=0.01).model  # fmt: skip
-    first = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "b",
-                batch_size=300, max_batches=25, poll_timeout=0.01)  # fmt: skip
+    whole = run(
+        MemorySource(records, D),
+        estimator(K, random_state=0),
+        tmp_path / "a",
+        batch_size=300,
+        stop_after_idle=0.0,
+        poll_timeout=0.01,
+    ).model
+    first = run(
+        MemorySource(records, D),
+        estimator(K, random_state=0),
+        tmp_path / "b",
+        batch_size=300,
+        max_batches=25,
+        poll_timeout=0.01,
+    )
     assert first.stopped == "max_batches" and first.position == 25 * 30
-    second = run(MemorySource(records, D), estimator(K, random_state=0), tmp_path / "b",
-                 batch_size=300, stop_after_idle=0.0, poll_timeout=0.01)  # fmt: skip
+    second = run(
+        MemorySource(records, D),
+        estimator(K, random_state=0),
+        tmp_path / "b",
+        batch_size=300,
+        stop_after_idle=0.0,
+        poll_timeout=0.01,
+    )
     assert second.resumed and second.rows == len(X)
     assert type(second.model) is estimator
     _assert_same_model(whole, second.model)
     with pytest.raises(ValueError, match="n_components=2"):
         run(MemorySource(records, D), estimator(3), tmp_path / "b", stop_after_idle=0.0)
-    other = streamem.BayesianGaussianMixture if estimator is streamem.OnlineGaussianMixture else (
-        streamem.OnlineGaussianMixture)  # fmt: skip
+    other = (
+        streamem.BayesianGaussianMixture
+        if estimator is streamem.OnlineGaussianMixture
+        else (streamem.OnlineGaussianMixture)
+    )
     with pytest.raises(ValueError, match=f"holds a model of class {estimator.__name__}, got {other.__name__}"):
         run(MemorySource(records, D), other(K), tmp_path / "b", stop_after_idle=0.0)
 
 
 def test_labels_written_at_stream_indices(tmp_path):
     X = _data(6000)
-    result = run(MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0, warm_up=1000),
-                 tmp_path / "ckpt", labels=tmp_path / "labels.zarr", batch_size=500, stop_after_idle=0.0,
-                 poll_timeout=0.01)  # fmt: skip
+    result = run(
+        MemorySource(_records(X), D),
+        streamem.OnlineGaussianMixture(K, random_state=0, warm_up=1000),
+        tmp_path / "ckpt",
+        labels=tmp_path / "labels.zarr",
+        batch_size=500,
+        stop_after_idle=0.0,
+        poll_timeout=0.01,
+    )
     labels = zarr.open_array(str(tmp_path / "labels.zarr"))[...]
     assert len(labels) == result.rows == len(X)
     truth = X[:, 0] > 0
@@ -244,8 +299,15 @@ def test_zarr_source_appended_while_the_runner_reads(tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
-    result = run(f"zarr:{path}", streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "ckpt",
-                 n_features=D, batch_size=1000, stop_after_idle=1.0, poll_timeout=0.05)  # fmt: skip
+    result = run(
+        f"zarr:{path}",
+        streamem.OnlineGaussianMixture(K, random_state=0),
+        tmp_path / "ckpt",
+        n_features=D,
+        batch_size=1000,
+        stop_after_idle=1.0,
+        poll_timeout=0.05,
+    )
     thread.join()
     assert result.rows == len(X) and result.position == len(X)
 
@@ -265,8 +327,15 @@ def test_dir_source_files_landing_and_a_corrupt_one(tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
-    result = run(f"dir:{folder}", streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "ckpt",
-                 n_features=D, batch_size=1000, stop_after_idle=1.0, poll_timeout=0.05)  # fmt: skip
+    result = run(
+        f"dir:{folder}",
+        streamem.OnlineGaussianMixture(K, random_state=0),
+        tmp_path / "ckpt",
+        n_features=D,
+        batch_size=1000,
+        stop_after_idle=1.0,
+        poll_timeout=0.05,
+    )
     thread.join()
     assert result.rows == len(X) and result.rejected == 1
     assert (folder / "dlq" / "part-9.npy").exists() and (folder / "dlq" / "part-9.npy.reason").exists()
@@ -274,8 +343,17 @@ def test_dir_source_files_landing_and_a_corrupt_one(tmp_path):
 
 def test_cli_stream_errors(tmp_path):
     runner = CliRunner()
-    base = ["stream", "--n-features", "3", "--n-components", "2", "--checkpoint", str(tmp_path / "c"),
-            "--out", str(tmp_path / "m.zarr")]  # fmt: skip
+    base = [
+        "stream",
+        "--n-features",
+        "3",
+        "--n-components",
+        "2",
+        "--checkpoint",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "m.zarr"),
+    ]
     result = runner.invoke(main, [*base[:1], "ftp://nowhere/x", *base[1:]])
     assert result.exit_code == 2 and "expected a source URL" in result.output
     result = runner.invoke(main, [*base[:1], f"redis://127.0.0.1:{free_port()}/x?group=g", *base[1:]])
@@ -285,8 +363,9 @@ def test_cli_stream_errors(tmp_path):
     )
     result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--batch-size", "0"])
     assert result.exit_code == 2
-    result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:],
-                                  "--weight-concentration-prior", "0.1"])  # fmt: skip
+    result = runner.invoke(
+        main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--weight-concentration-prior", "0.1"]
+    )
     assert result.exit_code == 2 and "--weight-concentration-prior does not apply to --model online" in result.output
     result = runner.invoke(main, [*base[:1], "zarr:" + str(tmp_path / "none.zarr"), *base[1:], "--model", "dp"])
     assert result.exit_code == 2 and "--model" in result.output
@@ -325,8 +404,9 @@ def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
     assert again.exit_code == 0 and "after 0 batches; 5000 rows in the model" in again.output
     info = runner.invoke(main, ["info", str(tmp_path / "m.zarr")])
     assert info.exit_code == 0 and "OnlineGaussianMixture" in info.output and "5000 rows seen" in info.output
-    predicted = runner.invoke(main, ["predict", str(tmp_path / "m.zarr"), str(tmp_path / "x.zarr"), "--out",
-                                     str(tmp_path / "labels.npy")])  # fmt: skip
+    predicted = runner.invoke(
+        main, ["predict", str(tmp_path / "m.zarr"), str(tmp_path / "x.zarr"), "--out", str(tmp_path / "labels.npy")]
+    )
     assert predicted.exit_code == 0, predicted.output
     labels = np.load(tmp_path / "labels.npy")
     assert len(labels) == len(X) and set(np.unique(labels)) == {0, 1}
@@ -334,8 +414,21 @@ def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
 
 def test_stream_bad_input_exit_codes_as_a_subprocess(tmp_path):
     def stream(*args):
-        command = [sys.executable, "-m", "streamem", "stream", *args, "--n-features", "3", "--n-components", "2",
-                   "--checkpoint", str(tmp_path / "c"), "--out", str(tmp_path / "m.zarr")]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "streamem",
+            "stream",
+            *args,
+            "--n-features",
+            "3",
+            "--n-components",
+            "2",
+            "--checkpoint",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "m.zarr"),
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
     usage = stream("ftp://nowhere/x")
@@ -359,9 +452,26 @@ def test_cli_stream_of_the_variational_model_then_info(tmp_path):
     X = _data(6000)
     zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(1000, D), dtype="f8")[...] = X
     runner = CliRunner()
-    args = ["stream", f"zarr:{tmp_path / 'x.zarr'}", "--n-features", "3", "--n-components", "6", "--model", "bayesian",
-            "--weight-concentration-prior", "0.001", "--checkpoint", str(tmp_path / "c"), "--out",
-            str(tmp_path / "m.zarr"), "--stop-after-idle", "0.3", "--batch-size", "500"]  # fmt: skip
+    args = [
+        "stream",
+        f"zarr:{tmp_path / 'x.zarr'}",
+        "--n-features",
+        "3",
+        "--n-components",
+        "6",
+        "--model",
+        "bayesian",
+        "--weight-concentration-prior",
+        "0.001",
+        "--checkpoint",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "m.zarr"),
+        "--stop-after-idle",
+        "0.3",
+        "--batch-size",
+        "500",
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "after 12 batches; 6000 rows in the model" in result.output
@@ -391,9 +501,14 @@ def test_a_jump_raises_a_drift_alarm_within_a_few_batches_and_none_before(tmp_pa
     results = {}
     for on_drift in (None, "reset-step"):
         results[on_drift] = run(
-            MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / str(on_drift),
-            batch_size=300, stop_after_idle=0.0, poll_timeout=0.01, on_drift=on_drift,
-        )  # fmt: skip
+            MemorySource(_records(X), D),
+            streamem.OnlineGaussianMixture(K, random_state=0),
+            tmp_path / str(on_drift),
+            batch_size=300,
+            stop_after_idle=0.0,
+            poll_timeout=0.01,
+            on_drift=on_drift,
+        )
     plain, reset = results[None], results["reset-step"]
     assert len(plain.drifts) == 1 and change < plain.drifts[0] <= change + 3, plain.drifts
     assert reset.drifts == plain.drifts
@@ -404,8 +519,9 @@ def test_a_jump_raises_a_drift_alarm_within_a_few_batches_and_none_before(tmp_pa
     assert reset.model._step_origin == plain.drifts[0]
 
 
-@pytest.mark.parametrize(("params", "match"), [({"on_drift": "reset"}, "on_drift"),
-                                               ({"drift_threshold": 0.0}, "drift_threshold")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("params", "match"), [({"on_drift": "reset"}, "on_drift"), ({"drift_threshold": 0.0}, "drift_threshold")]
+)
 def test_bad_drift_settings_name_the_parameter(tmp_path, params, match):
     with pytest.raises(ValueError, match=match):
         run(MemorySource(_records(_data(1000)), D), streamem.OnlineGaussianMixture(K), tmp_path / "c", **params)
@@ -414,17 +530,39 @@ def test_bad_drift_settings_name_the_parameter(tmp_path, params, match):
 
 def test_no_drift_alarm_on_a_stationary_stream(tmp_path):
     X = _data(60_000, seed=7)
-    result = run(MemorySource(_records(X), D), streamem.OnlineGaussianMixture(K, random_state=0), tmp_path / "c",
-                 batch_size=300, stop_after_idle=0.0, poll_timeout=0.01)  # fmt: skip
+    result = run(
+        MemorySource(_records(X), D),
+        streamem.OnlineGaussianMixture(K, random_state=0),
+        tmp_path / "c",
+        batch_size=300,
+        stop_after_idle=0.0,
+        poll_timeout=0.01,
+    )
     assert result.batches == 200 and result.drifts == []
 
 
 def test_the_command_line_logs_a_drift_as_a_json_line(tmp_path):
     X = _jumping()
     zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(3000, D), dtype="f8")[...] = X
-    args = ["stream", f"zarr:{tmp_path / 'x.zarr'}", "--n-features", "3", "--n-components", "2", "--checkpoint",
-            str(tmp_path / "c"), "--out", str(tmp_path / "m.zarr"), "--stop-after-idle", "0.3", "--batch-size", "300",
-            "--on-drift", "reset-step", "--log-json"]  # fmt: skip
+    args = [
+        "stream",
+        f"zarr:{tmp_path / 'x.zarr'}",
+        "--n-features",
+        "3",
+        "--n-components",
+        "2",
+        "--checkpoint",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "m.zarr"),
+        "--stop-after-idle",
+        "0.3",
+        "--batch-size",
+        "300",
+        "--on-drift",
+        "reset-step",
+        "--log-json",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
@@ -459,9 +597,16 @@ def test_metrics_and_health_are_served_during_a_run(tmp_path):
 
     X = _data(20_000)
     port = free_port()
-    thread, out = _in_thread(source=MemorySource(_records(X), D), model=streamem.OnlineGaussianMixture(K, random_state=0),
-                             checkpoint=tmp_path / "c", batch_size=500, checkpoint_interval=0.2, stop_after_idle=3.0,
-                             poll_timeout=0.05, metrics_port=port)  # fmt: skip
+    thread, out = _in_thread(
+        source=MemorySource(_records(X), D),
+        model=streamem.OnlineGaussianMixture(K, random_state=0),
+        checkpoint=tmp_path / "c",
+        batch_size=500,
+        checkpoint_interval=0.2,
+        stop_after_idle=3.0,
+        poll_timeout=0.05,
+        metrics_port=port,
+    )
     deadline, text = time.monotonic() + 30, ""
     while time.monotonic() < deadline:
         try:
@@ -491,9 +636,16 @@ def test_health_fails_without_a_checkpoint_within_the_timeout(tmp_path):
     import urllib.error
 
     port = free_port()
-    thread, _ = _in_thread(source=MemorySource(_records(_data(3000)), D), model=streamem.OnlineGaussianMixture(K),
-                           checkpoint=None, batch_size=500, stop_after_idle=2.0, poll_timeout=0.05, metrics_port=port,
-                           health_timeout=0.3)  # fmt: skip
+    thread, _ = _in_thread(
+        source=MemorySource(_records(_data(3000)), D),
+        model=streamem.OnlineGaussianMixture(K),
+        checkpoint=None,
+        batch_size=500,
+        stop_after_idle=2.0,
+        poll_timeout=0.05,
+        metrics_port=port,
+        health_timeout=0.3,
+    )
     time.sleep(1.0)
     with pytest.raises(urllib.error.HTTPError) as error:
         _scrape(port, "/healthz")
@@ -508,9 +660,16 @@ def test_metrics_show_the_consumer_lag_of_a_growing_zarr_array(tmp_path):
     array = zarr.create_array(str(tmp_path / "x.zarr"), shape=X.shape, chunks=(1000, D), dtype="f8")
     array[...] = X
     port = free_port()
-    thread, out = _in_thread(source=f"zarr:{tmp_path / 'x.zarr'}", n_features=D, checkpoint=tmp_path / "c",
-                             model=streamem.OnlineGaussianMixture(K, random_state=0), batch_size=100,
-                             stop_after_idle=3.0, poll_timeout=0.05, metrics_port=port)  # fmt: skip
+    thread, out = _in_thread(
+        source=f"zarr:{tmp_path / 'x.zarr'}",
+        n_features=D,
+        checkpoint=tmp_path / "c",
+        model=streamem.OnlineGaussianMixture(K, random_state=0),
+        batch_size=100,
+        stop_after_idle=3.0,
+        poll_timeout=0.05,
+        metrics_port=port,
+    )
     seen, deadline = [], time.monotonic() + 60
     while time.monotonic() < deadline and thread.is_alive():
         try:

@@ -22,8 +22,13 @@ def _t_log_density(X, mean, scale, nu):
     """log t(x | mean, scale, nu), written out."""
     diff = X - mean
     delta = np.einsum("nd,de,ne->n", diff, np.linalg.inv(scale), diff)
-    return (special.gammaln((nu + D) / 2) - special.gammaln(nu / 2) - D / 2 * np.log(nu * np.pi)
-            - 0.5 * np.linalg.slogdet(scale)[1] - (nu + D) / 2 * np.log1p(delta / nu)), delta  # fmt: skip
+    return (
+        special.gammaln((nu + D) / 2)
+        - special.gammaln(nu / 2)
+        - D / 2 * np.log(nu * np.pi)
+        - 0.5 * np.linalg.slogdet(scale)[1]
+        - (nu + D) / 2 * np.log1p(delta / nu)
+    ), delta
 
 
 def _direct_ecm(X, weights, means, scales, dof, covariance_type, n_iter, estimate_dof=True, reg_covar=1e-6):
@@ -38,8 +43,9 @@ def _direct_ecm(X, weights, means, scales, dof, covariance_type, n_iter, estimat
         nk = resp.sum(0)
         weights = nk / n
         means = (resp * u).T @ X / (resp * u).sum(0)[:, None]
-        full = np.stack([((resp[:, k] * u[:, k])[:, None] * (X - means[k])).T @ (X - means[k]) / nk[k]
-                         for k in range(K)])  # fmt: skip
+        full = np.stack(
+            [((resp[:, k] * u[:, k])[:, None] * (X - means[k])).T @ (X - means[k]) / nk[k] for k in range(K)]
+        )
         if covariance_type == "full":
             scales = full
         elif covariance_type == "tied":
@@ -54,16 +60,23 @@ def _direct_ecm(X, weights, means, scales, dof, covariance_type, n_iter, estimat
             for k in range(K):
                 c = 1 + (resp[:, k] * (np.log(u[:, k]) - u[:, k])).sum() / nk[k]
                 c += special.digamma((dof[k] + D) / 2) - np.log((dof[k] + D) / 2)
-                new.append(optimize.brentq(lambda v, c=c: -special.digamma(v / 2) + np.log(v / 2) + c, 1e-2, 1e4,
-                                           xtol=1e-12, rtol=1e-14))  # fmt: skip
+                new.append(
+                    optimize.brentq(
+                        lambda v, c=c: -special.digamma(v / 2) + np.log(v / 2) + c, 1e-2, 1e4, xtol=1e-12, rtol=1e-14
+                    )
+                )
             dof = np.array(new)
     return weights, means, scales, dof, log_lik.mean()
 
 
 def _full_scales(model):
     c = model.covariances_
-    return {"full": lambda: c, "tied": lambda: np.tile(c, (K, 1, 1)), "diag": lambda: np.stack([np.diag(v) for v in c]),
-            "spherical": lambda: np.stack([v * np.eye(D) for v in c])}[model.covariance_type]()  # fmt: skip
+    return {
+        "full": lambda: c,
+        "tied": lambda: np.tile(c, (K, 1, 1)),
+        "diag": lambda: np.stack([np.diag(v) for v in c]),
+        "spherical": lambda: np.stack([v * np.eye(D) for v in c]),
+    }[model.covariance_type]()
 
 
 def _with_outliers(seed, n=6000, fraction=0.05):
@@ -82,10 +95,12 @@ def test_equals_the_papers_formulas_from_the_same_start(covariance_type):
         warnings.simplefilter("ignore")
         start.fit(X)
         init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
-        model = streamem.StudentTMixture(K, covariance_type=covariance_type, max_iter=6, tol=0, accelerate=None,
-                                         degrees_of_freedom_init=8.0, **init).fit(X)  # fmt: skip
-    weights, means, scales, dof, log_lik = _direct_ecm(X, start.weights_, start.means_, _full_scales(start),
-                                                       np.full(K, 8.0), covariance_type, 6)  # fmt: skip
+        model = streamem.StudentTMixture(
+            K, covariance_type=covariance_type, max_iter=6, tol=0, accelerate=None, degrees_of_freedom_init=8.0, **init
+        ).fit(X)
+    weights, means, scales, dof, log_lik = _direct_ecm(
+        X, start.weights_, start.means_, _full_scales(start), np.full(K, 8.0), covariance_type, 6
+    )
     np.testing.assert_allclose(model.weights_, weights, rtol=1e-8)
     np.testing.assert_allclose(model.means_, means, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(_full_scales(model), scales, rtol=1e-8, atol=1e-12)
@@ -102,8 +117,9 @@ def test_fixed_degrees_of_freedom_stay_and_the_rest_follows_the_formulas():
         start.fit(X)
         init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
         model = streamem.StudentTMixture(K, degrees_of_freedom=4.0, max_iter=5, tol=0, accelerate=None, **init).fit(X)
-    weights, means, scales, dof, _ = _direct_ecm(X, start.weights_, start.means_, start.covariances_,
-                                                 np.full(K, 4.0), "full", 5, estimate_dof=False)  # fmt: skip
+    weights, means, scales, dof, _ = _direct_ecm(
+        X, start.weights_, start.means_, start.covariances_, np.full(K, 4.0), "full", 5, estimate_dof=False
+    )
     np.testing.assert_array_equal(model.degrees_of_freedom_, np.full(K, 4.0))
     np.testing.assert_allclose(model.means_, means, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(model.covariances_, scales, rtol=1e-8, atol=1e-12)
@@ -200,11 +216,14 @@ def test_save_load_and_predictions(tmp_path):
 
 @pytest.mark.parametrize(
     ("params", "match"),
-    [({"degrees_of_freedom": 0.0}, "degrees_of_freedom"), ({"degrees_of_freedom": -2.0}, "degrees_of_freedom"),
-     ({"degrees_of_freedom": [3.0, 4.0]}, r"degrees_of_freedom of shape \(3,\)"),
-     ({"degrees_of_freedom": [3.0, -1.0, 4.0]}, "expected degrees_of_freedom > 0"),
-     ({"degrees_of_freedom_init": 0.0}, "degrees_of_freedom_init")],
-)  # fmt: skip
+    [
+        ({"degrees_of_freedom": 0.0}, "degrees_of_freedom"),
+        ({"degrees_of_freedom": -2.0}, "degrees_of_freedom"),
+        ({"degrees_of_freedom": [3.0, 4.0]}, r"degrees_of_freedom of shape \(3,\)"),
+        ({"degrees_of_freedom": [3.0, -1.0, 4.0]}, "expected degrees_of_freedom > 0"),
+        ({"degrees_of_freedom_init": 0.0}, "degrees_of_freedom_init"),
+    ],
+)
 def test_bad_degrees_of_freedom_name_the_parameter_and_leave_the_model_untouched(params, match):
     X, _ = _with_outliers(8, n=1000)
     model = streamem.StudentTMixture(K, random_state=0).fit(X)
@@ -231,12 +250,13 @@ def test_far_tight_components_are_exact_about_their_groups_centres():
         warnings.simplefilter("ignore")
         start.fit(X)
         init = {"weights_init": start.weights_, "means_init": start.means_, "precisions_init": start.precisions_}
-        model = streamem.StudentTMixture(K, max_iter=4, tol=0, accelerate=None, degrees_of_freedom_init=8.0,
-                                         reg_covar=1e-9, **init).fit(X)  # fmt: skip
+        model = streamem.StudentTMixture(
+            K, max_iter=4, tol=0, accelerate=None, degrees_of_freedom_init=8.0, reg_covar=1e-9, **init
+        ).fit(X)
     # the reference, on the rows less 1e6 (exact in float64; EM commutes with the translation)
-    weights, means, scales, dof, log_lik = _direct_ecm(X - 1e6, start.weights_, start.means_ - 1e6,
-                                                       _full_scales(start), np.full(K, 8.0), "full", 4,
-                                                       reg_covar=1e-9)  # fmt: skip
+    weights, means, scales, dof, log_lik = _direct_ecm(
+        X - 1e6, start.weights_, start.means_ - 1e6, _full_scales(start), np.full(K, 8.0), "full", 4, reg_covar=1e-9
+    )
     np.testing.assert_allclose(model.weights_, weights, rtol=1e-8)
     np.testing.assert_allclose(model.means_ - 1e6, means, rtol=1e-8, atol=1e-9)
     np.testing.assert_allclose(_full_scales(model), scales, rtol=1e-7, atol=1e-14)

@@ -56,9 +56,15 @@ def main(argv=None):
         cluster.scale(jobs=args.jobs)
         print(f"dashboard: {client.dashboard_link}")
         gm = streamem.GaussianMixture(
-            args.n_components, covariance_type=args.covariance_type, max_iter=args.max_iter, n_init=args.n_init,
-            random_state=args.seed, checkpoint=args.checkpoint, verbose=2, verbose_interval=1,
-        )  # fmt: skip
+            args.n_components,
+            covariance_type=args.covariance_type,
+            max_iter=args.max_iter,
+            n_init=args.n_init,
+            random_state=args.seed,
+            checkpoint=args.checkpoint,
+            verbose=2,
+            verbose_interval=1,
+        )
         gm.fit(args.data)
         gm.save(args.out)
         print(f"{gm.n_iter_} iterations, converged={gm.converged_}, saved {args.out}")

@@ -145,9 +145,14 @@ def main() -> None:
 def _storage_options(func):
     """The repeatable ``--storage-option KEY=VALUE``, given to the command as a dict."""
 
-    @click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
-                  help="An option of the file system of s3:// (or any fsspec) URLs, e.g. endpoint_url=http://...; "
-                       "repeatable. Credentials otherwise come from the store's usual environment.")  # fmt: skip
+    @click.option(
+        "--storage-option",
+        "storage_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An option of the file system of s3:// (or any fsspec) URLs, e.g. endpoint_url=http://...; "
+        "repeatable. Credentials otherwise come from the store's usual environment.",
+    )
     @functools.wraps(func)
     def wrapper(*args, storage_options, **kwargs):
         from streamem.data.storage import parse_storage_options
@@ -178,8 +183,11 @@ def make_data(out, n_samples, n_features, n_components, chunk_size, seed, storag
     start = time.perf_counter()
     with progress_bar(not quiet and not log_json):
         write(out, n_samples, n_features, n_components, chunk_size, seed, storage_options)
-    _report(log_json, f"wrote {n_samples} x {n_features} to {out} in {time.perf_counter() - start:.1f} s",
-            {"event": "done", "out": str(out), "n_samples": n_samples, "n_features": n_features})  # fmt: skip
+    _report(
+        log_json,
+        f"wrote {n_samples} x {n_features} to {out} in {time.perf_counter() - start:.1f} s",
+        {"event": "done", "out": str(out), "n_samples": n_samples, "n_features": n_features},
+    )
 
 
 def _report(log_json: bool, text: str, data: dict) -> None:
@@ -206,43 +214,98 @@ def _parse_columns(columns: str | None):
 
 @main.command()
 @click.argument("data", type=click.Path())
-@click.option("--n-components", required=True, type=_ComponentsType(),
-              help="K, or several to choose from by BIC: A:B (A to B) or A,B,C.")  # fmt: skip
-@click.option("--criterion", default="bic", show_default=True, type=click.Choice(["bic", "icl", "aic"]),
-              help="How several candidates are compared (lower is better).")  # fmt: skip
-@click.option("--covariance-type", default="full", show_default=True, type=_TypesType(),
-              help="A covariance type, or several to compare: full,tied,diag,spherical.")  # fmt: skip
+@click.option(
+    "--n-components",
+    required=True,
+    type=_ComponentsType(),
+    help="K, or several to choose from by BIC: A:B (A to B) or A,B,C.",
+)
+@click.option(
+    "--criterion",
+    default="bic",
+    show_default=True,
+    type=click.Choice(["bic", "icl", "aic"]),
+    help="How several candidates are compared (lower is better).",
+)
+@click.option(
+    "--covariance-type",
+    default="full",
+    show_default=True,
+    type=_TypesType(),
+    help="A covariance type, or several to compare: full,tied,diag,spherical.",
+)
 @click.option("--max-iter", default=100, show_default=True, type=click.IntRange(min=0))
-@click.option("--tol", default=1e-3, show_default=True, type=click.FloatRange(min=0),
-              help="Convergence tolerance, in nats per row.")  # fmt: skip
+@click.option(
+    "--tol",
+    default=1e-3,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Convergence tolerance, in nats per row.",
+)
 @click.option("--reg-covar", default=1e-6, show_default=True, type=click.FloatRange(min=0))
-@click.option("--n-init", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Initialisations, in the same passes; the best fit is kept.")  # fmt: skip
-@click.option("--n-starts", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Starts of each initialisation, in the same passes: each runs --init-iter iterations, then "
-                   "the best goes on alone.")  # fmt: skip
-@click.option("--moves", default="auto", show_default=True, type=click.Choice(["auto", "split-merge", "none"]),
-              help="Split-and-merge moves after convergence (auto: split-merge), or none.")  # fmt: skip
-@click.option("--init-iter", default="10", show_default=True,
-              callback=lambda ctx, param, value: _count_or(value, "iterations", 0, {"none": None}),
-              help="Iterations of every start before the best is chosen; none runs every start to "
-                   "convergence.")  # fmt: skip
-@click.option("--explore-rows", default="auto", show_default=True,
-              callback=lambda ctx, param, value: _count_or(value, "rows", 1, {"auto": "auto", "none": None}),
-              help="With more rows than this, the starts are explored on a random sample of this many rows "
-                   "(auto: 100,000, fewer for wide rows), and only the best goes on over all of them; none: "
-                   "every start over all the rows.")  # fmt: skip
-@click.option("--accelerate", default="squarem", show_default=True,
-              type=click.Choice(["squarem", "quasi-newton", "none"]),
-              help="Extrapolated EM steps (SQUAREM, or quasi-Newton steps), or none for plain EM "
-                   "(scikit-learn's iterations).")  # fmt: skip
-@click.option("--stopping", default="auto", show_default=True, type=click.Choice(["auto", "aitken", "change"]),
-              help="When to stop: aitken (the estimated gain still to come is below tol/10), change (the "
-                   "last change is below tol, scikit-learn's rule); auto: aitken with --accelerate, else "
-                   "change.")  # fmt: skip
-@click.option("--init", "init_params", default="auto", show_default=True, type=click.Choice(INIT_CHOICES),
-              help='"auto" is "k-means||" for this model, "trimmed-k-means||" (a start that outliers cannot '
-                   'capture) for models that expect outliers.')
+@click.option(
+    "--n-init",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Initialisations, in the same passes; the best fit is kept.",
+)
+@click.option(
+    "--n-starts",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Starts of each initialisation, in the same passes: each runs --init-iter iterations, then "
+    "the best goes on alone.",
+)
+@click.option(
+    "--moves",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "split-merge", "none"]),
+    help="Split-and-merge moves after convergence (auto: split-merge), or none.",
+)
+@click.option(
+    "--init-iter",
+    default="10",
+    show_default=True,
+    callback=lambda ctx, param, value: _count_or(value, "iterations", 0, {"none": None}),
+    help="Iterations of every start before the best is chosen; none runs every start to convergence.",
+)
+@click.option(
+    "--explore-rows",
+    default="auto",
+    show_default=True,
+    callback=lambda ctx, param, value: _count_or(value, "rows", 1, {"auto": "auto", "none": None}),
+    help="With more rows than this, the starts are explored on a random sample of this many rows "
+    "(auto: 100,000, fewer for wide rows), and only the best goes on over all of them; none: "
+    "every start over all the rows.",
+)
+@click.option(
+    "--accelerate",
+    default="squarem",
+    show_default=True,
+    type=click.Choice(["squarem", "quasi-newton", "none"]),
+    help="Extrapolated EM steps (SQUAREM, or quasi-Newton steps), or none for plain EM (scikit-learn's iterations).",
+)
+@click.option(
+    "--stopping",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "aitken", "change"]),
+    help="When to stop: aitken (the estimated gain still to come is below tol/10), change (the "
+    "last change is below tol, scikit-learn's rule); auto: aitken with --accelerate, else "
+    "change.",
+)
+@click.option(
+    "--init",
+    "init_params",
+    default="auto",
+    show_default=True,
+    type=click.Choice(INIT_CHOICES),
+    help='"auto" is "k-means||" for this model, "trimmed-k-means||" (a start that outliers cannot '
+    "capture) for models that expect outliers.",
+)
 @click.option("--seed", default=None, type=int, help="Random seed (default: not reproducible).")
 @click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS", help="A dask scheduler, tcp://HOST:PORT.")
@@ -253,19 +316,53 @@ def _parse_columns(columns: str | None):
     type=click.Path(),
     help="Directory to save the fit's state after every iteration; the same command resumes from it.",
 )
-@click.option("--standardize", is_flag=True,
-              help="Fit on standardised features (mean and spread from the first pass); the model keeps the "
-                   "transform and reports its parameters in the data's units.")  # fmt: skip
-@click.option("--model", "estimator", default="gaussian", show_default=True, type=_ModelType(),
-              help="The estimator, by its registered name: gaussian (GaussianMixture), t (StudentTMixture, "
-                   "heavy tails), bayesian (BayesianGaussianMixture: unneeded components fade out), online "
-                   "(OnlineGaussianMixture, mini-batches).")  # fmt: skip
+@click.option(
+    "--standardize",
+    is_flag=True,
+    help="Fit on standardised features (mean and spread from the first pass); the model keeps the "
+    "transform and reports its parameters in the data's units.",
+)
+@click.option(
+    "--model",
+    "estimator",
+    default="gaussian",
+    show_default=True,
+    type=_ModelType(),
+    help="The estimator, by its registered name: gaussian (GaussianMixture), t (StudentTMixture, "
+    "heavy tails), bayesian (BayesianGaussianMixture: unneeded components fade out), online "
+    "(OnlineGaussianMixture, mini-batches).",
+)
 @click.option("--out", required=True, type=click.Path(), help="Where to save the model (zarr).")
 @_storage_options
 @command
-def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar, n_init, n_starts, moves, init_iter,
-        explore_rows, accelerate, stopping, init_params, seed, columns, scheduler, workers, checkpoint, standardize,
-        estimator, out, storage_options, quiet, log_json):  # fmt: skip
+def fit(
+    data,
+    n_components,
+    criterion,
+    covariance_type,
+    max_iter,
+    tol,
+    reg_covar,
+    n_init,
+    n_starts,
+    moves,
+    init_iter,
+    explore_rows,
+    accelerate,
+    stopping,
+    init_params,
+    seed,
+    columns,
+    scheduler,
+    workers,
+    checkpoint,
+    standardize,
+    estimator,
+    out,
+    storage_options,
+    quiet,
+    log_json,
+):
     """Fit a mixture to DATA and save it to --out. DATA is a zarr array, .npy, .csv, Parquet
     (a file or a data set), FILE.h5:/group/dataset or FILE.nc:variable; a local path or an
     s3:// (or other fsspec) URL.
@@ -279,13 +376,22 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
 
     check_model_path(out, storage_options)
     X = read_data(data, _parse_columns(columns), storage_options)
-    options = {"tol": ("tol", tol), "reg_covar": ("reg_covar", reg_covar), "max_iter": ("max_iter", max_iter),
-               "n_init": ("n_init", n_init), "n_starts": ("n_starts", n_starts),
-               "init_iter": ("init_iter", init_iter), "explore_rows": ("explore_rows", explore_rows),
-               "moves": ("moves", None if moves == "none" else moves), "init_params": ("init_params", init_params),
-               "seed": ("random_state", seed), "stopping": ("stopping", stopping),
-               "accelerate": ("accelerate", None if accelerate == "none" else accelerate),
-               "checkpoint": ("checkpoint", checkpoint), "standardize": ("standardize", standardize)}  # fmt: skip
+    options = {
+        "tol": ("tol", tol),
+        "reg_covar": ("reg_covar", reg_covar),
+        "max_iter": ("max_iter", max_iter),
+        "n_init": ("n_init", n_init),
+        "n_starts": ("n_starts", n_starts),
+        "init_iter": ("init_iter", init_iter),
+        "explore_rows": ("explore_rows", explore_rows),
+        "moves": ("moves", None if moves == "none" else moves),
+        "init_params": ("init_params", init_params),
+        "seed": ("random_state", seed),
+        "stopping": ("stopping", stopping),
+        "accelerate": ("accelerate", None if accelerate == "none" else accelerate),
+        "checkpoint": ("checkpoint", checkpoint),
+        "standardize": ("standardize", standardize),
+    }
     several = len(n_components) > 1 or len(covariance_type) > 1
     if several:
         try:
@@ -295,35 +401,61 @@ def fit(data, n_components, criterion, covariance_type, max_iter, tol, reg_covar
     start = time.perf_counter()
     with _scheduler(scheduler, workers, quiet), pass_bars(not quiet and not log_json):
         if not several:
-            gm = _estimator(estimator, options, n_components=n_components[0], covariance_type=covariance_type[0],
-                            verbose=2, verbose_interval=1)  # fmt: skip
+            gm = _estimator(
+                estimator,
+                options,
+                n_components=n_components[0],
+                covariance_type=covariance_type[0],
+                verbose=2,
+                verbose_interval=1,
+            )
             gm.fit(X, storage_options=storage_options)
         else:
             params = {name: value for name, value in options.values()}
-            gm = select_n_components(X, n_components, criterion, covariance_type=covariance_type,
-                                     model=estimator.model_name, verbose=2,
-                                     verbose_interval=1, storage_options=storage_options, **params)  # fmt: skip
+            gm = select_n_components(
+                X,
+                n_components,
+                criterion,
+                covariance_type=covariance_type,
+                model=estimator.model_name,
+                verbose=2,
+                verbose_interval=1,
+                storage_options=storage_options,
+                **params,
+            )
     seconds = time.perf_counter() - start
     gm.save(out, storage_options)
     if several and not log_json:
         click.echo(" covariance      K          BIC          ICL          AIC   log-lik  iterations")
         for row in gm.selection_:
             mark = (
-                " <" if (row["n_components"], row["covariance_type"]) == (gm.n_components, gm.covariance_type)
-                else " collapsed" if row.get("collapsed") else ""
+                " <"
+                if (row["n_components"], row["covariance_type"]) == (gm.n_components, gm.covariance_type)
+                else " collapsed"
+                if row.get("collapsed")
+                else ""
             )
-            click.echo(f"{row['covariance_type']:>11} {row['n_components']:>6} {row['bic']:>12.1f} {row['icl']:>12.1f}"
-                       f" {row['aic']:>12.1f} {row['log_likelihood']:>9.4f} {row['n_iter']:>11}{mark}")  # fmt: skip
+            click.echo(
+                f"{row['covariance_type']:>11} {row['n_components']:>6} {row['bic']:>12.1f} {row['icl']:>12.1f}"
+                f" {row['aic']:>12.1f} {row['log_likelihood']:>9.4f} {row['n_iter']:>11}{mark}"
+            )
     _report(
         log_json,
         f"fitted K={gm.n_components} {gm.covariance_type} on {X.shape[0]} x {X.shape[1]}: {gm.n_iter_} iterations "
         f"({gm.n_passes_} passes over the data) in {seconds:.1f} s, converged={gm.converged_}, "
         f"{'lower bound (ELBO)' if gm.variational else 'mean log-likelihood'} {gm.lower_bound_:.6f}; saved {out}",
-        {"event": "done", "n_components": gm.n_components, "n_iter": gm.n_iter_, "n_passes": gm.n_passes_,
-         "converged": bool(gm.converged_),
-         "lower_bound": gm.lower_bound_, "seconds": seconds, "out": str(out),
-         "selection": getattr(gm, "selection_", None)},
-    )  # fmt: skip
+        {
+            "event": "done",
+            "n_components": gm.n_components,
+            "n_iter": gm.n_iter_,
+            "n_passes": gm.n_passes_,
+            "converged": bool(gm.converged_),
+            "lower_bound": gm.lower_bound_,
+            "seconds": seconds,
+            "out": str(out),
+            "selection": getattr(gm, "selection_", None),
+        },
+    )
 
 
 def _load_and_read(model_path, data_path, columns, storage_options=None):
@@ -340,14 +472,23 @@ def _load_and_read(model_path, data_path, columns, storage_options=None):
 @main.command()
 @click.argument("model", type=click.Path())
 @click.argument("data", type=click.Path())
-@click.option("--out", required=True, type=click.Path(),
-              help="Labels: .zarr or .npy; or DATA labelled: .parquet (the input's columns and component, "
-                   "responsibility, log_density), .zarr with --labelled (the data X and those arrays).")  # fmt: skip
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(),
+    help="Labels: .zarr or .npy; or DATA labelled: .parquet (the input's columns and component, "
+    "responsibility, log_density), .zarr with --labelled (the data X and those arrays).",
+)
 @click.option("--proba", is_flag=True, help="Write responsibilities (n_samples x K) instead of labels.")
 @click.option("--labelled", is_flag=True, help="With a .zarr --out: a group with the data and its labels.")
-@click.option("--threshold", default=None, type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="Q",
-              help="Mark the rows whose log-density is below its Q-quantile over DATA as outliers: label -1, or "
-                   "the column outlier of a labelled output (one more pass).")  # fmt: skip
+@click.option(
+    "--threshold",
+    default=None,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="Q",
+    help="Mark the rows whose log-density is below its Q-quantile over DATA as outliers: label -1, or "
+    "the column outlier of a labelled output (one more pass).",
+)
 @click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @_storage_options
 @command
@@ -378,8 +519,11 @@ def predict(model, data, out, proba, labelled, threshold, columns, storage_optio
             write_array(result, out, storage_options)
             rows, what = int(result.shape[0]), "responsibilities" if proba else "labels"
     extra = "" if cut is None else f"; outliers below log-density {cut:.6g} (the {threshold} quantile)"
-    _report(log_json, f"wrote {what} of {rows} rows to {out}{extra}",
-            {"event": "done", "out": str(out), "rows": rows, "what": what, "outlier_threshold": cut})  # fmt: skip
+    _report(
+        log_json,
+        f"wrote {what} of {rows} rows to {out}{extra}",
+        {"event": "done", "out": str(out), "rows": rows, "what": what, "outlier_threshold": cut},
+    )
 
 
 @main.command()
@@ -400,18 +544,27 @@ def score(model, data, columns, per_row, out, storage_options, quiet, log_json):
     if per_row:
         with progress_bar(not quiet and not log_json):
             write_array(gm.score_samples(X), out, storage_options)
-        _report(log_json, f"wrote the log-densities of {n_samples} rows to {out}",
-                {"event": "done", "out": str(out), "rows": int(n_samples), "what": "log_density"})  # fmt: skip
+        _report(
+            log_json,
+            f"wrote the log-densities of {n_samples} rows to {out}",
+            {"event": "done", "out": str(out), "rows": int(n_samples), "what": "log_density"},
+        )
         return
     with progress_bar(not quiet and not log_json):
         mean = float(gm.score_samples(X).mean().compute())
     if gm.variational:  # no BIC or AIC of a variational bound
-        _report(log_json, f"mean score_samples (the variational E-step's log-normaliser): {mean:.6f}",
-                {"event": "score", "log_likelihood": mean, "n_samples": n_samples})  # fmt: skip
+        _report(
+            log_json,
+            f"mean score_samples (the variational E-step's log-normaliser): {mean:.6f}",
+            {"event": "score", "log_likelihood": mean, "n_samples": n_samples},
+        )
         return
     bic, aic = gm.information_criteria(mean * n_samples, n_samples)
-    _report(log_json, f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
-            {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples})  # fmt: skip
+    _report(
+        log_json,
+        f"mean log-likelihood: {mean:.6f}\nBIC: {bic:.6f}\nAIC: {aic:.6f}",
+        {"event": "score", "log_likelihood": mean, "bic": bic, "aic": aic, "n_samples": n_samples},
+    )
 
 
 @main.command()
@@ -483,8 +636,11 @@ def export_onnx(model, out, single, storage_options, quiet, log_json):
 
     gm = load(model, storage_options)
     gm.to_onnx(out, dtype=np.float32 if single else np.float64)
-    _report(log_json, f"wrote {out}: inputs X (n x {gm.n_features_in_}), outputs label, probabilities, score_samples",
-            {"event": "done", "out": str(out), "n_features": int(gm.n_features_in_)})  # fmt: skip
+    _report(
+        log_json,
+        f"wrote {out}: inputs X (n x {gm.n_features_in_}), outputs label, probabilities, score_samples",
+        {"event": "done", "out": str(out), "n_features": int(gm.n_features_in_)},
+    )
 
 
 @main.command()
@@ -509,7 +665,7 @@ def export_onnx(model, out, single, storage_options, quiet, log_json):
 @click.option("--columns", default=None, help="Comma-separated columns (names of a table, positions of an array).")
 @_storage_options
 @command
-def plot(model, data, out, projection, n_points, columns, storage_options, quiet, log_json):  # fmt: skip
+def plot(model, data, out, projection, n_points, columns, storage_options, quiet, log_json):
     """Plot the convergence curve, the trajectory of the means and, with DATA, a 2-D view."""
     from streamem import plot as plots
     from streamem.models.base import load
@@ -542,8 +698,9 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
     if not quiet and not log_json:
         click.echo(f"data: {n_samples} x {n_features} in {data.numblocks[0]} chunks, {n_components} true components")
     start = time.perf_counter()
-    gm = GaussianMixture(n_components, covariance_type=covariance_type, random_state=seed, verbose=2,
-                         verbose_interval=1).fit(data)  # fmt: skip
+    gm = GaussianMixture(
+        n_components, covariance_type=covariance_type, random_state=seed, verbose=2, verbose_interval=1
+    ).fit(data)
     seconds = time.perf_counter() - start
     nearest = np.abs(gm.means_[:, None, :] - true_means[None]).max(axis=2).min(axis=1)
     _report(
@@ -551,10 +708,16 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
         f"streamem: {gm.n_iter_} iterations ({gm.n_passes_} passes over the data) in {seconds:.2f} s, "
         f"converged={gm.converged_}, mean log-likelihood {gm.lower_bound_:.6f}\n"
         f"largest distance from a fitted mean to its true mean: {nearest.max():.3f}",
-        {"event": "done", "n_iter": gm.n_iter_, "n_passes": gm.n_passes_, "converged": bool(gm.converged_),
-         "lower_bound": gm.lower_bound_,
-         "seconds": seconds, "max_mean_error": float(nearest.max())},
-    )  # fmt: skip
+        {
+            "event": "done",
+            "n_iter": gm.n_iter_,
+            "n_passes": gm.n_passes_,
+            "converged": bool(gm.converged_),
+            "lower_bound": gm.lower_bound_,
+            "seconds": seconds,
+            "max_mean_error": float(nearest.max()),
+        },
+    )
 
 
 @main.command()
@@ -565,40 +728,113 @@ def demo(n_samples, n_features, n_components, covariance_type, chunk_size, seed,
 @click.option("--out", required=True, type=click.Path(), help="The current model, published (zarr).")
 @click.option("--covariance-type", default="full", show_default=True, type=click.Choice(COVARIANCE_CHOICES))
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(min=1), help="Rows per update.")
-@click.option("--checkpoint-every", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Batches between checkpoints.")  # fmt: skip
-@click.option("--checkpoint-interval", default=10.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds between checkpoints at most.")  # fmt: skip
-@click.option("--stop-after-idle", default=None, type=click.FloatRange(min=0),
-              help="Stop when no record came for this many seconds (default: run until signalled).")  # fmt: skip
+@click.option(
+    "--checkpoint-every",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Batches between checkpoints.",
+)
+@click.option(
+    "--checkpoint-interval",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between checkpoints at most.",
+)
+@click.option(
+    "--stop-after-idle",
+    default=None,
+    type=click.FloatRange(min=0),
+    help="Stop when no record came for this many seconds (default: run until signalled).",
+)
 @click.option("--max-batches", default=None, type=click.IntRange(min=1), help="Stop after this many batches.")
-@click.option("--labels", default=None, type=click.Path(),
-              help="Write each row's label to this zarr array, at the row's index in the stream.")  # fmt: skip
+@click.option(
+    "--labels",
+    default=None,
+    type=click.Path(),
+    help="Write each row's label to this zarr array, at the row's index in the stream.",
+)
 @click.option("--step-exponent", default=0.6, show_default=True, type=click.FloatRange(0.5, 1, min_open=True))
-@click.option("--forgetting", default=None, type=click.FloatRange(0, 1, min_open=True),
-              help="A constant floor on the step, for drifting streams.")  # fmt: skip
-@click.option("--model", "estimator", default="online", show_default=True, type=_ModelType(streams=True),
-              help="The estimator, by its registered name: online (stepwise EM, OnlineGaussianMixture), "
-                   "bayesian (stochastic variational inference, BayesianGaussianMixture: unneeded components "
-                   "fade out), t (stepwise EM of StudentTMixture, heavy tails).")  # fmt: skip
-@click.option("--weight-concentration-prior", default=None, type=click.FloatRange(0, min_open=True),
-              help="With --model bayesian: the Dirichlet process's concentration (default 1 / n-components); "
-                   "smaller leaves fewer components in use.")  # fmt: skip
-@click.option("--on-drift", default="none", show_default=True, type=click.Choice(["none", "reset-step"]),
-              help="What a drift alarm does besides being logged: reset-step restarts the step sizes.")  # fmt: skip
-@click.option("--drift-threshold", default=25.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Page-Hinkley threshold, in standard deviations of the batches' mean log-likelihood.")  # fmt: skip
-@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
-              help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on 127.0.0.1:PORT.")  # fmt: skip
-@click.option("--health-timeout", default=300.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds without a successful checkpoint after which /healthz fails.")  # fmt: skip
+@click.option(
+    "--forgetting",
+    default=None,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="A constant floor on the step, for drifting streams.",
+)
+@click.option(
+    "--model",
+    "estimator",
+    default="online",
+    show_default=True,
+    type=_ModelType(streams=True),
+    help="The estimator, by its registered name: online (stepwise EM, OnlineGaussianMixture), "
+    "bayesian (stochastic variational inference, BayesianGaussianMixture: unneeded components "
+    "fade out), t (stepwise EM of StudentTMixture, heavy tails).",
+)
+@click.option(
+    "--weight-concentration-prior",
+    default=None,
+    type=click.FloatRange(0, min_open=True),
+    help="With --model bayesian: the Dirichlet process's concentration (default 1 / n-components); "
+    "smaller leaves fewer components in use.",
+)
+@click.option(
+    "--on-drift",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "reset-step"]),
+    help="What a drift alarm does besides being logged: reset-step restarts the step sizes.",
+)
+@click.option(
+    "--drift-threshold",
+    default=25.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Page-Hinkley threshold, in standard deviations of the batches' mean log-likelihood.",
+)
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on 127.0.0.1:PORT.",
+)
+@click.option(
+    "--health-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds without a successful checkpoint after which /healthz fails.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @_storage_options
 @command
-def stream(source, n_features, n_components, checkpoint, out, covariance_type, batch_size, checkpoint_every,
-           checkpoint_interval, stop_after_idle, max_batches, labels, step_exponent, forgetting, estimator,
-           weight_concentration_prior, on_drift, drift_threshold, metrics_port, health_timeout, seed, storage_options,
-           quiet, log_json):  # fmt: skip
+def stream(
+    source,
+    n_features,
+    n_components,
+    checkpoint,
+    out,
+    covariance_type,
+    batch_size,
+    checkpoint_every,
+    checkpoint_interval,
+    stop_after_idle,
+    max_batches,
+    labels,
+    step_exponent,
+    forgetting,
+    estimator,
+    weight_concentration_prior,
+    on_drift,
+    drift_threshold,
+    metrics_port,
+    health_timeout,
+    seed,
+    storage_options,
+    quiet,
+    log_json,
+):
     """Fit an online mixture to a stream, with checkpoints; run again to resume.
 
     SOURCE is redis://HOST:PORT/STREAM?group=G, nats://HOST:PORT/STREAM?durable=G,
@@ -608,9 +844,12 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
     from streamem.stream.runner import run
     from streamem.stream.sources import SourceURLError, open_source
 
-    options = {"step_exponent": ("step_exponent", step_exponent), "forgetting": ("forgetting", forgetting),
-               "seed": ("random_state", seed),
-               "weight_concentration_prior": ("weight_concentration_prior", weight_concentration_prior)}  # fmt: skip
+    options = {
+        "step_exponent": ("step_exponent", step_exponent),
+        "forgetting": ("forgetting", forgetting),
+        "seed": ("random_state", seed),
+        "weight_concentration_prior": ("weight_concentration_prior", weight_concentration_prior),
+    }
     params = {"batch_size": batch_size} if "batch_size" in estimator._get_param_names() else {}
     if estimator.variational:  # a batch fit of the first rows sets the prior: enough of them for every component
         params["warm_up"] = max(batch_size, 250 * n_components)
@@ -619,17 +858,37 @@ def stream(source, n_features, n_components, checkpoint, out, covariance_type, b
         opened = open_source(source, n_features, storage_options)
     except SourceURLError as exc:
         raise click.BadParameter(str(exc), param_hint="SOURCE") from None
-    result = run(opened, model, checkpoint, out, batch_size=batch_size, checkpoint_every=checkpoint_every,
-                 checkpoint_interval=checkpoint_interval, stop_after_idle=stop_after_idle, max_batches=max_batches,
-                 labels=labels, drift_threshold=drift_threshold, on_drift=None if on_drift == "none" else on_drift,
-                 metrics_port=metrics_port, health_timeout=health_timeout,
-                 storage_options=storage_options)  # fmt: skip
+    result = run(
+        opened,
+        model,
+        checkpoint,
+        out,
+        batch_size=batch_size,
+        checkpoint_every=checkpoint_every,
+        checkpoint_interval=checkpoint_interval,
+        stop_after_idle=stop_after_idle,
+        max_batches=max_batches,
+        labels=labels,
+        drift_threshold=drift_threshold,
+        on_drift=None if on_drift == "none" else on_drift,
+        metrics_port=metrics_port,
+        health_timeout=health_timeout,
+        storage_options=storage_options,
+    )
     _report(
         log_json,
         f"streamem stream: stopped ({result.stopped}) after {result.batches} batches; {result.rows} rows in the "
         f"model, {result.rejected} malformed records sent to the dead letters, {result.checkpoints} checkpoints, "
         f"{len(result.drifts)} drift alarms",
-        {"event": "done", "stopped": result.stopped, "batches": result.batches, "rows": result.rows,
-         "rejected": result.rejected, "checkpoints": result.checkpoints, "position": result.position,
-         "drift_alarms": len(result.drifts), "drift_alarms_total": result.detector.alarms},
-    )  # fmt: skip
+        {
+            "event": "done",
+            "stopped": result.stopped,
+            "batches": result.batches,
+            "rows": result.rows,
+            "rejected": result.rejected,
+            "checkpoints": result.checkpoints,
+            "position": result.position,
+            "drift_alarms": len(result.drifts),
+            "drift_alarms_total": result.detector.alarms,
+        },
+    )

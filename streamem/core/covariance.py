@@ -263,8 +263,9 @@ class Covariance:
         r"""The variational posterior's Wishart (as scikit-learn's ``BayesianGaussianMixture``
         keeps it): the covariances ``(psi + n_k S_k + c_k d_k d_k^T) / \nu_k`` and the degrees
         of freedom ``\nu_k = \nu_0 + n_k``, per component."""
-        covariances = self.posterior_covariances(nk, ml_covariances, coefficient, deviations, psi,
-                                                 degrees_of_freedom_prior, 0.0)  # fmt: skip
+        covariances = self.posterior_covariances(
+            nk, ml_covariances, coefficient, deviations, psi, degrees_of_freedom_prior, 0.0
+        )
         return covariances, degrees_of_freedom_prior + nk
 
     def prior_log_density(self, covariances, psi, degrees_of_freedom: float, n_features: int) -> float:
@@ -491,8 +492,9 @@ class Tied(_Packed):
     def variational_covariances(self, nk, ml_covariances, coefficient, deviations, psi, degrees_of_freedom_prior):
         # one Wishart for all: each component's statistics count 1/K (scikit-learn's convention)
         K = len(nk)
-        covariances = self.posterior_covariances(nk / K, ml_covariances, coefficient / K, deviations, psi,
-                                                 degrees_of_freedom_prior, 0.0)  # fmt: skip
+        covariances = self.posterior_covariances(
+            nk / K, ml_covariances, coefficient / K, deviations, psi, degrees_of_freedom_prior, 0.0
+        )
         return covariances, np.full(K, degrees_of_freedom_prior + nk.sum() / K)
 
     def prior_log_density(self, covariances, psi, degrees_of_freedom, n_features):

@@ -8,14 +8,43 @@ The numerical core imports only numpy and scipy.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from streamem.core.params import MixtureParams
+from streamem.core.covariance import Covariance
 
-__all__ = ["Evaluation", "Group", "LogProbKernel", "NoiseKernel", "plan_groups", "reach", "responsibilities_inplace"]
+__all__ = [
+    "Components",
+    "Evaluation",
+    "Group",
+    "LogProbKernel",
+    "NoiseKernel",
+    "plan_groups",
+    "reach",
+    "responsibilities_inplace",
+]
+
+
+class Components(Protocol):
+    """What a kernel reads of a mixture's parameters (a
+    :class:`~streamem.core.params.MixtureParams` has it): arrays of shape (n_components,),
+    (n_components, n_features) and the covariance type's shapes, and its strategy."""
+
+    @property
+    def weights(self) -> np.ndarray: ...
+
+    @property
+    def means(self) -> np.ndarray: ...
+
+    @property
+    def covariances(self) -> np.ndarray: ...
+
+    @property
+    def precisions_chol(self) -> np.ndarray: ...
+
+    @property
+    def covariance(self) -> Covariance: ...
 
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -30,7 +59,7 @@ ROUNDING = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 _FEATURE_COST = 8  # forming a group's features costs about a GEMM of this many components
 
 
-def reach(params: MixtureParams, centre: np.ndarray) -> np.ndarray:
+def reach(params: Components, centre: np.ndarray) -> np.ndarray:
     r"""How large, against its own spread, each component's rows are about ``centre``.
 
     With :math:`h_i = \sqrt{(\mu_{ki} - c_i)^2 + \Sigma_{k,ii}}` (the root mean square of
@@ -96,7 +125,7 @@ class Group:
     form: np.ndarray
 
 
-def plan_groups(params: MixtureParams, dtype, centre) -> list[tuple[np.ndarray, np.ndarray, np.dtype]]:
+def plan_groups(params: Components, dtype, centre) -> list[tuple[np.ndarray, np.ndarray, np.dtype]]:
     """Components grouped by a shared centre and work precision, as ``(components, centre,
     dtype)``: every component's rounding (:func:`reach`) stays within :data:`ROUNDING`.
 
@@ -200,7 +229,7 @@ class LogProbKernel:
         tails leave no component negligible by the Gaussian bound).
     """
 
-    def __init__(self, params: MixtureParams, dtype, centre=None, distances: bool = False):
+    def __init__(self, params: Components, dtype, centre=None, distances: bool = False):
         covariance = params.covariance
         self.covariance = covariance
         K, D = params.means.shape
@@ -250,8 +279,9 @@ class LogProbKernel:
         gamma = 2.0 * (form.shape[1] + 4) * float(np.finfo(first.dtype).eps)
         rho = covariance.abs_precision_product(params.precisions_chol, np.ones((K, D))).max(axis=1)
         with np.errstate(over="ignore"):  # precisions near 1e300 (reg_covar=0): such groups get no bound
-            coefficients = gamma * np.column_stack([np.abs(form[:, 0]), np.linalg.norm(form[:, 1 : 1 + D], axis=1),
-                                                    0.5 * rho])  # fmt: skip
+            coefficients = gamma * np.column_stack(
+                [np.abs(form[:, 0]), np.linalg.norm(form[:, 1 : 1 + D], axis=1), 0.5 * rho]
+            )
         finite = np.isfinite(self._stacked[:K]).all(axis=1) & np.isfinite(coefficients).all(axis=1)
         # per group: the coefficients, as columns, or None where the cast overflowed (no bound)
         self._error = [None] + [

@@ -211,9 +211,16 @@ def incomplete_estep(
         for components, centre, _ in plan_groups(params, np.float64, shift)
     ]
     missing = np.isnan(X)
-    result = MarginalEstep(np.empty(n), np.empty((n, K)) if per_row else None, np.empty((n, D)) if per_row else None,
-                           np.zeros(K), np.zeros((K, D)), np.zeros((K, D, D)), np.zeros(K),
-                           np.empty((K, D)))  # fmt: skip
+    result = MarginalEstep(
+        np.empty(n),
+        np.empty((n, K)) if per_row else None,
+        np.empty((n, D)) if per_row else None,
+        np.zeros(K),
+        np.zeros((K, D)),
+        np.zeros((K, D, D)),
+        np.zeros(K),
+        np.empty((K, D)),
+    )
     for m, rows, pattern, columns in _pattern_groups(missing):
         for kernel in kernels:
             kernel.shared = _Patterns(columns, kernel.precisions_t, kernel.means_c, kernel.h, kernel.constant)
@@ -458,8 +465,10 @@ def _frequent(kernels, X, shift, rows, pattern, m, result, sample_weight):
         these = rows[begin : begin + block]
         x = np.take(X, these, axis=0).T
         seg = segment[begin : begin + block]
-        bounds = [(f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
-                  for f in range(segment[begin], seg[-1] + 1)]  # fmt: skip
+        bounds = [
+            (f, max(starts[f], begin) - begin, min(ends[f], begin + block) - begin)
+            for f in range(segment[begin], seg[-1] + 1)
+        ]
         x0ts, features, parts = [], [], []
         for kernel, (forms, *_), constant in zip(kernels, plans, constants):
             x0t = _centred(x, kernel.centre[:, None], np.empty(x.shape))  # the rows minus the centre, transposed

@@ -31,6 +31,7 @@ from streamem.core.covariance import get_covariance
 
 __all__ = ["Moments"]
 
+
 def _combined(a, b, sign: float):
     """``a + sign * b``, either one None (an optional term its rows did not have)."""
     if a is None or b is None:
@@ -76,10 +77,11 @@ class Moments:
         weights = getattr(self, self.moment_weight)
         covariance = get_covariance(moments.covariance_type)
         return dataclasses.replace(
-            moments, s1=moments.s1 + weights[:, None] * delta,
+            moments,
+            s1=moments.s1 + weights[:, None] * delta,
             s2=covariance.shifted_second_moment(moments.s2, weights, moments.s1, delta),
             shift=np.array(shift, dtype=np.float64),
-        )  # fmt: skip
+        )
 
     def _merged(self, other, sign: float):
         moments: Any = self

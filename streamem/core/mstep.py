@@ -19,7 +19,12 @@ FREEZABLE = ("weights", "means", "covariances")
 
 
 def m_step(
-    stats, covariance_type: str, reg_covar: float, prior=None, freeze=(), current: MixtureParams | None = None,
+    stats,
+    covariance_type: str,
+    reg_covar: float,
+    prior=None,
+    freeze=(),
+    current: MixtureParams | None = None,
     cholesky: bool = True,
 ) -> tuple[MixtureParams, list[int]]:
     """New parameters from reduced sufficient statistics.

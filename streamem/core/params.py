@@ -87,8 +87,9 @@ class MixtureParams:
         covariances, precisions_chol = get_covariance(self.covariance_type).scaled(
             self.covariances, self.precisions_chol, scale
         )
-        params = MixtureParams(self.weights, offset + scale * self.means, covariances, precisions_chol,
-                               self.covariance_type)  # fmt: skip
+        params = MixtureParams(
+            self.weights, offset + scale * self.means, covariances, precisions_chol, self.covariance_type
+        )
         if isinstance(self, NoisyParams):
             return NoisyParams.of(params, self.noise_weight, offset + scale * self.box)
         return params
@@ -114,8 +115,13 @@ class MixtureParams:
         for name, shape in (("weights", (K,)), ("covariances", expected), ("precisions_cholesky", expected)):
             if arrays[prefix + name].shape != shape:
                 raise ValueError(f"{prefix}{name} has shape {arrays[prefix + name].shape}, expected {shape}")
-        params = MixtureParams(arrays[f"{prefix}weights"], means, arrays[f"{prefix}covariances"],
-                               arrays[f"{prefix}precisions_cholesky"], covariance_type)  # fmt: skip
+        params = MixtureParams(
+            arrays[f"{prefix}weights"],
+            means,
+            arrays[f"{prefix}covariances"],
+            arrays[f"{prefix}precisions_cholesky"],
+            covariance_type,
+        )
         if f"{prefix}noise_weight" in arrays:  # with a noise component
             return NoisyParams.of(params, float(arrays[f"{prefix}noise_weight"][0]), arrays[f"{prefix}noise_box"])
         return params
@@ -219,8 +225,9 @@ class MixtureParams:
     def _from_parts(self, weights, means, free_chol) -> MixtureParams:
         covariance = self.covariance
         chol = covariance.chol_from_free(free_chol, self.precisions_chol.shape)
-        return MixtureParams(weights, means, covariance.covariances_from_precisions_chol(chol), chol,
-                             self.covariance_type)  # fmt: skip
+        return MixtureParams(
+            weights, means, covariance.covariances_from_precisions_chol(chol), chol, self.covariance_type
+        )
 
     def kernel(self, dtype, centre=None) -> LogProbKernel | NoiseKernel:
         """Constants for evaluating log-densities of rows of ``dtype`` (see :class:`LogProbKernel`);
@@ -259,8 +266,15 @@ class NoisyParams(MixtureParams):
 
     @classmethod
     def of(cls, params: MixtureParams, noise_weight: float, box) -> NoisyParams:
-        return cls(params.weights, params.means, params.covariances, params.precisions_chol, params.covariance_type,
-                   float(noise_weight), np.asarray(box, dtype=np.float64))  # fmt: skip
+        return cls(
+            params.weights,
+            params.means,
+            params.covariances,
+            params.precisions_chol,
+            params.covariance_type,
+            float(noise_weight),
+            np.asarray(box, dtype=np.float64),
+        )
 
     @property
     def log_noise_density(self) -> float:
@@ -283,8 +297,11 @@ class NoisyParams(MixtureParams):
         return NoisyParams.of(params, weights[0], self.box)
 
     def to_arrays(self, prefix: str = "") -> dict:
-        return {**super().to_arrays(prefix), f"{prefix}noise_weight": np.array([self.noise_weight]),
-                f"{prefix}noise_box": self.box}  # fmt: skip
+        return {
+            **super().to_arrays(prefix),
+            f"{prefix}noise_weight": np.array([self.noise_weight]),
+            f"{prefix}noise_box": self.box,
+        }
 
     def n_parameters(self) -> int:
         return super().n_parameters() + 1

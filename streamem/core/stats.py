@@ -339,10 +339,19 @@ class Accumulator:
 
     def result(self, weight, count, ignored=0) -> SufficientStats:
         return dataclasses.replace(
-            self.zero, nk=self.nk, s1=self.s1, s2=self.s2, loglik=self.loglik,
-            weight=weight, count=count, worst=self.worst, ignored=ignored, hole_entropy=self.hole_entropy,
-            noise=self.noise, merge_terms=self.merge_terms,
-        )  # fmt: skip
+            self.zero,
+            nk=self.nk,
+            s1=self.s1,
+            s2=self.s2,
+            loglik=self.loglik,
+            weight=weight,
+            count=count,
+            worst=self.worst,
+            ignored=ignored,
+            hole_entropy=self.hole_entropy,
+            noise=self.noise,
+            merge_terms=self.merge_terms,
+        )
 
 
 def totals(X, sample_weight):

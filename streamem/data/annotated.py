@@ -38,8 +38,9 @@ def outlier_threshold(model, X: da.Array, quantile: float) -> float:
     return float(np.quantile(np.asarray(scores.compute() if isinstance(scores, da.Array) else scores), quantile))
 
 
-def write_annotated(model, data, out, columns=None, threshold: float | None = None,
-                   storage_options: dict | None = None) -> dict:  # fmt: skip
+def write_annotated(
+    model, data, out, columns=None, threshold: float | None = None, storage_options: dict | None = None
+) -> dict:
     """Write ``data`` (a path or URL as :func:`streamem.read_data` takes it) labelled by
     ``model`` to ``out``: a Parquet data set (``.parquet``) or a zarr group (``.zarr``).
     With ``threshold`` (a log-density), a boolean ``outlier`` marks the rows below it.
@@ -63,8 +64,12 @@ def write_annotated(model, data, out, columns=None, threshold: float | None = No
         if tmp.local:
             os.makedirs(tmp.path, exist_ok=True)
         write = dask.delayed(_write_part, pure=False)
-        counts = dask.compute(*[write(part, tmp / f"part-{i:05d}.parquet", chosen, params, missing, threshold)
-                                for i, part in enumerate(partitions)])  # fmt: skip
+        counts = dask.compute(
+            *[
+                write(part, tmp / f"part-{i:05d}.parquet", chosen, params, missing, threshold)
+                for i, part in enumerate(partitions)
+            ]
+        )
     return {"rows": int(sum(counts)), "partitions": len(counts)}
 
 
@@ -103,8 +108,9 @@ def _frame(block: np.ndarray, names: list[str]):
 def _labelled_frame(frame, chosen, params, missing, threshold):
     X = frame[chosen].to_numpy(dtype=np.float64, na_value=np.nan)
     summary = summary_rows(X, params, missing)
-    frame = frame.assign(component=summary[:, 0].astype(np.int64), responsibility=summary[:, 1],
-                         log_density=summary[:, 2])  # fmt: skip
+    frame = frame.assign(
+        component=summary[:, 0].astype(np.int64), responsibility=summary[:, 1], log_density=summary[:, 2]
+    )
     if threshold is not None:
         frame = frame.assign(outlier=summary[:, 2] < threshold)
     return frame
@@ -122,16 +128,21 @@ def _write_part(frame, part: Location, chosen, params, missing, threshold) -> in
 
 def _write_zarr(X: da.Array, params, missing: bool, threshold, target: Location) -> dict:
     summary = apply_blocks(X, summary_rows, params, missing, dtype=X.dtype, n_columns=3)
-    arrays = {"X": X, "component": summary[:, 0].astype(np.int64), "responsibility": summary[:, 1],
-              "log_density": summary[:, 2]}  # fmt: skip
+    arrays = {
+        "X": X,
+        "component": summary[:, 0].astype(np.int64),
+        "responsibility": summary[:, 1],
+        "log_density": summary[:, 2],
+    }
     if threshold is not None:
         arrays["outlier"] = summary[:, 2] < threshold
     with atomic_location(target) as tmp:
         group = zarr.open_group(tmp.zarr_store(read_only=False), mode="w")
         rows = X.chunks[0][0] if X.chunks[0] else 1
-        stored = [group.create_array(name, shape=value.shape, dtype=value.dtype,
-                                     chunks=(rows,) + tuple(value.shape[1:]))
-                  for name, value in arrays.items()]  # fmt: skip
+        stored = [
+            group.create_array(name, shape=value.shape, dtype=value.dtype, chunks=(rows,) + tuple(value.shape[1:]))
+            for name, value in arrays.items()
+        ]
         if threshold is not None:
             group.attrs["outlier_threshold"] = float(threshold)
         da.store([value.rechunk((rows,) + value.shape[1:]) for value in arrays.values()], stored, lock=False)

@@ -35,8 +35,9 @@ CHECKPOINT_FORMAT = "streamem.data.checkpoint"
 _LATEST = "LATEST"
 
 
-def save_state(directory, step: int, arrays: dict, attrs: dict, pack: bool = False,
-               storage_options: dict | None = None) -> None:  # fmt: skip
+def save_state(
+    directory, step: int, arrays: dict, attrs: dict, pack: bool = False, storage_options: dict | None = None
+) -> None:
     """Save one state of a fit as the checkpoint's latest, atomically. ``directory`` is a
     local path or any fsspec URL (``s3://bucket/run/checkpoint``)."""
     directory = location(directory, storage_options)

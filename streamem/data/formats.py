@@ -205,7 +205,7 @@ def read_parquet(loc: Location, columns) -> da.Array:
             dask.delayed(_row_groups_block, pure=True)(loc.fs, path, groups, chosen),
             shape=(rows, len(chosen)),
             dtype=np.float64,
-        )  # fmt: skip
+        )
         for path, groups, rows in pieces
         if rows
     ]

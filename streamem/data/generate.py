@@ -47,8 +47,15 @@ def mixture_data(n_samples: int, n_features: int, n_components: int, chunk_size:
     return X, y, truth
 
 
-def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_size: int = 100_000, seed: int = 0,
-              storage_options: dict | None = None):  # fmt: skip
+def make_data(
+    out,
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    chunk_size: int = 100_000,
+    seed: int = 0,
+    storage_options: dict | None = None,
+):
     """Write a generated Gaussian mixture (:func:`mixture_data`) to a zarr group ``out`` (a
     local path or any fsspec URL, opened with ``storage_options``): ``X`` and ``labels``,
     chunk by chunk, so data larger than memory can be made on any machine. The true
@@ -62,7 +69,8 @@ def make_data(out, n_samples: int, n_features: int, n_components: int, chunk_siz
         group = zarr.open_group(tmp.zarr_store(read_only=False), mode="w")
         zx = group.create_array("X", shape=X.shape, chunks=(chunk_size, n_features), dtype="f8")
         zy = group.create_array("labels", shape=y.shape, chunks=(chunk_size,), dtype="i4")
-        group.attrs.update({**{name: value.tolist() for name, value in truth.items()}, "seed": seed,
-                            "generator": "streamem.make_data"})  # fmt: skip
+        group.attrs.update(
+            {**{name: value.tolist() for name, value in truth.items()}, "seed": seed, "generator": "streamem.make_data"}
+        )
         da.store([X, y], [zx, zy], lock=False)
     return Path(out) if target.local else target.url

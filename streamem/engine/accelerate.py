@@ -67,9 +67,19 @@ import math
 import numpy as np
 
 __all__ = [
-    "ACCELERATIONS", "AITKEN_SAFETY", "LOOK_FACTOR", "SECANTS", "STOPPING_RULES", "Cycle", "converged",
-    "objective_rate", "quasi_newton_point", "remaining_gain", "resolve_stopping", "squarem_point",
-]  # fmt: skip
+    "ACCELERATIONS",
+    "AITKEN_SAFETY",
+    "LOOK_FACTOR",
+    "SECANTS",
+    "STOPPING_RULES",
+    "Cycle",
+    "converged",
+    "objective_rate",
+    "quasi_newton_point",
+    "remaining_gain",
+    "resolve_stopping",
+    "squarem_point",
+]
 
 #: the accelerations an estimator's ``accelerate`` takes (besides None, plain EM)
 ACCELERATIONS = ("squarem", "quasi-newton")
@@ -132,12 +142,16 @@ def converged(rule: str, change: float, chain: list, tol: float, rate_floor: flo
     fit's EM steps having shown rates up to ``rate_floor``."""
     if rule == "change":
         return abs(change) < tol
-    return (len(chain) >= 3 and abs(chain[-1] - chain[-2]) < tol
-            and AITKEN_SAFETY * remaining_gain(chain, rate_floor) < tol / 10)  # fmt: skip
+    return (
+        len(chain) >= 3
+        and abs(chain[-1] - chain[-2]) < tol
+        and AITKEN_SAFETY * remaining_gain(chain, rate_floor) < tol / 10
+    )
 
 
-def squarem_point(base: np.ndarray, first: np.ndarray, second: np.ndarray, step_max: float,
-                  step: float | None = None) -> tuple[float, np.ndarray]:  # fmt: skip
+def squarem_point(
+    base: np.ndarray, first: np.ndarray, second: np.ndarray, step_max: float, step: float | None = None
+) -> tuple[float, np.ndarray]:
     r"""The S3 step length :math:`\alpha \in [1, \text{step\_max}]` (or ``step``, when
     given) and the extrapolated vector :math:`\theta_0 + 2\alpha r + \alpha^2 v` from
     :math:`\theta_0, \theta_1, \theta_2`."""
@@ -216,19 +230,32 @@ class Cycle:
         self.secants = []
 
     def to_arrays(self, prefix: str) -> tuple[dict, dict]:
-        arrays = {f"{prefix}{name}": getattr(self, name) for name in ("base", "first")
-                  if getattr(self, name) is not None}  # fmt: skip
+        arrays = {
+            f"{prefix}{name}": getattr(self, name) for name in ("base", "first") if getattr(self, name) is not None
+        }
         if self.secants:
             arrays[f"{prefix}secants"] = np.stack([np.stack(pair) for pair in self.secants])
-        meta = {"method": self.method, "phase": self.phase, "step": self.step, "step_max": self.step_max,
-                "fallback_chain": list(self.fallback_chain),
-                "look_below": self.look_below if math.isfinite(self.look_below) else None}  # fmt: skip
+        meta = {
+            "method": self.method,
+            "phase": self.phase,
+            "step": self.step,
+            "step_max": self.step_max,
+            "fallback_chain": list(self.fallback_chain),
+            "look_below": self.look_below if math.isfinite(self.look_below) else None,
+        }
         return arrays, meta
 
     @classmethod
     def from_arrays(cls, arrays: dict, meta: dict, prefix: str) -> Cycle:
         secants = [(pair[0], pair[1]) for pair in arrays.get(f"{prefix}secants", [])]
-        return cls(meta.get("method", "squarem"), int(meta["phase"]), arrays.get(f"{prefix}base"),
-                   arrays.get(f"{prefix}first"), float(meta["step"]), float(meta["step_max"]),
-                   [float(v) for v in meta["fallback_chain"]], secants,
-                   math.inf if meta.get("look_below") is None else float(meta["look_below"]))  # fmt: skip
+        return cls(
+            meta.get("method", "squarem"),
+            int(meta["phase"]),
+            arrays.get(f"{prefix}base"),
+            arrays.get(f"{prefix}first"),
+            float(meta["step"]),
+            float(meta["step_max"]),
+            [float(v) for v in meta["fallback_chain"]],
+            secants,
+            math.inf if meta.get("look_below") is None else float(meta["look_below"]),
+        )

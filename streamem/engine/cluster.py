@@ -74,6 +74,7 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, **kwargs):
             else:
                 os.environ[name] = value
 
+
 def memory_capacity() -> float:
     """Bytes of memory the chunks could be kept in: the workers' limits on a distributed
     cluster, the available memory on the local scheduler."""

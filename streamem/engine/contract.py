@@ -101,5 +101,7 @@ def check_model(model) -> None:
     missing = [name for name in MODEL_METHODS if not callable(getattr(model, name, None))]
     missing += [] if isinstance(getattr(model, "reg_covar", None), (int, float)) else ["reg_covar"]
     if missing:
-        raise TypeError(f"expected a MixtureModel (streamem.engine.contract), got {type(model).__name__} "
-                        f"without {', '.join(missing)}")  # fmt: skip
+        raise TypeError(
+            f"expected a MixtureModel (streamem.engine.contract), got {type(model).__name__} "
+            f"without {', '.join(missing)}"
+        )

@@ -120,10 +120,13 @@ class FitState:
         shifted = ("log_likelihood", "objective")
         history = [{k: v + objective_shift if k in shifted else v for k, v in r.items()} for r in self.history]
         return dataclasses.replace(
-            self, params=self.params.affine(offset, scale), objective=self.objective + objective_shift,
-            history=history, means_history=[offset + scale * means for means in self.means_history],
+            self,
+            params=self.params.affine(offset, scale),
+            objective=self.objective + objective_shift,
+            history=history,
+            means_history=[offset + scale * means for means in self.means_history],
             chain=[value + objective_shift for value in self.chain],
-        )  # fmt: skip
+        )
 
     def to_arrays(self, prefix: str = "") -> tuple[dict, dict]:
         """The state as arrays named ``prefix + name`` and JSON: the one serialiser of a fit,
@@ -175,10 +178,21 @@ class FitState:
         if f"{prefix}trial_means" in arrays:
             trial = params_class.from_arrays(arrays, meta["covariance_type"], f"{prefix}trial_")
         cycle = None if "cycle" not in meta else Cycle.from_arrays(arrays, meta["cycle"], f"{prefix}cycle_")
-        return cls(params, objective, bool(meta["converged"]), int(meta["n_iter"]), history, means_history,
-                   int(meta.get("n_rows_ignored", 0)), trial, cycle, list(meta.get("chain", [])),
-                   int(meta.get("n_passes", 0)), float(meta.get("rate", 0.0)),
-                   settle=int(meta.get("settle", 0)))  # fmt: skip
+        return cls(
+            params,
+            objective,
+            bool(meta["converged"]),
+            int(meta["n_iter"]),
+            history,
+            means_history,
+            int(meta.get("n_rows_ignored", 0)),
+            trial,
+            cycle,
+            list(meta.get("chain", [])),
+            int(meta.get("n_passes", 0)),
+            float(meta.get("rate", 0.0)),
+            settle=int(meta.get("settle", 0)),
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -197,8 +211,9 @@ class GaussianModel:
     freeze: tuple = ()
 
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
-        totals = data.map_reduce(chunk_stats, params_list, self.centre, self.missing, combine=add_lists,
-                                 with_labels=True)  # fmt: skip
+        totals = data.map_reduce(
+            chunk_stats, params_list, self.centre, self.missing, combine=add_lists, with_labels=True
+        )
         for total in totals:
             check_total_weight(total.weight)
         return totals
@@ -353,8 +368,17 @@ def best_cells(runs: list[FitState], collapsed=None) -> dict:
 
 
 def run_em(
-    data, states: list[FitState], *, model, tol: float, max_iter: int, on_iteration=None, accelerate=None,
-    stopping: str = "change", passes_before: int | None = None, settled=None,
+    data,
+    states: list[FitState],
+    *,
+    model,
+    tol: float,
+    max_iter: int,
+    on_iteration=None,
+    accelerate=None,
+    stopping: str = "change",
+    passes_before: int | None = None,
+    settled=None,
 ) -> list[FitState]:
     """EM for every candidate in ``states``, all in the same passes over ``data``, in place.
 
@@ -409,11 +433,17 @@ def run_em(
             state.n_iter, state.n_rows_ignored, state.n_passes = state.n_iter + 1, total.ignored, earlier + data.passes
             record.update(iteration=state.n_iter, seconds=seconds, passes=state.n_passes)
             if "reseeded" in record:
-                logger.warning("iteration %d: re-seeded empty components %s at the worst-explained points",
-                               state.n_iter, record["reseeded"])  # fmt: skip
+                logger.warning(
+                    "iteration %d: re-seeded empty components %s at the worst-explained points",
+                    state.n_iter,
+                    record["reseeded"],
+                )
             if "merged" in record:
-                logger.info("iteration %d: merged components %s (each pair's second into its first)",
-                            state.n_iter, record["merged"])  # fmt: skip
+                logger.info(
+                    "iteration %d: merged components %s (each pair's second into its first)",
+                    state.n_iter,
+                    record["merged"],
+                )
             state.history.append(record)
             state.means_history.append(state.params.means)
         active = [state for state in active if not state.converged]

@@ -133,8 +133,10 @@ def _merged(weights, means, full, i: int, j: int):
     w = weights[i] + weights[j]
     mean = (weights[i] * means[i] + weights[j] * means[j]) / w
     spread = [means[c] - mean for c in (i, j)]
-    covariance = (weights[i] * (full[i] + np.outer(spread[0], spread[0]))
-                  + weights[j] * (full[j] + np.outer(spread[1], spread[1]))) / w  # fmt: skip
+    covariance = (
+        weights[i] * (full[i] + np.outer(spread[0], spread[0]))
+        + weights[j] * (full[j] + np.outer(spread[1], spread[1]))
+    ) / w
     return w, mean, covariance
 
 
@@ -179,8 +181,13 @@ def _split_one(params: MixtureParams, stats: MoveStats, k: int, reg_covar: float
     weights, means, full = params.weights.copy(), params.means.copy(), params.full_covariances.copy()
     w, plus, minus, halved = _halves(weights, means, full, stats, k, reg_covar)
     weights[k], means[k], full[k] = w, plus, halved
-    return _new_params(params, np.append(weights, w), np.vstack([means, minus]), np.concatenate([full, halved[None]]),
-                       origin=[*range(params.n_components), k])  # fmt: skip
+    return _new_params(
+        params,
+        np.append(weights, w),
+        np.vstack([means, minus]),
+        np.concatenate([full, halved[None]]),
+        origin=[*range(params.n_components), k],
+    )
 
 
 def _at_least(matrix: np.ndarray, floor: float) -> np.ndarray:
@@ -207,8 +214,16 @@ def proposals(params: MixtureParams, stats: MoveStats, reg_covar: float, n_candi
     return out
 
 
-def split_merge(data, states: list, run, reg_covar: float, scaling=None, collapsed=None,
-                max_rounds: int = MAX_ROUNDS, table: bool = False) -> list:  # fmt: skip
+def split_merge(
+    data,
+    states: list,
+    run,
+    reg_covar: float,
+    scaling=None,
+    collapsed=None,
+    max_rounds: int = MAX_ROUNDS,
+    table: bool = False,
+) -> list:
     """Moves on ``states`` (the :class:`~streamem.engine.em.FitState` of a fit's candidates) until
     none raises a state's objective, all states' moves in the same passes: each round one
     pass of :class:`MoveStats` of the converged states (over ``data``, whose rows are in
@@ -241,8 +256,10 @@ def split_merge(data, states: list, run, reg_covar: float, scaling=None, collaps
             totals = [dataclasses.replace(t, scatter=t.scatter / scale) for t in totals]
         candidates: dict[int, list] = {}
         for n, stats in zip(active, totals):
-            candidates[n] = [_moved_state(states[n], params, {"moved": [int(v) for v in triple]})
-                             for params, triple in proposals(states[n].params, stats, reg_covar)]  # fmt: skip
+            candidates[n] = [
+                _moved_state(states[n], params, {"moved": [int(v) for v in triple]})
+                for params, triple in proposals(states[n].params, stats, reg_covar)
+            ]
         if table:
             for target, offer in _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed):
                 candidates.setdefault(target, []).append(offer)
@@ -262,9 +279,13 @@ def split_merge(data, states: list, run, reg_covar: float, scaling=None, collaps
         winners = {n: best for n, best in winners.items() if _no_more_collapsed(collapsed, best, states[n])}
         for n, best in winners.items():
             record = best.history[states[n].n_iter]
-            logger.info("%s %s: objective %.8g -> %.8g", "split-and-merge move" if "moved" in record else
-                        "a neighbour's solution", record.get("moved", record.get("neighbour")), states[n].objective,
-                        best.objective)  # fmt: skip
+            logger.info(
+                "%s %s: objective %.8g -> %.8g",
+                "split-and-merge move" if "moved" in record else "a neighbour's solution",
+                record.get("moved", record.get("neighbour")),
+                states[n].objective,
+                best.objective,
+            )
             states[n] = best
         active = [n for n in winners if movable(n)]
     return states
@@ -305,5 +326,11 @@ def _moved_state(state, params, move: dict):
     """A candidate that goes on from ``state``'s history with moved parameters; its first
     record says which move (``moved``: merged ``i`` and ``j``, split ``k``; ``neighbour``:
     the neighbouring cell's solution it comes from, and the pair merged or the component split)."""
-    return FitState(params, n_iter=state.n_iter, history=list(state.history), means_history=list(state.means_history),
-                    n_passes=state.n_passes, move=move)  # fmt: skip
+    return FitState(
+        params,
+        n_iter=state.n_iter,
+        history=list(state.history),
+        means_history=list(state.means_history),
+        n_passes=state.n_passes,
+        move=move,
+    )

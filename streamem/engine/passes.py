@@ -30,8 +30,14 @@ from dask.optimization import cull
 from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
 
 __all__ = [
-    "ChunkedData", "PassCounter", "apply_blocks", "chunk_progress", "compute_key", "distributed_client", "row_batches",
-]  # fmt: skip
+    "ChunkedData",
+    "PassCounter",
+    "apply_blocks",
+    "chunk_progress",
+    "compute_key",
+    "distributed_client",
+    "row_batches",
+]
 
 SPLIT_EVERY = 8
 TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
@@ -171,8 +177,14 @@ class ChunkedData:
         from the same data (standardised ones), or a new one.
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None = None, timeout: float | None = None, labels=None,
-                 counter: PassCounter | None = None):  # fmt: skip
+    def __init__(
+        self,
+        X: da.Array,
+        sample_weight: da.Array | None = None,
+        timeout: float | None = None,
+        labels=None,
+        counter: PassCounter | None = None,
+    ):
         self.counter = PassCounter() if counter is None else counter
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
@@ -245,9 +257,15 @@ class ChunkedData:
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
         parts, sizes, placed = [], {}, {}
         for g, (holder, members) in enumerate(self._groups()):
-            chunks = [(self._task(self.x_keys[i]), self._task(self.w_keys[i]),
-                       self._task(self.y_keys[i]) if with_labels else None, starts[i] if with_index else None)
-                      for i in members]  # fmt: skip
+            chunks = [
+                (
+                    self._task(self.x_keys[i]),
+                    self._task(self.w_keys[i]),
+                    self._task(self.y_keys[i]) if with_labels else None,
+                    starts[i] if with_index else None,
+                )
+                for i in members
+            ]
             keys = set()
             for x, w, y, _ in chunks:
                 for part in (x, w, y):
@@ -255,8 +273,15 @@ class ChunkedData:
             keys = list(keys)
             key = (f"streamem-group-{token}", g)
             # explicit references: a key held by the cluster may be absent from the graph sent
-            graph[key] = (_call_group, func, combine, TaskRef(shared_key), self.complete_only,
-                          _Group(chunks, keys, members, self.n_chunks), *map(TaskRef, keys))  # fmt: skip
+            graph[key] = (
+                _call_group,
+                func,
+                combine,
+                TaskRef(shared_key),
+                self.complete_only,
+                _Group(chunks, keys, members, self.n_chunks),
+                *map(TaskRef, keys),
+            )
             parts.append(key)
             sizes[key] = len(members)
             placed[key] = holder
@@ -503,6 +528,7 @@ def _slices(X: da.Array, sample_weight: da.Array | None, batch_size: int):
         rest_x, rest_w = x[n_full:], None if w is None else w[n_full:]
     if rest_x is not None and len(rest_x):
         yield rest_x, rest_w
+
 
 def from_numpy(X: np.ndarray) -> da.Array:
     """A dask view of an in-memory array, a few chunks per core."""

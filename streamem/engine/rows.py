@@ -103,18 +103,29 @@ def _summary_incomplete(estep, rows, shift):
     return np.stack([estep.resp.argmax(axis=1), estep.resp.max(axis=1), estep.log_lik], axis=1).astype(rows.dtype)
 
 
-LABELS = RowOutput(lambda weighted, rows: weighted.argmax(axis=0), lambda estep, rows, shift: estep.resp.argmax(axis=1),
-                   integer=True, name="component")  # fmt: skip
+LABELS = RowOutput(
+    lambda weighted, rows: weighted.argmax(axis=0),
+    lambda estep, rows, shift: estep.resp.argmax(axis=1),
+    integer=True,
+    name="component",
+)
 NOISE_LABELS = RowOutput(_noise_labels, None, integer=True, name="component")
-RESPONSIBILITIES = RowOutput(_responsibilities, lambda estep, rows, shift: estep.resp.astype(rows.dtype),
-                             columns=lambda params: params.n_components + params.has_noise,
-                             name="responsibility")  # fmt: skip
-LOG_DENSITIES = RowOutput(lambda weighted, rows: responsibilities_inplace(weighted),
-                          lambda estep, rows, shift: estep.log_lik.astype(rows.dtype), name="log_density")  # fmt: skip
+RESPONSIBILITIES = RowOutput(
+    _responsibilities,
+    lambda estep, rows, shift: estep.resp.astype(rows.dtype),
+    columns=lambda params: params.n_components + params.has_noise,
+    name="responsibility",
+)
+LOG_DENSITIES = RowOutput(
+    lambda weighted, rows: responsibilities_inplace(weighted),
+    lambda estep, rows, shift: estep.log_lik.astype(rows.dtype),
+    name="log_density",
+)
 IMPUTED = RowOutput(None, _imputed, columns=lambda params: params.n_features, needs_holes=True, name="imputed")
 SUMMARY = RowOutput(_summary, _summary_incomplete, columns=lambda params: 3, name="summary")
-NOISE_SUMMARY = RowOutput(lambda weighted, rows: _summary(weighted, rows, noise=True), None, columns=lambda params: 3,
-                          name="summary")  # fmt: skip
+NOISE_SUMMARY = RowOutput(
+    lambda weighted, rows: _summary(weighted, rows, noise=True), None, columns=lambda params: 3, name="summary"
+)
 
 
 def block_output(X, params: MixtureParams, output: RowOutput, missing: bool = False):

@@ -203,8 +203,13 @@ class PrioritySample:
         return cls(scores[keep], index[keep], rows[keep], weights[keep], size)
 
     def __add__(self, other: PrioritySample) -> PrioritySample:
-        return PrioritySample.of(*(np.concatenate([getattr(self, name), getattr(other, name)])
-                                   for name in ("scores", "index", "rows", "weights")), self.size)  # fmt: skip
+        return PrioritySample.of(
+            *(
+                np.concatenate([getattr(self, name), getattr(other, name)])
+                for name in ("scores", "index", "rows", "weights")
+            ),
+            self.size,
+        )
 
 
 def _priority_chunk(X, sample_weight, start, seed, size):
@@ -359,8 +364,17 @@ def _partition_params(
         limits = [np.inf if samples[i] is None else _trim_limit(samples[i], centres_list[i]) for i in active]
         centres = [centres_list[i] for i in active]
         if n_pass == 0 and seeds:
-            stats = data.map_reduce(_first_pass_chunk, centres, shift, covariance_type, limits, seeds, random_ks,
-                                    combine=add_lists, with_index=True)  # fmt: skip
+            stats = data.map_reduce(
+                _first_pass_chunk,
+                centres,
+                shift,
+                covariance_type,
+                limits,
+                seeds,
+                random_ks,
+                combine=add_lists,
+                with_index=True,
+            )
             stats, drawn = stats[: len(active)], stats[len(active) :]
         else:
             stats = data.map_reduce(hard_stats, centres, shift, covariance_type, limits, combine=add_lists)
@@ -472,8 +486,10 @@ def _trimmed_kmeans(points, mass, sample, n_components, rng):
         return _repeated(points, n_components)
     limit, best = _trim_limit(sample, points), None
     for _ in range(TRIM_ROUNDS):
-        best = min((_capped_kmeans(points, mass, n_components, limit, rng) for _ in range(TRIM_RESTARTS)),
-                   key=lambda result: result[1])[0]  # fmt: skip
+        best = min(
+            (_capped_kmeans(points, mass, n_components, limit, rng) for _ in range(TRIM_RESTARTS)),
+            key=lambda result: result[1],
+        )[0]
         limit, previous = _trim_limit(sample, best), limit
         if abs(limit - previous) <= 0.01 * previous:
             break
@@ -506,9 +522,14 @@ def _kmeans_plusplus_centres(data, summary, shift, random_states, ks):
     for n_pass in range(1, max(ks)):
         growing = [i for i, k in enumerate(ks) if k > n_pass]
         picks = data.map_reduce(
-            _d2_race_chunk, [centres[i] for i in growing], shift, _seeds([random_states[i] for i in growing]),
-            [1] * len(growing), combine=add_lists, with_index=True,
-        )  # fmt: skip
+            _d2_race_chunk,
+            [centres[i] for i in growing],
+            shift,
+            _seeds([random_states[i] for i in growing]),
+            [1] * len(growing),
+            combine=add_lists,
+            with_index=True,
+        )
         for i, p in zip(growing, picks):
             # a draw is empty only when every row already is a centre: repeat one
             centres[i] = np.vstack([centres[i], p.points if len(p.points) else centres[i][-1:]])
@@ -583,8 +604,9 @@ def initialise(
     order = list(centred_starts) + drawn
     centres, passes, samples = zip(*centred_starts.values()) if centred_starts else ((), (), ())
     random = (_seeds([random_states[i] for i in drawn]), [ks[i] for i in drawn]) if drawn else None
-    params = _partition_params(data, list(centres), shift, covariance_type, reg_covar, list(passes), cholesky,
-                               list(samples), random)  # fmt: skip
+    params = _partition_params(
+        data, list(centres), shift, covariance_type, reg_covar, list(passes), cholesky, list(samples), random
+    )
     by_candidate = dict(zip(order, params))
     return [by_candidate[i] for i in range(n)], shift
 

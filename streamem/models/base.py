@@ -189,8 +189,14 @@ class MixtureBase(DensityMixin, BaseEstimator):
 
     def _fit_state(self) -> FitState:
         """The fitted model as the state of one candidate of a fit."""
-        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
-                        n_passes=getattr(self, "n_passes_", 0))  # fmt: skip
+        return FitState(
+            self._state_params(),
+            self.lower_bound_,
+            self.converged_,
+            self.n_iter_,
+            self.history_,
+            n_passes=getattr(self, "n_passes_", 0),
+        )
 
     def state(self) -> tuple[dict, dict]:
         """The fitted model as arrays and JSON attributes, what ``save`` writes and
@@ -214,8 +220,14 @@ class MixtureBase(DensityMixin, BaseEstimator):
         write_model(path, *self.state(), pack=self._packed, storage_options=storage_options)
 
     # ------------------------------------------------------------------ input
-    def _validate_X(self, X, reset: bool, allow_nan: bool | None = None, storage_options: dict | None = None,
-                    feature_dim: str | None = None):  # fmt: skip
+    def _validate_X(
+        self,
+        X,
+        reset: bool,
+        allow_nan: bool | None = None,
+        storage_options: dict | None = None,
+        feature_dim: str | None = None,
+    ):
         """X as a dask array with all features in a chunk, and whether to return lazily. An
         xarray DataArray has its features along ``feature_dim`` (at fit; later, the fit's)."""
         if allow_nan is None:
@@ -231,9 +243,13 @@ class MixtureBase(DensityMixin, BaseEstimator):
         if not lazy:
             with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's check sums X: inf - inf is NaN
                 X = validate_data(
-                    self, X, dtype=[np.float64, np.float32], reset=reset, ensure_min_samples=1,
+                    self,
+                    X,
+                    dtype=[np.float64, np.float32],
+                    reset=reset,
+                    ensure_min_samples=1,
                     ensure_all_finite="allow-nan" if allow_nan else True,
-                )  # fmt: skip
+                )
             return from_numpy(X), False
         lazy_X = check_dask_array(lazy_X)
         n_features = lazy_X.shape[1]
@@ -410,10 +426,16 @@ class MixtureBase(DensityMixin, BaseEstimator):
             raise TypeError("a mixture with a noise component has no scikit-learn equivalent (nor ONNX export)")
         init = sklearn_init_params(self.init_params)
         model = SkGaussianMixture(
-            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
-            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
-            random_state=self.random_state, warm_start=self.warm_start,
-        )  # fmt: skip
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            init_params=init,
+            random_state=self.random_state,
+            warm_start=self.warm_start,
+        )
         model.weights_ = params.weights.copy()
         model.means_ = params.means.copy()
         model.covariances_ = params.covariances.copy()
@@ -464,8 +486,10 @@ class MixtureBase(DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         weights = np.append(params.weights, params.noise_weight) if params.has_noise else params.weights
         counts = rng.multinomial(n_samples, weights / weights.sum())
-        parts = [rng.multivariate_normal(mean, full, int(count))
-                 for mean, full, count in zip(params.means, params.full_covariances, counts)]  # fmt: skip
+        parts = [
+            rng.multivariate_normal(mean, full, int(count))
+            for mean, full, count in zip(params.means, params.full_covariances, counts)
+        ]
         if params.has_noise:  # the noise component's rows, uniform over its box
             parts.append(rng.uniform(*params.box, size=(int(counts[-1]), params.n_features)))
         X = np.vstack(parts)
@@ -515,8 +539,11 @@ def estimator_names(streams: bool = False) -> list[str]:
     """The short names of the registered estimators (:func:`estimator_class`); with
     ``streams``, of those that learn from batches as they come (``partial_fit``)."""
     _load_plugins()
-    return sorted(cls.model_name for cls in MixtureBase._estimators.values()
-                  if cls.model_name is not None and (not streams or hasattr(cls, "partial_fit")))  # fmt: skip
+    return sorted(
+        cls.model_name
+        for cls in MixtureBase._estimators.values()
+        if cls.model_name is not None and (not streams or hasattr(cls, "partial_fit"))
+    )
 
 
 def load(path, storage_options: dict | None = None):
@@ -535,8 +562,10 @@ def _saved_class(name: str, path) -> type[MixtureBase]:
     """The estimator class a saved model names (installed plug-ins' included)."""
     _load_plugins()
     if name not in MixtureBase._estimators:
-        raise ValueError(f"{str(path)!r} holds a {name!r}, which this version of streamem does not know "
-                         f"(nor a package of the entry-point group {PLUGIN_GROUP})")  # fmt: skip
+        raise ValueError(
+            f"{str(path)!r} holds a {name!r}, which this version of streamem does not know "
+            f"(nor a package of the entry-point group {PLUGIN_GROUP})"
+        )
     return MixtureBase._estimators[name]
 
 

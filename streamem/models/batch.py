@@ -177,13 +177,18 @@ class BatchMixture(MixtureBase):
                 "the likelihood): try fewer components, a larger reg_covar, or a covariance_prior",
                 CollapsedComponentWarning,
                 stacklevel=3,
-            )  # fmt: skip
+            )
         set_fitted(self, best if job.scaling is None else job.scaling.to_data_units(best), warn=True, n_passes=n_passes)
         self._set_scaling(job.scaling)
         # the fit's own parameters, for a warm start that finds the fitted attributes unchanged
         # (going through the attributes rounds them, and a loop of warm starts drifts off the fit)
-        self._em_exact = dict(params=best.params, objective=best.objective, chain=list(best.chain), shift=shift,
-                              attributes=_fitted_arrays(self))  # fmt: skip
+        self._em_exact = dict(
+            params=best.params,
+            objective=best.objective,
+            chain=list(best.chain),
+            shift=shift,
+            attributes=_fitted_arrays(self),
+        )
         return job
 
     @contextlib.contextmanager
@@ -215,15 +220,25 @@ class BatchMixture(MixtureBase):
             if weights is not None and self._weights_relative():
                 weights, weight_scale = relative_weights(weights)
             chunked = ChunkedData(self._maybe_persist(data, lazy), weights, timeout=self.timeout, labels=labels)
-            job = FitJob(chunked, chunked, initial, check_random_state(self.random_state),
-                         storage_options=storage_options, fingerprint=fingerprint, saved=saved, ks=ks,
-                         covariance_types=covariance_types, weight_scale=weight_scale)  # fmt: skip
+            job = FitJob(
+                chunked,
+                chunked,
+                initial,
+                check_random_state(self.random_state),
+                storage_options=storage_options,
+                fingerprint=fingerprint,
+                saved=saved,
+                ks=ks,
+                covariance_types=covariance_types,
+                weight_scale=weight_scale,
+            )
             if self.standardize:  # the first pass: each feature's mean and spread
                 job.scaling = scaling = feature_scaling(chunked, self.missing == "marginalize")
                 # the initialisation reads standardised rows; EM reads the data (StandardizedModel)
                 standard = ((chunked.X - scaling.mean) / scaling.scale).astype(chunked.X.dtype)
-                job.starting = ChunkedData(standard, weights, timeout=self.timeout, labels=labels,
-                                           counter=chunked.counter)  # fmt: skip
+                job.starting = ChunkedData(
+                    standard, weights, timeout=self.timeout, labels=labels, counter=chunked.counter
+                )
                 job.initial = scaling.to_standard_start(initial, self.covariance_type)
             yield job
 
@@ -271,8 +286,10 @@ class BatchMixture(MixtureBase):
         if self.persist == "auto" and data.nbytes > self.persist_fraction * capacity:
             logger.info(
                 "data of %.3g GB does not fit in %.0f%% of %.3g GB of memory: read at every pass",
-                data.nbytes / 1e9, 100 * self.persist_fraction, capacity / 1e9,
-            )  # fmt: skip
+                data.nbytes / 1e9,
+                100 * self.persist_fraction,
+                capacity / 1e9,
+            )
             return data
         logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
         return data.persist()
@@ -346,17 +363,30 @@ class BatchMixture(MixtureBase):
             starting = in_memory(((rows - job.scaling.mean) / job.scaling.scale).astype(rows.dtype), data.counter)
         # (max_iter counts passes over the data, and may grow when a fit resumes; the
         # sample's optimum is the data's only to its sampling error, so no finer tol)
-        sample = FitJob(data, starting, job.initial, job.random_state, scaling=job.scaling, ks=job.ks,
-                        covariance_types=job.covariance_types, sample=True, iterations=EXPLORE_MAX_ITER,
-                        tolerance=max(self.tol, EXPLORE_TOL))  # fmt: skip
+        sample = FitJob(
+            data,
+            starting,
+            job.initial,
+            job.random_state,
+            scaling=job.scaling,
+            ks=job.ks,
+            covariance_types=job.covariance_types,
+            sample=True,
+            iterations=EXPLORE_MAX_ITER,
+            tolerance=max(self.tol, EXPLORE_TOL),
+        )
         runs, shift = self._starts(sample)
         self._run_em(sample, runs, shift)
         collapsed = self._collapse_test(sample.chunked)
         best = best_cells(runs, collapsed)
         unmoved = best_cells(sample.unmoved, collapsed) if sample.unmoved is not None else {}
-        logger.info("explored the starts on a sample of %d rows of %d (%d passes over it): %s", len(rows),
-                    job.chunked.X.shape[0], sample.chunked.passes,
-                    ", ".join(f"{r.objective:.6g}" for r in best.values()))  # fmt: skip
+        logger.info(
+            "explored the starts on a sample of %d rows of %d (%d passes over it): %s",
+            len(rows),
+            job.chunked.X.shape[0],
+            sample.chunked.passes,
+            ", ".join(f"{r.objective:.6g}" for r in best.values()),
+        )
         job.explored = True
         # the first step over all the rows moves from the sample's optimum to theirs: the
         # stopping rule reads EM's rate from the steps after it. A cell whose moves won on
@@ -380,19 +410,35 @@ class BatchMixture(MixtureBase):
                 for index, state in enumerate(states):
                     if state.n_iter == n_iter:
                         record, chunks = state.history[-1], chunked.n_chunks
-                        step = "" if record["step"] == 1.0 else f", step {record['step']:.3g}" + (
-                            "" if record["accepted"] else " rejected")
+                        step = (
+                            ""
+                            if record["step"] == 1.0
+                            else f", step {record['step']:.3g}" + ("" if record["accepted"] else " rejected")
+                        )
                         logger.info(
                             "%scandidate %d, iteration %d (pass %d): log-likelihood %.8g, change %.3g%s, %.3fs, "
-                            "%d chunks", "sample: " if job.sample else "", index, n_iter, record["passes"],
-                            record["log_likelihood"], record["change"], step, record["seconds"], chunks,
+                            "%d chunks",
+                            "sample: " if job.sample else "",
+                            index,
+                            n_iter,
+                            record["passes"],
+                            record["log_likelihood"],
+                            record["change"],
+                            step,
+                            record["seconds"],
+                            chunks,
                             extra={"streamem": dict(record, candidate=index, chunks=chunks, sample=job.sample)},
-                        )  # fmt: skip
+                        )
             self._save_checkpoint(runs, shift, n_iter, job)
 
-        settings = dict(model=model, tol=job.tol(self), on_iteration=on_iteration, accelerate=self.accelerate,
-                        stopping=resolve_stopping(self.stopping, self.accelerate),
-                        passes_before=max(run.n_passes for run in runs))  # fmt: skip
+        settings = dict(
+            model=model,
+            tol=job.tol(self),
+            on_iteration=on_iteration,
+            accelerate=self.accelerate,
+            stopping=resolve_stopping(self.stopping, self.accelerate),
+            passes_before=max(run.n_passes for run in runs),
+        )
         collapsed = self._collapse_test(chunked)
         n_starts, max_iter = self.n_starts, job.max_iter(self)
         n_cells = len({(run.params.covariance_type, run.params.n_components) for run in runs})
@@ -406,13 +452,18 @@ class BatchMixture(MixtureBase):
             # initialisation (n_starts consecutive candidates) goes on
             choose = self.init_iter < max_iter  # (otherwise a resumed fit with more iterations goes on)
             settled = functools.partial(_settled, n_starts=n_starts, init_iter=self.init_iter, collapsed=collapsed)
-            run_em(chunked, runs, max_iter=min(self.init_iter, max_iter), **settings,
-                   settled=settled if choose else None)  # fmt: skip
+            run_em(
+                chunked, runs, max_iter=min(self.init_iter, max_iter), **settings, settled=settled if choose else None
+            )
             if choose:
                 groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
                 kept = [best_of(group, collapsed) for group in groups]
-                logger.info("kept the best of %d starts after %d iterations: %s", n_starts, self.init_iter,
-                            ", ".join(f"{r.objective:.6g}" for r in kept))  # fmt: skip
+                logger.info(
+                    "kept the best of %d starts after %d iterations: %s",
+                    n_starts,
+                    self.init_iter,
+                    ", ".join(f"{r.objective:.6g}" for r in kept),
+                )
                 runs[:] = kept
                 self._save_checkpoint(runs, shift, max(run.n_iter for run in runs), job)
         run_em(chunked, runs, max_iter=max_iter, **settings)
@@ -498,9 +549,18 @@ class BatchMixture(MixtureBase):
             runs, shift = [FitState(params)], params.weights @ params.means
         else:
             ks = [k for k in (job.ks or [self.n_components]) for _ in range(self.n_init * self.n_starts)]
-            runs, shift = initial_states(chunked, initial, self.init_params, ks, self.covariance_type, self.reg_covar,
-                                         job.random_state, missing=self.missing == "marginalize",
-                                         cholesky=self._gaussian_start, robust=self._expects_outliers)  # fmt: skip
+            runs, shift = initial_states(
+                chunked,
+                initial,
+                self.init_params,
+                ks,
+                self.covariance_type,
+                self.reg_covar,
+                job.random_state,
+                missing=self.missing == "marginalize",
+                cholesky=self._gaussian_start,
+                robust=self._expects_outliers,
+            )
         if self.noise == "uniform":
             box = data_box(chunked)
             for run in runs:
@@ -539,9 +599,17 @@ class BatchMixture(MixtureBase):
     # ---------------------------------------------------------- persistence
 
     def _fit_state(self) -> FitState:
-        return FitState(self._state_params(), self.lower_bound_, self.converged_, self.n_iter_, self.history_,
-                        list(getattr(self, "means_history_", [])), getattr(self, "n_rows_ignored_", 0),
-                        n_passes=getattr(self, "n_passes_", 0), **em_place(self))  # fmt: skip
+        return FitState(
+            self._state_params(),
+            self.lower_bound_,
+            self.converged_,
+            self.n_iter_,
+            self.history_,
+            list(getattr(self, "means_history_", [])),
+            getattr(self, "n_rows_ignored_", 0),
+            n_passes=getattr(self, "n_passes_", 0),
+            **em_place(self),
+        )
 
     def state(self) -> tuple[dict, dict]:
         arrays, attrs = super().state()
@@ -578,19 +646,33 @@ def set_fitted(model: BatchMixture, state: FitState, warn: bool = False, n_passe
     model.n_rows_ignored_ = state.n_rows_ignored
     model.n_passes_ = state.n_passes if n_passes is None else n_passes
     # where EM was, for a warm start: the stopping rule's EM steps and the extrapolation's cycle
-    model._em_place = dict(chain=list(state.chain), rate=state.rate, cycle=copy.deepcopy(state.cycle),
-                           trial=state.trial)  # fmt: skip
+    model._em_place = dict(
+        chain=list(state.chain), rate=state.rate, cycle=copy.deepcopy(state.cycle), trial=state.trial
+    )
     model.history_ = state.history
     model.lower_bounds_ = _lower_bounds(state.history)
     model.means_history_ = np.stack(state.means_history or [state.params.means])
     if model.verbose and warn:
-        logger.info("fit done: %d iterations (%d passes over the data), lower bound %.6g, converged %s",
-                    state.n_iter, model.n_passes_, state.objective, state.converged)  # fmt: skip
+        logger.info(
+            "fit done: %d iterations (%d passes over the data), lower bound %.6g, converged %s",
+            state.n_iter,
+            model.n_passes_,
+            state.objective,
+            state.converged,
+        )
 
 
 #: the fitted attributes a warm start reads its parameters from
-FITTED_ARRAYS = ("weights_", "means_", "precisions_cholesky_", "degrees_of_freedom_", "weight_concentration_",
-                 "mean_precision_", "scaler_mean_", "scaler_scale_")  # fmt: skip
+FITTED_ARRAYS = (
+    "weights_",
+    "means_",
+    "precisions_cholesky_",
+    "degrees_of_freedom_",
+    "weight_concentration_",
+    "mean_precision_",
+    "scaler_mean_",
+    "scaler_scale_",
+)
 
 
 def _fitted_arrays(model) -> dict:

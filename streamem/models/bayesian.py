@@ -85,16 +85,36 @@ class VariationalParams(MixtureParams):
     merge_memo: np.ndarray | None = None
 
     @classmethod
-    def of(cls, weight_concentration, mean_precision, means, degrees_of_freedom, covariances, precisions_chol,
-           covariance_type: str, merge_pairs=None, merge_memo=None) -> VariationalParams:  # fmt: skip
+    def of(
+        cls,
+        weight_concentration,
+        mean_precision,
+        means,
+        degrees_of_freedom,
+        covariances,
+        precisions_chol,
+        covariance_type: str,
+        merge_pairs=None,
+        merge_memo=None,
+    ) -> VariationalParams:
         """The posterior, its expected weights computed from ``weight_concentration``."""
         if weight_concentration.ndim == 2:
             a, b = weight_concentration
             weights = a / (a + b) * np.hstack((1.0, np.cumprod(b / (a + b))[:-1]))
         else:
             weights = weight_concentration
-        return cls(weights / weights.sum(), means, covariances, precisions_chol, covariance_type,
-                   weight_concentration, mean_precision, degrees_of_freedom, merge_pairs, merge_memo)  # fmt: skip
+        return cls(
+            weights / weights.sum(),
+            means,
+            covariances,
+            precisions_chol,
+            covariance_type,
+            weight_concentration,
+            mean_precision,
+            degrees_of_freedom,
+            merge_pairs,
+            merge_memo,
+        )
 
     @property
     def dirichlet_process(self) -> bool:
@@ -129,10 +149,15 @@ class VariationalParams(MixtureParams):
         freedom's excess over :math:`D - 1`, and the expected precisions' Cholesky factors
         (:meth:`Covariance.chol_to_free`)."""
         D = self.n_features
-        return np.concatenate([
-            np.log(self.weight_concentration).ravel(), np.log(self.mean_precision), self.means.ravel(),
-            np.log(self.degrees_of_freedom - (D - 1)), self.covariance.chol_to_free(self.precisions_chol),
-        ])  # fmt: skip
+        return np.concatenate(
+            [
+                np.log(self.weight_concentration).ravel(),
+                np.log(self.mean_precision),
+                self.means.ravel(),
+                np.log(self.degrees_of_freedom - (D - 1)),
+                self.covariance.chol_to_free(self.precisions_chol),
+            ]
+        )
 
     def from_vector(self, vector: np.ndarray) -> VariationalParams:
         K, D = self.means.shape
@@ -140,9 +165,17 @@ class VariationalParams(MixtureParams):
         concentration = np.exp(parts[0]).reshape(self.weight_concentration.shape)
         covariance = self.covariance
         chol = covariance.chol_from_free(parts[4], self.precisions_chol.shape)
-        return VariationalParams.of(concentration, np.exp(parts[1]), parts[2].reshape(K, D), D - 1 + np.exp(parts[3]),
-                                    covariance.covariances_from_precisions_chol(chol), chol, self.covariance_type,
-                                    self.merge_pairs, self.merge_memo)  # fmt: skip
+        return VariationalParams.of(
+            concentration,
+            np.exp(parts[1]),
+            parts[2].reshape(K, D),
+            D - 1 + np.exp(parts[3]),
+            covariance.covariances_from_precisions_chol(chol),
+            chol,
+            self.covariance_type,
+            self.merge_pairs,
+            self.merge_memo,
+        )
 
     def to_arrays(self, prefix: str = "") -> dict:
         arrays = {
@@ -174,9 +207,17 @@ class VariationalParams(MixtureParams):
         memo = arrays.get(f"{prefix}merge_memo")
         if memo is not None and (memo.ndim != 2 or memo.shape[1] != 3):
             raise ValueError(f"{prefix}merge_memo must have 3 columns, got shape {memo.shape}")
-        return cls.of(concentration, arrays[f"{prefix}mean_precision"], expected.means,
-                      arrays[f"{prefix}degrees_of_freedom"], expected.covariances, expected.precisions_chol,
-                      covariance_type, pairs, memo)  # fmt: skip
+        return cls.of(
+            concentration,
+            arrays[f"{prefix}mean_precision"],
+            expected.means,
+            arrays[f"{prefix}degrees_of_freedom"],
+            expected.covariances,
+            expected.precisions_chol,
+            covariance_type,
+            pairs,
+            memo,
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -284,8 +325,9 @@ class VariationalModel:
                 if value > best:
                     best, chosen = value, [*chosen, p]
                     taken.update(oriented[p])
-        return [oriented[p] for p in chosen], {(min(j, k), max(j, k)): float(loss) for (j, k), loss in
-                                               zip(pairs.tolist(), losses)}  # fmt: skip
+        return [oriented[p] for p in chosen], {
+            (min(j, k), max(j, k)): float(loss) for (j, k), loss in zip(pairs.tolist(), losses)
+        }
 
     def merge_candidates(self, stats, new: VariationalParams, memo: dict) -> np.ndarray:
         """The merges worth gathering terms for in the next pass: pairs of used components
@@ -348,10 +390,18 @@ class VariationalModel:
         deviations = means_c - (prior.mean - shift)
         posterior_c = (prior.mean_precision * (prior.mean - shift) + nk[:, None] * means_c) / beta[:, None]
         coefficient = nk * prior.mean_precision / beta
-        covariances, nu = covariance.variational_covariances(nk, ml_covariances, coefficient, deviations,
-                                                            prior.covariance, prior.degrees_of_freedom)  # fmt: skip
-        return VariationalParams.of(concentration, beta, posterior_c + shift, nu, covariances,
-                                    covariance.precisions_chol(covariances), self.covariance_type)  # fmt: skip
+        covariances, nu = covariance.variational_covariances(
+            nk, ml_covariances, coefficient, deviations, prior.covariance, prior.degrees_of_freedom
+        )
+        return VariationalParams.of(
+            concentration,
+            beta,
+            posterior_c + shift,
+            nu,
+            covariances,
+            covariance.precisions_chol(covariances),
+            self.covariance_type,
+        )
 
     def initial(self, params: MixtureParams, total_weight: float) -> VariationalParams:
         """The posterior after scikit-learn's first update: from the statistics that initial
@@ -378,8 +428,9 @@ class VariationalModel:
         D = new.n_features
         nu = new.degrees_of_freedom
         log_det = new.covariance.log_det_chol(new.precisions_chol, D) - 0.5 * D * np.log(nu)
-        log_wishart = -(nu * log_det + nu * D * 0.5 * math.log(2.0)
-                        + gammaln(0.5 * (nu - np.arange(D)[:, None])).sum(axis=0)).sum()  # fmt: skip
+        log_wishart = -(
+            nu * log_det + nu * D * 0.5 * math.log(2.0) + gammaln(0.5 * (nu - np.arange(D)[:, None])).sum(axis=0)
+        ).sum()
         if new.dirichlet_process:
             log_norm_weight = -betaln(*new.weight_concentration).sum()
         else:
@@ -405,26 +456,40 @@ class VariationalModel:
         alpha0 = prior.weight_concentration
         if params.dirichlet_process:
             a, b = params.weight_concentration
-            kl_weights = (-math.log(alpha0) - betaln(a, b) + (a - 1) * digamma(a) + (b - alpha0) * digamma(b)
-                          + (1 + alpha0 - a - b) * digamma(a + b)).sum()  # fmt: skip
+            kl_weights = (
+                -math.log(alpha0)
+                - betaln(a, b)
+                + (a - 1) * digamma(a)
+                + (b - alpha0) * digamma(b)
+                + (1 + alpha0 - a - b) * digamma(a + b)
+            ).sum()
         else:
             alpha = params.weight_concentration
-            kl_weights = (gammaln(alpha.sum()) - gammaln(alpha).sum() - gammaln(K * alpha0) + K * gammaln(alpha0)
-                          + ((alpha - alpha0) * (digamma(alpha) - digamma(alpha.sum()))).sum())  # fmt: skip
+            kl_weights = (
+                gammaln(alpha.sum())
+                - gammaln(alpha).sum()
+                - gammaln(K * alpha0)
+                + K * gammaln(alpha0)
+                + ((alpha - alpha0) * (digamma(alpha) - digamma(alpha.sum()))).sum()
+            )
         beta0, beta = prior.mean_precision, params.mean_precision
         nu0, nu = prior.degrees_of_freedom, params.degrees_of_freedom
         precisions = covariance.full_precisions(params.precisions_chol, K, D)  # E[Lambda_k] = nu_k W_k
         diff = params.means - prior.mean
-        kl_means = 0.5 * (D * (beta0 / beta - 1.0 + np.log(beta / beta0))
-                          + beta0 * np.einsum("kd,kde,ke->k", diff, precisions, diff))  # fmt: skip
+        kl_means = 0.5 * (
+            D * (beta0 / beta - 1.0 + np.log(beta / beta0)) + beta0 * np.einsum("kd,kde,ke->k", diff, precisions, diff)
+        )
         psi = prior.covariance if prior.covariance.ndim == 2 else np.diag(np.broadcast_to(prior.covariance, (D,)))
         log_det_w = 2.0 * covariance.log_det_chol(params.precisions_chol, D) - D * np.log(nu)
         half = 0.5 * (np.subtract.outer(nu, np.arange(D)))  # (nu_k - j) / 2, shape (K, D)
         half0 = 0.5 * (nu0 - np.arange(D))
-        kl_wishart = (0.5 * nu0 * (-np.linalg.slogdet(psi)[1] - log_det_w)
-                      + 0.5 * nu * (np.einsum("de,ked->k", psi, precisions) / nu - D)
-                      + gammaln(half0).sum() - gammaln(half).sum(axis=1)
-                      + 0.5 * (nu - nu0) * digamma(half).sum(axis=1))  # fmt: skip
+        kl_wishart = (
+            0.5 * nu0 * (-np.linalg.slogdet(psi)[1] - log_det_w)
+            + 0.5 * nu * (np.einsum("de,ked->k", psi, precisions) / nu - D)
+            + gammaln(half0).sum()
+            - gammaln(half).sum(axis=1)
+            + 0.5 * (nu - nu0) * digamma(half).sum(axis=1)
+        )
         return float(kl_weights + kl_means.sum() + kl_wishart.sum())
 
 
@@ -449,8 +514,14 @@ def permuted_stats(stats, order) -> SufficientStats:
     """The statistics of the components in ``order`` (component ``i`` of the result is
     ``order[i]``)."""
     per_component = get_covariance(stats.covariance_type).per_component
-    return dataclasses.replace(stats, nk=stats.nk[order], s1=stats.s1[order], shift=stats.shift[order],
-                               s2=stats.s2[order] if per_component else stats.s2, merge_terms=None)  # fmt: skip
+    return dataclasses.replace(
+        stats,
+        nk=stats.nk[order],
+        s1=stats.s1[order],
+        shift=stats.shift[order],
+        s2=stats.s2[order] if per_component else stats.s2,
+        merge_terms=None,
+    )
 
 
 def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
@@ -474,9 +545,15 @@ def _posterior_of(model) -> VariationalParams:
     estimator's, or scikit-learn's ``BayesianGaussianMixture``'s)."""
     as_float = lambda value: np.asarray(value, dtype=np.float64)  # noqa: E731
     nu = np.broadcast_to(as_float(model.degrees_of_freedom_), (model.n_components,)).copy()  # a float for tied
-    return VariationalParams.of(as_float(model.weight_concentration_), as_float(model.mean_precision_),
-                                as_float(model.means_), nu, as_float(model.covariances_),
-                                as_float(model.precisions_cholesky_), model.covariance_type)  # fmt: skip
+    return VariationalParams.of(
+        as_float(model.weight_concentration_),
+        as_float(model.mean_precision_),
+        as_float(model.means_),
+        nu,
+        as_float(model.covariances_),
+        as_float(model.precisions_cholesky_),
+        model.covariance_type,
+    )
 
 
 class BayesianGaussianMixture(Stepwise, BatchMixture):
@@ -724,8 +801,14 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
             raise ValueError("moves='merge' needs complete rows: with missing='marginalize' pass moves=None or 'auto'")
         mean, scatter, total = _data_moments(chunked.complete_rows() if missing else chunked, shift, full)
         merges = self.moves is not None and not missing and not job.warm_up
-        model = self.model_class(self.covariance_type, self.reg_covar, shift, self._resolve_prior(mean, scatter, total),
-                                 missing, merges=merges)  # fmt: skip
+        model = self.model_class(
+            self.covariance_type,
+            self.reg_covar,
+            shift,
+            self._resolve_prior(mean, scatter, total),
+            missing,
+            merges=merges,
+        )
         job.model, job.data_weight = model, total
         return model
 
@@ -801,12 +884,21 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
         data, _ = self._validate_X(X, reset=False)
         weights = self._validate_sample_weight(sample_weight, data)
         posterior = self._state_params()
-        prior = VariationalPrior(self.weight_concentration_prior_type, self.weight_concentration_prior_,
-                                 self.mean_precision_prior_, np.asarray(self.mean_prior_, dtype=np.float64),
-                                 self.degrees_of_freedom_prior_,
-                                 np.asarray(self.covariance_prior_, dtype=np.float64))  # fmt: skip
-        model = self.model_class(self.covariance_type, self.reg_covar, posterior.weights @ posterior.means, prior,
-                                 self.missing == "marginalize")  # fmt: skip
+        prior = VariationalPrior(
+            self.weight_concentration_prior_type,
+            self.weight_concentration_prior_,
+            self.mean_precision_prior_,
+            np.asarray(self.mean_prior_, dtype=np.float64),
+            self.degrees_of_freedom_prior_,
+            np.asarray(self.covariance_prior_, dtype=np.float64),
+        )
+        model = self.model_class(
+            self.covariance_type,
+            self.reg_covar,
+            posterior.weights @ posterior.means,
+            prior,
+            self.missing == "marginalize",
+        )
         chunked = ChunkedData(data, weights)
         with blas_per_task(chunked.n_chunks):
             (stats,) = model.estep(chunked, [posterior])
@@ -880,15 +972,21 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
         if "prior" not in attrs:  # a checkpoint's state
             return
         hyper = attrs["prior"]
-        prior = VariationalPrior(self.weight_concentration_prior_type, hyper["weight_concentration"],
-                                 hyper["mean_precision"], arrays["prior_mean"], hyper["degrees_of_freedom"],
-                                 arrays["prior_covariance"])  # fmt: skip
+        prior = VariationalPrior(
+            self.weight_concentration_prior_type,
+            hyper["weight_concentration"],
+            hyper["mean_precision"],
+            arrays["prior_mean"],
+            hyper["degrees_of_freedom"],
+            arrays["prior_covariance"],
+        )
         self._set_prior(prior)
         fitted = attrs["fitted"]
         if "n_batches" in fitted:
             self._restore_running(arrays, fitted, VariationalParams)
-            self._variational = self.model_class(self.covariance_type, self.reg_covar, self._shift, prior,
-                                                 self.missing == "marginalize")  # fmt: skip
+            self._variational = self.model_class(
+                self.covariance_type, self.reg_covar, self._shift, prior, self.missing == "marginalize"
+            )
             self._seen = float(fitted["seen_weight"])
             self._entropy = float(fitted["running_entropy"])
             self._buffer = []
@@ -901,16 +999,35 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
 
         init = sklearn_init_params(self.init_params)
         model = SkBayesianGaussianMixture(
-            n_components=self.n_components, covariance_type=self.covariance_type, tol=self.tol,
-            reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init_params=init,
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            init_params=init,
             weight_concentration_prior_type=self.weight_concentration_prior_type,
-            weight_concentration_prior=self.weight_concentration_prior, mean_precision_prior=self.mean_precision_prior,
-            mean_prior=self.mean_prior, degrees_of_freedom_prior=self.degrees_of_freedom_prior,
-            covariance_prior=self.covariance_prior, random_state=self.random_state, warm_start=self.warm_start,
-        )  # fmt: skip
-        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "mean_precision_",
-                     "weight_concentration_prior_", "mean_precision_prior_", "mean_prior_",
-                     "degrees_of_freedom_prior_", "covariance_prior_"):  # fmt: skip
+            weight_concentration_prior=self.weight_concentration_prior,
+            mean_precision_prior=self.mean_precision_prior,
+            mean_prior=self.mean_prior,
+            degrees_of_freedom_prior=self.degrees_of_freedom_prior,
+            covariance_prior=self.covariance_prior,
+            random_state=self.random_state,
+            warm_start=self.warm_start,
+        )
+        for name in (
+            "weights_",
+            "means_",
+            "covariances_",
+            "precisions_cholesky_",
+            "precisions_",
+            "mean_precision_",
+            "weight_concentration_prior_",
+            "mean_precision_prior_",
+            "mean_prior_",
+            "degrees_of_freedom_prior_",
+            "covariance_prior_",
+        ):
             setattr(model, name, np.copy(getattr(self, name)))
         model.weight_concentration_ = (
             tuple(np.copy(c) for c in self.weight_concentration_)
@@ -929,21 +1046,34 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
         check_is_fitted(model, "precisions_cholesky_")
         init = "k-means||" if model.init_params == "kmeans" else model.init_params
         out = cls(
-            n_components=model.n_components, covariance_type=model.covariance_type, tol=model.tol,
-            reg_covar=model.reg_covar, max_iter=model.max_iter, n_init=model.n_init, init_params=init,
+            n_components=model.n_components,
+            covariance_type=model.covariance_type,
+            tol=model.tol,
+            reg_covar=model.reg_covar,
+            max_iter=model.max_iter,
+            n_init=model.n_init,
+            init_params=init,
             weight_concentration_prior_type=model.weight_concentration_prior_type,
             weight_concentration_prior=model.weight_concentration_prior,
-            mean_precision_prior=model.mean_precision_prior, mean_prior=model.mean_prior,
-            degrees_of_freedom_prior=model.degrees_of_freedom_prior, covariance_prior=model.covariance_prior,
-            random_state=model.random_state, warm_start=model.warm_start,
-        )  # fmt: skip
+            mean_precision_prior=model.mean_precision_prior,
+            mean_prior=model.mean_prior,
+            degrees_of_freedom_prior=model.degrees_of_freedom_prior,
+            covariance_prior=model.covariance_prior,
+            random_state=model.random_state,
+            warm_start=model.warm_start,
+        )
         state = FitState(_posterior_of(model), float(model.lower_bound_), bool(model.converged_), int(model.n_iter_))
         set_fitted(out, state)
-        out._set_prior(VariationalPrior(
-            model.weight_concentration_prior_type, float(model.weight_concentration_prior_),
-            float(model.mean_precision_prior_), np.asarray(model.mean_prior_, dtype=np.float64),
-            float(model.degrees_of_freedom_prior_), np.asarray(model.covariance_prior_, dtype=np.float64),
-        ))  # fmt: skip
+        out._set_prior(
+            VariationalPrior(
+                model.weight_concentration_prior_type,
+                float(model.weight_concentration_prior_),
+                float(model.mean_precision_prior_),
+                np.asarray(model.mean_prior_, dtype=np.float64),
+                float(model.degrees_of_freedom_prior_),
+                np.asarray(model.covariance_prior_, dtype=np.float64),
+            )
+        )
         out.n_features_in_ = int(model.n_features_in_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         return out

@@ -41,8 +41,9 @@ def to_onnx(model, path=None, dtype=np.float64):
     except ImportError:
         raise ImportError("ONNX export needs skl2onnx: pip install 'streamem[onnx]'") from None
     estimator = model.to_sklearn()  # raises NotFittedError for an unfitted model
-    graph = convert(estimator, np.zeros((1, model.n_features_in_), dtype=dtype),
-                    options={id(estimator): {"score_samples": True}})  # fmt: skip
+    graph = convert(
+        estimator, np.zeros((1, model.n_features_in_), dtype=dtype), options={id(estimator): {"score_samples": True}}
+    )
     if path is not None:
         with atomic_path(path) as tmp:
             tmp.write_bytes(graph.SerializeToString())

@@ -349,8 +349,12 @@ class GaussianMixture(BatchMixture):
         self.explore_rows = explore_rows
 
     #: the hyper-parameters that make a prior (``mean_prior`` alone does not)
-    PRIOR_PARAMETERS = ("weight_concentration_prior", "mean_precision_prior", "covariance_prior",
-                        "degrees_of_freedom_prior")  # fmt: skip
+    PRIOR_PARAMETERS = (
+        "weight_concentration_prior",
+        "mean_precision_prior",
+        "covariance_prior",
+        "degrees_of_freedom_prior",
+    )
 
     def _model(self, job: FitJob, shift: np.ndarray) -> GaussianModel | StandardizedModel:
         """The model :func:`~streamem.engine.em.run_em` fits: the Gaussian mixture, MAP under a prior;
@@ -360,8 +364,9 @@ class GaussianMixture(BatchMixture):
             raise ValueError("freeze holds parameters at their initial values: it cannot be combined with a prior")
         if prior is not None and self.noise:
             raise ValueError("noise='uniform' cannot be combined with a prior")
-        model = self.model_class(self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize",
-                                 freeze)  # fmt: skip
+        model = self.model_class(
+            self.covariance_type, self.reg_covar, shift, prior, self.missing == "marginalize", freeze
+        )
         return model if job.scaling is None else StandardizedModel(model, job.scaling)
 
     def _prior(self, n_features: int, shift: np.ndarray) -> Prior | None:
@@ -397,10 +402,16 @@ class GaussianMixture(BatchMixture):
         check_is_fitted(model, "precisions_cholesky_")
         init = "k-means||" if model.init_params == "kmeans" else model.init_params
         out = cls(
-            n_components=model.n_components, covariance_type=model.covariance_type, tol=model.tol,
-            reg_covar=model.reg_covar, max_iter=model.max_iter, n_init=model.n_init, init_params=init,
-            random_state=model.random_state, warm_start=model.warm_start,
-        )  # fmt: skip
+            n_components=model.n_components,
+            covariance_type=model.covariance_type,
+            tol=model.tol,
+            reg_covar=model.reg_covar,
+            max_iter=model.max_iter,
+            n_init=model.n_init,
+            init_params=init,
+            random_state=model.random_state,
+            warm_start=model.warm_start,
+        )
         params = MixtureParams(
             np.asarray(model.weights_, dtype=np.float64),
             np.asarray(model.means_, dtype=np.float64),
@@ -412,5 +423,3 @@ class GaussianMixture(BatchMixture):
         out.n_features_in_ = int(model.n_features_in_)
         out.lower_bounds_ = [float(v) for v in getattr(model, "lower_bounds_", [])]
         return out
-
-

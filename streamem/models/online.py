@@ -119,9 +119,11 @@ class Stepwise:
             raise ValueError(f"expected a non-empty batch, got an empty one of shape {X.shape}")
         with np.errstate(invalid="ignore", over="ignore"):  # the finiteness check sums the values
             X = check_array(
-                X, dtype=[np.float64, np.float32], ensure_min_samples=1,
+                X,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=1,
                 ensure_all_finite="allow-nan" if self.missing == "marginalize" else True,
-            )  # fmt: skip
+            )
         n_features = None if new_stream else getattr(self, "n_features_in_", None)
         if n_features is not None and X.shape[1] != n_features:
             raise ValueError(
@@ -233,13 +235,23 @@ class Stepwise:
             raise ValueError("the model is still warming up: no parameters to save yet")
         s = self._stats
         arrays.update(self._iterate.to_arrays("iterate_"))
-        arrays.update({
-            "stats_nk": s.nk, "stats_s1": s.s1, "stats_s2": s.s2, "stats_loglik": np.array([s.loglik]),
-            "shift": self._shift, "stats_shift": s.shift,
-            "worst_scores": s.worst.scores, "worst_points": s.worst.points,
-        })  # fmt: skip
-        fitted.update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_),
-                      step_origin=int(getattr(self, "_step_origin", 0)))  # fmt: skip
+        arrays.update(
+            {
+                "stats_nk": s.nk,
+                "stats_s1": s.s1,
+                "stats_s2": s.s2,
+                "stats_loglik": np.array([s.loglik]),
+                "shift": self._shift,
+                "stats_shift": s.shift,
+                "worst_scores": s.worst.scores,
+                "worst_points": s.worst.points,
+            }
+        )
+        fitted.update(
+            n_batches=int(self.n_batches_),
+            n_samples_seen=int(self.n_samples_seen_),
+            step_origin=int(getattr(self, "_step_origin", 0)),
+        )
 
     def _restore_running(self, arrays: dict, fitted: dict, params_class=MixtureParams) -> None:
         """The running statistics and the step counter back from :meth:`_running_state`'s."""
@@ -249,9 +261,15 @@ class Stepwise:
         zero = SufficientStats.zero(K, D, self.covariance_type, arrays.get("stats_shift", self._shift))
         worst = dataclasses.replace(zero.worst, scores=arrays["worst_scores"], points=arrays["worst_points"])
         self._stats = dataclasses.replace(
-            zero, nk=arrays["stats_nk"], s1=arrays["stats_s1"], s2=arrays["stats_s2"],
-            loglik=float(arrays["stats_loglik"][0]), weight=1.0, count=1, worst=worst,
-        )  # fmt: skip
+            zero,
+            nk=arrays["stats_nk"],
+            s1=arrays["stats_s1"],
+            s2=arrays["stats_s2"],
+            loglik=float(arrays["stats_loglik"][0]),
+            weight=1.0,
+            count=1,
+            worst=worst,
+        )
         self.n_batches_ = int(fitted["n_batches"])
         self.n_samples_seen_ = int(fitted["n_samples_seen"])
         self._step_origin = int(fitted.get("step_origin", 0))
@@ -442,9 +460,15 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         missing = self.missing == "marginalize"
         with blas_per_task(chunked.n_chunks):
             states, centre = initial_states(
-                chunked, initial, self.init_params, [self.n_components] * self.n_init, self.covariance_type,
-                self.reg_covar, check_random_state(self.random_state), missing=missing,
-            )  # fmt: skip
+                chunked,
+                initial,
+                self.init_params,
+                [self.n_components] * self.n_init,
+                self.covariance_type,
+                self.reg_covar,
+                check_random_state(self.random_state),
+                missing=missing,
+            )
             model = GaussianModel(self.covariance_type, self.reg_covar, centre, missing=missing, freeze=freeze)
             run_em(chunked, states, model=model, tol=self.tol, max_iter=WARM_UP_ITER)
         return max(states, key=lambda state: state.objective).params, shift
@@ -499,8 +523,9 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
             weights, _ = relative_weights(weights)
 
         def batches():  # checked; a mini-batch that carries no weight is left out
-            checked = (self._check_batch(*batch) for batch in row_batches(data, weights, self.batch_size,
-                                                                             self.n_components))  # fmt: skip
+            checked = (
+                self._check_batch(*batch) for batch in row_batches(data, weights, self.batch_size, self.n_components)
+            )
             return (batch for batch in checked if self._carries_weight(*batch))
 
         if not continuing:
@@ -547,8 +572,9 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
                         total = stats if total is None else total + stats
                         per_batch.append(stats)
                     totals = dataclasses.replace(total, worst=stats.worst)
-                    params, reseeded = m_step(totals, self.covariance_type, self.reg_covar, None, self._frozen(),
-                                              self._iterate)  # fmt: skip
+                    params, reseeded = m_step(
+                        totals, self.covariance_type, self.reg_covar, None, self._frozen(), self._iterate
+                    )
                     if reseeded:
                         logger.warning("re-seeded empty components %s at the worst-explained rows", reseeded)
                     self._commit(totals.normalized(), params, self.n_batches_ + 1, stats.count)
@@ -559,8 +585,15 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
             previous = mean
             self.n_iter_ = n_pass
             self.n_passes_ += 1
-            self.history_.append({"iteration": n_pass, "passes": self.n_passes_, "log_likelihood": mean,
-                                  "change": change, "seconds": time.perf_counter() - start})  # fmt: skip
+            self.history_.append(
+                {
+                    "iteration": n_pass,
+                    "passes": self.n_passes_,
+                    "log_likelihood": mean,
+                    "change": change,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
             if self.verbose >= 2 and n_pass % self.verbose_interval == 0:
                 logger.info("pass %d: log-likelihood %.8g, change %.3g", n_pass, mean, change)
             if abs(change) < self.tol:

@@ -35,9 +35,18 @@ def _parse_types(covariance_type) -> list[str]:
     return list(dict.fromkeys(types))
 
 
-def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *, covariance_type="full",
-                        model="gaussian", sample_weight=None, storage_options=None, feature_dim=None,
-                        **params):  # fmt: skip
+def select_n_components(
+    X,
+    n_components=range(1, 11),
+    criterion: str = "bic",
+    *,
+    covariance_type="full",
+    model="gaussian",
+    sample_weight=None,
+    storage_options=None,
+    feature_dim=None,
+    **params,
+):
     """Fit a mixture for every number of components (and covariance type) at once; return
     the best one.
 
@@ -113,19 +122,21 @@ def select_n_components(X, n_components=range(1, 11), criterion: str = "bic", *,
         params_k, total = best[(t, k)].params, totals[(t, k)]
         # the criteria count rows by their weights as given (the fit scaled them by ``scale``)
         bic, aic = params_k.information_criteria(total.loglik / scale, total.weight / scale)
-        table.append({
-            "covariance_type": t,
-            "n_components": k,
-            "log_likelihood": float(total.mean_loglik),
-            "n_parameters": params_k.n_parameters(),
-            "bic": bic,
-            "icl": bic + 2.0 * max(total.entropy(params_k) / scale, 0.0),
-            "aic": aic,
-            "lower_bound": float(best[(t, k)].objective),
-            "n_iter": best[(t, k)].n_iter,
-            "converged": bool(best[(t, k)].converged),
-            "collapsed": collapsed[(t, k)],
-        })  # fmt: skip
+        table.append(
+            {
+                "covariance_type": t,
+                "n_components": k,
+                "log_likelihood": float(total.mean_loglik),
+                "n_parameters": params_k.n_parameters(),
+                "bic": bic,
+                "icl": bic + 2.0 * max(total.entropy(params_k) / scale, 0.0),
+                "aic": aic,
+                "lower_bound": float(best[(t, k)].objective),
+                "n_iter": best[(t, k)].n_iter,
+                "converged": bool(best[(t, k)].converged),
+                "collapsed": collapsed[(t, k)],
+            }
+        )
     chosen = chosen_row(table, criterion)
     model.set_params(n_components=chosen["n_components"], covariance_type=chosen["covariance_type"])
     set_fitted(model, best[(chosen["covariance_type"], chosen["n_components"])], warn=True, n_passes=n_passes)
@@ -157,6 +168,7 @@ def chosen_row(table: list[dict], criterion: str) -> dict:
     a better fit (among all rows when every one has one, or in a table without the count)."""
     sound = [row for row in table if not row.get("collapsed")] or table
     return min(sound, key=lambda row: row[criterion] if np.isfinite(row[criterion]) else np.inf)
+
 
 def fit_candidates(
     model: GaussianMixture, X, sample_weight, ks, covariance_types=None, storage_options=None, feature_dim=None

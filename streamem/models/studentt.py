@@ -66,8 +66,9 @@ class TParams(MixtureParams):
     @classmethod
     def of(cls, params: MixtureParams, degrees_of_freedom) -> TParams:
         dof = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (params.n_components,)).copy()
-        return cls(params.weights, params.means, params.covariances, params.precisions_chol, params.covariance_type,
-                   dof)  # fmt: skip
+        return cls(
+            params.weights, params.means, params.covariances, params.precisions_chol, params.covariance_type, dof
+        )
 
     def kernel(self, dtype, centre=None) -> TKernel:
         return TKernel(self, centre)
@@ -123,8 +124,13 @@ class TKernel:
         nu = params.degrees_of_freedom
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
-        constants = (log_weights + gammaln(0.5 * (nu + D)) - gammaln(0.5 * nu) - 0.5 * D * np.log(nu * np.pi)
-                     + params.covariance.log_det_chol(params.precisions_chol, D))  # fmt: skip
+        constants = (
+            log_weights
+            + gammaln(0.5 * (nu + D))
+            - gammaln(0.5 * nu)
+            - 0.5 * D * np.log(nu * np.pi)
+            + params.covariance.log_det_chol(params.precisions_chol, D)
+        )
         order = self.gaussian.order
         self.constants_ordered = constants[order][:, None]
         self.nu_ordered = nu[order][:, None]
@@ -195,8 +201,10 @@ def t_chunk_stats(X, sample_weight, params_list: list[TParams]) -> list[TStats]:
     check_finite(X, sample_weight)
     weight, count = totals(X, sample_weight)
     kernels = [TKernel(params) for params in params_list]
-    moments = [Accumulator(p.n_components, p.n_features, p.covariance_type, k.gaussian.shift)
-               for p, k in zip(params_list, kernels)]  # fmt: skip
+    moments = [
+        Accumulator(p.n_components, p.n_features, p.covariance_type, k.gaussian.shift)
+        for p, k in zip(params_list, kernels)
+    ]
     nk = [np.zeros(p.n_components) for p in params_list]
     log_u = [np.zeros(p.n_components) for p in params_list]
     for block, w in iter_blocks(X, sample_weight, block_rows(kernels)):
@@ -222,8 +230,20 @@ def t_chunk_stats(X, sample_weight, params_list: list[TParams]) -> list[TStats]:
         order = kernel.gaussian.order
         in_order = np.empty_like(nk_ordered), np.empty_like(log_u_ordered)
         in_order[0][order], in_order[1][order] = nk_ordered, log_u_ordered
-        out.append(TStats(in_order[0], acc.nk, acc.s1, acc.s2, in_order[1], acc.loglik, weight, count,
-                          kernel.gaussian.shift.copy(), params.covariance_type))  # fmt: skip
+        out.append(
+            TStats(
+                in_order[0],
+                acc.nk,
+                acc.s1,
+                acc.s2,
+                in_order[1],
+                acc.loglik,
+                weight,
+                count,
+                kernel.gaussian.shift.copy(),
+                params.covariance_type,
+            )
+        )
     return out
 
 
@@ -255,8 +275,12 @@ def t_m_step(stats: TStats, covariance_type: str, reg_covar: float, current: TPa
         dof = current.degrees_of_freedom
     else:
         D = stats.s1.shape[1]
-        dof = np.array([_degrees_of_freedom(n, lu, v, D) if n > 1e-8 else v
-                        for n, lu, v in zip(nk, stats.log_u, current.degrees_of_freedom)])  # fmt: skip
+        dof = np.array(
+            [
+                _degrees_of_freedom(n, lu, v, D) if n > 1e-8 else v
+                for n, lu, v in zip(nk, stats.log_u, current.degrees_of_freedom)
+            ]
+        )
     return TParams.of(MixtureParams.from_covariances(weights, means, covariances, covariance_type), dof)
 
 
@@ -510,11 +534,23 @@ class StudentTMixture(Stepwise, BatchMixture):
         if getattr(self, "_stats", None) is not None:  # fitted by partial_fit: continue exactly after loading
             s = self._stats
             arrays.update(self._iterate.to_arrays("iterate_"))
-            arrays.update({"stats_nk": s.nk, "stats_su": s.su, "stats_s1": s.s1, "stats_s2": s.s2,
-                           "stats_log_u": s.log_u, "stats_loglik": np.array([s.loglik]), "stats_shift": s.shift,
-                           "shift": self._shift})  # fmt: skip
-            attrs["fitted"].update(n_batches=int(self.n_batches_), n_samples_seen=int(self.n_samples_seen_),
-                                   step_origin=int(getattr(self, "_step_origin", 0)))  # fmt: skip
+            arrays.update(
+                {
+                    "stats_nk": s.nk,
+                    "stats_su": s.su,
+                    "stats_s1": s.s1,
+                    "stats_s2": s.s2,
+                    "stats_log_u": s.log_u,
+                    "stats_loglik": np.array([s.loglik]),
+                    "stats_shift": s.shift,
+                    "shift": self._shift,
+                }
+            )
+            attrs["fitted"].update(
+                n_batches=int(self.n_batches_),
+                n_samples_seen=int(self.n_samples_seen_),
+                step_origin=int(getattr(self, "_step_origin", 0)),
+            )
         elif getattr(self, "_buffer", None):
             raise ValueError("the model is still warming up: no parameters to save yet")
         return arrays, attrs
@@ -524,9 +560,18 @@ class StudentTMixture(Stepwise, BatchMixture):
         fitted = attrs["fitted"]
         if "n_batches" in fitted:
             self._iterate = TParams.from_arrays(arrays, self.covariance_type, "iterate_")
-            self._stats = TStats(arrays["stats_nk"], arrays["stats_su"], arrays["stats_s1"], arrays["stats_s2"],
-                                 arrays["stats_log_u"], float(arrays["stats_loglik"][0]), 1.0, 1,
-                                 arrays["stats_shift"], self.covariance_type)  # fmt: skip
+            self._stats = TStats(
+                arrays["stats_nk"],
+                arrays["stats_su"],
+                arrays["stats_s1"],
+                arrays["stats_s2"],
+                arrays["stats_log_u"],
+                float(arrays["stats_loglik"][0]),
+                1.0,
+                1,
+                arrays["stats_shift"],
+                self.covariance_type,
+            )
             self._shift = arrays["shift"]
             self.n_batches_ = int(fitted["n_batches"])
             self.n_samples_seen_ = int(fitted["n_samples_seen"])

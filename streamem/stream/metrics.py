@@ -58,22 +58,27 @@ class StreamMetrics:
         self._lock = threading.Lock()
         self.registry = registry = prometheus.CollectorRegistry()
         self.records = prometheus.Counter("streamem_records_read", "Rows read from the source", registry=registry)
-        self.rejected = prometheus.Counter("streamem_records_rejected", "Malformed records sent to the dead letters",
-                                           registry=registry)  # fmt: skip
+        self.rejected = prometheus.Counter(
+            "streamem_records_rejected", "Malformed records sent to the dead letters", registry=registry
+        )
         self.batches = prometheus.Counter("streamem_batches", "Batches the model was updated with", registry=registry)
         self.checkpoints = prometheus.Counter("streamem_checkpoints", "Checkpoints written", registry=registry)
         self.drift_alarms = prometheus.Counter("streamem_drift_alarms", "Drift alarms raised", registry=registry)
-        self.consumer_lag = prometheus.Gauge("streamem_consumer_lag",
-                                             "Records in the source after the last one read, as the broker reports "
-                                             "them (Redis group lag, Kafka watermarks, JetStream pending, zarr rows)",
-                                             registry=registry)  # fmt: skip
-        self.log_likelihood = prometheus.Gauge("streamem_batch_log_likelihood",
-                                               "Mean log-likelihood of the last batch under the model",
-                                               registry=registry)  # fmt: skip
-        prometheus.Gauge("streamem_records_per_second", f"Rows read per second over the last {RATE_WINDOW:.0f} s",
-                         registry=registry).set_function(self._rate)  # fmt: skip
-        prometheus.Gauge("streamem_seconds_since_checkpoint", "Seconds since the last checkpoint (or the start)",
-                         registry=registry).set_function(self._since_checkpoint)  # fmt: skip
+        self.consumer_lag = prometheus.Gauge(
+            "streamem_consumer_lag",
+            "Records in the source after the last one read, as the broker reports "
+            "them (Redis group lag, Kafka watermarks, JetStream pending, zarr rows)",
+            registry=registry,
+        )
+        self.log_likelihood = prometheus.Gauge(
+            "streamem_batch_log_likelihood", "Mean log-likelihood of the last batch under the model", registry=registry
+        )
+        prometheus.Gauge(
+            "streamem_records_per_second", f"Rows read per second over the last {RATE_WINDOW:.0f} s", registry=registry
+        ).set_function(self._rate)
+        prometheus.Gauge(
+            "streamem_seconds_since_checkpoint", "Seconds since the last checkpoint (or the start)", registry=registry
+        ).set_function(self._since_checkpoint)
         metrics_app = prometheus.make_wsgi_app(registry)
 
         def app(environ, start_response):

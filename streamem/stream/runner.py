@@ -107,8 +107,9 @@ def _labels_writer(path, storage_options=None):
         if array.ndim != 1:
             raise ValueError(f"expected a 1-D labels array at {target.url!r}, got shape {array.shape}")
     else:
-        array = zarr.create_array(target.zarr_store(read_only=False), shape=(0,), chunks=(65536,), dtype="i4",
-                                  fill_value=-1)  # fmt: skip
+        array = zarr.create_array(
+            target.zarr_store(read_only=False), shape=(0,), chunks=(65536,), dtype="i4", fill_value=-1
+        )
 
     def write(start: int, X, labels: np.ndarray, position) -> None:
         stop = start + len(labels)
@@ -255,8 +256,9 @@ def run(
     runner = _Runner(source, model, checkpoint, out, result, write_labels, on_drift, metrics)
     try:
         with _StopSignal() as stop:
-            runner.loop(stop, batch_size, checkpoint_every, checkpoint_interval, stop_after_idle, max_batches,
-                        poll_timeout)  # fmt: skip
+            runner.loop(
+                stop, batch_size, checkpoint_every, checkpoint_interval, stop_after_idle, max_batches, poll_timeout
+            )
         runner.checkpoint(wait=True)
     finally:
         runner.writer.shutdown(wait=True)
@@ -265,8 +267,12 @@ def run(
             metrics.close()
     logger.info(
         "stream stopped (%s): %d batches, %d rows in the model, %d rejected, %d checkpoints",
-        result.stopped, result.batches, result.rows, result.rejected, result.checkpoints,
-    )  # fmt: skip
+        result.stopped,
+        result.batches,
+        result.rows,
+        result.rejected,
+        result.checkpoints,
+    )
     return result
 
 
@@ -372,10 +378,21 @@ class _Runner:
         self.result.drifts.append(batch)
         logger.warning(
             "drift: batch %d has mean log-likelihood %.6g under the model (alarm %d)%s",
-            batch, value, detector.alarms, "; step sizes restarted" if self.on_drift == "reset-step" else "",
-            extra={"streamem": {"event": "drift", "batch": batch, "log_likelihood": value, "alarms": detector.alarms,
-                                "rows": self.result.rows, "action": self.on_drift}},
-        )  # fmt: skip
+            batch,
+            value,
+            detector.alarms,
+            "; step sizes restarted" if self.on_drift == "reset-step" else "",
+            extra={
+                "streamem": {
+                    "event": "drift",
+                    "batch": batch,
+                    "log_likelihood": value,
+                    "alarms": detector.alarms,
+                    "rows": self.result.rows,
+                    "action": self.on_drift,
+                }
+            },
+        )
         if self.on_drift == "reset-step":
             self.model.restart_steps()
         if self.metrics is not None:
@@ -396,8 +413,12 @@ class _Runner:
             return
         arrays, attrs = self.model.state()  # new arrays at every update: a consistent snapshot
         position = self.result.position
-        stream = {"model": attrs, "position": position, "rows": self.result.rows,
-                  "drift": self.result.detector.to_dict()}  # fmt: skip
+        stream = {
+            "model": attrs,
+            "position": position,
+            "rows": self.result.rows,
+            "drift": self.result.detector.to_dict(),
+        }
         self.inflight = (self.writer.submit(self._write, self.model.n_batches_, arrays, attrs, stream), position)
         self.dirty = False
         self.since = 0

@@ -50,8 +50,9 @@ def initial_responsibilities(X, n_components, seed=1):
 def time_sklearn(X, spec, resp, iterations):
     from sklearn.mixture import BayesianGaussianMixture
 
-    model = BayesianGaussianMixture(n_components=spec["n_components"], covariance_type=spec["covariance_type"],
-                                    max_iter=1, tol=0)  # fmt: skip
+    model = BayesianGaussianMixture(
+        n_components=spec["n_components"], covariance_type=spec["covariance_type"], max_iter=1, tol=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model._check_parameters(X)
@@ -71,9 +72,15 @@ def time_streamem(X, spec, resp, iterations):
 
     nk, xk, sk = _estimate_gaussian_parameters(X, resp, 1e-6, spec["covariance_type"])
     precisions = np.linalg.inv(sk) if spec["covariance_type"] in ("full", "tied") else 1.0 / sk
-    model = streamem.BayesianGaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"],
-                                             max_iter=iterations, tol=0, weights_init=nk / nk.sum(), means_init=xk,
-                                             precisions_init=precisions)  # fmt: skip
+    model = streamem.BayesianGaussianMixture(
+        spec["n_components"],
+        covariance_type=spec["covariance_type"],
+        max_iter=iterations,
+        tol=0,
+        weights_init=nk / nk.sum(),
+        means_init=xk,
+        precisions_init=precisions,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
@@ -111,8 +118,11 @@ def main_online(args):
         shape = (
             f"{name} N={spec['n_samples']:,} D={spec['n_features']} K={spec['n_components']} {spec['covariance_type']}"
         )
-        print(f"| {shape} | {batch_elbo:.4f} | {n_iter} | {batch_seconds:.1f} | {online_elbo:.4f} | "
-              f"{online_seconds:.1f} | {gap:+.2%} |", flush=True)  # fmt: skip
+        print(
+            f"| {shape} | {batch_elbo:.4f} | {n_iter} | {batch_seconds:.1f} | {online_elbo:.4f} | "
+            f"{online_seconds:.1f} | {gap:+.2%} |",
+            flush=True,
+        )
 
 
 def main():
@@ -131,15 +141,19 @@ def main():
         spec = WORKLOADS[name]
         X = make_data(spec["n_samples"], spec["n_features"], spec["n_components"])
         resp = initial_responsibilities(X, spec["n_components"])
-        sk_time, reference = min((time_sklearn(X, spec, resp, args.iterations) for _ in range(args.repeat)),
-                                 key=lambda run: run[0])  # fmt: skip
-        st_time, model = min((time_streamem(X, spec, resp, args.iterations) for _ in range(args.repeat)),
-                             key=lambda run: run[0])  # fmt: skip
+        sk_time, reference = min(
+            (time_sklearn(X, spec, resp, args.iterations) for _ in range(args.repeat)), key=lambda run: run[0]
+        )
+        st_time, model = min(
+            (time_streamem(X, spec, resp, args.iterations) for _ in range(args.repeat)), key=lambda run: run[0]
+        )
         agreement = float(np.max(np.abs(model.means_ - reference.means_)))
         rows.append((name, spec, sk_time, st_time, agreement))
         print(f"{name}: scikit-learn {sk_time:.3f} s/iter, streamem {st_time:.3f} s/iter", file=sys.stderr, flush=True)
-    print(f"\n{args.iterations} variational iterations from the same responsibilities, Dirichlet-process prior; "
-          f"seconds per iteration, best of {args.repeat}\n")  # fmt: skip
+    print(
+        f"\n{args.iterations} variational iterations from the same responsibilities, Dirichlet-process prior; "
+        f"seconds per iteration, best of {args.repeat}\n"
+    )
     print("| workload | scikit-learn s/iter | streamem s/iter | speed-up | largest difference of the means |")
     print("|---|---:|---:|---:|---:|")
     for name, spec, sk_time, st_time, agreement in rows:

@@ -74,8 +74,14 @@ def time_sklearn(X, spec, start, iterations):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
 
-    gm = GaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"], max_iter=1, tol=0,
-                         init_params="random_from_data", **start)  # fmt: skip
+    gm = GaussianMixture(
+        spec["n_components"],
+        covariance_type=spec["covariance_type"],
+        max_iter=1,
+        tol=0,
+        init_params="random_from_data",
+        **start,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         gm._initialize_parameters(X, np.random.RandomState(0))
@@ -91,8 +97,9 @@ def time_streamem(X, spec, start, iterations):
 
     import streamem
 
-    gm = streamem.GaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"], max_iter=iterations,
-                                  tol=0, **start)  # fmt: skip
+    gm = streamem.GaussianMixture(
+        spec["n_components"], covariance_type=spec["covariance_type"], max_iter=iterations, tol=0, **start
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
@@ -144,8 +151,11 @@ def in_memory(args):
         del X
         f32_time, _ = best_of(args.repeat, time_streamem, X32, spec, start, args.iterations)
         rows.append((name, spec, sk_time, ours_time, f32_time, diff))
-        print(f"{name}: scikit-learn {sk_time:.3f} s/it, streamem {ours_time:.3f} s/it, float32 {f32_time:.3f} s/it",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"{name}: scikit-learn {sk_time:.3f} s/it, streamem {ours_time:.3f} s/it, float32 {f32_time:.3f} s/it",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"\n{args.iterations} EM iterations from the same start; seconds per iteration, best of {args.repeat}; "
         f"{os.cpu_count()} cores\n"
@@ -157,16 +167,20 @@ def in_memory(args):
         shape = (
             f"{name} N={spec['n_samples']:,} D={spec['n_features']} K={spec['n_components']} {spec['covariance_type']}"
         )
-        print(f"| {shape} | {sk_time:.3f} | {ours_time:.3f} | 1/{sk_time / ours_time:.1f} | {f32_time:.3f} | "
-              f"{ours_time / f32_time:.2f}x | {diff:.1e} |")  # fmt: skip
+        print(
+            f"| {shape} | {sk_time:.3f} | {ours_time:.3f} | 1/{sk_time / ours_time:.1f} | {f32_time:.3f} | "
+            f"{ours_time / f32_time:.2f}x | {diff:.1e} |"
+        )
     w1 = [r for r in rows if r[0] == "W1"]
     if w1:
         rate1, rate2 = dgemm_rate(1), dgemm_rate(2)
         madds = multiply_adds(WORKLOADS["W1"])
         floor = 2 * madds / (rate2 * 1e9)
-        print(f"\nW1: {madds / 1e9:.2f} G multiply-adds per iteration; dgemm here {rate1:.0f} GFLOP/s on 1 core, "
-              f"{rate2:.0f} GFLOP/s on 2; floor {floor:.3f} s per iteration; measured {w1[0][3]:.3f} s "
-              f"({w1[0][3] / floor:.1f}x the floor)")  # fmt: skip
+        print(
+            f"\nW1: {madds / 1e9:.2f} G multiply-adds per iteration; dgemm here {rate1:.0f} GFLOP/s on 1 core, "
+            f"{rate2:.0f} GFLOP/s on 2; floor {floor:.3f} s per iteration; measured {w1[0][3]:.3f} s "
+            f"({w1[0][3] / floor:.1f}x the floor)"
+        )
 
 
 def _child_fit(path, iterations, in_memory_copy):
@@ -211,11 +225,17 @@ def out_of_core(args):
         for label, copy in (("zarr on disk", False), ("same data in memory", True)):
             if not copy:
                 _drop_page_cache()
-            out = subprocess.run([sys.executable, __file__, "--child", path, str(args.iterations_ooc), str(int(copy))],
-                                 check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", path, str(args.iterations_ooc), str(int(copy))],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             results[label] = (float(out[0]), float(out[1]))
-        print(f"\nOut of core: {n_samples:,} x {D} float64 ({n_samples * D * 8 / 1e9:.1f} GB), K=16 full, "
-              f"{args.iterations_ooc} iterations, chunks of {chunk:,} rows\n")  # fmt: skip
+        print(
+            f"\nOut of core: {n_samples:,} x {D} float64 ({n_samples * D * 8 / 1e9:.1f} GB), K=16 full, "
+            f"{args.iterations_ooc} iterations, chunks of {chunk:,} rows\n"
+        )
         print("| data | s per iteration | peak resident memory |")
         print("|---|---:|---:|")
         for label, (seconds, peak) in results.items():
@@ -269,21 +289,34 @@ def against(args):
                 times = {"this": [], "other": []}
                 for repeat in range(args.repeat):  # each checkout first in turn
                     for label, root in (("other", args.against), ("this", ROOT))[:: 1 if repeat % 2 else -1]:
-                        command = [sys.executable, __file__, "--time", root, data_path, start_path,
-                                   spec["covariance_type"], str(args.iterations)]  # fmt: skip
+                        command = [
+                            sys.executable,
+                            __file__,
+                            "--time",
+                            root,
+                            data_path,
+                            start_path,
+                            spec["covariance_type"],
+                            str(args.iterations),
+                        ]
                         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                         times[label].append(float(out.split()[-1]))
                 this, other = min(times["this"]), min(times["other"])
                 paired = float(np.median(np.divide(times["this"], times["other"])))
                 rows.append((name, spec, np.dtype(dtype).name, other, this, paired))
-                print(f"{name} {np.dtype(dtype).name}: other {times['other']}, this {times['this']}", file=sys.stderr,
-                      flush=True)  # fmt: skip
+                print(
+                    f"{name} {np.dtype(dtype).name}: other {times['other']}, this {times['this']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         del X
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    print(f"\n{args.iterations} EM iterations from the same start; seconds per iteration, best of {args.repeat} "
-          f"alternated runs; this checkout against {args.against}; the last column is the median of the "
-          f"ratios of runs next to each other (less sensitive to one lucky run)\n")  # fmt: skip
+    print(
+        f"\n{args.iterations} EM iterations from the same start; seconds per iteration, best of {args.repeat} "
+        f"alternated runs; this checkout against {args.against}; the last column is the median of the "
+        f"ratios of runs next to each other (less sensitive to one lucky run)\n"
+    )
     print("| workload | dtype | other s/iter | this s/iter | this / other | median paired ratio |")
     print("|---|---|---:|---:|---:|---:|")
     for name, spec, dtype, other, this, paired in rows:

@@ -50,8 +50,10 @@ def main():
             complete = min(complete, per_iteration(X, "error", start, n_components))
             missing = min(missing, per_iteration(holes, "marginalize", start, n_components))
         share = np.isnan(holes).any(axis=1).mean()
-        print(f"| {n_samples:,} x {n_features}, K={n_components} | {complete:.3f} | {missing:.3f} | "
-              f"{missing / complete:.1f}x | {share:.0%} |")  # fmt: skip
+        print(
+            f"| {n_samples:,} x {n_features}, K={n_components} | {complete:.3f} | {missing:.3f} | "
+            f"{missing / complete:.1f}x | {share:.0%} |"
+        )
 
 
 if __name__ == "__main__":

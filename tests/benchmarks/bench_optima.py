@@ -116,8 +116,12 @@ SQUEEZE, MIN_WEIGHT = 1e-3, 0.01
 #: streamem's, streamem's with one k-means|| start over all the rows (its default before em-EM,
 #: and the same fit bit for bit), scikit-learn's, and streamem's with every start over all the
 #: rows (no sample: the same as its defaults on fewer than 100,000 rows, so only for --workloads)
-TOOLS = {"streamem": {}, "streamem-1": {"n_starts": 1, "moves": None, "explore_rows": None}, "sklearn": {},
-         "streamem-all-rows": {"explore_rows": None}}
+TOOLS = {
+    "streamem": {},
+    "streamem-1": {"n_starts": 1, "moves": None, "explore_rows": None},
+    "sklearn": {},
+    "streamem-all-rows": {"explore_rows": None},
+}
 BATCH = 4_000_000  # starts run together: K x N x D values each, at most this many in all
 
 # ---------------------------------------------------------------------------- data
@@ -453,16 +457,20 @@ def select(names, types, seeds, ks=range(1, 10), tools=("streamem", "streamem-1"
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    model = streamem.select_n_components(X, ks, covariance_type=list(types), random_state=seed,
-                                                         **TOOLS[tool])  # fmt: skip
+                    model = streamem.select_n_components(
+                        X, ks, covariance_type=list(types), random_state=seed, **TOOLS[tool]
+                    )
                 seconds.append(time.perf_counter() - t0)
                 chosen.append(f"{model.covariance_type} {model.n_components}")
                 passes.append(model.n_passes_)
             counts = {c: chosen.count(c) for c in dict.fromkeys(chosen)}
             top = max(counts.values())
             stable[tool] += top >= 0.9 * len(seeds)
-            print(f"| {name} | {tool} | {', '.join(f'{c} ({n})' for c, n in counts.items())} | {top}/{len(seeds)} | "
-                  f"{statistics.median(passes):.0f} | {statistics.median(seconds):.1f} |", flush=True)  # fmt: skip
+            print(
+                f"| {name} | {tool} | {', '.join(f'{c} ({n})' for c, n in counts.items())} | {top}/{len(seeds)} | "
+                f"{statistics.median(passes):.0f} | {statistics.median(seconds):.1f} |",
+                flush=True,
+            )
     for tool in tools:
         print(f"{tool}: the same choice on at least 9 of 10 seeds on {stable[tool]} of {len(names)} data sets")
 
@@ -498,16 +506,20 @@ def workloads(names, seeds, tmp=None, tools=("streamem", "streamem-all-rows", "s
             del X
             for seed in seeds:
                 for tool in tools:
-                    model = streamem.GaussianMixture(spec["n_components"], covariance_type=spec["covariance_type"],
-                                                     random_state=seed, **TOOLS[tool])  # fmt: skip
+                    model = streamem.GaussianMixture(
+                        spec["n_components"], covariance_type=spec["covariance_type"], random_state=seed, **TOOLS[tool]
+                    )
                     t0 = time.perf_counter()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         model.fit(path)
                     seconds = time.perf_counter() - t0
                     score = model.score(da.from_zarr(path))
-                    print(f"| {name} | {tool} | {seed} | {model.n_passes_} | {model.n_iter_} | {seconds:.1f} | "
-                          f"{seconds / model.n_passes_:.2f} | {score:.6f} |", flush=True)  # fmt: skip
+                    print(
+                        f"| {name} | {tool} | {seed} | {model.n_passes_} | {model.n_iter_} | {seconds:.1f} | "
+                        f"{seconds / model.n_passes_:.2f} | {score:.6f} |",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -529,24 +541,45 @@ def main():
     parser.add_argument("--starts", type=int, default=300, help="EM starts per cell of the reference")
     parser.add_argument("--datasets", default=",".join(CATALOGUE), help="comma-separated names")
     parser.add_argument("--types", default=",".join(TYPES), help="comma-separated covariance types")
-    parser.add_argument("--seeds", default=None, help="seeds of the fits, e.g. 0-9 or 0,3,7 (default 0-9; 0 for --workloads)")
+    parser.add_argument(
+        "--seeds", default=None, help="seeds of the fits, e.g. 0-9 or 0,3,7 (default 0-9; 0 for --workloads)"
+    )
     parser.add_argument("--out", default=None, help="write every default fit to this JSON file")
-    parser.add_argument("--tools", default=None, help=f"comma-separated, among {list(TOOLS)} (default: "
-                        "streamem, streamem-1 and sklearn; for --workloads streamem, streamem-all-rows and streamem-1)")
-    parser.add_argument("--params", default="{}", metavar="JSON",
-                        help='more parameters of the streamem tool, e.g. \'{"n_starts": 20, "init_iter": 10}\'')
-    parser.add_argument("--select", action="store_true",
-                        help="the model table instead: select_n_components(X, range(1, 10), the types) per seed")
-    parser.add_argument("--workloads", default=None, metavar="W1,W3",
-                        help="out of core instead: bench_core's workloads from zarr on disk, passes and seconds")
+    parser.add_argument(
+        "--tools",
+        default=None,
+        help=f"comma-separated, among {list(TOOLS)} (default: "
+        "streamem, streamem-1 and sklearn; for --workloads streamem, streamem-all-rows and streamem-1)",
+    )
+    parser.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help='more parameters of the streamem tool, e.g. \'{"n_starts": 20, "init_iter": 10}\'',
+    )
+    parser.add_argument(
+        "--select",
+        action="store_true",
+        help="the model table instead: select_n_components(X, range(1, 10), the types) per seed",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        metavar="W1,W3",
+        help="out of core instead: bench_core's workloads from zarr on disk, passes and seconds",
+    )
     parser.add_argument("--tmp", default=None, help="directory for --workloads' zarr stores")
     args = parser.parse_args()
     TOOLS["streamem"] = dict(TOOLS["streamem"], **json.loads(args.params))
     if args.workloads:
         dask.config.set(num_workers=1)
         tools = (args.tools or "streamem,streamem-all-rows,streamem-1").split(",")
-        workloads(args.workloads.split(","), _seeds(args.seeds or "0"), args.tmp,
-                  [tool for tool in tools if tool != "sklearn"])  # fmt: skip
+        workloads(
+            args.workloads.split(","),
+            _seeds(args.seeds or "0"),
+            args.tmp,
+            [tool for tool in tools if tool != "sklearn"],
+        )
         return
     names, types = args.datasets.split(","), args.types.split(",")
     tools = (args.tools or "streamem,streamem-1,sklearn").split(",")

@@ -190,16 +190,31 @@ def _cases() -> list[Case]:
         Case("C5-tied", mixture(32, 6, 0.6, "tied", 5), 100_000, 6, "tied", about=apart(32, 0.6)),
         Case("C6-full", mixture(6, 16, 2.0, "full", 6), 100_000, 16, "full", about=apart(6, 2.0)),
         Case("C7-diag", mixture(12, 4, 0.6, "diag", 7), 200_000, 4, "diag", about=apart(12, 0.6)),
-        Case("t", mixture(4, 4, 2.0, "full", 8, dof=3.0), 100_000, 4, "full", kind="t", sklearn="",
-             about="t rows of 3 degrees of freedom, " + apart(4, 2.0)),
+        Case(
+            "t",
+            mixture(4, 4, 2.0, "full", 8, dof=3.0),
+            100_000,
+            4,
+            "full",
+            kind="t",
+            sklearn="",
+            about="t rows of 3 degrees of freedom, " + apart(4, 2.0),
+        ),
         Case("missing", holed, 100_000, 4, "full", kind="missing", sklearn="", about=apart(4, 1.2) + ", 10% NaN"),
-        Case("variational", lambda n: separated(n, 4, 3, 10), 20_000, 8, "full", kind="variational",
-             about="3 separated clusters, weight_concentration_prior=1e-3"),
+        Case(
+            "variational",
+            lambda n: separated(n, 4, 3, 10),
+            20_000,
+            8,
+            "full",
+            kind="variational",
+            about="3 separated clusters, weight_concentration_prior=1e-3",
+        ),
         Case("iris", lambda n: bundled("iris"), None, 3, "full"),
         Case("wine", lambda n: bundled("wine"), None, 3, "full", about="standardised"),
         Case("breast_cancer", lambda n: bundled("breast_cancer"), None, 2, "full", about="standardised"),
         Case("digits", lambda n: bundled("digits"), None, 10, "diag", about="pixels / 16"),
-    ]  # fmt: skip
+    ]
 
 
 CASES = {case.name: case for case in _cases()}
@@ -298,14 +313,16 @@ def sklearn_run(case: Case, X, resp, start: dict, target: float, max_iterations:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if case.kind == "variational":
-            model = BayesianGaussianMixture(n_components=K, covariance_type=case.covariance_type,
-                                            weight_concentration_prior=1e-3, max_iter=1, tol=0)  # fmt: skip
+            model = BayesianGaussianMixture(
+                n_components=K, covariance_type=case.covariance_type, weight_concentration_prior=1e-3, max_iter=1, tol=0
+            )
             model._check_parameters(X)
             model._initialize(X, resp)
             scale = n  # scikit-learn's variational bound is a total
         else:
-            model = GaussianMixture(K, covariance_type=case.covariance_type, max_iter=1, tol=0,
-                                    init_params="random_from_data", **start)  # fmt: skip
+            model = GaussianMixture(
+                K, covariance_type=case.covariance_type, max_iter=1, tol=0, init_params="random_from_data", **start
+            )
             model._initialize_parameters(X, np.random.RandomState(0))
             scale = 1.0
         bounds, seconds = [], []
@@ -354,9 +371,14 @@ def run_case(case: Case, args) -> dict:
     if case.kind == "variational":  # the defaults' merges against coordinate ascent and scikit-learn
         capped = fit(case, X, start, accelerate=None, moves=None, max_iter=100)
         bounds, _ = sklearn_run(case, X, resp, start, np.inf, args.sklearn_iterations, np.inf)
-        pruning = dict(default=default.n_components_effective_, default_elbo=default_bound / scale,
-                       capped=capped.n_components_effective_, sk_iterations=len(bounds), sk_elbo=bounds[-1],
-                       sk=SKLEARN_EFFECTIVE.pop())  # fmt: skip
+        pruning = dict(
+            default=default.n_components_effective_,
+            default_elbo=default_bound / scale,
+            capped=capped.n_components_effective_,
+            sk_iterations=len(bounds),
+            sk_elbo=bounds[-1],
+            sk=SKLEARN_EFFECTIVE.pop(),
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         default.set_params(tol=tol, stopping="aitken", max_iter=cap).fit(X)
@@ -364,19 +386,41 @@ def run_case(case: Case, args) -> dict:
     plain_passes, plain_seconds = first_within(plain.history_, target, scale)
     acc_passes, acc_seconds = first_within(accelerated.history_, target, scale)
     qn_passes, _ = first_within(newton.history_, target, scale)
-    row = dict(case=case.name, shape=f"{n_rows:,} x {X.shape[1]}", K=case.n_components, type=case.covariance_type,
-               plain=plain_passes, acc=acc_passes, qn=qn_passes, qn_gap=final(newton, scale) - optimum,
-               qn_rejected=sum(not r["accepted"] for r in newton.history_), plain_s=plain_seconds, acc_s=acc_seconds,
-               plain_total=len(plain.history_), plain_converged=plain.converged_,
-               acc_total=len(accelerated.history_), acc_converged=accelerated.converged_,
-               rejected=sum(not r["accepted"] for r in accelerated.history_),
-               drops=drops(accelerated.history_, scale), default_drops=drops(default.history_, scale),
-               per_pass=pass_seconds(accelerated.history_) / pass_seconds(plain.history_),
-               default=default_passes, default_converged=default_converged,
-               default_gap=optimum_acc - default_bound / scale,
-               default_own_gap=final(default, scale) - default_bound / scale, acc_gap=optimum_acc - optimum,
-               before=plain.history_[0]["passes"] - 1, n_passes=plain.n_passes_, optimum=optimum, about=case.about,
-               sk=None, sk_s=None, sk_note="", sk_diff=None, pruning=pruning)  # fmt: skip
+    row = dict(
+        case=case.name,
+        shape=f"{n_rows:,} x {X.shape[1]}",
+        K=case.n_components,
+        type=case.covariance_type,
+        plain=plain_passes,
+        acc=acc_passes,
+        qn=qn_passes,
+        qn_gap=final(newton, scale) - optimum,
+        qn_rejected=sum(not r["accepted"] for r in newton.history_),
+        plain_s=plain_seconds,
+        acc_s=acc_seconds,
+        plain_total=len(plain.history_),
+        plain_converged=plain.converged_,
+        acc_total=len(accelerated.history_),
+        acc_converged=accelerated.converged_,
+        rejected=sum(not r["accepted"] for r in accelerated.history_),
+        drops=drops(accelerated.history_, scale),
+        default_drops=drops(default.history_, scale),
+        per_pass=pass_seconds(accelerated.history_) / pass_seconds(plain.history_),
+        default=default_passes,
+        default_converged=default_converged,
+        default_gap=optimum_acc - default_bound / scale,
+        default_own_gap=final(default, scale) - default_bound / scale,
+        acc_gap=optimum_acc - optimum,
+        before=plain.history_[0]["passes"] - 1,
+        n_passes=plain.n_passes_,
+        optimum=optimum,
+        about=case.about,
+        sk=None,
+        sk_s=None,
+        sk_note="",
+        sk_diff=None,
+        pruning=pruning,
+    )
 
     if case.sklearn:
         reach = plain_passes if plain_passes is not None else len(plain.history_)
@@ -403,8 +447,10 @@ def per_pass_times(names, repeats: int, passes: int) -> None:
     EM's of the same round; the median of the rounds' ratios. Counted passes do not depend on
     the machine, seconds do: run this alone on the machine."""
     print(f"\nSeconds per pass, accelerated over plain EM ({repeats} rounds of {passes}-pass fits, paired)\n")
-    print("| case | N x D | K | type | plain s/pass | SQUAREM / plain | quasi-Newton / plain |\n"
-          "|---|---:|---:|---|---:|---:|---:|")  # fmt: skip
+    print(
+        "| case | N x D | K | type | plain s/pass | SQUAREM / plain | quasi-Newton / plain |\n"
+        "|---|---:|---:|---|---:|---:|---:|"
+    )
     for name in names:
         case = CASES[name]
         X = case.make(case.n_samples)
@@ -413,14 +459,17 @@ def per_pass_times(names, repeats: int, passes: int) -> None:
         seconds = {None: [], "squarem": [], "quasi-newton": []}
         for _ in range(repeats):
             for accelerate in seconds:
-                model = fit(case, X, start, accelerate=accelerate, stopping="change", tol=0.0, max_iter=passes,
-                            **alone)  # fmt: skip
+                model = fit(case, X, start, accelerate=accelerate, stopping="change", tol=0.0, max_iter=passes, **alone)
                 seconds[accelerate].append(statistics.median(r["seconds"] for r in model.history_[2:]))
-        ratio = {acc: statistics.median(a / p for a, p in zip(seconds[acc], seconds[None]))
-                 for acc in ("squarem", "quasi-newton")}  # fmt: skip
-        print(f"| {name} | {len(X):,} x {X.shape[1]} | {case.n_components} | {case.covariance_type} | "
-              f"{statistics.median(seconds[None]):.4f} | {ratio['squarem']:.3f} | {ratio['quasi-newton']:.3f} |",
-              flush=True)  # fmt: skip
+        ratio = {
+            acc: statistics.median(a / p for a, p in zip(seconds[acc], seconds[None]))
+            for acc in ("squarem", "quasi-newton")
+        }
+        print(
+            f"| {name} | {len(X):,} x {X.shape[1]} | {case.n_components} | {case.covariance_type} | "
+            f"{statistics.median(seconds[None]):.4f} | {ratio['squarem']:.3f} | {ratio['quasi-newton']:.3f} |",
+            flush=True,
+        )
 
 
 def warm_up():
@@ -451,32 +500,41 @@ def table_row(row: dict) -> str:
     sk_s = "—" if row["sk_s"] is None and row["sk_diff"] is None else _value(row["sk_s"], "{:.2f}") + row["sk_note"]
     default = f"{row['default']}" + ("" if row["default_converged"] else " (not converged)")
     plain = _value(row["plain"]) + ("" if row["plain_converged"] else "‡")
-    return (f"| {row['case']} | {row['shape']} | {row['K']} | {row['type']} | {plain} | "
-            f"{_value(row['acc'])} | {_value(ratio, '{:.1f}x')} | {_value(row['qn'])} | {sk} | {_value(row['plain_s'], '{:.2f}')} | "
-            f"{_value(row['acc_s'], '{:.2f}')} | {sk_s} | {row['per_pass']:.2f} | {default} | "
-            f"{row['default_gap']:.1e} | {row['acc_gap']:+.1e} |")  # fmt: skip
+    return (
+        f"| {row['case']} | {row['shape']} | {row['K']} | {row['type']} | {plain} | "
+        f"{_value(row['acc'])} | {_value(ratio, '{:.1f}x')} | {_value(row['qn'])} | {sk} | {_value(row['plain_s'], '{:.2f}')} | "
+        f"{_value(row['acc_s'], '{:.2f}')} | {sk_s} | {row['per_pass']:.2f} | {default} | "
+        f"{row['default_gap']:.1e} | {row['acc_gap']:+.1e} |"
+    )
 
 
 def note(row: dict) -> str:
     about = f" ({row['about']})" if row["about"] else ""
-    text = (f"{row['case']}{about}: {row['before']} passes before the first EM record (plain EM's n_passes_ "
-            f"{row['n_passes']} for {row['plain_total']} EM records, converged: {row['plain_converged']}), "
-            f"L* = {row['optimum']:.10f}; accelerated "
-            f"{row['acc_total']} ({row['rejected']} rejected, converged: {row['acc_converged']}); quasi-Newton "
-            f"{row['qn_rejected']} rejected, final - L* {row['qn_gap']:+.1e}")  # fmt: skip
+    text = (
+        f"{row['case']}{about}: {row['before']} passes before the first EM record (plain EM's n_passes_ "
+        f"{row['n_passes']} for {row['plain_total']} EM records, converged: {row['plain_converged']}), "
+        f"L* = {row['optimum']:.10f}; accelerated "
+        f"{row['acc_total']} ({row['rejected']} rejected, converged: {row['acc_converged']}); quasi-Newton "
+        f"{row['qn_rejected']} rejected, final - L* {row['qn_gap']:+.1e}"
+    )
     if row["drops"] or row["default_drops"]:
-        text += (f"; accepted records below the one before: {row['drops']} in the accelerated run, "
-                 f"{row['default_drops']} in the default one and its continuation")  # fmt: skip
+        text += (
+            f"; accepted records below the one before: {row['drops']} in the accelerated run, "
+            f"{row['default_drops']} in the default one and its continuation"
+        )
     text += f"; default fit's gap to the limit of its own path (continued): {row['default_own_gap']:.1e}"
     if row["pruning"]:
         p = row["pruning"]
-        text += (f"; pruning: the defaults (merges) {p['default']} components of weight >= 1e-3 in "
-                 f"{row['default']} passes, ELBO {p['default_elbo']:.6f} per row; coordinate ascent after 100 "
-                 f"passes {p['capped']}; scikit-learn after {p['sk_iterations']} iterations {p['sk']}, ELBO "
-                 f"{p['sk_elbo']:.6f} per row")  # fmt: skip
+        text += (
+            f"; pruning: the defaults (merges) {p['default']} components of weight >= 1e-3 in "
+            f"{row['default']} passes, ELBO {p['default_elbo']:.6f} per row; coordinate ascent after 100 "
+            f"passes {p['capped']}; scikit-learn after {p['sk_iterations']} iterations {p['sk']}, ELBO "
+            f"{p['sk_elbo']:.6f} per row"
+        )
     if row["sk_diff"] is not None:
-        text += (f"; scikit-learn ran {row['sk_iterations']} iterations, largest |bound - plain EM's| "
-                 f"{row['sk_diff']:.1e}")  # fmt: skip
+        text += (
+            f"; scikit-learn ran {row['sk_iterations']} iterations, largest |bound - plain EM's| {row['sk_diff']:.1e}"
+        )
     return text + f"; {row['seconds']:.0f} s"
 
 
@@ -488,15 +546,32 @@ def main():
     parser.add_argument("--max-iter", type=int, default=None, help="default 20000 (200 with --quick)")
     parser.add_argument("--exhaust-tol", type=float, default=1e-12, help="plain EM's tol to exhaustion, nats/row")
     parser.add_argument("--within", type=float, default=WITHIN, help="nats per row from L*")
-    parser.add_argument("--sklearn-seconds", type=float, default=None,
-                        help="scikit-learn's time per case before extrapolating (default 90, 2 with --quick)")  # fmt: skip
-    parser.add_argument("--sklearn-iterations", type=int, default=1800,
-                        help="scikit-learn's iterations on the variational case, for the pruning note")  # fmt: skip
-    parser.add_argument("--sklearn-threads", type=int, default=None,
-                        help="BLAS threads of scikit-learn's fits (default: its own, every core)")  # fmt: skip
-    parser.add_argument("--per-pass", type=int, default=None, metavar="ROUNDS",
-                        help="instead: the seconds per pass of each acceleration over plain EM's, paired, in ROUNDS "
-                             "rounds of fits of --per-pass-passes passes per case")  # fmt: skip
+    parser.add_argument(
+        "--sklearn-seconds",
+        type=float,
+        default=None,
+        help="scikit-learn's time per case before extrapolating (default 90, 2 with --quick)",
+    )
+    parser.add_argument(
+        "--sklearn-iterations",
+        type=int,
+        default=1800,
+        help="scikit-learn's iterations on the variational case, for the pruning note",
+    )
+    parser.add_argument(
+        "--sklearn-threads",
+        type=int,
+        default=None,
+        help="BLAS threads of scikit-learn's fits (default: its own, every core)",
+    )
+    parser.add_argument(
+        "--per-pass",
+        type=int,
+        default=None,
+        metavar="ROUNDS",
+        help="instead: the seconds per pass of each acceleration over plain EM's, paired, in ROUNDS "
+        "rounds of fits of --per-pass-passes passes per case",
+    )
     parser.add_argument("--per-pass-passes", type=int, default=30, help="passes of each --per-pass fit")
     args = parser.parse_args()
     if args.list:
@@ -515,8 +590,10 @@ def main():
         warm_up()
         per_pass_times(names, args.per_pass, args.per_pass_passes)
         return
-    print(f"\nPasses to within {args.within:g} nats per row of plain EM's optimum L* (plain EM to |change| < "
-          f"{args.exhaust_tol:g}, at most {args.max_iter} iterations){', --quick' if args.quick else ''}\n")  # fmt: skip
+    print(
+        f"\nPasses to within {args.within:g} nats per row of plain EM's optimum L* (plain EM to |change| < "
+        f"{args.exhaust_tol:g}, at most {args.max_iter} iterations){', --quick' if args.quick else ''}\n"
+    )
     warm_up()
     print(HEADER, flush=True)
     rows = []
@@ -531,11 +608,13 @@ def main():
         rows.append(row)
         print(table_row(row), flush=True)
 
-    print("\nn/r: not reached. †: scikit-learn cut short; its iterates are plain EM's (see the notes), so plain EM's "
-          "passes, and seconds extrapolated from its seconds per iteration. ‡: plain EM stopped by --max-iter, not "
-          "converged: L* is its last bound. Seconds are those of the passes up to the first within reach "
-          "(streamem's history_; scikit-learn's E-step, M-step and bound). Default passes are n_passes_ (the "
-          "initialisation's included).\n")  # fmt: skip
+    print(
+        "\nn/r: not reached. †: scikit-learn cut short; its iterates are plain EM's (see the notes), so plain EM's "
+        "passes, and seconds extrapolated from its seconds per iteration. ‡: plain EM stopped by --max-iter, not "
+        "converged: L* is its last bound. Seconds are those of the passes up to the first within reach "
+        "(streamem's history_; scikit-learn's E-step, M-step and bound). Default passes are n_passes_ (the "
+        "initialisation's included).\n"
+    )
     print("\n".join(f"- {note(row)}" for row in rows))
     slow = [row for row in rows if row["plain"] and row["acc"] and row["plain"] > 100]
     fast = [row for row in rows if row["plain"] and row["acc"] and row["plain"] <= 100]
@@ -546,14 +625,21 @@ def main():
             newton = [row["plain"] / row["qn"] for row in group if row["qn"]]
             if newton:
                 print(f" (quasi-Newton: {statistics.median(newton):.1f}x over {len(newton)})", end="")
-    gaps = ", ".join(f"{row['case']} {row['default_gap']:.1e}" for row in rows
-                     if not row["default_gap"] <= DEFAULT_TOL / 10)  # fmt: skip
+    gaps = ", ".join(
+        f"{row['case']} {row['default_gap']:.1e}" for row in rows if not row["default_gap"] <= DEFAULT_TOL / 10
+    )
     print(f"\nevery default gap <= {DEFAULT_TOL / 10:g}: {'no: ' + gaps if gaps else 'yes'}")
-    more = [f"{row['case']} ({row['acc']} against {row['plain']})" for row in rows
-            if row["plain"] and row["acc"] and row["acc"] > row["plain"]]  # fmt: skip
+    more = [
+        f"{row['case']} ({row['acc']} against {row['plain']})"
+        for row in rows
+        if row["plain"] and row["acc"] and row["acc"] > row["plain"]
+    ]
     print(f"accelerated EM needing more passes than plain EM: {', '.join(more) or 'none'}")
-    more = [f"{row['case']} ({row['qn']} against {row['plain']})" for row in rows
-            if row["plain"] and row["qn"] and row["qn"] > row["plain"]]  # fmt: skip
+    more = [
+        f"{row['case']} ({row['qn']} against {row['plain']})"
+        for row in rows
+        if row["plain"] and row["qn"] and row["qn"] > row["plain"]
+    ]
     print(f"quasi-Newton needing more passes than plain EM: {', '.join(more) or 'none'}")
     worse = [f"{row['case']} {row['qn_gap']:+.1e}" for row in rows if row["qn_gap"] < -args.within]
     print(f"quasi-Newton ending below plain EM's optimum: {', '.join(worse) or 'none'}")

@@ -49,8 +49,11 @@ def make_data(seed, n_components, n_features, fraction, box, sd_ratio, anisotrop
     sds = np.exp(rng.uniform(0, np.log(sd_ratio), n_components))
     while True:
         centres = rng.normal(0, 4 * n_components**0.5, (n_components, n_features))
-        if all(np.linalg.norm(centres[i] - centres[j]) > 5 * (sds[i] + sds[j])
-               for i in range(n_components) for j in range(i)):  # fmt: skip
+        if all(
+            np.linalg.norm(centres[i] - centres[j]) > 5 * (sds[i] + sds[j])
+            for i in range(n_components)
+            for j in range(i)
+        ):
             break
     proportions = proportions or [1 / n_components] * n_components
     parts = []
@@ -84,8 +87,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     args = parser.parse_args()
     cases = CASES[:4] if args.quick else CASES
-    print("| data | model | k-means‖: seeds finding every cluster | worst error | passes (median) "
-          "| trimmed k-means‖: seeds | worst error | passes (median) |")
+    print(
+        "| data | model | k-means‖: seeds finding every cluster | worst error | passes (median) "
+        "| trimmed k-means‖: seeds | worst error | passes (median) |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     start = time.perf_counter()
     for name, k, d, fraction, box, sd_ratio, anisotropy, proportions in cases:
@@ -103,8 +108,11 @@ def main() -> None:
                     errors.append(worst_error(fitted.means_, centres, sds))
                     passes.append(fitted.n_passes_)
                 errors = np.array(errors)
-                cells += [f"{int(np.sum(errors < 0.1))}/{args.seeds}", f"{errors.max():.3g}",
-                          f"{int(np.median(passes))}"]  # fmt: skip
+                cells += [
+                    f"{int(np.sum(errors < 0.1))}/{args.seeds}",
+                    f"{errors.max():.3g}",
+                    f"{int(np.median(passes))}",
+                ]
             print(f"| {name} | {'t' if kind == 't' else 'noise=uniform'} | " + " | ".join(cells) + " |", flush=True)
     print(f"\n{time.perf_counter() - start:.0f} s")
 

@@ -113,8 +113,12 @@ def plain_processes_ratio(n_components: int, n_chunks: int = 16) -> float:
     """Median over rounds of: n_chunks E-steps in one process / n_chunks/2 in each of two."""
     code = _ESTEP_PROCESS.format(rows=CHUNK_ROWS, features=N_FEATURES, k=n_components)
     environ = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **WORKER_ENVIRON}
-    processes = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, env=environ) for _ in range(2)]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environ
+        )
+        for _ in range(2)
+    ]
     try:
         for process in processes:
             assert process.stdout.readline().strip() == "ready"
@@ -142,16 +146,20 @@ def _streamem_cluster(n_workers):
 def _dask_default_cluster(n_workers):
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                        dashboard_address=None)  # fmt: skip
+    return LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
 
 
 def main():
     from distributed import Client
 
     streamem_env = "streamem (`local_cluster`, `--workers`, deploy/)"
-    runs = {(16, streamem_env): _streamem_cluster, (16, "dask's default"): _dask_default_cluster,
-            (64, streamem_env): _streamem_cluster}  # fmt: skip
+    runs = {
+        (16, streamem_env): _streamem_cluster,
+        (16, "dask's default"): _dask_default_cluster,
+        (64, streamem_env): _streamem_cluster,
+    }
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "points.zarr"
@@ -164,8 +172,10 @@ def main():
             }
             results[k, env] = alternate(make, path, start)
     ceiling = {k: plain_processes_ratio(k) for k in (16, 64)}
-    print("| K (full) | worker environment | 1 worker s/iteration | 2 workers s/iteration | speed-up "
-          "| E-step alone, two plain processes |")  # fmt: skip
+    print(
+        "| K (full) | worker environment | 1 worker s/iteration | 2 workers s/iteration | speed-up "
+        "| E-step alone, two plain processes |"
+    )
     print("|---:|---|---:|---:|---:|---:|")
     for (k, env), (one, two, ratio) in results.items():
         print(f"| {k} | {env} | {one:.3f} | {two:.3f} | {ratio:.2f}x | {ceiling[k]:.2f}x |")

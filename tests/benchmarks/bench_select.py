@@ -74,10 +74,17 @@ def main():
         rows.append(("each K fitted on its own, K=2..12", total_reads, total_seconds))
         types = args.types.split(",")
         if len(types) > 1:
-            reads, seconds, chosen = measure(path, lambda X: streamem.select_n_components(
-                X, ks, "icl", covariance_type=types, random_state=0))  # fmt: skip
-            rows.append((f"select_n_components(range(2, 13), covariance_type={types}, criterion='icl') -> "
-                         f"K={chosen.n_components} {chosen.covariance_type}", reads, seconds))  # fmt: skip
+            reads, seconds, chosen = measure(
+                path, lambda X: streamem.select_n_components(X, ks, "icl", covariance_type=types, random_state=0)
+            )
+            rows.append(
+                (
+                    f"select_n_components(range(2, 13), covariance_type={types}, criterion='icl') -> "
+                    f"K={chosen.n_components} {chosen.covariance_type}",
+                    reads,
+                    seconds,
+                )
+            )
             total_reads, total_seconds = 0, 0.0
             for t in types:
                 for k in ks:

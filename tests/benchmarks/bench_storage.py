@@ -50,10 +50,17 @@ def free_port() -> int:
 def start_s3():
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=endpoint)  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(200):
         try:
             urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=0.5)
@@ -104,8 +111,10 @@ def object_store_table(gigabytes: float) -> None:
                 for where in times:
                     times[where].append(iteration_seconds(where, means, 3)[0])
             local, remote = np.median(times[disk]), np.median(times["s3://bench/points.zarr"])
-            print(f"\n| {n_samples:,} x {N_FEATURES} float64 ({X.nbytes / 1e9:.2f} GB, {X.numblocks[0]} chunks), "
-                  f"K={K} full | s per EM pass (median of 3 fits) |")  # fmt: skip
+            print(
+                f"\n| {n_samples:,} x {N_FEATURES} float64 ({X.nbytes / 1e9:.2f} GB, {X.numblocks[0]} chunks), "
+                f"K={K} full | s per EM pass (median of 3 fits) |"
+            )
             print("|---|---:|")
             print(f"| local disk | {local:.2f} |")
             print(f"| local S3-compatible server (moto) | {remote:.2f} |")
@@ -137,8 +146,10 @@ def standardize_table() -> None:
                 totals[standardize].append(total)
         ChunkedData.map_reduce = original
     plain, scaled = np.median(times[False]), np.median(times[True])
-    print(f"\n| 2,000,000 x {N_FEATURES} zarr on disk, K={K} full, {n_iter} iterations, alternated, medians of 5 "
-          "| s per EM pass | whole fit, s | passes |")  # fmt: skip
+    print(
+        f"\n| 2,000,000 x {N_FEATURES} zarr on disk, K={K} full, {n_iter} iterations, alternated, medians of 5 "
+        "| s per EM pass | whole fit, s | passes |"
+    )
     print("|---|---:|---:|---:|")
     print(f"| standardize=False | {plain:.3f} | {np.median(totals[False]):.2f} | {passes[False]} |")
     print(f"| standardize=True | {scaled:.3f} | {np.median(totals[True]):.2f} | {passes[True]} |")

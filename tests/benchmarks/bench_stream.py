@@ -71,8 +71,9 @@ def records(X, n_rows):
 def in_memory(X, batch_size, n_rows, start, **options):
     source = MemorySource(records(X, n_rows), D)
     t0 = time.perf_counter()
-    result = run(source, model(batch_size, start), batch_size=batch_size, stop_after_idle=0.0, poll_timeout=0.0,
-                 **options)  # fmt: skip
+    result = run(
+        source, model(batch_size, start), batch_size=batch_size, stop_after_idle=0.0, poll_timeout=0.0, **options
+    )
     seconds = time.perf_counter() - t0
     assert result.rows == n_rows, result
     return n_rows / seconds, result
@@ -86,8 +87,14 @@ def free_port():
 
 def from_redis(X, batch_size, n_rows, start, port, group):
     t0 = time.perf_counter()
-    result = run(f"redis://127.0.0.1:{port}/points?group={group}", model(batch_size, start), n_features=D,
-                 batch_size=batch_size, stop_after_idle=0.3, poll_timeout=0.1)  # fmt: skip
+    result = run(
+        f"redis://127.0.0.1:{port}/points?group={group}",
+        model(batch_size, start),
+        n_features=D,
+        batch_size=batch_size,
+        stop_after_idle=0.3,
+        poll_timeout=0.1,
+    )
     seconds = time.perf_counter() - t0 - 0.3  # the idle wait at the end is not work
     assert result.rows == n_rows, result
     return n_rows / seconds
@@ -97,8 +104,14 @@ def sklearn_rows_per_second(X):
     from sklearn.mixture import GaussianMixture
 
     start = given_start(X)
-    gm = GaussianMixture(K, max_iter=3, tol=0, weights_init=start["weights_init"], means_init=start["means_init"],
-                         precisions_init=start["precisions_init"])  # fmt: skip
+    gm = GaussianMixture(
+        K,
+        max_iter=3,
+        tol=0,
+        weights_init=start["weights_init"],
+        means_init=start["means_init"],
+        precisions_init=start["precisions_init"],
+    )
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,8 +127,10 @@ def throughput(X, start):
         best = max(in_memory(X, batch_size, n_rows, start)[0] for _ in range(3))
         print(f"| in memory | {batch_size:,} | {best:,.0f} |")
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         import redis
 
@@ -146,8 +161,16 @@ def checkpoint_overhead(X, start):
     for _ in range(3):  # alternated, best of 3 each: the machine is shared
         plain = max(plain, in_memory(X, 10_000, n_rows, start)[0])
         with tempfile.TemporaryDirectory() as tmp:
-            rate, result = in_memory(X, 10_000, n_rows, start, checkpoint=Path(tmp) / "ckpt",
-                                     out=Path(tmp) / "m.zarr", checkpoint_every=10**9, checkpoint_interval=1.0)  # fmt: skip
+            rate, result = in_memory(
+                X,
+                10_000,
+                n_rows,
+                start,
+                checkpoint=Path(tmp) / "ckpt",
+                out=Path(tmp) / "m.zarr",
+                checkpoint_every=10**9,
+                checkpoint_interval=1.0,
+            )
         saved = max(saved, rate)
     seconds = n_rows / saved
     print(f"\n| run (10,000-row batches, {n_rows:,} rows) | records/s | checkpoints |")
@@ -162,13 +185,17 @@ def passes_to_converge(X, start):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         batch = streamem.GaussianMixture(K, tol=tol, max_iter=500, **start).fit(X)
-        incremental = streamem.OnlineGaussianMixture(K, algorithm="incremental", batch_size=10_000, tol=tol,
-                                                     max_iter=500, **start).fit(X)  # fmt: skip
+        incremental = streamem.OnlineGaussianMixture(
+            K, algorithm="incremental", batch_size=10_000, tol=tol, max_iter=500, **start
+        ).fit(X)
         stepwise = streamem.OnlineGaussianMixture(K, batch_size=10_000, tol=tol, max_iter=500, **start).fit(X)
     print(f"\n| {len(X):,} x {D}, K={K} full, tol {tol} | passes | mean log-likelihood |")
     print("|---|---:|---:|")
-    for name, m in (("batch EM", batch), ("incremental EM (10,000-row batches)", incremental),
-                    ("stepwise EM (10,000-row batches)", stepwise)):  # fmt: skip
+    for name, m in (
+        ("batch EM", batch),
+        ("incremental EM (10,000-row batches)", incremental),
+        ("stepwise EM (10,000-row batches)", stepwise),
+    ):
         print(f"| {name} | {m.n_iter_} | {m.score(X):.6f} |")
 
 
@@ -196,8 +223,13 @@ def _child_rate(root, start_path, name):
     start = dict(np.load(start_path))
     X = data(1_000_000)
     with tempfile.TemporaryDirectory() as tmp:
-        options = dict(checkpoint=Path(tmp) / "ckpt", out=Path(tmp) / "m.zarr", checkpoint_every=10**9,
-                       checkpoint_interval=1.0) if saving else {}  # fmt: skip
+        options = (
+            dict(
+                checkpoint=Path(tmp) / "ckpt", out=Path(tmp) / "m.zarr", checkpoint_every=10**9, checkpoint_interval=1.0
+            )
+            if saving
+            else {}
+        )
         print(in_memory(X, batch_size, n_rows, start, **options)[0])
 
 
@@ -211,14 +243,20 @@ def against(directory: str, repeat: int) -> None:
             rates = {"this": [], "other": []}
             for i in range(repeat):
                 for label, root in (("other", directory), ("this", ROOT))[:: 1 if i % 2 else -1]:
-                    out = subprocess.run([sys.executable, __file__, "--rate", root, start_path, name], check=True,
-                                         capture_output=True, text=True).stdout  # fmt: skip
+                    out = subprocess.run(
+                        [sys.executable, __file__, "--rate", root, start_path, name],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    ).stdout
                     rates[label].append(float(out.split()[-1]))
             paired = float(np.median(np.divide(rates["this"], rates["other"])))
             rows.append((name, max(rates["other"]), max(rates["this"]), paired))
             print(f"{name}: other {rates['other']}, this {rates['this']}", file=sys.stderr, flush=True)
-    print(f"\nRecords per second (D={D}, K={K} full), best of {repeat} alternated runs; this checkout against "
-          f"{directory}; the last column is the median ratio of runs next to each other\n")  # fmt: skip
+    print(
+        f"\nRecords per second (D={D}, K={K} full), best of {repeat} alternated runs; this checkout against "
+        f"{directory}; the last column is the median ratio of runs next to each other\n"
+    )
     print("| run | other records/s | this records/s | this / other | median paired ratio |")
     print("|---|---:|---:|---:|---:|")
     for name, other, this, paired in rows:

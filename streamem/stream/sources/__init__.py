@@ -76,8 +76,15 @@ def _open_broker(scheme, parts, name, query, url, n_features, options):
         from streamem.stream.sources.redis import RedisSource
 
         group = _required(query, "group", url)
-        return RedisSource(parts.hostname, parts.port or 6379, name, group, n_features,
-                           consumer=query.get("consumer", "streamem"), **options)  # fmt: skip
+        return RedisSource(
+            parts.hostname,
+            parts.port or 6379,
+            name,
+            group,
+            n_features,
+            consumer=query.get("consumer", "streamem"),
+            **options,
+        )
     if scheme == "nats":
         from streamem.stream.sources.nats import NatsSource
 

@@ -45,8 +45,14 @@ class ZarrTailSource(Source):
     not parsed for ``blank_grace`` seconds.
     """
 
-    def __init__(self, path, n_features: int, poll_interval: float = 0.05, blank_grace: float = 10.0,
-                 storage_options: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path,
+        n_features: int,
+        poll_interval: float = 0.05,
+        blank_grace: float = 10.0,
+        storage_options: dict | None = None,
+    ):
         super().__init__(f"zarr:{path}", n_features)
         self.path = location(path, storage_options)
         if not self.path.local:
@@ -130,8 +136,14 @@ class DirectorySource(Source):
 
     SUFFIXES = (".npy", ".zarr")
 
-    def __init__(self, path, n_features: int, poll_interval: float = 0.05, write_grace: float = 2.0,
-                 storage_options: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        path,
+        n_features: int,
+        poll_interval: float = 0.05,
+        write_grace: float = 2.0,
+        storage_options: dict | None = None,
+    ):
         super().__init__(f"dir:{path}", n_features)
         self.path = location(path, storage_options)
         self.write_grace = write_grace

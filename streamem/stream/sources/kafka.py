@@ -30,9 +30,14 @@ class KafkaSource(RecordSource):
 
             config = {"bootstrap.servers": brokers}
             consumer = consumer or confluent_kafka.Consumer(
-                {**config, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                 "enable.partition.eof": False}
-            )  # fmt: skip
+                {
+                    **config,
+                    "group.id": group,
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                    "enable.partition.eof": False,
+                }
+            )
             producer = producer or confluent_kafka.Producer(config)
         self.consumer, self.producer = consumer, producer
         self.position: dict[str, int] = {}

@@ -53,9 +53,12 @@ class NatsSource(RecordSource):
             pass
         first = (start if start is not None else floor) + 1
         config = api.ConsumerConfig(
-            durable_name=self.durable, ack_policy=api.AckPolicy.ALL, max_ack_pending=-1,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=first,
-        )  # fmt: skip
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.ALL,
+            max_ack_pending=-1,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=first,
+        )
         await self._js.add_consumer(self.stream, config)
         self._sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 

@@ -26,8 +26,18 @@ class RedisSource(RecordSource):
     created at the start of the stream when it does not exist.
     """
 
-    def __init__(self, host: str, port: int, stream: str, group: str, n_features: int, consumer: str = "streamem",
-                 field: str = "x", start: str = "0", client=None):  # fmt: skip
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        stream: str,
+        group: str,
+        n_features: int,
+        consumer: str = "streamem",
+        field: str = "x",
+        start: str = "0",
+        client=None,
+    ):
         import redis
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
@@ -36,9 +46,12 @@ class RedisSource(RecordSource):
         self.stream, self.group, self.consumer, self.field = stream, group, consumer, field.encode()
         self.dead_letters = f"{stream}:dlq"
         self.client = client or redis.Redis(
-            host=host, port=port, retry=Retry(ExponentialBackoff(cap=2.0), 5),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError], health_check_interval=30,
-        )  # fmt: skip
+            host=host,
+            port=port,
+            retry=Retry(ExponentialBackoff(cap=2.0), 5),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            health_check_interval=30,
+        )
         try:
             self.client.xgroup_create(stream, group, id=start, mkstream=True)
         except redis.ResponseError as exc:
