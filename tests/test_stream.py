@@ -140,6 +140,24 @@ def test_sigkill_and_resume_exactly_once_with_the_variational_model(redis_server
     assert client.xpending("points", "killed")["pending"] == 0
 
 
+def test_sigkill_and_resume_exactly_once_with_the_t_mixture(redis_server, tmp_path):
+    # the command line finds the t mixture by its registered name (it has partial_fit), and
+    # its running statistics resume from a checkpoint as the other stream models' do
+    import redis
+
+    client = redis.Redis(port=redis_server)
+    X = _data(20_000, seed=3)
+    for record in _records(X):
+        client.xadd("points", {"x": encode_rows(record)})
+    extra = ("--model", "t")
+    a, b = _uninterrupted_and_killed(f"redis://127.0.0.1:{redis_server}/points?group=", tmp_path, 3, *extra)
+    assert type(a) is type(b) is streamem.StudentTMixture
+    _assert_same_model(a, b)
+    np.testing.assert_array_equal(a.degrees_of_freedom_, b.degrees_of_freedom_)
+    assert a.n_samples_seen_ == len(X)
+    assert client.xpending("points", "killed")["pending"] == 0
+
+
 def test_sigkill_and_resume_exactly_once_with_nats(nats_server, tmp_path):
     import nats
 
