@@ -104,36 +104,30 @@ class TParams(MixtureParams):
 
 
 class TKernel:
-    """Weighted t log-densities of blocks of rows, from the Mahalanobis distances the shared
+    r"""Weighted t log-densities of blocks of rows, from the Mahalanobis distances the shared
     Gaussian kernel gives (:class:`~streamem.core.kernels.LogProbKernel` with
     ``distances=True``: the components grouped about centres near them, one GEMM a group,
     in float64).
 
     .. math::
-        \\log w_k + \\log\\Gamma\\!\\left(\tfrac{\nu_k + D}{2}\right) - \\log\\Gamma\\!\\left(\tfrac{\nu_k}{2}\right)
-        - \tfrac D2 \\log(\nu_k \\pi) + \\log|L_k| - \tfrac{\nu_k + D}{2} \\log\\!\\left(1 + \tfrac{d_k^2}{\nu_k}\right)
+        \log w_k + \log\Gamma\!\left(\tfrac{\nu_k + D}{2}\right) - \log\Gamma\!\left(\tfrac{\nu_k}{2}\right)
+        - \tfrac D2 \log(\nu_k \pi) + \log|L_k| - \tfrac{\nu_k + D}{2} \log\!\left(1 + \tfrac{d_k^2}{\nu_k}\right)
 
     The arrays ending in ``_ordered`` are in the Gaussian kernel's order of components
     (:attr:`~streamem.core.kernels.LogProbKernel.order`), as its evaluations are.
     """
 
     def __init__(self, params: TParams, centre=None):
-        self.params = params
         self.gaussian = LogProbKernel(params, np.float64, centre, distances=True)
         K, D = params.means.shape
-        nu = params.degrees_of_freedom
         with np.errstate(divide="ignore"):
             log_weights = np.log(params.weights)
-        constants = (
-            log_weights
-            + gammaln(0.5 * (nu + D))
-            - gammaln(0.5 * nu)
-            - 0.5 * D * np.log(nu * np.pi)
-            + params.covariance.log_det_chol(params.precisions_chol, D)
-        )
+        log_det = params.covariance.log_det_chol(params.precisions_chol, D) * np.ones(K)
+        # the log-density at distance 0: its normalising constant
+        constants = log_weights + params.log_density_of_mahalanobis(np.zeros((K, 1)), log_det)[:, 0]
         order = self.gaussian.order
         self.constants_ordered = constants[order][:, None]
-        self.nu_ordered = nu[order][:, None]
+        self.nu_ordered = params.degrees_of_freedom[order][:, None]
         self.n_features = D
         self.block_width = self.gaussian.block_width + 3 * K
 
@@ -194,7 +188,7 @@ class TStats(Moments):
 
 
 def t_chunk_stats(X, sample_weight, params_list: list[TParams]) -> list[TStats]:
-    """The E-step of one chunk for every candidate in ``params_list``: responsibilities under
+    r"""The E-step of one chunk for every candidate in ``params_list``: responsibilities under
     the t densities, the expected scales :math:`u = (\nu + D) / (\nu + d^2)`, and their
     moments about the centres of the shared kernel's groups, accumulated as the Gaussian
     E-step accumulates its own (:class:`~streamem.core.stats.Accumulator`, fed ``r u``)."""
