@@ -95,12 +95,12 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     from streamem.engine.cluster import local_cluster
 
     data = tmp_path / "big.zarr"
-    streamem.make_data(data, 17_000_000, 8, 4, chunk_size=250_000, seed=1)  # 1.09 GB of float64
-    with local_cluster(2, memory_limit="1GB", dashboard_address=None) as cluster, Client(cluster) as client:
+    streamem.make_data(data, 10_000_000, 8, 4, chunk_size=250_000, seed=1)  # 640 MB of float64
+    with local_cluster(2, memory_limit="600MB", dashboard_address=None) as cluster, Client(cluster) as client:
         workers_before = set(client.scheduler_info()["workers"])
         with caplog.at_level("INFO", logger="streamem"):
             gm = streamem.GaussianMixture(
-                4, init_params="random", max_iter=3, tol=0, random_state=0, persist="auto", explore_rows=None
+                4, init_params="random", max_iter=2, tol=0, random_state=0, persist="auto", explore_rows=None
             )  # every pass over all the rows
             gm.fit(str(data))
         assert any("does not fit" in r.message for r in caplog.records)
@@ -112,7 +112,7 @@ def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
         with caplog.at_level("INFO", logger="streamem"):
             streamem.GaussianMixture(4, max_iter=3, random_state=0, persist="auto").fit(str(small))
         assert any("keeping" in r.message for r in caplog.records)
-    assert gm.n_iter_ == 3 and np.all(np.isfinite(gm.means_))
+    assert gm.n_iter_ == 2 and np.all(np.isfinite(gm.means_))
 
 
 def test_local_cluster_workers_start_with_the_worker_environment(monkeypatch):
@@ -170,7 +170,7 @@ def _start_cluster(tmp_path):
 @pytest.mark.parametrize(("how", "error"), [("stop", TimeoutError), ("kill", ConnectionError)])
 def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
     address, scheduler, worker = _start_cluster(tmp_path)
-    streamem.make_data(tmp_path / "points.zarr", 1_000_000, 8, 4, chunk_size=50_000, seed=0)
+    streamem.make_data(tmp_path / "points.zarr", 400_000, 8, 4, chunk_size=20_000, seed=0)
     watch = _IterationWatch()
     logger = logging.getLogger("streamem")
     logger.addHandler(watch)
@@ -183,7 +183,7 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
             init_params="random",
             max_iter=500,
             tol=0,
-            timeout=15.0,
+            timeout=6.0,
             verbose=2,
             verbose_interval=1,
             scheduler_address=address,
@@ -252,7 +252,7 @@ def test_the_same_chunking_gives_the_same_bits_on_any_scheduler(tmp_path):
     for threads in (1, 2, 4):
         with dask.config.set(scheduler="threads", num_workers=threads):
             fits[f"{threads} threads"] = streamem.GaussianMixture(**params).fit(str(data))
-    for workers in (1, 2, 4):
+    for workers in (1, 4):
         with (
             LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None

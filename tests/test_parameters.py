@@ -30,7 +30,8 @@ MISSING[::7, 1] = np.nan
 
 def _xarray():
     xarray = pytest.importorskip("xarray")
-    return xarray.DataArray(X.T, dims=("feature", "row"))
+    # few rows: read without feature_dim, the array is 2 rows of as many features
+    return xarray.DataArray(X[:60].T, dims=("feature", "row"))
 
 
 def _missing():
@@ -461,4 +462,5 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path):
         env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"},
     )
     assert result.returncode == 1 and str(port) in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "after 2 s" in result.stderr  # dask's connect timeout is honoured, not replaced
     assert not (tmp_path / "m.zarr").exists()

@@ -75,7 +75,7 @@ def _assert_same_model(a, b):
     assert a.n_batches_ == b.n_batches_ and a.n_samples_seen_ == b.n_samples_seen_
 
 
-def _kill_and_resume(command, checkpoint, rng, kills=3):
+def _kill_and_resume(command, checkpoint, rng, kills=2):
     """Run ``command`` to its end, killing it with SIGKILL ``kills`` times at random moments
     after its first checkpoint; the number of kills that landed mid-run."""
     landed = 0

@@ -41,10 +41,10 @@ def _scheduler(address: str | None, workers: int | None, quiet: bool):
         return
     from distributed import Client
 
-    from streamem.engine.cluster import local_cluster
+    from streamem.engine.cluster import client_of, local_cluster
 
     if address:
-        client = Client(address, timeout="30s")
+        client = client_of(address)
         cluster = None
     else:
         cluster = local_cluster(workers, dashboard_address="127.0.0.1:0")

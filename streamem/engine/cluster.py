@@ -87,6 +87,14 @@ def memory_capacity() -> float:
     return float(psutil.virtual_memory().available)
 
 
+def client_of(address: str, **kwargs):
+    """A client of the scheduler at ``address`` that waits for it as long as dask's
+    ``distributed.comm.timeouts.connect`` setting says (30 s unless set)."""
+    from distributed import Client
+
+    return Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), **kwargs)
+
+
 @contextlib.contextmanager
 def connected(address: str | None):
     """Run inside a client of the scheduler at ``address`` (or of dask's ``scheduler-address``
@@ -98,8 +106,6 @@ def connected(address: str | None):
     if distributed_client() is not None:  # a client is active: it runs the fit
         yield
         return
-    from distributed import Client
-
-    with Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect", "30s"), set_as_default=True) as c:
+    with client_of(address, set_as_default=True) as c:
         logger.info("dask dashboard: %s", c.dashboard_link)
         yield
