@@ -24,7 +24,8 @@ import streamem
 
 from .helpers import free_port
 
-pytestmark = pytest.mark.slurm
+#: Slurm's daemons are servers, and its worker jobs a dask cluster: the fast target leaves them out too
+pytestmark = [pytest.mark.slurm, pytest.mark.server, pytest.mark.cluster]
 
 ROOT = Path(__file__).resolve().parents[1]
 SBATCH = ROOT / "deploy" / "slurm" / "streamem-fit.sbatch"
