@@ -257,13 +257,18 @@ def test_a_requeued_driver_resumes_from_its_checkpoint(slurm, tmp_path, data):
     _wait(lambda: (checkpoint / "LATEST").exists(), 120, "the fit did not checkpoint", log)
     requeued_at = _latest_iteration(checkpoint)
     subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
-    _wait(lambda: _job(slurm, job_id).get("JobState") == "PENDING", 60, "the driver was not requeued", log)
-    # Slurm holds a requeued batch job for two minutes (its BeginTime); as an administrator may
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=slurm, check=True)
+    requeued = time.monotonic()
+
+    def resumed():
+        # Slurm holds a requeued batch job for two minutes (its BeginTime): start it sooner, as
+        # an administrator may, once it is pending again and a few seconds after the requeue
+        # (slurmd refuses a job credential made in the second its previous run's was revoked)
+        if time.monotonic() - requeued > 3 and _job(slurm, job_id).get("JobState") == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=slurm, capture_output=True)
+        return "resuming from the checkpoint" in log.read_text()
+
+    _wait(resumed, 150, "the requeued driver did not resume", log)
     _finished(slurm, job_id, tmp_path)
-    # the log of both runs (the recipe appends); slurmstepd may write its last lines just after
-    # the job is marked complete
-    _wait(lambda: "resuming from the checkpoint" in log.read_text(), 15, "the driver did not resume", log)
     model = streamem.load(tmp_path / "model.zarr")
     assert requeued_at < model.n_iter_
     _assert_same(model, _local_fit(data))
