@@ -208,32 +208,42 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
             process.wait()
 
 
-def test_chunks_persisted_on_one_worker_are_spread_and_the_fit_is_unchanged():
+def test_chunks_anywhere_on_the_workers_give_the_bits_of_threads():
+    """Chunks kept on the workers are added where they are, one partial sum per worker:
+    wherever they were put (all on one worker, where dask put them, by the fit itself), the
+    fit has the bits of the threaded scheduler with the same chunking."""
+    import dask
     import dask.array as da
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from streamem.engine.cluster import local_cluster
+    from streamem.engine.passes import ChunkedData, persist
 
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(loc, 1.0, size=(6000, 3)) for loc in (-4.0, 0.0, 4.0)])
     data = da.from_array(X, chunks=(450, 3))
-    start = {
-        "weights_init": np.full(3, 1 / 3),
-        "means_init": X[[0, 6000, 12000]],
-        "precisions_init": np.tile(np.eye(3), (3, 1, 1)),
-    }
-    local = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(X)
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    settings = dict(n_components=3, max_iter=8, tol=0, random_state=0)
+    with dask.config.set(scheduler="threads"):
+        local = streamem.GaussianMixture(**settings).fit(data)
+    with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
         workers = sorted(client.nthreads())
-        persisted = client.persist(data, workers=workers[:1])  # every chunk on one worker
-        remote = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(persisted)
-        again = streamem.GaussianMixture(3, max_iter=8, tol=0, **start).fit(persisted)
-    np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10)
-    np.testing.assert_allclose(remote.covariances_, local.covariances_, rtol=1e-10)
-    np.testing.assert_array_equal(again.means_, remote.means_)
+        placed = {
+            "all on one worker": client.persist(data, workers=workers[:1]),
+            "where dask put them": data.persist(),
+        }
+        fits = {where: streamem.GaussianMixture(**settings).fit(array) for where, array in placed.items()}
+        fits["again"] = streamem.GaussianMixture(**settings).fit(placed["all on one worker"])
+        fits["kept by the fit"] = streamem.GaussianMixture(persist=True, **settings).fit(data)
+        chunked = ChunkedData(persist(data))
+        _, groups = chunked._groups()  # where a pass runs: chunks found elsewhere are copied once
+        holders = client.who_has([chunked._graph[key] for key in chunked.x_keys])
+        sequence = [holders[key][0] for key in chunked.x_keys]
+    changes = sum(a != b for a, b in zip(sequence, sequence[1:]))
+    assert changes == 1 and set(sequence) == set(workers)  # each worker's chunks consecutive
+    assert sorted(len(members) for _, members in groups) == [20, 20]  # one task per worker thread
+    for where, model in fits.items():
+        for name in ("weights_", "means_", "covariances_", "lower_bound_"):
+            np.testing.assert_array_equal(getattr(model, name), getattr(local, name), err_msg=f"{where}: {name}")
 
 
 def test_the_same_chunking_gives_the_same_bits_on_any_scheduler(tmp_path):

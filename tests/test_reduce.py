@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import random
 import threading
 import weakref
@@ -11,7 +12,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from streamem.engine.passes import TASKS_PER_THREAD, ChunkedData, _tree_add, _tree_total
+from streamem.engine.passes import TASKS_PER_THREAD, ChunkedData, _Shared, _tree_add, _tree_total, placement
 
 _live = {"now": 0, "most": 0}
 _lock = threading.Lock()
@@ -73,13 +74,15 @@ def test_chunks_kept_on_workers_are_spread_evenly_once(placement):
         X = client.persist(X, workers=workers[:1]) if placement == "all on one worker" else X.persist()
         distributed.wait(X)
         data = ChunkedData(X)
-        groups = data._groups()
+        _, groups = data._groups()
         holders = client.who_has([data._graph[key] for key in data.x_keys])
         assert all(len(holders[key]) == 1 for key in data.x_keys)
         held = [holders[key][0] for key in data.x_keys]
-        assert [held.count(worker) for worker in workers] == [32, 32]  # beyond a worker's share: copied
+        assert sorted(held.count(worker) for worker in workers) == [32, 32]  # beyond a worker's share: copied
+        assert held[:32] == held[:1] * 32 and held[32:] == held[32:33] * 32  # each worker's chunks consecutive
+        assert len(groups) == 2  # one task per worker thread
         assert all({held[i] for i in group} == {holder} for holder, group in groups)  # a group's chunks are together
-        assert data._groups() is groups  # once per cluster
+        assert data._groups()[1] is groups  # once per cluster
         seen = data.map_reduce(_where, with_index=True, combine=set.union)
         assert sorted(start for start, _ in seen) == list(range(0, 640, 10))  # every chunk once
         assert [address for _, address in sorted(seen)] == held  # where it is kept: no transfer
@@ -139,3 +142,72 @@ def test_a_pass_gives_the_same_bits_on_any_number_of_threads():
             totals.append(data.map_reduce(_sum_of_rows))
     for total in totals[1:]:
         np.testing.assert_array_equal(total, totals[0])
+
+
+_prepared = []
+
+
+def _prepare_counted(offset):
+    with _lock:
+        _prepared.append(threading.get_ident())
+    return {"offset": np.full(1, offset)}
+
+
+def _offset_rows(X, sample_weight, offset_value, offset):
+    assert offset[0] == offset_value
+    return len(X) + offset[0]
+
+
+def test_prepare_runs_once_per_thread_of_a_pass():
+    data = ChunkedData(da.zeros((300 * 20, 2), chunks=(20, 2)))
+    for threads in (1, 2):
+        _prepared.clear()
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            total = data.map_reduce(_offset_rows, 3.0, prepare=_prepare_counted)
+        assert total == 300 * 20 + 300 * 3.0  # every chunk got the prepared keywords
+        assert len(_prepared) == len(set(_prepared)) <= threads  # once per thread, not per chunk
+
+
+@pytest.mark.parametrize("n_chunks", [1, 5, 64, 1000])
+def test_a_group_of_consecutive_chunks_sends_a_few_partial_sums(n_chunks):
+    """A worker holding consecutive chunks sends the sums of a few subtrees of the fixed tree
+    (at most two per level), not one per chunk."""
+    from streamem.engine.passes import _Group
+
+    for first, last in [(0, n_chunks), (n_chunks // 3, 2 * n_chunks // 3 + 1), (n_chunks - 1, n_chunks)]:
+        members = list(range(first, last))
+        group = _Group([(None, None, None, i) for i in members], [], members, n_chunks)
+        nodes = group.run(lambda X, w, index: 1, operator.add, _Shared(()), False, [])
+        assert sum(nodes.values()) == len(members)
+        assert len(nodes) <= 2 * max(1, np.ceil(np.log2(n_chunks)))
+
+
+def test_placement_puts_consecutive_chunks_on_each_worker_by_its_threads():
+    workers = ["b", "a", "c"]
+    placed = placement(10, workers, {"a": 2, "b": 1, "c": 2})
+    assert placed == ["b", "b", "a", "a", "a", "a", "c", "c", "c", "c"]
+    assert len(set(placement(3, ["a", "b", "c", "d"], {}))) == 3  # fewer chunks than workers: one each
+
+
+def _scaled_rows(X, sample_weight, scale):
+    return float(np.sum(X) * scale(1.0) if callable(scale) else np.sum(X) * scale[0])
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("inline", [True, False], ids=["inside-each-task", "one-key-copied-between-workers"])
+def test_shared_arguments_reach_every_worker_however_they_travel(monkeypatch, inline):
+    distributed = pytest.importorskip("distributed")
+    import streamem.engine.passes as passes
+
+    if not inline:
+        monkeypatch.setattr(passes, "INLINE_BYTES", 0)
+    X = da.from_array(np.arange(40 * 10 * 2, dtype=float).reshape(-1, 2), chunks=(10, 2))
+    expected = float(np.arange(800).sum()) * 3.0
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
+        data = ChunkedData(X)
+        assert data.map_reduce(_scaled_rows, np.array([3.0])) == expected
+        factor = 3.0
+        assert data.map_reduce(_scaled_rows, lambda x: x * factor) == expected  # a closure: not pickled inline

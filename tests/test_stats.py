@@ -138,3 +138,26 @@ def test_moments_merge_by_the_roles_their_fields_declare():
     stepped = a.step(b, 0.25)  # a quarter of b's rows per unit weight, three quarters of a's
     assert stepped.weight == 1.0 and stepped.seen == ("b",)
     np.testing.assert_allclose(stepped.optional, 0.75 * np.array([0.5, 1.0]))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_kernels_reused_across_chunks_give_the_bits_of_fresh_ones(covariance_type):
+    """A pass makes each candidate's kernel once per thread (``chunk_kernels``) and reuses it
+    for chunks of any size in any order: every chunk's statistics are those of a kernel made
+    for it alone, bit for bit."""
+    from streamem.core.stats import chunk_kernels
+
+    X, _ = mixture_data(n_samples=9000, seed=4)
+    X[::7] += 40.0  # far rows: more than one group of components
+    params = [params_for(X, covariance_type), params_for(X[::-1], covariance_type, K=5)]
+    centre = X.mean(axis=0)
+    chunks = [X[:5000], X[5000:5300], X[5300:], X[:17], X[100:5100]]
+    fresh = [chunk_stats(chunk, None, params, centre) for chunk in chunks]
+    for order in ([0, 1, 2, 3, 4], [3, 1, 4, 0, 2]):
+        keywords = chunk_kernels(params, centre)
+        for i in order:
+            reused = chunk_stats(chunks[i], None, params, centre, **keywords)
+            for a, b in zip(reused, fresh[i]):
+                for name in ("nk", "s1", "s2", "shift"):
+                    np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+                assert a.loglik == b.loglik

@@ -252,6 +252,7 @@ class LogProbKernel:
         self.shift = np.empty((K, D))
         for group in self.groups:
             self.shift[group.components] = group.centre
+        self.shift.flags.writeable = False  # shared by the statistics of every chunk of a pass
         self.order = np.concatenate([group.components for group in self.groups])
         self.identity = len(self.groups) == 1
         ends = np.cumsum([len(group.components) for group in self.groups])
@@ -302,9 +303,9 @@ class LogProbKernel:
         if cache is not None and key in cache:
             return cache[key]
         buffer = self._buffers.get(key)
-        if buffer is None or buffer.shape[1] < len(rows):
+        if buffer is None or buffer.shape[1] != len(rows):  # contiguous, whatever blocks came before
             buffer = self._buffers[key] = np.empty((group.form.shape[1], len(rows)), dtype=group.dtype)
-        features = self.covariance.centred_features(rows, group.centre, group.dtype, out=buffer[:, : len(rows)])
+        features = self.covariance.centred_features(rows, group.centre, group.dtype, out=buffer)
         if cache is not None:
             cache[key] = features
         return features

@@ -32,6 +32,7 @@ __all__ = [
     "LowestScoringRows",
     "SufficientStats",
     "chunk_stats",
+    "chunk_kernels",
     "labelled_stats",
     "centred",
     "iter_blocks",
@@ -47,7 +48,7 @@ def block_rows(kernels) -> int:
     """Rows per block, so that a block's temporaries hold about ``BLOCK_ELEMENTS`` values
     (``kernels``: the :class:`~streamem.core.kernels.LogProbKernel` of each candidate)."""
     width = sum(kernel.block_width for kernel in kernels)
-    return int(np.clip(BLOCK_ELEMENTS // width, 256, 65536))
+    return min(max(BLOCK_ELEMENTS // width, 256), 65536)
 
 
 def iter_blocks(X: np.ndarray, sample_weight: np.ndarray | None, rows: int = BLOCK_ROWS):
@@ -110,11 +111,27 @@ class LowestScoringRows:
         return LowestScoringRows(self.scores + score_shift, offset + scale * self.points, self.size)
 
     def __add__(self, other: LowestScoringRows) -> LowestScoringRows:
+        if self.size == other.size and not (len(self.scores) and len(other.scores)):
+            return other if len(other.scores) else self  # what of() gives: the rows of the side that has some
         return LowestScoringRows.of(
             np.concatenate([self.scores, other.scores]),
             np.concatenate([self.points, other.points]),
             self.size,
         )
+
+
+def _centres(shift, n_components: int, n_features: int) -> np.ndarray:
+    """``shift`` as centres of shape (n_components, n_features), in float64: a copy, or the
+    very array when it is one already and read-only (a kernel's, shared by the chunks of a
+    pass, so that their statistics add without comparing centres)."""
+    if (
+        isinstance(shift, np.ndarray)
+        and not shift.flags.writeable
+        and shift.dtype == np.float64
+        and shift.shape == (n_components, n_features)
+    ):
+        return shift
+    return np.array(np.broadcast_to(np.asarray(shift, dtype=np.float64), (n_components, n_features)))
 
 
 def add_lists(a: list, b: list) -> list:
@@ -196,7 +213,7 @@ class SufficientStats(Moments):
             0.0,
             0.0,
             0,
-            np.array(np.broadcast_to(np.asarray(shift, dtype=np.float64), (n_components, n_features))),
+            _centres(shift, n_components, n_features),
             LowestScoringRows.empty(n_features, n_components),
             covariance_type,
         )
@@ -385,8 +402,37 @@ def labelled_stats(X, sample_weight, labels, covariance_type: str, shift, params
     return accumulator.result(*totals(X, sample_weight))
 
 
+class Kernels:
+    """The candidates' kernels about ``centre``, made once per dtype of rows and reused by
+    the chunks of a pass that one thread runs (a kernel keeps buffers between blocks)."""
+
+    def __init__(self, params_list: list[MixtureParams], centre):
+        self.params_list, self.centre = params_list, np.asarray(centre, dtype=np.float64)
+        self._made: dict = {}
+
+    def __call__(self, dtype) -> list:
+        dtype = np.dtype(dtype)
+        kernels = self._made.get(dtype)
+        if kernels is None:
+            kernels = self._made[dtype] = [p.kernel(dtype, self.centre) for p in self.params_list]
+        return kernels
+
+
+def chunk_kernels(params_list: list[MixtureParams], centre, *rest) -> dict:
+    """The keywords that make :func:`chunk_stats` reuse its kernels across chunks: its
+    ``prepare`` for :meth:`~streamem.engine.passes.ChunkedData.map_reduce`."""
+    return {"kernels": Kernels(params_list, centre)}
+
+
 def chunk_stats(
-    X, sample_weight, params_list: list[MixtureParams], centre, missing: bool = False, pairs=None, labels=None
+    X,
+    sample_weight,
+    params_list: list[MixtureParams],
+    centre,
+    missing: bool = False,
+    pairs=None,
+    labels=None,
+    kernels: Kernels | None = None,
 ) -> list[SufficientStats]:
     """E-step of one chunk for every candidate in ``params_list``, from one read of X.
 
@@ -407,6 +453,9 @@ def chunk_stats(
     labels : ndarray of int of shape (n_rows,) or None
         Each row's known component, -1 where unknown: known rows count for their component
         alone (:func:`labelled_stats`), the others get the E-step.
+    kernels : Kernels or None
+        The candidates' kernels about ``centre`` made earlier (:func:`chunk_kernels`), or
+        None to make them here.
 
     Returns
     -------
@@ -421,18 +470,18 @@ def chunk_stats(
         if missing and np.isnan(X[known]).any():
             raise ValueError("expected rows with a label to have no missing values (NaN)")
         w_known, w_unknown = (None, None) if sample_weight is None else (sample_weight[known], sample_weight[~known])
-        inferred = chunk_stats(X[~known], w_unknown, params_list, centre, missing, pairs)
+        inferred = chunk_stats(X[~known], w_unknown, params_list, centre, missing, pairs, kernels=kernels)
         return [
             total + labelled_stats(X[known], w_known, labels[known], p.covariance_type, p.means, p)
             for total, p in zip(inferred, params_list)
         ]
-    centre = np.asarray(centre, dtype=np.float64)
-    kernels = [p.kernel(X.dtype, centre) for p in params_list]
+    kernels = Kernels(params_list, centre) if kernels is None else kernels
+    centre = kernels.centre
     if missing:
         nan = np.isnan(X)
         if nan.any():
-            return _stats_with_missing(X, sample_weight, params_list, kernels, centre, nan, pairs)
-    sums = _complete_stats(X, sample_weight, kernels, params_list, pairs)
+            return _stats_with_missing(X, sample_weight, params_list, kernels(X.dtype), centre, nan, pairs)
+    sums = _complete_stats(X, sample_weight, kernels(X.dtype), params_list, pairs)
     weight, count = totals(X, sample_weight)
     return [acc.result(weight, count) for acc in sums]
 

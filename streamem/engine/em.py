@@ -24,7 +24,7 @@ from streamem.core.covariance import get_covariance
 from streamem.core.mstep import m_step
 from streamem.core.params import InitialParameters, MixtureParams, NoisyParams
 from streamem.core.prior import Prior
-from streamem.core.stats import add_lists, chunk_stats
+from streamem.core.stats import add_lists, chunk_kernels, chunk_stats
 from streamem.core.validation import check_total_weight
 from streamem.engine.accelerate import (
     LOOK_FACTOR,
@@ -212,7 +212,13 @@ class GaussianModel:
 
     def estep(self, data: ChunkedData, params_list: list[MixtureParams]) -> list:
         totals = data.map_reduce(
-            chunk_stats, params_list, self.centre, self.missing, combine=add_lists, with_labels=True
+            chunk_stats,
+            params_list,
+            self.centre,
+            self.missing,
+            combine=add_lists,
+            with_labels=True,
+            prepare=chunk_kernels,
         )
         for total in totals:
             check_total_weight(total.weight)

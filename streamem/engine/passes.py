@@ -3,28 +3,38 @@
 A pass applies a chunk function to every row-chunk of the data (all features in one
 chunk) and adds the results in a tree of fan-in ``split_every``; only the small per-chunk
 results travel, and the client receives the total. The chunks are grouped into a few tasks
-per scheduler thread, each running its chunks' own tasks one after the other, so that a
-pass costs a few tasks per thread however many chunks there are. Whatever the grouping,
-the results are added on one fixed binary tree over the chunks' indices (:func:`_tree_add`):
-every sum is of the same two partial sums, so a pass's total depends on the chunking alone,
-bit for bit, never on the number of threads or workers or on which of them ran a chunk. Predictions map a
-function over the chunks lazily (:func:`apply_blocks`), and online fits read a dask array
-as mini-batches, one chunk computed at a time (:func:`row_batches`). Rows in memory become
-a dask array of chunks of a few MiB (:func:`from_numpy`).
+per thread of the local scheduler, each running its chunks' own tasks one after the other,
+so that a pass costs a few tasks per thread however many chunks there are. On a cluster,
+chunks kept in the workers' memory are added where they are, one task per worker thread:
+consecutive chunks on each worker (:func:`persist` puts them there; chunks found elsewhere
+are copied there once), so that each worker sends the sums of a few subtrees, not one
+result per chunk. Whatever the grouping, the results are added on one fixed binary tree
+over the chunks' indices (:func:`_tree_add`): every sum is of the same two partial sums, so
+a pass's total depends on the chunking alone, bit for bit, never on the number of threads
+or workers or on which of them ran a chunk. A pass's tasks are planned once per scheduler
+and reused with new shared arguments, which go to each worker once per pass; what the
+chunk function makes of them (its kernels) is made once per thread (``prepare``).
+Predictions map a function over the chunks lazily (:func:`apply_blocks`), and online fits
+read a dask array as mini-batches, one chunk computed at a time (:func:`row_batches`).
+Rows in memory become a dask array of chunks of a few MiB (:func:`from_numpy`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import operator
 import os
+import pickle
 import sys
+import threading
+import time
 import uuid
+from typing import NamedTuple
 
 import dask
 import dask.array as da
-import dask.callbacks
 import numpy as np
 from dask.optimization import cull
 from dask.task_spec import DataNode, Task, TaskRef  # dask's public task classes (dask >= 2025.1)
@@ -36,11 +46,19 @@ __all__ = [
     "chunk_progress",
     "compute_key",
     "distributed_client",
+    "persist",
+    "placement",
     "row_batches",
 ]
 
 SPLIT_EVERY = 8
-TASKS_PER_THREAD = 4  # chunk tasks of a pass per scheduler thread: load balance against per-task overhead
+TASKS_PER_THREAD = 4  # chunk tasks of a pass per thread of the local scheduler: load balance against per-task overhead
+#: per thread of a cluster, for chunks its tasks read: a task there costs a round trip
+CLUSTER_TASKS_PER_THREAD = 1
+#: shared arguments at most this large, times the tasks of a pass, go inside each task on a cluster
+INLINE_BYTES = 16 << 20
+
+logger = logging.getLogger(__name__)
 
 _progress_bars = []  # the factories installed by chunk_progress, innermost last
 
@@ -51,14 +69,55 @@ def chunk_progress(make_bar):
 
     ``make_bar(n_chunks)`` is called at the start of a pass and returns a context manager
     with ``update(n)`` (such as ``click.progressbar(length=n_chunks)``), entered for the
-    pass. On a distributed client the chunks are followed from the client, each released
-    as soon as it is counted, so the workers keep no more than without a bar.
+    pass. The tasks count their chunks as they go (at most every
+    :data:`REPORT_SECONDS` each), on a cluster as events of the topic
+    :data:`PROGRESS_TOPIC` that the client follows.
     """
     _progress_bars.append(make_bar)
     try:
         yield
     finally:
         _progress_bars.remove(make_bar)
+
+
+PROGRESS_TOPIC = "streamem-progress"
+REPORT_SECONDS = 0.1
+
+
+@contextlib.contextmanager
+def _reported(n_chunks: int, token: str):
+    """The bar of a pass, if :func:`chunk_progress` is active: yields what its tasks report
+    their chunks to (a function on the local scheduler; on a cluster, the pass's token,
+    for events of :data:`PROGRESS_TOPIC`), or None. A pass that ends fills its bar."""
+    if not _progress_bars:
+        yield None
+        return
+    lock, counted = threading.Lock(), [0]
+    with _progress_bars[-1](n_chunks) as bar:
+
+        def update(n):
+            with lock:  # from the scheduler's threads, or the client's event loop
+                n = min(n, n_chunks - counted[0])
+                counted[0] += n
+                if n > 0:
+                    bar.update(n)
+
+        client = distributed_client()
+        if client is None:
+            yield update
+        else:
+
+            def received(event):
+                pass_token, n = event[1]
+                if pass_token == token:
+                    update(n)
+
+            client.subscribe_topic(PROGRESS_TOPIC, received)
+            try:
+                yield token
+            finally:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+        update(n_chunks)
 
 
 def _tree_add(nodes: dict, level: int, index: int, value, combine, n_chunks: int) -> None:
@@ -106,20 +165,42 @@ def _complete_only(X, sample_weight):
 
 
 class _Shared:
-    """Arguments sent once per pass and shared by its chunk tasks (opaque to dask)."""
+    """Arguments sent once per pass and shared by its chunk tasks (opaque to dask), and what
+    ``prepare`` makes of them: keywords for the chunk function, made once per thread that
+    runs chunks of the pass (on each worker) and reused by its chunks."""
 
-    def __init__(self, values):
-        self.values = values
+    def __init__(self, values: tuple, prepare=None, progress=None):
+        self.values, self.prepare = values, prepare
+        self.progress = progress  # where the tasks count their chunks (see _reported), or None
+        self._local = threading.local()
+
+    def __reduce__(self):
+        return _Shared, (self.values, self.prepare, self.progress)
+
+    def report(self, n_chunks: int) -> None:
+        if callable(self.progress):
+            self.progress(n_chunks)
+        elif self.progress is not None:
+            from distributed import get_worker
+
+            get_worker().log_event(PROGRESS_TOPIC, [self.progress, n_chunks])
+
+    def keywords(self) -> dict:
+        if self.prepare is None:
+            return {}
+        prepared = getattr(self._local, "keywords", None)
+        if prepared is None:
+            prepared = self._local.keywords = self.prepare(*self.values)
+        return prepared
 
 
-def _call(func, X, sample_weight, labels, index, shared, complete_only=False):
-    shared = shared.values if isinstance(shared, _Shared) else shared
+def _call(func, X, sample_weight, labels, index, shared: _Shared, complete_only=False):
     if complete_only:
         X, sample_weight = _complete_only(X, sample_weight)
-    keywords = {} if labels is None else {"labels": labels}
+    keywords = shared.keywords() if labels is None else {**shared.keywords(), "labels": labels}
     if index is None:
-        return func(X, sample_weight, *shared, **keywords)
-    return func(X, sample_weight, index, *shared, **keywords)
+        return func(X, sample_weight, *shared.values, **keywords)
+    return func(X, sample_weight, index, *shared.values, **keywords)
 
 
 class _Group:
@@ -139,10 +220,17 @@ class _Group:
                 return part({k: values[k] for k in part.dependencies})
             return None if part is None else values[part]
 
-        nodes = {}
+        nodes, unreported, reported = {}, 0, -np.inf
         for i, (x, w, y, index) in zip(self.members, self.chunks):
             value = _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
             _tree_add(nodes, 0, i, value, combine, self.n_chunks)
+            if shared.progress is not None:
+                unreported += 1
+                if time.monotonic() - reported >= REPORT_SECONDS:
+                    shared.report(unreported)
+                    unreported, reported = 0, time.monotonic()
+        if unreported:
+            shared.report(unreported)
         return nodes
 
 
@@ -151,6 +239,8 @@ def _same(chunk):
 
 
 def _call_group(func, combine, shared, complete_only, group, *values):
+    if isinstance(shared, _Pickled):
+        shared = pickle.loads(shared.data)
     return group.run(func, combine, shared, complete_only, values)
 
 
@@ -197,7 +287,8 @@ class ChunkedData:
         self.labels = labels
         self.complete_only = False
         self.timeout = timeout
-        self._cluster_groups = (None, None)  # the client the groups were made for, and the groups
+        self._plans: dict = {}  # the tasks of a pass, per scheduler and kind of pass (see _plan)
+        self._layouts: dict = {}  # the groups of chunks, per cluster (see _groups)
         # the chunks' own graph, optimised and materialised once; each pass adds its tasks
         originals = [X, *(a for a in (sample_weight, labels) if a is not None)]
         collections = dask.optimize(*originals)
@@ -212,6 +303,7 @@ class ChunkedData:
         self.x_keys = next(keys)
         self.w_keys = [None] * len(self.x_keys) if sample_weight is None else next(keys)
         self.y_keys = [None] * len(self.x_keys) if labels is None else next(keys)
+        self._starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
 
     def complete_rows(self) -> ChunkedData:
         """The same chunks, where rows with a missing value (NaN) weigh nothing."""
@@ -238,39 +330,39 @@ class ChunkedData:
         return self.X.shape[1]
 
     def map_reduce(
-        self, func, *shared, combine=operator.add, with_index=False, with_labels=False, split_every: int = SPLIT_EVERY
+        self,
+        func,
+        *shared,
+        combine=operator.add,
+        with_index=False,
+        with_labels=False,
+        prepare=None,
+        split_every: int = SPLIT_EVERY,
     ):
         """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
 
         With ``with_index``, the chunk's first row is passed after ``w_chunk`` (for random
         draws keyed by the row); with ``with_labels`` and labels, the chunk's labels as
         the keyword ``labels``. ``shared`` is sent once per pass, not once per chunk.
-        Consecutive chunks are grouped into a few tasks per scheduler thread (chunks kept
-        on a cluster's workers, by the worker that holds them), each reading its chunks
-        itself, so that a pass costs a few tasks per thread however many chunks there are.
+        ``prepare(*shared)``, when given, returns keywords for ``func`` that depend on the
+        shared arguments alone (constants of the parameters): it is called once per thread
+        that runs chunks of the pass, and its keywords are reused by that thread's chunks.
+
+        The chunks go in a few tasks per thread of the local scheduler, each running its
+        chunks one after the other and adding their results (:class:`_Group`); on a cluster,
+        in one task per worker thread, chunks kept on the workers where they are kept,
+        consecutive chunks on each worker (:meth:`_place`): only the workers' partial sums
+        travel. The tasks are planned once per scheduler and reused by every pass with new
+        shared arguments, which travel inside each task when small
+        (:func:`_with_shared_inline`).
         """
         self.counter.passes += 1
+        plan = self._plan(with_index, with_labels)
         token = uuid.uuid4().hex
         shared_key = f"streamem-shared-{token}"
-        graph = dict(self._graph)
-        graph[shared_key] = _Shared(shared)
-        starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).tolist()
-        parts, sizes, placed = [], {}, {}
-        for g, (holder, members) in enumerate(self._groups()):
-            chunks = [
-                (
-                    self._task(self.x_keys[i]),
-                    self._task(self.w_keys[i]),
-                    self._task(self.y_keys[i]) if with_labels else None,
-                    starts[i] if with_index else None,
-                )
-                for i in members
-            ]
-            keys = set()
-            for x, w, y, _ in chunks:
-                for part in (x, w, y):
-                    keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
-            keys = list(keys)
+        graph = dict(plan.inputs)
+        parts, placed = [], {}
+        for g, (holder, group, keys) in enumerate(plan.groups):
             key = (f"streamem-group-{token}", g)
             # explicit references: a key held by the cluster may be absent from the graph sent
             graph[key] = (
@@ -279,12 +371,12 @@ class ChunkedData:
                 combine,
                 TaskRef(shared_key),
                 self.complete_only,
-                _Group(chunks, keys, members, self.n_chunks),
+                group,
                 *map(TaskRef, keys),
             )
             parts.append(key)
-            sizes[key] = len(members)
-            placed[key] = holder
+            if plan.cluster:
+                placed[key] = holder
         level, combined = 0, []
         while len(parts) > 1:
             grouped = [parts[i : i + split_every] for i in range(0, len(parts), split_every)]
@@ -295,10 +387,54 @@ class ChunkedData:
                 parts.append(key)
             combined += parts
             level += 1
-        graph, _ = cull(graph, [parts[0]])  # the chunks' own tasks run inside the groups
-        if any(holder is not None for holder in placed.values()):
-            graph = _placed(graph, placed, combined)
-        return _tree_total(compute_key(graph, parts[0], self.timeout, chunk_keys=sizes))
+        with _reported(self.n_chunks, token) as progress:
+            graph[shared_key] = _Shared(shared, prepare, progress)
+            if placed:  # on a cluster
+                graph = _with_shared_inline(graph, shared_key, list(placed))
+            if any(holder is not None for holder in placed.values()):
+                graph = _placed(graph, placed, combined)
+            return _tree_total(compute_key(graph, parts[0], self.timeout))
+
+    def _plan(self, with_index: bool, with_labels: bool) -> _Plan:
+        """The groups of a pass (:meth:`_groups`) as tasks' arguments: ``(worker, _Group,
+        keys)`` per group, and the part of the chunks' graph that they need; made once per
+        scheduler (per cluster, or per number of threads) and kind of pass. On a cluster
+        each :class:`_Group` (with its chunks' tasks) goes to a worker once, as the result of
+        a task (recomputed elsewhere if that worker is lost), and every pass's group task
+        refers to it: a pass sends only its new tasks' names and the shared arguments."""
+        scheduler, groups = self._groups()
+        key = (scheduler, with_index, with_labels)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        planned, needed = [], set()
+        for holder, members in groups:
+            chunks = [
+                (
+                    self._task(self.x_keys[i]),
+                    self._task(self.w_keys[i]),
+                    self._task(self.y_keys[i]) if with_labels else None,
+                    self._starts[i] if with_index else None,
+                )
+                for i in members
+            ]
+            keys = set()
+            for chunk in chunks:
+                for part in chunk[:3]:
+                    keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
+            needed.update(keys)
+            planned.append((holder, _Group(chunks, list(keys), members, self.n_chunks), list(keys)))
+        inputs, _ = cull(self._graph, list(needed))  # the chunks' own tasks run inside the groups
+        if not isinstance(scheduler, int):  # a cluster's client: each group sent once, kept by a task
+            sent = []
+            for holder, group, keys in planned:
+                where = {} if holder is None else {"workers": [holder], "allow_other_workers": True}
+                future = scheduler.submit(_same, group, pure=False, **where)
+                inputs[future.key] = future
+                sent.append((holder, TaskRef(future.key), keys))
+            planned = sent
+        plan = self._plans[key] = _Plan(planned, inputs, not isinstance(scheduler, int))
+        return plan
 
     def _task(self, key):
         """A chunk's task, to run inside its group's task; the key of data held elsewhere."""
@@ -307,68 +443,134 @@ class ChunkedData:
             return task
         return key
 
-    def _groups(self) -> list[tuple]:
-        """The chunks' indices in groups of consecutive chunks, a few groups per scheduler
-        thread, as ``(worker, indices)``; chunks held by a cluster's workers are grouped by
-        the worker holding them (None otherwise), after the chunks beyond a worker's share of
-        the threads are copied, once, to the workers below theirs (so that every pass keeps
-        all threads equally busy)."""
+    def _groups(self) -> tuple:
+        """The scheduler (a client, or the number of threads) and the chunks' indices in
+        groups of consecutive chunks, as ``(worker, indices)``: a few groups per thread of the
+        local scheduler (worker None); on a cluster, one per thread of the worker that keeps
+        the chunks, or for chunks the tasks read, one per worker thread, the workers in turn
+        (so that no worker draws the tasks to itself). Asked once per cluster: passes send no
+        other request."""
         client = distributed_client()
-        if client is not None and self._cluster_groups[0] is client:
-            return self._cluster_groups[1]  # asked once per cluster: passes send no other request
-        holders = [None] * self.n_chunks
         if client is None:
-            threads = {None: int(dask.config.get("num_workers", None) or os.cpu_count() or 1)}
-        else:
-            try:
-                threads = client.nthreads(callback_timeout=self.timeout) or {None: 1}
-                held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
-                if held:
-                    holders = self._spread(client, held, threads)
-            except TimeoutError:
-                raise _unreachable(client, self.timeout) from None
-        n_groups = min(self.n_chunks, TASKS_PER_THREAD * sum(threads.values()))
+            threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+            n_groups = min(self.n_chunks, TASKS_PER_THREAD * threads)
+            return threads, [(None, part.tolist()) for part in np.array_split(np.arange(self.n_chunks), n_groups)]
+        cached = self._layouts.get(client)
+        if cached is not None:
+            return client, cached
+        holders = [None] * self.n_chunks
+        try:
+            threads = client.nthreads(callback_timeout=self.timeout) or {None: 1}
+            held = [k for k in self.x_keys if not isinstance(self._graph.get(k), (Task, DataNode))]
+            if held:
+                holders = self._place(client, held, threads)
+        except TimeoutError:
+            raise _unreachable(client, self.timeout) from None
         buckets: dict = {}
         for i, holder in enumerate(holders):
             buckets.setdefault(holder, []).append(i)
         groups = []
         for holder, members in buckets.items():
-            count = max(1, round(n_groups * len(members) / self.n_chunks))
-            groups += [(holder, part.tolist()) for part in np.array_split(members, count) if len(part)]
-        if client is not None:
-            self._cluster_groups = (client, groups)
-        return groups
+            if holder is None:  # read by the tasks: a few per thread, spread over the workers in turn
+                count = CLUSTER_TASKS_PER_THREAD * sum(threads.values()) * len(members) // self.n_chunks
+                parts = np.array_split(members, min(len(members), max(1, count)))
+                turns = [w for w in sorted(threads, key=str) for _ in range(threads[w])] or [None]
+                groups += [(turns[g % len(turns)], part.tolist()) for g, part in enumerate(parts)]
+            else:  # kept on a worker: one task per thread of that worker
+                parts = np.array_split(members, min(len(members), threads.get(holder, 1)))
+                groups += [(holder, part.tolist()) for part in parts]
+        self._layouts[client] = groups
+        return client, groups
 
-    def _spread(self, client, held, threads) -> list:
-        """Each chunk's worker, once the chunks a worker holds beyond its share of the
-        threads are copied to the workers below their share."""
+    def _place(self, client, held, threads) -> list:
+        """Each chunk's worker, once consecutive chunks are on the same worker, as many on
+        each as its share of the threads (:func:`placement`): a chunk kept elsewhere is
+        copied there, once. The workers go along the chunks in the order of the chunks they
+        already hold, so that chunks placed by :func:`persist` stay where they are."""
         from distributed import wait
 
         wait([self._graph[k] for k in held], timeout=self.timeout)  # where they are once computed
         who_has = client.sync(client.scheduler.who_has, keys=held, callback_timeout=self.timeout)
         holders = [(who_has.get(k) or [None])[0] for k in self.x_keys]
-        total = sum(threads.values())
-        share = {w: len(held) * n / total for w, n in threads.items()}
-        load = dict.fromkeys(threads, 0)
-        extra = []
+        positions = {}
         for i, holder in enumerate(holders):
-            if holder in load and load[holder] + 1 <= np.ceil(share[holder]):
-                load[holder] += 1
-            elif holder is not None:
-                extra.append(i)
+            positions.setdefault(holder, []).append(i)
+        order = sorted(threads, key=lambda w: (float(np.median(positions[w])) if w in positions else np.inf, str(w)))
+        kept = [i for i, holder in enumerate(holders) if holder is not None]
         moved = []
-        for i in extra:
-            target = min(load, key=lambda w: (load[w] + 1) / threads[w])
-            load[target] += 1
+        for i, target in zip(kept, placement(len(kept), order, threads)):
             if target == holders[i]:
                 continue
-            future = client.submit(_same, self._graph[self.x_keys[i]], workers=[target], pure=False)
+            old = self.x_keys[i]
+            future = client.submit(_same, self._graph[old], workers=[target], pure=False)
             self._graph[future.key] = future
             self.x_keys[i] = future.key
+            del self._graph[old]  # the copy replaces it
             holders[i] = target
             moved.append(future)
         wait(moved, timeout=self.timeout)
+        if moved:
+            logger.info("%d of %d chunks copied so that each worker holds consecutive chunks", len(moved), len(kept))
         return holders
+
+
+def _with_shared_inline(graph: dict, shared_key: str, tasks: list) -> dict:
+    """The graph of a pass on a cluster, with the shared arguments pickled once into each of
+    ``tasks`` (one per worker thread) when they are small (:data:`INLINE_BYTES`): each task
+    then arrives with them, instead of each worker fetching them from the worker that
+    holds them (a round trip for every worker). Larger ones stay one key of the graph, which
+    the workers copy from each other."""
+    try:
+        pickled = pickle.dumps(graph[shared_key], protocol=5)
+    except (pickle.PicklingError, AttributeError, TypeError):  # a closure: cloudpickled as a key
+        return graph
+    if len(pickled) * len(tasks) > INLINE_BYTES:
+        return graph
+    graph = dict(graph)
+    del graph[shared_key]
+    for key in tasks:
+        task = graph[key]
+        graph[key] = (*task[:3], _Pickled(pickled), *task[4:])
+    return graph
+
+
+class _Pickled:
+    """Arguments pickled once (opaque to dask), for tasks that unpickle them."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+
+class _Plan(NamedTuple):
+    groups: list  # (worker or None, the _Group or a reference to it on the cluster, the keys its task receives)
+    inputs: dict  # the part of the chunks' graph the groups need
+    cluster: bool  # for a cluster's client
+
+
+def placement(n_chunks: int, workers: list, threads: dict) -> list:
+    """The worker of each of ``n_chunks`` chunks: consecutive chunks on each worker, in the
+    order of ``workers``, as many as its share of the threads (``threads``: per worker)."""
+    weights = np.array([threads.get(w, 1) for w in workers], dtype=float)
+    bounds = np.round(np.cumsum(weights) / weights.sum() * n_chunks).astype(int)
+    return [workers[j] for j in np.searchsorted(bounds, np.arange(n_chunks), side="right")]
+
+
+def persist(array: da.Array) -> da.Array:
+    """The array computed and kept in memory: on a ``dask.distributed`` cluster, its chunks
+    kept on the workers, consecutive row-chunks on the same worker, as many on each as its
+    share of the threads (then a pass adds each worker's chunks there and sends one partial
+    sum per worker, :meth:`ChunkedData.map_reduce`); otherwise ``array.persist()``."""
+    client = distributed_client()
+    if client is None:
+        return array.persist()
+    (optimized,) = dask.optimize(array)
+    graph = dict(optimized.__dask_graph__())
+    keys = list(dask.core.flatten(optimized.__dask_keys__()))
+    threads = client.nthreads()
+    workers = sorted(threads)
+    row_worker = placement(optimized.numblocks[0], workers, threads)
+    futures = client.get(_placed(graph, {key: row_worker[key[1]] for key in keys}, []), keys, sync=False)
+    return da.Array(dict(zip(keys, futures)), optimized.name, optimized.chunks, meta=optimized._meta)
 
 
 def _placed(graph: dict, placed: dict, combined: list):
@@ -427,45 +629,21 @@ def _unreachable(client, timeout) -> TimeoutError:
     )
 
 
-def compute_key(graph: dict, key, timeout: float | None = None, chunk_keys=None):
+def compute_key(graph, key, timeout: float | None = None):
     """Compute one key of a task graph, on the distributed client if one is active.
 
     On a ``dask.distributed`` cluster a pass that takes longer than ``timeout`` seconds
     raises ``TimeoutError``, and losing the scheduler raises ``ConnectionError``: a fit
-    never hangs on an unreachable cluster. Under :func:`chunk_progress`, the tasks named
-    by ``chunk_keys`` (a mapping from key to the number of chunks it holds) are counted on
-    the bar as they finish.
+    never hangs on an unreachable cluster.
     """
-    chunk_keys = chunk_keys or {}
-    if _progress_bars and chunk_keys:
-        bar = _progress_bars[-1](sum(chunk_keys.values()))
-    else:
-        bar = None
     client = distributed_client()
     if client is None:
         get = dask.base.get_scheduler() or dask.threaded.get
-        if bar is None:
-            return get(graph, key)
-
-        def posttask(done, result, dsk, state, worker_id):
-            if done in chunk_keys:
-                progress.update(chunk_keys[done])
-
-        with bar as progress, dask.callbacks.Callback(posttask=posttask):
-            return get(graph, key)
-    from distributed import as_completed
+        return get(graph, key)
     from distributed.client import FutureCancelledError
 
     try:
-        if bar is None:
-            return client.get(graph, key, sync=False).result(timeout=timeout)
-        future, *chunks = client.get(graph, [key, *chunk_keys], sync=False)
-        finished = as_completed(chunks, timeout=timeout)
-        del chunks  # each group is released once counted
-        with bar as progress:
-            for done in finished:
-                progress.update(chunk_keys[done.key])
-        return future.result(timeout=timeout)
+        return client.get(graph, key, sync=False).result(timeout=timeout)
     except TimeoutError:
         raise _unreachable(client, timeout) from None
     except FutureCancelledError as exc:

@@ -31,7 +31,7 @@ from streamem.engine.cluster import connected, memory_capacity
 from streamem.engine.em import FitState, GaussianModel, best_cells, best_of, run_em
 from streamem.engine.job import FitJob, feature_scaling
 from streamem.engine.moves import split_merge
-from streamem.engine.passes import ChunkedData, distributed_client, from_numpy
+from streamem.engine.passes import ChunkedData, distributed_client, from_numpy, persist
 from streamem.engine.rows import blas_per_task
 from streamem.engine.starts import data_box, initial_states, labelled_start, priority_sample, with_noise
 from streamem.models.base import MixtureBase
@@ -279,7 +279,7 @@ class BatchMixture(MixtureBase):
         fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them.
         In-memory input sent to a distributed cluster goes to the workers once, not at every pass."""
         if not lazy:
-            return data.persist() if distributed_client() is not None else data
+            return persist(data) if distributed_client() is not None else data
         if self.persist is False:
             return data
         capacity = memory_capacity()
@@ -292,7 +292,7 @@ class BatchMixture(MixtureBase):
             )
             return data
         logger.info("keeping %.3g GB of data in memory (of %.3g GB)", data.nbytes / 1e9, capacity / 1e9)
-        return data.persist()
+        return persist(data)
 
     def _fit_chunks(self, job: FitJob) -> tuple[list[FitState], np.ndarray, int]:
         """Initialise (from ``job.starting``) or resume from the job's checkpoint, and run EM;

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from streamem.core.covariance import get_covariance
 from streamem.core.packed import unpack_symmetric
 from streamem.core.params import EPS, MixtureParams
-from streamem.core.stats import SufficientStats, add_lists, chunk_stats
+from streamem.core.stats import SufficientStats, add_lists, chunk_kernels, chunk_stats
 from streamem.core.validation import check_total_weight
 from streamem.engine.em import FitState
 from streamem.engine.passes import ChunkedData
@@ -250,7 +250,9 @@ class VariationalModel:
     def estep(self, data: ChunkedData, params_list: list[VariationalParams]) -> list:
         gaussians = [params.gaussian() for params in params_list]
         pairs = [params.merge_pairs if self.merges else None for params in params_list]
-        totals = data.map_reduce(chunk_stats, gaussians, self.centre, self.missing, pairs, combine=add_lists)
+        totals = data.map_reduce(
+            chunk_stats, gaussians, self.centre, self.missing, pairs, combine=add_lists, prepare=chunk_kernels
+        )
         for total in totals:
             check_total_weight(total.weight)
         return totals

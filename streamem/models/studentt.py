@@ -187,14 +187,21 @@ class TStats(Moments):
     moment_weight = "su"
 
 
-def t_chunk_stats(X, sample_weight, params_list: list[TParams]) -> list[TStats]:
+def t_kernels(params_list: list[TParams]) -> dict:
+    """The keywords that make :func:`t_chunk_stats` reuse its kernels across the chunks of a
+    pass (its ``prepare`` for :meth:`~streamem.engine.passes.ChunkedData.map_reduce`)."""
+    return {"kernels": [TKernel(params) for params in params_list]}
+
+
+def t_chunk_stats(X, sample_weight, params_list: list[TParams], kernels: list | None = None) -> list[TStats]:
     r"""The E-step of one chunk for every candidate in ``params_list``: responsibilities under
     the t densities, the expected scales :math:`u = (\nu + D) / (\nu + d^2)`, and their
     moments about the centres of the shared kernel's groups, accumulated as the Gaussian
-    E-step accumulates its own (:class:`~streamem.core.stats.Accumulator`, fed ``r u``)."""
+    E-step accumulates its own (:class:`~streamem.core.stats.Accumulator`, fed ``r u``);
+    ``kernels``: the candidates' :class:`TKernel`, made earlier (:func:`t_kernels`)."""
     check_finite(X, sample_weight)
     weight, count = totals(X, sample_weight)
-    kernels = [TKernel(params) for params in params_list]
+    kernels = t_kernels(params_list)["kernels"] if kernels is None else kernels
     moments = [
         Accumulator(p.n_components, p.n_features, p.covariance_type, k.gaussian.shift)
         for p, k in zip(params_list, kernels)
@@ -287,7 +294,7 @@ class StudentTModel:
     fixed_dof: np.ndarray | None = None
 
     def estep(self, data: ChunkedData, params_list: list[TParams]) -> list[TStats]:
-        totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists)
+        totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists, prepare=t_kernels)
         for total in totals_:
             check_total_weight(total.weight)
         return totals_
