@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.server, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[1]
 SBATCH = ROOT / "deploy" / "slurm" / "streamem-fit.sbatch"
 #: the fit the recipe runs (fit_on_slurm.py's defaults but for these), and the worker jobs' size
-FIT = dict(n_components=3, max_iter=40, random_state=0)
+FIT = dict(n_components=5, max_iter=40, random_state=0)  # 21 iterations on the data below: time to interrupt it
 WORKER_JOBS = ["--cores", "1", "--processes", "1", "--memory", "1GB", "--interface", "lo"]
 DAEMONS = ("munged", "slurmctld", "slurmd")
 

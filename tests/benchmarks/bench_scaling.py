@@ -42,7 +42,9 @@ time and in the scheduler's CPU), and the projection to 100 and 1,000 workers. `
 With ``--against DIR`` (a checkout of another commit, e.g. ``git worktree add /tmp/prev
 HEAD~1``): ms per pass over 100, 1,000 and 5,000 chunks of 200 rows x 4 features in memory
 (K=4 full) on the threaded scheduler and on 4 and 16 worker processes, with that commit's
-streamem and with this one, alternating in fresh processes, medians of two rounds.
+streamem and with this one, alternating in fresh processes, medians of two rounds. With
+``--placement``: the seconds a first pass spends placing 100 chunks kept on 4 workers, where
+dask's ``persist()`` put them and where :func:`streamem.engine.passes.persist` put them.
 """
 
 from __future__ import annotations
@@ -449,12 +451,28 @@ def against(other: str, rounds: int = 2) -> None:
         print(f"| {name} chunks | {before:.1f} | {after:.1f} | {before / after:.2f}x |")
 
 
+def placement_cost(n_workers: int = 4) -> None:
+    """Seconds a first pass spends placing 100 chunks of 0.8 MB kept on the workers: where
+    dask's ``persist()`` put them (most are copied) and where :func:`persist` put them."""
+    from distributed import Client, wait
+
+    with local_cluster(n_workers, dashboard_address=None) as cluster, Client(cluster):
+        X = da.random.default_rng(0).normal(size=(100 * 12_500, 8), chunks=(12_500, 8))
+        for how, keep in (("dask's persist()", lambda a: a.persist()), ("streamem.engine.passes.persist", persist)):
+            kept = keep(X)
+            wait(kept)
+            t0 = time.perf_counter()
+            ChunkedData(kept)._groups()
+            print(f"{how}: {time.perf_counter() - t0:.3f} s to place {X.nbytes / 1e6:.0f} MB on {n_workers} workers")
+
+
 def _arguments():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--overhead", action="store_true", help="measure a pass's fixed and per-chunk cost")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 64], help="cluster sizes (--overhead)")
     parser.add_argument("--report", help="write dask performance reports here (--overhead)")
     parser.add_argument("--against", help="a checkout of another commit: compare ms per pass with it")
+    parser.add_argument("--placement", action="store_true", help="the cost of placing chunks kept elsewhere")
     return parser.parse_args()
 
 
@@ -462,6 +480,8 @@ if __name__ == "__main__":
     arguments = _arguments()
     if arguments.against:
         against(arguments.against)
+    elif arguments.placement:
+        placement_cost()
     elif arguments.overhead:
         overhead(arguments.workers, arguments.report)
     else:
