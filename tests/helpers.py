@@ -5,6 +5,7 @@ conftest.py."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -123,6 +124,16 @@ def reference_em(
         noise_weight=noise_weight,
         log_likelihood=log_likelihood,
     )
+
+
+def latest_iteration(checkpoint) -> int:
+    """The iteration of a checkpoint's latest state (its ``LATEST`` file), -1 before the first
+    or while the file is being replaced."""
+    try:
+        name = json.loads((checkpoint / "LATEST").read_text())["state"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+    return int(name.split("-")[1])
 
 
 def free_port() -> int:

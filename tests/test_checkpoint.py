@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,8 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import streamem
+
+from .helpers import latest_iteration
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -42,14 +43,6 @@ def fit_command(data, checkpoint, out):
         "--out",
         str(out),
     ]
-
-
-def latest_iteration(checkpoint):
-    try:
-        name = json.loads((checkpoint / "LATEST").read_text())["state"]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return -1
-    return int(name.split("-")[1])
 
 
 @pytest.mark.slow

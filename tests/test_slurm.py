@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import streamem
 
-from .helpers import free_port
+from .helpers import free_port, latest_iteration
 
 #: Slurm's daemons are servers, and its worker jobs a dask cluster: the fast target leaves them out too
 pytestmark = [pytest.mark.slurm, pytest.mark.server, pytest.mark.cluster]
@@ -213,12 +213,6 @@ def _worker_jobs(log: Path) -> list[str]:
     return log.read_text().split("worker jobs:")[1].split("\n")[0].split()
 
 
-def _latest_iteration(checkpoint: Path) -> int:
-    import json
-
-    return int(json.loads((checkpoint / "LATEST").read_text())["state"].split("-")[1])
-
-
 @pytest.fixture
 def data(tmp_path):
     return streamem.make_data(tmp_path / "points.zarr", 40_000, 4, 3, chunk_size=5_000, seed=7)
@@ -241,7 +235,7 @@ def test_a_cancelled_worker_job_leaves_the_result_unchanged(slurm, tmp_path, dat
     workers = _worker_jobs(log)
     _wait(lambda: (checkpoint / "LATEST").exists(), 90, "the fit did not checkpoint", log)
     subprocess.run(["scancel", workers[0]], env=slurm, check=True)
-    cancelled_at = _latest_iteration(checkpoint)  # the fit had not ended when the worker went
+    cancelled_at = latest_iteration(checkpoint)  # the fit had not ended when the worker went
     assert _job(slurm, job_id)["JobState"] == "RUNNING" and not (tmp_path / "model.zarr").exists()
     _finished(slurm, job_id, tmp_path)
     assert _job(slurm, workers[0])["JobState"] == "CANCELLED"
@@ -255,7 +249,7 @@ def test_a_requeued_driver_resumes_from_its_checkpoint(slurm, tmp_path, data):
     log = tmp_path / f"driver-{job_id}.log"
     checkpoint = tmp_path / "model.checkpoint"
     _wait(lambda: (checkpoint / "LATEST").exists(), 120, "the fit did not checkpoint", log)
-    requeued_at = _latest_iteration(checkpoint)
+    requeued_at = latest_iteration(checkpoint)
     subprocess.run(["scontrol", "requeue", job_id], env=slurm, check=True)
     requeued = time.monotonic()
 
