@@ -389,10 +389,8 @@ class ChunkedData:
             level += 1
         with _reported(self.n_chunks, token) as progress:
             graph[shared_key] = _Shared(shared, prepare, progress)
-            if placed:  # on a cluster
-                graph = _with_shared_inline(graph, shared_key, list(placed))
-            if any(holder is not None for holder in placed.values()):
-                graph = _placed(graph, placed, combined)
+            if placed:  # on a cluster: each group task asks for its worker
+                graph = _placed(_with_shared_inline(graph, shared_key, list(placed)), placed, combined)
             return _tree_total(compute_key(graph, parts[0], self.timeout))
 
     def _plan(self, with_index: bool, with_labels: bool) -> _Plan:
