@@ -208,20 +208,24 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
             process.wait()
 
 
-def test_chunks_anywhere_on_the_workers_give_the_bits_of_threads():
+def test_chunks_anywhere_on_the_workers_give_the_bits_of_threads(monkeypatch):
     """Chunks kept on the workers are added where they are, one partial sum per worker:
     wherever they were put (all on one worker, where dask put them, by the fit itself), the
-    fit has the bits of the threaded scheduler with the same chunking."""
+    fit has the bits of the threaded scheduler with the same chunking. Small chunks go in
+    runs of four here (whole runs on each worker), stacked for the E-step."""
     import dask
     import dask.array as da
     from distributed import Client
 
+    import streamem.engine.passes as passes
     from streamem.engine.cluster import local_cluster
     from streamem.engine.passes import ChunkedData, persist
 
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(loc, 1.0, size=(6000, 3)) for loc in (-4.0, 0.0, 4.0)])
     data = da.from_array(X, chunks=(450, 3))
+    monkeypatch.setattr(passes, "RUN_VALUES", 4 * 450 * 3)
+    assert ChunkedData(data).level == 2
     settings = dict(n_components=3, max_iter=8, tol=0, random_state=0)
     with dask.config.set(scheduler="threads"):
         local = streamem.GaussianMixture(**settings).fit(data)

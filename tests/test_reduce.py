@@ -12,7 +12,17 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from streamem.engine.passes import TASKS_PER_THREAD, ChunkedData, _Shared, _tree_add, _tree_total, placement
+import streamem.engine.passes as passes
+from streamem.engine.passes import (
+    RUN_VALUES,
+    TASKS_PER_THREAD,
+    ChunkedData,
+    _Shared,
+    _tree_add,
+    _tree_total,
+    placement,
+    run_level,
+)
 
 _live = {"now": 0, "most": 0}
 _lock = threading.Lock()
@@ -37,7 +47,8 @@ def _row_count(X, sample_weight):
     return len(X)
 
 
-def test_a_pass_over_many_chunks_is_a_few_tasks_with_one_chunk_at_a_time():
+def test_a_pass_over_many_chunks_is_a_few_tasks_with_one_chunk_at_a_time(monkeypatch):
+    monkeypatch.setattr(passes, "RUN_VALUES", 0)  # every chunk a run of its own
     X = da.zeros((400 * 50, 3), chunks=(50, 3)).map_blocks(_tracked_chunk)
     data = ChunkedData(X)
     executed = []
@@ -55,6 +66,54 @@ def test_a_pass_over_many_chunks_is_a_few_tasks_with_one_chunk_at_a_time():
     assert _live["most"] <= 2  # a group's chunks are read one after the other, not all at once
 
 
+_calls: list = []
+
+
+def _stacked_sum(X, sample_weight, labels=None):
+    _calls.append((len(X), None if labels is None else len(labels)))
+    return np.array([np.sum(X * X), len(X), np.sum(labels)])
+
+
+@pytest.mark.parametrize("rows", [7, 50, 20_000])
+def test_small_chunks_go_to_a_stacking_chunk_function_a_run_at_a_time(rows):
+    """Chunks smaller than RUN_VALUES reach a ``stack`` pass's function a run of consecutive
+    chunks at a time: fewer calls, the same total (up to rounding), the same bits on any
+    number of threads; other passes still see one chunk at a time."""
+    n_chunks, n_features = 300, 3
+    X = da.random.default_rng(0).normal(size=(n_chunks * rows, n_features), chunks=(rows, n_features))
+    labels = da.arange(n_chunks * rows, chunks=rows) % 5
+    data = ChunkedData(X, labels=labels)
+    level = run_level([rows] * n_chunks, n_features)
+    assert data.level == level
+    assert (level == 0) == (rows * n_features >= RUN_VALUES)
+    assert level == 0 or (rows * n_features) << level >= RUN_VALUES or 1 << level >= n_chunks
+    totals = []
+    for threads in (1, 2, 3):
+        _calls.clear()
+        with dask.config.set(scheduler="threads", num_workers=threads):
+            totals.append(data.map_reduce(_stacked_sum, with_labels=True, stack=True))
+        n_runs = -(-n_chunks // (1 << level))
+        assert len(_calls) == n_runs
+        assert sorted(_calls)[-1] == (rows << level, rows << level) or n_runs == 1
+    assert all(np.array_equal(totals[0], t) for t in totals[1:])  # bit for bit
+    _calls.clear()
+    one_at_a_time = data.map_reduce(_stacked_sum, with_labels=True)
+    assert len(_calls) == n_chunks
+    np.testing.assert_allclose(totals[0], one_at_a_time, rtol=1e-12)
+    np.testing.assert_allclose(totals[0][1:], [n_chunks * rows, 2 * n_chunks * rows])
+
+
+def test_placement_keeps_each_run_on_one_worker():
+    workers = ["a", "b", "c"]
+    for n_chunks in (1, 5, 37, 64):
+        for level in (0, 1, 3):
+            placed = placement(n_chunks, workers, {"a": 1, "b": 2, "c": 1}, level)
+            assert len(placed) == n_chunks
+            for i in range(n_chunks):
+                assert placed[i] == placed[(i >> level) << level]  # a run's chunks with its first
+            assert placed == sorted(placed)  # consecutive runs on each worker
+
+
 def _where(X, sample_weight, start):
     from distributed import get_worker
 
@@ -63,8 +122,9 @@ def _where(X, sample_weight, start):
 
 @pytest.mark.cluster
 @pytest.mark.parametrize("placement", ["as dask placed them", "all on one worker"])
-def test_chunks_kept_on_workers_are_spread_evenly_once(placement):
+def test_chunks_kept_on_workers_are_spread_evenly_once(placement, monkeypatch):
     distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(passes, "RUN_VALUES", 0)  # every chunk a run of its own
     with (
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
         distributed.Client(cluster) as client,

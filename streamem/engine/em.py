@@ -219,6 +219,7 @@ class GaussianModel:
             combine=add_lists,
             with_labels=True,
             prepare=chunk_kernels,
+            stack=True,
         )
         for total in totals:
             check_total_weight(total.weight)

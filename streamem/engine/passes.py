@@ -11,9 +11,13 @@ are copied there once), so that each worker sends the sums of a few subtrees, no
 result per chunk. Whatever the grouping, the results are added on one fixed binary tree
 over the chunks' indices (:func:`_tree_add`): every sum is of the same two partial sums, so
 a pass's total depends on the chunking alone, bit for bit, never on the number of threads
-or workers or on which of them ran a chunk. A pass's tasks are planned once per scheduler
-and reused with new shared arguments, which go to each worker once per pass; what the
-chunk function makes of them (its kernels) is made once per thread (``prepare``).
+or workers or on which of them ran a chunk. Chunks smaller than :data:`RUN_VALUES` values
+go in runs of consecutive chunks, the nodes of one level of that tree (:func:`run_level`),
+never split between tasks or workers; the E-steps take a run's rows stacked, in one call
+(``stack``), so that small chunks cost what a few large ones do. A pass's tasks are
+planned once per scheduler and reused with new shared arguments, which go to each worker
+once per pass; what the chunk function makes of them (its kernels) is made once per thread
+(``prepare``).
 Predictions map a function over the chunks lazily (:func:`apply_blocks`), and online fits
 read a dask array as mini-batches, one chunk computed at a time (:func:`row_batches`).
 Rows in memory become a dask array of chunks of a few MiB (:func:`from_numpy`).
@@ -49,6 +53,7 @@ __all__ = [
     "persist",
     "placement",
     "row_batches",
+    "run_level",
 ]
 
 SPLIT_EVERY = 8
@@ -57,6 +62,11 @@ TASKS_PER_THREAD = 4  # chunk tasks of a pass per thread of the local scheduler:
 CLUSTER_TASKS_PER_THREAD = 1
 #: shared arguments at most this large, times the tasks of a pass, go inside each task on a cluster
 INLINE_BYTES = 16 << 20
+#: chunks of fewer values than this go in runs of consecutive chunks of at least this many
+#: values (:func:`run_level`), and the passes that allow it call their chunk function once
+#: per run: a call's fixed cost (its Python, and on several threads the contention for
+#: Python's lock between the many small numpy calls) outweighs a small chunk's arithmetic
+RUN_VALUES = 1 << 16
 
 logger = logging.getLogger(__name__)
 
@@ -207,12 +217,15 @@ class _Group:
     """The chunks of one task (opaque to dask): each chunk's task, run when its turn comes so
     that one chunk at a time is in memory, or the key of a chunk held by a worker."""
 
-    def __init__(self, chunks, keys, members, n_chunks):
+    def __init__(self, chunks, keys, members, n_chunks, level=0):
         self.chunks = chunks  # (X, sample_weight, labels, index) per chunk; the arrays: Task, key or None
         self.keys = keys  # the keys whose values the task receives
-        self.members, self.n_chunks = members, n_chunks  # the chunks' indices, of how many
+        self.members, self.n_chunks = members, n_chunks  # the chunks' indices (whole runs), of how many
+        self.level = level  # the runs': the nodes of the fixed tree at this level (run_level)
 
-    def run(self, func, combine, shared, complete_only, values):
+    def run(self, func, combine, shared, complete_only, values, stack=False):
+        """The group's nodes of the fixed tree (:func:`_tree_add`): with ``stack``, ``func``
+        called once per run of chunks (their rows stacked), otherwise once per chunk."""
         values = dict(zip(self.keys, values))
 
         def resolve(part):
@@ -220,12 +233,14 @@ class _Group:
                 return part({k: values[k] for k in part.dependencies})
             return None if part is None else values[part]
 
+        level = self.level if stack else 0
         nodes, unreported, reported = {}, 0, -np.inf
-        for i, (x, w, y, index) in zip(self.members, self.chunks):
-            value = _call(func, resolve(x), resolve(w), resolve(y), index, shared, complete_only)
-            _tree_add(nodes, 0, i, value, combine, self.n_chunks)
+        for node, chunks in _runs(self.members, self.chunks, level):
+            x, w, y = (_stacked([resolve(chunk[part]) for chunk in chunks]) for part in range(3))
+            value = _call(func, x, w, y, chunks[0][3], shared, complete_only)
+            _tree_add(nodes, level, node, value, combine, self.n_chunks)
             if shared.progress is not None:
-                unreported += 1
+                unreported += len(chunks)
                 if time.monotonic() - reported >= REPORT_SECONDS:
                     shared.report(unreported)
                     unreported, reported = 0, time.monotonic()
@@ -234,14 +249,33 @@ class _Group:
         return nodes
 
 
+def _runs(members: list, chunks: list, level: int):
+    """``(node, chunks)`` per run of ``members``: the chunks under one node of the fixed
+    tree at ``level`` (consecutive members)."""
+    start = 0
+    while start < len(members):
+        node, stop = members[start] >> level, start + 1
+        while stop < len(members) and members[stop] >> level == node:
+            stop += 1
+        yield node, chunks[start:stop]
+        start = stop
+
+
+def _stacked(parts: list):
+    """The chunks' arrays (or None) one on top of the other."""
+    if len(parts) == 1 or parts[0] is None:
+        return parts[0]
+    return np.concatenate(parts)
+
+
 def _same(chunk):
     return chunk
 
 
-def _call_group(func, combine, shared, complete_only, group, *values):
+def _call_group(func, combine, shared, complete_only, stack, group, *values):
     if isinstance(shared, _Pickled):
         shared = pickle.loads(shared.data)
-    return group.run(func, combine, shared, complete_only, values)
+    return group.run(func, combine, shared, complete_only, values, stack)
 
 
 class PassCounter:
@@ -304,6 +338,7 @@ class ChunkedData:
         self.w_keys = [None] * len(self.x_keys) if sample_weight is None else next(keys)
         self.y_keys = [None] * len(self.x_keys) if labels is None else next(keys)
         self._starts = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+        self.level = run_level(X.chunks[0], X.shape[1])  # the runs of small chunks
 
     def complete_rows(self) -> ChunkedData:
         """The same chunks, where rows with a missing value (NaN) weigh nothing."""
@@ -337,6 +372,7 @@ class ChunkedData:
         with_index=False,
         with_labels=False,
         prepare=None,
+        stack=False,
         split_every: int = SPLIT_EVERY,
     ):
         """``combine``-total of ``func(X_chunk, w_chunk, *shared)`` over the chunks.
@@ -347,6 +383,10 @@ class ChunkedData:
         ``prepare(*shared)``, when given, returns keywords for ``func`` that depend on the
         shared arguments alone (constants of the parameters): it is called once per thread
         that runs chunks of the pass, and its keywords are reused by that thread's chunks.
+        ``stack``: ``func`` of the rows of consecutive chunks stacked is the ``combine`` of
+        its chunks' (up to rounding), so that chunks smaller than :data:`RUN_VALUES` go to
+        ``func`` a run at a time (:func:`run_level`; the runs, and so the bits, depend on the
+        chunking alone).
 
         The chunks go in a few tasks per thread of the local scheduler, each running its
         chunks one after the other and adding their results (:class:`_Group`); on a cluster,
@@ -371,6 +411,7 @@ class ChunkedData:
                 combine,
                 TaskRef(shared_key),
                 self.complete_only,
+                stack,
                 group,
                 *map(TaskRef, keys),
             )
@@ -421,7 +462,8 @@ class ChunkedData:
                 for part in chunk[:3]:
                     keys.update(part.dependencies if isinstance(part, (Task, DataNode)) else [part] if part else [])
             needed.update(keys)
-            planned.append((holder, _Group(chunks, list(keys), members, self.n_chunks), list(keys)))
+            group = _Group(chunks, list(keys), members, self.n_chunks, self.level)
+            planned.append((holder, group, list(keys)))
         inputs, _ = cull(self._graph, list(needed))  # the chunks' own tasks run inside the groups
         if not isinstance(scheduler, int):  # a cluster's client: each group sent once, kept by a task
             sent = []
@@ -451,8 +493,8 @@ class ChunkedData:
         client = distributed_client()
         if client is None:
             threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-            n_groups = min(self.n_chunks, TASKS_PER_THREAD * threads)
-            return threads, [(None, part.tolist()) for part in np.array_split(np.arange(self.n_chunks), n_groups)]
+            parts = _split_runs(list(range(self.n_chunks)), TASKS_PER_THREAD * threads, self.level)
+            return threads, [(None, part) for part in parts]
         cached = self._layouts.get(client)
         if cached is not None:
             return client, cached
@@ -471,12 +513,11 @@ class ChunkedData:
         for holder, members in buckets.items():
             if holder is None:  # read by the tasks: a few per thread, spread over the workers in turn
                 count = CLUSTER_TASKS_PER_THREAD * sum(threads.values()) * len(members) // self.n_chunks
-                parts = np.array_split(members, min(len(members), max(1, count)))
+                parts = _split_runs(members, count, self.level)
                 turns = [w for w in sorted(threads, key=str) for _ in range(threads[w])] or [None]
-                groups += [(turns[g % len(turns)], part.tolist()) for g, part in enumerate(parts)]
+                groups += [(turns[g % len(turns)], part) for g, part in enumerate(parts)]
             else:  # kept on a worker: one task per thread of that worker
-                parts = np.array_split(members, min(len(members), threads.get(holder, 1)))
-                groups += [(holder, part.tolist()) for part in parts]
+                groups += [(holder, part) for part in _split_runs(members, threads.get(holder, 1), self.level)]
         self._layouts[client] = groups
         return client, groups
 
@@ -494,9 +535,11 @@ class ChunkedData:
         for i, holder in enumerate(holders):
             positions.setdefault(holder, []).append(i)
         order = sorted(threads, key=lambda w: (float(np.median(positions[w])) if w in positions else np.inf, str(w)))
+        targets = placement(self.n_chunks, order, threads, self.level)
         kept = [i for i, holder in enumerate(holders) if holder is not None]
         moved = []
-        for i, target in zip(kept, placement(len(kept), order, threads)):
+        for i in kept:
+            target = targets[i]
             if target == holders[i]:
                 continue
             old = self.x_keys[i]
@@ -545,19 +588,47 @@ class _Plan(NamedTuple):
     cluster: bool  # for a cluster's client
 
 
-def placement(n_chunks: int, workers: list, threads: dict) -> list:
+def placement(n_chunks: int, workers: list, threads: dict, level: int = 0) -> list:
     """The worker of each of ``n_chunks`` chunks: consecutive chunks on each worker, in the
-    order of ``workers``, as many as its share of the threads (``threads``: per worker)."""
+    order of ``workers``, as many as its share of the threads (``threads``: per worker),
+    whole runs of ``2**level`` chunks on each (:func:`run_level`)."""
     weights = np.array([threads.get(w, 1) for w in workers], dtype=float)
-    bounds = np.round(np.cumsum(weights) / weights.sum() * n_chunks).astype(int)
-    return [workers[j] for j in np.searchsorted(bounds, np.arange(n_chunks), side="right")]
+    n_runs = (n_chunks + (1 << level) - 1) >> level
+    bounds = np.round(np.cumsum(weights) / weights.sum() * n_runs).astype(int)
+    run_worker = np.searchsorted(bounds, np.arange(n_runs), side="right")
+    return [workers[run_worker[i >> level]] for i in range(n_chunks)]
 
 
-def persist(array: da.Array) -> da.Array:
+def run_level(chunk_rows, n_features: int) -> int:
+    """The level of the fixed tree (:func:`_tree_add`) whose nodes are the runs of chunks:
+    0 (each chunk its own run) when the largest of ``chunk_rows`` holds
+    :data:`RUN_VALUES` values or more, otherwise the least level whose ``2**level``
+    consecutive chunks hold that many (or all of them)."""
+    largest, level = max(chunk_rows, default=0) * max(n_features, 1), 0
+    while largest and (largest << level) < RUN_VALUES and (1 << level) < len(chunk_rows):
+        level += 1
+    return level
+
+
+def _split_runs(members: list, n_parts: int, level: int) -> list:
+    """``members`` (chunk indices, ascending) in at most ``n_parts`` parts of consecutive
+    ones, as even as whole runs allow (a run never split)."""
+    if not members:
+        return []
+    runs = [node for node, _ in _runs(members, members, level)]
+    cuts = [part[0] for part in np.array_split(runs, min(len(runs), max(1, n_parts)))]
+    starts = np.searchsorted(np.asarray(members) >> level, cuts).tolist() + [len(members)]
+    return [members[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def persist(array: da.Array, n_features: int | None = None) -> da.Array:
     """The array computed and kept in memory: on a ``dask.distributed`` cluster, its chunks
     kept on the workers, consecutive row-chunks on the same worker, as many on each as its
-    share of the threads (then a pass adds each worker's chunks there and sends one partial
-    sum per worker, :meth:`ChunkedData.map_reduce`); otherwise ``array.persist()``."""
+    share of the threads and whole runs of small chunks on each (:func:`run_level`; then a
+    pass adds each worker's chunks there and sends one partial sum per worker,
+    :meth:`ChunkedData.map_reduce`); otherwise ``array.persist()``. ``n_features``: of the
+    rows whose chunks these are (by default the array's columns), so that weights or labels
+    go where their rows go."""
     client = distributed_client()
     if client is None:
         return array.persist()
@@ -566,7 +637,10 @@ def persist(array: da.Array) -> da.Array:
     keys = list(dask.core.flatten(optimized.__dask_keys__()))
     threads = client.nthreads()
     workers = sorted(threads)
-    row_worker = placement(optimized.numblocks[0], workers, threads)
+    if n_features is None:
+        n_features = array.shape[1] if array.ndim > 1 else 1
+    level = run_level(optimized.chunks[0], n_features)
+    row_worker = placement(optimized.numblocks[0], workers, threads, level)
     futures = client.get(_placed(graph, {key: row_worker[key[1]] for key in keys}, []), keys, sync=False)
     return da.Array(dict(zip(keys, futures)), optimized.name, optimized.chunks, meta=optimized._meta)
 

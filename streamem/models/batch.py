@@ -274,12 +274,13 @@ class BatchMixture(MixtureBase):
             )
         return None if high < 0 else labels.astype(np.int64)
 
-    def _maybe_persist(self, data: da.Array, lazy: bool) -> da.Array:
+    def _maybe_persist(self, data: da.Array, lazy: bool, n_features: int | None = None) -> da.Array:
         """Keep the chunks in (worker) memory when asked and, for ``"auto"``, when the data
         fits within ``persist_fraction`` of the memory; otherwise every pass re-reads them.
-        In-memory input sent to a distributed cluster goes to the workers once, not at every pass."""
+        In-memory input sent to a distributed cluster goes to the workers once, not at every
+        pass (``n_features``: of the rows, for their weights: :func:`persist`)."""
         if not lazy:
-            return persist(data) if distributed_client() is not None else data
+            return persist(data, n_features) if distributed_client() is not None else data
         if self.persist is False:
             return data
         capacity = memory_capacity()
@@ -354,7 +355,7 @@ class BatchMixture(MixtureBase):
 
         def in_memory(values, counter=None) -> ChunkedData:
             X = self._maybe_persist(from_numpy(values), lazy=False)
-            w = self._maybe_persist(da.from_array(weights, chunks=(X.chunks[0],)), lazy=False)
+            w = self._maybe_persist(da.from_array(weights, chunks=(X.chunks[0],)), lazy=False, n_features=X.shape[1])
             return ChunkedData(X, w, timeout=job.chunked.timeout, counter=counter)
 
         data = in_memory(rows)

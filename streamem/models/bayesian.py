@@ -251,7 +251,14 @@ class VariationalModel:
         gaussians = [params.gaussian() for params in params_list]
         pairs = [params.merge_pairs if self.merges else None for params in params_list]
         totals = data.map_reduce(
-            chunk_stats, gaussians, self.centre, self.missing, pairs, combine=add_lists, prepare=chunk_kernels
+            chunk_stats,
+            gaussians,
+            self.centre,
+            self.missing,
+            pairs,
+            combine=add_lists,
+            prepare=chunk_kernels,
+            stack=True,
         )
         for total in totals:
             check_total_weight(total.weight)
@@ -532,7 +539,7 @@ def _data_moments(chunked: ChunkedData, centre: np.ndarray, full: bool):
     D = chunked.n_features
     unit = np.eye(D)[None] if full else np.ones((1, D))
     one = MixtureParams.from_covariances(np.ones(1), centre[None], unit, "full" if full else "diag")
-    (total,) = chunked.map_reduce(chunk_stats, [one], centre, False, combine=add_lists)
+    (total,) = chunked.map_reduce(chunk_stats, [one], centre, False, combine=add_lists, stack=True)
     check_total_weight(total.weight)
     mean_c = total.s1[0] / total.weight
     if full:

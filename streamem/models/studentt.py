@@ -294,7 +294,7 @@ class StudentTModel:
     fixed_dof: np.ndarray | None = None
 
     def estep(self, data: ChunkedData, params_list: list[TParams]) -> list[TStats]:
-        totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists, prepare=t_kernels)
+        totals_ = data.map_reduce(t_chunk_stats, params_list, combine=add_lists, prepare=t_kernels, stack=True)
         for total in totals_:
             check_total_weight(total.weight)
         return totals_
