@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import time
+import zlib
 
 import numpy as np
 import zarr
@@ -42,7 +43,9 @@ class ZarrTailSource(Source):
     and rows with some NaN or infinity, are rejected and counted. The array's metadata is
     rewritten in place by each append (not atomically on local disk): a metadata document
     that does not parse is read again at the next poll, and is an error only once it has
-    not parsed for ``blank_grace`` seconds.
+    not parsed for ``blank_grace`` seconds. So are chunks, which an append writes in place
+    too: rows whose chunk does not decode (caught while it is written) are read again at
+    the next poll, and are an error once they have not decoded for ``blank_grace`` seconds.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class ZarrTailSource(Source):
         self.blank_grace = blank_grace
         self._blank_since = None
         self._unparsed_since = None
+        self._undecoded_since = None
         self.poll_interval = poll_interval
 
     def seek(self, position) -> None:
@@ -97,8 +101,10 @@ class ZarrTailSource(Source):
         deadline = time.monotonic() + timeout
         while True:
             array, n_rows = self._available()
+            X = None
             if array is not None and n_rows > self.position:
-                X = np.asarray(array[self.position : min(n_rows, self.position + max_rows)], dtype=np.float64)
+                X = self._rows(array, min(n_rows, self.position + max_rows))
+            if X is not None:
                 blank = np.flatnonzero(np.isnan(X).all(axis=1))
                 written = len(X) if not len(blank) else int(blank[0])
                 if written == 0 and self._still_blank(time.monotonic()):
@@ -115,6 +121,22 @@ class ZarrTailSource(Source):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0)))
+
+    def _rows(self, array, stop: int):
+        """Rows ``position:stop``, or None while their chunks do not decode (an append
+        writing them) for less than ``blank_grace`` seconds."""
+        try:
+            X = np.asarray(array[self.position : stop], dtype=np.float64)
+        except (RuntimeError, ValueError, OSError, EOFError, zlib.error) as exc:  # codecs' errors on a partial chunk
+            now = time.monotonic()
+            self._undecoded_since = self._undecoded_since or now
+            if now - self._undecoded_since >= self.blank_grace:
+                raise ValueError(
+                    f"the zarr: source's rows {self.position}..{stop - 1} at {self.path.url!r} do not decode: {exc}"
+                ) from None
+            return None
+        self._undecoded_since = None
+        return X
 
     def _still_blank(self, now: float) -> bool:
         """A row of fill value (NaN) is a row not written yet, for ``blank_grace`` seconds."""
