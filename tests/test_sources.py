@@ -341,6 +341,30 @@ def test_zarr_tail_reads_again_metadata_caught_mid_rewrite(tmp_path):
         source.read(10, timeout=0.5)
 
 
+def test_zarr_tail_reads_again_a_chunk_caught_while_it_is_written(tmp_path):
+    """An append writes a chunk in place too: a reader may find half of it, which does not
+    decode. The source reads it again at the next poll, losing nothing; rows that stay
+    undecodable past ``blank_grace`` are an error naming them."""
+    path = tmp_path / "x.zarr"
+    array = zarr.create_array(str(path), shape=(0, D), chunks=(100, D), dtype="f8", fill_value=np.nan)
+    X = np.random.default_rng(0).normal(size=(300, D))
+    array.append(X)
+    chunk = path / "c" / "0" / "0"  # rows 0..99 (zarr's default chunk keys)
+    whole = chunk.read_bytes()
+    chunk.write_bytes(whole[: len(whole) // 3])  # half written
+    source = ZarrTailSource(path, D, poll_interval=0.01, blank_grace=0.5)
+    assert source.read(1000, timeout=0.05) is None  # waits, reads nothing, loses nothing
+    assert source.position == 0
+    chunk.write_bytes(whole)
+    batch = source.read(1000, timeout=1.0)
+    np.testing.assert_array_equal(batch.X, X)
+    assert source.position == 300
+    array.append(X)
+    (path / "c" / "5" / "0").write_bytes(b"not a chunk")  # rows 500..599
+    with pytest.raises(ValueError, match="do not decode"):
+        source.read(1000, timeout=2.0)
+
+
 def test_decode_rows_reasons():
     assert decode_rows("text", D)[1].startswith("expected bytes")
     assert "multiple of 24 bytes" in decode_rows(b"\x00" * 25, D)[1]

@@ -330,31 +330,6 @@ def test_zarr_source_appended_while_the_runner_reads(tmp_path):
     assert result.rows == len(X) and result.position == len(X)
 
 
-def test_zarr_source_waits_for_a_chunk_caught_while_it_is_written(tmp_path):
-    """A chunk that does not decode (an append writing it in place) is read again at the
-    next poll; one that stays undecodable for blank_grace seconds is an error naming it."""
-    from streamem.stream.sources.files import ZarrTailSource
-
-    path = tmp_path / "x.zarr"
-    array = zarr.create_array(str(path), shape=(0, D), chunks=(100, D), dtype="f8", fill_value=np.nan)
-    X = _data(300)
-    array.append(X)
-    chunk = path / "c" / "0" / "0"  # rows 0..99 (zarr's default chunk keys)
-    whole = chunk.read_bytes()
-    chunk.write_bytes(whole[: len(whole) // 3])  # half written
-    source = ZarrTailSource(path, D, poll_interval=0.01, blank_grace=0.5)
-    assert source.read(1000, timeout=0.05) is None  # waits, reads nothing, loses nothing
-    assert source.position == 0
-    chunk.write_bytes(whole)
-    batch = source.read(1000, timeout=1.0)
-    np.testing.assert_array_equal(batch.X, X)
-    assert source.position == 300
-    array.append(X)
-    (path / "c" / "5" / "0").write_bytes(b"not a chunk")  # rows 500..599
-    with pytest.raises(ValueError, match="do not decode"):
-        source.read(1000, timeout=2.0)
-
-
 def test_dir_source_files_landing_and_a_corrupt_one(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

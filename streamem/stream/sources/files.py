@@ -33,6 +33,24 @@ class _Malformed(ValueError):
     """A file read whole whose contents are not rows of the stream."""
 
 
+class _Failing:
+    """Since when a read that may succeed later (a file caught while it is written) has
+    been failing: None while it succeeds."""
+
+    def __init__(self):
+        self.since = None
+
+    def for_at_least(self, seconds: float) -> bool:
+        """Whether it has failed for ``seconds`` now, noting a new failure's start."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return now - self.since >= seconds
+
+    def clear(self) -> None:
+        self.since = None
+
+
 class ZarrTailSource(Source):
     """Rows of a 2-D zarr array that another process appends to (``zarr.Array.append``),
     read as they arrive; the position is the number of rows read.
@@ -68,8 +86,8 @@ class ZarrTailSource(Source):
         self.position = 0
         self.blank_grace = blank_grace
         self._blank_since = None
-        self._unparsed_since = None
-        self._undecoded_since = None
+        self._unparsed = _Failing()  # the metadata
+        self._undecoded = _Failing()  # the rows at the position
         self.poll_interval = poll_interval
 
     def seek(self, position) -> None:
@@ -81,12 +99,10 @@ class ZarrTailSource(Source):
         except FileNotFoundError:
             return None, 0
         except json.JSONDecodeError as exc:  # caught while an append rewrites it
-            now = time.monotonic()
-            self._unparsed_since = self._unparsed_since or now
-            if now - self._unparsed_since >= self.blank_grace:
+            if self._unparsed.for_at_least(self.blank_grace):
                 raise ValueError(f"the zarr: source's metadata at {self.path.url!r} does not parse: {exc}") from None
             return None, 0
-        self._unparsed_since = None
+        self._unparsed.clear()
         if array.ndim != 2 or array.shape[1] != self.n_features:
             raise ValueError(
                 f"expected an array of shape (n, {self.n_features}) at {self.path.url!r}, got {array.shape}"
@@ -128,14 +144,12 @@ class ZarrTailSource(Source):
         try:
             X = np.asarray(array[self.position : stop], dtype=np.float64)
         except (RuntimeError, ValueError, OSError, EOFError, zlib.error) as exc:  # codecs' errors on a partial chunk
-            now = time.monotonic()
-            self._undecoded_since = self._undecoded_since or now
-            if now - self._undecoded_since >= self.blank_grace:
+            if self._undecoded.for_at_least(self.blank_grace):
                 raise ValueError(
                     f"the zarr: source's rows {self.position}..{stop - 1} at {self.path.url!r} do not decode: {exc}"
                 ) from None
             return None
-        self._undecoded_since = None
+        self._undecoded.clear()
         return X
 
     def _still_blank(self, now: float) -> bool:
