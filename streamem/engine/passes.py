@@ -322,7 +322,7 @@ class ChunkedData:
         self.complete_only = False
         self.timeout = timeout
         self._plans: dict = {}  # the tasks of a pass, per scheduler and kind of pass (see _plan)
-        self._layouts: dict = {}  # the groups of chunks, per cluster (see _groups)
+        self._layouts: dict = {}  # the groups of chunks, per scheduler (see _groups)
         # the chunks' own graph, optimised and materialised once; each pass adds its tasks
         originals = [X, *(a for a in (sample_weight, labels) if a is not None)]
         collections = dask.optimize(*originals)
@@ -488,16 +488,20 @@ class ChunkedData:
         groups of consecutive chunks, as ``(worker, indices)``: a few groups per thread of the
         local scheduler (worker None); on a cluster, one per thread of the worker that keeps
         the chunks, or for chunks the tasks read, one per worker thread, the workers in turn
-        (so that no worker draws the tasks to itself). Asked once per cluster: passes send no
-        other request."""
+        (so that no worker draws the tasks to itself). Made once per scheduler: passes on a
+        cluster send no other request."""
         client = distributed_client()
-        if client is None:
-            threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
-            parts = _split_runs(list(range(self.n_chunks)), TASKS_PER_THREAD * threads, self.level)
-            return threads, [(None, part) for part in parts]
-        cached = self._layouts.get(client)
+        scheduler = int(dask.config.get("num_workers", None) or os.cpu_count() or 1) if client is None else client
+        cached = self._layouts.get(scheduler)
         if cached is not None:
-            return client, cached
+            return scheduler, cached
+        if client is None:
+            groups = [
+                (None, part)
+                for part in _split_runs(list(range(self.n_chunks)), TASKS_PER_THREAD * scheduler, self.level)
+            ]
+            self._layouts[scheduler] = groups
+            return scheduler, groups
         holders = [None] * self.n_chunks
         try:
             threads = client.nthreads(callback_timeout=self.timeout) or {None: 1}
@@ -615,9 +619,10 @@ def _split_runs(members: list, n_parts: int, level: int) -> list:
     ones, as even as whole runs allow (a run never split)."""
     if not members:
         return []
-    runs = [node for node, _ in _runs(members, members, level)]
+    nodes = np.asarray(members) >> level  # each member's run, ascending
+    runs = np.unique(nodes)
     cuts = [part[0] for part in np.array_split(runs, min(len(runs), max(1, n_parts)))]
-    starts = np.searchsorted(np.asarray(members) >> level, cuts).tolist() + [len(members)]
+    starts = np.searchsorted(nodes, cuts).tolist() + [len(members)]
     return [members[a:b] for a, b in zip(starts[:-1], starts[1:])]
 
 
