@@ -1,5 +1,7 @@
-"""Split-and-merge moves: a fit stuck with two components on one cluster and one over two
-gets out, on every model of the EM core that offers them, in shared passes."""
+"""Split-and-merge moves and random swaps: a fit stuck with two components on one cluster
+and one over two gets out, and so does a fit of two components with one over two clusters
+(no merge-and-split pair there), on every model of the EM core that offers them, in shared
+passes."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 import streamem
 from streamem.core.params import MixtureParams
-from streamem.engine.moves import MoveStats, move_stats_chunk, proposals
+from streamem.engine.moves import SWAP_SPREAD, MoveStats, move_stats_chunk, proposals, swaps
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +157,74 @@ def test_no_move_between_components_that_share_no_rows(stuck):
     assert proposals(params, stats, 1e-6) == []
     assert moved.n_passes_ == plain.n_passes_ + 1
     np.testing.assert_array_equal(moved.means_, plain.means_)
+
+
+@pytest.fixture(scope="module")
+def two_stuck():
+    """Three clusters for two components, and a start whose optimum puts one component over
+    the first and third (-4.1215 nats per row) where the best puts it over the second and
+    third (-4.0038, the best of 20 scikit-learn starts)."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate(
+        [rng.normal(size=(1500, 2)), rng.normal(size=(600, 2)) + [7, 0], 0.5 * rng.normal(size=(300, 2)) + [0, 7]]
+    )
+    return X, np.array([[0.0, 3.5], [7.0, 0.0]])
+
+
+def test_a_random_swap_gets_a_two_component_fit_out(two_stuck):
+    X, start = two_stuck
+    common = dict(means_init=start, random_state=0)
+    stays = _fit(streamem.GaussianMixture(2, moves="split-merge", **common), X)  # no pair to merge and split
+    swapped = _fit(streamem.GaussianMixture(2, moves="swap", **common), X)
+    assert stays.score(X) == pytest.approx(-4.121496, abs=1e-6)
+    assert swapped.score(X) == pytest.approx(-4.003765, abs=1e-6)
+    (at,) = [i for i, r in enumerate(swapped.history_) if "swapped" in r]
+    removed, row = swapped.history_[at]["swapped"]
+    assert removed in (0, 1) and 0 <= row < len(X)
+    # EM from the swapped parameters (which start below the optimum left) never falls
+    assert np.all(np.diff(swapped.lower_bounds_[at:]) >= -1e-12)
+    assert swapped.history_[-1]["passes"] < swapped.n_passes_  # (the failed rounds after it)
+
+
+def test_swaps_do_not_depend_on_the_chunking(two_stuck, tmp_path):
+    X, start = two_stuck
+    fits = [
+        _fit(
+            streamem.GaussianMixture(2, means_init=start, moves="swap", random_state=0), da.from_array(X, chunks=(c, 2))
+        )
+        for c in (2400, 701, 97)
+    ]
+    for fit in fits[1:]:
+        np.testing.assert_allclose(fit.means_, fits[0].means_, rtol=1e-9, atol=1e-9)
+        assert [r.get("swapped") for r in fit.history_] == [r.get("swapped") for r in fits[0].history_]
+    fits[0].save(tmp_path / "m.zarr")
+    loaded = streamem.load(tmp_path / "m.zarr")
+    assert [r.get("swapped") for r in loaded.history_] == [r.get("swapped") for r in fits[0].history_]
+
+
+def test_a_swap_puts_a_broad_component_on_its_row():
+    rng = np.random.default_rng(1)
+    means = np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    covariances = np.stack([np.eye(2), np.diag([2.0, 0.5]), 0.3 * np.eye(2)])
+    params = MixtureParams.from_covariances(np.array([0.5, 0.3, 0.2]), means, covariances, "full")
+    rows = np.array([[5.2, 0.1], [0.1, -0.2], [0.0, 4.8]])
+    candidates = swaps(params, rows, np.array([10, 20, 30]), rng)
+    assert len(candidates) == 3
+    for (moved, (c, n)), row, owner in zip(candidates, rows, (1, 0, 2)):
+        assert n in (10, 20, 30) and 0 <= c < 3
+        np.testing.assert_array_equal(moved.means[c], row)
+        np.testing.assert_allclose(moved.full_covariances[c], SWAP_SPREAD * covariances[owner], rtol=1e-12)
+        np.testing.assert_allclose(moved.weights.sum(), 1.0)
+        others = [k for k in range(3) if k != c]
+        np.testing.assert_array_equal(moved.means[others], means[others])  # the rest stay
+        if owner != c:  # the new component takes half its row's component's weight
+            share = np.array([0.5, 0.3, 0.2])
+            share[c] = share[owner] = share[owner] / 2
+            np.testing.assert_allclose(moved.weights, share / share.sum(), rtol=1e-12)
+    assert (
+        swaps(MixtureParams.from_covariances(np.ones(1), means[:1], covariances[:1], "full"), rows, np.arange(3), rng)
+        == []
+    )
 
 
 def _digits_plane():

@@ -262,8 +262,9 @@ def _parse_columns(columns: str | None):
     "--moves",
     default="auto",
     show_default=True,
-    type=click.Choice(["auto", "split-merge", "none"]),
-    help="Split-and-merge moves after convergence (auto: split-merge), or none.",
+    type=click.Choice(["auto", "swap", "split-merge", "none"]),
+    help="Moves after convergence: split-and-merge moves and random swaps (swap; auto: swap), "
+    "split-and-merge moves alone, or none.",
 )
 @click.option(
     "--init-iter",

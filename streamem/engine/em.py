@@ -46,7 +46,7 @@ HISTORY_KEYS = ("iteration", "log_likelihood", "change", "seconds", "objective",
 #: what a model's M-step may do besides its update, as history entries: components re-seeded
 #: (a list of them), pairs of components merged (a list of pairs), components put in a new
 #: order (the old index of each)
-MOVES = ("reseeded", "merged", "reordered", "moved", "neighbour")
+MOVES = ("reseeded", "merged", "reordered", "moved", "swapped", "neighbour")
 #: history entries kept as integers and as booleans
 _INTEGER_KEYS, _BOOLEAN_KEYS = ("iteration", "passes"), ("accepted",)
 

@@ -21,14 +21,24 @@ One pass gathers what the moves are chosen from (:func:`move_stats_chunk`):
 
 The ``MOVE_CANDIDATES`` best triples (the merge pairs by their criterion, each with the
 components to split in the order of theirs) become candidates, of the pairs that share rows
-(a criterion of at least ``MERGE_OVERLAP``: on well-separated clusters no pair does, and the
-moves cost the one pass of their statistics): the merged component
+(a criterion of at least ``MERGE_OVERLAP``: on well-separated clusters no pair does, and
+merge-and-split moves alone cost the one pass of their statistics): the merged component
 moment-matched from the pair, the split one as two of half its weight, means
 :math:`\mu \pm a \sqrt{\lambda} v` along its principal axis (:math:`a` = ``SPLIT_OFFSET``)
 and covariance :math:`\Sigma - a^2 \lambda v v^T` (the pair's moments are the component's).
+**Random swaps** (Zhao, Hautamäki, Kärkkäinen & Fränti 2012, random swap EM) reach the
+optima that no merge-and-split pair leads to, and fits of two components, which have no
+such pair: a swap removes a component chosen at random and puts a new one at a row drawn
+at random (the same pass draws :func:`swap_count` rows for each fit, by priority sampling
+keyed by the row's index, so any chunking draws the same rows), with ``SWAP_SPREAD`` times
+the covariance of the component that explains that row best and half its weight.
+
 All candidates run EM in the same passes (every component free: in shared passes the whole
 model climbs as cheaply as the three moved components would), the best is continued, and
-it replaces the fit only when its objective is higher; moves repeat until none is.
+it replaces the fit only when its objective is higher. Merge-and-split candidates depend on
+the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
+every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
+candidate (or ``MAX_ROUNDS`` rounds).
 """
 
 from __future__ import annotations
@@ -41,24 +51,43 @@ import numpy as np
 from streamem.core.covariance import get_covariance
 from streamem.core.moments import Moments
 from streamem.core.params import MixtureParams
-from streamem.core.stats import iter_blocks
+from streamem.core.stats import add_lists, iter_blocks
 from streamem.core.validation import check_finite
 from streamem.engine.em import FitState, best_by_cell, first_best
+from streamem.engine.starts import priority_chunk
 
-__all__ = ["MOVE_CANDIDATES", "MoveStats", "move_stats_chunk", "proposals", "split_merge"]
+__all__ = [
+    "MOVE_CANDIDATES",
+    "SWAP_CANDIDATES",
+    "MoveStats",
+    "move_stats_chunk",
+    "proposals",
+    "split_merge",
+    "swap_count",
+    "swaps",
+]
 
 #: candidate moves tried at once in each round (Ueda et al. try five in turn)
 MOVE_CANDIDATES = 5
 #: a split puts the two halves' means this many standard deviations (along the principal
 #: axis) either side of the component's
 SPLIT_OFFSET = 0.5
+#: random swaps tried at once for each fit in each round (fewer on many rows, so that a
+#: round's swaps E-step at most ``SWAP_ROWS`` rows a pass, and at least ``MIN_SWAPS``)
+SWAP_CANDIDATES, SWAP_ROWS, MIN_SWAPS = 20, 400_000, 4
+#: a swap's new component has this many times the covariance of the component that
+#: explains its row best (a broad new component finds its cluster; a narrow one stays put)
+SWAP_SPREAD = 2.0
+#: a fit's moves stop after this many rounds in a row without a better candidate
+PATIENCE = 3
 #: rounds of moves at most
-MAX_ROUNDS = 10
+MAX_ROUNDS = 30
 #: a move is kept when it raises the objective per sample by more than this
 MOVE_GAIN = 1e-8
 #: a pair is merged only when its merge criterion is at least this: two components that
 #: share no rows (well-separated clusters) are not two halves of one cluster, and a fit
-#: without such a pair makes no move (one pass, the statistics', and no short runs)
+#: without such a pair makes no merge-and-split move (one pass, the statistics', and no
+#: short runs, unless random swaps run)
 MERGE_OVERLAP = 1e-3
 
 logger = logging.getLogger(__name__)
@@ -214,6 +243,64 @@ def proposals(params: MixtureParams, stats: MoveStats, reg_covar: float, n_candi
     return out
 
 
+def swaps(params: MixtureParams, rows: np.ndarray, index: np.ndarray, rng: np.random.Generator):
+    """Random swaps: for each row of ``rows`` (at ``index`` in the data), ``(params, (c, n))``
+    with a component ``c`` drawn at random removed and a new one in its place centred on the
+    row, with :data:`SWAP_SPREAD` times the covariance of the component that explains the row
+    best and half its weight (the whole weight of ``c`` when that component is ``c``)."""
+    K, D = params.means.shape
+    if K < 2 or not len(rows):
+        return []
+    covariance = params.covariance
+    log_det = np.broadcast_to(covariance.log_det_chol(params.precisions_chol, D), (K,))
+    distances = np.empty((K, len(rows)))
+    for k in range(K):
+        z = covariance.whitened(rows - params.means[k], params.precisions_chol, k)
+        distances[k] = np.einsum("nd,nd->n", z, z)
+    with np.errstate(divide="ignore"):
+        log_prob = params.log_density_of_mahalanobis(distances, log_det) + np.log(params.weights)[:, None]
+    owners = np.argmax(log_prob, axis=0)
+    removed = rng.integers(K, size=len(rows))
+    full = params.full_covariances
+    out = []
+    for row, n, c, owner in zip(rows, index, removed, owners):
+        weights, means, covariances = params.weights.copy(), params.means.copy(), full.copy()
+        if owner != c:
+            weights[c] = weights[owner] = weights[owner] / 2
+        means[c], covariances[c] = row, SWAP_SPREAD * full[owner]
+        weights /= weights.sum()
+        # (the new component keeps the place's other parameters: a t component's degrees of freedom)
+        out.append((_new_params(params, weights, means, covariances, list(range(K))), (int(c), int(n))))
+    return out
+
+
+def swap_count(n_rows: int) -> int:
+    """Random swaps per fit and round on ``n_rows`` rows (:data:`SWAP_CANDIDATES`, fewer
+    from ``SWAP_ROWS / SWAP_CANDIDATES`` rows on: the swaps' work is computation)."""
+    return int(min(SWAP_CANDIDATES, max(MIN_SWAPS, SWAP_ROWS // max(n_rows, 1))))
+
+
+def _round_chunk(X, sample_weight, start, params_list, seeds, size):
+    """A round's statistics of a chunk: the :class:`MoveStats` of each candidate, and for
+    each seed the chunk's ``size`` rows of highest priority (:func:`~streamem.engine.starts.priority_chunk`)."""
+    return move_stats_chunk(X, sample_weight, params_list), [
+        priority_chunk(X, sample_weight, start, seed, size) for seed in seeds
+    ]
+
+
+def _add_rounds(a, b):
+    return add_lists(a[0], b[0]), add_lists(a[1], b[1])
+
+
+def _swap_seed(seed: int, state, slot: int, round_: int) -> int:
+    """The seed of a fit's swaps in a round: of the fit's covariance type, number of
+    components and place among the fits of that cell, so that a cell of a model table draws
+    the swaps of its dedicated fit."""
+    kind = sum(ord(c) << (8 * i) for i, c in enumerate(state.params.covariance_type[:4]))
+    key = [seed, kind, state.params.n_components, slot, round_]
+    return int(np.random.SeedSequence(key).generate_state(1, np.uint32)[0])
+
+
 def split_merge(
     data,
     states: list,
@@ -223,6 +310,8 @@ def split_merge(
     collapsed=None,
     max_rounds: int = MAX_ROUNDS,
     table: bool = False,
+    seed: int | None = None,
+    min_gain: float = MOVE_GAIN,
 ) -> list:
     """Moves on ``states`` (the :class:`~streamem.engine.em.FitState` of a fit's candidates) until
     none raises a state's objective, all states' moves in the same passes: each round one
@@ -230,77 +319,124 @@ def split_merge(
     the data's units when the states are in ``scaling``'s standardised ones), then
     ``run(candidates, phase)`` (EM of the candidates in shared passes: ``phase``
     ``"short"`` for the comparison, ``"long"`` for the winners' convergence).
-    ``collapsed(params)``: how many components have collapsed (a move that collapses more,
-    into a spurious maximum, is not kept).
 
-    With ``table`` (the cells of a model table: states of several numbers of components),
-    each cell's lead (:func:`~streamem.engine.em.best_by_cell`) is also offered its neighbours' solutions
-    in the same round (:func:`_neighbour_offers`), so that an optimum one cell found reaches
-    the next. Returns the states, each replaced by the candidate of every move that raised
-    its objective."""
+    - ``collapsed(params)``: how many components have collapsed (a move into a spurious
+      maximum, one with a collapsed component, is kept only when it has fewer than the fit);
+    - ``seed``: random swaps (:func:`swaps`) besides the merge-and-split moves, their rows
+      drawn in the same pass, until :data:`PATIENCE` rounds in a row bring nothing better;
+      None: merge-and-split moves alone, until none helps;
+    - ``min_gain``: a move is kept when it raises the objective by more than this (at least
+      :data:`MOVE_GAIN`; a fit's ``tol / 10``, since a smaller gain is within the precision
+      its stopping rule promises);
+    - ``table`` (the cells of a model table: states of several numbers of components): each
+      cell's lead (:func:`~streamem.engine.em.best_by_cell`) is also offered its neighbours'
+      solutions in the same round (:func:`_neighbour_offers`), so that an optimum one cell
+      found reaches the next.
+
+    Returns the states, each replaced by the candidate of every move that raised its
+    objective."""
     states = list(states)
+    slots, seen = [], {}
+    for state in states:
+        cell = (state.params.covariance_type, state.params.n_components)
+        slots.append(seen.get(cell, 0))
+        seen[cell] = slots[-1] + 1
+    smallest = 3 if seed is None else 2
 
     def movable(n):
-        return states[n].converged and states[n].failure is None and (table or states[n].params.n_components >= 3)
+        return (
+            states[n].converged and states[n].failure is None and (table or states[n].params.n_components >= smallest)
+        )
 
     active = [n for n in range(len(states)) if movable(n)]
-    for _ in range(max_rounds):
+    changed, fails = set(active), dict.fromkeys(active, 0)
+    n_swaps = 0 if seed is None else swap_count(data.X.shape[0])
+    for round_ in range(max_rounds):
         if not active:
             break
         passed = [states[n].params for n in active]
         if scaling is not None:
             passed = [params.affine(scaling.mean, scaling.scale) for params in passed]
-        totals = data.map_reduce(move_stats_chunk, passed, combine=_add_lists)
-        if scaling is not None:  # the scatter in the standardised units
+        seeds = [_swap_seed(seed, states[n], slots[n], round_) for n in active] if n_swaps else []
+        totals, drawn = data.map_reduce(_round_chunk, passed, seeds, n_swaps, combine=_add_rounds, with_index=True)
+        if scaling is not None:  # the scatter and the rows in the standardised units
             scale = np.outer(scaling.scale, scaling.scale)
             totals = [dataclasses.replace(t, scatter=t.scatter / scale) for t in totals]
         candidates: dict[int, list] = {}
-        for n, stats in zip(active, totals):
-            candidates[n] = [
-                _moved_state(states[n], params, {"moved": [int(v) for v in triple]})
-                for params, triple in proposals(states[n].params, stats, reg_covar)
-            ]
+        for place, (n, stats) in enumerate(zip(active, totals)):
+            cell = []
+            if n in changed:  # (merge-and-split moves depend on the fit alone)
+                cell = [
+                    _moved_state(states[n], params, {"moved": [int(v) for v in triple]})
+                    for params, triple in proposals(states[n].params, stats, reg_covar)
+                ]
+            if n_swaps:
+                sample = drawn[place]
+                rows = np.asarray(sample.rows, dtype=np.float64)
+                if scaling is not None:
+                    rows = (rows - scaling.mean) / scaling.scale
+                rng = np.random.default_rng(seeds[place])
+                cell += [
+                    _moved_state(states[n], params, {"swapped": list(pair)})
+                    for params, pair in swaps(states[n].params, rows, sample.index, rng)
+                ]
+            candidates[n] = cell
         if table:
-            for target, offer in _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed):
+            offers = _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed, changed)
+            for target, offer in offers:
                 candidates.setdefault(target, []).append(offer)
         flat = [candidate for cell in candidates.values() for candidate in cell]
         if not flat:
             break
         run(flat, "short")
         winners = {}
+        gain = max(min_gain, MOVE_GAIN)
         for n, cell in candidates.items():
-            kept = [c for c in cell if c.objective > states[n].objective + MOVE_GAIN]
+            kept = [c for c in cell if c.objective > states[n].objective + gain]
             kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[n])]
             if kept:
                 winners[n] = first_best(kept)
-        if not winners:
-            break
-        run(list(winners.values()), "long")
-        winners = {n: best for n, best in winners.items() if _no_more_collapsed(collapsed, best, states[n])}
+        if winners:
+            run(list(winners.values()), "long")
+        winners = {
+            n: best
+            for n, best in winners.items()
+            if best.objective > states[n].objective + gain and _no_more_collapsed(collapsed, best, states[n])
+        }
         for n, best in winners.items():
             record = best.history[states[n].n_iter]
+            move = next(key for key in ("moved", "swapped", "neighbour") if key in record)
             logger.info(
                 "%s %s: objective %.8g -> %.8g",
-                "split-and-merge move" if "moved" in record else "a neighbour's solution",
-                record.get("moved", record.get("neighbour")),
+                _MOVE_NAMES[move],
+                record[move],
                 states[n].objective,
                 best.objective,
             )
             states[n] = best
-        active = [n for n in winners if movable(n)]
+        for n in set(active) | set(winners):
+            fails[n] = 0 if n in winners else fails.get(n, 0) + 1
+        changed = set(winners)
+        # swaps are drawn anew each round; merge-and-split moves only change with the fit
+        again = [n for n in set(active) | changed if (fails[n] < PATIENCE if n_swaps else n in changed)]
+        active = sorted(n for n in again if movable(n))
     return states
 
 
-def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=None):
+_MOVE_NAMES = {"moved": "split-and-merge move", "swapped": "random swap", "neighbour": "a neighbour's solution"}
+
+
+def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=None, changed=None):
     """``(target, candidate)`` pairs: each cell's lead (a state of each (covariance type, K),
     :func:`~streamem.engine.em.best_by_cell`) whose :class:`MoveStats` are in ``stats`` (by index),
     split (its ``MOVE_CANDIDATES`` components least like a Gaussian, one at a time) as a
     start for the lead of the K + 1 cell, and merged (its ``MOVE_CANDIDATES`` pairs that
-    share the most rows, of those that share any) as one for the K - 1 cell's (K - 1 >= 2)."""
+    share the most rows, of those that share any) as one for the K - 1 cell's (K - 1 >= 2).
+    With ``changed`` (indices), only the leads in it offer (the others' offers were made)."""
     index = {id(state): n for n, state in enumerate(states)}
     leads = {key: index[id(lead)] for key, lead in best_by_cell(states, collapsed).items()}
     for (kind, K), n in leads.items():
-        if n not in stats:
+        if n not in stats or (changed is not None and n not in changed):
             continue
         params, own = states[n].params, stats[n]
         above, below = leads.get((kind, K + 1)), leads.get((kind, K - 1))
@@ -315,11 +451,13 @@ def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=Non
 
 
 def _no_more_collapsed(collapsed, candidate, state) -> bool:
-    return collapsed is None or collapsed(candidate.params) <= collapsed(state.params)
-
-
-def _add_lists(a, b):
-    return [x + y for x, y in zip(a, b, strict=True)]
+    """Whether a move's ``candidate`` may replace ``state``: it has no collapsed component, or
+    fewer than ``state`` (a fit with a collapsed component is not offered a likelier one
+    with as many: the likelihood rises without bound as a component shrinks onto its rows)."""
+    if collapsed is None:
+        return True
+    after = collapsed(candidate.params)
+    return after == 0 or after < collapsed(state.params)
 
 
 def _moved_state(state, params, move: dict):

@@ -74,6 +74,7 @@ __all__ = [
     "init_method",
     "initialise",
     "labelled_start",
+    "priority_chunk",
     "priority_sample",
     "row_uniforms",
     "sklearn_init_params",
@@ -212,7 +213,7 @@ class PrioritySample:
         )
 
 
-def _priority_chunk(X, sample_weight, start, seed, size):
+def priority_chunk(X, sample_weight, start, seed, size):
     """The chunk's ``size`` rows of highest priority ``w / (1 - u)`` (scores ``log(1 - u) - log(w)``)."""
     weight = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     with np.errstate(divide="ignore"):
@@ -232,7 +233,7 @@ def priority_sample(data: ChunkedData, size: int, seed: int) -> tuple[np.ndarray
     ``tau`` the next priority. Without weights, a uniform sample of rows that weigh
     ``tau``, about ``n_rows / size``, each. The rows come in the data's order; all of them,
     with their own weights, when there are no more than ``size``."""
-    drawn = data.map_reduce(_priority_chunk, seed, size + 1, with_index=True)
+    drawn = data.map_reduce(priority_chunk, seed, size + 1, with_index=True)
     order = np.argsort(drawn.index[:size], kind="stable")
     weights = drawn.weights[:size]
     if len(drawn.scores) > size:

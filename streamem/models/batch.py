@@ -9,6 +9,7 @@ import contextlib
 import copy
 import functools
 import logging
+import numbers
 import os
 import warnings
 from numbers import Integral, Real
@@ -102,7 +103,7 @@ class BatchMixture(MixtureBase):
         "timeout": [Interval(Real, 0.0, None, closed="neither"), None],
         "accelerate": [StrOptions(set(ACCELERATIONS)), None],
         "stopping": [StrOptions(set(STOPPING_RULES))],
-        "moves": [StrOptions({"auto", "split-merge"}), None],
+        "moves": [StrOptions({"auto", "split-merge", "swap"}), None],
         "n_starts": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -483,11 +484,13 @@ class BatchMixture(MixtureBase):
         if self.moves == "auto" and all(value is not None for value in job.initial):
             return False  # EM from the parameters the user gave (scikit-learn's iterations from its start)
         tied = job.chunked.labels is not None or self._frozen() or self.noise
-        return not tied and any(run.converged and run.params.n_components >= 3 for run in runs)
+        smallest = 3 if self.moves == "split-merge" else 2  # (swaps need two components, a merge and a split three)
+        return not tied and any(run.converged and run.params.n_components >= smallest for run in runs)
 
     def _split_merge(self, job: FitJob, runs: list[FitState], shift, settings: dict) -> None:
-        """Split-and-merge moves (:mod:`streamem.engine.moves`) on every converged candidate, all in
-        the same passes; each candidate replaced by the result of the moves that raised its
+        """Split-and-merge moves and random swaps (:mod:`streamem.engine.moves`; swaps unless
+        ``moves="split-merge"``) on every converged candidate, all in the same passes;
+        each candidate replaced by the result of the moves that raised its
         objective. In a table of several numbers of components, each cell's best candidate is
         offered its neighbours' solutions too, split or merged to its K, in the same rounds
         (``table`` of :func:`~streamem.engine.moves.split_merge`)."""
@@ -502,7 +505,17 @@ class BatchMixture(MixtureBase):
         collapsed = self._collapse_test(chunked)
         table = job.ks is not None and len(set(job.ks)) > 1
         job.unmoved = list(runs)
-        runs[:] = split_merge(source, runs, run, self.reg_covar, job.scaling, collapsed, table=table)
+        runs[:] = split_merge(
+            source,
+            runs,
+            run,
+            self.reg_covar,
+            job.scaling,
+            collapsed,
+            table=table,
+            seed=None if self.moves == "split-merge" else self._moves_seed(job),
+            min_gain=self.tol / 10,
+        )
         self._save_checkpoint(runs, shift, max(r.n_iter for r in runs), job)
 
     def _fit_rows(self, data: np.ndarray, weights) -> tuple[MixtureParams, np.ndarray, object]:
@@ -516,6 +529,13 @@ class BatchMixture(MixtureBase):
             model = self._run_em(job, runs, shift)
         (best,) = best_cells(runs, self._collapse_test(job.chunked)).values()
         return best.params, shift, model
+
+    def _moves_seed(self, job: FitJob) -> int:
+        """The seed of the random swaps: of ``random_state`` alone when it is an integer, so
+        that a fit resumed from a checkpoint draws the swaps of the whole fit."""
+        if isinstance(self.random_state, numbers.Integral):
+            return int(np.random.SeedSequence([int(self.random_state), 1]).generate_state(1)[0])
+        return int(job.random_state.randint(np.iinfo(np.int32).max))
 
     #: candidates with a collapsed component lose to the others (False: a model whose
     #: components may empty out, as a variational one's do)

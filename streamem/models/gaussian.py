@@ -73,18 +73,24 @@ class GaussianMixture(BatchMixture):
         objective plus its last change for each iteration it has left stays below the
         best's stops there (it would end below it as EM's changes shrink): on
         well-separated clusters the short runs end with the best's convergence.
-    moves : {"auto", "split-merge"} or None, default="auto"
-        After convergence, split-and-merge moves (Ueda, Nakano, Ghahramani & Hinton 2000;
-        :mod:`streamem.engine.moves`): one pass chooses the pairs of components that explain the
-        same rows and the components least like a Gaussian, the best few moves (merge a
-        pair, split another) run ``init_iter`` iterations in the same passes, and the best
-        goes on to convergence, kept only when its objective is higher; until no move
-        helps. ``"auto"``: ``"split-merge"``, unless ``weights_init``, ``means_init`` and
-        ``precisions_init`` are all given (EM from that start, as scikit-learn's). Not with
-        partial labels, frozen parameters or a noise component (their components have
-        fixed places); needs three components. A move restarts EM from the moved
+    moves : {"auto", "swap", "split-merge"} or None, default="auto"
+        After convergence, moves that leave the local optimum EM stopped at
+        (:mod:`streamem.engine.moves`), all in shared passes, each round: one pass
+        chooses the pairs of components that explain the same rows and the components least
+        like a Gaussian, and draws rows at random; the best few split-and-merge moves
+        (Ueda, Nakano, Ghahramani & Hinton 2000: merge a pair, split another) and 20 random
+        swaps (Zhao, Hautamäki, Kärkkäinen & Fränti 2012: a component chosen at random
+        removed, a broad one put on a drawn row) run ``init_iter`` iterations, and the best
+        goes on to convergence, kept only when its objective is higher; until three rounds
+        in a row (30 at most) bring nothing better. ``"swap"``: both kinds;
+        ``"split-merge"``: merge-and-split moves alone, until none helps (they need three
+        components, swaps two); ``"auto"``: ``"swap"``, unless ``weights_init``,
+        ``means_init`` and ``precisions_init`` are all given (EM from that start, as
+        scikit-learn's). Not with partial labels, frozen parameters or a noise component
+        (their components have fixed places). A move restarts EM from the moved
         parameters: the history's records after it (``moved``: the merged pair and the
-        split component) may start below the objective before it, and end above.
+        split component; ``swapped``: the component removed and the drawn row's index) may
+        start below the objective before it, and end above.
     explore_rows : int, "auto" or None, default="auto"
         With more rows than this, the starts are explored on a random sample of this many
         rows, drawn in the first pass (in proportion to the sample weights, each weighing

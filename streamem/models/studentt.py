@@ -327,7 +327,8 @@ class StudentTMixture(Stepwise, BatchMixture):
     ----------
     n_components, covariance_type, tol, reg_covar, max_iter, n_init, init_iter, moves
         As in :class:`~streamem.GaussianMixture` (a split-and-merge move's new components
-        take the degrees of freedom of the components they come from).
+        take the degrees of freedom of the components they come from; a swap's new
+        component keeps those of the component it replaces).
     n_starts : int, default=1
         As in :class:`~streamem.GaussianMixture`, whose default is 10: each start costs a t
         E-step, and the trimmed start is made for data with outliers.
