@@ -74,7 +74,7 @@ MOVE_CANDIDATES = 5
 SPLIT_OFFSET = 0.5
 #: random swaps tried at once for each fit in each round (fewer on many rows, so that a
 #: round's swaps E-step at most ``SWAP_ROWS`` rows a pass, and at least ``MIN_SWAPS``)
-SWAP_CANDIDATES, SWAP_ROWS, MIN_SWAPS = 20, 400_000, 4
+SWAP_CANDIDATES, SWAP_ROWS, MIN_SWAPS = 20, 100_000, 2
 #: a swap's new component has this many times the covariance of the component that
 #: explains its row best (a broad new component finds its cluster; a narrow one stays put)
 SWAP_SPREAD = 2.0
