@@ -44,6 +44,7 @@ candidate (or ``MAX_ROUNDS`` rounds).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 
 import numpy as np
@@ -312,6 +313,7 @@ def split_merge(
     table: bool = False,
     seed: int | None = None,
     min_gain: float = MOVE_GAIN,
+    short_iter: int | None = None,
 ) -> list:
     """Moves on ``states`` (the :class:`~streamem.engine.em.FitState` of a fit's candidates) until
     none raises a state's objective, all states' moves in the same passes: each round one
@@ -328,6 +330,9 @@ def split_merge(
     - ``min_gain``: a move is kept when it raises the objective by more than this (at least
       :data:`MOVE_GAIN`; a fit's ``tol / 10``, since a smaller gain is within the precision
       its stopping rule promises);
+    - ``short_iter``: the iterations of a short run; given, ``run`` also gets ``settled``
+      (:func:`_hopeless`: the candidates that can no longer beat their fit, which stop there,
+      as em-EM's starts do);
     - ``table`` (the cells of a model table: states of several numbers of components): each
       cell's lead (:func:`~streamem.engine.em.best_by_cell`) is also offered its neighbours'
       solutions in the same round (:func:`_neighbour_offers`), so that an optimum one cell
@@ -388,9 +393,13 @@ def split_merge(
         flat = [candidate for cell in candidates.values() for candidate in cell]
         if not flat:
             break
-        run(flat, "short")
-        winners = {}
         gain = max(min_gain, MOVE_GAIN)
+        if short_iter is None:
+            run(flat, "short")
+        else:
+            targets = {id(c): (states[n].objective + gain, c.n_iter) for n, cell in candidates.items() for c in cell}
+            run(flat, "short", settled=functools.partial(_hopeless, targets=targets, short_iter=short_iter))
+        winners = {}
         for n, cell in candidates.items():
             kept = [c for c in cell if c.objective > states[n].objective + gain]
             kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[n])]
@@ -448,6 +457,27 @@ def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=Non
             for i, j in _merge_order(own)[:MOVE_CANDIDATES]:
                 move = {"neighbour": {"n_components": K, "merged": [i, j]}}
                 yield below, _moved_state(states[below], _merged_one(params, i, j), move)
+
+
+def _hopeless(running: list, targets: dict, short_iter: int) -> list:
+    """The short-run candidates that can no longer beat their fit: after three iterations
+    from the move at least, the objective plus its last change for each iteration left of
+    the short run stays at most the fit's objective plus the gain a move needs (``targets``:
+    that, and the iteration the candidate started from, by ``id``). EM's changes shrink near
+    a maximum (em-EM's starts stop by the same rule); at the global optimum every candidate
+    stops so, and a round costs a few passes instead of ``short_iter``."""
+    out = []
+    for candidate in running:
+        if id(candidate) not in targets or candidate.converged or candidate.failure is not None:
+            continue
+        target, started = targets[id(candidate)]
+        done = candidate.n_iter - started
+        record = candidate.history[-1] if candidate.history else {}
+        if done < 3 or not record.get("accepted", True) or "change" not in record:
+            continue
+        if candidate.objective + max(record["change"], 0.0) * max(short_iter - done, 0) <= target:
+            out.append(candidate)
+    return out
 
 
 def _no_more_collapsed(collapsed, candidate, state) -> bool:

@@ -497,9 +497,9 @@ class BatchMixture(MixtureBase):
         chunked = job.chunked
         short = SHORT_RUN if self.init_iter is None else max(self.init_iter, 1)
 
-        def run(candidates, phase):
+        def run(candidates, phase, settled=None):
             limit = max(c.n_iter for c in candidates) + (short if phase == "short" else job.max_iter(self))
-            run_em(chunked, candidates, max_iter=limit, **settings)
+            run_em(chunked, candidates, max_iter=limit, **settings, settled=settled)
 
         source = chunked.complete_rows() if self.missing == "marginalize" else chunked
         collapsed = self._collapse_test(chunked)
@@ -515,6 +515,7 @@ class BatchMixture(MixtureBase):
             table=table,
             seed=None if self.moves == "split-merge" else self._moves_seed(job),
             min_gain=self.tol / 10,
+            short_iter=short,
         )
         self._save_checkpoint(runs, shift, max(r.n_iter for r in runs), job)
 
