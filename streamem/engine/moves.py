@@ -55,7 +55,7 @@ from streamem.core.params import MixtureParams
 from streamem.core.stats import add_lists, iter_blocks
 from streamem.core.validation import check_finite
 from streamem.engine.em import FitState, best_by_cell, first_best
-from streamem.engine.starts import priority_chunk
+from streamem.engine.starts import priority_chunk, slots
 
 __all__ = [
     "MOVE_CANDIDATES",
@@ -114,18 +114,10 @@ def move_stats_chunk(X, sample_weight, params_list: list[MixtureParams]) -> list
     out = []
     for params in params_list:
         K, D = params.means.shape
-        covariance = params.covariance
-        log_det = np.broadcast_to(covariance.log_det_chol(params.precisions_chol, D), (K,))
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
         gram, nk, kurtosis, scatter = np.zeros((K, K)), np.zeros(K), np.zeros(K), np.zeros((K, D, D))
         for block, w in iter_blocks(X, sample_weight):
             block = np.asarray(block, dtype=np.float64)
-            distances = np.empty((K, len(block)))
-            for k in range(K):
-                z = covariance.whitened(block - params.means[k], params.precisions_chol, k)
-                distances[k] = np.einsum("nd,nd->n", z, z)
-            log_prob = params.log_density_of_mahalanobis(distances, log_det) + log_weights[:, None]
+            log_prob, distances = _log_prob(params, block)
             resp = np.exp(log_prob - log_prob.max(axis=0))
             resp /= resp.sum(axis=0)
             weighted = resp if w is None else resp * w
@@ -137,6 +129,21 @@ def move_stats_chunk(X, sample_weight, params_list: list[MixtureParams]) -> list
                 scatter[k] += (centred * weighted[k][:, None]).T @ centred
         out.append(MoveStats(gram, nk, kurtosis, scatter))
     return out
+
+
+def _log_prob(params: MixtureParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each component's log-weight plus log-density of each row (K, n), and the rows' squared
+    Mahalanobis distances (K, n)."""
+    K, D = params.means.shape
+    covariance = params.covariance
+    log_det = np.broadcast_to(covariance.log_det_chol(params.precisions_chol, D), (K,))
+    distances = np.empty((K, len(rows)))
+    for k in range(K):
+        z = covariance.whitened(rows - params.means[k], params.precisions_chol, k)
+        distances[k] = np.einsum("nd,nd->n", z, z)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    return params.log_density_of_mahalanobis(distances, log_det) + log_weights[:, None], distances
 
 
 def _merge_order(stats: MoveStats) -> list[tuple[int, int]]:
@@ -249,18 +256,10 @@ def swaps(params: MixtureParams, rows: np.ndarray, index: np.ndarray, rng: np.ra
     with a component ``c`` drawn at random removed and a new one in its place centred on the
     row, with :data:`SWAP_SPREAD` times the covariance of the component that explains the row
     best and half its weight (the whole weight of ``c`` when that component is ``c``)."""
-    K, D = params.means.shape
+    K = params.n_components
     if K < 2 or not len(rows):
         return []
-    covariance = params.covariance
-    log_det = np.broadcast_to(covariance.log_det_chol(params.precisions_chol, D), (K,))
-    distances = np.empty((K, len(rows)))
-    for k in range(K):
-        z = covariance.whitened(rows - params.means[k], params.precisions_chol, k)
-        distances[k] = np.einsum("nd,nd->n", z, z)
-    with np.errstate(divide="ignore"):
-        log_prob = params.log_density_of_mahalanobis(distances, log_det) + np.log(params.weights)[:, None]
-    owners = np.argmax(log_prob, axis=0)
+    owners = np.argmax(_log_prob(params, rows)[0], axis=0)
     removed = rng.integers(K, size=len(rows))
     full = params.full_covariances
     out = []
@@ -341,11 +340,7 @@ def split_merge(
     Returns the states, each replaced by the candidate of every move that raised its
     objective."""
     states = list(states)
-    slots, seen = [], {}
-    for state in states:
-        cell = (state.params.covariance_type, state.params.n_components)
-        slots.append(seen.get(cell, 0))
-        seen[cell] = slots[-1] + 1
+    places = slots([(state.params.covariance_type, state.params.n_components) for state in states])
     smallest = 3 if seed is None else 2
 
     def movable(n):
@@ -362,7 +357,7 @@ def split_merge(
         passed = [states[n].params for n in active]
         if scaling is not None:
             passed = [params.affine(scaling.mean, scaling.scale) for params in passed]
-        seeds = [_swap_seed(seed, states[n], slots[n], round_) for n in active] if n_swaps else []
+        seeds = [_swap_seed(seed, states[n], places[n], round_) for n in active] if n_swaps else []
         totals, drawn = data.map_reduce(_round_chunk, passed, seeds, n_swaps, combine=_add_rounds, with_index=True)
         if scaling is not None:  # the scatter and the rows in the standardised units
             scale = np.outer(scaling.scale, scaling.scale)
@@ -464,8 +459,9 @@ def _hopeless(running: list, targets: dict, short_iter: int) -> list:
     from the move at least, the objective plus its last change for each iteration left of
     the short run stays at most the fit's objective plus the gain a move needs (``targets``:
     that, and the iteration the candidate started from, by ``id``). EM's changes shrink near
-    a maximum (em-EM's starts stop by the same rule); at the global optimum every candidate
-    stops so, and a round costs a few passes instead of ``short_iter``."""
+    a maximum (em-EM's starts stop by the same rule). A candidate that climbs back to the
+    fit's own optimum is not stopped so: its last change, times the iterations left,
+    overestimates what it has left to gain."""
     out = []
     for candidate in running:
         if id(candidate) not in targets or candidate.converged or candidate.failure is not None:

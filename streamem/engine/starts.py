@@ -78,6 +78,7 @@ __all__ = [
     "priority_sample",
     "row_uniforms",
     "sklearn_init_params",
+    "slots",
     "summarise",
     "with_noise",
 ]
@@ -712,7 +713,7 @@ def initial_states(
     if means is not None:  # every start would be the partition by these means: one is enough
         ks = list(dict.fromkeys(ks))
     random_states = _candidate_states(random_state, ks)
-    methods = start_methods(init_params, _slots(ks), robust)
+    methods = start_methods(init_params, slots(ks), robust)
     source = data.complete_rows() if missing else data
     params_list, shift = initialise(source, methods, ks, covariance_type, reg_covar, random_states, means, cholesky)
     failed = {i: p for i, p in enumerate(params_list) if isinstance(p, ValueError)}
@@ -744,14 +745,15 @@ def _each_k_starts(params_list: list, ks: list[int]) -> bool:
     return all(any(k == kk and not isinstance(p, ValueError) for p, kk in zip(params_list, ks)) for k in set(ks))
 
 
-def _slots(ks: list[int]) -> list[int]:
-    """Each candidate's place among the candidates with its number of components."""
-    seen: dict[int, int] = {}
-    slots = []
-    for k in ks:
-        slots.append(seen.get(k, 0))
-        seen[k] = slots[-1] + 1
-    return slots
+def slots(cells: list) -> list[int]:
+    """Each candidate's place among the candidates of its cell (``cells``: each candidate's,
+    any hashable: its number of components, or its covariance type and number)."""
+    seen: dict = {}
+    places = []
+    for cell in cells:
+        places.append(seen.get(cell, 0))
+        seen[cell] = places[-1] + 1
+    return places
 
 
 def _candidate_states(random_state: np.random.RandomState, ks: list[int]) -> list[np.random.RandomState]:
@@ -759,13 +761,13 @@ def _candidate_states(random_state: np.random.RandomState, ks: list[int]) -> lis
     the ``j``-th seed of ``random_state``, whatever the other numbers of components, so that
     each ``K`` of a table starts as a fit of that ``K`` alone would (``random_state``
     advances by the most candidates of one ``K``)."""
-    slots = _slots(ks)
-    draws = [random_state.randint(np.iinfo(np.int32).max) for _ in range(max(slots, default=-1) + 1)]
-    return [np.random.RandomState(draws[slot]) for slot in slots]
+    places = slots(ks)
+    draws = [random_state.randint(np.iinfo(np.int32).max) for _ in range(max(places, default=-1) + 1)]
+    return [np.random.RandomState(draws[place]) for place in places]
 
 
 def start_methods(init_params: str, slots: list[int], robust: bool = False) -> list[str]:
-    """The initialiser of each candidate, by its slot (:func:`_slots`): ``init_params``
+    """The initialiser of each candidate, by its slot (:func:`slots`): ``init_params``
     (:func:`init_method`) for all, or with ``"auto"`` and a model without outliers the
     kinds of :data:`AUTO_STARTS` in turn, the first a k-means‖ start."""
     if init_params != "auto" or robust:

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import functools
 import logging
-import numbers
 import os
 import warnings
 from numbers import Integral, Real
@@ -534,7 +533,7 @@ class BatchMixture(MixtureBase):
     def _moves_seed(self, job: FitJob) -> int:
         """The seed of the random swaps: of ``random_state`` alone when it is an integer, so
         that a fit resumed from a checkpoint draws the swaps of the whole fit."""
-        if isinstance(self.random_state, numbers.Integral):
+        if isinstance(self.random_state, Integral):
             return int(np.random.SeedSequence([int(self.random_state), 1]).generate_state(1)[0])
         return int(job.random_state.randint(np.iinfo(np.int32).max))
 
