@@ -67,3 +67,29 @@ def test_unknown_covariance_type():
 
     with pytest.raises(ValueError, match="expected covariance_type"):
         get_covariance("banana")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_precision_factor_is_scipys_bit_for_bit(dtype):
+    """LAPACK called directly (potrf, trtrs) gives scipy.linalg's factors to the last bit,
+    and refuses a matrix that is not positive definite, or not finite, by name."""
+    from scipy import linalg
+
+    from streamem.core.covariance import _cholesky_of_precision, _cholesky_precision, _covariance_of_chol
+
+    rng = np.random.default_rng(0)
+    for n_features in (1, 2, 7, 30):
+        root = rng.normal(size=(n_features, n_features))
+        covariance = (root @ root.T + 1e-3 * np.eye(n_features)).astype(dtype)
+        factor = linalg.cholesky(covariance, lower=True)
+        expected = linalg.solve_triangular(factor, np.eye(n_features), lower=True).T
+        precision_chol = _cholesky_precision(covariance)
+        assert precision_chol.dtype == expected.dtype and np.array_equal(precision_chol, expected)
+        assert np.array_equal(_cholesky_of_precision(covariance), factor)
+        inverse = linalg.solve_triangular(expected, np.eye(n_features), lower=False)
+        assert np.array_equal(_covariance_of_chol(precision_chol), inverse.T @ inverse)
+    for bad in ([[1.0, 2.0], [2.0, 1.0]], [[np.nan, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]):
+        with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+            _cholesky_precision(np.array(bad, dtype=dtype))
+        with pytest.raises(ValueError, match="positive-definite precisions"):
+            _cholesky_of_precision(np.array(bad, dtype=dtype))

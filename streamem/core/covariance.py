@@ -36,6 +36,8 @@ The numerical core imports only numpy and scipy.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import linalg, stats
 
@@ -71,27 +73,50 @@ def _check_positive(values) -> None:
         raise ValueError(_ILL_DEFINED)
 
 
+@functools.cache
+def _lapack(name: str, dtype: np.dtype):
+    """LAPACK's routine ``name`` for arrays of ``dtype``."""
+    return linalg.get_lapack_funcs(name, dtype=dtype)
+
+
+def _cholesky(matrix, ill_defined: str):
+    """The lower Cholesky factor of a symmetric positive-definite (D, D) ``matrix``; otherwise
+    a ValueError of message ``ill_defined``. LAPACK's ``potrf`` as ``scipy.linalg.cholesky``
+    calls it, bit for bit, without that function's checks, which cost several times the
+    factorisation of the small matrices of a mixture's components (an M-step factorises
+    every component of every candidate)."""
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or not np.isfinite(matrix).all():
+        raise ValueError(ill_defined)
+    factor, info = _lapack("potrf", matrix.dtype)(matrix, lower=1, clean=1)
+    if info != 0:
+        raise ValueError(ill_defined)
+    return factor
+
+
+def _triangular_inverse(triangular, lower: bool):
+    """The inverse of a triangular (D, D) matrix, by LAPACK's ``trtrs`` on the identity, as
+    ``scipy.linalg.solve_triangular`` calls it (bit for bit)."""
+    eye = np.eye(len(triangular))  # (in double precision at least, whatever the factor's)
+    inverse, info = _lapack("trtrs", np.result_type(triangular, eye))(triangular, eye, lower=int(lower))
+    if info != 0:
+        raise ValueError(_ILL_DEFINED)
+    return inverse
+
+
 def _cholesky_precision(covariance):
     """Precision Cholesky factor of one (D, D) covariance (upper triangular)."""
-    try:
-        cov_chol = linalg.cholesky(covariance, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError(_ILL_DEFINED) from None
-    eye = np.eye(covariance.shape[0])
-    return linalg.solve_triangular(cov_chol, eye, lower=True).T
+    return _triangular_inverse(_cholesky(covariance, _ILL_DEFINED), lower=True).T
 
 
 def _cholesky_of_precision(precision):
-    try:
-        return linalg.cholesky(precision, lower=True)
-    except (linalg.LinAlgError, ValueError):
-        raise ValueError("expected symmetric, positive-definite precisions, got a matrix that is not") from None
+    return _cholesky(precision, "expected symmetric, positive-definite precisions, got a matrix that is not")
 
 
 def _covariance_of_chol(precision_chol):
     """``(P P^T)^-1`` for a triangular ``P``: upper from the M-step, lower from a given precision."""
     lower = not np.any(np.triu(precision_chol, 1))
-    inverse = linalg.solve_triangular(precision_chol, np.eye(len(precision_chol)), lower=lower)
+    inverse = _triangular_inverse(precision_chol, lower=lower)
     return inverse.T @ inverse
 
 
