@@ -35,7 +35,9 @@ the covariance of the component that explains that row best and half its weight.
 
 All candidates run EM in the same passes (every component free: in shared passes the whole
 model climbs as cheaply as the three moved components would), the best is continued, and
-it replaces the fit only when its objective is higher. Merge-and-split candidates depend on
+it replaces the fit only when its objective is higher — or, for a fit on a spurious maximum
+(a component collapsed onto a few rows, whose likelihood rises without bound), when it has
+fewer collapsed components, whatever its objective: the fit leaves the singularity. Merge-and-split candidates depend on
 the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
 every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
 candidate (or ``MAX_ROUNDS`` rounds).
@@ -54,7 +56,7 @@ from streamem.core.moments import Moments
 from streamem.core.params import MixtureParams
 from streamem.core.stats import add_lists, iter_blocks
 from streamem.core.validation import check_finite
-from streamem.engine.em import FitState, best_by_cell, first_best
+from streamem.engine.em import FitState, best_by_cell, best_of
 from streamem.engine.starts import priority_chunk, slots
 
 __all__ = [
@@ -321,8 +323,9 @@ def split_merge(
     ``run(candidates, phase)`` (EM of the candidates in shared passes: ``phase``
     ``"short"`` for the comparison, ``"long"`` for the winners' convergence).
 
-    - ``collapsed(params)``: how many components have collapsed (a move into a spurious
-      maximum, one with a collapsed component, is kept only when it has fewer than the fit);
+    - ``collapsed(params)``: how many components have collapsed (:func:`_replaces`: a
+      candidate with fewer than its fit replaces it, whatever its objective; one with a
+      collapsed component never replaces a fit with as many);
     - ``seed``: random swaps (:func:`swaps`) besides the merge-and-split moves, their rows
       drawn in the same pass, until :data:`PATIENCE` rounds in a row bring nothing better;
       None: merge-and-split moves alone, until none helps;
@@ -392,21 +395,18 @@ def split_merge(
         if short_iter is None:
             run(flat, "short")
         else:
-            targets = {id(c): (states[n].objective + gain, c.n_iter) for n, cell in candidates.items() for c in cell}
+            # a candidate can win a fit on a spurious maximum by leaving it: none is hopeless there
+            bars = {n: -np.inf if _collapsed(collapsed, states[n]) else states[n].objective + gain for n in candidates}
+            targets = {id(c): (bars[n], c.n_iter) for n, cell in candidates.items() for c in cell}
             run(flat, "short", settled=functools.partial(_hopeless, targets=targets, short_iter=short_iter))
         winners = {}
         for n, cell in candidates.items():
-            kept = [c for c in cell if c.objective > states[n].objective + gain]
-            kept = [c for c in kept if _no_more_collapsed(collapsed, c, states[n])]
+            kept = [c for c in cell if _replaces(collapsed, c, states[n], gain)]
             if kept:
-                winners[n] = first_best(kept)
+                winners[n] = best_of(kept, collapsed)
         if winners:
             run(list(winners.values()), "long")
-        winners = {
-            n: best
-            for n, best in winners.items()
-            if best.objective > states[n].objective + gain and _no_more_collapsed(collapsed, best, states[n])
-        }
+        winners = {n: best for n, best in winners.items() if _replaces(collapsed, best, states[n], gain)}
         for n, best in winners.items():
             record = best.history[states[n].n_iter]
             move = next(key for key in ("moved", "swapped", "neighbour") if key in record)
@@ -476,14 +476,20 @@ def _hopeless(running: list, targets: dict, short_iter: int) -> list:
     return out
 
 
-def _no_more_collapsed(collapsed, candidate, state) -> bool:
-    """Whether a move's ``candidate`` may replace ``state``: it has no collapsed component, or
-    fewer than ``state`` (a fit with a collapsed component is not offered a likelier one
-    with as many: the likelihood rises without bound as a component shrinks onto its rows)."""
-    if collapsed is None:
-        return True
-    after = collapsed(candidate.params)
-    return after == 0 or after < collapsed(state.params)
+def _collapsed(collapsed, state) -> int:
+    """How many of ``state``'s components have collapsed (none counted without ``collapsed``)."""
+    return 0 if collapsed is None else collapsed(state.params)
+
+
+def _replaces(collapsed, candidate, state, gain: float) -> bool:
+    """Whether a move's ``candidate`` replaces ``state``: it has fewer collapsed components,
+    whatever its objective (a spurious maximum, whose likelihood rises without bound as a
+    component shrinks onto its rows, is no better optimum: a fit on one leaves it), or none
+    and an objective above ``state``'s by more than ``gain``."""
+    if candidate.failure is not None:
+        return False
+    before, after = _collapsed(collapsed, state), _collapsed(collapsed, candidate)
+    return after < before or (after == 0 and candidate.objective > state.objective + gain)
 
 
 def _moved_state(state, params, move: dict):
