@@ -40,7 +40,7 @@ it replaces the fit only when its objective is higher — or, for a fit on a spu
 fewer collapsed components, whatever its objective: the fit leaves the singularity. Merge-and-split candidates depend on
 the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
 every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
-candidate (or ``MAX_ROUNDS`` rounds).
+candidate (``SMALL_PATIENCE`` on fewer than ``SMALL_ROWS`` rows; or ``MAX_ROUNDS`` rounds).
 """
 
 from __future__ import annotations
@@ -81,10 +81,14 @@ SWAP_CANDIDATES, SWAP_ROWS, MIN_SWAPS = 20, 100_000, 2
 #: a swap's new component has this many times the covariance of the component that
 #: explains its row best (a broad new component finds its cluster; a narrow one stays put)
 SWAP_SPREAD = 2.0
-#: a fit's moves stop after this many rounds in a row without a better candidate
-PATIENCE = 3
+#: a fit's moves stop after this many rounds in a row without a better candidate; on fewer
+#: than ``SMALL_ROWS`` rows, where a round costs milliseconds, after ``SMALL_PATIENCE``
+PATIENCE, SMALL_PATIENCE, SMALL_ROWS = 3, 10, 10_000
 #: rounds of moves at most
 MAX_ROUNDS = 30
+#: a short-run candidate whose every component is within this many standard deviations of
+#: one of its fit's has come back to the fit's optimum, and stops
+RETURN_DISTANCE = 1e-2
 #: a move is kept when it raises the objective per sample by more than this
 MOVE_GAIN = 1e-8
 #: a pair is merged only when its merge criterion is at least this: two components that
@@ -276,6 +280,14 @@ def swaps(params: MixtureParams, rows: np.ndarray, index: np.ndarray, rng: np.ra
     return out
 
 
+def patience(n_rows: int) -> int:
+    """Rounds in a row without a better candidate after which a fit's swaps stop on
+    ``n_rows`` rows: :data:`SMALL_PATIENCE` on fewer than :data:`SMALL_ROWS`, where many
+    local optima lie close together (few rows, many parameters) and a round costs little,
+    :data:`PATIENCE` otherwise."""
+    return SMALL_PATIENCE if n_rows < SMALL_ROWS else PATIENCE
+
+
 def swap_count(n_rows: int) -> int:
     """Random swaps per fit and round on ``n_rows`` rows (:data:`SWAP_CANDIDATES`, fewer
     from ``SWAP_ROWS / SWAP_CANDIDATES`` rows on: the swaps' work is computation)."""
@@ -327,7 +339,7 @@ def split_merge(
       candidate with fewer than its fit replaces it, whatever its objective; one with a
       collapsed component never replaces a fit with as many);
     - ``seed``: random swaps (:func:`swaps`) besides the merge-and-split moves, their rows
-      drawn in the same pass, until :data:`PATIENCE` rounds in a row bring nothing better;
+      drawn in the same pass, until :func:`patience` rounds in a row bring nothing better;
       None: merge-and-split moves alone, until none helps;
     - ``min_gain``: a move is kept when it raises the objective by more than this (at least
       :data:`MOVE_GAIN`; a fit's ``tol / 10``, since a smaller gain is within the precision
@@ -354,9 +366,11 @@ def split_merge(
     active = [n for n in range(len(states)) if movable(n)]
     changed, fails = set(active), dict.fromkeys(active, 0)
     n_swaps = 0 if seed is None else swap_count(data.X.shape[0])
+    rounds_without = patience(data.X.shape[0])
     for round_ in range(max_rounds):
         if not active:
             break
+        count = _counted(collapsed)  # each fit's and candidate's collapsed components, counted once a round
         passed = [states[n].params for n in active]
         if scaling is not None:
             passed = [params.affine(scaling.mean, scaling.scale) for params in passed]
@@ -385,7 +399,7 @@ def split_merge(
                 ]
             candidates[n] = cell
         if table:
-            offers = _neighbour_offers(states, dict(zip(active, totals)), reg_covar, collapsed, changed)
+            offers = _neighbour_offers(states, dict(zip(active, totals)), reg_covar, count, changed)
             for target, offer in offers:
                 candidates.setdefault(target, []).append(offer)
         flat = [candidate for cell in candidates.values() for candidate in cell]
@@ -396,17 +410,18 @@ def split_merge(
             run(flat, "short")
         else:
             # a candidate can win a fit on a spurious maximum by leaving it: none is hopeless there
-            bars = {n: -np.inf if _collapsed(collapsed, states[n]) else states[n].objective + gain for n in candidates}
-            targets = {id(c): (bars[n], c.n_iter) for n, cell in candidates.items() for c in cell}
+            bars = {n: -np.inf if _collapsed(count, states[n]) else states[n].objective + gain for n in candidates}
+            homes = {n: _home(states[n].params) for n in candidates}
+            targets = {id(c): (bars[n], c.n_iter, homes[n]) for n, cell in candidates.items() for c in cell}
             run(flat, "short", settled=functools.partial(_hopeless, targets=targets, short_iter=short_iter))
         winners = {}
         for n, cell in candidates.items():
-            kept = [c for c in cell if _replaces(collapsed, c, states[n], gain)]
+            kept = [c for c in cell if _replaces(count, c, states[n], gain)]
             if kept:
-                winners[n] = best_of(kept, collapsed)
+                winners[n] = best_of(kept, count)
         if winners:
             run(list(winners.values()), "long")
-        winners = {n: best for n, best in winners.items() if _replaces(collapsed, best, states[n], gain)}
+        winners = {n: best for n, best in winners.items() if _replaces(count, best, states[n], gain)}
         for n, best in winners.items():
             record = best.history[states[n].n_iter]
             move = next(key for key in ("moved", "swapped", "neighbour") if key in record)
@@ -422,7 +437,7 @@ def split_merge(
             fails[n] = 0 if n in winners else fails.get(n, 0) + 1
         changed = set(winners)
         # swaps are drawn anew each round; merge-and-split moves only change with the fit
-        again = [n for n in set(active) | changed if (fails[n] < PATIENCE if n_swaps else n in changed)]
+        again = [n for n in set(active) | changed if (fails[n] < rounds_without if n_swaps else n in changed)]
         active = sorted(n for n in again if movable(n))
     return states
 
@@ -455,25 +470,71 @@ def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=Non
 
 
 def _hopeless(running: list, targets: dict, short_iter: int) -> list:
-    """The short-run candidates that can no longer beat their fit: after three iterations
-    from the move at least, the objective plus its last change for each iteration left of
-    the short run stays at most the fit's objective plus the gain a move needs (``targets``:
-    that, and the iteration the candidate started from, by ``id``). EM's changes shrink near
-    a maximum (em-EM's starts stop by the same rule). A candidate that climbs back to the
-    fit's own optimum is not stopped so: its last change, times the iterations left,
-    overestimates what it has left to gain."""
+    """The short-run candidates that can no longer beat their fit (``targets``, by ``id``:
+    the fit's objective plus the gain a move needs, the iteration the candidate started
+    from, and the fit's :func:`_home`), after three iterations from the move at least:
+
+    - its objective plus its last change for each iteration left of the short run stays at
+      most that target (EM's changes shrink near a maximum; em-EM's starts stop by the same
+      rule);
+    - or it is back at its fit's optimum (:func:`_back`): a candidate that climbs back there
+      is not stopped by the first rule, since its last change times the iterations left
+      overestimates what it has left to gain. (Aitken's tighter bound on that gain, the
+      stopping rule's, would stop it, but also the candidates that climb slowly after a
+      fast start to a better optimum than the fit's.)
+    """
     out = []
     for candidate in running:
         if id(candidate) not in targets or candidate.converged or candidate.failure is not None:
             continue
-        target, started = targets[id(candidate)]
+        target, started, home = targets[id(candidate)]
         done = candidate.n_iter - started
         record = candidate.history[-1] if candidate.history else {}
         if done < 3 or not record.get("accepted", True) or "change" not in record:
             continue
-        if candidate.objective + max(record["change"], 0.0) * max(short_iter - done, 0) <= target:
+        if candidate.objective + max(record["change"], 0.0) * max(short_iter - done, 0) <= target or _back(
+            candidate.params, home
+        ):
             out.append(candidate)
     return out
+
+
+def _home(params: MixtureParams):
+    """What :func:`_back` compares a candidate with: the fit's means and, for each
+    component, the matrix that whitens its covariance."""
+    try:
+        return params.means, np.linalg.inv(np.linalg.cholesky(params.full_covariances))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _back(params: MixtureParams, home) -> bool:
+    """Whether every component of ``params`` is within :data:`RETURN_DISTANCE` standard
+    deviations (Mahalanobis, in the fit's component's metric) of a different component of the
+    fit (``home``, :func:`_home`): the candidate has come back to the fit's optimum, to which
+    EM from there converges."""
+    if home is None or params.means.shape != home[0].shape:
+        return False
+    means, whiten = home
+    z = np.einsum("lij,klj->kli", whiten, params.means[:, None, :] - means[None])
+    distance = np.sqrt((z * z).sum(-1))  # (candidate's component, fit's)
+    nearest = distance.argmin(1)
+    return len(set(nearest.tolist())) == len(nearest) and bool(distance.min(1).max() < RETURN_DISTANCE)
+
+
+def _counted(collapsed):
+    """``collapsed`` (or None) remembering its count of each parameters object it was given
+    (which it keeps, so that no other object takes its ``id``)."""
+    if collapsed is None:
+        return None
+    counts: dict = {}
+
+    def count(params) -> int:
+        if id(params) not in counts:
+            counts[id(params)] = params, collapsed(params)
+        return counts[id(params)][1]
+
+    return count
 
 
 def _collapsed(collapsed, state) -> int:
