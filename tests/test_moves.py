@@ -352,10 +352,14 @@ def test_swaps_leave_a_collapsed_fit_for_a_sound_one():
         assert fit.weights_.min() * len(X) > (20 if moves == "swap" else 0)
 
 
-def test_small_data_tries_more_rounds_of_swaps():
-    from streamem.engine.moves import PATIENCE, SMALL_PATIENCE, SMALL_ROWS, patience
+def test_small_data_with_few_rows_per_parameter_tries_more_rounds_of_swaps():
+    from streamem.engine.moves import PATIENCE, ROWS_PER_PARAMETER, SMALL_PATIENCE, SMALL_ROWS, patience
 
-    assert patience(150) == patience(SMALL_ROWS - 1) == SMALL_PATIENCE > PATIENCE == patience(SMALL_ROWS)
+    assert patience(150, 59) == SMALL_PATIENCE > PATIENCE  # iris, four full components
+    assert patience(SMALL_ROWS - 1, SMALL_ROWS) == SMALL_PATIENCE
+    assert patience(SMALL_ROWS, 10 * SMALL_ROWS) == PATIENCE  # many rows: a round costs a pass over them
+    assert patience(3000, 3000 // ROWS_PER_PARAMETER) == PATIENCE  # enough rows per parameter
+    assert patience(3000, 3000 // ROWS_PER_PARAMETER + 1) == SMALL_PATIENCE
 
 
 def test_a_short_run_back_at_its_fits_optimum_stops():

@@ -40,7 +40,7 @@ it replaces the fit only when its objective is higher — or, for a fit on a spu
 fewer collapsed components, whatever its objective: the fit leaves the singularity. Merge-and-split candidates depend on
 the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
 every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
-candidate (``SMALL_PATIENCE`` on fewer than ``SMALL_ROWS`` rows; or ``MAX_ROUNDS`` rounds).
+candidate (``SMALL_PATIENCE`` on small data with few rows per parameter; or ``MAX_ROUNDS`` rounds).
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ SWAP_CANDIDATES, SWAP_ROWS, MIN_SWAPS = 20, 100_000, 2
 #: a swap's new component has this many times the covariance of the component that
 #: explains its row best (a broad new component finds its cluster; a narrow one stays put)
 SWAP_SPREAD = 2.0
-#: a fit's moves stop after this many rounds in a row without a better candidate; on fewer
-#: than ``SMALL_ROWS`` rows, where a round costs milliseconds, after ``SMALL_PATIENCE``
-PATIENCE, SMALL_PATIENCE, SMALL_ROWS = 3, 10, 10_000
+#: a fit's moves stop after this many rounds in a row without a better candidate; after
+#: ``SMALL_PATIENCE`` on fewer than ``SMALL_ROWS`` rows (a round costs milliseconds) and
+#: fewer than ``ROWS_PER_PARAMETER`` of them per free parameter (many local optima)
+PATIENCE, SMALL_PATIENCE, SMALL_ROWS, ROWS_PER_PARAMETER = 3, 10, 10_000, 50
 #: rounds of moves at most
 MAX_ROUNDS = 30
 #: a short-run candidate whose every component is within this many standard deviations of
@@ -280,12 +281,17 @@ def swaps(params: MixtureParams, rows: np.ndarray, index: np.ndarray, rng: np.ra
     return out
 
 
-def patience(n_rows: int) -> int:
-    """Rounds in a row without a better candidate after which a fit's swaps stop on
-    ``n_rows`` rows: :data:`SMALL_PATIENCE` on fewer than :data:`SMALL_ROWS`, where many
-    local optima lie close together (few rows, many parameters) and a round costs little,
-    :data:`PATIENCE` otherwise."""
-    return SMALL_PATIENCE if n_rows < SMALL_ROWS else PATIENCE
+def patience(n_rows: int, n_parameters: int) -> int:
+    """Rounds in a row without a better candidate after which a fit's swaps stop, on
+    ``n_rows`` rows for a model of ``n_parameters`` free parameters: :data:`SMALL_PATIENCE`
+    on fewer than :data:`SMALL_ROWS` rows and fewer than :data:`ROWS_PER_PARAMETER` per
+    parameter, where many local optima lie close together and a round costs little (on the
+    catalogue of ``tests/benchmarks/bench_optima.py``, every fit that ten rounds took to the
+    best known optimum and three did not had fewer than 90 rows per parameter, and 47 of
+    52 fewer than 50), :data:`PATIENCE` otherwise."""
+    if n_rows < SMALL_ROWS and n_rows < ROWS_PER_PARAMETER * n_parameters:
+        return SMALL_PATIENCE
+    return PATIENCE
 
 
 def swap_count(n_rows: int) -> int:
@@ -365,8 +371,8 @@ def split_merge(
 
     active = [n for n in range(len(states)) if movable(n)]
     changed, fails = set(active), dict.fromkeys(active, 0)
-    n_swaps = 0 if seed is None else swap_count(data.X.shape[0])
-    rounds_without = patience(data.X.shape[0])
+    n_rows = data.X.shape[0]
+    n_swaps = 0 if seed is None else swap_count(n_rows)
     for round_ in range(max_rounds):
         if not active:
             break
@@ -437,7 +443,11 @@ def split_merge(
             fails[n] = 0 if n in winners else fails.get(n, 0) + 1
         changed = set(winners)
         # swaps are drawn anew each round; merge-and-split moves only change with the fit
-        again = [n for n in set(active) | changed if (fails[n] < rounds_without if n_swaps else n in changed)]
+        again = [
+            n
+            for n in set(active) | changed
+            if (fails[n] < patience(n_rows, states[n].params.n_parameters()) if n_swaps else n in changed)
+        ]
         active = sorted(n for n in again if movable(n))
     return states
 
