@@ -82,7 +82,8 @@ class GaussianMixture(BatchMixture):
         swaps (Zhao, Hautamäki, Kärkkäinen & Fränti 2012: a component chosen at random
         removed, a broad one put on a drawn row) run ``init_iter`` iterations, and the best
         goes on to convergence, kept only when its objective is higher; until three rounds
-        in a row (ten on fewer than 10,000 rows; 30 rounds at most) bring nothing better. ``"swap"``: both kinds;
+        in a row (ten on fewer than 10,000 rows with fewer than 50 per free parameter; 30
+        rounds at most) bring nothing better. ``"swap"``: both kinds;
         ``"split-merge"``: merge-and-split moves alone, until none helps (they need three
         components, swaps two); ``"auto"``: ``"swap"``, unless ``weights_init``,
         ``means_init`` and ``precisions_init`` are all given (EM from that start, as
