@@ -369,23 +369,22 @@ def test_a_short_run_back_at_its_fits_optimum_stops():
     different one of the fit's (EM from there returns to the fit's optimum). Before three
     iterations, or while still climbing fast and elsewhere, it goes on."""
     from streamem.engine.em import FitState
-    from streamem.engine.moves import RETURN_DISTANCE, _back, _home, _hopeless
+    from streamem.engine.moves import RETURN_DISTANCE, _back, _hopeless
 
     fit = MixtureParams.from_covariances(
         np.array([0.5, 0.5]), np.array([[0.0, 0.0], [10.0, 0.0]]), np.array([4.0, 1.0]), "spherical"
     )
-    home = _home(fit)
 
     def moved(shift, order=(0, 1)):
         means = fit.means[list(order)] + np.asarray(shift)
         return MixtureParams.from_covariances(fit.weights, means, np.array([4.0, 1.0])[list(order)], "spherical")
 
-    assert _back(moved(0.0), home) and _back(moved(0.0, order=(1, 0)), home)  # in any order
+    assert _back(moved(0.0), fit) and _back(moved(0.0, order=(1, 0)), fit)  # in any order
     # the distance is in each fit component's own standard deviations (2 and 1 here)
-    assert _back(moved([[1.9 * RETURN_DISTANCE, 0.0], [0.0, 0.0]]), home)
-    assert not _back(moved([[0.0, 0.0], [1.1 * RETURN_DISTANCE, 0.0]]), home)
+    assert _back(moved([[1.9 * RETURN_DISTANCE, 0.0], [0.0, 0.0]]), fit)
+    assert not _back(moved([[0.0, 0.0], [1.1 * RETURN_DISTANCE, 0.0]]), fit)
     two_on_one = MixtureParams.from_covariances(fit.weights, np.zeros((2, 2)), np.array([4.0, 4.0]), "spherical")
-    assert not _back(two_on_one, home)  # both near the same component of the fit
+    assert not _back(two_on_one, fit)  # both near the same component of the fit
 
     def candidate(params, objectives):
         history = [{"change": b - a, "accepted": True} for a, b in zip(objectives, objectives[1:])]
@@ -398,5 +397,5 @@ def test_a_short_run_back_at_its_fits_optimum_stops():
         "too early": candidate(moved(0.0), climbing[:3]),
         "below for good": candidate(moved([[3.0, 3.0], [0.0, 0.0]]), [-2.0, -1.99, -1.985, -1.984]),
     }
-    targets = {id(c): (-1.0, 0, home) for c in cases.values()}
+    targets = {id(c): (-1.0, 0, fit) for c in cases.values()}
     assert _hopeless(list(cases.values()), targets, short_iter=10) == [cases["back"], cases["below for good"]]

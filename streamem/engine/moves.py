@@ -417,8 +417,7 @@ def split_merge(
         else:
             # a candidate can win a fit on a spurious maximum by leaving it: none is hopeless there
             bars = {n: -np.inf if _collapsed(count, states[n]) else states[n].objective + gain for n in candidates}
-            homes = {n: _home(states[n].params) for n in candidates}
-            targets = {id(c): (bars[n], c.n_iter, homes[n]) for n, cell in candidates.items() for c in cell}
+            targets = {id(c): (bars[n], c.n_iter, states[n].params) for n, cell in candidates.items() for c in cell}
             run(flat, "short", settled=functools.partial(_hopeless, targets=targets, short_iter=short_iter))
         winners = {}
         for n, cell in candidates.items():
@@ -482,7 +481,7 @@ def _neighbour_offers(states: list, stats: dict, reg_covar: float, collapsed=Non
 def _hopeless(running: list, targets: dict, short_iter: int) -> list:
     """The short-run candidates that can no longer beat their fit (``targets``, by ``id``:
     the fit's objective plus the gain a move needs, the iteration the candidate started
-    from, and the fit's :func:`_home`), after three iterations from the move at least:
+    from, and the fit's parameters), after three iterations from the move at least:
 
     - its objective plus its last change for each iteration left of the short run stays at
       most that target (EM's changes shrink near a maximum; em-EM's starts stop by the same
@@ -497,37 +496,26 @@ def _hopeless(running: list, targets: dict, short_iter: int) -> list:
     for candidate in running:
         if id(candidate) not in targets or candidate.converged or candidate.failure is not None:
             continue
-        target, started, home = targets[id(candidate)]
+        target, started, fit = targets[id(candidate)]
         done = candidate.n_iter - started
         record = candidate.history[-1] if candidate.history else {}
         if done < 3 or not record.get("accepted", True) or "change" not in record:
             continue
         if candidate.objective + max(record["change"], 0.0) * max(short_iter - done, 0) <= target or _back(
-            candidate.params, home
+            candidate.params, fit
         ):
             out.append(candidate)
     return out
 
 
-def _home(params: MixtureParams):
-    """What :func:`_back` compares a candidate with: the fit's means and, for each
-    component, the matrix that whitens its covariance."""
-    try:
-        return params.means, np.linalg.inv(np.linalg.cholesky(params.full_covariances))
-    except np.linalg.LinAlgError:
-        return None
-
-
-def _back(params: MixtureParams, home) -> bool:
+def _back(params: MixtureParams, fit: MixtureParams) -> bool:
     """Whether every component of ``params`` is within :data:`RETURN_DISTANCE` standard
-    deviations (Mahalanobis, in the fit's component's metric) of a different component of the
-    fit (``home``, :func:`_home`): the candidate has come back to the fit's optimum, to which
-    EM from there converges."""
-    if home is None or params.means.shape != home[0].shape:
+    deviations (Mahalanobis, in the metric of the fit's component, :func:`_log_prob`) of a
+    different component of ``fit``: the candidate has come back to the fit's optimum, to
+    which EM from there converges."""
+    if params.means.shape != fit.means.shape:
         return False
-    means, whiten = home
-    z = np.einsum("lij,klj->kli", whiten, params.means[:, None, :] - means[None])
-    distance = np.sqrt((z * z).sum(-1))  # (candidate's component, fit's)
+    distance = np.sqrt(_log_prob(fit, params.means)[1].T)  # (candidate's component, fit's)
     nearest = distance.argmin(1)
     return len(set(nearest.tolist())) == len(nearest) and bool(distance.min(1).max() < RETURN_DISTANCE)
 
