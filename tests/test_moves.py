@@ -362,6 +362,33 @@ def test_small_data_with_few_rows_per_parameter_tries_more_rounds_of_swaps():
     assert patience(3000, 3000 // ROWS_PER_PARAMETER + 1) == SMALL_PATIENCE
 
 
+def test_starts_at_one_optimum_make_one_fits_moves():
+    """Of the ``n_init`` fits that EM took to the same optimum (in any component order),
+    only the first makes moves; a different optimum, another number of components or another
+    covariance type makes its own."""
+    from streamem.engine.em import FitState
+    from streamem.engine.moves import _distinct
+
+    def state(means, variances, covariance_type="spherical"):
+        K, variances = len(means), np.asarray(variances, dtype=float)
+        covariances = variances if covariance_type == "spherical" else np.repeat(variances[:, None], 2, axis=1)
+        return FitState(
+            MixtureParams.from_covariances(np.full(K, 1.0 / K), np.asarray(means, float), covariances, covariance_type)
+        )
+
+    one = [[0.0, 0.0], [10.0, 0.0]]
+    states = [
+        state(one, [4.0, 1.0]),
+        state(one[::-1], [1.0, 4.0]),  # the same optimum, components in the other order
+        state([[0.0, 3.0], [10.0, 0.0]], [4.0, 1.0]),  # another optimum
+        state(one, [4.0, 1.0]),
+        state([*one, [5.0, 5.0]], [4.0, 1.0, 1.0]),  # three components
+        state(one, [4.0, 1.0], "diag"),
+    ]
+    assert _distinct(states, list(range(len(states)))) == [0, 2, 4, 5]
+    assert _distinct(states, [1, 3]) == [1]
+
+
 def test_a_short_run_back_at_its_fits_optimum_stops():
     """A short-run candidate stops once it cannot beat its fit: its last change times the
     iterations left cannot lift it above the fit's objective plus the gain a move needs, or

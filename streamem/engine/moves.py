@@ -37,7 +37,9 @@ All candidates run EM in the same passes (every component free: in shared passes
 model climbs as cheaply as the three moved components would), the best is continued, and
 it replaces the fit only when its objective is higher — or, for a fit on a spurious maximum
 (a component collapsed onto a few rows, whose likelihood rises without bound), when it has
-fewer collapsed components, whatever its objective: the fit leaves the singularity. Merge-and-split candidates depend on
+fewer collapsed components, whatever its objective: the fit leaves the singularity. Fits at
+the optimum of an earlier fit (the ``n_init`` starts that EM took to one place) make no moves
+of their own (:func:`_distinct`). Merge-and-split candidates depend on
 the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
 every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
 candidate (``SMALL_PATIENCE`` on small data with few rows per parameter; or ``MAX_ROUNDS`` rounds).
@@ -369,7 +371,7 @@ def split_merge(
             states[n].converged and states[n].failure is None and (table or states[n].params.n_components >= smallest)
         )
 
-    active = [n for n in range(len(states)) if movable(n)]
+    active = _distinct(states, [n for n in range(len(states)) if movable(n)])
     changed, fails = set(active), dict.fromkeys(active, 0)
     n_rows = data.X.shape[0]
     n_swaps = 0 if seed is None else swap_count(n_rows)
@@ -447,8 +449,22 @@ def split_merge(
             for n in set(active) | changed
             if (fails[n] < patience(n_rows, states[n].params.n_parameters()) if n_swaps else n in changed)
         ]
-        active = sorted(n for n in again if movable(n))
+        active = _distinct(states, sorted(n for n in again if movable(n)))
     return states
+
+
+def _distinct(states: list, indices: list[int]) -> list[int]:
+    """``indices`` (of ``states``) without the states at the optimum of an earlier one of
+    their cell (:func:`_back`): the starts of ``n_init`` that EM took to the same optimum
+    would each make a fit's moves, at a fit's cost, from one place."""
+    kept: list[int] = []
+    for n in indices:
+        params = states[n].params
+        if not any(
+            states[m].params.covariance_type == params.covariance_type and _back(params, states[m].params) for m in kept
+        ):
+            kept.append(n)
+    return kept
 
 
 _MOVE_NAMES = {"moved": "split-and-merge move", "swapped": "random swap", "neighbour": "a neighbour's solution"}
