@@ -190,6 +190,22 @@ def test_a_collapsed_component_is_spurious():
     assert not _two_components(np.eye(2), second_weight=0.007).collapsed(1000) > 0
 
 
+def test_a_thin_component_of_few_rows_beside_tight_ones_is_spurious():
+    """Beside tight components the pooled variance is small too: a component of a few rows
+    close to a line is measured against the mixture's total variance (the data's)."""
+
+    def params(weights):
+        means = np.array([[0.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
+        covariances = np.stack([1e-2 * np.eye(2), 1e-2 * np.eye(2), np.diag([1e-2, 2e-5])])
+        return MixtureParams.from_covariances(np.asarray(weights), means, covariances, "full")
+
+    # 10.5 of 150 rows (at least 2 (D + 1), fewer than 4 (D + 1); a weight above 5%), with a
+    # variance 2e-3 times the pooled and 1e-5 times the total in its thin direction
+    assert params([0.45, 0.48, 0.07]).collapsed(150) == 1
+    assert params([0.4, 0.3, 0.3]).collapsed(150) == 0  # 45 rows: a real mass
+    assert params([0.45, 0.48, 0.07]).collapsed(1500) == 0  # 105 rows
+
+
 def test_a_collapsed_candidate_loses_to_a_lower_sound_one():
     from streamem.engine.em import FitState, best_cells
 

@@ -19,10 +19,19 @@ __all__ = ["CollapsedComponentWarning", "InitialParameters", "MixtureParams", "N
 
 EPS = float(np.finfo(np.float64).eps)
 #: a small component whose variance in some direction is below this share of the components'
-#: pooled variance in that direction has collapsed (:meth:`MixtureParams.collapsed`)
+#: pooled variance, or of the mixture's total variance, in that direction has collapsed
+#: (:meth:`MixtureParams.collapsed`)
 SPURIOUS_SQUEEZE = 1e-3
 #: a component of a weight below this is small
 SPURIOUS_WEIGHT = 0.05
+
+
+def _squeeze(covariances: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each covariance's (``(K, D, D)``) smallest variance in any direction over the
+    ``reference`` covariance's in that direction: its smallest eigenvalue in the coordinates
+    that whiten ``reference`` (:class:`numpy.linalg.LinAlgError` if it is singular)."""
+    white = np.linalg.inv(np.linalg.cholesky(reference))
+    return np.linalg.eigvalsh(white @ covariances @ white.T)[:, 0]
 
 
 class CollapsedComponentWarning(UserWarning):
@@ -172,7 +181,14 @@ class MixtureParams:
           covariance in the coordinates that whiten their weighted mean), and it is small
           (a weight below :data:`SPURIOUS_WEIGHT`: a small weight and a small variance) or
           its own smallest variance is ``reg_covar``'s floor (below twice it: its rows
-          share a value in some direction, as rounded data's do).
+          share a value in some direction, as rounded data's do);
+        - or its variance in some direction is below :data:`SPURIOUS_SQUEEZE` times the
+          mixture's total variance in that direction (the data's, at a fixed point of EM),
+          and its weight gives it fewer than four times the rows its covariance needs: beside
+          many tight components the pooled variance is small too, and a component of a few
+          rows that lie close to a line or plane (rounded data again) passes the rule above
+          (iris, eight full components: 13 rows, 2e-4 times the data's variance in some
+          direction, 7e-3 times the pooled).
         """
         K, D = self.means.shape
         needed = 2 * {"full": D + 1, "tied": 1}.get(self.covariance_type, 2)
@@ -181,15 +197,16 @@ class MixtureParams:
             return int(few.sum())
         full = self.full_covariances
         pooled = np.einsum("k,kij->ij", self.weights, full)
+        centred = self.means - self.weights @ self.means
+        total = pooled + np.einsum("k,ki,kj->ij", self.weights, centred, centred)
         try:
-            white = np.linalg.inv(np.linalg.cholesky(pooled))
+            squeezed, thin = (_squeeze(full, reference) < SPURIOUS_SQUEEZE for reference in (pooled, total))
         except np.linalg.LinAlgError:
             return int(few.sum())
-        values, vectors = np.linalg.eigh(white @ full @ white.T)
-        squeezed = values[:, 0] < SPURIOUS_SQUEEZE
         # the component's own smallest variance, in the data's coordinates
         floored = np.linalg.eigvalsh(full)[:, 0] < 2.0 * reg_covar
-        return int((few | (squeezed & ((self.weights < SPURIOUS_WEIGHT) | floored))).sum())
+        small = self.weights < SPURIOUS_WEIGHT
+        return int((few | (squeezed & (small | floored)) | (thin & (self.weights * n_rows < 2 * needed))).sum())
 
     def n_parameters(self) -> int:
         """Number of free parameters (for BIC and AIC)."""
