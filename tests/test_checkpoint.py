@@ -45,6 +45,7 @@ def fit_command(data, checkpoint, out):
     ]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_sigkill_and_resume_equals_an_uninterrupted_fit(tmp_path):
     data = tmp_path / "points.zarr"

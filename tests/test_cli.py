@@ -296,6 +296,7 @@ def run_on_terminal(*args, env=None, timeout=300):
     return result.returncode, drawn.decode()
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 @pytest.mark.parametrize("workers", [None, 2], ids=["threads", "two-worker-processes"])
 def test_fit_draws_a_bar_over_the_chunks_of_each_pass_on_a_terminal(workdir, tmp_path, workers):

@@ -46,6 +46,7 @@ def test_scheduler_address_runs_the_fit_there(tmp_path, blobs):
     np.testing.assert_allclose(remote.means_, local.means_, rtol=1e-10)
 
 
+@pytest.mark.long
 def test_worker_killed_mid_fit(tmp_path):
     from distributed import Client, LocalCluster
 
@@ -89,6 +90,7 @@ def test_worker_killed_mid_fit(tmp_path):
         np.testing.assert_array_equal(getattr(model, name), getattr(reference, name), err_msg=name)
 
 
+@pytest.mark.long
 def test_larger_than_worker_memory_is_read_at_every_pass(tmp_path, caplog):
     from distributed import Client
 
@@ -167,6 +169,7 @@ def _start_cluster(tmp_path):
     return address, scheduler, worker
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(("how", "error"), [("stop", TimeoutError), ("kill", ConnectionError)])
 def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
     address, scheduler, worker = _start_cluster(tmp_path)
@@ -250,6 +253,7 @@ def test_chunks_anywhere_on_the_workers_give_the_bits_of_threads(monkeypatch):
             np.testing.assert_array_equal(getattr(model, name), getattr(local, name), err_msg=f"{where}: {name}")
 
 
+@pytest.mark.long
 def test_the_same_chunking_gives_the_same_bits_on_any_scheduler(tmp_path):
     """A pass's statistics are added on one binary tree over the chunks, whatever tasks the
     chunks are grouped into and whichever worker runs them: threads and worker processes in

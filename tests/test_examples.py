@@ -47,6 +47,7 @@ def test_choose_k_by_bic(run, tmp_path):
     assert (tmp_path / "bic.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.long
 def test_real_data_versus_sklearn(run, tmp_path):
     out = run("real_data_versus_sklearn.py", "--n-init", 1, cwd=tmp_path)
     difference = float(out.split("relative difference of the means")[1].split(",")[0])

@@ -134,6 +134,7 @@ def hidden_keys() -> list[str]:
 
 
 # ------------------------------------------------------------------- retried faults
+@pytest.mark.long
 def test_transient_faults_while_a_fit_reads_are_retried_and_change_nothing(proxy, data, reference):
     faults = [
         proxy.inject(action, method="GET", path=CHUNKS, times=times, seconds=0.5)

@@ -49,8 +49,8 @@ from pathlib import Path
 
 import pytest
 
-#: scikit-learn's suites run in a subprocess of their own, about 35 s
-pytestmark = pytest.mark.slow
+#: scikit-learn's suites run in a subprocess of their own, about 90 s
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 SUITES = ("test_gaussian_mixture.py", "test_bayesian_mixture.py", "test_mixture.py")
 ESTIMATORS = ("GaussianMixture", "BayesianGaussianMixture")

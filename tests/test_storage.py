@@ -79,6 +79,7 @@ def test_parse_storage_options():
         parse_storage_options(["novalue"])
 
 
+@pytest.mark.long
 def test_cli_make_data_fit_predict_score_info_against_the_bucket(s3_server):
     assert (
         cli(

@@ -109,6 +109,7 @@ def _uninterrupted_and_killed(url, tmp_path, seed, *extra):
     return streamem.load(tmp_path / "reference.zarr"), streamem.load(tmp_path / "killed.zarr")
 
 
+@pytest.mark.long
 def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
     import redis
 
@@ -124,6 +125,7 @@ def test_sigkill_and_resume_exactly_once_with_redis(redis_server, tmp_path):
     assert client.xlen("points:dlq") >= 2  # the malformed entry, once per group (never looped)
 
 
+@pytest.mark.long
 def test_sigkill_and_resume_exactly_once_with_the_variational_model(redis_server, tmp_path):
     import redis
 
@@ -140,6 +142,7 @@ def test_sigkill_and_resume_exactly_once_with_the_variational_model(redis_server
     assert client.xpending("points", "killed")["pending"] == 0
 
 
+@pytest.mark.long
 def test_sigkill_and_resume_exactly_once_with_the_t_mixture(redis_server, tmp_path):
     # the command line finds the t mixture by its registered name (it has partial_fit), and
     # its running statistics resume from a checkpoint as the other stream models' do
@@ -158,6 +161,7 @@ def test_sigkill_and_resume_exactly_once_with_the_t_mixture(redis_server, tmp_pa
     assert client.xpending("points", "killed")["pending"] == 0
 
 
+@pytest.mark.long
 def test_sigkill_and_resume_exactly_once_with_nats(nats_server, tmp_path):
     import nats
 
