@@ -387,6 +387,9 @@ def test_starts_at_one_optimum_make_one_fits_moves():
     ]
     assert _distinct(states, list(range(len(states)))) == [0, 2, 4, 5]
     assert _distinct(states, [1, 3]) == [1]
+    # of one optimum, the state of the highest objective (its cell's lead) is kept
+    states[3].objective = 1e-9
+    assert _distinct(states, list(range(len(states)))) == [2, 3, 4, 5]
 
 
 def test_a_short_run_back_at_its_fits_optimum_stops():

@@ -58,7 +58,7 @@ from streamem.core.moments import Moments
 from streamem.core.params import MixtureParams
 from streamem.core.stats import add_lists, iter_blocks
 from streamem.core.validation import check_finite
-from streamem.engine.em import FitState, best_by_cell, best_of
+from streamem.engine.em import FitState, best_by_cell, best_of, first_best
 from streamem.engine.starts import priority_chunk, slots
 
 __all__ = [
@@ -454,17 +454,24 @@ def split_merge(
 
 
 def _distinct(states: list, indices: list[int]) -> list[int]:
-    """``indices`` (of ``states``) without the states at the optimum of an earlier one of
-    their cell (:func:`_back`): the starts of ``n_init`` that EM took to the same optimum
-    would each make a fit's moves, at a fit's cost, from one place."""
+    """``indices`` (of ``states``, in order) with one state of each optimum of a cell
+    (:func:`_back`), the one :func:`~streamem.engine.em.first_best` prefers, so that a cell's
+    lead (:func:`~streamem.engine.em.best_by_cell`) stays: the starts of ``n_init`` that EM
+    took to the same optimum would each make a fit's moves, at a fit's cost, from one place."""
     kept: list[int] = []
-    for n in indices:
-        params = states[n].params
-        if not any(
-            states[m].params.covariance_type == params.covariance_type and _back(params, states[m].params) for m in kept
-        ):
-            kept.append(n)
-    return kept
+    left = list(indices)
+    while left:
+        best = first_best([states[n] for n in left])
+        n = next(n for n in left if states[n] is best)
+        kept.append(n)
+        params = best.params
+        left = [
+            m
+            for m in left
+            if m != n
+            and not (states[m].params.covariance_type == params.covariance_type and _back(states[m].params, params))
+        ]
+    return sorted(kept)
 
 
 _MOVE_NAMES = {"moved": "split-and-merge move", "swapped": "random swap", "neighbour": "a neighbour's solution"}
