@@ -364,8 +364,8 @@ def test_small_data_with_few_rows_per_parameter_tries_more_rounds_of_swaps():
 
 def test_starts_at_one_optimum_make_one_fits_moves():
     """Of the ``n_init`` fits that EM took to the same optimum (in any component order),
-    only the first makes moves; a different optimum, another number of components or another
-    covariance type makes its own."""
+    only the one of the highest objective makes moves (the first, of equal ones); a different
+    optimum, another number of components or another covariance type makes its own."""
     from streamem.engine.em import FitState
     from streamem.engine.moves import _distinct
 

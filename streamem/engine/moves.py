@@ -37,9 +37,9 @@ All candidates run EM in the same passes (every component free: in shared passes
 model climbs as cheaply as the three moved components would), the best is continued, and
 it replaces the fit only when its objective is higher — or, for a fit on a spurious maximum
 (a component collapsed onto a few rows, whose likelihood rises without bound), when it has
-fewer collapsed components, whatever its objective: the fit leaves the singularity. Fits at
-the optimum of an earlier fit (the ``n_init`` starts that EM took to one place) make no moves
-of their own (:func:`_distinct`). Merge-and-split candidates depend on
+fewer collapsed components, whatever its objective: the fit leaves the singularity. Of the fits
+at one optimum (the ``n_init`` starts that EM took to one place), only the best makes moves
+(:func:`_distinct`). Merge-and-split candidates depend on
 the fit alone, so they are proposed again only after a fit changed; swaps are drawn anew
 every round, and a fit's moves stop after ``PATIENCE`` rounds in a row without a better
 candidate (``SMALL_PATIENCE`` on small data with few rows per parameter; or ``MAX_ROUNDS`` rounds).
