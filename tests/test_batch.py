@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 
@@ -456,3 +457,29 @@ def test_pipeline_and_grid_search(blobs):
     pipe = make_pipeline(StandardScaler(), streamem.GaussianMixture(random_state=0))
     search = GridSearchCV(pipe, {"gaussianmixture__n_components": [1, 3]}, cv=2).fit(X)
     assert search.best_params_["gaussianmixture__n_components"] == 3
+
+
+def test_blas_threads_per_task_never_more_than_set_and_one_on_small_tasks():
+    """``blas_per_task`` shares the cores among a pass's chunk tasks: one BLAS thread for a
+    small task (OpenBLAS's threads spin waiting for each other over the M-step's small
+    triangular solves), and never more threads than BLAS had (on two cores a fit over one
+    chunk once raised a user's ``OPENBLAS_NUM_THREADS=1`` to two)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from streamem.engine.rows import SMALL_TASK_VALUES, blas_per_task
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    if not blas_threads():
+        pytest.skip("no BLAS library that threadpoolctl controls")
+    with threadpool_limits(limits=2, user_api="blas"):
+        with blas_per_task(1, SMALL_TASK_VALUES - 1):
+            assert blas_threads() == {1}
+        with blas_per_task(2, 2 * SMALL_TASK_VALUES):
+            assert blas_threads() == {max(1, min(2, (os.cpu_count() or 1) // 2))}
+        assert blas_threads() == {2}
+    with threadpool_limits(limits=1, user_api="blas"):
+        with blas_per_task(1, 100 * SMALL_TASK_VALUES):
+            assert blas_threads() == {1}
+        assert blas_threads() == {1}

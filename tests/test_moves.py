@@ -5,6 +5,7 @@ passes."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import dask.array as da
@@ -316,7 +317,8 @@ def test_a_move_leaves_a_spurious_maximum_and_never_lands_in_one():
 def test_a_fit_on_a_spurious_maximum_leaves_it():
     """Seven full components on iris (150 rows, rounded to 0.1 cm), seed 2: EM from the
     default start ends with a component on 4 rows, fewer than the 10 its covariance needs;
-    the swaps leave that spurious maximum for a fit without one, of a lower likelihood."""
+    the swaps leave that spurious maximum for a fit without one, of a lower likelihood
+    (with short runs of 10 iterations; of 30, they find a sound fit of a higher one)."""
     from sklearn.datasets import load_iris
 
     X = load_iris().data
@@ -324,7 +326,7 @@ def test_a_fit_on_a_spurious_maximum_leaves_it():
     for moves in (None, "swap"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fits[moves] = fit = streamem.GaussianMixture(7, random_state=2, moves=moves).fit(X)
+            fits[moves] = fit = streamem.GaussianMixture(7, random_state=2, moves=moves, init_iter=10).fit(X)
         params = MixtureParams.from_covariances(fit.weights_, fit.means_, fit.covariances_, "full")
         collapsed = params.collapsed(len(X), fit.reg_covar)
         assert collapsed == (1 if moves is None else 0), moves
@@ -335,14 +337,14 @@ def test_a_fit_on_a_spurious_maximum_leaves_it():
 
 def test_swaps_leave_a_collapsed_fit_for_a_sound_one():
     """Four full components on the 13 standardised wine features (178 rows): the fit of
-    seed 4 without swaps keeps a component on fewer than the 28 rows its covariance needs;
-    the swaps leave it, for a fit without one, rather than for likelier spurious maxima
-    (a component on 8 rows, 0.7 nats per row higher)."""
+    seed 4 without swaps (and short runs of 10 iterations) keeps a component on fewer than
+    the 28 rows its covariance needs; the swaps leave it, for a fit without one, rather
+    than for likelier spurious maxima (a component on 8 rows, 0.7 nats per row higher)."""
     from sklearn.datasets import load_wine
 
     X = load_wine().data
     X = (X - X.mean(0)) / X.std(0)
-    common = dict(covariance_type="full", random_state=4)
+    common = dict(covariance_type="full", random_state=4, init_iter=10)
     for moves, expected in (("split-merge", 1), ("swap", 0)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -360,6 +362,26 @@ def test_small_data_with_few_rows_per_parameter_tries_more_rounds_of_swaps():
     assert patience(SMALL_ROWS, 10 * SMALL_ROWS) == PATIENCE  # many rows: a round costs a pass over them
     assert patience(3000, 3000 // ROWS_PER_PARAMETER) == PATIENCE  # enough rows per parameter
     assert patience(3000, 3000 // ROWS_PER_PARAMETER + 1) == SMALL_PATIENCE
+
+
+def test_init_iter_auto_runs_longer_short_runs_on_crowded_data(caplog):
+    """``init_iter="auto"``: 30 iterations for every start's and move's short run where the
+    rows are crowded with local optima (few rows per parameter, a round costing
+    milliseconds), 10 elsewhere; the same fit as the number given."""
+    from streamem.engine.moves import crowded
+
+    rng = np.random.default_rng(0)
+    n_parameters = 3 * (2 + 3) + 2  # three full components in 2-D
+    few, many = rng.normal(size=(300, 2)), rng.normal(size=(3000, 2))
+    assert crowded(len(few), n_parameters) and not crowded(len(many), n_parameters)
+    for X, expected in ((few, 30), (many, 10)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="streamem"):
+            auto = streamem.GaussianMixture(3, random_state=0).fit(X)
+        assert f"starts after {expected} iterations" in caplog.text
+        same = streamem.GaussianMixture(3, init_iter=expected, random_state=0).fit(X)
+        np.testing.assert_array_equal(auto.means_, same.means_)
+        assert auto.n_passes_ == same.n_passes_
 
 
 def test_starts_at_one_optimum_make_one_fits_moves():

@@ -12,7 +12,7 @@ import sys
 
 import dask
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from streamem.core.kernels import responsibilities_inplace
 from streamem.core.params import MixtureParams
@@ -162,18 +162,30 @@ def _block_output_missing(X, params, output, shift, nan_rows):
     return out
 
 
+#: a chunk task of fewer values than this (1 MiB of float64) runs BLAS on one thread: its
+#: products and the M-step's small triangular solves gain nothing from more, and OpenBLAS's
+#: threads spin waiting for each other (several times slower when another process is busy)
+SMALL_TASK_VALUES = 1 << 17
+
+
 @contextlib.contextmanager
-def blas_per_task(n_chunks: int):
+def blas_per_task(n_chunks: int, n_values: float | None = None):
     """On the local threaded scheduler, give each concurrent chunk task its share of BLAS threads.
 
     Several tasks each running a multi-threaded GEMM oversubscribe the cores; one BLAS
-    thread per task is markedly faster. Other schedulers (a distributed cluster) run the
-    tasks in other processes and are left alone.
+    thread per task is markedly faster, and one thread too when the tasks are small (fewer
+    than :data:`SMALL_TASK_VALUES` of the ``n_values`` each). Never more threads than BLAS
+    had (a user's ``OPENBLAS_NUM_THREADS=1`` holds). Other schedulers (a distributed
+    cluster) run the tasks in other processes and are left alone.
     """
     local = dask.config.get("scheduler", None) is None and "distributed" not in sys.modules
     if not local and dask.base.get_scheduler() not in (None, dask.threaded.get):
         yield
         return
-    n_cores = os.cpu_count() or 1
-    with threadpool_limits(limits=max(1, n_cores // max(n_chunks, 1)), user_api="blas"):
+    n_chunks = max(n_chunks, 1)
+    share = (os.cpu_count() or 1) // n_chunks
+    if n_values is not None and n_values / n_chunks < SMALL_TASK_VALUES:  # (False for an unknown size, NaN)
+        share = 1
+    had = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    with threadpool_limits(limits=max(1, min(share, *had)), user_api="blas"):
         yield

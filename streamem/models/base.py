@@ -79,7 +79,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         "tol": [Interval(Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "init_iter": [Interval(Integral, 0, None, closed="left"), None],
+        "init_iter": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"}), None],
         "init_params": [StrOptions(set(INIT_METHODS))],
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
@@ -371,7 +371,7 @@ class MixtureBase(DensityMixin, BaseEstimator):
         dtype = output.dtype(data.dtype)
         out = apply_blocks(data, block_output, params, output, missing, dtype=dtype, n_columns=n_columns)
         if not lazy:
-            with blas_per_task(out.numblocks[0]):
+            with blas_per_task(out.numblocks[0], data.size):
                 out = out.compute()
         if formats.is_xarray(X):  # back over the input's sample dimensions, with their coordinates
             return formats.like_samples(out, formats.xarray_samples(X, self._feature_dim(X))[1], output.name)

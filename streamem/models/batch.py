@@ -30,7 +30,7 @@ from streamem.engine.accelerate import ACCELERATIONS, STOPPING_RULES, resolve_st
 from streamem.engine.cluster import connected, memory_capacity
 from streamem.engine.em import FitState, GaussianModel, best_cells, best_of, run_em
 from streamem.engine.job import FitJob, feature_scaling
-from streamem.engine.moves import split_merge
+from streamem.engine.moves import crowded, split_merge
 from streamem.engine.passes import ChunkedData, distributed_client, from_numpy, persist
 from streamem.engine.rows import blas_per_task
 from streamem.engine.starts import data_box, initial_states, labelled_start, priority_sample, with_noise
@@ -41,6 +41,9 @@ __all__ = ["BatchMixture", "set_fitted"]
 logger = logging.getLogger(__name__)
 #: iterations of each split-and-merge candidate before the best is chosen, when ``init_iter`` is None
 SHORT_RUN = 10
+#: ``init_iter="auto"``: the iterations of every start's and every move's short run, on data
+#: crowded with local optima (:func:`~streamem.engine.moves.crowded`) and otherwise
+CROWDED_INIT_ITER, INIT_ITER = 30, 10
 #: EM iterations of the sample's fit at most, and its convergence threshold at the finest
 EXPLORE_MAX_ITER = 100
 EXPLORE_TOL = 1e-3
@@ -299,7 +302,7 @@ class BatchMixture(MixtureBase):
         """Initialise (from ``job.starting``) or resume from the job's checkpoint, and run EM;
         the candidates, the shift and the fit's passes over the data (a resumed fit's before
         the checkpoint too)."""
-        with blas_per_task(job.chunked.n_chunks):
+        with blas_per_task(job.chunked.n_chunks, job.chunked.X.size):
             if job.saved is not None:
                 if job.saved[1].get("fingerprint") != job.fingerprint:
                     raise ValueError(
@@ -448,21 +451,20 @@ class BatchMixture(MixtureBase):
             run_em(chunked, runs, max_iter=min(1, max_iter), **settings)
             runs[:] = list(best_cells(runs, collapsed).values())
             self._save_checkpoint(runs, shift, max(run.n_iter for run in runs), job)
-        if self.init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
+        init_iter = self._init_iter(chunked, runs)
+        if init_iter is not None and n_starts > 1 and len(runs) == n_cells * self.n_init * n_starts:
             # em-EM: every start's short run in the same passes, then the best of each
             # initialisation (n_starts consecutive candidates) goes on
-            choose = self.init_iter < max_iter  # (otherwise a resumed fit with more iterations goes on)
-            settled = functools.partial(_settled, n_starts=n_starts, init_iter=self.init_iter, collapsed=collapsed)
-            run_em(
-                chunked, runs, max_iter=min(self.init_iter, max_iter), **settings, settled=settled if choose else None
-            )
+            choose = init_iter < max_iter  # (otherwise a resumed fit with more iterations goes on)
+            settled = functools.partial(_settled, n_starts=n_starts, init_iter=init_iter, collapsed=collapsed)
+            run_em(chunked, runs, max_iter=min(init_iter, max_iter), **settings, settled=settled if choose else None)
             if choose:
                 groups = [runs[i : i + n_starts] for i in range(0, len(runs), n_starts)]
                 kept = [best_of(group, collapsed) for group in groups]
                 logger.info(
                     "kept the best of %d starts after %d iterations: %s",
                     n_starts,
-                    self.init_iter,
+                    init_iter,
                     ", ".join(f"{r.objective:.6g}" for r in kept),
                 )
                 runs[:] = kept
@@ -474,6 +476,16 @@ class BatchMixture(MixtureBase):
 
     #: the estimator offers split-and-merge moves (``moves``; False: a model with moves of its own)
     _offers_split_merge = True
+
+    def _init_iter(self, chunked: ChunkedData, runs: list[FitState]) -> int | None:
+        """The iterations of a start's or a move's short run: ``init_iter``, or with
+        ``"auto"`` :data:`CROWDED_INIT_ITER` where the rows are crowded with local optima for
+        the largest of the candidates' models (:func:`~streamem.engine.moves.crowded`) and
+        :data:`INIT_ITER` otherwise."""
+        if self.init_iter != "auto":
+            return self.init_iter
+        n_parameters = max(run.params.n_parameters() for run in runs)
+        return CROWDED_INIT_ITER if crowded(chunked.X.shape[0], n_parameters) else INIT_ITER
 
     def _split_merge_on(self, job: FitJob, runs: list[FitState]) -> bool:
         """Whether the fit makes split-and-merge moves: ``moves`` asks for them, and nothing
@@ -494,7 +506,8 @@ class BatchMixture(MixtureBase):
         offered its neighbours' solutions too, split or merged to its K, in the same rounds
         (``table`` of :func:`~streamem.engine.moves.split_merge`)."""
         chunked = job.chunked
-        short = SHORT_RUN if self.init_iter is None else max(self.init_iter, 1)
+        init_iter = self._init_iter(chunked, runs)
+        short = SHORT_RUN if init_iter is None else max(init_iter, 1)
 
         def run(candidates, phase, settled=None):
             limit = max(c.n_iter for c in candidates) + (short if phase == "short" else job.max_iter(self))
@@ -524,7 +537,7 @@ class BatchMixture(MixtureBase):
         self._check_n_samples(len(data))
         initial = self._check_initial_parameters(data.shape[1])
         job = FitJob.in_memory(data, weights, initial, check_random_state(self.random_state), warm_up=True)
-        with blas_per_task(job.chunked.n_chunks):
+        with blas_per_task(job.chunked.n_chunks, job.chunked.X.size):
             runs, shift = self._initial_runs(job)
             model = self._run_em(job, runs, shift)
         (best,) = best_cells(runs, self._collapse_test(job.chunked)).values()

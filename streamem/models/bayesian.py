@@ -909,7 +909,7 @@ class BayesianGaussianMixture(Stepwise, BatchMixture):
             self.missing == "marginalize",
         )
         chunked = ChunkedData(data, weights)
-        with blas_per_task(chunked.n_chunks):
+        with blas_per_task(chunked.n_chunks, chunked.X.size):
             (stats,) = model.estep(chunked, [posterior])
         return float((stats.loglik - model.kl_divergence(posterior)) / stats.weight)
 

@@ -67,11 +67,15 @@ class GaussianMixture(BatchMixture):
         same means, as when Lloyd's iterations take two k-means‖ starts to one partition)
         is replaced by random responsibilities. ``n_init=k`` holds ``n_init=1``'s starts
         among its own, so more initialisations never end lower. 1: one k-means‖ start.
-    init_iter : int or None, default=10
-        Iterations of every start before the best is chosen; None runs every start to
-        convergence and keeps the best. Once the best has converged, a start whose
-        objective plus its last change for each iteration it has left stays below the
-        best's stops there (it would end below it as EM's changes shrink): on
+    init_iter : int, "auto" or None, default="auto"
+        Iterations of every start before the best is chosen, and of every move's short run;
+        None runs every start to convergence and keeps the best (and moves 10 iterations).
+        ``"auto"``: 30 on data crowded with local optima, where a pass costs milliseconds
+        (fewer than 10,000 rows, or rows of the sample the search runs on, and fewer than
+        100 per free parameter of the largest model fitted:
+        :func:`streamem.engine.moves.crowded`), 10 otherwise. Once the best has converged,
+        a start whose objective plus its last change for each iteration it has left stays
+        below the best's stops there (it would end below it as EM's changes shrink): on
         well-separated clusters the short runs end with the best's convergence.
     moves : {"auto", "swap", "split-merge"} or None, default="auto"
         After convergence, moves that leave the local optimum EM stopped at
@@ -82,7 +86,7 @@ class GaussianMixture(BatchMixture):
         swaps (Zhao, Hautamäki, Kärkkäinen & Fränti 2012: a component chosen at random
         removed, a broad one put on a drawn row) run ``init_iter`` iterations, and the best
         goes on to convergence, kept only when its objective is higher; until three rounds
-        in a row (ten on fewer than 10,000 rows with fewer than 50 per free parameter; 30
+        in a row (ten on fewer than 10,000 rows with fewer than 100 per free parameter; 30
         rounds at most) bring nothing better. ``"swap"``: both kinds;
         ``"split-merge"``: merge-and-split moves alone, until none helps (they need three
         components, swaps two); ``"auto"``: ``"swap"``, unless ``weights_init``,
@@ -290,7 +294,7 @@ class GaussianMixture(BatchMixture):
         max_iter=100,
         n_init=1,
         n_starts=10,
-        init_iter=10,
+        init_iter="auto",
         init_params="auto",
         weights_init=None,
         means_init=None,

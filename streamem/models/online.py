@@ -458,7 +458,7 @@ class OnlineGaussianMixture(Stepwise, MixtureBase):
         rows = from_numpy(data)
         chunked = ChunkedData(rows, None if weights is None else da.from_array(weights, chunks=(rows.chunks[0],)))
         missing = self.missing == "marginalize"
-        with blas_per_task(chunked.n_chunks):
+        with blas_per_task(chunked.n_chunks, chunked.X.size):
             states, centre = initial_states(
                 chunked,
                 initial,

@@ -387,7 +387,7 @@ class StudentTMixture(Stepwise, BatchMixture):
         max_iter=100,
         n_init=1,
         n_starts=1,
-        init_iter=10,
+        init_iter="auto",
         init_params="auto",
         degrees_of_freedom=None,
         degrees_of_freedom_init=10.0,

@@ -15,6 +15,7 @@ collected by the test run)::
     nice -n 19 python tests/benchmarks/bench_optima.py --select  # the model table's choice per seed
     nice -n 19 python tests/benchmarks/bench_optima.py --workloads W1,W3  # out of core: passes, s per pass
     nice -n 19 python tests/benchmarks/bench_optima.py --saddle  # the overlapping mixture at 200,000 rows
+    nice -n 19 python tests/benchmarks/bench_optima.py --misses results.json --params '{"n_init": 3}'
 
 **Catalogue** (:data:`CATALOGUE`, each with the four covariance types): scikit-learn's iris
 (K=2-9), wine (standardised, 2-7), breast cancer (standardised, 2-4) and digits (pixels / 16)
@@ -408,6 +409,29 @@ def share(names, types, seeds, cache, out, tools=tuple(TOOLS)):
     summary(rows, tools)
 
 
+def misses(path, cache, tool="streamem"):
+    """The fits that an earlier ``--out`` file records below the best known optimum (not
+    reached and not degenerate), again with the tool's parameters (``--params``): how many
+    reach it now, and their median seconds then and now."""
+    with open(path) as f:
+        rows = [r for r in json.load(f) if r["tool"] == tool and not r["reached"] and r["degenerate"] is False]
+    X = overlapping(500, 2, 2, 3.0, "full", 0)
+    default_fit(tool, X, 2, "full", 0)  # the first fit of a process is not timed
+    data, reached, seconds = {}, 0, []
+    for r in rows:
+        if r["dataset"] not in data:
+            data[r["dataset"]] = CATALOGUE[r["dataset"]][0]()
+        fit = default_fit(tool, data[r["dataset"]], r["K"], r["covariance_type"], r["seed"])
+        best = cache[r["dataset"], r["K"], r["covariance_type"]]["best"]
+        reached += fit["score"] is not None and best - fit["score"] <= REACHED and not fit["degenerate"]
+        seconds.append(fit["seconds"])
+    print(
+        f"{tool} {json.dumps(TOOLS[tool])}: {reached} of the {len(rows)} fits below the best known optimum in "
+        f"{path} reach it; median s {_median([r['seconds'] for r in rows], '{:.2f}')} then, "
+        f"{_median(seconds, '{:.2f}')} now"
+    )
+
+
 def summary(rows, tools=tuple(TOOLS)):
     print("\ngap: best known - score(X), nats per row (negative: above it). reached: gap <= 1e-3 and not degenerate.")
     for label, keep in [("all", lambda r: True)] + [(t, lambda r, t=t: r["covariance_type"] == t) for t in TYPES]:
@@ -627,6 +651,12 @@ def main():
         help="the overlapping mixture at 200,000 rows instead: seeds within 1e-4 of its best known optimum, passes",
     )
     parser.add_argument("--tmp", default=None, help="directory for --workloads' zarr stores")
+    parser.add_argument(
+        "--misses",
+        default=None,
+        metavar="FILE",
+        help="only the fits an earlier --out FILE records below the best known optimum, with --params",
+    )
     args = parser.parse_args()
     TOOLS["streamem"] = dict(TOOLS["streamem"], **json.loads(args.params))
     if args.workloads:
@@ -653,6 +683,9 @@ def main():
         select(names, types, _seeds(args.seeds or "0-9"), tools=[tool for tool in tools if tool != "sklearn"])
         return
     cache = read_cache()
+    if args.misses:
+        misses(args.misses, cache)
+        return
     if not args.reference:
         share(names, types, _seeds(args.seeds or "0-9"), cache, args.out, tools)
         return
