@@ -401,6 +401,7 @@ def test_verbose_logs_iterations(blobs, caplog):
     assert any(line.startswith("fit done") for line in lines)
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 def test_runs_unchanged_on_a_distributed_cluster(blobs):
     from distributed import Client, LocalCluster

@@ -58,6 +58,7 @@ def no_leftovers(directory):
     return not [p.name for p in directory.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_command_runs_as_a_process_as_it_does_in_process(workdir, tmp_path):
     """The entry point a user runs, in a new process: a fit equal to the in-process one, an
@@ -258,6 +259,7 @@ def test_progress_lines_quiet_and_json(workdir, tmp_path):
     assert records[-1]["n_passes"] == iterations[-1]["passes"]
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 def test_fit_on_local_worker_processes(workdir, tmp_path):
     result = ok(

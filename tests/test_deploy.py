@@ -36,6 +36,7 @@ def fit_options() -> set[str]:
     return set(re.findall(r"--[a-z][a-z-]+", help_text))
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 def test_local_recipe_runs_a_fit(tmp_path):
     port = free_port()

@@ -32,6 +32,8 @@ class _IterationWatch(logging.Handler):
                 self.reached.set()
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_scheduler_address_runs_the_fit_there(tmp_path, blobs):
     from distributed import LocalCluster
 
@@ -211,6 +213,8 @@ def test_losing_the_scheduler_raises_instead_of_hanging(tmp_path, how, error):
             process.wait()
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_chunks_anywhere_on_the_workers_give_the_bits_of_threads(monkeypatch):
     """Chunks kept on the workers are added where they are, one partial sum per worker:
     wherever they were put (all on one worker, where dask put them, by the fit itself), the

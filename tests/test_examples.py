@@ -34,6 +34,8 @@ def run(monkeypatch, capsys):
     return run
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_larger_than_memory(run, tmp_path):
     out = run("larger_than_memory.py", "--gigabytes", 0.01, "--n-components", 4, "--workdir", tmp_path, cwd=tmp_path)
     assert "converged=True" in out
@@ -41,6 +43,8 @@ def test_larger_than_memory(run, tmp_path):
         assert (tmp_path / name).exists(), name
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_choose_k_by_bic(run, tmp_path):
     out = run("choose_k_by_bic.py", "--n-samples", 4000, "--max-k", 6, "--out", tmp_path / "bic.png", cwd=tmp_path)
     assert "lowest BIC at K=5" in out
@@ -55,6 +59,8 @@ def test_real_data_versus_sklearn(run, tmp_path):
     assert "streamem" in out and "scikit-learn" in out
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_impute_missing_values(run, tmp_path):
     out = run("impute_missing_values.py", "--missing", 0.1, cwd=tmp_path)
     errors = out.split("imputation error (RMSE, standardised units): mixture ")[1]
@@ -80,6 +86,8 @@ def test_ingest_redis_stream(run, tmp_path, redis_server):
     assert error < 0.5
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_automatic_k(run, tmp_path):
     out = run(
         "automatic_k.py",

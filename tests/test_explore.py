@@ -164,6 +164,8 @@ def test_given_starts_labels_and_warm_starts_are_not_explored():
     assert refits[0].n_passes_ == refits[1].n_passes_
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_the_table_is_explored_on_one_sample_for_every_cell():
     X = _clusters(seed=6, spread=8.0, n_clusters=3)
     common = dict(covariance_type=["full", "diag"], random_state=0)
@@ -178,6 +180,8 @@ def test_the_table_is_explored_on_one_sample_for_every_cell():
         assert mine["log_likelihood"] >= theirs["log_likelihood"] - gap, (mine, theirs)
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_a_resumed_explored_fit_ends_as_an_uninterrupted_one(tmp_path):
     X = _clusters(seed=7)
     common = dict(explore_rows=2000, random_state=0, tol=0)
@@ -194,6 +198,7 @@ def test_a_bad_explore_rows_is_refused(value):
         streamem.GaussianMixture(2, explore_rows=value).fit(_clusters(n=200))
 
 
+@pytest.mark.long
 @pytest.mark.cluster
 def test_an_explored_fit_on_a_cluster_is_the_local_fit():
     from distributed import LocalCluster

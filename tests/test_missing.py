@@ -181,6 +181,8 @@ def test_missing_error_is_the_default(blobs):
         streamem.GaussianMixture(3, missing="drop").fit(blobs[0])
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_rows_ignored_are_kept_by_model_selection_and_by_save_and_load(tmp_path):
     X, _ = mixture_data(n_samples=1500, n_features=3, n_components=2, seed=5, spread=8)
     Xm = holes(X, 0.05, seed=6)

@@ -235,6 +235,8 @@ def _digits_plane():
     return PCA(2, svd_solver="full").fit_transform(load_digits().data / 16.0)
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_a_table_cell_reaches_the_optimum_its_neighbour_shows(monkeypatch):
     """On the digits' first two principal components, seven full components have an optimum
     (-2.10097 nats per row) that few starts reach, and that merging a pair of the eight

@@ -128,6 +128,8 @@ def test_more_starts_reach_a_better_optimum():
     assert max(gaps) > 1e-3  # and better somewhere
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_more_initialisations_never_end_lower():
     for seed in range(3):
         X = _overlapping(seed)
@@ -150,6 +152,8 @@ def test_each_number_of_components_draws_the_seeds_of_its_own_fit():
     assert seeds[2:] == alone and seeds[:2] == alone[:2]
 
 
+@pytest.mark.long
+@pytest.mark.slow
 @pytest.mark.parametrize("covariance_type", ["full", ["full", "diag"]])
 def test_every_cell_of_the_table_is_its_dedicated_fit(covariance_type):
     X = _overlapping(1, 2000)

@@ -30,6 +30,8 @@ def keys(prefix: str) -> list[str]:
     return sorted(fs.find(prefix))
 
 
+@pytest.mark.long
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_fit_save_load_predict_in_a_bucket_equal_the_same_on_local_disk(s3_server, tmp_path):
     X, _ = mixture_data(n_samples=4000)

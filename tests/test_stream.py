@@ -434,6 +434,8 @@ def test_cli_stream_from_zarr_then_info_and_predict(tmp_path):
     assert len(labels) == len(X) and set(np.unique(labels)) == {0, 1}
 
 
+@pytest.mark.long
+@pytest.mark.slow
 def test_stream_bad_input_exit_codes_as_a_subprocess(tmp_path):
     def stream(*args):
         command = [
