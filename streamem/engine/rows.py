@@ -12,7 +12,7 @@ import sys
 
 import dask
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from streamem.core.kernels import responsibilities_inplace
 from streamem.core.params import MixtureParams
@@ -186,6 +186,7 @@ def blas_per_task(n_chunks: int, n_values: float | None = None):
     share = (os.cpu_count() or 1) // n_chunks
     if n_values is not None and n_values / n_chunks < SMALL_TASK_VALUES:  # (False for an unknown size, NaN)
         share = 1
-    had = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
-    with threadpool_limits(limits=max(1, min(share, *had)), user_api="blas"):
+    blas = ThreadpoolController().select(user_api="blas")  # (one scan of the loaded libraries)
+    had = [library.num_threads for library in blas.lib_controllers]
+    with blas.limit(limits=max(1, min([share, *had]))):
         yield

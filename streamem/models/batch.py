@@ -39,11 +39,10 @@ from streamem.models.base import MixtureBase
 __all__ = ["BatchMixture", "set_fitted"]
 
 logger = logging.getLogger(__name__)
-#: iterations of each split-and-merge candidate before the best is chosen, when ``init_iter`` is None
-SHORT_RUN = 10
-#: ``init_iter="auto"``: the iterations of every start's and every move's short run, on data
-#: crowded with local optima (:func:`~streamem.engine.moves.crowded`) and otherwise
-CROWDED_INIT_ITER, INIT_ITER = 30, 10
+#: iterations of a short run (every start's and every move's) with ``init_iter="auto"``, and
+#: of every move's with ``init_iter=None``; on data crowded with local optima
+#: (:func:`~streamem.engine.moves.crowded`) ``CROWDED_SHORT_RUN`` with ``"auto"``
+SHORT_RUN, CROWDED_SHORT_RUN = 10, 30
 #: EM iterations of the sample's fit at most, and its convergence threshold at the finest
 EXPLORE_MAX_ITER = 100
 EXPLORE_TOL = 1e-3
@@ -479,13 +478,13 @@ class BatchMixture(MixtureBase):
 
     def _init_iter(self, chunked: ChunkedData, runs: list[FitState]) -> int | None:
         """The iterations of a start's or a move's short run: ``init_iter``, or with
-        ``"auto"`` :data:`CROWDED_INIT_ITER` where the rows are crowded with local optima for
+        ``"auto"`` :data:`CROWDED_SHORT_RUN` where the rows are crowded with local optima for
         the largest of the candidates' models (:func:`~streamem.engine.moves.crowded`) and
-        :data:`INIT_ITER` otherwise."""
+        :data:`SHORT_RUN` otherwise."""
         if self.init_iter != "auto":
             return self.init_iter
         n_parameters = max(run.params.n_parameters() for run in runs)
-        return CROWDED_INIT_ITER if crowded(chunked.X.shape[0], n_parameters) else INIT_ITER
+        return CROWDED_SHORT_RUN if crowded(chunked.X.shape[0], n_parameters) else SHORT_RUN
 
     def _split_merge_on(self, job: FitJob, runs: list[FitState]) -> bool:
         """Whether the fit makes split-and-merge moves: ``moves`` asks for them, and nothing
